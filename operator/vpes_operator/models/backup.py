@@ -1,0 +1,67 @@
+"""MailBackup: one backup of one PersonalMailServer (an immutable request)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import NAME_PATTERN, Condition, Model, x_validation
+
+
+class BackupMethod(StrEnum):
+    RESTIC = "Restic"
+
+
+class BackupTrigger(StrEnum):
+    MANUAL = "Manual"
+    SCHEDULE = "Schedule"
+    FINAL = "Final"
+
+
+class BackupPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class MailBackupSpec(Model):
+    """Which server to back up. A backup request never changes once made."""
+
+    server: str = Field(
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="Name of the PersonalMailServer, in this namespace, to back up.",
+    )
+    method: BackupMethod = Field(
+        default=BackupMethod.RESTIC, description="How the backup is taken: Restic."
+    )
+    trigger: BackupTrigger = Field(
+        default=BackupTrigger.MANUAL,
+        description="Why the backup exists: Manual, Schedule (the plan's) or Final (before "
+        "a server is removed).",
+    )
+
+
+IMMUTABLE_SPEC = [x_validation("self == oldSelf", "a backup request cannot be changed; create a new one")]
+
+
+class MailBackupStatus(Model):
+    phase: BackupPhase | None = Field(default=None, description="Pending, Running, Completed or Failed.")
+    message: str | None = Field(default=None, description="What happened, for a person.")
+    snapshot_id: str | None = Field(default=None, description="The restic snapshot id.")
+    size_bytes: int | None = Field(default=None, description="Bytes added to the repository.")
+    total_bytes: int | None = Field(default=None, description="Bytes of data backed up.")
+    files: int | None = Field(default=None, description="Files in the snapshot.")
+    started_at: datetime | None = Field(default=None, description="When the backup started.")
+    completed_at: datetime | None = Field(default=None, description="When it ended.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Completed and Failed, with reasons.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )

@@ -1,0 +1,135 @@
+"""Types shared by every vpes custom resource: naming, patterns, conditions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# A DNS name made of A-labels (IDNA-encoded once, at the edge): lowercase
+# letters, digits and hyphens, labels of 1..63, at least two labels, no
+# trailing dot. Unicode names are refused here: the panel encodes them.
+DOMAIN_BODY = r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+(xn--[a-z0-9-]{1,59}|[a-z]{2,63})"
+DOMAIN_PATTERN = rf"^{DOMAIN_BODY}$"
+# The local part we accept: dot-atoms of the usual safe characters. Quoted
+# local parts, '%' and '!' are refused on purpose (relay tricks).
+LOCAL_PART_PATTERN = r"[a-z0-9!#$&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$&'*+/=?^_`{|}~-]+)*"
+LOCAL_PART_ONLY_PATTERN = rf"^{LOCAL_PART_PATTERN}$"
+ADDRESS_PATTERN = rf"^{LOCAL_PART_PATTERN}@{DOMAIN_BODY}$"
+# An alias: a bare local part (that name in every domain) or a full address.
+ALIAS_PATTERN = rf"^{LOCAL_PART_PATTERN}(@{DOMAIN_BODY})?$"
+# The schemas hold Go RE2 patterns (no look-arounds); lengths are maxLength.
+# A Kubernetes object name (DNS-1123 subdomain, kept to a label so it can
+# prefix child names).
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Kubernetes resource quantity, e.g. 500m, 64Mi, 5Gi.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+BYTES_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+class Model(BaseModel):
+    """Base of every spec/status model: camelCase on the wire, no unknown fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+        validate_default=True,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, no unset optionals."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(Model):
+    """The standard Kubernetes condition shape (metav1.Condition)."""
+
+    type: str = Field(
+        description="Type of the condition, in CamelCase, e.g. Ready.",
+        max_length=316,
+        pattern=r"^[A-Z][A-Za-z0-9]*$",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(
+        description="Status of the condition: True, False or Unknown."
+    )
+    reason: str = Field(
+        description="A CamelCase constant saying why the condition is in this state.",
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+    )
+    message: str = Field(
+        default="",
+        description="What happened and, when something is wrong, what to do about it.",
+        max_length=32768,
+    )
+    last_transition_time: datetime = Field(
+        description="When the status last changed (not when it was last checked)."
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The .metadata.generation the condition was computed from.",
+    )
+
+
+class SecretKeyRef(Model):
+    """A key of a Secret in the same namespace."""
+
+    name: str = Field(
+        description="Name of the Secret, in the namespace of this object.",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
+    key: str = Field(
+        default="password",
+        description="Key within the Secret's data.",
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+    )
+
+
+class ResourceAmounts(Model):
+    cpu: str | None = Field(
+        default=None,
+        description="CPU, as a Kubernetes quantity (e.g. 50m).",
+        pattern=QUANTITY_PATTERN,
+        max_length=32,
+    )
+    memory: str | None = Field(
+        default=None,
+        description="Memory, as a Kubernetes quantity (e.g. 64Mi).",
+        pattern=QUANTITY_PATTERN,
+        max_length=32,
+    )
+
+
+class ComputeResources(Model):
+    """Requests and limits given to a tenant's mail server container."""
+
+    requests: ResourceAmounts = Field(
+        default_factory=lambda: ResourceAmounts(cpu="10m", memory="32Mi"),
+        description="What the scheduler reserves for the tenant.",
+    )
+    limits: ResourceAmounts = Field(
+        default_factory=lambda: ResourceAmounts(memory="128Mi"),
+        description="The most the tenant may use.",
+    )
+
+
+def x_validation(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
+    """One CEL rule (x-kubernetes-validations item)."""
+    out = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out

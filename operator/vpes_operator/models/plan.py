@@ -1,0 +1,110 @@
+"""MailPlan: what a plan sells and what it costs to run (cluster-scoped)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import BYTES_PATTERN, ComputeResources, Model, x_validation
+
+
+class AntispamLevel(StrEnum):
+    OFF = "Off"
+    STANDARD = "Standard"
+    STRICT = "Strict"
+
+
+class Retention(Model):
+    """How many backups of each age to keep (restic forget --keep-*)."""
+
+    daily: int = Field(default=7, ge=0, le=366, description="Daily snapshots to keep.")
+    weekly: int = Field(default=4, ge=0, le=520, description="Weekly snapshots to keep.")
+    monthly: int = Field(default=6, ge=0, le=1200, description="Monthly snapshots to keep.")
+
+
+class BackupPolicy(Model):
+    schedule: str = Field(
+        default="17 3 * * *",
+        description="When scheduled backups run, in cron syntax (five fields, UTC).",
+        max_length=100,
+        pattern=r"^(\S+\s+){4}\S+$",
+    )
+    retention: Retention = Field(default_factory=Retention, description="What to keep.")
+    enabled: bool = Field(default=True, description="Whether scheduled backups run at all.")
+
+
+class Features(Model):
+    webmail: bool = Field(default=True, description="Webmail (Roundcube) for the customer.")
+    calendar: bool = Field(default=False, description="Calendar and contacts (CalDAV/CardDAV).")
+    antispam: AntispamLevel = Field(
+        default=AntispamLevel.STANDARD, description="Inbound spam filtering: Off, Standard or Strict."
+    )
+    dedicated_address: bool = Field(
+        default=False,
+        description="Give each server of this plan its own LoadBalancer address.",
+    )
+
+
+class MailPlanSpec(Model):
+    """What a plan sells (limits a customer sees) and costs (resources a node pays)."""
+
+    display_name: str | None = Field(
+        default=None, max_length=100, description="Name shown to customers, e.g. 'Personal'."
+    )
+    resources: ComputeResources = Field(
+        default_factory=ComputeResources,
+        description="CPU and memory requests and limits of each tenant pod on this plan.",
+    )
+    storage: str = Field(
+        default="1Gi",
+        pattern=BYTES_PATTERN,
+        max_length=32,
+        description="Size of each tenant's volume (mail and indexes), e.g. 5Gi.",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="StorageClass of tenant volumes; the cluster default when unset.",
+    )
+    max_domains: int = Field(default=3, ge=1, le=100, description="Domains per server.")
+    max_mailboxes: int = Field(default=10, ge=1, le=1000, description="Mailboxes per server.")
+    default_quota: str = Field(
+        default="512Mi",
+        pattern=BYTES_PATTERN,
+        max_length=32,
+        description="Quota of a mailbox that does not set its own.",
+    )
+    max_message_size: str = Field(
+        default="25Mi",
+        pattern=BYTES_PATTERN,
+        max_length=32,
+        description="Largest message accepted or sent, e.g. 25Mi.",
+    )
+    outbound_per_hour: int = Field(
+        default=200, ge=0, le=1_000_000, description="Messages a server may send per hour."
+    )
+    backup: BackupPolicy = Field(default_factory=BackupPolicy, description="Backup schedule.")
+    features: Features = Field(default_factory=Features, description="What the plan includes.")
+    stripe_price_id: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^price_[A-Za-z0-9]+$",
+        description="The Stripe Price a customer pays for this plan (price_...).",
+    )
+
+
+PLAN_SPEC_VALIDATIONS = [
+    x_validation(
+        "!has(self.resources.limits.memory) || !has(self.resources.requests.memory) || "
+        "quantity(self.resources.limits.memory).compareTo("
+        "quantity(self.resources.requests.memory)) >= 0",
+        "resources.limits.memory must be at least resources.requests.memory",
+    ),
+    x_validation(
+        "!has(self.resources.limits.cpu) || !has(self.resources.requests.cpu) || "
+        "quantity(self.resources.limits.cpu).compareTo("
+        "quantity(self.resources.requests.cpu)) >= 0",
+        "resources.limits.cpu must be at least resources.requests.cpu",
+    ),
+]

@@ -1,0 +1,52 @@
+"""MailRestore: bring a server's mail back from a MailBackup (an immutable request)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import NAME_PATTERN, Condition, Model
+
+
+class RestorePhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class MailRestoreSpec(Model):
+    """Which backup to restore, into which server. Never changes once made."""
+
+    backup: str = Field(
+        max_length=253,
+        pattern=NAME_PATTERN,
+        description="Name of the MailBackup, in this namespace, to restore from.",
+    )
+    target: str = Field(
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="The PersonalMailServer to restore into: the backed-up one or a new one.",
+    )
+    overwrite: bool = Field(
+        default=False,
+        description="Allow restoring into a volume that already holds mail. Off by default: "
+        "a restore never overwrites mail unless asked to.",
+    )
+
+
+class MailRestoreStatus(Model):
+    phase: RestorePhase | None = Field(default=None, description="Pending, Running, Completed or Failed.")
+    message: str | None = Field(default=None, description="What happened, for a person.")
+    started_at: datetime | None = Field(default=None, description="When the restore started.")
+    completed_at: datetime | None = Field(default=None, description="When it ended.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Completed and Failed, with reasons.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )

@@ -1,0 +1,239 @@
+"""PersonalMailServer (pms): one customer's own mail server (namespaced)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from .common import (
+    ADDRESS_PATTERN,
+    BYTES_PATTERN,
+    DOMAIN_PATTERN,
+    ALIAS_PATTERN,
+    NAME_PATTERN,
+    Condition,
+    Model,
+    SecretKeyRef,
+    x_validation,
+)
+
+MAX_DOMAINS = 100
+MAX_MAILBOXES = 1000
+MAX_ALIASES = 50
+MAX_FORWARDS = 200
+MAX_FORWARD_TARGETS = 10
+
+Domain = Annotated[str, StringConstraints(pattern=DOMAIN_PATTERN, max_length=253)]
+Address = Annotated[str, StringConstraints(pattern=ADDRESS_PATTERN, max_length=254)]
+Alias = Annotated[str, StringConstraints(pattern=ALIAS_PATTERN, max_length=254)]
+
+
+class DNSMode(StrEnum):
+    MANAGED = "Managed"
+    MANUAL = "Manual"
+
+
+class Owner(Model):
+    """Who the server belongs to: where the provider reaches the customer."""
+
+    email: str = Field(
+        pattern=ADDRESS_PATTERN,
+        max_length=254,
+        description="The customer's contact address (outside this server).",
+    )
+    name: str | None = Field(default=None, max_length=200, description="The customer's name.")
+
+
+class Mailbox(Model):
+    """A mailbox a person logs in to over IMAP/POP3/SMTP submission."""
+
+    address: str = Field(
+        pattern=ADDRESS_PATTERN,
+        max_length=254,
+        description="The address and login, e.g. alice@example.org. Its domain must be "
+        "one of spec.domains.",
+    )
+    quota: str | None = Field(
+        default=None,
+        pattern=BYTES_PATTERN,
+        max_length=32,
+        description="Storage quota, e.g. 2Gi; the plan's defaultQuota when unset.",
+    )
+    aliases: list[Alias] = Field(
+        default_factory=list,
+        max_length=MAX_ALIASES,
+        description="Other addresses delivered to this mailbox. A bare local part "
+        "(e.g. 'info') means that name in every domain of the server.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="The Secret key holding this mailbox's password. When unset, the "
+        "operator generates one and shows it once in the Secret <server>-initial-passwords.",
+    )
+    display_name: str | None = Field(default=None, max_length=200, description="Shown name.")
+
+
+class Forward(Model):
+    """Mail to an address of the server sent on to other addresses."""
+
+    from_: str = Field(
+        alias="from",
+        pattern=ADDRESS_PATTERN,
+        max_length=254,
+        description="The address to forward; its domain must be one of spec.domains.",
+    )
+    to: list[Address] = Field(
+        min_length=1,
+        max_length=MAX_FORWARD_TARGETS,
+        description="Where the mail goes.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class DNSSettings(Model):
+    mode: DNSMode = Field(
+        default=DNSMode.MANAGED,
+        description="Managed: the provider's DNS publishes the records. Manual: the customer "
+        "publishes them; status.dnsRecords says exactly what.",
+    )
+    provider: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="Which configured DNS provider publishes the records; the default "
+        "when unset.",
+    )
+
+
+class PersonalMailServerSpec(Model):
+    """The desired state of one customer's mail server."""
+
+    plan: str = Field(
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="Name of the MailPlan this server is sold on.",
+    )
+    owner: Owner = Field(description="The customer.")
+    domains: list[Domain] = Field(
+        min_length=1,
+        max_length=MAX_DOMAINS,
+        description="Mail domains this server receives mail for, IDNA-encoded, lowercase "
+        "(e.g. example.org, xn--bcher-kva.example).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    mailboxes: list[Mailbox] = Field(
+        default_factory=list,
+        max_length=MAX_MAILBOXES,
+        description="The mailboxes; each address appears once.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["address"],
+        },
+    )
+    forwards: list[Forward] = Field(
+        default_factory=list,
+        max_length=MAX_FORWARDS,
+        description="Addresses whose mail is forwarded elsewhere.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["from"],
+        },
+    )
+    dns: DNSSettings = Field(default_factory=DNSSettings, description="How DNS is published.")
+    suspended: bool = Field(
+        default=False,
+        description="Stop the server (scale to zero) keeping all its mail and settings.",
+    )
+
+
+def _domain_of(var: str) -> str:
+    return f"{var}.substring({var}.indexOf('@') + 1)"
+
+
+SERVER_SPEC_VALIDATIONS = [
+    x_validation(
+        f"self.mailboxes.all(m, {_domain_of('m.address')} in self.domains)",
+        "every mailbox address must belong to one of spec.domains; add its domain to "
+        "spec.domains or fix the address",
+        field_path=".mailboxes",
+    ),
+    x_validation(
+        f"self.forwards.all(f, {_domain_of('f.from')} in self.domains)",
+        "every forward's 'from' address must belong to one of spec.domains",
+        field_path=".forwards",
+    ),
+    x_validation(
+        "self.forwards.all(f, !self.mailboxes.exists(m, m.address == f.from))",
+        "a forward's 'from' address must not also be a mailbox; use a mailbox alias or "
+        "remove the mailbox",
+        field_path=".forwards",
+    ),
+]
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    READY = "Ready"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+
+
+class Endpoints(Model):
+    imap_host: str | None = Field(default=None, description="IMAP host (port 993, TLS).")
+    smtp_host: str | None = Field(default=None, description="Submission host (465/587).")
+    service: str | None = Field(
+        default=None, description="The in-cluster Service of this server (host name)."
+    )
+    webmail_url: str | None = Field(default=None, description="Webmail address.")
+    panel_url: str | None = Field(default=None, description="The customer panel.")
+
+
+class DNSRecord(Model):
+    domain: str = Field(description="The customer domain this record serves.")
+    type: str = Field(description="Record type: MX, TXT, CNAME, SRV, TLSA.")
+    name: str = Field(description="Owner name, fully qualified, without the trailing dot.")
+    value: str = Field(description="Record data exactly as it must be published.")
+    ttl: int = Field(description="Time to live in seconds.")
+    purpose: str | None = Field(default=None, description="What the record is for.")
+
+
+class Usage(Model):
+    mailboxes: int = Field(default=0, description="Mailboxes configured.")
+    domains: int = Field(default=0, description="Domains configured.")
+    storage_requested: str | None = Field(default=None, description="Volume size.")
+    storage_used_bytes: int | None = Field(default=None, description="Bytes used, if known.")
+
+
+class BackupRef(Model):
+    name: str = Field(description="The MailBackup.")
+    completed_at: datetime | None = Field(default=None, description="When it completed.")
+    snapshot_id: str | None = Field(default=None, description="restic snapshot id.")
+
+
+class PersonalMailServerStatus(Model):
+    phase: Phase | None = Field(default=None, description="Where the server is in its life.")
+    message: str | None = Field(default=None, description="A one-line summary for a person.")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the status describes."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Provisioned, DNSPublished, DNSVerified, CertificateReady, "
+        "BackupHealthy, Deliverable.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    endpoints: Endpoints | None = Field(default=None, description="How to reach the server.")
+    dns_records: list[DNSRecord] = Field(
+        default_factory=list, description="Every DNS record the domains need, exactly."
+    )
+    usage: Usage | None = Field(default=None, description="What the server uses.")
+    last_backup: BackupRef | None = Field(default=None, description="Last good backup.")
