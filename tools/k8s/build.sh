@@ -7,7 +7,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${VPES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vpes}
-key=$(cat "$here/go.mod" "$here/go.sum" "$here/main.go" "$here/build.sh" | sha256sum | cut -c1-16)
+key=$(cat "$here/go.mod" "$here/go.sum" "$here/main.go" "$here/kwok/go.mod" "$here/kwok/go.sum" "$here/build.sh" \
+  | sha256sum | cut -c1-16)
 out="$cache_root/k8s-$key"
 if [[ -x "$out/bin/vpes-k8s" && -x "$out/bin/helm" && -x "$out/bin/kwok" && -f "$out/.complete" ]]; then
   echo "$out/bin"
@@ -19,7 +20,7 @@ k8s_version=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/go.mod")
 major=$(echo "${k8s_version#v}" | cut -d. -f1)
 minor=$(echo "${k8s_version#v}" | cut -d. -f2)
 helm_version=$(awk '$1=="helm.sh/helm/v3"{print $2; exit}' "$here/go.mod")
-kwok_version=$(awk '$1=="sigs.k8s.io/kwok"{print $2; exit}' "$here/go.mod")
+kwok_version=$(awk '$2=="sigs.k8s.io/kwok"{print $3; exit}' "$here/kwok/go.mod")
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 kv=""
@@ -41,7 +42,7 @@ export CGO_ENABLED=0 GOFLAGS=-mod=readonly
 echo "building control plane $k8s_version, helm $helm_version, kwok $kwok_version into $out (first time only; ~20 min on 2 cores)" >&2
 go build -trimpath -ldflags "-s -w $kv" -o "$tmp/bin/vpes-k8s" .
 go build -trimpath -ldflags "-s -w $kv $hv" -o "$tmp/bin/helm" helm.sh/helm/v3/cmd/helm
-go build -trimpath -ldflags "-s -w $kv $wv" -o "$tmp/bin/kwok" sigs.k8s.io/kwok/cmd/kwok
+(cd kwok && go build -trimpath -ldflags "-s -w $wv" -o "$tmp/bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
 for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   ln -s vpes-k8s "$tmp/bin/$c"
 done

@@ -6,5 +6,4 @@ package main
 
 import (
 	_ "helm.sh/helm/v3/cmd/helm"
-	_ "sigs.k8s.io/kwok/cmd/kwok"
 )
