@@ -61,9 +61,7 @@ class OperatorSettings(BaseModel):
             if "tuple" in ann:
                 values[name] = tuple(v.strip() for v in raw.split(",") if v.strip())
             elif "dict" in ann:
-                values[name] = dict(
-                    item.split("=", 1) for item in raw.split(",") if "=" in item
-                )
+                values[name] = dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
             else:
                 values[name] = raw
         return cls.model_validate(values)

@@ -45,11 +45,15 @@ class MailBackupSpec(Model):
     )
 
 
-IMMUTABLE_SPEC = [x_validation("self == oldSelf", "a backup request cannot be changed; create a new one")]
+IMMUTABLE_SPEC = [
+    x_validation("self == oldSelf", "a backup request cannot be changed; create a new one")
+]
 
 
 class MailBackupStatus(Model):
-    phase: BackupPhase | None = Field(default=None, description="Pending, Running, Completed or Failed.")
+    phase: BackupPhase | None = Field(
+        default=None, description="Pending, Running, Completed or Failed."
+    )
     message: str | None = Field(default=None, description="What happened, for a person.")
     snapshot_id: str | None = Field(default=None, description="The restic snapshot id.")
     size_bytes: int | None = Field(default=None, description="Bytes added to the repository.")

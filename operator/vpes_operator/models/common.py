@@ -127,6 +127,16 @@ class ComputeResources(Model):
     )
 
 
+def friendly(message: str) -> dict[str, Any]:
+    """json_schema_extra for a pattern whose failure a person should understand.
+
+    The CRD generator turns the pattern into a CEL rule with this message, so
+    the API server answers "must be a domain name like example.org" instead of
+    quoting a regular expression.
+    """
+    return {"x-vpes-message": message}
+
+
 def x_validation(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
     """One CEL rule (x-kubernetes-validations item)."""
     out = {"rule": rule, "message": message}

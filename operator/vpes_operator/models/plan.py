@@ -38,7 +38,8 @@ class Features(Model):
     webmail: bool = Field(default=True, description="Webmail (Roundcube) for the customer.")
     calendar: bool = Field(default=False, description="Calendar and contacts (CalDAV/CardDAV).")
     antispam: AntispamLevel = Field(
-        default=AntispamLevel.STANDARD, description="Inbound spam filtering: Off, Standard or Strict."
+        default=AntispamLevel.STANDARD,
+        description="Inbound spam filtering: Off, Standard or Strict.",
     )
     dedicated_address: bool = Field(
         default=False,

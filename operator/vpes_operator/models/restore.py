@@ -38,7 +38,9 @@ class MailRestoreSpec(Model):
 
 
 class MailRestoreStatus(Model):
-    phase: RestorePhase | None = Field(default=None, description="Pending, Running, Completed or Failed.")
+    phase: RestorePhase | None = Field(
+        default=None, description="Pending, Running, Completed or Failed."
+    )
     message: str | None = Field(default=None, description="What happened, for a person.")
     started_at: datetime | None = Field(default=None, description="When the restore started.")
     completed_at: datetime | None = Field(default=None, description="When it ended.")

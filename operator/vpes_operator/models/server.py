@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
 from .common import (
     ADDRESS_PATTERN,
+    ALIAS_PATTERN,
     BYTES_PATTERN,
     DOMAIN_PATTERN,
-    ALIAS_PATTERN,
     NAME_PATTERN,
     Condition,
     Model,
     SecretKeyRef,
+    friendly,
     x_validation,
 )
 
@@ -27,9 +27,29 @@ MAX_ALIASES = 50
 MAX_FORWARDS = 200
 MAX_FORWARD_TARGETS = 10
 
-Domain = Annotated[str, StringConstraints(pattern=DOMAIN_PATTERN, max_length=253)]
-Address = Annotated[str, StringConstraints(pattern=ADDRESS_PATTERN, max_length=254)]
-Alias = Annotated[str, StringConstraints(pattern=ALIAS_PATTERN, max_length=254)]
+DOMAIN_MESSAGE = (
+    "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
+)
+ADDRESS_MESSAGE = (
+    "must be a lowercase mail address such as alice@example.org (no quotes, '%', '!' or "
+    "IP literals)"
+)
+ALIAS_MESSAGE = "must be a local part such as 'info' or a full address such as info@example.org"
+Domain = Annotated[
+    str,
+    StringConstraints(pattern=DOMAIN_PATTERN, max_length=253),
+    Field(json_schema_extra=friendly(DOMAIN_MESSAGE)),
+]
+Address = Annotated[
+    str,
+    StringConstraints(pattern=ADDRESS_PATTERN, max_length=254),
+    Field(json_schema_extra=friendly(ADDRESS_MESSAGE)),
+]
+Alias = Annotated[
+    str,
+    StringConstraints(pattern=ALIAS_PATTERN, max_length=254),
+    Field(json_schema_extra=friendly(ALIAS_MESSAGE)),
+]
 
 
 class DNSMode(StrEnum):
@@ -40,9 +60,7 @@ class DNSMode(StrEnum):
 class Owner(Model):
     """Who the server belongs to: where the provider reaches the customer."""
 
-    email: str = Field(
-        pattern=ADDRESS_PATTERN,
-        max_length=254,
+    email: Address = Field(
         description="The customer's contact address (outside this server).",
     )
     name: str | None = Field(default=None, max_length=200, description="The customer's name.")
@@ -51,9 +69,7 @@ class Owner(Model):
 class Mailbox(Model):
     """A mailbox a person logs in to over IMAP/POP3/SMTP submission."""
 
-    address: str = Field(
-        pattern=ADDRESS_PATTERN,
-        max_length=254,
+    address: Address = Field(
         description="The address and login, e.g. alice@example.org. Its domain must be "
         "one of spec.domains.",
     )
@@ -61,7 +77,17 @@ class Mailbox(Model):
         default=None,
         pattern=BYTES_PATTERN,
         max_length=32,
-        description="Storage quota, e.g. 2Gi; the plan's defaultQuota when unset.",
+        description="Storage quota, e.g. 2Gi, from 1Mi to 16Ti; the plan's defaultQuota "
+        "when unset.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                x_validation(
+                    "quantity(self).compareTo(quantity('1Mi')) >= 0 && "
+                    "quantity(self).compareTo(quantity('16Ti')) <= 0",
+                    "quota must be between 1Mi and 16Ti",
+                )
+            ]
+        },
     )
     aliases: list[Alias] = Field(
         default_factory=list,
@@ -81,10 +107,8 @@ class Mailbox(Model):
 class Forward(Model):
     """Mail to an address of the server sent on to other addresses."""
 
-    from_: str = Field(
+    from_: Address = Field(
         alias="from",
-        pattern=ADDRESS_PATTERN,
-        max_length=254,
         description="The address to forward; its domain must be one of spec.domains.",
     )
     to: list[Address] = Field(
@@ -105,8 +129,7 @@ class DNSSettings(Model):
         default=None,
         max_length=63,
         pattern=NAME_PATTERN,
-        description="Which configured DNS provider publishes the records; the default "
-        "when unset.",
+        description="Which configured DNS provider publishes the records; the default when unset.",
     )
 
 
@@ -117,6 +140,7 @@ class PersonalMailServerSpec(Model):
         max_length=63,
         pattern=NAME_PATTERN,
         description="Name of the MailPlan this server is sold on.",
+        json_schema_extra=friendly("must be the name of a MailPlan (lowercase, digits, '-')"),
     )
     owner: Owner = Field(description="The customer.")
     domains: list[Domain] = Field(
@@ -157,17 +181,18 @@ def _domain_of(var: str) -> str:
 
 SERVER_SPEC_VALIDATIONS = [
     x_validation(
-        f"self.mailboxes.all(m, {_domain_of('m.address')} in self.domains)",
+        f"!has(self.mailboxes) || self.mailboxes.all(m, {_domain_of('m.address')} in self.domains)",
         "every mailbox address must belong to one of spec.domains; add its domain to "
         "spec.domains or fix the address",
         field_path=".mailboxes",
     ),
     x_validation(
-        f"self.forwards.all(f, {_domain_of('f.from')} in self.domains)",
+        f"!has(self.forwards) || self.forwards.all(f, {_domain_of('f.from')} in self.domains)",
         "every forward's 'from' address must belong to one of spec.domains",
         field_path=".forwards",
     ),
     x_validation(
+        "!has(self.forwards) || !has(self.mailboxes) || "
         "self.forwards.all(f, !self.mailboxes.exists(m, m.address == f.from))",
         "a forward's 'from' address must not also be a mailbox; use a mailbox alias or "
         "remove the mailbox",

@@ -1,0 +1,71 @@
+# vpes - every set-up step lives here; nothing is installed by hand.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+STATE ?= .state
+export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
+
+.PHONY: help install k8s crds crds-check lint fmt typecheck test test-unit test-integration \
+        test-images test-e2e cluster cluster-down demo demo-down bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv with the project and its test tools
+
+k8s: ## build (once, then cached in ~/.cache/vpes) etcd, kube-*, kubectl, kwok, helm
+	@bash tools/k8s/build.sh >/dev/null
+
+crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the pydantic models
+	$(PY) -m vpes_operator.crdgen --out crds
+
+crds-check: $(STAMP)
+	$(PY) -m vpes_operator.crdgen --out crds --check
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: install k8s ## install what the tests need, then run every tier
+	$(VENV)/bin/pytest tests
+
+test-unit: install ## the fast tier: no servers
+	$(VENV)/bin/pytest -m unit tests/unit
+
+test-integration: install k8s ## against a real control plane
+	$(VENV)/bin/pytest -m integration tests/integration
+
+cluster: install k8s ## start a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)
+	$(VENV)/bin/vpes-cluster up --state $(STATE)/cluster
+
+cluster-down: install ## stop exactly what `make cluster` started
+	$(VENV)/bin/vpes-cluster down --state $(STATE)/cluster
+
+demo: install k8s ## control plane + CRDs + operator + a sample customer, until it is Ready
+	$(PY) -m vpes_devcluster.demo up --state $(STATE)/demo
+
+demo-down: install ## stop the demo
+	$(PY) -m vpes_devcluster.demo down --state $(STATE)/demo
+
+bench: install k8s ## benchmarks (figures, not pass/fail)
+	$(PY) -m bench.reconcile
+
+clean: ## remove the venv and local state (not the binary cache)
+	rm -rf $(VENV) $(STATE)

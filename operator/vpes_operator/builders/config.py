@@ -1,0 +1,60 @@
+"""The ConfigMap and Secrets of a server: rendered configuration and secret material."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import naming
+from ..credentials import HASHES_KEY, Material, dkim_key_name
+from .meta import Owner, metadata
+
+
+def config_map(owner: Owner, files: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(owner, naming.config_map(owner.name)),
+        "data": dict(sorted(files.items())),
+    }
+
+
+def credentials_secret(owner: Owner, material: Material, passwd: str) -> dict[str, Any]:
+    """Password hashes (never plaintext), DKIM keys and the TLS key pair."""
+    data = {
+        "passwd": passwd,
+        HASHES_KEY: material.hashes_document(),
+        "tls.crt": material.tls_cert,
+        "tls.key": material.tls_key,
+    }
+    for domain, pem in sorted(material.dkim_keys.items()):
+        data[dkim_key_name(domain)] = pem
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(owner, naming.credentials_secret(owner.name)),
+        "stringData": data,
+    }
+
+
+def initial_passwords_secret(owner: Owner, passwords: dict[str, str]) -> dict[str, Any]:
+    """Generated passwords, shown once: the operator never writes them again.
+
+    `passwords.json` maps each address to its password. Delete the Secret once
+    the passwords are handed over; the operator keeps only their hashes.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(
+            owner,
+            naming.initial_passwords_secret(owner.name),
+            annotations={
+                "vpes.io/description": "Generated mailbox passwords, shown once. Hand them "
+                "to the customer, then delete this Secret."
+            },
+        ),
+        "stringData": {"passwords.json": json.dumps(dict(sorted(passwords.items())), indent=1)},
+    }

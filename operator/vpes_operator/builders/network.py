@@ -1,0 +1,94 @@
+"""How a server is reached: its Service, and the NetworkPolicy that isolates it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import naming
+from ..settings import OperatorSettings
+from .meta import Owner, metadata
+from .ports import TENANT_PORTS
+
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
+
+
+def service(owner: Owner, *, dedicated_address: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": naming.selector_labels(owner.name),
+        "ports": [
+            {"name": p.name, "port": p.port, "targetPort": p.name, "protocol": "TCP"}
+            for p in TENANT_PORTS
+        ],
+    }
+    if dedicated_address:
+        # A plan that sells its own address: the real client IP must survive.
+        spec["type"] = "LoadBalancer"
+        spec["externalTrafficPolicy"] = "Local"
+    else:
+        spec["type"] = "ClusterIP"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, naming.service(owner.name)),
+        "spec": spec,
+    }
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"matchLabels": {"kubernetes.io/metadata.name": name}}
+
+
+def network_policy(
+    owner: Owner, settings: OperatorSettings, *, dedicated_address: bool
+) -> dict[str, Any]:
+    """Only the edge and the operator reach the pod; it reaches DNS and the relay.
+
+    Other tenants, even in the same namespace, are not among the allowed peers.
+    """
+    platform = [
+        {
+            "namespaceSelector": _namespace(settings.operator_namespace),
+            "podSelector": {"matchLabels": dict(settings.edge_pod_labels)},
+        },
+        {
+            "namespaceSelector": _namespace(settings.operator_namespace),
+            "podSelector": {"matchLabels": dict(settings.operator_pod_labels)},
+        },
+    ]
+    ingress: list[dict[str, Any]] = [
+        {"from": platform, "ports": [{"port": p.name, "protocol": "TCP"} for p in TENANT_PORTS]}
+    ]
+    if dedicated_address:
+        ingress.append(
+            {
+                "from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                "ports": [{"port": p.name, "protocol": "TCP"} for p in TENANT_PORTS],
+            }
+        )
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"namespaceSelector": _namespace(settings.cluster_dns_namespace)}],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        },
+        {"to": platform[:1]},
+    ]
+    if not settings.relay_host:
+        # No relay configured: the server delivers outbound mail itself, to the
+        # internet only (never to other pods).
+        egress.append(
+            {
+                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                "ports": [{"port": 25, "protocol": "TCP"}],
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, naming.network_policy(owner.name)),
+        "spec": {
+            "podSelector": {"matchLabels": naming.selector_labels(owner.name)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        },
+    }

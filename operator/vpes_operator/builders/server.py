@@ -1,0 +1,60 @@
+"""Everything one PersonalMailServer becomes, as a list of objects to apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import render
+from ..credentials import Material
+from ..models.plan import MailPlanSpec
+from ..models.server import PersonalMailServerSpec
+from ..quantity import parse_bytes
+from ..settings import OperatorSettings
+from . import config, network, storage, workload
+from .meta import Owner
+
+
+@dataclass(frozen=True)
+class ServerInputs:
+    """The inputs of a build: the server, its plan, the platform, and observed facts."""
+
+    owner: Owner
+    spec: PersonalMailServerSpec
+    plan: MailPlanSpec
+    settings: OperatorSettings
+    material: Material
+    # The size the volume already has: a volume never shrinks.
+    current_storage: str | None = None
+
+
+def volume_size(plan_storage: str, current: str | None) -> str:
+    if current and parse_bytes(current) > parse_bytes(plan_storage):
+        return current
+    return plan_storage
+
+
+def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
+    """The server's children in apply order (config and volume before the workload)."""
+    owner, spec, plan, settings = inputs.owner, inputs.spec, inputs.plan, inputs.settings
+    ctx = render.build_context(owner.name, owner.namespace, spec, plan, settings)
+    dedicated = plan.features.dedicated_address
+    objects = [
+        config.config_map(owner, render.render_config(ctx)),
+        config.credentials_secret(
+            owner, inputs.material, render.render_passwd(ctx, inputs.material.password_hashes)
+        ),
+        storage.volume_claim(
+            owner,
+            volume_size(plan.storage, inputs.current_storage),
+            plan.storage_class_name or settings.storage_class_name,
+        ),
+        network.service(owner, dedicated_address=dedicated),
+        network.network_policy(owner, settings, dedicated_address=dedicated),
+        workload.statefulset(owner, plan, settings, suspended=spec.suspended),
+    ]
+    if inputs.material.generated_passwords:
+        objects.insert(
+            2, config.initial_passwords_secret(owner, inputs.material.generated_passwords)
+        )
+    return objects

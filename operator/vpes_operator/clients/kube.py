@@ -1,0 +1,234 @@
+"""A small Kubernetes API client: server-side apply, get, delete, status updates.
+
+Built on the `kubernetes` package's configuration and connection pool, but
+speaking the REST paths directly so that every kind is applied the same way
+(server-side apply with one field manager and forced ownership).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import kubernetes
+
+from .. import GROUP, VERSION
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced:
+            if namespace is None:
+                raise ValueError(f"{self.kind} is namespaced")
+            base += f"/namespaces/{quote(namespace)}"
+        base += f"/{self.plural}"
+        return f"{base}/{quote(name)}" if name else base
+
+
+_API = f"{GROUP}/{VERSION}"
+RESOURCES: dict[tuple[str, str], Resource] = {
+    (r.api_version, r.kind): r
+    for r in [
+        Resource("v1", "ConfigMap", "configmaps"),
+        Resource("v1", "Secret", "secrets"),
+        Resource("v1", "Service", "services"),
+        Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+        Resource("v1", "Namespace", "namespaces", namespaced=False),
+        Resource("v1", "Pod", "pods"),
+        Resource("apps/v1", "StatefulSet", "statefulsets"),
+        Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+        Resource(_API, "PersonalMailServer", "personalmailservers"),
+        Resource(_API, "MailPlan", "mailplans", namespaced=False),
+        Resource(_API, "MailBackup", "mailbackups"),
+        Resource(_API, "MailRestore", "mailrestores"),
+    ]
+}
+
+
+def resource(api_version: str, kind: str) -> Resource:
+    try:
+        return RESOURCES[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"unknown kind {api_version}/{kind}") from None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str, method: str, path: str) -> None:
+        self.status = status
+        self.body = body
+        try:
+            doc = json.loads(body)
+            self.reason = str(doc.get("reason", ""))
+            self.message = str(doc.get("message", body))
+        except (json.JSONDecodeError, AttributeError):
+            self.reason, self.message = "", body
+        super().__init__(f"{method} {path}: {status} {self.reason}: {self.message}")
+
+
+class Kube:
+    """Thread-safe API access for the operator's (synchronous) handlers."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, field_manager: str) -> None:
+        self.api = api
+        self.field_manager = field_manager
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, field_manager: str, pool_size: int = 32) -> Kube:
+        config = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=config)
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=config)
+        config.connection_pool_maxsize = pool_size
+        return cls(kubernetes.client.ApiClient(config), field_manager)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> JSON:
+        url_path = path + ("?" + urlencode(query) if query else "")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, hdrs, _, _ = self.api.param_serialize(
+            method=method,
+            resource_path=url_path,
+            header_params=headers,
+            body=None,
+            auth_settings=["BearerToken"],
+        )
+        payload = json.dumps(body) if body is not None else None
+        resp = self.api.call_api(
+            method, url, header_params=hdrs, body=payload, _request_timeout=timeout
+        )
+        data = resp.read()
+        text = data.decode() if isinstance(data, bytes) else str(data or "")
+        if not 200 <= resp.status < 300:
+            raise ApiError(resp.status, text, method, path)
+        result: JSON = json.loads(text) if text else {}
+        return result
+
+    # -- objects ---------------------------------------------------------------
+
+    def apply(self, obj: JSON, *, force: bool = True) -> JSON:
+        """Server-side apply: the object becomes exactly what we own of it."""
+        meta = obj["metadata"]
+        res = resource(obj["apiVersion"], obj["kind"])
+        query = {"fieldManager": self.field_manager, "fieldValidation": "Strict"}
+        if force:
+            query["force"] = "true"
+        return self.request(
+            "PATCH",
+            res.path(meta.get("namespace"), meta["name"]),
+            body=obj,
+            query=query,
+            content_type="application/apply-patch+yaml",
+        )
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
+        try:
+            return self.request("GET", resource(api_version, kind).path(namespace, name))
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, *, labels: str = ""
+    ) -> list[JSON]:
+        res = resource(api_version, kind)
+        path = (
+            res.path(namespace)
+            if namespace or not res.namespaced
+            else (("/api/v1" if api_version == "v1" else f"/apis/{api_version}") + f"/{res.plural}")
+        )
+        query = {"labelSelector": labels} if labels else None
+        items: list[JSON] = self.request("GET", path, query=query).get("items", [])
+        return items
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        try:
+            self.request("DELETE", resource(api_version, kind).path(namespace, name))
+            return True
+        except ApiError as e:
+            if e.status == 404:
+                return False
+            raise
+
+    def patch_metadata(
+        self, api_version: str, kind: str, namespace: str | None, name: str, patch: JSON
+    ) -> JSON:
+        return self.request(
+            "PATCH",
+            resource(api_version, kind).path(namespace, name),
+            body={"metadata": patch},
+            content_type="application/merge-patch+json",
+        )
+
+    def update_status(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        mutate: Callable[[JSON], JSON | None],
+        *,
+        attempts: int = 8,
+    ) -> JSON | None:
+        """Read, let `mutate` compute the new status from the object, write it.
+
+        Optimistic concurrency: the write carries the resourceVersion it was
+        computed from and is redone on a conflict. `mutate` returns None when
+        nothing changes; then nothing is written. Returns the object written,
+        or None if nothing was (or the object is gone).
+        """
+        res = resource(api_version, kind)
+        path = res.path(namespace, name)
+        for attempt in range(attempts):
+            obj = self.get(api_version, kind, namespace, name)
+            if obj is None:
+                return None
+            status = mutate(obj)
+            if status is None:
+                return None
+            body = {
+                "apiVersion": api_version,
+                "kind": kind,
+                "metadata": {"name": name, "resourceVersion": obj["metadata"]["resourceVersion"]},
+                "status": status,
+            }
+            if namespace:
+                body["metadata"]["namespace"] = namespace
+            try:
+                return self.request(
+                    "PATCH",
+                    path + "/status",
+                    body=body,
+                    content_type="application/merge-patch+json",
+                )
+            except ApiError as e:
+                if e.status == 404:
+                    return None
+                if e.status != 409 or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return None

@@ -1,0 +1,134 @@
+"""Gather the secret material of a server: keep what exists, make only what is missing.
+
+Key generation and password hashing are slow on purpose, so a reconcile reuses
+everything already stored in the server's credentials Secret and makes new
+material only for a new domain, a new mailbox or a changed password.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import crypto
+from .errors import WaitingError
+from .models.server import PersonalMailServerSpec
+
+# Reads one key of a Secret in the server's namespace: (name, key) →
+# (value, resourceVersion), or None when the Secret or the key is missing.
+SecretReader = Callable[[str, str], tuple[str, str] | None]
+
+HASHES_KEY = "password-hashes.json"
+GENERATED = "generated"
+
+
+@dataclass
+class Material:
+    """Everything secret a server's build needs."""
+
+    password_hashes: dict[str, str] = field(default_factory=dict)
+    password_sources: dict[str, str] = field(default_factory=dict)
+    generated_passwords: dict[str, str] = field(default_factory=dict)
+    dkim_keys: dict[str, str] = field(default_factory=dict)
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def hashes_document(self) -> str:
+        doc = {
+            a: {"hash": self.password_hashes[a], "source": self.password_sources[a]}
+            for a in sorted(self.password_hashes)
+        }
+        return json.dumps(doc, sort_keys=True, indent=1)
+
+
+def dkim_key_name(domain: str) -> str:
+    return f"dkim-{domain}.key"
+
+
+def tls_names(spec: PersonalMailServerSpec, service_host: str) -> list[str]:
+    return [service_host, *(f"mail.{d}" for d in sorted(spec.domains))]
+
+
+def gather(
+    spec: PersonalMailServerSpec,
+    stored: dict[str, str],
+    read_secret: SecretReader,
+    *,
+    service_host: str,
+    bcrypt_rounds: int,
+    dkim_bits: int,
+) -> Material:
+    """The material for `spec`, from what is `stored` (decoded Secret data) plus what is new."""
+    m = Material()
+    previous = _previous_hashes(stored)
+    missing: list[str] = []
+    for mailbox in spec.mailboxes:
+        address = mailbox.address
+        old = previous.get(address)
+        ref = mailbox.password_secret_ref
+        if ref is None:
+            if old and old["source"] == GENERATED:
+                m.password_hashes[address] = old["hash"]
+            else:
+                password = crypto.generate_password()
+                m.generated_passwords[address] = password
+                m.password_hashes[address] = crypto.hash_password(password, bcrypt_rounds)
+            m.password_sources[address] = GENERATED
+            continue
+        found = read_secret(ref.name, ref.key)
+        if found is None:
+            missing.append(f"{address} (Secret {ref.name!r}, key {ref.key!r})")
+            if old:  # keep the last good password working while the Secret is missing
+                m.password_hashes[address] = old["hash"]
+                m.password_sources[address] = old["source"]
+            continue
+        value, version = found
+        source = f"secret:{ref.name}/{ref.key}@{version}"
+        if old and old["source"] == source:
+            m.password_hashes[address] = old["hash"]
+        else:
+            m.password_hashes[address] = crypto.hash_password(value, bcrypt_rounds)
+        m.password_sources[address] = source
+
+    for domain in sorted(spec.domains):
+        pem = stored.get(dkim_key_name(domain))
+        m.dkim_keys[domain] = pem or crypto.generate_dkim_key(dkim_bits)
+
+    names = tls_names(spec, service_host)
+    cert, key = stored.get("tls.crt", ""), stored.get("tls.key", "")
+    if cert and key and crypto.certificate_names(cert) == set(names):
+        m.tls_cert, m.tls_key = cert, key
+    else:
+        m.tls_cert, m.tls_key = crypto.self_signed_certificate(names)
+
+    if missing:
+        raise MissingPasswordsError(m, missing)
+    return m
+
+
+class MissingPasswordsError(WaitingError):
+    """Some mailboxes name a password Secret that does not exist (yet)."""
+
+    def __init__(self, material: Material, missing: list[str]) -> None:
+        super().__init__(
+            "PasswordSecretMissing",
+            "no password for " + ", ".join(missing) + ": create the Secret with that key "
+            "in this namespace, or remove passwordSecretRef to have one generated",
+        )
+        self.material = material
+
+
+def _previous_hashes(stored: dict[str, str]) -> dict[str, dict[str, str]]:
+    raw = stored.get(HASHES_KEY)
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return {
+        a: {"hash": str(v["hash"]), "source": str(v["source"])}
+        for a, v in doc.items()
+        if isinstance(v, dict) and "hash" in v and "source" in v
+    }

@@ -1,0 +1,101 @@
+"""Key, certificate and password material (the only non-deterministic inputs of a build)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import secrets
+import string
+
+import bcrypt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+BLF_PREFIX = "{BLF-CRYPT}"
+
+
+def generate_password(length: int = 20) -> str:
+    """A random password a person can type (about 119 bits at 20 characters)."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+
+
+def hash_password(password: str, rounds: int) -> str:
+    """A Dovecot BLF-CRYPT hash ({BLF-CRYPT}$2y$...), never the plaintext."""
+    if not password:
+        raise ValueError("empty password")
+    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds, prefix=b"2b"))
+    # Dovecot documents $2y$; libxcrypt treats $2b$ and $2y$ alike.
+    return BLF_PREFIX + "$2y$" + digest.decode()[4:]
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    if not hashed.startswith(BLF_PREFIX + "$2y$"):
+        return False
+    raw = "$2b$" + hashed[len(BLF_PREFIX) + 4 :]
+    return bcrypt.checkpw(password.encode(), raw.encode())
+
+
+def generate_dkim_key(bits: int) -> str:
+    """An RSA private key in PKCS#8 PEM for DKIM signing."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def dkim_public_record(private_pem: str) -> str:
+    """The DKIM TXT record value (v=DKIM1; k=rsa; p=...) of a private key."""
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+
+
+def self_signed_certificate(
+    names: list[str], days: int = 825, now: dt.datetime | None = None
+) -> tuple[str, str]:
+    """A bootstrap certificate (ECDSA P-256) for the given DNS names: (cert PEM, key PEM)."""
+    if not names:
+        raise ValueError("a certificate needs at least one name")
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return cert_pem, key_pem
+
+
+def certificate_names(cert_pem: str) -> set[str]:
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return set()
+    return set(san.value.get_values_for_type(x509.DNSName))
+
+
+def certificate_expires(cert_pem: str) -> dt.datetime:
+    return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc

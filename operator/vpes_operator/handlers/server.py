@@ -1,0 +1,51 @@
+"""PersonalMailServer handlers: reconcile on create/update/resume, clean up on delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .. import GROUP, VERSION, reconcile
+from ..errors import ConfigError, WaitingError
+from .events import post_transitions
+
+PLURAL = "personalmailservers"
+
+
+@kopf.index(GROUP, VERSION, "mailplans")
+def plans(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
+    """MailPlans by name, kept in memory from their watch: no GET per reconcile."""
+    return {name: dict(spec)}
+
+
+def plan_spec(index: kopf.Index[str, dict[str, Any]], name: str) -> dict[str, Any] | None:
+    for spec in index.get(name, []):
+        return spec
+    return None
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_server(
+    body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, plans: kopf.Index[str, Any], **_: Any
+) -> None:
+    outcome = reconcile.reconcile(
+        memo.kube, memo.settings, dict(body), plan_spec(plans, spec.get("plan", ""))
+    )
+    post_transitions(body, outcome.events)
+    if isinstance(outcome.error, WaitingError):
+        raise kopf.TemporaryError(outcome.error.message, delay=outcome.error.delay)
+    if isinstance(outcome.error, ConfigError):
+        raise kopf.PermanentError(outcome.error.message)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def server_deleted(name: str, namespace: str, logger: kopf.Logger, **_: Any) -> None:
+    """Children inside the cluster go by owner references (garbage collection).
+
+    The finalizer this handler holds is where cleanup outside the cluster
+    (DNS records, stored objects) hooks in.
+    """
+    logger.info("server %s/%s deleted; its objects are garbage-collected", namespace, name)

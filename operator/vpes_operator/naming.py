@@ -1,0 +1,59 @@
+"""Deterministic names and labels of everything the operator creates."""
+
+from __future__ import annotations
+
+PREFIX = "vpes.io"
+FINALIZER = f"{PREFIX}/cleanup"
+MANAGED_BY = "vpes-operator"
+
+LABEL_SERVER = f"{PREFIX}/server"
+LABEL_PLAN = f"{PREFIX}/plan"
+LABEL_COMPONENT = f"{PREFIX}/component"
+ANNOTATION_PLAN_REVISION = f"{PREFIX}/plan-revision"
+ANNOTATION_PASSWORD_SOURCES = f"{PREFIX}/password-sources"
+
+TENANT_APP = "vpes-tenant"
+
+
+def statefulset(server: str) -> str:
+    return server
+
+
+def service(server: str) -> str:
+    return server
+
+
+def config_map(server: str) -> str:
+    return f"{server}-config"
+
+
+def credentials_secret(server: str) -> str:
+    return f"{server}-credentials"
+
+
+def initial_passwords_secret(server: str) -> str:
+    return f"{server}-initial-passwords"
+
+
+def volume_claim(server: str) -> str:
+    return f"{server}-mail"
+
+
+def network_policy(server: str) -> str:
+    return f"{server}-isolation"
+
+
+def selector_labels(server: str) -> dict[str, str]:
+    """Labels that pick out one server's pod; immutable once a StatefulSet exists."""
+    return {"app.kubernetes.io/name": TENANT_APP, LABEL_SERVER: server}
+
+
+def labels(server: str, plan: str) -> dict[str, str]:
+    """Labels on every child object of a server."""
+    return {
+        **selector_labels(server),
+        "app.kubernetes.io/instance": server,
+        "app.kubernetes.io/part-of": "vpes",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_PLAN: plan,
+    }

@@ -1,0 +1,234 @@
+"""Reconcile one PersonalMailServer: read, build, apply, report.
+
+Handlers call into this module; it is the only place that strings the pure
+builders and the API client together.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import API_VERSION, credentials, limits, naming, status
+from .builders import ServerInputs, desired_objects
+from .builders.meta import Owner
+from .clients.kube import ApiError, Kube
+from .conditions import Cond, transitions
+from .errors import ConfigError, ReconcileError, WaitingError
+from .models.plan import MailPlanSpec
+from .models.server import Endpoints, PersonalMailServerSpec, Usage
+from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+PMS = "PersonalMailServer"
+
+
+@dataclass
+class Outcome:
+    """What a reconcile did: the new status and the condition transitions to report."""
+
+    status: dict[str, Any]
+    events: list[dict[str, Any]]
+    error: ReconcileError | None = None
+
+
+def _decode(secret: dict[str, Any] | None) -> dict[str, str]:
+    if not secret:
+        return {}
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def _secret_reader(kube: Kube, namespace: str) -> credentials.SecretReader:
+    def read(name: str, key: str) -> tuple[str, str] | None:
+        secret = kube.get("v1", "Secret", namespace, name)
+        if secret is None:
+            return None
+        raw = (secret.get("data") or {}).get(key)
+        if raw is None:
+            return None
+        return base64.b64decode(raw).decode(), str(secret["metadata"]["resourceVersion"])
+
+    return read
+
+
+def endpoints(owner: Owner, settings: OperatorSettings) -> Endpoints:
+    return Endpoints(
+        imap_host=settings.imap_host,
+        smtp_host=settings.smtp_host,
+        service=f"{naming.service(owner.name)}.{owner.namespace}.svc",
+        webmail_url=settings.webmail_url,
+        panel_url=settings.panel_url,
+    )
+
+
+def parse_plan(name: str, raw: dict[str, Any] | None) -> MailPlanSpec:
+    if raw is None:
+        raise ConfigError(
+            "PlanNotFound",
+            f"MailPlan {name!r} does not exist: create it, or set spec.plan to an existing "
+            "plan (kubectl get mailplans)",
+        )
+    try:
+        return MailPlanSpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError("InvalidPlan", f"MailPlan {name!r} is invalid: {e}") from e
+
+
+def apply_server(
+    kube: Kube,
+    settings: OperatorSettings,
+    body: dict[str, Any],
+    plan_spec: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Build and apply every child of the server; returns the applied StatefulSet."""
+    meta = body["metadata"]
+    spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
+    plan = parse_plan(spec.plan, plan_spec)
+    limits.check(spec.plan, spec, plan)
+    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=spec.plan)
+
+    stored_secret = kube.get("v1", "Secret", owner.namespace, naming.credentials_secret(owner.name))
+    waiting: WaitingError | None = None
+    try:
+        material = credentials.gather(
+            spec,
+            _decode(stored_secret),
+            _secret_reader(kube, owner.namespace),
+            service_host=f"{naming.service(owner.name)}.{owner.namespace}.svc",
+            bcrypt_rounds=settings.bcrypt_rounds,
+            dkim_bits=settings.dkim_key_bits,
+        )
+    except credentials.MissingPasswordsError as e:
+        material, waiting = e.material, e
+
+    # Generated passwords are shown once: keep showing the ones still unread
+    # (their Secret not deleted), drop those of removed mailboxes.
+    shown = kube.get("v1", "Secret", owner.namespace, naming.initial_passwords_secret(owner.name))
+    if shown is not None:
+        old = json.loads(_decode(shown).get("passwords.json", "{}") or "{}")
+        keep = {a: p for a, p in old.items() if a in material.password_hashes}
+        material.generated_passwords = {**keep, **material.generated_passwords}
+
+    pvc = kube.get("v1", "PersistentVolumeClaim", owner.namespace, naming.volume_claim(owner.name))
+    current_storage = (
+        (pvc or {}).get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+    )
+    inputs = ServerInputs(
+        owner=owner,
+        spec=spec,
+        plan=plan,
+        settings=settings,
+        material=material,
+        current_storage=current_storage,
+    )
+    sts: dict[str, Any] | None = None
+    for obj in desired_objects(inputs):
+        applied = kube.apply(obj)
+        if obj["kind"] == "StatefulSet":
+            sts = applied
+    if waiting is not None:
+        raise waiting
+    return sts
+
+
+def reconcile(
+    kube: Kube,
+    settings: OperatorSettings,
+    body: dict[str, Any],
+    plan_spec: dict[str, Any] | None,
+    now: dt.datetime | None = None,
+) -> Outcome:
+    """Apply the server and write its status; never raises for a reportable problem."""
+    now = now or dt.datetime.now(dt.UTC)
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    error: ReconcileError | None = None
+    sts: dict[str, Any] | None = None
+    try:
+        sts = apply_server(kube, settings, body, plan_spec)
+        provisioned = Cond(
+            status.PROVISIONED, True, "Applied", "all objects of the server are applied"
+        )
+    except ReconcileError as e:
+        error = e
+        provisioned = Cond(status.PROVISIONED, False, e.reason, e.message)
+    except ApiError as e:
+        if 400 <= e.status < 500 and e.status not in (404, 409, 429):
+            error = ConfigError("ApplyRejected", f"the API server refused an object: {e.message}")
+        else:
+            error = WaitingError("ApiError", f"the API server failed: {e.message}", delay=15)
+        provisioned = Cond(status.PROVISIONED, False, error.reason, error.message)
+    if sts is None:
+        sts = kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
+
+    spec = body.get("spec") or {}
+    owner = Owner(name=name, namespace=namespace, uid=meta["uid"], plan=str(spec.get("plan", "")))
+    extra = {
+        "endpoints": endpoints(owner, settings).wire(),
+        "usage": Usage(
+            mailboxes=len(spec.get("mailboxes") or []),
+            domains=len(spec.get("domains") or []),
+            storage_requested=(plan_spec or {}).get("storage"),
+        ).wire(),
+    }
+    before: dict[str, Any] = {}
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal before
+        before = current.get("status") or {}
+        new = status.compute(
+            before,
+            generation=int(current["metadata"].get("generation", 1)),
+            sts=sts,
+            suspended=bool((current.get("spec") or {}).get("suspended")),
+            provisioned=provisioned,
+            extra=extra,
+            now=now,
+        )
+        return None if new == before else new
+
+    written = kube.update_status(API_VERSION, PMS, namespace, name, mutate)
+    after = (written or {}).get("status") or before
+    return Outcome(
+        status=after,
+        events=transitions(before.get("conditions", []), after.get("conditions", [])),
+        error=error,
+    )
+
+
+def refresh_readiness(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    sts: dict[str, Any] | None,
+    now: dt.datetime | None = None,
+) -> Outcome:
+    """Recompute Ready and the phase after the workload changed (no apply)."""
+    now = now or dt.datetime.now(dt.UTC)
+    before: dict[str, Any] = {}
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal before
+        before = current.get("status") or {}
+        if not before.get("conditions"):
+            return None  # not reconciled yet: the reconcile will write the first status
+        new = status.compute(
+            before,
+            generation=int(current["metadata"].get("generation", 1)),
+            sts=sts,
+            suspended=bool((current.get("spec") or {}).get("suspended")),
+            now=now,
+        )
+        return None if new == before else new
+
+    written = kube.update_status(API_VERSION, PMS, namespace, name, mutate)
+    after = (written or {}).get("status") or before
+    return Outcome(
+        status=after, events=transitions(before.get("conditions", []), after.get("conditions", []))
+    )
