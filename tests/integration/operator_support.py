@@ -1,0 +1,160 @@
+"""Run the operator under test as a subprocess, as the chart's ServiceAccount."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import ApiError, Kube
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "vpes-system"
+SERVICE_ACCOUNT = "vpes-operator"
+T = TypeVar("T")
+
+
+def wait_for(
+    check: Callable[[], T | None], what: str, timeout: float = 60.0, interval: float = 0.2
+) -> T:
+    """Poll `check` until it returns something truthy; fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except ApiError as e:
+            last = e
+        if last and not isinstance(last, ApiError):
+            return last
+        time.sleep(interval)
+        interval = min(interval * 1.5, 2.0)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def install_platform(cluster: Any) -> Path:
+    """CRDs, the operator namespace and the chart's RBAC; returns the SA's kubeconfig."""
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for crd in sorted((REPO / "crds").glob("*.yaml")):
+        name = crd.name.split("_", 1)[1].removesuffix(".yaml") + ".vpes.io"
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    helm = Path(cluster.bin_dir) / "helm"
+    rendered = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "vpes",
+            str(REPO / "charts" / "vpes"),
+            "-n",
+            OPERATOR_NAMESPACE,
+            "--show-only",
+            "templates/operator-rbac.yaml",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    cluster.kubectl("apply", "-f", "-", input=rendered)
+    token = cluster.token_for(OPERATOR_NAMESPACE, SERVICE_ACCOUNT, 24 * 3600)
+    path = Path(cluster.kubeconfig).parent / "operator.kubeconfig"
+    return Path(cluster.write_kubeconfig_for_token(token, path))
+
+
+class OperatorProcess:
+    """`python -m vpes_operator`, restartable, its log kept for the test report."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, extra_env: dict[str, str] | None = None):
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "VPES_BCRYPT_ROUNDS": "4",
+            "VPES_DKIM_KEY_BITS": "1024",
+            **(extra_env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"operator-{self.runs}.log"
+
+    def start(self) -> None:
+        self.runs += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vpes_operator", "--liveness", ""],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log"))
+        )
+
+
+def server_body(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "PersonalMailServer",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def plan_body(name: str, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "resources": {"requests": {"cpu": "10m", "memory": "24Mi"}, "limits": {"memory": "96Mi"}},
+        "storage": "1Gi",
+        "maxDomains": 3,
+        "maxMailboxes": 5,
+    }
+    base.update(spec)
+    return {"apiVersion": API_VERSION, "kind": "MailPlan", "metadata": {"name": name}, "spec": base}
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions", []):
+        if c.get("type") == type_:
+            return dict(c)
+    return None
+
+
+def get_server(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    return kube.get(API_VERSION, "PersonalMailServer", namespace, name)
+
+
+def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = 90.0) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        obj = get_server(kube, namespace, name)
+        c = condition(obj, "Ready")
+        return obj if c and c["status"] == "True" else None
+
+    return wait_for(ready, f"PersonalMailServer {namespace}/{name} Ready", timeout)

@@ -1,0 +1,446 @@
+"""The operator against a real control plane: create, change, suspend, delete, crash."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import ApiError, Kube
+
+from .operator_support import (
+    OperatorProcess,
+    condition,
+    get_server,
+    install_platform,
+    plan_body,
+    server_body,
+    wait_for,
+    wait_ready,
+)
+
+CHILD_KINDS = [
+    ("v1", "ConfigMap", "{}-config"),
+    ("v1", "Secret", "{}-credentials"),
+    ("v1", "PersistentVolumeClaim", "{}-mail"),
+    ("v1", "Service", "{}"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "{}-isolation"),
+    ("apps/v1", "StatefulSet", "{}"),
+]
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Any) -> Kube:
+    return Kube(cluster.api_client(), field_manager="tests")
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    kubeconfig = install_platform(cluster)
+    op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()
+    assert op.runs >= 1
+
+
+@pytest.fixture
+def namespace(api: Kube) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    api.delete("v1", "Namespace", None, name)
+
+
+@pytest.fixture
+def plan(api: Kube) -> Iterator[str]:
+    name = f"plan-{uuid.uuid4().hex[:6]}"
+    api.apply(plan_body(name))
+    yield name
+    api.delete(API_VERSION, "MailPlan", None, name)
+
+
+def spec(plan: str, *domains: str, mailboxes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    doms = list(domains) or ["example.org"]
+    return {
+        "plan": plan,
+        "owner": {"email": "owner@example.net"},
+        "domains": doms,
+        "mailboxes": mailboxes if mailboxes is not None else [{"address": f"alice@{doms[0]}"}],
+    }
+
+
+def secret_text(api: Kube, namespace: str, name: str) -> dict[str, str]:
+    obj = api.get("v1", "Secret", namespace, name)
+    assert obj is not None, f"Secret {name} missing"
+    return {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()}
+
+
+def test_create_becomes_ready_with_owned_children(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    api.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "bob-pw", "namespace": namespace},
+            "stringData": {"password": "s3cret-Bob-password"},
+        }
+    )
+    api.apply(
+        server_body(
+            "acme",
+            namespace,
+            spec(
+                plan,
+                "acme.test",
+                mailboxes=[
+                    {"address": "alice@acme.test", "aliases": ["info"]},
+                    {"address": "bob@acme.test", "passwordSecretRef": {"name": "bob-pw"}},
+                ],
+            ),
+        )
+    )
+    obj = wait_ready(api, namespace, "acme")
+    assert obj["status"]["phase"] == "Ready"
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    assert condition(obj, "Provisioned")["status"] == "True"  # type: ignore[index]
+    uid = obj["metadata"]["uid"]
+    for api_version, kind, pattern in CHILD_KINDS:
+        child = api.get(api_version, kind, namespace, pattern.format("acme"))
+        assert child is not None, kind
+        refs = child["metadata"]["ownerReferences"]
+        assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [
+            ("PersonalMailServer", uid, True)
+        ], kind
+    pods = api.list("v1", "Pod", namespace, labels="vpes.io/server=acme")
+    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
+    node = api.request("GET", f"/api/v1/nodes/{pods[0]['spec']['nodeName']}")
+    assert node["metadata"]["annotations"].get("kwok.x-k8s.io/node") == "fake"
+
+    creds = secret_text(api, namespace, "acme-credentials")
+    assert "s3cret-Bob-password" not in json.dumps(creds)
+    passwd = creds["passwd"]
+    assert "alice@acme.test:{BLF-CRYPT}$2y$" in passwd and "bob@acme.test:{BLF-CRYPT}$2y$" in passwd
+    assert "BEGIN PRIVATE KEY" in creds["dkim-acme.test.key"]
+    shown = json.loads(secret_text(api, namespace, "acme-initial-passwords")["passwords.json"])
+    assert set(shown) == {"alice@acme.test"}, "only the mailbox without a Secret gets one"
+    sts = api.get("apps/v1", "StatefulSet", namespace, "acme")
+    assert sts is not None
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["allowPrivilegeEscalation"] is False
+
+
+def test_second_reconcile_changes_nothing(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    api.apply(server_body("steady", namespace, spec(plan, "steady.test")))
+    wait_ready(api, namespace, "steady")
+    before = {
+        kind: api.get(v, kind, namespace, p.format("steady"))["metadata"]["resourceVersion"]  # type: ignore[index]
+        for v, kind, p in CHILD_KINDS
+    }
+    # A metadata change makes kopf run the update handler: a full reconcile.
+    api.patch_metadata(
+        API_VERSION, "PersonalMailServer", namespace, "steady", {"annotations": {"test/poke": "1"}}
+    )
+    wait_for(
+        lambda: (
+            (get_server(api, namespace, "steady") or {})
+            .get("metadata", {})
+            .get("annotations", {})
+            .get("vpes.io/last-handled-configuration", "")
+            .count("poke")
+        ),
+        "the poke to be handled",
+    )
+    after = {
+        kind: api.get(v, kind, namespace, p.format("steady"))["metadata"]["resourceVersion"]  # type: ignore[index]
+        for v, kind, p in CHILD_KINDS
+    }
+    assert before == after
+
+
+def test_plan_change_resizes(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    api.apply(server_body("grow", namespace, spec(plan, "grow.test")))
+    wait_ready(api, namespace, "grow")
+    api.apply(
+        plan_body(
+            plan,
+            storage="3Gi",
+            resources={"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "192Mi"}},
+        )
+    )
+
+    def resized() -> bool:
+        sts = api.get("apps/v1", "StatefulSet", namespace, "grow") or {}
+        res = sts["spec"]["template"]["spec"]["containers"][0]["resources"]
+        pvc = api.get("v1", "PersistentVolumeClaim", namespace, "grow-mail") or {}
+        return (
+            res["limits"]["memory"] == "192Mi"
+            and res["requests"]["memory"] == "48Mi"
+            and pvc["spec"]["resources"]["requests"]["storage"] == "3Gi"
+        )
+
+    wait_for(resized, "the StatefulSet and volume to follow the plan")
+    wait_ready(api, namespace, "grow")
+
+
+def test_suspend_and_resume(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    api.apply(server_body("nap", namespace, spec(plan, "nap.test")))
+    wait_ready(api, namespace, "nap")
+    api.apply(server_body("nap", namespace, {**spec(plan, "nap.test"), "suspended": True}))
+
+    def suspended() -> dict[str, Any] | None:
+        obj = get_server(api, namespace, "nap")
+        ready = condition(obj, "Ready") or {}
+        if (obj or {}).get("status", {}).get("phase") == "Suspended" and ready.get(
+            "reason"
+        ) == "Suspended":
+            return obj
+        return None
+
+    obj = wait_for(suspended, "phase Suspended")
+    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    assert api.list("v1", "Pod", namespace, labels="vpes.io/server=nap") == [] or wait_for(
+        lambda: api.list("v1", "Pod", namespace, labels="vpes.io/server=nap") == [], "pod gone"
+    )
+    assert api.get("v1", "PersistentVolumeClaim", namespace, "nap-mail") is not None, "mail kept"
+    api.apply(server_body("nap", namespace, {**spec(plan, "nap.test"), "suspended": False}))
+    wait_ready(api, namespace, "nap")
+
+
+def test_missing_plan_is_a_condition_then_heals(
+    api: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    plan = f"later-{uuid.uuid4().hex[:6]}"
+    api.apply(server_body("early", namespace, spec(plan, "early.test")))
+
+    def failed() -> dict[str, Any] | None:
+        c = condition(get_server(api, namespace, "early"), "Provisioned")
+        return c if c and c["reason"] == "PlanNotFound" else None
+
+    c = wait_for(failed, "Provisioned=False PlanNotFound")
+    assert c["status"] == "False" and plan in c["message"] and "create it" in c["message"]
+    assert get_server(api, namespace, "early")["status"]["phase"] == "Failed"  # type: ignore[index]
+    assert api.get("apps/v1", "StatefulSet", namespace, "early") is None
+    api.apply(plan_body(plan))
+    try:
+        wait_ready(api, namespace, "early")
+    finally:
+        api.delete(API_VERSION, "MailPlan", None, plan)
+
+
+def test_over_plan_limits_keeps_running(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    api.apply(server_body("full", namespace, spec(plan, "full.test")))
+    wait_ready(api, namespace, "full")
+    boxes = [{"address": f"u{i}@full.test"} for i in range(6)]  # the plan allows 5
+    api.apply(server_body("full", namespace, spec(plan, "full.test", mailboxes=boxes)))
+
+    def refused() -> dict[str, Any] | None:
+        obj = get_server(api, namespace, "full")
+        c = condition(obj, "Provisioned")
+        return obj if c and c["reason"] == "PlanLimitExceeded" else None
+
+    obj = wait_for(refused, "Provisioned=False PlanLimitExceeded")
+    assert "6 mailboxes" in obj["status"]["message"] and "allows 5" in obj["status"]["message"]
+    assert condition(obj, "Ready")["status"] == "True", "the running server is untouched"  # type: ignore[index]
+    creds = secret_text(api, namespace, "full-credentials")
+    assert "u5@full.test" not in creds["passwd"]
+
+
+def test_delete_removes_children(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    api.apply(server_body("gone", namespace, spec(plan, "gone.test")))
+    wait_ready(api, namespace, "gone")
+    api.delete(API_VERSION, "PersonalMailServer", namespace, "gone")
+    wait_for(lambda: get_server(api, namespace, "gone") is None, "the server to be deleted")
+
+    def children_gone() -> bool:
+        return all(api.get(v, k, namespace, p.format("gone")) is None for v, k, p in CHILD_KINDS)
+
+    wait_for(children_gone, "garbage collection of every child", timeout=90)
+
+
+def test_two_servers_in_one_namespace_are_isolated(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    api.apply(server_body("one", namespace, spec(plan, "one.test")))
+    api.apply(server_body("two", namespace, spec(plan, "two.test")))
+    wait_ready(api, namespace, "one")
+    wait_ready(api, namespace, "two")
+    for me, other in (("one", "two"), ("two", "one")):
+        cm = api.get("v1", "ConfigMap", namespace, f"{me}-config") or {}
+        text = json.dumps(cm.get("data"))
+        assert f"{me}.test" in text and f"{other}.test" not in text
+        creds = secret_text(api, namespace, f"{me}-credentials")
+        assert f"{other}.test" not in json.dumps(creds)
+        sts = api.get("apps/v1", "StatefulSet", namespace, me) or {}
+        mounted = {
+            v.get("secret", {}).get("secretName")
+            for v in sts["spec"]["template"]["spec"]["volumes"]
+        } - {None}
+        assert mounted == {f"{me}-credentials"}
+        policy = (
+            api.get("networking.k8s.io/v1", "NetworkPolicy", namespace, f"{me}-isolation") or {}
+        )
+        assert policy["spec"]["podSelector"]["matchLabels"]["vpes.io/server"] == me
+        peers = json.dumps(policy["spec"]["ingress"])
+        assert "vpes.io/server" not in peers, "no tenant pod is an allowed peer"
+
+
+def test_killed_operator_converges_without_duplicates(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    names = [f"crash{i}" for i in range(8)]
+    for n in names:
+        api.apply(server_body(n, namespace, spec(plan, f"{n}.test")))
+    # Kill it while it is working through them: some reconciles are mid-flight.
+    wait_for(
+        lambda: api.get("apps/v1", "StatefulSet", namespace, names[1]),
+        "a first StatefulSet",
+        interval=0.05,
+    )
+    operator.stop(kill=True)
+    operator.start()
+    for n in names:
+        wait_ready(api, namespace, n, timeout=120)
+    for _, kind, _ in CHILD_KINDS:
+        api_version = next(v for v, k, _ in CHILD_KINDS if k == kind)
+        items = api.list(api_version, kind, namespace)
+        owners = [
+            r["name"]
+            for i in items
+            for r in i["metadata"].get("ownerReferences", [])
+            if r["kind"] == "PersonalMailServer"
+        ]
+        assert sorted(owners) == sorted(owners_set := set(owners)) and owners_set >= set(names), (
+            kind
+        )
+    initial = [
+        s
+        for s in api.list("v1", "Secret", namespace)
+        if s["metadata"]["name"].endswith("-initial-passwords")
+    ]
+    assert len(initial) == len(names)
+
+
+INVALID = [
+    ("bad domain", {"domains": ["Not_A_Domain"]}, "must be a lowercase domain name"),
+    (
+        "bad address",
+        {"mailboxes": [{"address": "al ice@example.org"}]},
+        "must be a lowercase mail address",
+    ),
+    (
+        "percent hack address",
+        {"mailboxes": [{"address": "a%b@example.org"}]},
+        "must be a lowercase mail address",
+    ),
+    (
+        "mailbox outside domains",
+        {"mailboxes": [{"address": "alice@elsewhere.org"}]},
+        "every mailbox address must belong to one of spec.domains",
+    ),
+    (
+        "duplicate mailbox",
+        {"mailboxes": [{"address": "a@example.org"}, {"address": "a@example.org"}]},
+        "Duplicate value",
+    ),
+    (
+        "quota too big",
+        {"mailboxes": [{"address": "a@example.org", "quota": "64Ti"}]},
+        "quota must be between 1Mi and 16Ti",
+    ),
+    (
+        "quota too small",
+        {"mailboxes": [{"address": "a@example.org", "quota": "10Ki"}]},
+        "quota must be between 1Mi and 16Ti",
+    ),
+    ("no domains", {"domains": []}, "should have at least 1 items"),
+    ("bad plan name", {"plan": "Gold Plan"}, "must be the name of a MailPlan"),
+    ("unknown field", {"colour": "blue"}, 'unknown field "spec.colour"'),
+    (
+        "bad alias",
+        {"mailboxes": [{"address": "a@example.org", "aliases": ["x y"]}]},
+        "must be a local part",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "message"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_server_spec_refused(
+    api: Kube, namespace: str, case: str, change: dict[str, Any], message: str
+) -> None:
+    body = server_body("bad", namespace, {**spec("basic", "example.org"), **change})
+    with pytest.raises(ApiError) as info:
+        api.apply(body)
+    assert message in str(info.value), f"{case}: {info.value}"
+    assert get_server(api, namespace, "bad") is None
+
+
+INVALID_PLANS = [
+    ("unknown plan field", {"maxMailboxs": 3}, 'unknown field "spec.maxMailboxs"'),
+    (
+        "limits below requests",
+        {"resources": {"requests": {"memory": "64Mi"}, "limits": {"memory": "32Mi"}}},
+        "limits.memory must be at least",
+    ),
+    ("zero mailboxes", {"maxMailboxes": 0}, "should be greater than or equal to 1"),
+    ("bad storage", {"storage": "lots"}, "spec.storage"),
+    ("bad price id", {"stripePriceId": "prod_123"}, "spec.stripePriceId"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "message"), INVALID_PLANS, ids=[c[0] for c in INVALID_PLANS]
+)
+def test_invalid_plan_refused(api: Kube, case: str, change: dict[str, Any], message: str) -> None:
+    body = plan_body("bad-plan", **change)
+    with pytest.raises(ApiError) as info:
+        api.apply(body)
+    assert message in str(info.value), f"{case}: {info.value}"
+    assert api.get(API_VERSION, "MailPlan", None, "bad-plan") is None
+
+
+def test_operator_rbac_is_least_privilege(cluster: Any, operator: OperatorProcess) -> None:
+    kubectl = str(Path(cluster.bin_dir) / "kubectl")
+
+    def can(*args: str) -> bool:
+        out = subprocess.run(
+            [kubectl, "--kubeconfig", str(operator.kubeconfig), "auth", "can-i", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return out.stdout.strip() == "yes"
+
+    assert can("patch", "statefulsets.apps", "-n", "anywhere")
+    assert can("patch", "personalmailservers.vpes.io/status", "-n", "anywhere")
+    assert not can("delete", "secrets", "-n", "anywhere"), "children go by garbage collection"
+    assert not can("create", "pods", "-n", "anywhere")
+    assert not can("create", "clusterrolebindings")
+    assert not can("delete", "namespaces")
+    assert not can("get", "nodes")
+
+
+def test_no_secret_in_operator_log(operator: OperatorProcess, api: Kube) -> None:
+    text = operator.log_text()
+    assert "s3cret-Bob-password" not in text
+    assert "BEGIN PRIVATE KEY" not in text
