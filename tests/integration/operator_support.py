@@ -111,6 +111,14 @@ class OperatorProcess:
                 self.proc.wait()
         self.proc = None
 
+    def peak_rss_kib(self) -> int:
+        """The operator process's peak resident set size (VmHWM), in KiB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

@@ -1,0 +1,236 @@
+"""Benchmark: PersonalMailServers → Ready against the real control plane with kwok.
+
+For N = 100 and 1,000 servers it reports, side by side in one run:
+  - operator: create N PersonalMailServers; per-server time to Ready (p50/p95),
+    time until all are Ready, reconciles per second, the operator's peak RSS;
+  - baseline: the floor of the same work without the operator: the same child
+    objects (as the builders make them) applied straight to the API server by
+    the benchmark with the same parallelism, until every StatefulSet is ready.
+The ratio operator/baseline is the operator's own cost.
+
+Usage: python -m bench.reconcile [--sizes 100,1000] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from vpes_devcluster.cluster import Cluster
+from vpes_operator import API_VERSION
+from vpes_operator.builders import ServerInputs, desired_objects
+from vpes_operator.builders.meta import Owner
+from vpes_operator.clients.kube import Kube
+from vpes_operator.credentials import gather
+from vpes_operator.models.plan import MailPlanSpec
+from vpes_operator.models.server import PersonalMailServerSpec
+from vpes_operator.settings import OperatorSettings
+
+from tests.integration.operator_support import OperatorProcess, install_platform, plan_body
+
+PLAN = "bench"
+NAMESPACES = 10
+
+
+def spec(i: int) -> dict[str, Any]:
+    return {
+        "plan": PLAN,
+        "owner": {"email": f"owner{i}@example.net"},
+        "domains": [f"c{i}.example"],
+        "mailboxes": [{"address": f"me@c{i}.example", "aliases": ["info"]}],
+    }
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def watch_ready(
+    kube: Kube, prefix: str, n: int, created: dict[str, float], timeout: float
+) -> dict[str, float]:
+    """Poll the list of servers until `n` with `prefix` are Ready; name → seconds to Ready."""
+    ready: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(ready) < n and time.monotonic() < deadline:
+        for obj in kube.list(API_VERSION, "PersonalMailServer"):
+            name = obj["metadata"]["name"]
+            if not name.startswith(prefix) or name in ready:
+                continue
+            for c in (obj.get("status") or {}).get("conditions", []):
+                if c["type"] == "Ready" and c["status"] == "True":
+                    ready[name] = time.monotonic() - created[name]
+        time.sleep(0.5)
+    return ready
+
+
+def run_operator(kube: Kube, op: OperatorProcess, n: int, workers: int) -> dict[str, Any]:
+    prefix = f"op{n}-"
+    created: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def create(i: int) -> None:
+        name = f"{prefix}{i}"
+        ns = f"bench-{i % NAMESPACES}"
+        with lock:
+            created[name] = time.monotonic()
+        kube.apply(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "PersonalMailServer",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": spec(i),
+            }
+        )
+
+    start = time.monotonic()
+    with cf.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(create, range(n)))
+    ready = watch_ready(kube, prefix, n, created, timeout=900)
+    total = time.monotonic() - start
+    times = list(ready.values())
+    return {
+        "servers": n,
+        "ready": len(ready),
+        "seconds_all_ready": round(total, 1),
+        "p50_s": round(statistics.median(times), 2) if times else None,
+        "p95_s": round(pct(times, 95), 2) if times else None,
+        "reconciles_per_s": round(len(ready) / total, 2),
+        "operator_peak_rss_mib": round(op.peak_rss_kib() / 1024, 1),
+    }
+
+
+def run_baseline(kube: Kube, n: int, workers: int, settings: OperatorSettings) -> dict[str, Any]:
+    """Apply what the builders produce for each server, straight, with the same parallelism."""
+    plan = MailPlanSpec.model_validate(plan_body(PLAN)["spec"])
+    done: dict[str, float] = {}
+
+    def build_and_apply(i: int) -> None:
+        name, ns = f"base{n}-{i}", f"bench-{i % NAMESPACES}"
+        t0 = time.monotonic()
+        s = PersonalMailServerSpec.model_validate(spec(i))
+        # The same material work the operator does for a new server.
+        material = gather(
+            s,
+            {},
+            lambda _n, _k: None,
+            service_host=f"{name}.{ns}.svc",
+            bcrypt_rounds=settings.bcrypt_rounds,
+            dkim_bits=settings.dkim_key_bits,
+        )
+        owner_obj = kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-owner", "namespace": ns},
+            }
+        )
+        owner = Owner(name=name, namespace=ns, uid=owner_obj["metadata"]["uid"], plan=PLAN)
+        for obj in desired_objects(ServerInputs(owner, s, plan, settings, material)):
+            for ref in obj["metadata"]["ownerReferences"]:
+                ref.update(apiVersion="v1", kind="ConfigMap", name=f"{name}-owner")
+            kube.apply(obj)
+        done[name] = t0
+
+    start = time.monotonic()
+    with cf.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(build_and_apply, range(n)))
+    ready: dict[str, float] = {}
+    deadline = time.monotonic() + 900
+    while len(ready) < n and time.monotonic() < deadline:
+        for sts in kube.list("apps/v1", "StatefulSet"):
+            name = sts["metadata"]["name"]
+            if (
+                name.startswith(f"base{n}-")
+                and name not in ready
+                and (sts.get("status") or {}).get("readyReplicas") == 1
+            ):
+                ready[name] = time.monotonic() - done[name]
+        time.sleep(0.5)
+    total = time.monotonic() - start
+    times = list(ready.values())
+    return {
+        "servers": n,
+        "ready": len(ready),
+        "seconds_all_ready": round(total, 1),
+        "p50_s": round(statistics.median(times), 2) if times else None,
+        "p95_s": round(pct(times, 95), 2) if times else None,
+        "reconciles_per_s": round(len(ready) / total, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    settings = OperatorSettings()
+    results: dict[str, Any] = {"sizes": sizes, "runs": []}
+    with (
+        tempfile.TemporaryDirectory(prefix="vpes-bench-") as tmp,
+        Cluster(Path(tmp) / "cluster", nodes=2) as cluster,
+    ):
+        kube = Kube(cluster.api_client(), field_manager="bench")
+        kubeconfig = install_platform(cluster)
+        kube.apply(plan_body(PLAN))
+        for i in range(NAMESPACES):
+            kube.apply(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"bench-{i}"}}
+            )
+        op = OperatorProcess(
+            kubeconfig,
+            Path(tmp) / "operator",
+            extra_env={
+                "VPES_BCRYPT_ROUNDS": str(settings.bcrypt_rounds),
+                "VPES_DKIM_KEY_BITS": str(settings.dkim_key_bits),
+            },
+        )
+        op.start()
+        for n in sizes:
+            print(f"operator: {n} servers ...", flush=True)
+            o = run_operator(kube, op, n, workers=16)
+            print(f"baseline: {n} servers ...", flush=True)
+            b = run_baseline(kube, n, workers=16, settings=settings)
+            ratio = round(o["seconds_all_ready"] / b["seconds_all_ready"], 2)
+            results["runs"].append({"operator": o, "baseline": b, "ratio_all_ready": ratio})
+            print(json.dumps(results["runs"][-1]), flush=True)
+        op.stop()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"reconcile-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=1))
+    print(table(results))
+    print(f"written to {path}")
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        "| servers | run | all Ready (s) | p50 (s) | p95 (s) | servers/s | operator peak RSS |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["runs"]:
+        for label in ("operator", "baseline"):
+            x = r[label]
+            rss = f"{x['operator_peak_rss_mib']} MiB" if "operator_peak_rss_mib" in x else "-"
+            rows.append(
+                f"| {x['servers']} | {label} | {x['seconds_all_ready']} | {x['p50_s']} | "
+                f"{x['p95_s']} | {x['reconciles_per_s']} | {rss} |"
+            )
+        rows.append(
+            f"| {r['operator']['servers']} | ratio operator/baseline "
+            f"| {r['ratio_all_ready']} | | | | |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Integration tests run against a real control plane (etcd, kube-apiserver with RBAC,
+kube-controller-manager, kube-scheduler, kwok nodes, the hostPath provisioner).
+
+One cluster serves the whole session. Set ``VPES_TEST_KUBECONFIG`` to the admin
+kubeconfig printed by ``vpes-cluster up`` to reuse a running cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from vpes_devcluster import ApiError, Cluster, Rest, wait_for
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.resolve().is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    reuse = os.environ.get("VPES_TEST_KUBECONFIG")
+    if reuse:
+        yield Cluster.from_kubeconfig(Path(reuse))
+        return
+    running = Cluster(tmp_path_factory.mktemp("cluster"), nodes=2)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Cluster) -> Iterator[client.ApiClient]:
+    """A ``kubernetes.client.ApiClient`` with the admin kubeconfig (system:masters)."""
+    api = cluster.api_client()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def rest(kube: client.ApiClient) -> Rest:
+    """Plain JSON calls as admin."""
+    return Rest(kube)
+
+
+@pytest.fixture
+def namespace(rest: Rest) -> Iterator[str]:
+    """A fresh namespace for one test (its ``default`` ServiceAccount exists, so pods
+    can be created at once), deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    rest.create("/api/v1/namespaces", {"metadata": {"name": name}})
+
+    def has_default_sa() -> bool:
+        try:
+            rest.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    try:
+        wait_for(has_default_sa, 30, f"the default ServiceAccount of {name}")
+        yield name
+    finally:
+        try:
+            rest.delete(f"/api/v1/namespaces/{name}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
