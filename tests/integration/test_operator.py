@@ -379,7 +379,7 @@ INVALID = [
     (
         "bad alias",
         {"mailboxes": [{"address": "a@example.org", "aliases": ["x y"]}]},
-        "must be a local part",
+        "spec.mailboxes[0].aliases[0]",
     ),
 ]
 

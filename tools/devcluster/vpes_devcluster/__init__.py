@@ -5,5 +5,15 @@ source by ``tools/k8s``, kwok for fake nodes, and a small hostPath volume provis
 """
 
 from vpes_devcluster.cluster import Cluster, ClusterError
+from vpes_devcluster.kube import ApiError, Rest, api_client
+from vpes_devcluster.wait import WaitTimeoutError, wait_for
 
-__all__ = ["Cluster", "ClusterError"]
+__all__ = [
+    "ApiError",
+    "Cluster",
+    "ClusterError",
+    "Rest",
+    "WaitTimeoutError",
+    "api_client",
+    "wait_for",
+]

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from vpes_devcluster.errors import ClusterError
 
-REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+REQUIRED = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+)
 
 
 def repo_root() -> Path:
