@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vpes_devcluster.platform import install_platform
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import ApiError, Kube
 
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR_NAMESPACE = "vpes-system"
-SERVICE_ACCOUNT = "vpes-operator"
 T = TypeVar("T")
+__all__ = ["OperatorProcess", "install_platform", "wait_for", "wait_ready"]
 
 
 def wait_for(
@@ -36,35 +36,6 @@ def wait_for(
         time.sleep(interval)
         interval = min(interval * 1.5, 2.0)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-
-
-def install_platform(cluster: Any) -> Path:
-    """CRDs, the operator namespace and the chart's RBAC; returns the SA's kubeconfig."""
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in sorted((REPO / "crds").glob("*.yaml")):
-        name = crd.name.split("_", 1)[1].removesuffix(".yaml") + ".vpes.io"
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    helm = Path(cluster.bin_dir) / "helm"
-    rendered = subprocess.run(
-        [
-            str(helm),
-            "template",
-            "vpes",
-            str(REPO / "charts" / "vpes"),
-            "-n",
-            OPERATOR_NAMESPACE,
-            "--show-only",
-            "templates/operator-rbac.yaml",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    cluster.kubectl("apply", "-f", "-", input=rendered)
-    token = cluster.token_for(OPERATOR_NAMESPACE, SERVICE_ACCOUNT, 24 * 3600)
-    path = Path(cluster.kubeconfig).parent / "operator.kubeconfig"
-    return Path(cluster.write_kubeconfig_for_token(token, path))
 
 
 class OperatorProcess:

@@ -1,0 +1,60 @@
+"""Install vpes into a running cluster the way the chart will: CRDs, namespace, RBAC.
+
+Shared by the integration tests, the benchmarks and the demo, so that all
+three run the operator as the chart's ServiceAccount with the chart's RBAC.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .binaries import repo_root
+from .cluster import Cluster
+
+OPERATOR_NAMESPACE = "vpes-system"
+SERVICE_ACCOUNT = "vpes-operator"
+
+
+def chart_rbac(cluster: Cluster, namespace: str = OPERATOR_NAMESPACE) -> str:
+    """The operator's RBAC exactly as `helm template` renders it from the chart."""
+    return subprocess.run(
+        [
+            str(Path(cluster.bin_dir) / "helm"),
+            "template",
+            "vpes",
+            str(repo_root() / "charts" / "vpes"),
+            "-n",
+            namespace,
+            "--show-only",
+            "templates/operator-rbac.yaml",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def install_crds(cluster: Cluster) -> None:
+    crds = sorted((repo_root() / "crds").glob("*.yaml"))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", *(f"-f={c}" for c in crds))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=vpes",
+        "--timeout=60s",
+    )
+
+
+def install_platform(cluster: Cluster, token_seconds: int = 24 * 3600) -> Path:
+    """CRDs, the operator namespace and the chart's RBAC; returns the SA's kubeconfig."""
+    install_crds(cluster)
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-", input=chart_rbac(cluster)
+    )
+    token = cluster.token_for(OPERATOR_NAMESPACE, SERVICE_ACCOUNT, token_seconds)
+    path = Path(cluster.kubeconfig).parent / "operator.kubeconfig"
+    return Path(cluster.write_kubeconfig_for_token(token, path))
