@@ -7,6 +7,7 @@ material only for a new domain, a new mailbox or a changed password.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ SecretReader = Callable[[str, str], tuple[str, str] | None]
 
 HASHES_KEY = "password-hashes.json"
 GENERATED = "generated"
+# A bootstrap certificate is replaced this long before it expires.
+CERT_RENEW_BEFORE = dt.timedelta(days=30)
 
 
 @dataclass
@@ -58,11 +61,13 @@ def gather(
     service_host: str,
     bcrypt_rounds: int,
     dkim_bits: int,
+    now: dt.datetime | None = None,
 ) -> Material:
     """The material for `spec`, from what is `stored` (decoded Secret data) plus what is new."""
     m = Material()
     previous = _previous_hashes(stored)
     missing: list[str] = []
+    invalid: list[str] = []
     for mailbox in spec.mailboxes:
         address = mailbox.address
         old = previous.get(address)
@@ -85,6 +90,12 @@ def gather(
             continue
         value, version = found
         source = f"secret:{ref.name}/{ref.key}@{version}"
+        if not value.strip():
+            invalid.append(f"{address} (Secret {ref.name!r}, key {ref.key!r} is empty)")
+            if old:
+                m.password_hashes[address] = old["hash"]
+                m.password_sources[address] = old["source"]
+            continue
         if old and old["source"] == source:
             m.password_hashes[address] = old["hash"]
         else:
@@ -97,24 +108,38 @@ def gather(
 
     names = tls_names(spec, service_host)
     cert, key = stored.get("tls.crt", ""), stored.get("tls.key", "")
-    if cert and key and crypto.certificate_names(cert) == set(names):
+    renew_at = (now or dt.datetime.now(dt.UTC)) + CERT_RENEW_BEFORE
+    if (
+        cert
+        and key
+        and crypto.certificate_names(cert) == set(names)
+        and crypto.certificate_expires(cert) > renew_at
+    ):
         m.tls_cert, m.tls_key = cert, key
     else:
         m.tls_cert, m.tls_key = crypto.self_signed_certificate(names)
 
-    if missing:
-        raise MissingPasswordsError(m, missing)
+    if missing or invalid:
+        raise MissingPasswordsError(m, missing, invalid)
     return m
 
 
 class MissingPasswordsError(WaitingError):
     """Some mailboxes name a password Secret that does not exist (yet)."""
 
-    def __init__(self, material: Material, missing: list[str]) -> None:
+    def __init__(self, material: Material, missing: list[str], invalid: list[str]) -> None:
+        parts = []
+        if missing:
+            parts.append(
+                "no password for " + ", ".join(missing) + ": create the Secret with that key "
+                "in this namespace, or remove passwordSecretRef to have one generated"
+            )
+        if invalid:
+            parts.append("unusable password for " + ", ".join(invalid) + ": set a password")
         super().__init__(
-            "PasswordSecretMissing",
-            "no password for " + ", ".join(missing) + ": create the Secret with that key "
-            "in this namespace, or remove passwordSecretRef to have one generated",
+            "PasswordSecretMissing" if missing else "PasswordInvalid",
+            "; ".join(parts) + ". Mailboxes keep their previous password meanwhile.",
+            delay=60,
         )
         self.material = material
 
@@ -126,6 +151,8 @@ def _previous_hashes(stored: dict[str, str]) -> dict[str, dict[str, str]]:
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError:
+        return {}
+    if not isinstance(doc, dict):
         return {}
     return {
         a: {"hash": str(v["hash"]), "source": str(v["source"])}

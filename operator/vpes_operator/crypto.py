@@ -22,11 +22,20 @@ def generate_password(length: int = 20) -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
 
 
+BCRYPT_MAX_BYTES = 72
+
+
+def _bcrypt_input(password: str) -> bytes:
+    # bcrypt reads at most 72 bytes; Dovecot's crypt() ignores the rest, so
+    # hashing the first 72 makes the same logins work on both sides.
+    return password.encode()[:BCRYPT_MAX_BYTES]
+
+
 def hash_password(password: str, rounds: int) -> str:
     """A Dovecot BLF-CRYPT hash ({BLF-CRYPT}$2y$...), never the plaintext."""
     if not password:
         raise ValueError("empty password")
-    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds, prefix=b"2b"))
+    digest = bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(rounds=rounds, prefix=b"2b"))
     # Dovecot documents $2y$; libxcrypt treats $2b$ and $2y$ alike.
     return BLF_PREFIX + "$2y$" + digest.decode()[4:]
 
@@ -35,7 +44,7 @@ def verify_password(password: str, hashed: str) -> bool:
     if not hashed.startswith(BLF_PREFIX + "$2y$"):
         return False
     raw = "$2b$" + hashed[len(BLF_PREFIX) + 4 :]
-    return bcrypt.checkpw(password.encode(), raw.encode())
+    return bcrypt.checkpw(_bcrypt_input(password), raw.encode())
 
 
 def generate_dkim_key(bits: int) -> str:

@@ -11,20 +11,24 @@ from .quantity import parse_bytes
 def check(plan_name: str, spec: PersonalMailServerSpec, plan: MailPlanSpec) -> None:
     """Raise ConfigError naming the first limit the spec exceeds and how to fix it."""
     problems: list[str] = []
+    over_plan = False
     if len(spec.domains) > plan.max_domains:
+        over_plan = True
         problems.append(
             f"{len(spec.domains)} domains but plan {plan_name!r} allows {plan.max_domains}"
         )
     if len(spec.mailboxes) > plan.max_mailboxes:
+        over_plan = True
         problems.append(
             f"{len(spec.mailboxes)} mailboxes but plan {plan_name!r} allows {plan.max_mailboxes}"
         )
     storage = parse_bytes(plan.storage)
     for m in spec.mailboxes:
-        quota = parse_bytes(m.quota or plan.default_quota)
-        if quota > storage:
+        quota_text = m.quota or plan.default_quota
+        if parse_bytes(quota_text) > storage:
+            over_plan = True
             problems.append(
-                f"mailbox {m.address} asks for a {m.quota} quota but the plan's whole volume "
+                f"mailbox {m.address} has a {quota_text} quota but the plan's whole volume "
                 f"is {plan.storage}"
             )
     addresses = {m.address for m in spec.mailboxes}
@@ -39,7 +43,7 @@ def check(plan_name: str, spec: PersonalMailServerSpec, plan: MailPlanSpec) -> N
             problems.append(f"forward from {f.from_} is also a mailbox: make it an alias instead")
     if problems:
         raise ConfigError(
-            "PlanLimitExceeded" if "allows" in problems[0] else "InvalidMailboxes",
+            "PlanLimitExceeded" if over_plan else "InvalidMailboxes",
             "; ".join(problems)
             + ". Change the server's spec or move it to a larger plan; the previous "
             "configuration keeps running.",

@@ -88,7 +88,10 @@ def apply_server(
 ) -> dict[str, Any] | None:
     """Build and apply every child of the server; returns the applied StatefulSet."""
     meta = body["metadata"]
-    spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
+    try:
+        spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
+    except ValidationError as e:
+        raise ConfigError("InvalidSpec", f"the server's spec is invalid: {e}") from e
     plan = parse_plan(spec.plan, plan_spec)
     limits.check(spec.plan, spec, plan)
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=spec.plan)

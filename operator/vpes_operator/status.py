@@ -95,7 +95,7 @@ def _phase(
 
 
 # Reasons of a False Provisioned condition that clear up on their own.
-WAITING_REASONS = {"PasswordSecretMissing", "ApiError"}
+WAITING_REASONS = {"PasswordSecretMissing", "PasswordInvalid", "ApiError"}
 
 
 def changed(before: dict[str, Any], after: dict[str, Any]) -> bool:

@@ -51,6 +51,8 @@ IMMUTABLE_SPEC = [
 
 
 class MailBackupStatus(Model):
+    """What happened to the backup: phase, snapshot, sizes, times."""
+
     phase: BackupPhase | None = Field(
         default=None, description="Pending, Running, Completed or Failed."
     )

@@ -16,7 +16,7 @@ DOMAIN_BODY = r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+(xn--[a-z0-9-]{1,59}|[a-z
 DOMAIN_PATTERN = rf"^{DOMAIN_BODY}$"
 # The local part we accept: dot-atoms of the usual safe characters. Quoted
 # local parts, '%' and '!' are refused on purpose (relay tricks).
-LOCAL_PART_PATTERN = r"[a-z0-9!#$&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$&'*+/=?^_`{|}~-]+)*"
+LOCAL_PART_PATTERN = r"[a-z0-9#$&'*+/=?^_`{|}~-]+(\.[a-z0-9#$&'*+/=?^_`{|}~-]+)*"
 LOCAL_PART_ONLY_PATTERN = rf"^{LOCAL_PART_PATTERN}$"
 ADDRESS_PATTERN = rf"^{LOCAL_PART_PATTERN}@{DOMAIN_BODY}$"
 # An alias: a bare local part (that name in every domain) or a full address.

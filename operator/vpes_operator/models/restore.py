@@ -38,6 +38,8 @@ class MailRestoreSpec(Model):
 
 
 class MailRestoreStatus(Model):
+    """What happened to the restore: phase and times."""
+
     phase: RestorePhase | None = Field(
         default=None, description="Pending, Running, Completed or Failed."
     )

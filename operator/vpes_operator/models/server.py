@@ -233,6 +233,8 @@ class BackupRef(Model):
 
 
 class PersonalMailServerStatus(Model):
+    """The observed state of the server: phase, conditions, endpoints, DNS, usage."""
+
     phase: Phase | None = Field(default=None, description="Where the server is in its life.")
     message: str | None = Field(default=None, description="A one-line summary for a person.")
     observed_generation: int | None = Field(

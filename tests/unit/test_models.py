@@ -1,0 +1,481 @@
+"""The pydantic models of the custom resources: what they accept, refuse, and put on the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from vpes_operator.models import KINDS_BY_NAME
+from vpes_operator.models.backup import MailBackupSpec
+from vpes_operator.models.common import Condition
+from vpes_operator.models.plan import MailPlanSpec
+from vpes_operator.models.restore import MailRestoreSpec
+from vpes_operator.models.server import PersonalMailServerSpec
+
+pytestmark = pytest.mark.unit
+
+Data = Callable[..., dict[str, Any]]
+
+
+def refused(model: type[Any], data: dict[str, Any], loc: tuple[Any, ...]) -> None:
+    """`data` is refused, and the error points at `loc`."""
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(data)
+    locs = [e["loc"] for e in info.value.errors()]
+    assert loc in locs, f"expected an error at {loc}, got {locs}"
+
+
+def test_sample_spec_is_accepted(spec_data: Data, plan_data: Data) -> None:
+    spec = PersonalMailServerSpec.model_validate(spec_data())
+    assert spec.mailboxes[0].password_secret_ref is not None
+    assert spec.mailboxes[0].password_secret_ref.name == "alice-password"
+    assert spec.mailboxes[1].password_secret_ref is None
+    assert spec.forwards[0].from_ == "shop@example.org"
+    plan = MailPlanSpec.model_validate(plan_data())
+    assert plan.max_domains == 3
+
+
+def test_defaults(spec_data: Data) -> None:
+    spec = PersonalMailServerSpec.model_validate(
+        {"plan": "p", "owner": {"email": "a@example.net"}, "domains": ["example.org"]}
+    )
+    assert spec.mailboxes == []
+    assert spec.forwards == []
+    assert spec.suspended is False
+    assert spec.dns.mode == "Managed"
+    plan = MailPlanSpec.model_validate({})
+    assert (plan.storage, plan.default_quota, plan.max_message_size) == ("1Gi", "512Mi", "25Mi")
+    assert plan.resources.requests.memory == "32Mi"
+    assert plan.backup.retention.daily == 7
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "example.org",
+        "mail.example.co.uk",
+        "xn--bcher-kva.example",
+        "example.xn--p1ai",
+        "a1-b2.example",
+        "1.example",
+        "a" * 63 + ".example",
+    ],
+)
+def test_valid_domains(spec_data: Data, domain: str) -> None:
+    spec = PersonalMailServerSpec.model_validate(
+        spec_data(domains=[domain], mailboxes=[], forwards=[])
+    )
+    assert spec.domains == [domain]
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        pytest.param("Example.org", id="uppercase"),
+        pytest.param("example", id="one-label"),
+        pytest.param("example.org.", id="trailing-dot"),
+        pytest.param("-bad.example", id="leading-hyphen"),
+        pytest.param("bad-.example", id="trailing-hyphen"),
+        pytest.param("a..example", id="empty-label"),
+        pytest.param("bücher.example", id="unicode"),
+        pytest.param("a" * 64 + ".example", id="label-too-long"),
+        pytest.param("under_score.example", id="underscore"),
+        pytest.param("example.o", id="one-letter-tld"),
+        pytest.param("example.123", id="numeric-tld"),
+        pytest.param("example.org\n", id="trailing-newline"),
+        pytest.param(" example.org", id="leading-space"),
+        pytest.param(".".join(["abcdefghi"] * 26) + ".org", id="longer-than-253"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_invalid_domains(spec_data: Data, domain: str) -> None:
+    refused(
+        PersonalMailServerSpec,
+        spec_data(domains=[domain], mailboxes=[], forwards=[]),
+        ("domains", 0),
+    )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "alice@example.org",
+        "first.last+tag@example.org",
+        "o'brien@example.org",
+        "x_y-z=1@sub.example.org",
+        "info@xn--bcher-kva.example",
+    ],
+)
+def test_valid_addresses(spec_data: Data, address: str) -> None:
+    domain = address.split("@")[1]
+    spec = PersonalMailServerSpec.model_validate(
+        spec_data(domains=[domain], mailboxes=[{"address": address}], forwards=[])
+    )
+    assert spec.mailboxes[0].address == address
+
+
+INVALID_ADDRESSES = [
+    pytest.param("Alice@example.org", id="uppercase"),
+    pytest.param('"quoted"@example.org', id="quoted"),
+    pytest.param("a%b@example.org", id="percent-hack"),
+    pytest.param("a!b@example.org", id="bang-path"),
+    pytest.param("alice@[127.0.0.1]", id="ip-literal"),
+    pytest.param("alice", id="no-domain"),
+    pytest.param("@example.org", id="no-local-part"),
+    pytest.param(".alice@example.org", id="leading-dot"),
+    pytest.param("alice.@example.org", id="trailing-dot"),
+    pytest.param("a..b@example.org", id="double-dot"),
+    pytest.param("a@b@example.org", id="two-ats"),
+    pytest.param("al ice@example.org", id="space"),
+    pytest.param("alice@example.org\n", id="trailing-newline"),
+    pytest.param("alice@example", id="one-label-domain"),
+    pytest.param("ünï@example.org", id="unicode-local-part"),
+]
+
+
+@pytest.mark.parametrize("address", INVALID_ADDRESSES)
+def test_invalid_mailbox_addresses(spec_data: Data, address: str) -> None:
+    refused(
+        PersonalMailServerSpec,
+        spec_data(mailboxes=[{"address": address}], forwards=[]),
+        ("mailboxes", 0, "address"),
+    )
+
+
+@pytest.mark.parametrize("address", INVALID_ADDRESSES)
+def test_invalid_owner_and_forward_addresses(spec_data: Data, address: str) -> None:
+    refused(PersonalMailServerSpec, spec_data(owner={"email": address}), ("owner", "email"))
+    forward = {"from": "shop@example.org", "to": [address]}
+    refused(PersonalMailServerSpec, spec_data(forwards=[forward]), ("forwards", 0, "to", 0))
+    forward = {"from": address, "to": ["x@example.net"]}
+    refused(PersonalMailServerSpec, spec_data(forwards=[forward]), ("forwards", 0, "from"))
+
+
+@pytest.mark.parametrize("alias", ["info", "info@example.org", "first.last", "sales+eu"])
+def test_valid_aliases(spec_data: Data, alias: str) -> None:
+    spec = PersonalMailServerSpec.model_validate(
+        spec_data(mailboxes=[{"address": "a@example.org", "aliases": [alias]}], forwards=[])
+    )
+    assert spec.mailboxes[0].aliases == [alias]
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        pytest.param("Info", id="uppercase"),
+        pytest.param("info@", id="empty-domain"),
+        pytest.param("@example.org", id="empty-local-part"),
+        pytest.param("in fo", id="space"),
+        pytest.param("a%b", id="percent"),
+        pytest.param("a!b", id="bang"),
+        pytest.param("info@example", id="one-label-domain"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_invalid_aliases(spec_data: Data, alias: str) -> None:
+    refused(
+        PersonalMailServerSpec,
+        spec_data(mailboxes=[{"address": "a@example.org", "aliases": [alias]}], forwards=[]),
+        ("mailboxes", 0, "aliases", 0),
+    )
+
+
+@pytest.mark.parametrize("quota", ["1Mi", "512Mi", "2Gi", "1G", "1500M", "16Ti", "1048576"])
+def test_valid_quotas(spec_data: Data, quota: str) -> None:
+    spec = PersonalMailServerSpec.model_validate(
+        spec_data(mailboxes=[{"address": "a@example.org", "quota": quota}], forwards=[])
+    )
+    assert spec.mailboxes[0].quota == quota
+
+
+@pytest.mark.parametrize(
+    "quota",
+    [
+        pytest.param("1.5Gi", id="fraction"),
+        pytest.param("500m", id="milli"),
+        pytest.param("2GB", id="not-a-suffix"),
+        pytest.param("2gi", id="lowercase-suffix"),
+        pytest.param("-1Gi", id="negative"),
+        pytest.param("1e9", id="exponent"),
+        pytest.param("2 Gi", id="space"),
+        pytest.param("Gi", id="no-number"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_invalid_quotas(spec_data: Data, quota: str) -> None:
+    refused(
+        PersonalMailServerSpec,
+        spec_data(mailboxes=[{"address": "a@example.org", "quota": quota}], forwards=[]),
+        ("mailboxes", 0, "quota"),
+    )
+
+
+@pytest.mark.parametrize("plan", ["personal", "pro-2", "p", "a" * 63])
+def test_valid_plan_names(spec_data: Data, plan: str) -> None:
+    assert PersonalMailServerSpec.model_validate(spec_data(plan=plan)).plan == plan
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        pytest.param("Personal", id="uppercase"),
+        pytest.param("-pro", id="leading-hyphen"),
+        pytest.param("pro-", id="trailing-hyphen"),
+        pytest.param("pro_2", id="underscore"),
+        pytest.param("pro.2", id="dot"),
+        pytest.param("a" * 64, id="too-long"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_invalid_plan_names(spec_data: Data, plan: str) -> None:
+    refused(PersonalMailServerSpec, spec_data(plan=plan), ("plan",))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        pytest.param({"domains": []}, ("domains",), id="no-domain"),
+        pytest.param({"domains": ["example.org"] * 101}, ("domains",), id="too-many-domains"),
+        pytest.param(
+            {"forwards": [{"from": "shop@example.org", "to": []}]},
+            ("forwards", 0, "to"),
+            id="forward-to-nobody",
+        ),
+        pytest.param(
+            {
+                "mailboxes": [
+                    {"address": "a@example.org", "passwordSecretRef": {"name": "Bad_Name"}}
+                ]
+            },
+            ("mailboxes", 0, "passwordSecretRef", "name"),
+            id="secret-name",
+        ),
+        pytest.param({"dns": {"mode": "Automatic"}}, ("dns", "mode"), id="dns-mode"),
+        pytest.param({"suspended": "maybe"}, ("suspended",), id="suspended-not-bool"),
+    ],
+)
+def test_invalid_server_fields(
+    spec_data: Data, overrides: dict[str, Any], loc: tuple[Any, ...]
+) -> None:
+    refused(PersonalMailServerSpec, spec_data(**overrides), loc)
+
+
+@pytest.mark.parametrize("missing", ["plan", "owner", "domains"])
+def test_required_server_fields(spec_data: Data, missing: str) -> None:
+    data = spec_data()
+    del data[missing]
+    refused(PersonalMailServerSpec, data, (missing,))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        pytest.param({"storage": "1.5Gi"}, ("storage",), id="storage-fraction"),
+        pytest.param({"storage": "5GB"}, ("storage",), id="storage-unit"),
+        pytest.param({"defaultQuota": "lots"}, ("defaultQuota",), id="default-quota"),
+        pytest.param({"maxDomains": 0}, ("maxDomains",), id="zero-domains"),
+        pytest.param({"maxMailboxes": 1001}, ("maxMailboxes",), id="too-many-mailboxes"),
+        pytest.param({"outboundPerHour": -1}, ("outboundPerHour",), id="negative-rate"),
+        pytest.param({"stripePriceId": "prod_123"}, ("stripePriceId",), id="not-a-price"),
+        pytest.param(
+            {"resources": {"limits": {"memory": "lots"}}},
+            ("resources", "limits", "memory"),
+            id="memory-not-a-size",
+        ),
+        pytest.param(
+            {"backup": {"schedule": "every day"}}, ("backup", "schedule"), id="cron-fields"
+        ),
+        pytest.param(
+            {"backup": {"retention": {"daily": -1}}},
+            ("backup", "retention", "daily"),
+            id="negative-retention",
+        ),
+        pytest.param({"features": {"antispam": "Paranoid"}}, ("features", "antispam"), id="enum"),
+    ],
+)
+def test_invalid_plan_fields(
+    plan_data: Data, overrides: dict[str, Any], loc: tuple[Any, ...]
+) -> None:
+    refused(MailPlanSpec, plan_data(**overrides), loc)
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "loc"),
+    [
+        pytest.param(MailBackupSpec, {"server": "Alice"}, ("server",), id="backup-server"),
+        pytest.param(
+            MailBackupSpec, {"server": "a", "trigger": "Cron"}, ("trigger",), id="trigger"
+        ),
+        pytest.param(MailRestoreSpec, {"backup": "b", "target": "-x"}, ("target",), id="target"),
+        pytest.param(MailRestoreSpec, {"target": "alice"}, ("backup",), id="restore-backup"),
+    ],
+)
+def test_invalid_request_fields(
+    model: type[Any], data: dict[str, Any], loc: tuple[Any, ...]
+) -> None:
+    refused(model, data, loc)
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "where"),
+    [
+        pytest.param(PersonalMailServerSpec, {"colour": "blue"}, (), id="server-top"),
+        pytest.param(
+            PersonalMailServerSpec,
+            {"owner": {"email": "a@example.net", "phone": "123"}},
+            ("owner",),
+            id="server-owner",
+        ),
+        pytest.param(
+            PersonalMailServerSpec,
+            {"mailboxes": [{"address": "a@example.org", "password": "plaintext!"}]},
+            ("mailboxes", 0),
+            id="plaintext-password-field",
+        ),
+        pytest.param(MailPlanSpec, {"maxdomains": 5}, (), id="plan-wrong-case"),
+        pytest.param(MailPlanSpec, {"features": {"imap": True}}, ("features",), id="plan-features"),
+    ],
+)
+def test_unknown_fields_are_refused(
+    spec_data: Data, plan_data: Data, model: type[Any], data: dict[str, Any], where: tuple[Any, ...]
+) -> None:
+    base = spec_data() if model is PersonalMailServerSpec else plan_data()
+    merged = {**base, **data}
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(merged)
+    errors = info.value.errors()
+    assert any(e["type"] == "extra_forbidden" and e["loc"][:-1] == where for e in errors), errors
+
+
+def test_server_wire_is_camel_case_without_none(spec_data: Data) -> None:
+    spec = PersonalMailServerSpec.model_validate(
+        spec_data(owner={"email": "alice@example.net"})  # no name: None on the model
+    )
+    wire = spec.wire()
+    assert wire == {
+        "plan": "personal",
+        "owner": {"email": "alice@example.net"},
+        "domains": ["example.org"],
+        "mailboxes": [
+            {
+                "address": "alice@example.org",
+                "quota": "1Gi",
+                "aliases": ["postmaster", "abuse"],
+                "passwordSecretRef": {"name": "alice-password", "key": "password"},
+            },
+            {"address": "bob@example.org", "aliases": []},
+        ],
+        "forwards": [{"from": "shop@example.org", "to": ["alice@example.net"]}],
+        "dns": {"mode": "Managed"},
+        "suspended": False,
+    }
+
+
+def test_plan_wire_is_camel_case_without_none(plan_data: Data) -> None:
+    wire = MailPlanSpec.model_validate(plan_data(displayName=None)).wire()
+    assert "displayName" not in wire
+    assert "storageClassName" not in wire
+    assert "stripePriceId" not in wire
+    assert wire["maxDomains"] == 3
+    assert wire["defaultQuota"] == "512Mi"
+    assert wire["maxMessageSize"] == "25Mi"
+    assert wire["outboundPerHour"] == 200
+    assert wire["features"]["dedicatedAddress"] is False
+    assert wire["features"]["antispam"] == "Standard"
+    assert wire["resources"] == {
+        "requests": {"cpu": "10m", "memory": "24Mi"},
+        "limits": {"memory": "96Mi"},
+    }
+
+
+def _snake_keys(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [k for k in node if "_" in k] + [s for v in node.values() for s in _snake_keys(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _snake_keys(v)]
+    return []
+
+
+def test_wire_round_trips(spec_data: Data, plan_data: Data) -> None:
+    for model, data in ((PersonalMailServerSpec, spec_data()), (MailPlanSpec, plan_data())):
+        obj = model.model_validate(data)
+        wire = obj.wire()
+        assert _snake_keys(wire) == []
+        assert model.model_validate(wire) == obj
+        assert model.model_validate(wire).wire() == wire
+
+
+def test_snake_case_names_are_accepted_in_python(spec_data: Data) -> None:
+    """populate_by_name: code may build models with field names; the wire stays camelCase."""
+    data = spec_data()
+    data["mailboxes"][0]["password_secret_ref"] = data["mailboxes"][0].pop("passwordSecretRef")
+    spec = PersonalMailServerSpec.model_validate(data)
+    assert "passwordSecretRef" in spec.wire()["mailboxes"][0]
+
+
+def test_condition_wire() -> None:
+    c = Condition.model_validate(
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "MailServerRunning",
+            "lastTransitionTime": "2026-03-01T12:00:00Z",
+        }
+    )
+    assert c.wire() == {
+        "type": "Ready",
+        "status": "True",
+        "reason": "MailServerRunning",
+        "message": "",
+        "lastTransitionTime": "2026-03-01T12:00:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("type", "ready"),
+        ("status", "true"),
+        ("reason", "not a constant"),
+        ("reason", ""),
+        ("lastTransitionTime", "yesterday"),
+        ("observedGeneration", -1),
+    ],
+)
+def test_invalid_conditions(field: str, value: Any) -> None:
+    data = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Running",
+        "lastTransitionTime": "2026-03-01T12:00:00Z",
+        field: value,
+    }
+    refused(Condition, data, (field,))
+
+
+def _examples(repo_root: Path) -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((repo_root / "examples").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_examples_are_valid(repo_root: Path) -> None:
+    seen = set()
+    for doc in _examples(repo_root):
+        kind = KINDS_BY_NAME.get(doc["kind"])
+        if kind is None:
+            continue
+        seen.add(doc["kind"])
+        spec = kind.spec.model_validate(doc["spec"])
+        # Nothing the example says is lost or renamed on the wire.
+        wire = spec.wire()
+        for key, value in doc["spec"].items():
+            assert key in wire, f"{doc['kind']} {doc['metadata']['name']}: {key} lost"
+            if not isinstance(value, (dict, list)):
+                assert wire[key] == value
+    assert {"MailPlan", "PersonalMailServer"} <= seen
