@@ -91,9 +91,9 @@ class Kube:
     def connect(cls, field_manager: str, pool_size: int = 32) -> Kube:
         config = kubernetes.client.Configuration()
         try:
-            kubernetes.config.load_incluster_config(client_configuration=config)
+            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=config)
+            kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
         config.connection_pool_maxsize = pool_size
         return cls(kubernetes.client.ApiClient(config), field_manager)
 
@@ -120,7 +120,7 @@ class Kube:
         resp = self.api.call_api(
             method, url, header_params=hdrs, body=payload, _request_timeout=timeout
         )
-        data = resp.read()
+        data = resp.read()  # type: ignore[no-untyped-call]
         text = data.decode() if isinstance(data, bytes) else str(data or "")
         if not 200 <= resp.status < 300:
             raise ApiError(resp.status, text, method, path)
@@ -210,7 +210,7 @@ class Kube:
             status = mutate(obj)
             if status is None:
                 return None
-            body = {
+            body: JSON = {
                 "apiVersion": api_version,
                 "kind": kind,
                 "metadata": {"name": name, "resourceVersion": obj["metadata"]["resourceVersion"]},

@@ -11,9 +11,7 @@ from .. import API_VERSION, GROUP, VERSION, naming
 
 @kopf.on.create(GROUP, VERSION, "mailplans")
 @kopf.on.update(GROUP, VERSION, "mailplans", field="spec")
-def plan_changed(
-    name: str, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
+def plan_changed(name: str, meta: kopf.Meta, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     revision = f"{meta.get('generation', 0)}-{meta.get('uid', '')[:8]}"
     touched = 0
     for server in memo.kube.list(API_VERSION, "PersonalMailServer"):

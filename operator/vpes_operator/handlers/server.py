@@ -28,9 +28,8 @@ def plan_spec(index: kopf.Index[str, dict[str, Any]], name: str) -> dict[str, An
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_server(
-    body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, plans: kopf.Index[str, Any], **_: Any
-) -> None:
+def reconcile_server(body: kopf.Body, spec: kopf.Spec, memo: Any, **kwargs: Any) -> None:
+    plans: kopf.Index[str, Any] = kwargs["plans"]
     outcome = reconcile.reconcile(
         memo.kube, memo.settings, dict(body), plan_spec(plans, spec.get("plan", ""))
     )
@@ -42,7 +41,7 @@ def reconcile_server(
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def server_deleted(name: str, namespace: str, logger: kopf.Logger, **_: Any) -> None:
+def server_deleted(name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
     """Children inside the cluster go by owner references (garbage collection).
 
     The finalizer this handler holds is where cleanup outside the cluster

@@ -15,14 +15,15 @@ from .events import post_transitions
 )
 def statefulset_event(
     body: kopf.Body,
-    type: str | None,
+    type: str,
     labels: kopf.Labels,
-    namespace: str,
-    memo: kopf.Memo,
+    namespace: str | None,
+    memo: Any,
     **_: Any,
 ) -> None:
     server = labels.get(naming.LABEL_SERVER)
-    if not server or type is None:  # type None: the initial listing, handled by resume
+    # No type: the initial listing, which the servers' resume handlers cover.
+    if not server or not type or not namespace:
         return
     sts = None if type == "DELETED" else dict(body)
     outcome = reconcile.refresh_readiness(memo.kube, namespace, server, sts)

@@ -137,7 +137,7 @@ def friendly(message: str) -> dict[str, Any]:
     return {"x-vpes-message": message}
 
 
-def x_validation(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
+def x_validation(rule: str, message: str, *, field_path: str | None = None) -> dict[str, Any]:
     """One CEL rule (x-kubernetes-validations item)."""
     out = {"rule": rule, "message": message}
     if field_path:
