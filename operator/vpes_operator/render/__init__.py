@@ -7,6 +7,7 @@ says where the files, sockets and mail live and which ports a tenant opens.
 
 from __future__ import annotations
 
+from . import layout
 from .context import (
     DkimKey,
     MailboxContext,
@@ -17,26 +18,33 @@ from .context import (
     build_context,
 )
 from .layout import (
-    CONFIG_MOUNT,
-    MAIL_MOUNT,
+    CONFIG_DIR,
+    MAIL_DIR,
     PORTS,
-    RUN_MOUNT,
-    SECRETS_MOUNT,
+    RUN_DIR,
+    SECRETS_DIR,
     VMAIL_GID,
     VMAIL_GROUP,
     VMAIL_UID,
     VMAIL_USER,
     Port,
 )
-from .tenant import CONFIG_FILES, PasswdEntry, passwd_entries, render_config, render_passwd
+from .tenant import (
+    CONFIG_FILES,
+    PasswdEntry,
+    format_passwd,
+    passwd_entries,
+    render_config,
+    render_passwd,
+)
 
 __all__ = [
+    "CONFIG_DIR",
     "CONFIG_FILES",
-    "CONFIG_MOUNT",
-    "MAIL_MOUNT",
+    "MAIL_DIR",
     "PORTS",
-    "RUN_MOUNT",
-    "SECRETS_MOUNT",
+    "RUN_DIR",
+    "SECRETS_DIR",
     "VMAIL_GID",
     "VMAIL_GROUP",
     "VMAIL_UID",
@@ -50,6 +58,8 @@ __all__ = [
     "TenantContext",
     "VirtualAlias",
     "build_context",
+    "format_passwd",
+    "layout",
     "passwd_entries",
     "render_config",
     "render_passwd",

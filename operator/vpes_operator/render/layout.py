@@ -7,29 +7,27 @@ imported from here (or re-exported by ``vpes_operator.render``), never retyped.
 
 Mounts (the container's root filesystem is read-only):
 
-==========================  ========================  =====  ===============================
-path                        volume                    mode   holds
-==========================  ========================  =====  ===============================
-``/etc/vpes/config``        ConfigMap ``<pms>-config``  ro   Postfix and Dovecot configuration
-                                                              and Postfix lookup tables, mounted
-                                                              with ``items`` (``CONFIG_FILES``)
-``/etc/vpes/secrets``       Secret(s)                   ro   ``passwd`` (Dovecot passwd-file),
-                                                              ``tls.crt``, ``tls.key``,
-                                                              ``dkim-<domain>.key``
-``/var/mail/vpes``          PVC (the mail volume)       rw   ``<domain>/<local>/Maildir`` and
-                                                              ``<domain>/<local>/index`` (Dovecot),
-                                                              sieve scripts in the same home,
-                                                              ``postfix-queue/`` (Postfix queue)
-``/run/vpes``               emptyDir                    rw   sockets, pids, caches:
-                                                              ``dovecot/`` (base_dir),
-                                                              ``dovecot-state/`` (state_dir),
-                                                              ``postfix/`` (data_directory)
-==========================  ========================  =====  ===============================
-
-The Postfix queue is on the mail volume so mail accepted but not yet delivered
-(to a mailbox or out through the relay) survives a restart; its name holds no
-dot, so it can never be a mail domain's directory. Everything on ``/run/vpes``
-is rebuilt at start.
+- ``/etc/vpes/config`` (``CONFIG_DIR``), the tenant ConfigMap, read-only,
+  mounted with ``items`` (``CONFIG_FILES``: key → path): ``postfix/main.cf``,
+  ``postfix/master.cf``, the Postfix lookup tables ``postfix/virtual``,
+  ``postfix/vmailbox``, ``postfix/sender_login``, and ``dovecot/dovecot.conf``.
+- ``/etc/vpes/secrets`` (``SECRETS_DIR``), the tenant Secret, read-only:
+  ``passwd`` (Dovecot's passwd-file: hashes and quotas), ``tls.crt``,
+  ``tls.key``, ``dkim-<domain>.key``. Files are root-owned with group fsGroup
+  (``VMAIL_GID``); Dovecot's auth process reads ``passwd`` through that group
+  (``extra_groups``), so mode 0440 is enough. ``tls.key`` may be 0400: both
+  daemons read it as root.
+- ``/var/mail/vpes`` (``MAIL_DIR``), the PVC, read-write, fsGroup
+  ``VMAIL_GID``: ``<domain>/<local>/`` is a mailbox's home, holding
+  ``Maildir/``, ``index/`` (Dovecot indexes, kept apart so backups may skip
+  them) and the sieve scripts; ``postfix-queue/`` is Postfix's queue, here so
+  mail accepted but not yet delivered (to a mailbox or out through the relay)
+  survives a restart. Its name holds no dot, so it is never a domain's
+  directory.
+- ``/run/vpes`` (``RUN_DIR``), an emptyDir, read-write: ``dovecot/``
+  (base_dir: the LMTP, auth and quota-status sockets Postfix uses),
+  ``dovecot-state/`` (state_dir) and ``postfix/`` (data_directory: TLS and
+  other caches). Nothing there needs to outlive the pod.
 """
 
 from __future__ import annotations
@@ -38,7 +36,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
-    "CONFIG_MOUNT",
+    "CONFIG_DIR",
+    "CONFIG_FILES",
     "DOVECOT_AUTH_SOCKET",
     "DOVECOT_BASE_DIR",
     "DOVECOT_CONFIG_PATH",
@@ -47,16 +46,16 @@ __all__ = [
     "DOVECOT_STATE_DIR",
     "HOSTNAME_SUFFIX",
     "INTERNAL_SUBMISSION",
-    "MAIL_MOUNT",
+    "MAIL_DIR",
     "PASSWD_KEY",
     "PASSWD_PATH",
     "PORTS",
-    "PROXY_OFFSET",
     "POSTFIX_CONFIG_DIR",
     "POSTFIX_DATA_DIR",
     "POSTFIX_QUEUE_DIR",
-    "RUN_MOUNT",
-    "SECRETS_MOUNT",
+    "PROXY_OFFSET",
+    "RUN_DIR",
+    "SECRETS_DIR",
     "TLS_CERT_KEY",
     "TLS_CERT_PATH",
     "TLS_KEY_KEY",
@@ -81,26 +80,37 @@ VMAIL_GROUP = "vmail"
 VMAIL_UID = 5000
 VMAIL_GID = 5000
 
-CONFIG_MOUNT = "/etc/vpes/config"
-SECRETS_MOUNT = "/etc/vpes/secrets"
-MAIL_MOUNT = "/var/mail/vpes"
-RUN_MOUNT = "/run/vpes"
+CONFIG_DIR = "/etc/vpes/config"
+SECRETS_DIR = "/etc/vpes/secrets"
+MAIL_DIR = "/var/mail/vpes"
+RUN_DIR = "/run/vpes"
 
-POSTFIX_CONFIG_DIR = f"{CONFIG_MOUNT}/postfix"
-DOVECOT_CONFIG_PATH = f"{CONFIG_MOUNT}/dovecot/dovecot.conf"
+# ConfigMap key → path under CONFIG_DIR. ConfigMap keys cannot hold '/', so the
+# StatefulSet mounts the ConfigMap with these ``items``.
+CONFIG_FILES: dict[str, str] = {
+    "dovecot.conf": "dovecot/dovecot.conf",
+    "postfix-main.cf": "postfix/main.cf",
+    "postfix-master.cf": "postfix/master.cf",
+    "postfix-sender-login": "postfix/sender_login",
+    "postfix-virtual": "postfix/virtual",
+    "postfix-vmailbox": "postfix/vmailbox",
+}
 
-# Keys of the tenant Secret(s) mounted at SECRETS_MOUNT.
-PASSWD_KEY = "passwd"
+POSTFIX_CONFIG_DIR = f"{CONFIG_DIR}/postfix"
+DOVECOT_CONFIG_PATH = f"{CONFIG_DIR}/dovecot/dovecot.conf"
+
+# Keys of the tenant Secret(s) mounted at SECRETS_DIR.
+PASSWD_KEY = "passwd"  # noqa: S105 - the name of a key, not a password
 TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
-PASSWD_PATH = f"{SECRETS_MOUNT}/{PASSWD_KEY}"
-TLS_CERT_PATH = f"{SECRETS_MOUNT}/{TLS_CERT_KEY}"
-TLS_KEY_PATH = f"{SECRETS_MOUNT}/{TLS_KEY_KEY}"
+PASSWD_PATH = f"{SECRETS_DIR}/{PASSWD_KEY}"
+TLS_CERT_PATH = f"{SECRETS_DIR}/{TLS_CERT_KEY}"
+TLS_KEY_PATH = f"{SECRETS_DIR}/{TLS_KEY_KEY}"
 
-POSTFIX_QUEUE_DIR = f"{MAIL_MOUNT}/postfix-queue"
-POSTFIX_DATA_DIR = f"{RUN_MOUNT}/postfix"
-DOVECOT_BASE_DIR = f"{RUN_MOUNT}/dovecot"
-DOVECOT_STATE_DIR = f"{RUN_MOUNT}/dovecot-state"
+POSTFIX_QUEUE_DIR = f"{MAIL_DIR}/postfix-queue"
+POSTFIX_DATA_DIR = f"{RUN_DIR}/postfix"
+DOVECOT_BASE_DIR = f"{RUN_DIR}/dovecot"
+DOVECOT_STATE_DIR = f"{RUN_DIR}/dovecot-state"
 
 # Unix sockets Dovecot offers Postfix (in base_dir; never a port).
 DOVECOT_LMTP_SOCKET = f"{DOVECOT_BASE_DIR}/lmtp"
@@ -121,7 +131,7 @@ HOSTNAME_SUFFIX = "vpes.internal"
 def maildir_path(address: str) -> str:
     """The home directory of a mailbox on the mail volume (Dovecot's %d/%n)."""
     local, _, domain = address.rpartition("@")
-    return f"{MAIL_MOUNT}/{domain}/{local}"
+    return f"{MAIL_DIR}/{domain}/{local}"
 
 
 def dkim_key_name(domain: str) -> str:
@@ -130,7 +140,7 @@ def dkim_key_name(domain: str) -> str:
 
 
 def dkim_key_path(domain: str) -> str:
-    return f"{SECRETS_MOUNT}/{dkim_key_name(domain)}"
+    return f"{SECRETS_DIR}/{dkim_key_name(domain)}"
 
 
 Daemon = Literal["postfix", "dovecot"]
@@ -149,32 +159,34 @@ class Port:
     """
 
     name: str  # container/Service port name (IANA_SVC_NAME: <= 15 chars)
-    number: int
+    port: int
     daemon: Daemon
     protocol: Protocol
     proxy: bool
+    purpose: str
 
 
 # A PROXY protocol port is its plain twin plus 10000.
 PROXY_OFFSET = 10000
-_PLAIN: tuple[tuple[Protocol, int, Daemon], ...] = (
-    ("smtp", 25, "postfix"),
-    ("submission", 587, "postfix"),
-    ("submissions", 465, "postfix"),
-    ("imap", 143, "dovecot"),
-    ("imaps", 993, "dovecot"),
-    ("pop3", 110, "dovecot"),
-    ("pop3s", 995, "dovecot"),
-    ("sieve", 4190, "dovecot"),
+_PLAIN: tuple[tuple[Protocol, int, Daemon, str], ...] = (
+    ("smtp", 25, "postfix", "mail for the server's domains (from the edge MX)"),
+    ("submission", 587, "postfix", "submission, STARTTLS, SASL"),
+    ("submissions", 465, "postfix", "submission, implicit TLS, SASL"),
+    ("imap", 143, "dovecot", "IMAP, STARTTLS"),
+    ("imaps", 993, "dovecot", "IMAP, implicit TLS"),
+    ("pop3", 110, "dovecot", "POP3, STARTTLS"),
+    ("pop3s", 995, "dovecot", "POP3, implicit TLS"),
+    ("sieve", 4190, "dovecot", "ManageSieve, STARTTLS"),
 )
 PORTS: tuple[Port, ...] = tuple(
     Port(
         name=f"{name}-pp" if proxy else name,
-        number=number + PROXY_OFFSET if proxy else number,
+        port=number + PROXY_OFFSET if proxy else number,
         daemon=daemon,
         protocol=name,
         proxy=proxy,
+        purpose=f"{purpose}, after a PROXY protocol header" if proxy else purpose,
     )
     for proxy in (False, True)
-    for name, number, daemon in _PLAIN
+    for name, number, daemon, purpose in _PLAIN
 )

@@ -22,8 +22,8 @@ Files and mounts (see ``layout`` for the constants):
   ``postfix-sender-login``  ``postfix/sender_login``          smtpd_sender_login_maps
   ========================  ================================  ============================
 
-- ``render_passwd(entries)`` returns Dovecot's passwd-file, key ``passwd`` of
-  the tenant Secret, mounted read-only at ``/etc/vpes/secrets`` beside
+- ``render_passwd(ctx, hashes)`` returns Dovecot's passwd-file, key ``passwd``
+  of the tenant Secret, mounted read-only at ``/etc/vpes/secrets`` beside
   ``tls.crt``, ``tls.key`` and ``dkim-<domain>.key``. It holds hashes only.
 - ``/var/mail/vpes`` (the PVC): maildirs and indexes, and the Postfix queue
   (``postfix-queue``) so that queued mail survives restarts.
@@ -42,7 +42,16 @@ reload``) when it changes; a reload is graceful (running sessions finish)
 and is needed anyway when main.cf itself changes (a new domain, a new message
 size). Mailbox passwords and quotas need nothing: Dovecot re-reads its
 passwd-file when its mtime changes, and the kubelet replaces it with a new
-file on every Secret update.
+file on every Secret update. A renewed certificate needs the same two reloads
+(Dovecot reads it with its configuration, Postfix when a process starts).
+
+Ports (``layout.PORTS``): Postfix 25 (mail in), 587 (STARTTLS) and 465
+(implicit TLS) submission; Dovecot 143/993 IMAP, 110/995 POP3, 4190
+ManageSieve. Each has a twin 10000 higher (10025, 10587, ...) that expects a
+PROXY protocol header, for a TCP load balancer that keeps the client's
+address; the plain ports serve the edge's own daemons and probes (Postfix
+cannot send PROXY headers). LMTP, SASL auth and quota-status are unix sockets
+under ``/run/vpes/dovecot``, never ports.
 """
 
 from __future__ import annotations
@@ -57,13 +66,14 @@ import jinja2
 
 from .context import RenderError, TenantContext
 from .layout import (
+    CONFIG_FILES,
     DOVECOT_AUTH_SOCKET,
     DOVECOT_BASE_DIR,
     DOVECOT_LMTP_SOCKET,
     DOVECOT_QUOTA_STATUS_SOCKET,
     DOVECOT_STATE_DIR,
     INTERNAL_SUBMISSION,
-    MAIL_MOUNT,
+    MAIL_DIR,
     PASSWD_PATH,
     PORTS,
     POSTFIX_CONFIG_DIR,
@@ -81,21 +91,12 @@ __all__ = [
     "CONFIG_FILES",
     "PASSWORD_SCHEMES",
     "PasswdEntry",
+    "format_passwd",
     "passwd_entries",
     "render_config",
     "render_passwd",
     "render_template",
 ]
-
-# ConfigMap key → path under the config mount (CONFIG_MOUNT).
-CONFIG_FILES: dict[str, str] = {
-    "dovecot.conf": "dovecot/dovecot.conf",
-    "postfix-main.cf": "postfix/main.cf",
-    "postfix-master.cf": "postfix/master.cf",
-    "postfix-sender-login": "postfix/sender_login",
-    "postfix-virtual": "postfix/virtual",
-    "postfix-vmailbox": "postfix/vmailbox",
-}
 
 # Hash schemes a passwd-file may hold (Dovecot's names). Never PLAIN.
 PASSWORD_SCHEMES = ("ARGON2ID", "BLF-CRYPT")
@@ -132,13 +133,13 @@ _IMPLICIT_TLS = {"imaps", "pop3s", "submissions"}
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(  # noqa: S701 - mail configuration, not HTML
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("vpes_operator.render", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - mail server configuration, not HTML
     )
 
 
@@ -156,14 +157,24 @@ def render_config(ctx: TenantContext) -> dict[str, str]:
 def _values(ctx: TenantContext) -> dict[str, Any]:
     edge = ctx.edge_networks
     postfix_edge = [f"[{n.split('/')[0]}]/{n.split('/')[1]}" if ":" in n else n for n in edge]
-    postfix_ports = [p for p in PORTS if p.daemon == "postfix"]
+    postfix_ports = [
+        {
+            "service": f"{p.port:<12}",
+            "name": p.name,
+            "proxy": p.proxy,
+            "implicit_tls": p.protocol in _IMPLICIT_TLS,
+            "submission": p.protocol in ("submission", "submissions"),
+        }
+        for p in PORTS
+        if p.daemon == "postfix"
+    ]
     logins: dict[str, list[dict[str, Any]]] = {}
     for p in PORTS:
         if p.daemon == "dovecot":
             logins.setdefault(_LOGIN_SERVICES[p.protocol], []).append(
                 {
                     "name": p.name.replace("-", "_"),
-                    "port": p.number,
+                    "port": p.port,
                     "ssl": p.protocol in _IMPLICIT_TLS,
                     "haproxy": p.proxy,
                 }
@@ -205,7 +216,7 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         "base_dir": DOVECOT_BASE_DIR,
         "state_dir": DOVECOT_STATE_DIR,
         "passwd_path": PASSWD_PATH,
-        "mail_root": MAIL_MOUNT,
+        "mail_root": MAIL_DIR,
         "vmail_user": VMAIL_USER,
         "vmail_group": VMAIL_GROUP,
         "vmail_uid": VMAIL_UID,
@@ -239,7 +250,16 @@ def passwd_entries(ctx: TenantContext, hashes: Mapping[str, str]) -> tuple[Passw
     return tuple(PasswdEntry(m.address, hashes[m.address], m.quota_bytes) for m in ctx.mailboxes)
 
 
-def render_passwd(entries: Iterable[PasswdEntry]) -> str:
+def render_passwd(ctx: TenantContext, hashes: Mapping[str, str]) -> str:
+    """Dovecot's passwd-file for the mailboxes of ``ctx`` (``hashes``: address → hash).
+
+    The hashes are made elsewhere (BLF-CRYPT or ARGON2ID); every mailbox needs
+    one, and addresses that are not mailboxes are ignored.
+    """
+    return format_passwd(passwd_entries(ctx, hashes))
+
+
+def format_passwd(entries: Iterable[PasswdEntry]) -> str:
     """Dovecot's passwd-file: ``user:{SCHEME}hash::::::userdb_quota_rule=*:bytes=N``.
 
     uid, gid and home are empty: the global mail_uid/mail_gid/mail_home apply.
