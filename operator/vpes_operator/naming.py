@@ -23,6 +23,10 @@ def service(server: str) -> str:
     return server
 
 
+def public_service(server: str) -> str:
+    return f"{server}-public"
+
+
 def config_map(server: str) -> str:
     return f"{server}-config"
 

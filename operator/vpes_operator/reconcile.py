@@ -23,6 +23,7 @@ from .conditions import Cond, transitions
 from .errors import ConfigError, ReconcileError, WaitingError
 from .models.plan import MailPlanSpec
 from .models.server import Endpoints, PersonalMailServerSpec, Usage
+from .render import RenderError
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,12 @@ def apply_server(
         material=material,
         current_storage=current_storage,
     )
+    try:
+        objects = desired_objects(inputs)
+    except RenderError as e:
+        raise ConfigError("InvalidConfiguration", str(e)) from e
     sts: dict[str, Any] | None = None
-    for obj in desired_objects(inputs):
+    for obj in objects:
         applied = kube.apply(obj)
         if obj["kind"] == "StatefulSet":
             sts = applied

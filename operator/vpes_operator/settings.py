@@ -44,6 +44,9 @@ class OperatorSettings(BaseModel):
         }
     )
     cluster_dns_namespace: str = Field(default="kube-system")
+    # Annotations of a dedicated address's LoadBalancer Service: whatever the
+    # provider's cloud needs to send PROXY protocol headers.
+    dedicated_service_annotations: dict[str, str] = Field(default_factory=dict)
     bcrypt_rounds: int = Field(default=10, ge=4, le=15)
     dkim_selector: str = Field(default="vpes")
     dkim_key_bits: int = Field(default=2048)

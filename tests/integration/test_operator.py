@@ -346,12 +346,12 @@ INVALID = [
     (
         "bad address",
         {"mailboxes": [{"address": "al ice@example.org"}]},
-        "must be a lowercase mail address",
+        "must be a mailbox address",
     ),
     (
         "percent hack address",
         {"mailboxes": [{"address": "a%b@example.org"}]},
-        "must be a lowercase mail address",
+        "must be a mailbox address",
     ),
     (
         "mailbox outside domains",

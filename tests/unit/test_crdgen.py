@@ -11,8 +11,14 @@ import pytest
 import yaml
 from vpes_operator import GROUP, VERSION, crdgen
 from vpes_operator.models import CATEGORY, KINDS
-from vpes_operator.models.common import ADDRESS_PATTERN, ALIAS_PATTERN, DOMAIN_PATTERN, NAME_PATTERN
-from vpes_operator.models.server import ADDRESS_MESSAGE, DOMAIN_MESSAGE
+from vpes_operator.models.common import (
+    ADDRESS_PATTERN,
+    ALIAS_PATTERN,
+    DOMAIN_PATTERN,
+    MAILBOX_ADDRESS_PATTERN,
+    NAME_PATTERN,
+)
+from vpes_operator.models.server import ADDRESS_MESSAGE, DOMAIN_MESSAGE, MAILBOX_MESSAGE
 
 pytestmark = pytest.mark.unit
 
@@ -315,7 +321,7 @@ def _cel(pattern: str) -> str:
         (".plan", NAME_PATTERN, None),
         (".owner.email", ADDRESS_PATTERN, ADDRESS_MESSAGE),
         (".domains[]", DOMAIN_PATTERN, DOMAIN_MESSAGE),
-        (".mailboxes[].address", ADDRESS_PATTERN, ADDRESS_MESSAGE),
+        (".mailboxes[].address", MAILBOX_ADDRESS_PATTERN, MAILBOX_MESSAGE),
         (".forwards[].from", ADDRESS_PATTERN, ADDRESS_MESSAGE),
     ],
 )

@@ -5,32 +5,60 @@ from __future__ import annotations
 from typing import Any
 
 from .. import naming
+from ..render import layout
 from ..settings import OperatorSettings
 from .meta import Owner, metadata
-from .ports import TENANT_PORTS
 
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
 
 
-def service(owner: Owner, *, dedicated_address: bool) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "selector": naming.selector_labels(owner.name),
-        "ports": [
-            {"name": p.name, "port": p.port, "targetPort": p.name, "protocol": "TCP"}
-            for p in TENANT_PORTS
-        ],
-    }
-    if dedicated_address:
-        # A plan that sells its own address: the real client IP must survive.
-        spec["type"] = "LoadBalancer"
-        spec["externalTrafficPolicy"] = "Local"
-    else:
-        spec["type"] = "ClusterIP"
+def service(owner: Owner) -> dict[str, Any]:
+    """The in-cluster Service the edge routes to: every port, plain and PROXY."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(owner, naming.service(owner.name)),
-        "spec": spec,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.selector_labels(owner.name),
+            "ports": [
+                {"name": p.name, "port": p.port, "targetPort": p.name, "protocol": "TCP"}
+                for p in layout.PORTS
+            ],
+        },
+    }
+
+
+def public_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
+    """A plan's dedicated address: a LoadBalancer on the standard ports.
+
+    The load balancer must send a PROXY protocol header (the provider's
+    annotations say so to their cloud), so every port leads to its PROXY twin
+    and the client's real address reaches Postfix and Dovecot;
+    externalTrafficPolicy Local keeps it on the way in.
+    """
+    meta = metadata(owner, naming.public_service(owner.name))
+    if settings.dedicated_service_annotations:
+        meta["annotations"] = dict(sorted(settings.dedicated_service_annotations.items()))
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": naming.selector_labels(owner.name),
+            "ports": [
+                {
+                    "name": p.protocol,
+                    "port": p.port - layout.PROXY_OFFSET,
+                    "targetPort": p.name,
+                    "protocol": "TCP",
+                }
+                for p in layout.PORTS
+                if p.proxy
+            ],
+        },
     }
 
 
@@ -56,13 +84,15 @@ def network_policy(
         },
     ]
     ingress: list[dict[str, Any]] = [
-        {"from": platform, "ports": [{"port": p.name, "protocol": "TCP"} for p in TENANT_PORTS]}
+        {"from": platform, "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS]}
     ]
     if dedicated_address:
+        # Postfix trusts any PROXY header on its PROXY ports: only the
+        # internet through the load balancer reaches them, never other pods.
         ingress.append(
             {
                 "from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
-                "ports": [{"port": p.name, "protocol": "TCP"} for p in TENANT_PORTS],
+                "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS if p.proxy],
             }
         )
     egress: list[dict[str, Any]] = [

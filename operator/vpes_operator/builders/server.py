@@ -49,10 +49,12 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
             volume_size(plan.storage, inputs.current_storage),
             plan.storage_class_name or settings.storage_class_name,
         ),
-        network.service(owner, dedicated_address=dedicated),
+        network.service(owner),
         network.network_policy(owner, settings, dedicated_address=dedicated),
         workload.statefulset(owner, plan, settings, suspended=spec.suspended),
     ]
+    if dedicated:
+        objects.insert(4, network.public_service(owner, settings))
     if inputs.material.generated_passwords:
         objects.insert(
             2, config.initial_passwords_secret(owner, inputs.material.generated_passwords)

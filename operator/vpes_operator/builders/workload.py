@@ -9,7 +9,6 @@ from ..models.plan import MailPlanSpec
 from ..render import layout
 from ..settings import OperatorSettings
 from .meta import Owner, metadata
-from .ports import TENANT_PORTS
 
 # Capabilities Postfix's master and Dovecot need to bind low ports and drop to
 # their own users; everything else is dropped.
@@ -35,7 +34,7 @@ def statefulset(
         "image": settings.tenant_image,
         "imagePullPolicy": settings.image_pull_policy,
         "ports": [
-            {"name": p.name, "containerPort": p.port, "protocol": "TCP"} for p in TENANT_PORTS
+            {"name": p.name, "containerPort": p.port, "protocol": "TCP"} for p in layout.PORTS
         ],
         "resources": _resources(plan),
         "securityContext": {

@@ -19,6 +19,10 @@ DOMAIN_PATTERN = rf"^{DOMAIN_BODY}$"
 LOCAL_PART_PATTERN = r"[a-z0-9#$&'*+/=?^_`{|}~-]+(\.[a-z0-9#$&'*+/=?^_`{|}~-]+)*"
 LOCAL_PART_ONLY_PATTERN = rf"^{LOCAL_PART_PATTERN}$"
 ADDRESS_PATTERN = rf"^{LOCAL_PART_PATTERN}@{DOMAIN_BODY}$"
+# A mailbox address is also a Dovecot login and a directory name, and '+'
+# starts a detail (plus-addressing): letters, digits, '.', '_' and '-' only.
+MAILBOX_LOCAL_PATTERN = r"[a-z0-9]+([._-][a-z0-9]+)*"
+MAILBOX_ADDRESS_PATTERN = rf"^{MAILBOX_LOCAL_PATTERN}@{DOMAIN_BODY}$"
 # An alias: a bare local part (that name in every domain) or a full address.
 ALIAS_PATTERN = rf"^{LOCAL_PART_PATTERN}(@{DOMAIN_BODY})?$"
 # The schemas hold Go RE2 patterns (no look-arounds); lengths are maxLength.

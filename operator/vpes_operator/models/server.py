@@ -13,6 +13,7 @@ from .common import (
     ALIAS_PATTERN,
     BYTES_PATTERN,
     DOMAIN_PATTERN,
+    MAILBOX_ADDRESS_PATTERN,
     NAME_PATTERN,
     Condition,
     Model,
@@ -30,6 +31,10 @@ MAX_FORWARD_TARGETS = 10
 DOMAIN_MESSAGE = (
     "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
 )
+MAILBOX_MESSAGE = (
+    "must be a mailbox address such as alice@example.org: lowercase letters, digits, '.', "
+    "'_' and '-' before the @ ('+' is for plus-addressing)"
+)
 ADDRESS_MESSAGE = (
     "must be a lowercase mail address such as alice@example.org (no quotes, '%', '!' or "
     "IP literals)"
@@ -38,6 +43,11 @@ Domain = Annotated[
     str,
     StringConstraints(pattern=DOMAIN_PATTERN, max_length=253),
     Field(json_schema_extra=friendly(DOMAIN_MESSAGE)),
+]
+MailboxAddress = Annotated[
+    str,
+    StringConstraints(pattern=MAILBOX_ADDRESS_PATTERN, max_length=254),
+    Field(json_schema_extra=friendly(MAILBOX_MESSAGE)),
 ]
 Address = Annotated[
     str,
@@ -67,7 +77,7 @@ class Owner(Model):
 class Mailbox(Model):
     """A mailbox a person logs in to over IMAP/POP3/SMTP submission."""
 
-    address: Address = Field(
+    address: MailboxAddress = Field(
         description="The address and login, e.g. alice@example.org. Its domain must be "
         "one of spec.domains.",
     )
