@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-
 from vpes_devcluster import ApiError, Cluster, Rest, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +46,7 @@ def kube(cluster: Cluster) -> Iterator[client.ApiClient]:
     try:
         yield api
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
