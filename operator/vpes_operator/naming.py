@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 PREFIX = "vpes.io"
+# kopf's own bookkeeping (progress, diff base) lives under a prefix of its own:
+# kopf ignores every annotation under the prefix it manages, and ours
+# (e.g. the plan revision) must trigger reconciles.
+KOPF_PREFIX = f"kopf.{PREFIX}"
 FINALIZER = f"{PREFIX}/cleanup"
 MANAGED_BY = "vpes-operator"
 

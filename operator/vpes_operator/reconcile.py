@@ -86,8 +86,8 @@ def apply_server(
     settings: OperatorSettings,
     body: dict[str, Any],
     plan_spec: dict[str, Any] | None,
-) -> dict[str, Any] | None:
-    """Build and apply every child of the server; returns the applied StatefulSet."""
+) -> None:
+    """Build and apply every child of the server."""
     meta = body["metadata"]
     try:
         spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
@@ -135,14 +135,10 @@ def apply_server(
         objects = desired_objects(inputs)
     except RenderError as e:
         raise ConfigError("InvalidConfiguration", str(e)) from e
-    sts: dict[str, Any] | None = None
     for obj in objects:
-        applied = kube.apply(obj)
-        if obj["kind"] == "StatefulSet":
-            sts = applied
+        kube.apply(obj)
     if waiting is not None:
         raise waiting
-    return sts
 
 
 def reconcile(
@@ -157,9 +153,8 @@ def reconcile(
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     error: ReconcileError | None = None
-    sts: dict[str, Any] | None = None
     try:
-        sts = apply_server(kube, settings, body, plan_spec)
+        apply_server(kube, settings, body, plan_spec)
         provisioned = Cond(
             status.PROVISIONED, True, "Applied", "all objects of the server are applied"
         )
@@ -172,8 +167,6 @@ def reconcile(
         else:
             error = WaitingError("ApiError", f"the API server failed: {e.message}", delay=15)
         provisioned = Cond(status.PROVISIONED, False, error.reason, error.message)
-    if sts is None:
-        sts = kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
 
     spec = body.get("spec") or {}
     owner = Owner(name=name, namespace=namespace, uid=meta["uid"], plan=str(spec.get("plan", "")))
@@ -190,10 +183,13 @@ def reconcile(
     def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
         nonlocal before
         before = current.get("status") or {}
+        # Read the workload afresh for every attempt: a StatefulSet event may
+        # have reported a newer state since the apply, and must not be undone.
+        workload = kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
         new = status.compute(
             before,
             generation=int(current["metadata"].get("generation", 1)),
-            sts=sts,
+            sts=workload,
             suspended=bool((current.get("spec") or {}).get("suspended")),
             provisioned=provisioned,
             extra=extra,

@@ -158,7 +158,7 @@ def test_second_reconcile_changes_nothing(
             (get_server(api, namespace, "steady") or {})
             .get("metadata", {})
             .get("annotations", {})
-            .get("vpes.io/last-handled-configuration", "")
+            .get("kopf.vpes.io/last-handled-configuration", "")
             .count("poke")
         ),
         "the poke to be handled",
@@ -321,18 +321,18 @@ def test_killed_operator_converges_without_duplicates(
     operator.start()
     for n in names:
         wait_ready(api, namespace, n, timeout=120)
-    for _, kind, _ in CHILD_KINDS:
-        api_version = next(v for v, k, _ in CHILD_KINDS if k == kind)
-        items = api.list(api_version, kind, namespace)
-        owners = [
-            r["name"]
-            for i in items
-            for r in i["metadata"].get("ownerReferences", [])
-            if r["kind"] == "PersonalMailServer"
-        ]
-        assert sorted(owners) == sorted(owners_set := set(owners)) and owners_set >= set(names), (
-            kind
+    # Exactly the expected children, each once, none orphaned or left over.
+    for api_version, kind, pattern in CHILD_KINDS:
+        got = sorted(
+            i["metadata"]["name"]
+            for i in api.list(
+                api_version, kind, namespace, labels="app.kubernetes.io/managed-by=vpes-operator"
+            )
         )
+        want = [pattern.format(n) for n in names]
+        if kind == "Secret":
+            want += [f"{n}-initial-passwords" for n in names]
+        assert got == sorted(want), kind
     initial = [
         s
         for s in api.list("v1", "Secret", namespace)
@@ -390,7 +390,7 @@ def test_invalid_server_spec_refused(
 ) -> None:
     body = server_body("bad", namespace, {**spec("basic", "example.org"), **change})
     with pytest.raises(ApiError) as info:
-        api.apply(body)
+        api.create(body)
     assert message in str(info.value), f"{case}: {info.value}"
     assert get_server(api, namespace, "bad") is None
 
@@ -414,7 +414,7 @@ INVALID_PLANS = [
 def test_invalid_plan_refused(api: Kube, case: str, change: dict[str, Any], message: str) -> None:
     body = plan_body("bad-plan", **change)
     with pytest.raises(ApiError) as info:
-        api.apply(body)
+        api.create(body)
     assert message in str(info.value), f"{case}: {info.value}"
     assert api.get(API_VERSION, "MailPlan", None, "bad-plan") is None
 

@@ -116,7 +116,8 @@ class Kube:
             body=None,
             auth_settings=["BearerToken"],
         )
-        payload = json.dumps(body) if body is not None else None
+        # The REST layer serialises dicts for JSON and structured-YAML types.
+        payload = body
         resp = self.api.call_api(
             method, url, header_params=hdrs, body=payload, _request_timeout=timeout
         )
@@ -142,6 +143,17 @@ class Kube:
             body=obj,
             query=query,
             content_type="application/apply-patch+yaml",
+        )
+
+    def create(self, obj: JSON) -> JSON:
+        """Create (POST) with strict field validation, as `kubectl create` does."""
+        meta = obj["metadata"]
+        res = resource(obj["apiVersion"], obj["kind"])
+        return self.request(
+            "POST",
+            res.path(meta.get("namespace")),
+            body=obj,
+            query={"fieldManager": self.field_manager, "fieldValidation": "Strict"},
         )
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:

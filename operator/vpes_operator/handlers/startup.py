@@ -18,9 +18,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.settings = platform
     memo.kube = Kube.connect(platform.field_manager)
     settings.persistence.finalizer = naming.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=naming.KOPF_PREFIX
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=naming.PREFIX, key="last-handled-configuration"
+        prefix=naming.KOPF_PREFIX, key="last-handled-configuration"
     )
     # Our own events are posted on transitions; kopf's per-handler chatter is not.
     settings.posting.level = logging.WARNING
