@@ -19,7 +19,7 @@ from . import API_VERSION, credentials, limits, naming, status
 from .builders import ServerInputs, desired_objects
 from .builders.meta import Owner
 from .clients.kube import ApiError, Kube
-from .conditions import Cond, transitions
+from .conditions import Cond
 from .errors import ConfigError, ReconcileError, WaitingError
 from .models.plan import MailPlanSpec
 from .models.server import Endpoints, PersonalMailServerSpec, Usage
@@ -32,7 +32,7 @@ PMS = "PersonalMailServer"
 
 @dataclass
 class Outcome:
-    """What a reconcile did: the new status and the condition transitions to report."""
+    """What a reconcile did: the new status and the events its transitions deserve."""
 
     status: dict[str, Any]
     events: list[dict[str, Any]]
@@ -201,7 +201,7 @@ def reconcile(
     after = (written or {}).get("status") or before
     return Outcome(
         status=after,
-        events=transitions(before.get("conditions", []), after.get("conditions", [])),
+        events=status.events(before.get("conditions", []), after.get("conditions", [])),
         error=error,
     )
 
@@ -234,5 +234,6 @@ def refresh_readiness(
     written = kube.update_status(API_VERSION, PMS, namespace, name, mutate)
     after = (written or {}).get("status") or before
     return Outcome(
-        status=after, events=transitions(before.get("conditions", []), after.get("conditions", []))
+        status=after,
+        events=status.events(before.get("conditions", []), after.get("conditions", [])),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .conditions import Cond, Conditions, find, set_condition
+from .conditions import Cond, Conditions, find, set_condition, transitions
 from .models.server import Phase
 
 PROVISIONED = "Provisioned"
@@ -100,3 +100,42 @@ WAITING_REASONS = {"PasswordSecretMissing", "PasswordInvalid", "ApiError"}
 
 def changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return before != after
+
+
+# Condition types that are good when True (the rest are good when False).
+GOOD_WHEN_TRUE = {
+    "Ready",
+    "Provisioned",
+    "DNSPublished",
+    "DNSVerified",
+    "CertificateReady",
+    "BackupHealthy",
+    "Deliverable",
+}
+# Reasons of a not-yet-good condition on the normal way up (or down, when asked).
+PROGRESS_REASONS = {"PodNotReady", "Updating", "WorkloadMissing", "Suspending", "Suspended"}
+
+
+def events(before: Conditions, after: Conditions) -> list[dict[str, str]]:
+    """One Kubernetes event per condition transition: type, reason, message.
+
+    A Warning is for something wrong: a condition turning bad, or bad for a
+    reason that is not simple progress (a new server's pod starting is Normal;
+    a running server's pod failing is a Warning).
+    """
+    out = []
+    for c in transitions(before, after):
+        good = (c["status"] == "True") == (c["type"] in GOOD_WHEN_TRUE)
+        old = find(before, c["type"])
+        was_good = old is not None and (old["status"] == "True") == (c["type"] in GOOD_WHEN_TRUE)
+        warning = not good and (c["reason"] not in PROGRESS_REASONS or was_good)
+        if c["reason"] == "Suspended":
+            warning = False
+        out.append(
+            {
+                "type": "Warning" if warning else "Normal",
+                "reason": str(c["reason"]),
+                "message": f"{c['type']}={c['status']}: {c['message']}",
+            }
+        )
+    return out

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from vpes_operator.conditions import Cond, find, timestamp
 from vpes_operator.models.server import PersonalMailServerStatus
-from vpes_operator.status import PROVISIONED, READY, compute, workload_ready
+from vpes_operator.status import PROVISIONED, READY, compute, events, workload_ready
 
 pytestmark = pytest.mark.unit
 
@@ -278,3 +278,61 @@ def test_compute_keeps_other_status_fields_and_merges_extra() -> None:
     assert out["phase"] == "Ready"
     assert out["message"] == "Postfix and Dovecot are running"
     assert previous["phase"] == "Pending"  # the input is not mutated
+
+
+def _c(type_: str, status_: str, reason: str) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": status_,
+        "reason": reason,
+        "message": "m",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        pytest.param(
+            [],
+            [_c("Ready", "False", "PodNotReady")],
+            [("Normal", "PodNotReady")],
+            id="new-server-starting-is-normal",
+        ),
+        pytest.param(
+            [_c("Ready", "True", "MailServerRunning")],
+            [_c("Ready", "False", "PodNotReady")],
+            [("Warning", "PodNotReady")],
+            id="running-server-failing-is-a-warning",
+        ),
+        pytest.param(
+            [],
+            [_c("Provisioned", "False", "PlanNotFound")],
+            [("Warning", "PlanNotFound")],
+            id="bad-input-is-a-warning",
+        ),
+        pytest.param(
+            [_c("Ready", "True", "MailServerRunning")],
+            [_c("Ready", "False", "Suspended")],
+            [("Normal", "Suspended")],
+            id="suspending-on-request-is-normal",
+        ),
+        pytest.param(
+            [_c("Ready", "False", "PodNotReady")],
+            [_c("Ready", "True", "MailServerRunning")],
+            [("Normal", "MailServerRunning")],
+            id="becoming-ready",
+        ),
+        pytest.param(
+            [_c("Ready", "True", "MailServerRunning")],
+            [_c("Ready", "True", "MailServerRunning")],
+            [],
+            id="no-transition-no-event",
+        ),
+    ],
+)
+def test_events_for_transitions(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], expected: list[tuple[str, str]]
+) -> None:
+    got = [(e["type"], e["reason"]) for e in events(before, after)]
+    assert got == expected

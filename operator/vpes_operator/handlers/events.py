@@ -6,23 +6,7 @@ from typing import Any
 
 import kopf
 
-GOOD_WHEN_TRUE = {
-    "Ready",
-    "Provisioned",
-    "DNSPublished",
-    "DNSVerified",
-    "CertificateReady",
-    "BackupHealthy",
-    "Deliverable",
-}
 
-
-def post_transitions(body: Any, transitions: list[dict[str, Any]]) -> None:
-    for c in transitions:
-        good = (c["status"] == "True") == (c["type"] in GOOD_WHEN_TRUE)
-        kopf.event(
-            body,
-            type="Normal" if good else "Warning",
-            reason=str(c["reason"]),
-            message=f"{c['type']}={c['status']}: {c['message']}",
-        )
+def post_transitions(body: Any, events: list[dict[str, str]]) -> None:
+    for e in events:
+        kopf.event(body, type=e["type"], reason=e["reason"], message=e["message"])
