@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 STATE ?= .state
 export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
 
-.PHONY: help install k8s crds crds-check lint fmt typecheck test test-unit test-integration \
+.PHONY: help install system-deps k8s crds crds-check lint fmt typecheck test test-unit test-integration \
         test-images test-e2e cluster cluster-down demo demo-down bench clean
 
 help: ## list the targets
@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP) ## create .venv with the project and its test tools
+
+system-deps: ## install the Debian packages in tools/system-packages.txt that are missing
+	@bash tools/install-system-packages.sh
 
 k8s: ## build (once, then cached in ~/.cache/vpes) etcd, kube-*, kubectl, kwok, helm
 	@bash tools/k8s/build.sh >/dev/null
@@ -43,13 +46,13 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install k8s ## install what the tests need, then run every tier
+test: install system-deps k8s ## install what the tests need, then run every tier
 	$(VENV)/bin/pytest tests
 
 test-unit: install ## the fast tier: no servers
 	$(VENV)/bin/pytest -m unit tests/unit
 
-test-integration: install k8s ## against a real control plane
+test-integration: install system-deps k8s ## against a real control plane
 	$(VENV)/bin/pytest -m integration tests/integration
 
 cluster: install k8s ## start a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)
