@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,49 @@ class OperatorSettings(BaseModel):
     dkim_selector: str = Field(default="vpes")
     dkim_key_bits: int = Field(default=2048)
     storage_class_name: str | None = Field(default=None)
+
+    # -- DNS (issue 5): what every customer domain publishes, and where ----------
+    # The provider a server uses unless its spec.dns.provider names another:
+    # rfc2136, route53, external-dns or manual.
+    dns_default_provider: str = Field(default="rfc2136")
+    dns_ttl: int = Field(default=3600, ge=60, le=86400)
+    # RFC 2136: the primary's address (host or host:port) and its TSIG key. The
+    # key's secret (base64) comes from a file (a mounted Secret) or from a
+    # Secret "<namespace>/<name>/<key>" the operator reads.
+    dns_rfc2136_server: str = Field(default="")
+    dns_rfc2136_tsig_name: str = Field(default="")
+    dns_rfc2136_tsig_algorithm: str = Field(default="hmac-sha256")
+    dns_rfc2136_tsig_secret_file: str = Field(default="")
+    dns_rfc2136_tsig_secret_ref: str = Field(default="")
+    # Route53: boto3's usual credentials; an endpoint URL for a stand-in.
+    dns_route53_endpoint_url: str = Field(default="")
+    dns_route53_region: str = Field(default="us-east-1")
+    # Where the live checks ask (ip or ip:port); empty: the system's resolvers.
+    dns_resolvers: tuple[str, ...] = Field(default=())
+    dns_timeout: float = Field(default=3.0, gt=0)
+    # The edge's outbound addresses (SPF ip4:/ip6:, DNSBL checks) and other
+    # senders to include in SPF; "-all" or "~all" closes the SPF record.
+    outbound_addresses: tuple[str, ...] = Field(default=())
+    spf_includes: tuple[str, ...] = Field(default=())
+    spf_all: Literal["-all", "~all"] = Field(default="-all")
+    dmarc_policy: Literal["none", "quarantine", "reject"] = Field(default="quarantine")
+    dmarc_rua: str = Field(default="", description="DMARC aggregate reports go here.")
+    # MTA-STS ("off": no record); the edge serves the policy at mta-sts.<domain>.
+    mta_sts_mode: Literal["enforce", "testing", "none", "off"] = Field(default="testing")
+    mta_sts_max_age: int = Field(default=604800, ge=86400, le=31557600)
+    tls_rpt_rua: str = Field(default="", description="TLS-RPT reports; empty: no record.")
+    # The edge's web name: mta-sts, autoconfig and autodiscover point here.
+    edge_web_host: str = Field(default="web.vpes.test")
+    # TLSA data ("3 1 1 <sha256>") of the edge MX's key, listed when a zone is signed.
+    dane_tlsa: tuple[str, ...] = Field(default=())
+    # DNS blocklists the outbound addresses are checked against.
+    dnsbl_zones: tuple[str, ...] = Field(default=())
+    # Re-verification: a kopf timer ticks; a check runs when due. Failing
+    # checks back off from min to max; passing ones repeat every ok interval.
+    dns_verify_tick: float = Field(default=30.0, gt=0)
+    dns_verify_min_interval: float = Field(default=30.0, gt=0)
+    dns_verify_max_interval: float = Field(default=3600.0, gt=0)
+    dns_verify_ok_interval: float = Field(default=21600.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

@@ -26,8 +26,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     # Our own events are posted on transitions; kopf's per-handler chatter is not.
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = 8
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.networking.request_timeout = 60
-    settings.batching.worker_limit = 1000
+    # At most this many objects are processed at once; the rest wait their turn.
+    settings.batching.worker_limit = 64

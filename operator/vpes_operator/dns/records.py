@@ -1,0 +1,182 @@
+"""Every DNS record a customer domain needs, as named structured values (pure).
+
+A record's `value` is its data exactly as a person types it into a DNS
+provider's form: TXT as the text itself (unquoted, unsplit; providers split it
+into 255-byte strings), names in other types fully qualified with the trailing
+dot (`10 mx.example.net.`). Optional records are absent, never empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..models.server import DNSRecord
+from ..settings import OperatorSettings
+
+# Kinds of record, in the order a person reads them.
+MX = "mx"
+SPF = "spf"
+DKIM = "dkim"
+DMARC = "dmarc"
+MTA_STS = "mta-sts"
+MTA_STS_HOST = "mta-sts-host"
+TLS_RPT = "tls-rpt"
+SRV_SUBMISSIONS = "srv-submissions"
+SRV_IMAPS = "srv-imaps"
+SRV_POP3S = "srv-pop3s"
+AUTOCONFIG = "autoconfig"
+AUTODISCOVER = "autodiscover"
+TLSA = "tlsa"
+
+PURPOSES = {
+    MX: "inbound mail goes to the provider's edge",
+    SPF: "which servers may send mail for the domain (SPF)",
+    DKIM: "the public key receivers check signatures with (DKIM)",
+    DMARC: "what receivers do with mail failing SPF and DKIM (DMARC)",
+    MTA_STS: "senders must use TLS; the id changes with the policy (MTA-STS)",
+    MTA_STS_HOST: "where senders fetch the MTA-STS policy over HTTPS",
+    TLS_RPT: "where senders report TLS failures (TLS-RPT)",
+    SRV_SUBMISSIONS: "mail clients find the submission server (RFC 6186)",
+    SRV_IMAPS: "mail clients find the IMAP server (RFC 6186)",
+    SRV_POP3S: "mail clients find the POP3 server (RFC 6186)",
+    AUTOCONFIG: "Thunderbird-style client autoconfiguration",
+    AUTODISCOVER: "Outlook-style client autodiscovery",
+    TLSA: "DANE: the edge MX's key, for senders that validate DNSSEC (shared by every "
+    "domain; published once by the provider)",
+}
+
+# TXT records whose first tag makes them one of a kind at their name.
+TXT_TAGS = ("v=spf1", "v=DMARC1", "v=DKIM1", "v=STSv1", "v=TLSRPTv1")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record: the domain it serves, what it is for, and its exact data."""
+
+    domain: str
+    kind: str
+    type: str
+    name: str
+    value: str
+    ttl: int
+
+    @property
+    def shared(self) -> bool:
+        """Not under the customer's domain (e.g. the edge MX's TLSA): not published per server."""
+        return not (self.name == self.domain or self.name.endswith("." + self.domain))
+
+    def model(self) -> DNSRecord:
+        return DNSRecord(
+            domain=self.domain,
+            type=self.type,
+            name=self.name,
+            value=self.value,
+            ttl=self.ttl,
+            purpose=PURPOSES[self.kind],
+        )
+
+    def wire(self) -> dict[str, Any]:
+        return self.model().wire()
+
+
+def txt_tag(value: str) -> str | None:
+    """The version tag that makes a TXT value one of a kind (v=spf1, v=DKIM1, ...)."""
+    head = value.strip().split(";", 1)[0].split(" ", 1)[0].strip()
+    return next((t for t in TXT_TAGS if head.lower() == t.lower()), None)
+
+
+def fqdn(host: str) -> str:
+    return host.rstrip(".") + "."
+
+
+def spf_value(settings: OperatorSettings) -> str:
+    terms = ["v=spf1"]
+    for entry in settings.outbound_addresses:
+        net = ipaddress.ip_network(entry, strict=False)
+        prefix = "ip4" if net.version == 4 else "ip6"
+        full = net.prefixlen == net.max_prefixlen
+        terms.append(f"{prefix}:{net.network_address if full else net}")
+    terms += [f"include:{d}" for d in settings.spf_includes]
+    if len(terms) == 1:
+        terms.append("mx")  # no outbound addresses configured: the MX hosts send
+    terms.append(settings.spf_all)
+    return " ".join(terms)
+
+
+def mta_sts_policy(settings: OperatorSettings) -> str:
+    """The policy file the edge serves at https://mta-sts.<domain>/.well-known/mta-sts.txt."""
+    return (
+        f"version: STSv1\r\nmode: {settings.mta_sts_mode}\r\nmx: {settings.mx_host.rstrip('.')}"
+        f"\r\nmax_age: {settings.mta_sts_max_age}\r\n"
+    )
+
+
+def mta_sts_id(settings: OperatorSettings) -> str:
+    """A policy id (1-32 alphanumerics) that changes exactly when the policy does."""
+    return hashlib.sha256(mta_sts_policy(settings).encode()).hexdigest()[:20]
+
+
+def domain_records(
+    domain: str,
+    settings: OperatorSettings,
+    dkim: Mapping[str, str],
+    *,
+    dnssec: bool = False,
+) -> list[Record]:
+    """The records of one domain.
+
+    `dkim` maps a selector to its TXT value (v=DKIM1; k=...; p=...); a domain
+    whose key does not exist yet has no DKIM record. `dnssec` says whether the
+    domain's zone is signed: only then are TLSA records worth anything.
+    """
+    ttl = settings.dns_ttl
+    web = fqdn(settings.edge_web_host)
+
+    def rec(kind: str, type_: str, label: str, value: str) -> Record:
+        name = f"{label}.{domain}" if label else domain
+        return Record(domain, kind, type_, name, value, ttl)
+
+    out = [
+        rec(MX, "MX", "", f"10 {fqdn(settings.mx_host)}"),
+        rec(SPF, "TXT", "", spf_value(settings)),
+    ]
+    for selector in sorted(dkim):
+        out.append(rec(DKIM, "TXT", f"{selector}._domainkey", dkim[selector]))
+    dmarc = f"v=DMARC1; p={settings.dmarc_policy}"
+    if settings.dmarc_rua:
+        dmarc += f"; rua=mailto:{settings.dmarc_rua}"
+    out.append(rec(DMARC, "TXT", "_dmarc", dmarc))
+    if settings.mta_sts_mode != "off":
+        out.append(rec(MTA_STS, "TXT", "_mta-sts", f"v=STSv1; id={mta_sts_id(settings)}"))
+        out.append(rec(MTA_STS_HOST, "CNAME", "mta-sts", web))
+    if settings.tls_rpt_rua:
+        out.append(rec(TLS_RPT, "TXT", "_smtp._tls", f"v=TLSRPTv1; rua=mailto:{settings.tls_rpt_rua}"))
+    out += [
+        rec(SRV_SUBMISSIONS, "SRV", "_submissions._tcp", f"0 1 465 {fqdn(settings.smtp_host)}"),
+        rec(SRV_IMAPS, "SRV", "_imaps._tcp", f"0 1 993 {fqdn(settings.imap_host)}"),
+        rec(SRV_POP3S, "SRV", "_pop3s._tcp", f"0 1 995 {fqdn(settings.imap_host)}"),
+        rec(AUTOCONFIG, "CNAME", "autoconfig", web),
+        rec(AUTODISCOVER, "CNAME", "autodiscover", web),
+    ]
+    if dnssec:
+        tlsa_name = f"_25._tcp.{settings.mx_host.rstrip('.')}"
+        out += [Record(domain, TLSA, "TLSA", tlsa_name, v, ttl) for v in settings.dane_tlsa]
+    return out
+
+
+def server_records(
+    domains: Iterable[str],
+    settings: OperatorSettings,
+    dkim: Mapping[str, Mapping[str, str]],
+    signed: Mapping[str, bool] | None = None,
+) -> list[Record]:
+    """Every record of every domain, domains in order: what status.dnsRecords lists."""
+    signed = signed or {}
+    out: list[Record] = []
+    for d in sorted(domains):
+        out += domain_records(d, settings, dkim.get(d, {}), dnssec=signed.get(d, False))
+    return out
