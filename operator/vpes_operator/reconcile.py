@@ -115,9 +115,17 @@ def apply_server(
     # (their Secret not deleted), drop those of removed mailboxes.
     shown = kube.get("v1", "Secret", owner.namespace, naming.initial_passwords_secret(owner.name))
     if shown is not None:
-        old = json.loads(_decode(shown).get("passwords.json", "{}") or "{}")
-        keep = {a: p for a, p in old.items() if a in material.password_hashes}
-        material.generated_passwords = {**keep, **material.generated_passwords}
+        try:
+            old = json.loads(_decode(shown).get("passwords.json") or "{}")
+        except json.JSONDecodeError:
+            old = {}
+        if isinstance(old, dict):
+            keep = {
+                a: p
+                for a, p in old.items()
+                if material.password_sources.get(a) == credentials.GENERATED
+            }
+            material.generated_passwords = {**keep, **material.generated_passwords}
 
     pvc = kube.get("v1", "PersistentVolumeClaim", owner.namespace, naming.volume_claim(owner.name))
     current_storage = (
