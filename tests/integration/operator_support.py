@@ -41,7 +41,14 @@ def wait_for(
 class OperatorProcess:
     """`python -m vpes_operator`, restartable, its log kept for the test report."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ):
+        self.args = args if args is not None else ["--metrics-port", "0"]
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.env = {
@@ -63,7 +70,7 @@ class OperatorProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vpes_operator", "--liveness", ""],
+            [sys.executable, "-m", "vpes_operator", "--liveness", "", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

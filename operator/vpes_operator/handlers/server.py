@@ -6,11 +6,12 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, reconcile
+from .. import GROUP, VERSION, metrics, reconcile
 from ..errors import ConfigError, WaitingError
 from .events import post_transitions
 
 PLURAL = "personalmailservers"
+KIND = "PersonalMailServer"
 
 
 @kopf.index(GROUP, VERSION, "mailplans")
@@ -30,14 +31,22 @@ def plan_spec(index: kopf.Index[str, dict[str, Any]], name: str) -> dict[str, An
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_server(body: kopf.Body, spec: kopf.Spec, memo: Any, **kwargs: Any) -> None:
     plans: kopf.Index[str, Any] = kwargs["plans"]
-    outcome = reconcile.reconcile(
-        memo.kube, memo.settings, dict(body), plan_spec(plans, spec.get("plan", ""))
-    )
-    post_transitions(body, outcome.events)
-    if isinstance(outcome.error, WaitingError):
-        raise kopf.TemporaryError(outcome.error.message, delay=outcome.error.delay)
-    if isinstance(outcome.error, ConfigError):
-        raise kopf.PermanentError(outcome.error.message)
+    result = "error"
+    try:
+        with metrics.RECONCILE_SECONDS.labels(KIND).time():
+            outcome = reconcile.reconcile(
+                memo.kube, memo.settings, dict(body), plan_spec(plans, spec.get("plan", ""))
+            )
+        post_transitions(body, outcome.events)
+        if isinstance(outcome.error, WaitingError):
+            result = "waiting"
+            raise kopf.TemporaryError(outcome.error.message, delay=outcome.error.delay)
+        if isinstance(outcome.error, ConfigError):
+            result = "invalid"
+            raise kopf.PermanentError(outcome.error.message)
+        result = "ok"
+    finally:
+        metrics.RECONCILES.labels(KIND, result).inc()
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

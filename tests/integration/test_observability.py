@@ -1,0 +1,164 @@
+"""Metrics, readiness, JSON logs and leader election of the operator, for real."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vpes_devcluster.platform import install_platform
+from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import Kube
+
+from .operator_support import OperatorProcess, plan_body, server_body, wait_for, wait_ready
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def http_status(url: str) -> int:
+    try:
+        return int(urllib.request.urlopen(url, timeout=5).status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except urllib.error.URLError:
+        return 0  # not listening yet
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Any) -> Kube:
+    return Kube(cluster.api_client(), field_manager="tests")
+
+
+@pytest.fixture(scope="module")
+def sa_kubeconfig(cluster: Any) -> Path:
+    return install_platform(cluster)
+
+
+@pytest.fixture
+def namespace(api: Kube) -> Iterator[str]:
+    name = f"o-{uuid.uuid4().hex[:8]}"
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    api.delete("v1", "Namespace", None, name)
+
+
+def spec(plan: str, domain: str) -> dict[str, Any]:
+    return {
+        "plan": plan,
+        "owner": {"email": "o@example.net"},
+        "domains": [domain],
+        "mailboxes": [{"address": f"a@{domain}"}],
+    }
+
+
+def test_metrics_follow_the_tenants_and_json_logs(
+    api: Kube, sa_kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    op = OperatorProcess(
+        sa_kubeconfig, tmp_path, args=["--metrics-port", str(port), "--log-format", "json"]
+    )
+    op.start()
+    plan = f"m-{uuid.uuid4().hex[:6]}"
+    try:
+        api.apply(plan_body(plan))
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, "readiness")
+        before = scrape(port)
+        for i in range(3):
+            api.apply(server_body(f"m{i}", namespace, spec(plan, f"m{i}.test")))
+        for i in range(3):
+            wait_ready(api, namespace, f"m{i}")
+        key = f'vpes_tenants{{phase="Ready",plan="{plan}"}}'
+        after = wait_for(lambda: (m := scrape(port)).get(key) == 3 and m, f"{key} == 3")
+        ok = 'vpes_reconciles_total{kind="PersonalMailServer",result="ok"}'
+        assert after[ok] >= before.get(ok, 0) + 3
+        count = 'vpes_reconcile_duration_seconds_count{kind="PersonalMailServer"}'
+        assert after[count] >= before.get(count, 0) + 3
+        api.apply(server_body("m0", namespace, {**spec(plan, "m0.test"), "suspended": True}))
+        suspended = f'vpes_tenants{{phase="Suspended",plan="{plan}"}}'
+        wait_for(lambda: scrape(port).get(suspended) == 1, f"{suspended} == 1")
+    finally:
+        op.stop()
+        api.delete(API_VERSION, "MailPlan", None, plan)
+    lines = [ln for ln in op.log_text().splitlines() if ln.strip()]
+    records = [json.loads(ln) for ln in lines if ln.startswith("{")]
+    assert records, "no JSON log lines"
+    assert len(records) >= 0.9 * len(lines), "log lines that are not JSON"
+    assert all("message" in r for r in records)
+
+
+def test_two_replicas_never_reconcile_together(
+    api: Kube, sa_kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    plan = f"l-{uuid.uuid4().hex[:6]}"
+    api.apply(plan_body(plan))
+    first = OperatorProcess(
+        sa_kubeconfig,
+        tmp_path / "a",
+        args=[
+            "--leader-elect",
+            "--identity",
+            "replica-a",
+            "--lease-namespace",
+            "vpes-system",
+            "--metrics-port",
+            "0",
+        ],
+    )
+    second = OperatorProcess(
+        sa_kubeconfig,
+        tmp_path / "b",
+        args=[
+            "--leader-elect",
+            "--identity",
+            "replica-b",
+            "--lease-namespace",
+            "vpes-system",
+            "--metrics-port",
+            "0",
+        ],
+    )
+    lease_path = "/apis/coordination.k8s.io/v1/namespaces/vpes-system/leases/vpes-operator"
+    try:
+        first.start()
+        wait_for(
+            lambda: api.request("GET", lease_path)["spec"]["holderIdentity"] == "replica-a",
+            "replica-a to lead",
+        )
+        second.start()
+        wait_for(lambda: "waiting for leadership" in second.log_text(), "replica-b to stand by")
+        api.apply(server_body("one", namespace, spec(plan, "one.test")))
+        wait_ready(api, namespace, "one")
+        assert "reconcile_server" not in second.log_text(), "the standby reconciled"
+        first.stop(kill=True)  # the leader dies without giving the lease back
+        wait_for(
+            lambda: api.request("GET", lease_path)["spec"]["holderIdentity"] == "replica-b",
+            "replica-b to take over after the lease expires",
+            timeout=60,
+        )
+        api.apply(server_body("two", namespace, spec(plan, "two.test")))
+        wait_ready(api, namespace, "two")
+        assert "reconcile_server" in second.log_text()
+    finally:
+        first.stop()
+        second.stop()
+        api.delete(API_VERSION, "MailPlan", None, plan)
