@@ -33,9 +33,11 @@ k8s: ## build (once, then cached in ~/.cache/vpes) etcd, kube-*, kubectl, kwok, 
 
 crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(PY) -m vpes_operator.crdgen --out crds
+	$(PY) -m vpes_operator.crdgen --out charts/vpes/crds
 
 crds-check: $(STAMP)
 	$(PY) -m vpes_operator.crdgen --out crds --check
+	$(PY) -m vpes_operator.crdgen --out charts/vpes/crds --check
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

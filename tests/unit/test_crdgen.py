@@ -401,3 +401,11 @@ def test_every_rule_has_a_message(kind: str) -> None:
         for rule in node.get("x-kubernetes-validations", []):
             assert set(rule) <= {"rule", "message", "fieldPath", "reason", "messageExpression"}
             assert rule["message"], f"{path}: {rule['rule']}"
+
+
+def test_the_chart_carries_the_same_crds(repo_root: Path) -> None:
+    """`make crds` writes the chart's copy too; helm installs CRDs from it."""
+    chart = repo_root / "charts" / "vpes" / "crds"
+    assert sorted(p.name for p in chart.glob("*.yaml")) == sorted(RENDERED)
+    for name, text in RENDERED.items():
+        assert (chart / name).read_text() == text, f"{name}: run `make crds`"

@@ -95,17 +95,20 @@ class MailPlanSpec(Model):
     )
 
 
+def _not_below(field: str) -> str:
+    """CEL: limits.<field> >= requests.<field> whenever both are given."""
+    return (
+        f"!has(self.resources) || !has(self.resources.limits) || "
+        f"!has(self.resources.requests) || !has(self.resources.limits.{field}) || "
+        f"!has(self.resources.requests.{field}) || "
+        f"quantity(self.resources.limits.{field}).compareTo("
+        f"quantity(self.resources.requests.{field})) >= 0"
+    )
+
+
 PLAN_SPEC_VALIDATIONS = [
     x_validation(
-        "!has(self.resources.limits.memory) || !has(self.resources.requests.memory) || "
-        "quantity(self.resources.limits.memory).compareTo("
-        "quantity(self.resources.requests.memory)) >= 0",
-        "resources.limits.memory must be at least resources.requests.memory",
+        _not_below("memory"), "resources.limits.memory must be at least resources.requests.memory"
     ),
-    x_validation(
-        "!has(self.resources.limits.cpu) || !has(self.resources.requests.cpu) || "
-        "quantity(self.resources.limits.cpu).compareTo("
-        "quantity(self.resources.requests.cpu)) >= 0",
-        "resources.limits.cpu must be at least resources.requests.cpu",
-    ),
+    x_validation(_not_below("cpu"), "resources.limits.cpu must be at least resources.requests.cpu"),
 ]

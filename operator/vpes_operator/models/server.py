@@ -227,6 +227,14 @@ class DNSRecord(Model):
     value: str = Field(description="Record data exactly as it must be published.")
     ttl: int = Field(description="Time to live in seconds.")
     purpose: str | None = Field(default=None, description="What the record is for.")
+    check: str | None = Field(
+        default=None,
+        description="The last live check: Pass, Fail or Unknown (not checked yet or no answer).",
+    )
+    found: list[str] | None = Field(
+        default=None, description="What the resolvers answered for this name and type."
+    )
+    fix: str | None = Field(default=None, description="What to do when the check failed.")
 
 
 class Usage(Model):
