@@ -80,3 +80,21 @@ def namespace(rest: Rest) -> Iterator[str]:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_operator_log() -> Iterator[None]:
+    """After the whole run: no operator log line holds a secret the run created.
+
+    The tests record every Secret value of their namespaces before deleting
+    them (passwords set by users, generated passwords, password hashes, DKIM
+    and TLS keys); every operator log of the session is searched for them.
+    """
+    from .operator_support import OPERATOR_LOG_DIRS, SECRET_VALUES, leaked_secrets
+
+    yield
+    if OPERATOR_LOG_DIRS and not SECRET_VALUES:
+        pytest.fail("operator logs but no secrets recorded: the log check would prove nothing")
+    leaks = leaked_secrets()
+    if leaks:
+        pytest.fail(f"secrets found in operator logs: {leaks}")

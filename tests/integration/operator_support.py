@@ -66,6 +66,7 @@ class OperatorProcess:
         return self.log_dir / f"operator-{self.runs}.log"
 
     def start(self) -> None:
+        OPERATOR_LOG_DIRS.add(self.log_dir)
         self.runs += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
@@ -137,10 +138,45 @@ def get_server(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     return kube.get(API_VERSION, "PersonalMailServer", namespace, name)
 
 
-def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = 90.0) -> dict[str, Any]:
+def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = 180.0) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         obj = get_server(kube, namespace, name)
         c = condition(obj, "Ready")
         return obj if c and c["status"] == "True" else None
 
     return wait_for(ready, f"PersonalMailServer {namespace}/{name} Ready", timeout)
+
+
+# Every secret value the tests created or the operator generated, and every
+# operator log: at the end of the session no log may contain any of them.
+SECRET_VALUES: set[str] = set()
+OPERATOR_LOG_DIRS: set[Path] = set()
+
+
+def harvest_secrets(api: Kube, namespace: str) -> None:
+    """Remember the values of every Secret in `namespace` (before it is deleted)."""
+    import base64
+
+    for secret in api.list("v1", "Secret", namespace):
+        for raw in (secret.get("data") or {}).values():
+            text = base64.b64decode(raw).decode(errors="replace")
+            for line in text.splitlines():
+                # Whole values and their lines (PEM bodies, JSON entries) long
+                # enough not to match by chance.
+                if len(line.strip()) >= 12:
+                    SECRET_VALUES.add(line.strip())
+            if len(text) >= 12:
+                SECRET_VALUES.add(text)
+
+
+def leaked_secrets() -> list[tuple[Path, str]]:
+    """(log file, the start of the secret) for every secret found in an operator log."""
+    found = []
+    markers = {v for v in SECRET_VALUES if "BEGIN" not in v and "END" not in v}
+    for d in OPERATOR_LOG_DIRS:
+        for log in d.glob("*.log"):
+            text = log.read_text(errors="replace")
+            for value in markers:
+                if value in text:
+                    found.append((log, value[:6] + "..."))
+    return found

@@ -15,7 +15,14 @@ from vpes_devcluster.platform import install_platform
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
-from .operator_support import OperatorProcess, plan_body, server_body, wait_for, wait_ready
+from .operator_support import (
+    OperatorProcess,
+    harvest_secrets,
+    plan_body,
+    server_body,
+    wait_for,
+    wait_ready,
+)
 
 
 def free_port() -> int:
@@ -58,6 +65,7 @@ def namespace(api: Kube) -> Iterator[str]:
     name = f"o-{uuid.uuid4().hex[:8]}"
     api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
+    harvest_secrets(api, name)
     api.delete("v1", "Namespace", None, name)
 
 

@@ -18,6 +18,7 @@ from .operator_support import (
     OperatorProcess,
     condition,
     get_server,
+    harvest_secrets,
     install_platform,
     plan_body,
     server_body,
@@ -55,6 +56,7 @@ def namespace(api: Kube) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
+    harvest_secrets(api, name)
     api.delete("v1", "Namespace", None, name)
 
 
