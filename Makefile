@@ -11,7 +11,9 @@ STATE ?= .state
 export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
 
 .PHONY: help install system-deps k8s crds crds-check lint fmt typecheck test test-unit test-integration \
-        test-images test-e2e cluster cluster-down demo demo-down bench clean
+        test-images test-e2e cluster cluster-down demo demo-down bench clean \
+        images bench-memory \
+        stripe-mock billing bench-billing
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,6 +29,9 @@ install: $(STAMP) ## create .venv with the project and its test tools
 
 system-deps: ## install the Debian packages in tools/system-packages.txt that are missing
 	@bash tools/install-system-packages.sh
+
+stripe-mock: ## build (once, then cached in ~/.cache/vpes) stripe-mock, the Stripe API test server
+	@bash tools/stripe-mock/build.sh >/dev/null
 
 k8s: ## build (once, then cached in ~/.cache/vpes) etcd, kube-*, kubectl, kwok, helm
 	@bash tools/k8s/build.sh >/dev/null
@@ -48,14 +53,20 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install system-deps k8s ## install what the tests need, then run every tier
+test: install system-deps k8s stripe-mock ## install what the tests need, then run every tier
 	$(VENV)/bin/pytest tests
 
 test-unit: install ## the fast tier: no servers
 	$(VENV)/bin/pytest -m unit tests/unit
 
-test-integration: install system-deps k8s ## against a real control plane
+test-integration: install system-deps k8s stripe-mock ## against a real control plane
 	$(VENV)/bin/pytest -m integration tests/integration
+
+images: system-deps ## build the base and tenant images (cached by a hash of their inputs), save them to ~/.cache/vpes/images
+	@bash images/build.sh tenant
+
+test-images: install system-deps images ## the real tenant image under podman, real mail clients
+	$(VENV)/bin/pytest -m images tests/images
 
 cluster: install k8s ## start a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)
 	$(VENV)/bin/vpes-cluster up --state $(STATE)/cluster
@@ -71,6 +82,15 @@ demo-down: install ## stop the demo
 
 bench: install k8s ## benchmarks (figures, not pass/fail)
 	$(PY) -m bench.reconcile
+
+billing: install ## run the billing service (needs STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET, a kubeconfig)
+	$(VENV)/bin/billing --host 127.0.0.1 --port 8080
+
+bench-billing: install k8s stripe-mock ## time from a signed checkout to the server Ready
+	$(PY) -m bench.billing
+
+bench-memory: install system-deps images ## tenant memory (PSS) and SMTP throughput next to bare Postfix + Dovecot
+	$(PY) -m bench.memory
 
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)

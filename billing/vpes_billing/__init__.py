@@ -1,0 +1,1 @@
+"""vpes billing: Stripe Checkout self-signup and webhooks that turn payments into servers."""

@@ -1,0 +1,93 @@
+"""Processed Stripe events, one ConfigMap each in the service's namespace.
+
+Why ConfigMaps: they live in etcd, so they survive a restart, a crash and a
+move of the service to another node; no database to run. One object per event
+(named by a hash of its id) makes "is this event done?" a single GET, and
+creating the record is atomic. An event is recorded only after its effects
+are written, and every effect is idempotent, so a crash between the two means
+one harmless redo, never a loss. Records are swept after `event_record_days`
+(Stripe stops retrying an event after three days).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vpes_operator.clients.kube import Kube
+
+from . import naming as n
+
+JSON = dict[str, Any]
+KIND = "event"
+
+
+@dataclass(frozen=True)
+class Record:
+    event_id: str
+    type: str
+    outcome: str  # done, ignored, refused, failed
+    message: str
+    checkout_session: str | None = None
+
+
+class Ledger:
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+
+    def seen(self, event_id: str) -> bool:
+        return (
+            self.kube.get("v1", "ConfigMap", self.namespace, n.event_record_name(event_id))
+            is not None
+        )
+
+    def record(self, rec: Record) -> None:
+        labels = {
+            n.LABEL_MANAGED_BY: n.MANAGED_BY,
+            n.LABEL_KIND: KIND,
+            f"{n.PREFIX}/outcome": rec.outcome,
+        }
+        if rec.checkout_session:
+            labels[n.LABEL_CHECKOUT] = n.label_value(n.digest(rec.checkout_session))
+        self.kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": n.event_record_name(rec.event_id),
+                    "namespace": self.namespace,
+                    "labels": labels,
+                },
+                "data": {
+                    "id": rec.event_id,
+                    "type": rec.type,
+                    "outcome": rec.outcome,
+                    "message": rec.message,
+                    "at": str(int(time.time())),
+                },
+            }
+        )
+
+    def refusal(self, checkout_session: str) -> str | None:
+        """The message for the customer if their paid checkout was refused."""
+        selector = (
+            f"{n.LABEL_KIND}={KIND},{n.PREFIX}/outcome=refused,"
+            f"{n.LABEL_CHECKOUT}={n.label_value(n.digest(checkout_session))}"
+        )
+        for obj in self.kube.list("v1", "ConfigMap", self.namespace, labels=selector):
+            return str((obj.get("data") or {}).get("message", ""))
+        return None
+
+    def sweep(self, max_age_seconds: float) -> int:
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        selector = f"{n.LABEL_KIND}={KIND},{n.LABEL_MANAGED_BY}={n.MANAGED_BY}"
+        for obj in self.kube.list("v1", "ConfigMap", self.namespace, labels=selector):
+            at = int((obj.get("data") or {}).get("at", "0") or 0)
+            if at < cutoff and self.kube.delete(
+                "v1", "ConfigMap", self.namespace, obj["metadata"]["name"]
+            ):
+                removed += 1
+        return removed

@@ -1,0 +1,83 @@
+"""What a server should look like, given what Stripe says about its subscription now.
+
+Pure: (subscription state, the server's billing marks, now) → desired state. It
+never looks at which event arrived, so a replayed, late or reordered event
+yields the same result as the newest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from . import naming as n
+from .stripe_gateway import ACTIVE, DELINQUENT, ENDED, SubscriptionState
+
+SUSPENDED_FOR_PAYMENT = "payment"
+SUSPENDED_FOR_CANCELLATION = "cancellation"
+SUSPENDED_FOR_PAUSE = "paused"
+
+
+def stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_stamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Desired:
+    suspended: bool
+    annotations: dict[str, str] = field(default_factory=dict)
+    final_backup: bool = False
+    delete: bool = False
+    revisit_at: float | None = None  # when a sweep must look again (grace or retention ends)
+
+
+def decide(
+    sub: SubscriptionState,
+    marks: dict[str, str],
+    now: float,
+    *,
+    grace_seconds: float,
+    retention_seconds: float,
+) -> Desired:
+    """`marks` are the server's current billing annotations (naming.ANNOTATION_*)."""
+    notes = {n.ANNOTATION_STATUS: sub.status}
+    if sub.price_id:
+        notes[n.ANNOTATION_PRICE] = sub.price_id
+    if sub.status in ACTIVE:
+        return Desired(suspended=False, annotations=notes)
+    if sub.status in DELINQUENT:
+        failed = parse_stamp(marks.get(n.ANNOTATION_PAYMENT_FAILED_AT)) or now
+        notes[n.ANNOTATION_PAYMENT_FAILED_AT] = stamp(failed)
+        if now - failed >= grace_seconds:
+            notes[n.ANNOTATION_SUSPENDED_BY] = SUSPENDED_FOR_PAYMENT
+            return Desired(suspended=True, annotations=notes)
+        return Desired(suspended=False, annotations=notes, revisit_at=failed + grace_seconds)
+    if sub.status in ENDED:
+        cancelled = parse_stamp(marks.get(n.ANNOTATION_CANCELLED_AT)) or now
+        notes[n.ANNOTATION_CANCELLED_AT] = stamp(cancelled)
+        notes[n.ANNOTATION_SUSPENDED_BY] = SUSPENDED_FOR_CANCELLATION
+        expired = now - cancelled >= retention_seconds
+        return Desired(
+            suspended=True,
+            annotations=notes,
+            final_backup=True,
+            delete=expired,
+            revisit_at=None if expired else cancelled + retention_seconds,
+        )
+    if sub.status == "paused":
+        notes[n.ANNOTATION_SUSPENDED_BY] = SUSPENDED_FOR_PAUSE
+        return Desired(suspended=True, annotations=notes)
+    # incomplete: the first payment has not gone through yet; keep what there is.
+    suspended_by = marks.get(n.ANNOTATION_SUSPENDED_BY)
+    if suspended_by:
+        notes[n.ANNOTATION_SUSPENDED_BY] = suspended_by
+    return Desired(suspended=bool(suspended_by), annotations=notes)

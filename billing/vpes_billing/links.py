@@ -1,0 +1,125 @@
+"""One-time links that let a customer set the first mailbox's password.
+
+The token is shown once, to the browser that paid (it is never emailed and
+never logged); the cluster keeps only its SHA-256, in a Secret in the
+customer's namespace, with its expiry. Using the link deletes that Secret
+with a resourceVersion precondition first, so two concurrent uses cannot
+both succeed, and only then writes the password.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from vpes_operator.clients.kube import ApiError, Kube
+
+from . import naming as n
+
+TOKEN = re.compile(r"^(vpes-c-[0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
+MIN_PASSWORD, MAX_PASSWORD = 12, 512
+
+
+class LinkError(Exception):
+    """The link cannot be used; the message is for the customer."""
+
+
+@dataclass(frozen=True)
+class Link:
+    namespace: str
+    mailbox: str
+    expires_at: float
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _text(obj: dict[str, object], key: str) -> str:
+    data = obj.get("data") or {}
+    assert isinstance(data, dict)
+    raw = data.get(key)
+    return base64.b64decode(raw).decode() if isinstance(raw, str) else ""
+
+
+def issue(kube: Kube, namespace: str, mailbox: str, ttl_seconds: float) -> str | None:
+    """A new token, or None if a link was already issued for this server."""
+    secret = secrets.token_urlsafe(32)
+    expires = int(time.time() + ttl_seconds)
+    try:
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": n.PASSWORD_LINK_SECRET,
+                    "namespace": namespace,
+                    "labels": {n.LABEL_MANAGED_BY: n.MANAGED_BY},
+                },
+                "type": "Opaque",
+                "stringData": {
+                    "sha256": _hash(secret),
+                    "mailbox": mailbox,
+                    "expires": str(expires),
+                },
+            }
+        )
+    except ApiError as e:
+        if e.status == 409:
+            return None
+        raise
+    return f"{namespace}.{secret}"
+
+
+def inspect(kube: Kube, token: str) -> tuple[Link, str]:
+    """The link a token stands for, and the Secret's resourceVersion; LinkError if none."""
+    m = TOKEN.match(token)
+    if not m:
+        raise LinkError("This link is not valid.")
+    namespace, secret = m.groups()
+    obj = kube.get("v1", "Secret", namespace, n.PASSWORD_LINK_SECRET)
+    if obj is None or _text(obj, "used") == "true":
+        raise LinkError("This link has already been used or has been withdrawn.")
+    if not hmac.compare_digest(_text(obj, "sha256"), _hash(secret)):
+        raise LinkError("This link is not valid.")
+    expires = float(_text(obj, "expires") or 0)
+    if time.time() > expires:
+        raise LinkError("This link has expired. Ask support for a new one.")
+    return Link(namespace, _text(obj, "mailbox"), expires), str(obj["metadata"]["resourceVersion"])
+
+
+def check_password(password: str, confirm: str) -> None:
+    if password != confirm:
+        raise LinkError("The two passwords differ.")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise LinkError(f"Choose a password of {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
+
+
+def use(kube: Kube, token: str, password: str, confirm: str) -> Link:
+    """Set the mailbox password through the link, exactly once."""
+    check_password(password, confirm)
+    link, version = inspect(kube, token)
+    try:
+        kube.request(
+            "DELETE",
+            f"/api/v1/namespaces/{link.namespace}/secrets/{n.PASSWORD_LINK_SECRET}",
+            body={"preconditions": {"resourceVersion": version}},
+        )
+    except ApiError as e:
+        if e.status in (404, 409):
+            raise LinkError("This link has already been used.") from e
+        raise
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": n.FIRST_PASSWORD_SECRET, "namespace": link.namespace},
+            "data": {"password": base64.b64encode(password.encode()).decode()},
+        }
+    )
+    return link

@@ -1,0 +1,280 @@
+"""Stripe events → cluster resources, exactly once.
+
+Each event only says *which* subscription to look at. What to do is decided
+from the subscription as Stripe reports it now (lifecycle.decide), so that a
+replayed, late or reordered event converges on the same state as the newest.
+`checkout.session.completed` additionally carries what the customer chose
+(domain, first mailbox, email): it is the only event that creates a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from vpes_operator.clients.kube import ApiError, Kube
+from vpes_operator.models.common import DOMAIN_PATTERN, MAILBOX_ADDRESS_PATTERN
+
+from . import naming as n
+from . import tenant
+from .ledger import Ledger, Record
+from .lifecycle import decide, stamp
+from .settings import Settings
+from .stripe_gateway import StripeGateway, StripeUnavailableError, SubscriptionMissingError
+
+log = logging.getLogger("vpes.billing")
+JSON = dict[str, Any]
+
+SUBSCRIPTION_EVENTS = {
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+}
+INVOICE_EVENTS = {"invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded"}
+
+
+class RefusedError(Exception):
+    """The event is valid but cannot be fulfilled; the message is for the customer."""
+
+
+class UnfulfillableError(Exception):
+    """The event cannot be acted on (bad data, unknown price): logged, counted, not retried."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str  # done, duplicate, ignored, refused, failed
+    message: str = ""
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "vpes_billing_events",
+            "Stripe webhook events by type and outcome.",
+            ["type", "outcome"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "vpes_billing_errors",
+            "Events that could not be fulfilled, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "vpes_billing_webhook_rejected",
+            "Webhook requests refused before processing (signature, size).",
+            ["reason"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "vpes_billing_event_seconds",
+            "Time to process one event.",
+            registry=registry,
+        )
+
+
+def _obj(event: JSON) -> JSON:
+    data = event.get("data") or {}
+    obj = data.get("object") if isinstance(data, dict) else None
+    return obj if isinstance(obj, dict) else {}
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+def invoice_subscription(invoice: JSON) -> str | None:
+    """The subscription of an invoice, in the old (`subscription`) and the new
+    (`parent.subscription_details.subscription`) API shapes."""
+    sub = _id(invoice.get("subscription"))
+    if sub:
+        return sub
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {} if isinstance(parent, dict) else {}
+    return _id(details.get("subscription")) if isinstance(details, dict) else None
+
+
+class BillingService:
+    def __init__(
+        self,
+        settings: Settings,
+        kube: Kube,
+        stripe: StripeGateway,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.stripe = stripe
+        self.ledger = Ledger(kube, settings.namespace)
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+
+    # -- events ---------------------------------------------------------------
+
+    def handle(self, event: JSON) -> Outcome:
+        """Process one verified event. Raises on temporary trouble (Stripe retries)."""
+        event_id = str(event.get("id") or "")
+        etype = str(event.get("type") or "")
+        if not n.valid_stripe_id(event_id, "evt_"):
+            self.metrics.events.labels(etype, "failed").inc()
+            return Outcome("failed", "event without a valid id")
+        if self.ledger.seen(event_id):
+            self.metrics.events.labels(etype, "duplicate").inc()
+            log.info("event %s (%s) already processed", event_id, etype)
+            return Outcome("duplicate")
+        started = time.monotonic()
+        checkout: str | None = None
+        try:
+            if etype == "checkout.session.completed":
+                checkout = _id(_obj(event).get("id"))
+                result = self._checkout_completed(_obj(event))
+            elif etype in SUBSCRIPTION_EVENTS:
+                result = self._sync(_id(_obj(event).get("id")))
+            elif etype in INVOICE_EVENTS:
+                result = self._sync(invoice_subscription(_obj(event)))
+            else:
+                result = Outcome("ignored", f"{etype} is not used")
+        except RefusedError as e:
+            result = Outcome("refused", str(e))
+            log.warning("event %s (%s) refused: %s", event_id, etype, e)
+        except UnfulfillableError as e:
+            result = Outcome("failed", str(e))
+            self.metrics.errors.labels(e.reason).inc()
+            log.error("event %s (%s) cannot be fulfilled: %s", event_id, etype, e)
+        self.ledger.record(Record(event_id, etype, result.outcome, result.message, checkout))
+        self.metrics.events.labels(etype, result.outcome).inc()
+        self.metrics.seconds.observe(time.monotonic() - started)
+        log.info("event %s (%s): %s %s", event_id, etype, result.outcome, result.message)
+        return result
+
+    def _checkout_completed(self, session: JSON) -> Outcome:
+        if session.get("mode") != "subscription":
+            return Outcome("ignored", "not a subscription checkout")
+        sub_id = _id(session.get("subscription"))
+        customer = _id(session.get("customer"))
+        if not sub_id or not customer:
+            raise UnfulfillableError(
+                "incomplete-session", "the session has no subscription or customer"
+            )
+        meta = session.get("metadata") or {}
+        details = session.get("customer_details") or {}
+        email = str(details.get("email") or session.get("customer_email") or "")
+        domain = str(meta.get("domain") or "")
+        mailbox = str(meta.get("mailbox") or "")
+        if not re.match(DOMAIN_PATTERN, domain) or not re.match(
+            MAILBOX_ADDRESS_PATTERN, f"{mailbox}@{domain}"
+        ):
+            raise UnfulfillableError(
+                "bad-metadata", "the session does not name a valid domain and mailbox"
+            )
+        sub = self._subscription(sub_id)
+        plans = tenant.plans_by_price(self.kube)
+        plan = plans.get(sub.price_id or "")
+        if plan is None:
+            raise UnfulfillableError(
+                "unknown-price", f"no MailPlan has stripePriceId {sub.price_id!r}"
+            )
+        signup = tenant.Signup(
+            checkout_session=str(session.get("id")),
+            customer=customer,
+            subscription=sub_id,
+            email=email,
+            domain=domain,
+            mailbox=mailbox,
+        )
+        try:
+            tenant.claim_domain(self.kube, self.settings, domain, sub_id)
+        except tenant.DomainTakenError as e:
+            raise RefusedError(str(e)) from e
+        tenant.provision(self.kube, self.settings, signup, plan)
+        return self._sync(sub_id)
+
+    def _subscription(self, sub_id: str) -> Any:
+        try:
+            return self.stripe.subscription(sub_id)
+        except SubscriptionMissingError as e:
+            raise UnfulfillableError(
+                "unknown-subscription", f"Stripe has no subscription {sub_id}"
+            ) from e
+
+    def _sync(self, sub_id: str | None) -> Outcome:
+        """Make the subscription's server match what Stripe says now."""
+        if not sub_id or not n.valid_stripe_id(sub_id, "sub_"):
+            return Outcome("ignored", "no subscription")
+        server = tenant.server_of(self.kube, sub_id)
+        if server is None:
+            return Outcome("ignored", f"no server for {sub_id} (yet)")
+        sub = self._subscription(sub_id)
+        marks = dict(server["metadata"].get("annotations") or {})
+        desired = decide(
+            sub,
+            marks,
+            time.time(),
+            grace_seconds=self.settings.grace_seconds,
+            retention_seconds=self.settings.retention_seconds,
+        )
+        plan_name: str | None = None
+        if sub.price_id:
+            plan = tenant.plans_by_price(self.kube).get(sub.price_id)
+            if plan is None:
+                self.metrics.errors.labels("unknown-price").inc()
+                log.error(
+                    "subscription %s: no MailPlan has stripePriceId %r; plan kept",
+                    sub_id,
+                    sub.price_id,
+                )
+            else:
+                plan_name = plan.name
+                if plan.name != server["spec"].get("plan"):
+                    tenant.apply_quota(self.kube, server["metadata"]["namespace"], plan)
+        if desired.delete:
+            tenant.remove(self.kube, self.settings, server)
+            return Outcome("done", f"{sub_id}: removed after the retention period")
+        if desired.final_backup and tenant.request_final_backup(self.kube, server):
+            desired.annotations[n.ANNOTATION_FINAL_BACKUP] = stamp(time.time())
+        elif marks.get(n.ANNOTATION_FINAL_BACKUP):
+            desired.annotations[n.ANNOTATION_FINAL_BACKUP] = marks[n.ANNOTATION_FINAL_BACKUP]
+        tenant.apply_billing_state(
+            self.kube, server, plan_name, desired.suspended, desired.annotations
+        )
+        return Outcome(
+            "done",
+            f"{sub_id}: {sub.status}, plan {plan_name or server['spec'].get('plan')}, "
+            f"suspended={desired.suspended}",
+        )
+
+    # -- periodic -------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Revisit servers waiting on a grace or retention period; drop old event records."""
+        visited = 0
+        selector = f"{n.LABEL_MANAGED_BY}={n.MANAGED_BY}"
+        for server in tenant.servers_by_label(self.kube, selector):
+            marks = server["metadata"].get("annotations") or {}
+            if not (
+                marks.get(n.ANNOTATION_PAYMENT_FAILED_AT) or marks.get(n.ANNOTATION_CANCELLED_AT)
+            ):
+                continue
+            sub_id = marks.get(n.ANNOTATION_SUBSCRIPTION)
+            try:
+                self._sync(sub_id)
+                visited += 1
+            except (ApiError, StripeUnavailableError, UnfulfillableError) as e:
+                log.warning("sweep: subscription %s: %s", sub_id, e)
+        self.ledger.sweep(self.settings.event_record_days * 86400)
+        return visited

@@ -1,0 +1,66 @@
+"""Settings from the environment; secrets from env variables filled from Secrets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DAY = 24 * 3600
+
+
+def _secret(name: str) -> str:
+    """`NAME`, or the content of the file `NAME_FILE` (a mounted Secret)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    value = os.environ.get(name, "")
+    if not value:
+        raise SystemExit(f"{name} (or {name}_FILE) must be set, from a Secret")
+    return value
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = float(raw)
+    if value < 0:
+        raise SystemExit(f"{name} must be zero or more seconds, not {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    stripe_api_key: str = field(repr=False)
+    webhook_secret: str = field(repr=False)
+    public_url: str = "http://127.0.0.1:8080"
+    stripe_api_base: str | None = None  # stripe-mock in tests; Stripe itself when unset
+    namespace: str = "vpes-system"  # where the service runs and keeps its event records
+    service_account: str = "vpes-billing"
+    tenant_cluster_role: str = "vpes-billing-tenant"
+    provider_domain: str | None = None  # customers may take <name>.<provider_domain>
+    grace_seconds: float = 7 * DAY  # from a failed payment to suspension
+    retention_seconds: float = 30 * DAY  # from cancellation to deletion
+    sweep_seconds: float = 300.0
+    link_ttl_seconds: float = 2 * DAY
+    max_body_bytes: int = 256 * 1024
+    event_record_days: int = 30  # Stripe retries for 3 days; records outlive that
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            stripe_api_key=_secret("STRIPE_API_KEY"),
+            webhook_secret=_secret("STRIPE_WEBHOOK_SECRET"),
+            public_url=env("VPES_BILLING_PUBLIC_URL", cls.public_url).rstrip("/"),
+            stripe_api_base=env("STRIPE_API_BASE") or None,
+            namespace=env("VPES_BILLING_NAMESPACE") or env("POD_NAMESPACE") or cls.namespace,
+            service_account=env("VPES_BILLING_SERVICE_ACCOUNT", cls.service_account),
+            tenant_cluster_role=env("VPES_BILLING_TENANT_ROLE", cls.tenant_cluster_role),
+            provider_domain=env("VPES_PROVIDER_DOMAIN") or None,
+            grace_seconds=_seconds("VPES_BILLING_GRACE_SECONDS", cls.grace_seconds),
+            retention_seconds=_seconds("VPES_BILLING_RETENTION_SECONDS", cls.retention_seconds),
+            sweep_seconds=_seconds("VPES_BILLING_SWEEP_SECONDS", cls.sweep_seconds),
+            link_ttl_seconds=_seconds("VPES_BILLING_LINK_TTL_SECONDS", cls.link_ttl_seconds),
+        )

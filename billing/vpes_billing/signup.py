@@ -1,0 +1,82 @@
+"""The signup form: validate what the customer asks for, then a Checkout Session."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vpes_operator.clients.kube import Kube
+from vpes_operator.models.common import ADDRESS_PATTERN, DOMAIN_PATTERN, MAILBOX_ADDRESS_PATTERN
+
+from . import naming as n
+from . import tenant
+from .settings import Settings
+from .stripe_gateway import CheckoutSession, StripeGateway
+
+LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class SignupError(Exception):
+    """What is wrong with the form, for the customer."""
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    plan: str
+    email: str
+    domain: str
+    mailbox: str
+
+
+def parse(settings: Settings, form: dict[str, str]) -> SignupForm:
+    plan = form.get("plan", "").strip()
+    email = form.get("email", "").strip().lower()
+    domain = form.get("domain", "").strip().lower().rstrip(".")
+    subdomain = form.get("subdomain", "").strip().lower()
+    mailbox = form.get("mailbox", "").strip().lower() or "me"
+    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", plan):
+        raise SignupError("Choose a plan.")
+    if len(email) > 254 or not re.match(ADDRESS_PATTERN, email):
+        raise SignupError("Enter your email address, e.g. you@example.net.")
+    if subdomain and domain:
+        raise SignupError("Enter either your own domain or a name under ours, not both.")
+    if subdomain:
+        if not settings.provider_domain:
+            raise SignupError("This provider does not offer names under its own domain.")
+        if not LABEL.match(subdomain):
+            raise SignupError("The name may hold lowercase letters, digits and '-' (63 at most).")
+        domain = f"{subdomain}.{settings.provider_domain}"
+    if not domain:
+        raise SignupError("Enter the domain your mail should use, e.g. example.org.")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise SignupError(f"{domain} is not a valid domain name.") from None
+    if len(domain) > 253 or not re.match(DOMAIN_PATTERN, domain):
+        raise SignupError(f"{domain} is not a valid domain name, e.g. example.org.")
+    if settings.provider_domain and domain == settings.provider_domain:
+        raise SignupError("Choose a name under our domain, not the domain itself.")
+    if not re.match(MAILBOX_ADDRESS_PATTERN, f"{mailbox}@{domain}"):
+        raise SignupError("The mailbox name may hold lowercase letters, digits, '.', '_' and '-'.")
+    return SignupForm(plan=plan, email=email, domain=domain, mailbox=mailbox)
+
+
+def start(
+    kube: Kube, stripe: StripeGateway, settings: Settings, form: SignupForm
+) -> CheckoutSession:
+    plan = tenant.get_plan(kube, form.plan)
+    if plan is None or not plan.spec.stripe_price_id:
+        raise SignupError(f"There is no plan {form.plan!r} for sale.")
+    if tenant.domain_user(kube, form.domain) is not None or _claimed(kube, settings, form.domain):
+        raise SignupError(str(tenant.DomainTakenError(form.domain)))
+    return stripe.create_checkout(
+        price_id=plan.spec.stripe_price_id,
+        email=form.email,
+        metadata={"plan": form.plan, "domain": form.domain, "mailbox": form.mailbox},
+        success_url=f"{settings.public_url}/signup/return?session_id={{CHECKOUT_SESSION_ID}}",
+        cancel_url=f"{settings.public_url}/signup?plan={form.plan}",
+    )
+
+
+def _claimed(kube: Kube, settings: Settings, domain: str) -> bool:
+    return kube.get("v1", "ConfigMap", settings.namespace, n.domain_claim_name(domain)) is not None
