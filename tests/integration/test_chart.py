@@ -19,7 +19,14 @@ import yaml
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
-from .operator_support import REPO, OperatorProcess, server_body, wait_for, wait_ready
+from .operator_support import (
+    REPO,
+    OperatorProcess,
+    harvest_secrets,
+    server_body,
+    wait_for,
+    wait_ready,
+)
 
 CHART = REPO / "charts" / "vpes"
 RELEASE = "chart"
@@ -191,4 +198,5 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
     assert crd["metadata"]["name"] == "personalmailservers.vpes.io"
     assert api.get(API_VERSION, "PersonalMailServer", ns, "viachart") is not None
     assert api.get("v1", "PersistentVolumeClaim", ns, "viachart-mail") is not None
+    harvest_secrets(api, ns)
     api.delete("v1", "Namespace", None, ns)
