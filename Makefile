@@ -53,7 +53,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install system-deps k8s stripe-mock ## install what the tests need, then run every tier
+test: install system-deps k8s stripe-mock images ## install what the tests need, then run every tier
 	$(VENV)/bin/pytest tests
 
 test-unit: install ## the fast tier: no servers

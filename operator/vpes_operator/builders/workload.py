@@ -10,9 +10,19 @@ from ..render import layout
 from ..settings import OperatorSettings
 from .meta import Owner, metadata
 
-# Capabilities Postfix's master and Dovecot need to bind low ports and drop to
-# their own users; everything else is dropped.
-CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"]
+# Capabilities Postfix's master and Dovecot need to bind low ports, drop to
+# their own users and (Dovecot's login and anvil processes) chroot into an
+# empty directory; everything else is dropped.
+CAPABILITIES = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+    "SYS_CHROOT",
+]
 
 
 def _resources(plan: MailPlanSpec) -> dict[str, Any]:

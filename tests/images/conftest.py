@@ -1,0 +1,144 @@
+"""The image tier: the tenant image, built by ``images/build.sh`` (what ``make
+images`` runs; reused when it exists), run under podman with the operator's
+rendered configuration for a server with two domains.
+
+Containers publish their ports on 127.0.0.x addresses; inside, clients appear
+as the podman network's gateway, which the tests' settings make the edge
+(trusted to send PROXY protocol headers). Forwards and submissions leave
+through ``settings.relay_host``: a sink (``sink.py``) listening on 127.0.0.1
+inside the tenant's own network namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vpes_operator.settings import OperatorSettings
+
+from .clients import wait_until
+from .tenant import (
+    PASSWORDS,
+    Tenant,
+    TenantFiles,
+    build_images,
+    podman,
+    podman_gateway,
+    sample_spec,
+)
+
+HERE = Path(__file__).resolve().parent
+SINK_PORT = 2525
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.resolve().is_relative_to(HERE):
+            item.add_marker(pytest.mark.images)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: run `make system-deps`")
+    return build_images("tenant")[0]
+
+
+@pytest.fixture(scope="session")
+def gateway(image: str) -> str:
+    return podman_gateway()
+
+
+def settings_for(edge: str) -> OperatorSettings:
+    return OperatorSettings(edge_networks=(edge,), relay_host=f"[127.0.0.1]:{SINK_PORT}")
+
+
+@dataclass
+class Sink:
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    def messages(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.directory.glob("*.json"), key=lambda p: int(p.stem)):
+            out.append(json.loads(path.read_text()))
+        return out
+
+    def wait_for(self, needle: str, timeout: float = 20) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            return next((m for m in self.messages() if needle in m["data"]), None)
+
+        return wait_until(find, timeout, f"a relayed message containing {needle!r}")
+
+
+@dataclass
+class Running:
+    tenant: Tenant
+    files: TenantFiles
+    sink: Sink
+
+    @property
+    def host(self) -> str:
+        return self.tenant.host
+
+    def logs(self) -> str:
+        return self.tenant.logs()
+
+    def mail_root(self) -> Path:
+        out = podman("volume", "inspect", "--format", "{{.Mountpoint}}", self.tenant.volume)
+        return Path(out.stdout.strip())
+
+
+def start_tenant(
+    image: str, host: str, root: Path, edge: str, *, sink: bool = True
+) -> Iterator[Running]:
+    files = TenantFiles(root, settings_for(edge))
+    files.write(sample_spec(), PASSWORDS)
+    tenant = Tenant(image, host, files)
+    tenant.start()
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        tenant.wait_ready()
+        outdir = root / "relayed"
+        outdir.mkdir()
+        if sink:
+            process = subprocess.Popen(
+                [
+                    "nsenter",
+                    f"--net=/proc/{tenant.pid()}/ns/net",
+                    sys.executable,
+                    str(HERE / "sink.py"),
+                    "127.0.0.1",
+                    str(SINK_PORT),
+                    str(outdir),
+                ],
+                stdout=subprocess.PIPE,
+            )
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == b"listening"
+        yield Running(tenant, files, Sink(outdir, process))  # type: ignore[arg-type]
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(10)
+        tenant.remove()
+
+
+@pytest.fixture(scope="session")
+def tenant(image: str, gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """The shared tenant: the edge is the podman gateway (every test client)."""
+    yield from start_tenant(image, "127.0.0.11", tmp_path_factory.mktemp("tenant"), f"{gateway}/32")
+
+
+@pytest.fixture(scope="session")
+def untrusted_tenant(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A tenant whose edge is elsewhere: the test clients are not trusted for PROXY."""
+    root = tmp_path_factory.mktemp("untrusted")
+    yield from start_tenant(image, "127.0.0.12", root, "192.0.2.0/24", sink=False)

@@ -1,0 +1,299 @@
+"""Run the tenant image under podman the way the StatefulSet runs it.
+
+``TenantFiles`` renders a PersonalMailServer with the operator's own renderer
+and credentials code and writes the configuration and secrets directories the
+way the kubelet's atomic writer does (a ``..data`` link swapped in one
+rename). ``Tenant`` runs the image with the StatefulSet's security settings
+(read-only root, capabilities, no-new-privileges, tmpfs /run/vpes and /tmp, a
+volume for the mail) and publishes its ports on one 127.0.0.x address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpes_operator import credentials
+from vpes_operator.builders.workload import CAPABILITIES
+from vpes_operator.models.plan import MailPlanSpec
+from vpes_operator.models.server import PersonalMailServerSpec
+from vpes_operator.render import (
+    CONFIG_DIR,
+    CONFIG_FILES,
+    MAIL_DIR,
+    PORTS,
+    RUN_DIR,
+    SECRETS_DIR,
+    VMAIL_GID,
+    build_context,
+    render_config,
+    render_passwd,
+)
+from vpes_operator.settings import OperatorSettings
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINERS_CONF = REPO / "images" / "containers.conf"
+
+# Passwords of the sample server's mailboxes (each in its own "Secret").
+PASSWORDS = {
+    "alice@example.org": "alice-secret-1",
+    "bob@example.net": "bob-secret-2",
+    "full@example.net": "full-secret-3",
+}
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
+    return env
+
+
+def podman(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args],
+        check=check,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=podman_env(),
+    )
+
+
+def build_images(*names: str) -> list[str]:
+    """``images/build.sh`` (what ``make images`` runs): the references it prints."""
+    out = subprocess.run(
+        ["bash", str(REPO / "images" / "build.sh"), *names],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=podman_env(),
+        timeout=1800,
+    )
+    return out.stdout.split()
+
+
+def sample_spec(
+    extra_mailboxes: tuple[dict[str, Any], ...] = (),
+    extra_forwards: tuple[dict[str, Any], ...] = (),
+) -> PersonalMailServerSpec:
+    """A server with two domains, aliases, a forward and a tiny-quota mailbox."""
+    mailboxes: list[dict[str, Any]] = [
+        {"address": "alice@example.org", "quota": "1Gi", "aliases": ["info", "a@example.net"]},
+        {"address": "bob@example.net", "quota": "100Mi", "aliases": ["info"]},
+        {"address": "full@example.net", "quota": "40Ki"},
+        *extra_mailboxes,
+    ]
+    for m in mailboxes:
+        m["passwordSecretRef"] = {"name": secret_name(m["address"]), "key": "password"}
+    return PersonalMailServerSpec.model_validate(
+        {
+            "plan": "personal",
+            "owner": {"email": "owner@owner.example"},
+            "domains": ["example.org", "example.net"],
+            "mailboxes": mailboxes,
+            "forwards": [
+                {"from": "sales@example.org", "to": ["carol@elsewhere.example"]},
+                *extra_forwards,
+            ],
+        }
+    )
+
+
+def secret_name(address: str) -> str:
+    """The Secret holding a mailbox's password in these tests."""
+    return address.replace("@", ".")
+
+
+PLAN = MailPlanSpec(max_message_size="1Mi")
+
+
+def _atomic_write(directory: Path, files: Mapping[str, str], group: int | None) -> None:
+    """Write ``files`` (relative path → content) as the kubelet's atomic writer does."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = f"..{dt.datetime.now(dt.UTC):%Y_%m_%d_%H_%M_%S}.{uuid.uuid4().hex[:8]}"
+    version = directory / stamp
+    for rel, content in files.items():
+        path = version / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        if group is not None:  # a Secret volume: defaultMode 0440, group fsGroup
+            os.chown(path, 0, group)
+            path.chmod(0o440)
+        else:
+            path.chmod(0o644)
+    for sub in [version, *[p for p in version.rglob("*") if p.is_dir()]]:
+        sub.chmod(0o755)
+    data = directory / "..data"
+    old = os.readlink(data) if data.is_symlink() else None
+    tmp = directory / "..data_tmp"
+    os.symlink(stamp, tmp)
+    os.rename(tmp, data)
+    tops = {rel.split("/")[0] for rel in files}
+    for top in tops:
+        link = directory / top
+        if not link.is_symlink():
+            os.symlink(f"..data/{top}", link)
+    for entry in directory.iterdir():  # keys that went away
+        if not entry.name.startswith("..") and entry.name not in tops:
+            entry.unlink()
+    if old:
+        shutil.rmtree(directory / old)
+
+
+@dataclass
+class TenantFiles:
+    """The ConfigMap and Secret of one server, on disk as the kubelet mounts them."""
+
+    root: Path
+    settings: OperatorSettings
+    plan: MailPlanSpec = field(default_factory=lambda: PLAN)
+    stored: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    def write(
+        self,
+        spec: PersonalMailServerSpec,
+        passwords: Mapping[str, str],
+        edit: Callable[[dict[str, str]], None] | None = None,
+    ) -> None:
+        """Render ``spec`` and swap the new files in; ``edit`` may change the config."""
+        by_secret = {secret_name(a): p for a, p in passwords.items()}
+        versions = {a: str(hash(p) & 0xFFFF) for a, p in by_secret.items()}
+        material = credentials.gather(
+            spec,
+            self.stored,
+            lambda name, _key: (by_secret[name], versions[name]) if name in by_secret else None,
+            service_host="tenant.customer.svc",
+            bcrypt_rounds=4,
+            dkim_bits=1024,
+        )
+        self.stored = {
+            credentials.HASHES_KEY: material.hashes_document(),
+            "tls.crt": material.tls_cert,
+            "tls.key": material.tls_key,
+            **{credentials.dkim_key_name(d): k for d, k in material.dkim_keys.items()},
+        }
+        ctx = build_context("tenant", "customer", spec, self.plan, self.settings)
+        config = {CONFIG_FILES[k]: v for k, v in render_config(ctx).items()}
+        if edit is not None:
+            edit(config)
+        secrets = {**self.stored, "passwd": render_passwd(ctx, material.password_hashes)}
+        _atomic_write(self.config_dir, config, None)
+        _atomic_write(self.secrets_dir, secrets, VMAIL_GID)
+
+
+def published_ports() -> list[int]:
+    return [p.port for p in PORTS]
+
+
+@dataclass
+class Tenant:
+    """One tenant container, its ports published on ``host`` (127.0.0.x)."""
+
+    image: str
+    host: str
+    files: TenantFiles
+    name: str = field(default_factory=lambda: f"vpes-test-{uuid.uuid4().hex[:8]}")
+    volume: str = ""
+
+    def run_args(self) -> list[str]:
+        args = [
+            "run",
+            "--detach",
+            "--name",
+            self.name,
+            "--hostname",
+            "tenant",
+            "--read-only",
+            "--cap-drop=ALL",
+            *(f"--cap-add={c}" for c in CAPABILITIES),
+            "--security-opt=no-new-privileges",
+            "--tmpfs",
+            f"{RUN_DIR}:rw,mode=0755,size=32m",
+            "--tmpfs",
+            "/tmp:rw,mode=1777,size=64m",
+            "--volume",
+            f"{self.files.config_dir}:{CONFIG_DIR}:ro",
+            "--volume",
+            f"{self.files.secrets_dir}:{SECRETS_DIR}:ro",
+            "--volume",
+            f"{self.volume}:{MAIL_DIR}",
+            "--env",
+            "VPES_WATCH_INTERVAL=1",
+        ]
+        for port in published_ports():
+            args += ["--publish", f"{self.host}:{port}:{port}"]
+        return [*args, self.image]
+
+    def start(self) -> None:
+        self.volume = self.volume or f"{self.name}-mail"
+        podman(*self.run_args())
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until SMTP and IMAP greet on the published ports (or the container died)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"tenant exited:\n{self.logs()}")
+            if all(_greets(self.host, p) for p in (25, 143, 4190)):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"tenant not ready after {timeout} s:\n{self.logs()}")
+
+    def running(self) -> bool:
+        out = podman("inspect", "--format", "{{.State.Running}}", self.name, check=False)
+        return out.stdout.strip() == "true"
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        out = podman("wait", self.name, timeout=timeout)
+        return int(out.stdout.strip())
+
+    def logs(self) -> str:
+        out = podman("logs", self.name, check=False)
+        return out.stdout + out.stderr
+
+    def pid(self) -> int:
+        return int(podman("inspect", "--format", "{{.State.Pid}}", self.name).stdout)
+
+    def exec(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return podman("exec", self.name, *cmd, check=False)
+
+    def remove(self) -> None:
+        podman("rm", "--force", "--time", "5", self.name, check=False)
+        if self.volume:
+            podman("volume", "rm", "--force", self.volume, check=False)
+
+
+def _greets(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.settimeout(2)
+            return bool(s.recv(64))
+    except OSError:
+        return False
+
+
+def podman_gateway() -> str:
+    """The address the default podman network's containers see host clients as."""
+    out = podman(
+        "network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}"
+    )
+    return out.stdout.strip()
