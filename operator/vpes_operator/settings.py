@@ -90,7 +90,7 @@ class OperatorSettings(BaseModel):
     dnsbl_zones: tuple[str, ...] = Field(default=())
     # Re-verification: a kopf timer ticks; a check runs when due. Failing
     # checks back off from min to max; passing ones repeat every ok interval.
-    dns_verify_tick: float = Field(default=30.0, gt=0)
+    dns_verify_tick: float = Field(default=15.0, gt=0)
     dns_verify_min_interval: float = Field(default=30.0, gt=0)
     dns_verify_max_interval: float = Field(default=3600.0, gt=0)
     dns_verify_ok_interval: float = Field(default=21600.0, gt=0)

@@ -55,6 +55,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource(_API, "MailPlan", "mailplans", namespaced=False),
         Resource(_API, "MailBackup", "mailbackups"),
         Resource(_API, "MailRestore", "mailrestores"),
+        Resource("externaldns.k8s.io/v1alpha1", "DNSEndpoint", "dnsendpoints"),
     ]
 }
 

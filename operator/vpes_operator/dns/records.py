@@ -154,7 +154,9 @@ def domain_records(
         out.append(rec(MTA_STS, "TXT", "_mta-sts", f"v=STSv1; id={mta_sts_id(settings)}"))
         out.append(rec(MTA_STS_HOST, "CNAME", "mta-sts", web))
     if settings.tls_rpt_rua:
-        out.append(rec(TLS_RPT, "TXT", "_smtp._tls", f"v=TLSRPTv1; rua=mailto:{settings.tls_rpt_rua}"))
+        out.append(
+            rec(TLS_RPT, "TXT", "_smtp._tls", f"v=TLSRPTv1; rua=mailto:{settings.tls_rpt_rua}")
+        )
     out += [
         rec(SRV_SUBMISSIONS, "SRV", "_submissions._tcp", f"0 1 465 {fqdn(settings.smtp_host)}"),
         rec(SRV_IMAPS, "SRV", "_imaps._tcp", f"0 1 993 {fqdn(settings.imap_host)}"),

@@ -6,7 +6,6 @@ from typing import Any
 
 import kopf
 
-
 # The API server refuses an event whose message is longer than this.
 MAX_MESSAGE = 1024
 

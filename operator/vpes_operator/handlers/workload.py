@@ -22,8 +22,9 @@ def statefulset_event(
     **_: Any,
 ) -> None:
     server = labels.get(naming.LABEL_SERVER)
-    # No type: the initial listing, which the servers' resume handlers cover.
-    if not server or not type or not namespace:
+    # Also on the initial listing (no type): after a restart, a reconcile
+    # that was cut short may not run again, and readiness must still follow.
+    if not server or not namespace:
         return
     sts = None if type == "DELETED" else dict(body)
     outcome = reconcile.refresh_readiness(memo.kube, namespace, server, sts)

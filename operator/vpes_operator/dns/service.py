@@ -1,0 +1,310 @@
+"""DNS for one server: list, publish, verify, report; and clean up on deletion.
+
+The handlers call `run` (publish when managed, then verify) and `cleanup`;
+both read what they need themselves and write only their own part of the
+status: `dnsRecords` and the DNSPublished and DNSVerified conditions.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import API_VERSION, crypto, naming, status
+from ..builders.meta import Owner
+from ..clients.kube import Kube
+from ..conditions import Cond, Conditions, set_condition
+from ..credentials import dkim_key_name
+from ..models.server import DNSMode, PersonalMailServerSpec
+from ..settings import OperatorSettings
+from . import ownership, providers, verify
+from .errors import DNSError
+from .providers.base import Provider, Result
+from .records import Record, server_records
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = "DNSPublished"
+VERIFIED = "DNSVerified"
+PMS = "PersonalMailServer"
+MESSAGE_LIMIT = 1200
+# Which fault names a False DNSPublished when several happen: the most basic first.
+REASON_ORDER = [
+    "UnknownProvider",
+    "ProviderNotConfigured",
+    "DNSServerUnreachable",
+    "TSIGKeyRejected",
+    "ZoneNotServed",
+    "UpdateRefused",
+    "RecordConflict",
+    "ConcurrentChange",
+]
+
+_DNSBL = verify.DNSBLCache()
+
+
+@dataclass
+class Outcome:
+    events: list[dict[str, str]] = field(default_factory=list)
+    published: bool = False
+    verified: bool = False
+    waiting: str | None = None  # something that appears soon (the DKIM keys): retry shortly
+    records: list[Record] = field(default_factory=list)
+
+
+def owner_of(body: dict[str, Any]) -> Owner:
+    meta = body["metadata"]
+    plan = str((body.get("spec") or {}).get("plan", ""))
+    return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=plan)
+
+
+def dkim_values(
+    kube: Kube, owner: Owner, domains: Sequence[str], selector: str
+) -> dict[str, dict[str, str]]:
+    """selector → TXT value per domain, from the keys in the server's credentials Secret."""
+    secret = kube.get("v1", "Secret", owner.namespace, naming.credentials_secret(owner.name))
+    data = (secret or {}).get("data") or {}
+    out: dict[str, dict[str, str]] = {}
+    for d in domains:
+        raw = data.get(dkim_key_name(d))
+        if raw:
+            out[d] = {selector: crypto.dkim_public_record(base64.b64decode(raw).decode())}
+    return out
+
+
+def provider_name(spec: PersonalMailServerSpec, settings: OperatorSettings) -> str:
+    if spec.dns.mode == DNSMode.MANUAL:
+        return providers.manual.NAME
+    return spec.dns.provider or settings.dns_default_provider
+
+
+def _signed_all(
+    provider: Provider, resolvers: verify.Resolvers, domains: Sequence[str]
+) -> dict[str, bool]:
+    out = {}
+    for d in domains:
+        try:
+            out[d] = provider.signed(d)
+        except DNSError:
+            out[d] = resolvers.signed(d)
+    return out
+
+
+def _problem_condition(problems: Sequence[DNSError]) -> Cond:
+    ranked = sorted(
+        problems, key=lambda p: REASON_ORDER.index(p.reason) if p.reason in REASON_ORDER else 99
+    )
+    messages: list[str] = []
+    for p in ranked:
+        if p.message not in messages:
+            messages.append(p.message)
+    text = "; ".join(messages)
+    if len(text) > MESSAGE_LIMIT:
+        text = text[: MESSAGE_LIMIT - 20] + f"… ({len(messages)} problems)"
+    return Cond(
+        PUBLISHED, False, ranked[0].reason, text + ". Records published by others were not touched"
+    )
+
+
+def _verified_condition(
+    checks: Sequence[verify.Check], listings: Sequence[verify.Listing], domains: int
+) -> Cond:
+    failed = [c for c in checks if c.verdict == verify.FAIL]
+    unknown = [c for c in checks if c.verdict == verify.UNKNOWN]
+    if failed:
+        parts = [f"{c.record.type} {c.record.name}: {c.fix}" for c in failed]
+        text = f"{len(failed)} of {len(checks)} records are not right: " + "; ".join(parts)
+        if len(text) > MESSAGE_LIMIT:
+            text = text[: MESSAGE_LIMIT - 40] + "… (status.dnsRecords lists each one)"
+        return Cond(VERIFIED, False, "RecordsNotFound", text)
+    if unknown:
+        return Cond(
+            VERIFIED,
+            False,
+            "ResolverUnreachable",
+            f"{len(unknown)} records could not be checked: {unknown[0].fix}; the check is repeated",
+        )
+    if listings:
+        names = "; ".join(f"{x.address} is listed on {x.zone} ({x.reason})" for x in listings)
+        return Cond(
+            VERIFIED,
+            False,
+            "OutboundAddressListed",
+            f"all {len(checks)} records are right, but the provider's outbound {names}: the "
+            "provider asks the blocklist for removal (mail already flowing keeps flowing)",
+        )
+    return Cond(
+        VERIFIED,
+        True,
+        "AllRecordsFound",
+        f"all {len(checks)} records of {domains} domain(s) are published and answer as expected",
+    )
+
+
+def _record_wire(check: verify.Check | None, record: Record) -> dict[str, Any]:
+    doc = record.wire()
+    if check is not None:
+        doc["check"] = check.verdict
+        doc["found"] = list(check.found)
+        if check.fix:
+            doc["fix"] = check.fix
+    return doc
+
+
+def run(
+    kube: Kube,
+    settings: OperatorSettings,
+    body: dict[str, Any],
+    *,
+    publish: bool = True,
+    now: dt.datetime | None = None,
+) -> Outcome:
+    """Publish (managed servers) and verify one server's records; write its DNS status."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return Outcome()  # the main reconcile reports an invalid spec
+    owner = owner_of(body)
+    domains = sorted(spec.domains)
+    resolvers = verify.Resolvers(settings.dns_resolvers, settings.dns_timeout)
+    dkim = dkim_values(kube, owner, domains, settings.dkim_selector)
+    name = provider_name(spec, settings)
+    published: Cond
+    provider: Provider | None = None
+    try:
+        provider = providers.make(name, settings, kube, owner, resolvers.signed)
+    except DNSError as e:
+        published = Cond(PUBLISHED, False, e.reason, e.message)
+    signed = (
+        _signed_all(provider, resolvers, domains)
+        if provider
+        else {d: resolvers.signed(d) for d in domains}
+    )
+    records = server_records(domains, settings, dkim, signed)
+    waiting = None
+    if provider is not None:
+        if name == providers.manual.NAME:
+            published = Cond(
+                PUBLISHED,
+                False,
+                "ManualMode",
+                f"DNS is published by the customer: publish the {len(records)} records listed in "
+                "status.dnsRecords at the domain's DNS host",
+            )
+        elif publish:
+            result = _publish(kube, settings, owner, provider, records, resolvers)
+            if result.problems:
+                published = _problem_condition(result.problems)
+            else:
+                published = Cond(
+                    PUBLISHED,
+                    True,
+                    "Published",
+                    f"{len(records)} records of {len(domains)} domain(s) are published "
+                    f"through {name}",
+                )
+        else:
+            published = Cond(PUBLISHED, True, "Published", "")  # keep the previous one (below)
+        missing = [d for d in domains if d not in dkim]
+        if missing:
+            waiting = f"the DKIM key of {', '.join(missing)} is not made yet"
+        if waiting and published.status:
+            published = Cond(PUBLISHED, False, "WaitingForKeys", waiting + "; publishing the rest")
+    checks = verify.check_all(resolvers, records)
+    listings = verify.dnsbl(resolvers, settings.outbound_addresses, settings.dnsbl_zones, _DNSBL)
+    verified = _verified_condition(checks, listings, len(domains))
+    if waiting:
+        verified = Cond(VERIFIED, False, "WaitingForKeys", waiting + "; checked again then")
+    wire = [_record_wire(c, r) for c, r in zip(checks, records, strict=True)]
+    events = _write_status(
+        kube, owner, published if publish or provider is None else None, verified, wire, now
+    )
+    return Outcome(
+        events=events,
+        published=published.status,
+        verified=verified.status,
+        waiting=waiting,
+        records=records,
+    )
+
+
+def _publish(
+    kube: Kube,
+    settings: OperatorSettings,
+    owner: Owner,
+    provider: Provider,
+    records: Sequence[Record],
+    resolvers: verify.Resolvers,
+) -> Result:
+    owned = ownership.read(kube, owner.namespace, owner.name)
+    if owned and owned.provider and owned.provider != provider.name:
+        # The server moved to another provider: take the records back from the old one first.
+        try:
+            old = providers.make(owned.provider, settings, kube, owner, resolvers.signed)
+            gone = old.remove(owned)
+        except DNSError as e:
+            return Result(owned, problems=[e])
+        ownership.write(kube, owner, gone.owned)
+        if gone.problems:
+            return gone
+        owned = gone.owned
+    result = provider.publish(records, owned)
+    if result.owned.rrsets != owned.rrsets or (result.owned and not owned):
+        ownership.write(kube, owner, result.owned)
+    return result
+
+
+def _write_status(
+    kube: Kube,
+    owner: Owner,
+    published: Cond | None,
+    verified: Cond,
+    records: list[dict[str, Any]],
+    now: dt.datetime,
+) -> list[dict[str, str]]:
+    before: Conditions = []
+    after: Conditions = []
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal before, after
+        old = current.get("status") or {}
+        before = list(old.get("conditions", []))
+        generation = int(current["metadata"].get("generation", 1))
+        conditions = before
+        if published is not None:
+            conditions = set_condition(conditions, published, generation=generation, now=now)
+        conditions = set_condition(conditions, verified, generation=generation, now=now)
+        after = conditions
+        new = {**old, "conditions": conditions, "dnsRecords": records}
+        return None if new == old else new
+
+    kube.update_status(API_VERSION, PMS, owner.namespace, owner.name, mutate)
+    return status.events(before, after)
+
+
+def cleanup(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> list[DNSError]:
+    """Remove every record this server published (only those); release the ownership ConfigMap."""
+    owner = owner_of(body)
+    owned = ownership.read(kube, owner.namespace, owner.name)
+    problems: list[DNSError] = []
+    if owned:
+        resolvers = verify.Resolvers(settings.dns_resolvers, settings.dns_timeout)
+        try:
+            provider = providers.make(owned.provider, settings, kube, owner, resolvers.signed)
+            result = provider.remove(owned)
+            problems = result.problems
+            owned = result.owned
+        except DNSError as e:
+            problems = [e]
+    if problems:
+        ownership.write(kube, owner, owned)
+        return problems
+    ownership.write(kube, owner, owned, keep=False)
+    return []

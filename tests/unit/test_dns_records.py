@@ -1,0 +1,176 @@
+"""DNS records, conflict rules, values and the re-check schedule: pure, table-driven."""
+
+from __future__ import annotations
+
+import pytest
+from vpes_operator import crypto
+from vpes_operator.dns import rdata, records, verify
+from vpes_operator.dns.ownership import Owned, OwnedRRset
+from vpes_operator.dns.providers.base import clash
+from vpes_operator.handlers.dns import Schedule
+from vpes_operator.settings import OperatorSettings
+
+DKIM = {"vpes": "v=DKIM1; k=rsa; p=" + "A" * 392}
+BASE = OperatorSettings(mx_host="mx.edge.example", edge_web_host="web.edge.example")
+
+
+def by_name(recs: list[records.Record]) -> dict[tuple[str, str], str]:
+    return {(r.type, r.name): r.value for r in recs}
+
+
+EXPECTED = [
+    ("MX", "example.org", "10 mx.edge.example."),
+    ("TXT", "example.org", "v=spf1 mx -all"),
+    ("TXT", "vpes._domainkey.example.org", DKIM["vpes"]),
+    ("TXT", "_dmarc.example.org", "v=DMARC1; p=quarantine"),
+    ("CNAME", "mta-sts.example.org", "web.edge.example."),
+    ("SRV", "_submissions._tcp.example.org", "0 1 465 smtp.vpes.test."),
+    ("SRV", "_imaps._tcp.example.org", "0 1 993 imap.vpes.test."),
+    ("SRV", "_pop3s._tcp.example.org", "0 1 995 imap.vpes.test."),
+    ("CNAME", "autoconfig.example.org", "web.edge.example."),
+    ("CNAME", "autodiscover.example.org", "web.edge.example."),
+]
+
+
+@pytest.mark.parametrize(("rtype", "name", "value"), EXPECTED)
+def test_default_records(rtype: str, name: str, value: str) -> None:
+    got = by_name(records.domain_records("example.org", BASE, DKIM))
+    assert got[(rtype, name)] == value
+
+
+SETTINGS_CASES = [
+    (
+        "spf addresses and softfail",
+        {"outbound_addresses": ("192.0.2.1", "2001:db8::/48"), "spf_all": "~all"},
+        ("TXT", "example.org"),
+        "v=spf1 ip4:192.0.2.1 ip6:2001:db8::/48 ~all",
+    ),
+    (
+        "spf includes",
+        {"outbound_addresses": ("192.0.2.0/24",), "spf_includes": ("spf.relay.example",)},
+        ("TXT", "example.org"),
+        "v=spf1 ip4:192.0.2.0/24 include:spf.relay.example -all",
+    ),
+    (
+        "dmarc reject with reports",
+        {"dmarc_policy": "reject", "dmarc_rua": "dmarc@edge.example"},
+        ("TXT", "_dmarc.example.org"),
+        "v=DMARC1; p=reject; rua=mailto:dmarc@edge.example",
+    ),
+    (
+        "tls-rpt",
+        {"tls_rpt_rua": "tls@edge.example"},
+        ("TXT", "_smtp._tls.example.org"),
+        "v=TLSRPTv1; rua=mailto:tls@edge.example",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "key", "value"), SETTINGS_CASES, ids=[c[0] for c in SETTINGS_CASES]
+)
+def test_records_follow_settings(
+    case: str, change: dict[str, object], key: tuple[str, str], value: str
+) -> None:
+    settings = BASE.model_copy(update=change)
+    assert by_name(records.domain_records("example.org", settings, DKIM))[key] == value
+
+
+def test_optional_records_are_absent() -> None:
+    recs = records.domain_records(
+        "example.org", BASE.model_copy(update={"mta_sts_mode": "off"}), {}
+    )
+    types = {(r.type, r.name) for r in recs}
+    assert ("TXT", "_smtp._tls.example.org") not in types, "no TLS-RPT address: no record"
+    assert ("TXT", "vpes._domainkey.example.org") not in types, "no key yet: no DKIM"
+    assert ("TXT", "_mta-sts.example.org") not in types
+    assert all(r.value for r in recs)
+    assert all(r.ttl == BASE.dns_ttl for r in recs)
+
+
+def test_tlsa_only_when_signed_and_shared() -> None:
+    settings = BASE.model_copy(update={"dane_tlsa": ("3 1 1 " + "ab" * 32,)})
+    assert not [
+        r for r in records.domain_records("example.org", settings, DKIM) if r.type == "TLSA"
+    ]
+    tlsa = [
+        r
+        for r in records.domain_records("example.org", settings, DKIM, dnssec=True)
+        if r.type == "TLSA"
+    ]
+    assert [(r.name, r.shared) for r in tlsa] == [("_25._tcp.mx.edge.example", True)]
+
+
+def test_mta_sts_id_changes_with_the_policy() -> None:
+    testing = records.mta_sts_id(BASE)
+    enforce = records.mta_sts_id(BASE.model_copy(update={"mta_sts_mode": "enforce"}))
+    assert testing != enforce
+    assert testing == records.mta_sts_id(BASE), "same policy, same id"
+    assert testing.isalnum() and len(testing) <= 32
+    assert "mode: testing" in records.mta_sts_policy(BASE)
+
+
+def test_status_listing_has_purpose() -> None:
+    recs = records.server_records(["b.example", "a.example"], BASE, {"a.example": DKIM})
+    assert recs[0].domain == "a.example"
+    wire = recs[0].wire()
+    assert set(wire) >= {"domain", "type", "name", "value", "ttl", "purpose"}
+
+
+def test_real_dkim_key_roundtrips_through_txt_chunks() -> None:
+    value = crypto.dkim_public_record(crypto.generate_dkim_key(2048))
+    rd = rdata.to_rdata("TXT", value)
+    assert len(rd.strings) == 2 and all(len(s) <= 255 for s in rd.strings)  # type: ignore[attr-defined]
+    assert rdata.canonical(rd) == value
+    assert rdata.from_presentation("TXT", rdata.presentation("TXT", value)) == value
+
+
+CLASH = [
+    ("spf vs foreign spf", "TXT", {"v=spf1 include:x -all"}, {"v=spf1 mx -all"}, True),
+    ("spf vs verification txt", "TXT", {"site-verification=1"}, {"v=spf1 mx -all"}, False),
+    ("same spf already there", "TXT", {"v=spf1 mx -all"}, {"v=spf1 mx -all"}, False),
+    ("foreign mx", "MX", {"10 other.example."}, {"10 mx.edge.example."}, True),
+    ("foreign cname", "CNAME", {"x.example."}, {"web.edge.example."}, True),
+    ("removal never clashes", "MX", {"10 other.example."}, set(), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "rtype", "foreign", "want", "bad"), CLASH, ids=[c[0] for c in CLASH]
+)
+def test_clash(case: str, rtype: str, foreign: set[str], want: set[str], bad: bool) -> None:
+    assert bool(clash(rtype, frozenset(foreign), frozenset(want))) is bad
+
+
+def test_owned_roundtrip() -> None:
+    owned = Owned(
+        "rfc2136",
+        {("a.example", "MX"): OwnedRRset("a.example", "a.example", "MX", ("10 mx.",), 300)},
+    )
+    assert Owned.load(owned.dump()) == owned
+    assert not Owned.load(None)
+
+
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        ("192.0.2.1", "1.2.0.192.bl.example"),
+        ("2001:db8::1", "1.0.0.0." + "0." * 20 + "8.b.d.0.1.0.0.2.bl.example"),
+    ],
+)
+def test_dnsbl_names(address: str, name: str) -> None:
+    assert verify.reverse_name(address, "bl.example") == name
+
+
+def test_schedule_backs_off_then_relaxes() -> None:
+    s = OperatorSettings(
+        dns_verify_min_interval=10, dns_verify_max_interval=40, dns_verify_ok_interval=1000
+    )
+    sched = Schedule()
+    assert sched.is_due("u", 1, 0)
+    intervals = [sched.done("u", 1, False, s, 0) for _ in range(4)]
+    assert intervals == [10, 20, 40, 40]
+    assert not sched.is_due("u", 1, 39) and sched.is_due("u", 1, 40)
+    assert sched.is_due("u", 2, 1), "a spec change is checked at once"
+    assert sched.done("u", 1, True, s, 0) == 1000
+    assert sched.done("u", 1, False, s, 0) == 10, "a new failure starts over"
