@@ -200,3 +200,28 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
     assert api.get("v1", "PersistentVolumeClaim", ns, "viachart-mail") is not None
     harvest_secrets(api, ns)
     api.delete("v1", "Namespace", None, ns)
+
+
+def test_every_chart_setting_is_an_operator_setting(cluster: Any) -> None:
+    """The chart's settings ConfigMap names only real settings, with valid values."""
+    from vpes_operator.settings import ENV_PREFIX, OperatorSettings
+
+    rendered = helm(
+        cluster,
+        "template",
+        "x",
+        str(CHART),
+        "--show-only",
+        "templates/operator-config.yaml",
+        "--set",
+        "dns.rfc2136.tsigSecret.name=t",
+        "--set",
+        "edge.dedicatedServiceAnnotations.a=b",
+    ).stdout
+    data = yaml.safe_load(rendered)["data"]
+    fields = {ENV_PREFIX + name.upper() for name in OperatorSettings.model_fields}
+    assert set(data) <= fields, sorted(set(data) - fields)
+    settings = OperatorSettings.from_env(data)
+    assert settings.mx_host == "mx.example.net"
+    assert settings.dns_rfc2136_tsig_secret_file == "/etc/vpes/dns/tsig"
+    assert settings.dedicated_service_annotations == {"a": "b"}
