@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,18 +187,45 @@ def reconcile(
             storage_requested=(plan_spec or {}).get("storage"),
         ).wire(),
     }
+
+    def workload() -> dict[str, Any] | None:
+        # Read afresh for every attempt: a StatefulSet event may have reported
+        # a newer state since the apply, and must not be undone.
+        return kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
+
+    outcome = write_status(
+        kube, namespace, name, workload, now=now, provisioned=provisioned, extra=extra
+    )
+    outcome.error = error
+    return outcome
+
+
+def write_status(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    workload: Callable[[], dict[str, Any] | None],
+    *,
+    now: dt.datetime,
+    provisioned: Cond | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Outcome:
+    """Compute the server's status from what is observed and write it if it changed.
+
+    Without `provisioned` (a workload event), a server not reconciled yet is
+    left alone: its reconcile writes the first status.
+    """
     before: dict[str, Any] = {}
 
     def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
         nonlocal before
         before = current.get("status") or {}
-        # Read the workload afresh for every attempt: a StatefulSet event may
-        # have reported a newer state since the apply, and must not be undone.
-        workload = kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
+        if provisioned is None and not before.get("conditions"):
+            return None
         new = status.compute(
             before,
             generation=int(current["metadata"].get("generation", 1)),
-            sts=workload,
+            sts=workload(),
             suspended=bool((current.get("spec") or {}).get("suspended")),
             provisioned=provisioned,
             extra=extra,
@@ -210,7 +238,6 @@ def reconcile(
     return Outcome(
         status=after,
         events=status.events(before.get("conditions", []), after.get("conditions", [])),
-        error=error,
     )
 
 
@@ -222,26 +249,4 @@ def refresh_readiness(
     now: dt.datetime | None = None,
 ) -> Outcome:
     """Recompute Ready and the phase after the workload changed (no apply)."""
-    now = now or dt.datetime.now(dt.UTC)
-    before: dict[str, Any] = {}
-
-    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-        nonlocal before
-        before = current.get("status") or {}
-        if not before.get("conditions"):
-            return None  # not reconciled yet: the reconcile will write the first status
-        new = status.compute(
-            before,
-            generation=int(current["metadata"].get("generation", 1)),
-            sts=sts,
-            suspended=bool((current.get("spec") or {}).get("suspended")),
-            now=now,
-        )
-        return None if new == before else new
-
-    written = kube.update_status(API_VERSION, PMS, namespace, name, mutate)
-    after = (written or {}).get("status") or before
-    return Outcome(
-        status=after,
-        events=status.events(before.get("conditions", []), after.get("conditions", [])),
-    )
+    return write_status(kube, namespace, name, lambda: sts, now=now or dt.datetime.now(dt.UTC))
