@@ -34,6 +34,8 @@ class Material:
     password_sources: dict[str, str] = field(default_factory=dict)
     generated_passwords: dict[str, str] = field(default_factory=dict)
     dkim_keys: dict[str, str] = field(default_factory=dict)
+    # Ed25519 DKIM keys, signed with alongside RSA where the provider enables them.
+    dkim_ed25519_keys: dict[str, str] = field(default_factory=dict)
     tls_cert: str = ""
     tls_key: str = ""
 
@@ -49,6 +51,10 @@ def dkim_key_name(domain: str) -> str:
     return f"dkim-{domain}.key"
 
 
+def dkim_ed25519_key_name(domain: str) -> str:
+    return f"dkim-ed25519-{domain}.key"
+
+
 def tls_names(spec: PersonalMailServerSpec, service_host: str) -> list[str]:
     return [service_host, *(f"mail.{d}" for d in sorted(spec.domains))]
 
@@ -61,6 +67,7 @@ def gather(
     service_host: str,
     bcrypt_rounds: int,
     dkim_bits: int,
+    dkim_ed25519: bool = False,
     now: dt.datetime | None = None,
 ) -> Material:
     """The material for `spec`, from what is `stored` (decoded Secret data) plus what is new."""
@@ -105,6 +112,9 @@ def gather(
     for domain in sorted(spec.domains):
         pem = stored.get(dkim_key_name(domain))
         m.dkim_keys[domain] = pem or crypto.generate_dkim_key(dkim_bits)
+        if dkim_ed25519:
+            ed = stored.get(dkim_ed25519_key_name(domain))
+            m.dkim_ed25519_keys[domain] = ed or crypto.generate_dkim_ed25519_key()
 
     names = tls_names(spec, service_host)
     cert, key = stored.get("tls.crt", ""), stored.get("tls.key", "")

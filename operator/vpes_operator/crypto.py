@@ -10,7 +10,7 @@ import string
 import bcrypt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -57,9 +57,31 @@ def generate_dkim_key(bits: int) -> str:
     ).decode()
 
 
+def generate_dkim_ed25519_key() -> str:
+    """An Ed25519 private key in PKCS#8 PEM for DKIM signing (RFC 8463)."""
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
 def dkim_public_record(private_pem: str) -> str:
-    """The DKIM TXT record value (v=DKIM1; k=rsa; p=...) of a private key."""
+    """The DKIM TXT record value (v=DKIM1; k=rsa|ed25519; p=...) of a private key.
+
+    RSA publishes the DER SubjectPublicKeyInfo; Ed25519 the raw 32-byte key
+    (RFC 8463), both in base64.
+    """
     key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -108,6 +108,7 @@ def apply_server(
             service_host=f"{naming.service(owner.name)}.{owner.namespace}.svc",
             bcrypt_rounds=settings.bcrypt_rounds,
             dkim_bits=settings.dkim_key_bits,
+            dkim_ed25519=settings.dkim_ed25519,
         )
     except credentials.MissingPasswordsError as e:
         material, waiting = e.material, e

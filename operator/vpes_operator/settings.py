@@ -50,6 +50,8 @@ class OperatorSettings(BaseModel):
     bcrypt_rounds: int = Field(default=10, ge=4, le=15)
     dkim_selector: str = Field(default="vpes")
     dkim_key_bits: int = Field(default=2048)
+    # Also sign with Ed25519 (RFC 8463), published under "<selector>-ed25519".
+    dkim_ed25519: bool = Field(default=False)
     storage_class_name: str | None = Field(default=None)
 
     # -- DNS (issue 5): what every customer domain publishes, and where ----------

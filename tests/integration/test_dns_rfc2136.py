@@ -54,6 +54,7 @@ def dns_env(knot: KnotServer, secret_file: Path) -> dict[str, str]:
         "VPES_TLS_RPT_RUA": "tls@vpes-dns.test",
         "VPES_DANE_TLSA": TLSA,
         "VPES_DNS_VERIFY_TICK": "1",
+        "VPES_DKIM_ED25519": "true",
         "VPES_DNS_VERIFY_MIN_INTERVAL": "1",
         "VPES_DNS_VERIFY_MAX_INTERVAL": "4",
     }
@@ -140,6 +141,7 @@ def test_published_and_verified(
         ("MX", d),
         ("TXT", d),
         ("TXT", f"vpes._domainkey.{d}"),
+        ("TXT", f"vpes-ed25519._domainkey.{d}"),
         ("TXT", f"_dmarc.{d}"),
         ("TXT", f"_mta-sts.{d}"),
         ("TXT", f"_smtp._tls.{d}"),
@@ -159,6 +161,9 @@ def test_published_and_verified(
     assert creds is not None
     pem = base64.b64decode(creds["data"][f"dkim-{d}.key"]).decode()
     assert knot.query(f"vpes._domainkey.{d}", "TXT") == [crypto.dkim_public_record(pem)]
+    ed = base64.b64decode(creds["data"][f"dkim-ed25519-{d}.key"]).decode()
+    assert knot.query(f"vpes-ed25519._domainkey.{d}", "TXT") == [crypto.dkim_public_record(ed)]
+    assert "k=ed25519" in crypto.dkim_public_record(ed)
 
 
 def test_foreign_records_untouched_and_delete_removes_ours(

@@ -359,3 +359,37 @@ def test_unhashable_password_in_a_secret_is_a_reconcile_error(
         assert "alice@example.org" in error.message
     else:  # or accepted with a hash that really verifies
         assert crypto.verify_password(password, m.password_hashes["alice@example.org"])
+
+
+def test_ed25519_dkim_keys_are_made_once_when_enabled(run: Gather) -> None:
+    spec = PersonalMailServerSpec.model_validate(
+        {"plan": "p", "owner": {"email": "o@example.net"}, "domains": ["a.example", "b.example"]}
+    )
+    plain = gather(
+        spec, {}, lambda _n, _k: None, service_host=HOST, bcrypt_rounds=4, dkim_bits=1024
+    )
+    assert plain.dkim_ed25519_keys == {}, "off by default"
+    first = gather(
+        spec,
+        {},
+        lambda _n, _k: None,
+        service_host=HOST,
+        bcrypt_rounds=4,
+        dkim_bits=1024,
+        dkim_ed25519=True,
+    )
+    assert set(first.dkim_ed25519_keys) == {"a.example", "b.example"}
+    assert first.dkim_ed25519_keys["a.example"] != first.dkim_ed25519_keys["b.example"]
+    stored = {credentials.dkim_ed25519_key_name(d): k for d, k in first.dkim_ed25519_keys.items()}
+    stored |= {credentials.dkim_key_name(d): k for d, k in first.dkim_keys.items()}
+    again = gather(
+        spec,
+        stored,
+        lambda _n, _k: None,
+        service_host=HOST,
+        bcrypt_rounds=4,
+        dkim_bits=1024,
+        dkim_ed25519=True,
+    )
+    assert again.dkim_ed25519_keys == first.dkim_ed25519_keys
+    assert again.dkim_keys == first.dkim_keys

@@ -183,3 +183,22 @@ def test_certificate_names_of_a_certificate_without_san() -> None:
     )
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     assert crypto.certificate_names(pem) == set()
+
+
+def test_ed25519_dkim_record_is_the_raw_public_key() -> None:
+    """RFC 8463: k=ed25519 and p= the base64 of the 32-byte public key."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = crypto.generate_dkim_ed25519_key()
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    value = crypto.dkim_public_record(pem)
+    assert value.startswith("v=DKIM1; k=ed25519; p=")
+    raw = base64.b64decode(value.split("p=", 1)[1])
+    assert len(raw) == 32
+    assert raw == key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )

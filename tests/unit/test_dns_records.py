@@ -174,3 +174,12 @@ def test_schedule_backs_off_then_relaxes() -> None:
     assert sched.is_due("u", 2, 1), "a spec change is checked at once"
     assert sched.done("u", 1, True, s, 0) == 1000
     assert sched.done("u", 1, False, s, 0) == 10, "a new failure starts over"
+
+
+def test_ed25519_dkim_is_published_alongside_rsa() -> None:
+    rsa = crypto.dkim_public_record(crypto.generate_dkim_key(1024))
+    ed = crypto.dkim_public_record(crypto.generate_dkim_ed25519_key())
+    recs = records.domain_records("example.org", BASE, {"vpes": rsa, "vpes-ed25519": ed})
+    got = by_name(recs)
+    assert got[("TXT", "vpes._domainkey.example.org")] == rsa
+    assert got[("TXT", "vpes-ed25519._domainkey.example.org")] == ed

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .. import naming
-from ..credentials import HASHES_KEY, Material, dkim_key_name
+from ..credentials import HASHES_KEY, Material, dkim_ed25519_key_name, dkim_key_name
 from .meta import Owner, metadata
 
 
@@ -29,6 +29,8 @@ def credentials_secret(owner: Owner, material: Material, passwd: str) -> dict[st
     }
     for domain, pem in sorted(material.dkim_keys.items()):
         data[dkim_key_name(domain)] = pem
+    for domain, pem in sorted(material.dkim_ed25519_keys.items()):
+        data[dkim_ed25519_key_name(domain)] = pem
     return {
         "apiVersion": "v1",
         "kind": "Secret",

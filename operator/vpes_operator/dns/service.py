@@ -20,7 +20,7 @@ from .. import API_VERSION, crypto, naming, status
 from ..builders.meta import Owner
 from ..clients.kube import Kube
 from ..conditions import Cond, Conditions, set_condition
-from ..credentials import dkim_key_name
+from ..credentials import dkim_ed25519_key_name, dkim_key_name
 from ..models.server import DNSMode, PersonalMailServerSpec
 from ..settings import OperatorSettings
 from . import ownership, providers, verify
@@ -75,6 +75,11 @@ def dkim_values(
         raw = data.get(dkim_key_name(d))
         if raw:
             out[d] = {selector: crypto.dkim_public_record(base64.b64decode(raw).decode())}
+            ed = data.get(dkim_ed25519_key_name(d))
+            if ed:
+                out[d][f"{selector}-ed25519"] = crypto.dkim_public_record(
+                    base64.b64decode(ed).decode()
+                )
     return out
 
 
