@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,18 @@ def zone_text(origin: str, extra: str = "") -> str:
         f"@ SOA ns1.{origin}. hostmaster.{origin}. 1 3600 600 86400 300\n"
         f"@ NS ns1.{origin}.\nns1 A {HOST}\n{extra}"
     )
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> dict[str, float]:
+    """The operator's /metrics as series (name with labels) → value."""
+    url = f"http://{host}:{port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
 
 
 @dataclass
@@ -157,7 +170,7 @@ log:
     def update(self, zone: str, build: str, name: str, ttl: int, rtype: str, value: str) -> None:
         """An update as someone else (with the same key): build is add|delete|replace."""
         keyring = dns.tsigkeyring.from_text({KEY_NAME: self.secret})
-        upd = dns.update.UpdateMessage(zone, keyring=keyring, keyname=KEY_NAME)
+        upd = dns.update.UpdateMessage(zone, keyring=keyring, keyname=dns.name.from_text(KEY_NAME))
         getattr(upd, build)(dns.name.from_text(name), ttl, rtype, value)
         r = dns.query.tcp(upd, self.host, port=self.port, timeout=5)
         assert r.rcode() == 0, r

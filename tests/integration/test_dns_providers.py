@@ -149,7 +149,6 @@ def test_route53_publish_conflict_and_remove(moto_url: str, aws_env: None) -> No
             for r in rs["ResourceRecords"]
         )
 
-    foreign = {"Name": "taken.r53.example.", "Type": "TXT", "TTL": 60}
     client.change_resource_record_sets(
         HostedZoneId=zone_id,
         ChangeBatch={
@@ -157,7 +156,9 @@ def test_route53_publish_conflict_and_remove(moto_url: str, aws_env: None) -> No
                 {
                     "Action": "CREATE",
                     "ResourceRecordSet": {
-                        **foreign,
+                        "Name": "taken.r53.example.",
+                        "Type": "TXT",
+                        "TTL": 60,
                         "ResourceRecords": [
                             {"Value": '"v=spf1 include:other.example -all"'},
                             {"Value": '"site-verification=1"'},

@@ -14,7 +14,16 @@ from vpes_operator import API_VERSION, crypto
 from vpes_operator.clients.kube import Kube
 from vpes_operator.dns import verify
 
-from .dns_support import BLOCKLIST, KEY_NAME, LISTED, SIGNED_ZONE, ZONE, KnotServer
+from .dns_support import (
+    BLOCKLIST,
+    KEY_NAME,
+    LISTED,
+    SIGNED_ZONE,
+    ZONE,
+    KnotServer,
+    free_port,
+    scrape,
+)
 from .operator_support import (
     SECRET_VALUES,
     OperatorProcess,
@@ -29,6 +38,7 @@ from .operator_support import (
 
 TLSA = "3 1 1 " + "ab" * 32
 MX_HOST = f"mx.{ZONE}"
+PMS = "PersonalMailServer"
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +83,24 @@ def secret_file(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="module")
+def metrics_port() -> int:
+    return free_port("127.0.0.1")
+
+
+@pytest.fixture(scope="module")
 def operator(
-    cluster: Any, knot: KnotServer, secret_file: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: Any,
+    knot: KnotServer,
+    secret_file: Path,
+    metrics_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     kubeconfig = install_platform(cluster)
     op = OperatorProcess(
-        kubeconfig, tmp_path_factory.mktemp("operator-dns"), dns_env(knot, secret_file)
+        kubeconfig,
+        tmp_path_factory.mktemp("operator-dns"),
+        dns_env(knot, secret_file),
+        args=["--metrics-port", str(metrics_port)],
     )
     op.start()
     yield op
@@ -125,6 +147,42 @@ def wait_condition(
         return None
 
     return wait_for(check, f"{type_}={status} {reason or ''} on {name}", timeout=90)
+
+
+def events_of(api: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Kubernetes events about the PersonalMailServer `name`."""
+    found = api.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query={"fieldSelector": f"involvedObject.name={name}"},
+    )
+    return [e for e in found.get("items", []) if e["involvedObject"]["kind"] == PMS]
+
+
+def wait_event(api: Kube, namespace: str, name: str, reason: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        return next((e for e in events_of(api, namespace, name) if e["reason"] == reason), None)
+
+    return wait_for(check, f"an event {reason} on {name}", timeout=30)
+
+
+def restarted(operator: OperatorProcess, **env: str) -> dict[str, str | None]:
+    """Restart the operator with `env` changed; the old values, to restore with `restarted`."""
+    operator.stop()
+    old = {k: operator.env.get(k) for k in env}
+    operator.env.update(env)
+    operator.start()
+    return old
+
+
+def restore(operator: OperatorProcess, old: dict[str, str | None]) -> None:
+    operator.stop()
+    for k, v in old.items():
+        if v is None:
+            operator.env.pop(k, None)
+        else:
+            operator.env[k] = v
+    operator.start()
 
 
 def test_published_and_verified(
@@ -299,6 +357,109 @@ def test_wrong_tsig_key_is_a_condition(
         operator.start()
     # With the right key again, the same server gets its records.
     wait_condition(api, namespace, "badkey", "DNSVerified", "True")
+
+
+def test_unreachable_server_is_a_condition(
+    api: Kube, operator: OperatorProcess, knot: KnotServer, namespace: str, plan: str
+) -> None:
+    dead = f"127.0.77.2:{free_port('127.0.77.2')}"  # nothing listens there
+    old = restarted(operator, VPES_DNS_RFC2136_SERVER=dead)
+    try:
+        d = f"nodns.{ZONE}"
+        api.apply(server_body("nodns", namespace, spec(plan, d)))
+        obj = wait_condition(
+            api, namespace, "nodns", "DNSPublished", "False", "DNSServerUnreachable"
+        )
+        c = condition(obj, "DNSPublished")
+        assert c is not None and dead in c["message"], c
+        assert "VPES_DNS_RFC2136_SERVER" in c["message"], "the message says what to fix"
+        event = wait_event(api, namespace, "nodns", "DNSServerUnreachable")
+        assert event["type"] == "Warning" and dead in event["message"]
+        assert operator.alive(), "a DNS fault is a condition, not a crash"
+        assert "DNS of nodns failed" not in operator.log_text(), "the fault raised"
+        assert knot.query(d, "MX") == []
+    finally:
+        restore(operator, old)
+    # With the right server again, the same server gets its records.
+    wait_condition(api, namespace, "nodns", "DNSVerified", "True")
+    assert knot.query(d, "MX") == [f"10 {MX_HOST}."]
+
+
+def test_listed_outbound_address_is_a_condition_and_an_event(
+    api: Kube, operator: OperatorProcess, knot: KnotServer, namespace: str, plan: str
+) -> None:
+    old = restarted(
+        operator,
+        VPES_DNSBL_ZONES=BLOCKLIST,
+        VPES_OUTBOUND_ADDRESSES=f"192.0.2.25,{LISTED}",
+    )
+    try:
+        d = f"listed.{ZONE}"
+        api.apply(server_body("listed", namespace, spec(plan, d)))
+        obj = wait_condition(
+            api, namespace, "listed", "DNSVerified", "False", "OutboundAddressListed"
+        )
+        c = condition(obj, "DNSVerified")
+        assert c is not None
+        assert f"{LISTED} is listed on {BLOCKLIST} (listed for testing)" in c["message"], c
+        assert "192.0.2.25" not in c["message"], "an address no list holds is not named"
+        assert all(r["check"] == "Pass" for r in obj["status"]["dnsRecords"])
+        event = wait_event(api, namespace, "listed", "OutboundAddressListed")
+        assert event["type"] == "Warning"
+        assert event["message"].startswith("DNSVerified=False: ") and LISTED in event["message"]
+        assert operator.alive()
+    finally:
+        restore(operator, old)
+    wait_condition(api, namespace, "listed", "DNSVerified", "True", "AllRecordsFound")
+    assert wait_event(api, namespace, "listed", "AllRecordsFound")["type"] == "Normal"
+    assert knot.query(d, "TXT") == ["v=spf1 ip4:192.0.2.25 ip6:2001:db8::25 -all"]
+
+
+def test_verification_failure_is_a_condition_an_event_and_a_metric(
+    api: Kube, operator: OperatorProcess, metrics_port: int, namespace: str, plan: str
+) -> None:
+    d = f"unpublished.{ZONE}"
+    api.apply(server_body("unpub", namespace, spec(plan, d, mode="Manual")))
+    obj = wait_condition(api, namespace, "unpub", "DNSVerified", "False", "RecordsNotFound")
+    failing = [r for r in obj["status"]["dnsRecords"] if r["check"] == "Fail"]
+    assert failing
+    event = wait_event(api, namespace, "unpub", "RecordsNotFound")
+    assert event["type"] == "Warning" and "missing: publish MX" in event["message"]
+    series = f'vpes_dns_verification_failures_total{{namespace="{namespace}",server="unpub"}}'
+    first = wait_for(lambda: scrape(metrics_port).get(series), series)
+    assert first >= len(failing)
+    # Each re-check that still finds them wrong counts them again.
+    wait_for(lambda: (scrape(metrics_port).get(series) or 0) > first, f"{series} to grow", 30)
+    harvest_secrets(api, namespace)
+    api.delete(API_VERSION, "PersonalMailServer", namespace, "unpub")
+    wait_for(lambda: get_server(api, namespace, "unpub") is None, "the server to go")
+    assert series not in scrape(metrics_port), "a deleted server's series goes with it"
+
+
+def test_provider_is_chosen_per_server(
+    api: Kube, operator: OperatorProcess, knot: KnotServer, namespace: str, plan: str
+) -> None:
+    auto, byname, manual, bogus = (f"{n}.{ZONE}" for n in ("auto", "byname", "manual", "bogus"))
+    api.apply(server_body("auto", namespace, spec(plan, auto)))  # the default: rfc2136
+    api.apply(server_body("byname", namespace, spec(plan, byname, provider="rfc2136")))
+    api.apply(server_body("manual", namespace, spec(plan, manual, provider="manual")))
+    api.apply(server_body("bogus", namespace, spec(plan, bogus, provider="nosuch")))
+    for name in ("auto", "byname"):
+        obj = wait_condition(api, namespace, name, "DNSVerified", "True")
+        c = condition(obj, "DNSPublished")
+        assert c is not None and c["status"] == "True" and "through rfc2136" in c["message"]
+    wait_condition(api, namespace, "manual", "DNSPublished", "False", "ManualMode")
+    obj = wait_condition(api, namespace, "bogus", "DNSPublished", "False", "UnknownProvider")
+    c = condition(obj, "DNSPublished")
+    assert c is not None and "'nosuch'" in c["message"] and "spec.dns.provider" in c["message"]
+    assert knot.query(auto, "MX") == knot.query(byname, "MX") == [f"10 {MX_HOST}."]
+    wait_condition(api, namespace, "manual", "DNSVerified", "False", "RecordsNotFound")
+    assert knot.query(manual, "MX") == [] and knot.query(bogus, "MX") == []
+    # The manual server moves to the provider: the operator publishes its records now.
+    api.apply(server_body("manual", namespace, spec(plan, manual, provider="rfc2136")))
+    wait_condition(api, namespace, "manual", "DNSVerified", "True")
+    assert knot.query(manual, "MX") == [f"10 {MX_HOST}."]
+    assert operator.alive()
 
 
 def test_dnsbl_lists_the_test_address(knot: KnotServer) -> None:

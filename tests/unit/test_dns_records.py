@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from vpes_operator import crypto
-from vpes_operator.dns import rdata, records, verify
+from vpes_operator.dns import rdata, records, service, verify
+from vpes_operator.dns.errors import (
+    DNSError,
+    RecordConflictError,
+    UnreachableError,
+    ZoneNotServedError,
+)
 from vpes_operator.dns.ownership import Owned, OwnedRRset
+from vpes_operator.dns.providers import rfc2136
 from vpes_operator.dns.providers.base import clash
 from vpes_operator.handlers.dns import Schedule
 from vpes_operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.unit
 
 DKIM = {"vpes": "v=DKIM1; k=rsa; p=" + "A" * 392}
 BASE = OperatorSettings(mx_host="mx.edge.example", edge_web_host="web.edge.example")
@@ -183,3 +194,107 @@ def test_ed25519_dkim_is_published_alongside_rsa() -> None:
     got = by_name(recs)
     assert got[("TXT", "vpes._domainkey.example.org")] == rsa
     assert got[("TXT", "vpes-ed25519._domainkey.example.org")] == ed
+
+
+class Answers:
+    """What the resolvers answer, per (name, type): the verdict logic needs no server."""
+
+    def __init__(self, answers: dict[tuple[str, str], tuple[str, ...] | None]) -> None:
+        self.answers = answers
+
+    def values(self, name: str, rtype: str) -> tuple[str, ...]:
+        found = self.answers.get((name, rtype), ())
+        if found is None:
+            raise UnreachableError(f"no resolver answered {rtype} {name}")
+        return found
+
+
+MX = records.Record("example.org", records.MX, "MX", "example.org", "10 mx.edge.example.", 300)
+SPF = records.Record("example.org", records.SPF, "TXT", "example.org", "v=spf1 mx -all", 300)
+CHECKS = [
+    ("right", MX, ("10 mx.edge.example.",), verify.PASS, None),
+    ("missing", MX, (), verify.FAIL, "missing: publish MX example.org"),
+    ("wrong", MX, ("10 other.example.",), verify.FAIL, "wrong value: publish MX"),
+    ("extra mx", MX, ("10 mx.edge.example.", "20 b.example."), verify.FAIL, "conflicting: remove"),
+    ("other txt is fine", SPF, ("v=spf1 mx -all", "site-verification=1"), verify.PASS, None),
+    ("two spf", SPF, ("v=spf1 mx -all", "v=spf1 a -all"), verify.FAIL, "conflicting: remove"),
+    ("no answer", MX, None, verify.UNKNOWN, "could not check: no resolver answered"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "record", "found", "verdict", "fix"), CHECKS, ids=[c[0] for c in CHECKS]
+)
+def test_check_verdicts(
+    case: str,
+    record: records.Record,
+    found: tuple[str, ...] | None,
+    verdict: str,
+    fix: str | None,
+) -> None:
+    got = verify.check(Answers({(record.name, record.type): found}), record)  # type: ignore[arg-type]
+    assert got.verdict == verdict
+    if fix is None:
+        assert got.fix is None
+    else:
+        assert got.fix is not None and got.fix.startswith(fix), got.fix
+
+
+PASSED = verify.Check(MX, verify.PASS, ("10 mx.edge.example.",))
+FAILED = verify.Check(MX, verify.FAIL, (), "missing: publish MX example.org")
+UNKNOWN = verify.Check(SPF, verify.UNKNOWN, (), "could not check: no resolver answered")
+LISTED = verify.Listing("192.0.2.25", "bl.example", "spam seen")
+VERIFIED = [
+    ("all pass", [PASSED], [], True, "AllRecordsFound", "are published"),
+    ("one fails", [PASSED, FAILED], [], False, "RecordsNotFound", "1 of 2 records"),
+    ("fail beats unknown", [FAILED, UNKNOWN], [LISTED], False, "RecordsNotFound", "missing"),
+    ("unknown", [PASSED, UNKNOWN], [], False, "ResolverUnreachable", "could not be checked"),
+    (
+        "listed",
+        [PASSED],
+        [LISTED],
+        False,
+        "OutboundAddressListed",
+        "192.0.2.25 is listed on bl.example (spam seen)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "checks", "listings", "ok", "reason", "text"), VERIFIED, ids=[v[0] for v in VERIFIED]
+)
+def test_verified_condition(
+    case: str,
+    checks: list[verify.Check],
+    listings: list[verify.Listing],
+    ok: bool,
+    reason: str,
+    text: str,
+) -> None:
+    cond = service._verified_condition(checks, listings, 1)
+    assert (cond.type, cond.status, cond.reason) == ("DNSVerified", ok, reason)
+    assert text in cond.message
+
+
+def test_the_most_basic_fault_names_the_condition() -> None:
+    problems: list[DNSError] = [
+        RecordConflictError("TXT a.example already holds x"),
+        UnreachableError("the DNS server 127.0.0.9:53 cannot be reached"),
+        ZoneNotServedError("no zone holds b.example"),
+    ]
+    cond = service._problem_condition(problems)
+    assert (cond.status, cond.reason) == (False, "DNSServerUnreachable")
+    assert cond.message.startswith("the DNS server 127.0.0.9:53 cannot be reached; ")
+    assert "TXT a.example" in cond.message and "no zone holds b.example" in cond.message
+
+
+def test_dead_server_says_what_to_fix() -> None:
+    with socket.socket() as s:  # a port nobody listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = rfc2136.RFC2136Store(f"127.0.0.1:{port}", None, timeout=1.0)
+    with pytest.raises(UnreachableError) as e:
+        store.zone_for("example.org")
+    assert e.value.reason == "DNSServerUnreachable" and e.value.fatal
+    assert f"127.0.0.1:{port}" in e.value.message
+    assert "VPES_DNS_RFC2136_SERVER" in e.value.message

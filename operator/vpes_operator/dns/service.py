@@ -56,6 +56,7 @@ class Outcome:
     verified: bool = False
     waiting: str | None = None  # something that appears soon (the DKIM keys): retry shortly
     records: list[Record] = field(default_factory=list)
+    failures: int = 0  # records this verification found wrong or missing (none while waiting)
 
 
 def owner_of(body: dict[str, Any]) -> Owner:
@@ -227,6 +228,7 @@ def run(
     verified = _verified_condition(checks, listings, len(domains))
     if waiting:
         verified = Cond(VERIFIED, False, "WaitingForKeys", waiting + "; checked again then")
+    failures = 0 if waiting else sum(1 for c in checks if c.verdict == verify.FAIL)
     wire = [_record_wire(c, r) for c, r in zip(checks, records, strict=True)]
     events = _write_status(
         kube, owner, published if publish or provider is None else None, verified, wire, now
@@ -237,6 +239,7 @@ def run(
         verified=verified.status,
         waiting=waiting,
         records=records,
+        failures=failures,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION
+from .. import GROUP, VERSION, metrics
 from ..dns import service
 from ..settings import OperatorSettings
 from .events import post_transitions
@@ -102,6 +102,10 @@ def _run(body: dict[str, Any], memo: Any) -> service.Outcome:
         if SCHEDULE.gone(meta["uid"]) or meta.get("deletionTimestamp"):
             return service.Outcome()
         outcome = service.run(memo.kube, memo.settings, body)
+    if outcome.failures:
+        metrics.DNS_VERIFICATION_FAILURES.labels(meta["namespace"], meta["name"]).inc(
+            outcome.failures
+        )
     SCHEDULE.done(
         meta["uid"],
         int(meta.get("generation", 1)),
@@ -143,6 +147,8 @@ def dns_cleanup(
     """Remove the records the server published (its finalizer holds the deletion until then)."""
     uid = str(meta.get("uid"))
     SCHEDULE.forget(uid)
+    # The server's series goes with it: a deleted tenant is not a failing one.
+    metrics.DNS_VERIFICATION_FAILURES.remove(str(meta.get("namespace")), str(meta.get("name")))
     with SCHEDULE.run_lock(uid):  # a publish still running finishes first
         problems = service.cleanup(memo.kube, memo.settings, dict(body))
     if not problems:

@@ -95,8 +95,10 @@ class RFC2136Store:
             ) from None
         except (TimeoutError, OSError, dns.exception.Timeout, EOFError) as e:
             raise UnreachableError(
-                f"the DNS server {self.where} cannot be reached ({type(e).__name__}: {e}): check "
-                "that it runs and that the operator may reach it; the operator retries"
+                f"the DNS server {self.where} cannot be reached ({type(e).__name__}: {e}): start "
+                "it, or set VPES_DNS_RFC2136_SERVER (chart value dns.rfc2136.server) to the "
+                "host:port of the zones' primary, and let the operator reach it (NetworkPolicy, "
+                "firewall); the operator retries with back-off"
             ) from None
 
     def _key_message(self, detail: str) -> str:
