@@ -2,7 +2,8 @@
 
 Real parts only: the control plane with kwok nodes, the operator (subprocess,
 the chart's ServiceAccount), stripe-mock, and the billing service itself as a
-subprocess (`billing`, uvicorn, the chart's billing ServiceAccount) reached
+subprocess (`python -m vpes_billing`, uvicorn, the chart's billing ServiceAccount
+and admission policy, started by `vpes_billing.devtools.start_billing`) reached
 over HTTP on loopback. For each customer it measures the webhook's response
 time and the time from sending the event to the PersonalMailServer's Ready
 condition (its pod Running on a kwok node); first one customer at a time, then
@@ -16,11 +17,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +25,14 @@ from typing import Any
 
 import httpx
 from vpes_billing import naming as n
-from vpes_billing.devtools import StripeMock, checkout_session, event, install_billing, sign
+from vpes_billing.devtools import (
+    BillingDev,
+    checkout_session,
+    event,
+    install_billing,
+    sign,
+    start_billing,
+)
 from vpes_devcluster.cluster import Cluster
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
@@ -100,37 +104,6 @@ def summary(samples: list[dict[str, float]], wall: float) -> dict[str, Any]:
     }
 
 
-def start_billing(
-    kubeconfig: Path, stripe_url: str, log: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "STRIPE_API_KEY": "sk_test_bench",
-        "STRIPE_WEBHOOK_SECRET": SECRET,
-        "STRIPE_API_BASE": stripe_url,
-        "VPES_BILLING_SWEEP_SECONDS": "0",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vpes_billing", "--port", str(port)],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"billing did not start; see {log}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,16 +117,22 @@ def main() -> None:
         work = Path(tmp)
         cluster = Cluster(work / "cluster", nodes=2)
         cluster.start()
-        operator = stripe = billing = None
+        operator: OperatorProcess | None = None
+        billing: BillingDev | None = None
         try:
             kube = Kube(cluster.api_client(), field_manager="bench")
             operator = OperatorProcess(install_platform(cluster), work / "operator")
             operator.start()
             kube.apply(plan_body(PLAN, stripePriceId=PRICE))
-            stripe = StripeMock(work / "stripe-mock")
-            stripe.set_subscription(customer="cus_bench", price=PRICE)
-            billing, url = start_billing(install_billing(cluster), stripe.url, work / "billing.log")
-            with httpx.Client(base_url=url, timeout=60) as client:
+            billing = start_billing(
+                install_billing(cluster),
+                work / "billing",
+                price=PRICE,
+                customer="cus_bench",
+                webhook_secret=SECRET,
+                settings_env={"VPES_BILLING_SWEEP_SECONDS": "0"},
+            )
+            with httpx.Client(base_url=billing.url, timeout=60) as client:
                 one(client, kube)  # warm-up: first plan read, first namespace
                 t0 = time.monotonic()
                 seq = [one(client, kube) for _ in range(args.sequential)]
@@ -166,10 +145,7 @@ def main() -> None:
                 print(json.dumps({"burst": results["burst"]}), flush=True)
         finally:
             if billing is not None:
-                billing.terminate()
-                billing.wait(timeout=10)
-            if stripe is not None:
-                stripe.stop()
+                billing.stop()
             if operator is not None:
                 operator.stop()
             cluster.stop()

@@ -1,5 +1,6 @@
-"""Test and benchmark infrastructure: stripe-mock on loopback, signed webhook payloads,
-billing's chart RBAC installed into a development cluster.
+"""Test, benchmark and demo infrastructure: stripe-mock on loopback, signed webhook
+payloads, billing's chart RBAC installed into a development cluster, and the billing
+service itself started against it (`start_billing`).
 
 stripe-mock is stateless: it answers every GET from its fixtures. Tests say
 what Stripe's *current* state of the subscription is by restarting it with a
@@ -9,21 +10,33 @@ input the billing service decides from.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vpes_devcluster.binaries import repo_root
 from vpes_devcluster.cluster import Cluster
+from vpes_operator.clients.kube import ApiError, Kube
 
 SERVICE_ACCOUNT = "vpes-billing"
+SCOPE_POLICY = "vpes-billing-scope"  # the chart's ValidatingAdmissionPolicy (release "vpes")
+# Test values only: stripe-mock accepts any key, and webhooks are signed locally.
+DEV_API_KEY = "sk_test_vpesdev"  # stripe-mock wants exactly sk_test_<one part>
+DEV_WEBHOOK_SECRET = "whsec_test_vpes_dev_" + "0" * 16
 
 
 def stripe_mock_dir() -> Path:
@@ -43,7 +56,9 @@ def _free_port() -> int:
 
 
 class StripeMock:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, detach: bool = False) -> None:
+        """`detach`: stripe-mock runs in a session of its own and outlives this process
+        (the demo), its pid in `workdir/stripe-mock.pid`."""
         self.dir = stripe_mock_dir()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +66,7 @@ class StripeMock:
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.detach = detach
 
     @property
     def url(self) -> str:
@@ -82,12 +98,18 @@ class StripeMock:
                 str(self.dir / "stripe-mock"),
                 "-http-addr",
                 f"127.0.0.1:{self.port}",
+                # Without this it also listens for HTTPS on *:12112, so a second
+                # stripe-mock could not start (and it would listen beyond loopback).
+                "-https-addr",
+                "127.0.0.1:0",
                 "-fixtures",
                 str(path),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.detach,
         )
+        (self.workdir / "stripe-mock.pid").write_text(str(self.proc.pid))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -113,6 +135,7 @@ class StripeMock:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        (self.workdir / "stripe-mock.pid").unlink(missing_ok=True)
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -179,7 +202,8 @@ def chart_rbac(cluster: Cluster, namespace: str) -> str:
 
 
 def install_billing(cluster: Cluster, namespace: str = "vpes-system") -> Path:
-    """Billing's chart RBAC; returns a kubeconfig of its ServiceAccount."""
+    """Billing's chart RBAC and admission policy; returns a kubeconfig of its
+    ServiceAccount, once the policy is enforced."""
     cluster.kubectl("create", "namespace", namespace, check=False)
     cluster.kubectl(
         "apply",
@@ -191,4 +215,182 @@ def install_billing(cluster: Cluster, namespace: str = "vpes-system") -> Path:
     )
     token = cluster.token_for(namespace, SERVICE_ACCOUNT, 24 * 3600)
     path = Path(cluster.kubeconfig).parent / "billing.kubeconfig"
-    return Path(cluster.write_kubeconfig_for_token(token, path))
+    kubeconfig = Path(cluster.write_kubeconfig_for_token(token, path))
+    wait_for_scope_policy(kubeconfig, namespace)
+    return kubeconfig
+
+
+def kube_for(kubeconfig: Path, field_manager: str = "vpes-billing") -> Kube:
+    import kubernetes
+
+    api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    return Kube(api, field_manager=field_manager)
+
+
+def wait_for_scope_policy(kubeconfig: Path, namespace: str, timeout: float = 60.0) -> None:
+    """Until the API server enforces the chart's policy on billing: a dry-run
+    RoleBinding in billing's own namespace (which RBAC alone allows) is refused."""
+    kube = kube_for(kubeconfig)
+    probe = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "vpes-billing-policy-probe", "namespace": namespace},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "vpes-billing-tenant",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
+    }
+    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                kube.request("POST", path, body=probe, query={"dryRun": "All"})
+            except ApiError as e:
+                if SCOPE_POLICY in e.body:
+                    return
+                if e.status != 403:  # 403 from RBAC while the role binding settles
+                    raise
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"policy {SCOPE_POLICY} not enforced within {timeout:.0f}s")
+            time.sleep(0.2)
+    finally:
+        kube.api.close()  # type: ignore[no-untyped-call]
+
+
+# -- the billing service, running ------------------------------------------------
+
+
+@dataclass
+class BillingDev:
+    """A running billing service (`python -m vpes_billing`, the production entry point)
+    and the stripe-mock it talks to."""
+
+    url: str
+    webhook_secret: str
+    stripe: StripeMock
+    proc: subprocess.Popen[bytes]
+    log: Path
+    workdir: Path
+    env: dict[str, str] = field(repr=False)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        request = urllib.request.Request(  # noqa: S310 (our loopback URL)
+            self.url + path, data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as r:  # noqa: S310
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return int(e.code), e.read().decode()
+
+    def deliver(self, evt: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Send `evt` to the webhook, signed as Stripe signs it with the test secret."""
+        body = json.dumps(evt).encode()
+        status, text = self.post(
+            "/stripe/webhook",
+            body,
+            {
+                "Content-Type": "application/json",
+                "Stripe-Signature": sign(body, self.webhook_secret),
+            },
+        )
+        return status, json.loads(text) if text.startswith("{") else {"text": text}
+
+    def stop(self) -> None:
+        _terminate(self.proc)
+        (self.workdir / "billing.pid").unlink(missing_ok=True)
+        self.stripe.stop()
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_billing(
+    kubeconfig: Path,
+    workdir: Path,
+    *,
+    price: str | None = None,
+    customer: str = "cus_dev",
+    webhook_secret: str = DEV_WEBHOOK_SECRET,
+    port: int | None = None,
+    namespace: str = "vpes-system",
+    provider_domain: str | None = None,
+    settings_env: dict[str, str] | None = None,
+    detach: bool = False,
+    timeout: float = 30.0,
+) -> BillingDev:
+    """stripe-mock, then the billing service against `kubeconfig` (billing's
+    ServiceAccount, from `install_billing`), on loopback; returns once /healthz answers.
+
+    stripe-mock answers for one subscription of `customer`, active, on `price` (a
+    MailPlan's stripePriceId). The service verifies webhooks with `webhook_secret`, a
+    test value: `BillingDev.deliver` signs with it. `settings_env` adds VPES_BILLING_*
+    settings. `detach` (the demo): both processes outlive the caller, their pids in
+    `workdir`; `stop_billing(workdir)` stops them later. Logs: `workdir/billing.log`.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    stripe = StripeMock(workdir / "stripe-mock", detach=detach)
+    stripe.set_subscription(customer=customer, status="active", price=price)
+    port = port or _free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "STRIPE_API_KEY": DEV_API_KEY,
+        "STRIPE_WEBHOOK_SECRET": webhook_secret,
+        "STRIPE_API_BASE": stripe.url,
+        "VPES_BILLING_NAMESPACE": namespace,
+        "VPES_BILLING_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **({"VPES_PROVIDER_DOMAIN": provider_domain} if provider_domain else {}),
+        **(settings_env or {}),
+    }
+    log = workdir / "billing.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vpes_billing", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=detach,
+        cwd=repo_root(),
+    )
+    (workdir / "billing.pid").write_text(str(proc.pid))
+    dev = BillingDev(f"http://127.0.0.1:{port}", webhook_secret, stripe, proc, log, workdir, env)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            stripe.stop()
+            raise RuntimeError(f"billing exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(dev.url + "/healthz", timeout=2) as r:  # noqa: S310
+                if r.status == 200:
+                    return dev
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            dev.stop()
+            raise RuntimeError(f"billing did not answer /healthz within {timeout:.0f}s; see {log}")
+        time.sleep(0.1)
+
+
+def stop_billing(workdir: Path) -> None:
+    """Stop what `start_billing(..., detach=True)` left running in `workdir`."""
+    for pid_file, marker in (
+        (workdir / "billing.pid", b"vpes_billing"),
+        (workdir / "stripe-mock" / "stripe-mock.pid", b"stripe-mock"),
+    ):
+        if not pid_file.exists():
+            continue
+        pid = int(pid_file.read_text())
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
+        pid_file.unlink()

@@ -5,7 +5,9 @@ move of the service to another node; no database to run. One object per event
 (named by a hash of its id) makes "is this event done?" a single GET, and
 creating the record is atomic. An event is recorded only after its effects
 are written, and every effect is idempotent, so a crash between the two means
-one harmless redo, never a loss. Records are swept after `event_record_days`
+one harmless redo, never a loss. A failed event is recorded too (what went
+wrong, for a person) but does not count as processed: Stripe's next delivery is
+handled again. Records are swept after `event_record_days`
 (Stripe stops retrying an event after three days).
 """
 
@@ -21,13 +23,14 @@ from . import naming as n
 
 JSON = dict[str, Any]
 KIND = "event"
+FAILED = "failed"  # recorded, but not processed: handled again when delivered again
 
 
 @dataclass(frozen=True)
 class Record:
     event_id: str
     type: str
-    outcome: str  # done, ignored, refused, failed
+    outcome: str  # done, ignored, refused, failed (not final)
     message: str
     checkout_session: str | None = None
 
@@ -38,10 +41,10 @@ class Ledger:
         self.namespace = namespace
 
     def seen(self, event_id: str) -> bool:
-        return (
-            self.kube.get("v1", "ConfigMap", self.namespace, n.event_record_name(event_id))
-            is not None
-        )
+        """Whether the event was processed. A failed event was not: its record says
+        what went wrong, and the next delivery is handled again."""
+        obj = self.kube.get("v1", "ConfigMap", self.namespace, n.event_record_name(event_id))
+        return obj is not None and (obj.get("data") or {}).get("outcome") != FAILED
 
     def record(self, rec: Record) -> None:
         labels = {

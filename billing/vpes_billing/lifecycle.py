@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from . import naming as n
 from .stripe_gateway import ACTIVE, DELINQUENT, ENDED, SubscriptionState
@@ -16,6 +17,8 @@ from .stripe_gateway import ACTIVE, DELINQUENT, ENDED, SubscriptionState
 SUSPENDED_FOR_PAYMENT = "payment"
 SUSPENDED_FOR_CANCELLATION = "cancellation"
 SUSPENDED_FOR_PAUSE = "paused"
+SUSPENDED_FOR_INCOMPLETE = "incomplete"
+INCOMPLETE = "incomplete"
 
 
 def stamp(ts: float) -> str:
@@ -76,8 +79,33 @@ def decide(
     if sub.status == "paused":
         notes[n.ANNOTATION_SUSPENDED_BY] = SUSPENDED_FOR_PAUSE
         return Desired(suspended=True, annotations=notes)
-    # incomplete: the first payment has not gone through yet; keep what there is.
+    if sub.status == INCOMPLETE:
+        # The first payment has not gone through (yet): no running server until it has.
+        notes[n.ANNOTATION_SUSPENDED_BY] = SUSPENDED_FOR_INCOMPLETE
+        return Desired(suspended=True, annotations=notes)
+    # A status this code does not know: keep what there is.
     suspended_by = marks.get(n.ANNOTATION_SUSPENDED_BY)
     if suspended_by:
         notes[n.ANNOTATION_SUSPENDED_BY] = suspended_by
     return Desired(suspended=bool(suspended_by), annotations=notes)
+
+
+class Removal(StrEnum):
+    REMOVE = "remove"  # the final backup Completed
+    WAIT = "wait"  # keep the namespace: the final backup has not Completed
+    GIVE_UP = "give-up"  # waited `wait_seconds` past the retention period: remove anyway
+
+
+def removal(final_backup_phase: str | None, overdue_seconds: float, wait_seconds: float) -> Removal:
+    """Whether a cancelled customer's namespace may go, once the retention period is over.
+
+    Only a Completed final backup lets it go at once. Pending, Running, Failed or no
+    phase at all keep it, for at most `wait_seconds` past the retention period
+    (`overdue_seconds`): a Failed backup is not taken again by itself, and deleting
+    the namespace would delete the only copy of the mail.
+    """
+    if final_backup_phase == "Completed":
+        return Removal.REMOVE
+    if overdue_seconds >= wait_seconds:
+        return Removal.GIVE_UP
+    return Removal.WAIT

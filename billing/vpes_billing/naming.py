@@ -31,7 +31,11 @@ ANNOTATION_PAYMENT_FAILED_AT = f"{PREFIX}/payment-failed-at"
 ANNOTATION_CANCELLED_AT = f"{PREFIX}/cancelled-at"
 ANNOTATION_SUSPENDED_BY = f"{PREFIX}/suspended-by"
 ANNOTATION_FINAL_BACKUP = f"{PREFIX}/final-backup"
+ANNOTATION_FINAL_BACKUP_PHASE = f"{PREFIX}/final-backup-phase"
 
+# The chart's admission policy (billing-rbac.yaml) lets billing write only namespaces
+# with this prefix and the managed-by label: change both together.
+NAMESPACE_PREFIX = "vpes-c-"
 SERVER_NAME = "mail"
 FIRST_PASSWORD_SECRET = "first-mailbox-password"  # noqa: S105 (a name)
 PASSWORD_LINK_SECRET = "password-link"  # noqa: S105 (a name)
@@ -58,7 +62,7 @@ def label_value(stripe_id: str) -> str:
 
 def namespace_for(subscription_id: str) -> str:
     """The customer's namespace: one per subscription, stable across replays."""
-    return "vpes-c-" + digest(subscription_id, 16)
+    return NAMESPACE_PREFIX + digest(subscription_id, 16)
 
 
 def event_record_name(event_id: str) -> str:

@@ -22,7 +22,7 @@ from vpes_operator.models.common import DOMAIN_PATTERN, MAILBOX_ADDRESS_PATTERN
 from . import naming as n
 from . import tenant
 from .ledger import Ledger, Record
-from .lifecycle import decide, stamp
+from .lifecycle import Removal, decide, parse_stamp, removal, stamp
 from .settings import Settings
 from .stripe_gateway import StripeGateway, StripeUnavailableError, SubscriptionMissingError
 
@@ -37,6 +37,11 @@ SUBSCRIPTION_EVENTS = {
     "customer.subscription.resumed",
 }
 INVOICE_EVENTS = {"invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded"}
+# A Checkout paid by a delayed method (bank debit): the subscription's state changes.
+CHECKOUT_SYNC_EVENTS = {
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+}
 
 
 class RefusedError(Exception):
@@ -44,7 +49,9 @@ class RefusedError(Exception):
 
 
 class UnfulfillableError(Exception):
-    """The event cannot be acted on (bad data, unknown price): logged, counted, not retried."""
+    """The event cannot be acted on now (bad data, unknown price): logged and counted,
+    recorded as failed but not as processed, and answered with an error status so that
+    Stripe delivers it again (for three days), e.g. after the provider adds the MailPlan."""
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
@@ -55,6 +62,11 @@ class UnfulfillableError(Exception):
 class Outcome:
     outcome: str  # done, duplicate, ignored, refused, failed
     message: str = ""
+
+    @property
+    def retry(self) -> bool:
+        """Stripe must deliver the event again: answered with an error status."""
+        return self.outcome == "failed"
 
 
 class Metrics:
@@ -75,6 +87,13 @@ class Metrics:
             "vpes_billing_webhook_rejected",
             "Webhook requests refused before processing (signature, size).",
             ["reason"],
+            registry=registry,
+        )
+        self.removals = Counter(
+            "vpes_billing_removals",
+            "Customer namespaces removed after the retention period, by the phase of the "
+            "final backup then (anything but Completed: billing gave up waiting).",
+            ["final_backup"],
             registry=registry,
         )
         self.seconds = Histogram(
@@ -147,6 +166,8 @@ class BillingService:
                 result = self._sync(_id(_obj(event).get("id")))
             elif etype in INVOICE_EVENTS:
                 result = self._sync(invoice_subscription(_obj(event)))
+            elif etype in CHECKOUT_SYNC_EVENTS:
+                result = self._sync(_id(_obj(event).get("subscription")))
             else:
                 result = Outcome("ignored", f"{etype} is not used")
         except RefusedError as e:
@@ -155,7 +176,9 @@ class BillingService:
         except UnfulfillableError as e:
             result = Outcome("failed", str(e))
             self.metrics.errors.labels(e.reason).inc()
-            log.error("event %s (%s) cannot be fulfilled: %s", event_id, etype, e)
+            log.error(
+                "event %s (%s) cannot be fulfilled now, Stripe will retry: %s", event_id, etype, e
+            )
         self.ledger.record(Record(event_id, etype, result.outcome, result.message, checkout))
         self.metrics.events.labels(etype, result.outcome).inc()
         self.metrics.seconds.observe(time.monotonic() - started)
@@ -201,7 +224,14 @@ class BillingService:
             tenant.claim_domain(self.kube, self.settings, domain, sub_id)
         except tenant.DomainTakenError as e:
             raise RefusedError(str(e)) from e
-        tenant.provision(self.kube, self.settings, signup, plan)
+        first = decide(
+            sub,
+            {},
+            time.time(),
+            grace_seconds=self.settings.grace_seconds,
+            retention_seconds=self.settings.retention_seconds,
+        )
+        tenant.provision(self.kube, self.settings, signup, plan, suspended=first.suspended)
         return self._sync(sub_id)
 
     def _subscription(self, sub_id: str) -> Any:
@@ -229,34 +259,94 @@ class BillingService:
             retention_seconds=self.settings.retention_seconds,
         )
         plan_name: str | None = None
+        missing_price: str | None = None
         if sub.price_id:
             plan = tenant.plans_by_price(self.kube).get(sub.price_id)
             if plan is None:
-                self.metrics.errors.labels("unknown-price").inc()
-                log.error(
-                    "subscription %s: no MailPlan has stripePriceId %r; plan kept",
-                    sub_id,
-                    sub.price_id,
-                )
+                missing_price = sub.price_id
             else:
                 plan_name = plan.name
                 if plan.name != server["spec"].get("plan"):
                     tenant.apply_quota(self.kube, server["metadata"]["namespace"], plan)
-        if desired.delete:
-            tenant.remove(self.kube, self.settings, server)
-            return Outcome("done", f"{sub_id}: removed after the retention period")
-        if desired.final_backup and tenant.request_final_backup(self.kube, server):
-            desired.annotations[n.ANNOTATION_FINAL_BACKUP] = stamp(time.time())
-        elif marks.get(n.ANNOTATION_FINAL_BACKUP):
-            desired.annotations[n.ANNOTATION_FINAL_BACKUP] = marks[n.ANNOTATION_FINAL_BACKUP]
-        tenant.apply_billing_state(
-            self.kube, server, plan_name, desired.suspended, desired.annotations
-        )
+        notes = dict(desired.annotations)
+        for key in (n.ANNOTATION_FINAL_BACKUP, n.ANNOTATION_FINAL_BACKUP_PHASE):
+            if marks.get(key):
+                notes[key] = marks[key]
+        if desired.final_backup:
+            namespace = server["metadata"]["namespace"]
+            if tenant.namespace_terminating(self.kube, namespace):
+                return Outcome("done", f"{sub_id}: namespace {namespace} is being removed")
+            phase = self._final_backup(server, sub_id, marks, notes)
+            if desired.delete:
+                removed = self._remove(server, sub_id, phase, notes)
+                if removed is not None:
+                    return removed
+        tenant.apply_billing_state(self.kube, server, plan_name, desired.suspended, notes)
+        if missing_price:
+            # The rest is done; the plan follows when Stripe delivers the event again.
+            raise UnfulfillableError(
+                "unknown-price",
+                f"subscription {sub_id}: no MailPlan has stripePriceId {missing_price!r}; "
+                f"plan {server['spec'].get('plan')} kept",
+            )
         return Outcome(
             "done",
             f"{sub_id}: {sub.status}, plan {plan_name or server['spec'].get('plan')}, "
             f"suspended={desired.suspended}",
         )
+
+    def _final_backup(
+        self, server: JSON, sub_id: str, marks: dict[str, str], notes: dict[str, str]
+    ) -> str | None:
+        """Request the final backup (once) and return its phase; `notes` record both."""
+        if tenant.request_final_backup(self.kube, server):
+            notes[n.ANNOTATION_FINAL_BACKUP] = stamp(time.time())
+            return None
+        phase = tenant.final_backup_phase(self.kube, server)
+        if phase:
+            notes[n.ANNOTATION_FINAL_BACKUP_PHASE] = phase
+        if phase == "Failed" and marks.get(n.ANNOTATION_FINAL_BACKUP_PHASE) != "Failed":
+            self.metrics.errors.labels("final-backup-failed").inc()
+            log.error(
+                "subscription %s: the final backup of %s/%s failed; its namespace is kept "
+                "(at most %.0fs past the retention period) until a final backup completes",
+                sub_id,
+                server["metadata"]["namespace"],
+                server["metadata"]["name"],
+                self.settings.final_backup_wait_seconds,
+            )
+        return phase
+
+    def _remove(
+        self, server: JSON, sub_id: str, phase: str | None, notes: dict[str, str]
+    ) -> Outcome | None:
+        """Remove the namespace if the final backup allows it; None: not yet."""
+        namespace = server["metadata"]["namespace"]
+        cancelled = parse_stamp(notes.get(n.ANNOTATION_CANCELLED_AT)) or time.time()
+        overdue = time.time() - cancelled - self.settings.retention_seconds
+        verdict = removal(phase, overdue, self.settings.final_backup_wait_seconds)
+        if verdict is Removal.WAIT:
+            log.info(
+                "subscription %s: retention over; namespace %s kept until its final backup "
+                "completes (now %s)",
+                sub_id,
+                namespace,
+                phase or "not started",
+            )
+            return None
+        if verdict is Removal.GIVE_UP:
+            self.metrics.errors.labels("final-backup-gave-up").inc()
+            log.error(
+                "subscription %s: gave up waiting for the final backup (%s) %.0fs after the "
+                "retention period; removing namespace %s WITHOUT a completed final backup",
+                sub_id,
+                phase or "not started",
+                overdue,
+                namespace,
+            )
+        tenant.remove(self.kube, self.settings, server)
+        self.metrics.removals.labels(phase or "None").inc()
+        return Outcome("done", f"{sub_id}: removed after the retention period")
 
     # -- periodic -------------------------------------------------------------
 

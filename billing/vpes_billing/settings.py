@@ -42,6 +42,9 @@ class Settings:
     provider_domain: str | None = None  # customers may take <name>.<provider_domain>
     grace_seconds: float = 7 * DAY  # from a failed payment to suspension
     retention_seconds: float = 30 * DAY  # from cancellation to deletion
+    # After the retention period, how long a namespace is kept while its final backup
+    # has not Completed (Pending, Running, Failed or missing) before it is removed anyway.
+    final_backup_wait_seconds: float = 7 * DAY
     sweep_seconds: float = 300.0
     link_ttl_seconds: float = 2 * DAY
     max_body_bytes: int = 256 * 1024
@@ -61,6 +64,9 @@ class Settings:
             provider_domain=env("VPES_PROVIDER_DOMAIN") or None,
             grace_seconds=_seconds("VPES_BILLING_GRACE_SECONDS", cls.grace_seconds),
             retention_seconds=_seconds("VPES_BILLING_RETENTION_SECONDS", cls.retention_seconds),
+            final_backup_wait_seconds=_seconds(
+                "VPES_BILLING_FINAL_BACKUP_WAIT_SECONDS", cls.final_backup_wait_seconds
+            ),
             sweep_seconds=_seconds("VPES_BILLING_SWEEP_SECONDS", cls.sweep_seconds),
             link_ttl_seconds=_seconds("VPES_BILLING_LINK_TTL_SECONDS", cls.link_ttl_seconds),
         )

@@ -209,9 +209,12 @@ def release_domains(kube: Kube, settings: Settings, server: JSON) -> None:
             kube.delete("v1", "ConfigMap", settings.namespace, name)
 
 
-def provision(kube: Kube, settings: Settings, signup: Signup, plan: Plan) -> JSON:
+def provision(
+    kube: Kube, settings: Settings, signup: Signup, plan: Plan, *, suspended: bool = False
+) -> JSON:
     """The customer's namespace (labelled, with the plan's quota), the server, and its
-    first mailbox with a password nobody knows until the customer sets one."""
+    first mailbox with a password nobody knows until the customer sets one. A server
+    whose subscription is not paid yet is created `suspended`, so it never runs before."""
     namespace = n.namespace_for(signup.subscription)
     labels = link_labels(signup)
     kube.apply(
@@ -281,6 +284,7 @@ def provision(kube: Kube, settings: Settings, signup: Signup, plan: Plan) -> JSO
         },
         "spec": {
             "plan": plan.name,
+            "suspended": suspended,
             "owner": {"email": signup.email},
             "domains": [signup.domain],
             "mailboxes": [
@@ -341,7 +345,25 @@ def request_final_backup(kube: Kube, server: JSON) -> bool:
     )
 
 
+def final_backup_phase(kube: Kube, server: JSON) -> str | None:
+    """The final MailBackup's `status.phase` (None: not set yet, or no such backup)."""
+    meta = server["metadata"]
+    backup = _retry_forbidden(
+        lambda: kube.get(
+            API_VERSION, "MailBackup", meta["namespace"], f"{meta['name']}-{n.FINAL_BACKUP_NAME}"
+        )
+    )
+    phase = ((backup or {}).get("status") or {}).get("phase")
+    return str(phase) if phase else None
+
+
+def namespace_terminating(kube: Kube, namespace: str) -> bool:
+    obj = kube.get("v1", "Namespace", None, namespace)
+    return obj is None or obj["metadata"].get("deletionTimestamp") is not None
+
+
 def remove(kube: Kube, settings: Settings, server: JSON) -> None:
-    """After the retention period: the customer's namespace and everything in it."""
+    """After the retention period and the final backup: the customer's namespace and
+    everything in it (the backup's key and repository record live outside it)."""
     release_domains(kube, settings, server)
     kube.delete("v1", "Namespace", None, server["metadata"]["namespace"])

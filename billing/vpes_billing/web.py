@@ -29,11 +29,20 @@ SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 
 
 class BodyLimit:
-    """Refuses request bodies over `limit` bytes (413), declared or streamed."""
+    """Refuses request bodies over `limit` bytes (413), declared or streamed; calls
+    `on_reject` for each refusal (the `rejected{reason="size"}` counter)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, on_reject: Callable[[], None] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.on_reject = on_reject
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_reject is not None:
+            self.on_reject()
+        await Response("request body too large", 413)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,23 +50,35 @@ class BodyLimit:
             return
         for key, value in scope.get("headers", []):
             if key == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await Response("request body too large", 413)(scope, receive, send)
+                await self._refuse(scope, receive, send)
                 return
         seen = 0
+        too_large = started = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise _TooLargeError
             return message
 
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if too_large:
+                return  # the app's answer to the exception (Starlette's 500): ours instead
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLargeError:
-            await Response("request body too large", 413)(scope, receive, send)
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not too_large:  # _TooLargeError as is, or re-raised wrapped by the app
+                raise
+        if too_large and not started:
+            await self._refuse(scope, receive, send)
 
 
 class _TooLargeError(Exception):
@@ -107,7 +128,11 @@ def build_app(service: BillingService) -> ASGIApp:
         except (ApiError, StripeUnavailableError) as e:
             log.error("event %s: temporary failure, Stripe will retry: %s", event.get("id"), e)
             return JSONResponse({"error": "temporary failure"}, 503)
-        return JSONResponse({"outcome": outcome.outcome, "message": outcome.message})
+        # A failed event is answered 500 so that Stripe delivers it again (see service).
+        return JSONResponse(
+            {"outcome": outcome.outcome, "message": outcome.message},
+            500 if outcome.retry else 200,
+        )
 
     async def index(request: Request) -> Response:
         from . import tenant
@@ -248,7 +273,7 @@ def build_app(service: BillingService) -> ASGIApp:
         ],
         lifespan=lifespan,
     )
-    return BodyLimit(app, settings.max_body_bytes)
+    return BodyLimit(app, settings.max_body_bytes, service.metrics.rejected.labels("size").inc)
 
 
 def _no_store() -> dict[str, str]:

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 from vpes_billing import naming as n
 from vpes_billing.devtools import event, sign
-from vpes_billing.lifecycle import decide, parse_stamp, stamp
+from vpes_billing.lifecycle import Removal, decide, parse_stamp, removal, stamp
+from vpes_billing.logsafe import redact
 from vpes_billing.service import invoice_subscription
 from vpes_billing.settings import Settings
 from vpes_billing.signup import SignupError, parse
@@ -59,7 +74,11 @@ def run(status: str, marks: dict[str, str] | None = None, now: float = NOW) -> A
         ("canceled", {n.ANNOTATION_CANCELLED_AT: stamp(NOW - RETENTION)}, NOW, True, True, True),
         ("incomplete_expired", {}, NOW, True, True, False),
         ("paused", {}, NOW, True, False, False),
-        ("incomplete", {}, NOW, False, False, False),
+        # The first payment has not gone through: no running server.
+        ("incomplete", {}, NOW, True, False, False),
+        # A status this code does not know: keeps what there is.
+        ("some_new_status", {}, NOW, False, False, False),
+        ("some_new_status", {n.ANNOTATION_SUSPENDED_BY: "payment"}, NOW, True, False, False),
     ],
 )
 def test_decide(
@@ -68,6 +87,42 @@ def test_decide(
     d = run(status, marks, now)
     assert (d.suspended, d.final_backup, d.delete) == (suspended, backup, delete)
     assert d.annotations[n.ANNOTATION_STATUS] == status
+
+
+@pytest.mark.parametrize("status", ["incomplete", "incomplete_expired"])
+def test_an_unpaid_first_subscription_gets_no_running_server(status: str) -> None:
+    first = run(status)
+    assert first.suspended
+    assert first.annotations[n.ANNOTATION_SUSPENDED_BY] in {"incomplete", "cancellation"}
+    # Still unpaid later (sweeps, replays): still suspended.
+    assert run(status, first.annotations, NOW + 10 * GRACE).suspended
+
+
+def test_an_incomplete_subscription_runs_once_paid() -> None:
+    marks = run("incomplete").annotations
+    paid = run("active", marks)
+    assert not paid.suspended and n.ANNOTATION_SUSPENDED_BY not in paid.annotations
+
+
+@pytest.mark.parametrize(
+    ("phase", "overdue", "verdict"),
+    [
+        ("Completed", 0.0, Removal.REMOVE),
+        ("Completed", 1e9, Removal.REMOVE),
+        (None, 0.0, Removal.WAIT),
+        ("Pending", 10.0, Removal.WAIT),
+        ("Running", 99.0, Removal.WAIT),
+        # A failed final backup keeps the namespace as long as any other phase does.
+        ("Failed", 99.0, Removal.WAIT),
+        ("Failed", 100.0, Removal.GIVE_UP),
+        ("Running", 100.0, Removal.GIVE_UP),
+        (None, 1e9, Removal.GIVE_UP),
+    ],
+)
+def test_removal_waits_for_a_completed_final_backup(
+    phase: str | None, overdue: float, verdict: Removal
+) -> None:
+    assert removal(phase, overdue, wait_seconds=100.0) is verdict
 
 
 def test_decide_is_independent_of_event_order() -> None:
@@ -214,3 +269,137 @@ def test_body_limit() -> None:
     assert asyncio.run(call([(b"content-length", b"5")], [b"12345"])) == 200
     assert asyncio.run(call([(b"content-length", b"11")], [b"x" * 11])) == 413
     assert asyncio.run(call([], [b"x" * 6, b"x" * 6])) == 413
+
+
+def test_body_limit_through_starlette_counts_every_refusal() -> None:
+    """Declared and streamed (chunked) bodies over the limit: 413, never Starlette's
+    500, and each refusal counted."""
+
+    async def echo(request: Request) -> Response:
+        return Response(str(len(await request.body())))
+
+    refused: list[int] = []
+    app = BodyLimit(
+        Starlette(routes=[Route("/", echo, methods=["POST"])]), 10, lambda: refused.append(1)
+    )
+
+    def chunks(n: int) -> Any:
+        for _ in range(n):
+            yield b"x" * 4
+
+    with TestClient(app) as client:
+        assert client.post("/", content=b"x" * 10).text == "10"
+        assert client.post("/", content=chunks(2)).text == "8"
+        assert refused == []
+        assert client.post("/", content=b"x" * 11).status_code == 413
+        assert len(refused) == 1
+        r = client.post("/", content=chunks(3))
+        assert r.status_code == 413 and r.text == "request body too large"
+        assert len(refused) == 2
+
+
+TOKEN = "vpes-c-0123456789abcdef." + "S3cr3t_" * 6 + "x"
+SESSION = "cs_test_" + "a1B2" * 15
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'127.0.0.1:5 - "GET /password/{TOKEN} HTTP/1.1" 200',
+        f'127.0.0.1:5 - "POST /password/{TOKEN}?x=1 HTTP/1.1" 422',
+        f'127.0.0.1:5 - "GET /signup/return?session_id={SESSION} HTTP/1.1" 200',
+        f'"GET /signup/status?foo=1&session_id={SESSION}&b=2 HTTP/1.1"',
+        f"looked up {SESSION} and {TOKEN}",
+    ],
+)
+def test_redact_removes_tokens_and_session_ids(line: str) -> None:
+    clean = redact(line)
+    assert TOKEN.split(".")[1] not in clean and SESSION not in clean
+    assert "[redacted]" in clean
+    assert redact("GET /healthz HTTP/1.1 200") == "GET /healthz HTTP/1.1 200"
+
+
+def test_redact_removes_stripe_keys_an_error_echoes() -> None:
+    line = "Authorization was 'Bearer sk_test_4eC39Hq'; rk_live_abc whsec_0123abc_x"
+    assert redact(line) == (
+        "Authorization was 'Bearer sk_test_[redacted]'; rk_live_[redacted] whsec_[redacted]"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_the_real_server_logs_no_token_or_session_id(tmp_path: Path) -> None:
+    """`billing` (uvicorn, access log on) started as in production; the API server it is
+    pointed at refuses connections, so the pages fail, but every request is logged."""
+    dead = _free_port()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{dead}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "STRIPE_API_KEY": "sk_test_unit",
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+        "STRIPE_API_BASE": f"http://127.0.0.1:{dead}",
+        "VPES_BILLING_SWEEP_SECONDS": "0",
+    }
+    token = f"vpes-c-{secrets.token_hex(8)}.{secrets.token_urlsafe(32)}"
+    session = f"cs_test_{secrets.token_hex(30)}"
+    out = tmp_path / "billing.log"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpes_billing", "--port", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _get(base + "/healthz") == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+        _get(f"{base}/password/{token}")
+        _get(f"{base}/signup/return?session_id={session}")
+        _get(f"{base}/signup/status?session_id={session}")
+        deadline = time.monotonic() + 10
+        while out.read_text().count("[redacted]") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    text = out.read_text()
+    assert '"GET /healthz HTTP/1.1" 200' in text, "no access log: the check proves nothing"
+    assert "GET /password/[redacted]" in text
+    assert text.count("session_id=[redacted]") >= 2
+    assert token.split(".")[1] not in text
+    assert session not in text and session.removeprefix("cs_test_") not in text
