@@ -19,7 +19,7 @@ from typing import Self
 
 from kubernetes import client
 
-from vpes_devcluster import binaries, components, kubeconfig, nodes, pki, procs
+from vpes_devcluster import binaries, components, kubeconfig, nodes, pki, podlet_component, procs
 from vpes_devcluster.errors import ClusterError
 from vpes_devcluster.kube import ApiError, Rest, api_client
 from vpes_devcluster.storage import SC_PATH, STORAGE_CLASS
@@ -38,6 +38,7 @@ OWNED = (
     "kwok-home",
     "flexvolume",
     "kubectl-cache",
+    podlet_component.STATE_DIR,
 )
 PORT_ATTEMPTS = 3
 CLIENT_COMPONENTS = ("kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
@@ -210,6 +211,22 @@ class Cluster:
             started,
             lambda: _exists(rest, f"{SC_PATH}/{STORAGE_CLASS}"),
         )
+
+    def start_podlet(self, index: int = 0, timeout: float = 60.0) -> str:
+        """Run podlet ``podlet-<index>`` (a node agent whose pods really run under podman,
+        a stand-in for a kubelet: see :mod:`vpes_devcluster.podlet`) as one more recorded
+        component; return its node name once the node is Ready. ``stop()`` stops it,
+        and so removes its containers, with the rest."""
+        name, argv = podlet_component.prepare(self.state_dir, self.server, index)
+        started = self.processes()
+        self._spawn(started, name, argv, _python_env())
+        rest = self.rest()
+        try:
+            ready = lambda: podlet_component.node_ready(rest, name)  # noqa: E731
+            self._wait(f"node {name}", time.monotonic() + timeout, started[-1:], ready)
+        finally:
+            rest.api.close()  # type: ignore[no-untyped-call]
+        return name
 
     def stop(self, remove: bool = False) -> None:
         """Stop every recorded process, newest first (SIGTERM, then SIGKILL), with its
