@@ -12,6 +12,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+from typing import Any
 
 import kopf
 
@@ -68,6 +70,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class Heartbeat:
+    """Liveness: the main loop beats (waiting for the Lease, then kopf's event loop).
+
+    /healthz fails when it has not beaten for `max_age` seconds: the process is
+    stuck and a restart helps. A standby replica is alive, not stuck.
+    """
+
+    def __init__(self, max_age: float = 60.0) -> None:
+        self.max_age = max_age
+        self.last = time.monotonic()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def healthy(self) -> bool:
+        return time.monotonic() - self.last < self.max_age
+
+
+async def run_kopf(
+    args: argparse.Namespace, ready: threading.Event, stop: threading.Event, heartbeat: Heartbeat
+) -> None:
+    async def beat() -> None:
+        while True:
+            heartbeat.beat()
+            await asyncio.sleep(min(5.0, heartbeat.max_age / 4))
+
+    beating = asyncio.create_task(beat())
+    try:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness or None,
+            ready_flag=ready,
+            stop_flag=stop,
+        )
+    finally:
+        beating.cancel()
+        stop.set()  # kopf stopped for its own reasons: so does whatever waits on `stop`
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     limit_malloc_arenas()
@@ -82,26 +125,43 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     ready = threading.Event()
     standby = threading.Event()
+    heartbeat = Heartbeat()
+    done = threading.Event()  # kopf has stopped: nothing reconciles any more
+
+    @kopf.on.cleanup(id="vpes-stop-flag")
+    def stopping(**_: Any) -> None:
+        # On SIGTERM kopf's own signal handler stops it, not `stop`: set it, or
+        # kopf's task that waits for it keeps kopf from exiting for 5 more seconds.
+        stop.set()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def handle_signals() -> None:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
 
+    handle_signals()
     server = None
     if args.metrics_port:
-        server = metrics.Server(args.metrics_port, ready=lambda: ready.is_set() or standby.is_set())
+        server = metrics.Server(
+            args.metrics_port,
+            ready=lambda: ready.is_set() or standby.is_set(),
+            healthy=heartbeat.healthy,
+        )
         server.start()
 
+    elector = None
+    lease_keeper = None
     if args.leader_elect:
         cfg = LeaseConfig(args.lease_namespace, args.lease_name, args.identity)
         elector = Elector(Kube.connect(field_manager="vpes-operator-leader"), cfg)
         standby.set()
-        if not elector.wait_for_leadership(stop):
-            return
+        leading = elector.wait_for_leadership(stop, beat=heartbeat.beat)
         standby.clear()
+        if not leading:  # stopped while standing by
+            sys.exit(0)
 
         def lost() -> None:
             # Stop at once: another replica may lead as soon as the lease expires.
@@ -109,20 +169,24 @@ def main(argv: list[str] | None = None) -> None:
             logging.shutdown()
             os._exit(70)
 
-        threading.Thread(target=elector.keep, args=(stop, lost), daemon=True, name="lease").start()
+        # Renewed until kopf has stopped, not merely been asked to.
+        lease_keeper = threading.Thread(
+            target=elector.keep, args=(done, lost), daemon=True, name="lease"
+        )
+        lease_keeper.start()
 
     try:
-        asyncio.run(
-            kopf.operator(
-                standalone=True,
-                clusterwide=not args.namespace,
-                namespaces=args.namespace,
-                liveness_endpoint=args.liveness or None,
-                ready_flag=ready,
-                stop_flag=stop,
-            )
-        )
+        asyncio.run(run_kopf(args, ready, stop, heartbeat))
     finally:
+        # kopf's loop took over the signals, and its handlers are gone with it: a
+        # second signal must not kill us before the lease is given back.
+        handle_signals()
+        stop.set()
+        done.set()
+        if elector is not None and lease_keeper is not None:
+            lease_keeper.join(timeout=elector.cfg.renew_every + 30)
+            # Only now that nothing reconciles: another replica may lead at once.
+            elector.release()
         if server is not None:
             server.stop()
     sys.exit(0)

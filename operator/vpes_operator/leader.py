@@ -1,9 +1,10 @@
 """Leader election with a coordination.k8s.io Lease: one replica reconciles at a time.
 
-Every replica runs `elect()` until it holds the Lease, then renews it. A leader
-that cannot renew before its lease would expire stops reconciling at once (the
-process exits and its pod restarts as a candidate), so two replicas never
-reconcile together: the others take over only after the lease has expired.
+Every replica runs `wait_for_leadership()` until it holds the Lease, then renews
+it. A leader that cannot renew before its lease would expire stops reconciling at
+once (the process exits and its pod restarts as a candidate), so two replicas
+never reconcile together: the others take over only after the lease has expired,
+or at once when a leader that stops gracefully gives it back (`release()`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ def claimed(spec: dict[str, Any], cfg: LeaseConfig, now: dt.datetime) -> dict[st
     return out
 
 
+def released(spec: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The lease spec after its holder gives it back: no holder, so anyone may take it."""
+    out = {k: v for k, v in spec.items() if k != "holderIdentity"}
+    out["leaseDurationSeconds"] = 1
+    out["renewTime"] = _micro(now)
+    return out
+
+
 class Elector:
     def __init__(self, kube: Kube, cfg: LeaseConfig) -> None:
         self.kube = kube
@@ -105,9 +114,16 @@ class Elector:
                 return False
             raise
 
-    def wait_for_leadership(self, stop: threading.Event) -> bool:
+    def wait_for_leadership(
+        self, stop: threading.Event, beat: Callable[[], None] = lambda: None
+    ) -> bool:
+        """Block until this replica leads (True) or `stop` is set (False).
+
+        `beat` is called on every attempt: the replica is alive while it waits.
+        """
         logged = False
         while not stop.is_set():
+            beat()
             try:
                 if self.try_acquire():
                     log.info(
@@ -140,3 +156,23 @@ class Elector:
                     continue
             lost()
             return
+
+    def release(self) -> bool:
+        """Give the lease back, if this replica holds it, so another one leads at once.
+
+        Call it only once this replica has stopped reconciling. Failing is not an
+        error: the others then take over when the lease expires.
+        """
+        path = f"{self.path}/{self.cfg.name}"
+        try:
+            lease = self.kube.request("GET", path)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != self.cfg.identity:
+                return False
+            lease["spec"] = released(spec, dt.datetime.now(dt.UTC))
+            self.kube.request("PUT", path, body=lease)
+        except Exception as e:  # shutting down: whatever failed, the lease just expires
+            log.warning("giving back lease %s failed: %s", self.cfg.name, e)
+            return False
+        log.info("gave back lease %s/%s", self.cfg.namespace, self.cfg.name)
+        return True

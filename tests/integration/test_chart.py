@@ -9,6 +9,7 @@ Deployment's environment), which is what the pod would run with.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -31,6 +32,27 @@ from .operator_support import (
 CHART = REPO / "charts" / "vpes"
 RELEASE = "chart"
 NAMESPACE = "vpes-chart"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+# Every kind the chart makes, where to list it: none may be left after uninstall.
+RELEASE_OBJECTS = [
+    ("Deployment", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
+    ("ConfigMap", f"/api/v1/namespaces/{NAMESPACE}/configmaps"),
+    ("Service", f"/api/v1/namespaces/{NAMESPACE}/services"),
+    ("ServiceAccount", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts"),
+    ("PodDisruptionBudget", f"/apis/policy/v1/namespaces/{NAMESPACE}/poddisruptionbudgets"),
+    ("Role", f"{RBAC}/roles"),  # in every namespace
+    ("RoleBinding", f"{RBAC}/rolebindings"),
+    ("ClusterRole", f"{RBAC}/clusterroles"),
+    ("ClusterRoleBinding", f"{RBAC}/clusterrolebindings"),
+    (
+        "ValidatingAdmissionPolicy",
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+    ),
+    (
+        "ValidatingAdmissionPolicyBinding",
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+    ),
+]
 
 
 def helm(cluster: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -62,6 +84,34 @@ def test_lint_and_values_schema(cluster: Any) -> None:
     assert bad.returncode != 0 and "/edge/networks/0" in bad.stderr
     bad = helm(cluster, "template", "x", str(CHART), "--set", "tenant.colour=blue", check=False)
     assert bad.returncode != 0 and "colour" in bad.stderr
+    for setting, path in [
+        ("backup.s3.credentialsSecret=vpes-system/s3", "/backup/s3/credentialsSecret"),
+        ("backup.s3.endpoint=s3.example.net", "/backup/s3/endpoint"),
+        ("backup.s3.prefix=/vpes/", "/backup/s3/prefix"),
+        ("backup.retentionAfterDeleteDays=-1", "/backup/retentionAfterDeleteDays"),
+        ("tenant.nodeSelector.pool=two words", "/tenant/nodeSelector/pool"),
+        ("monitoring.serviceMonitor.interval=often", "/monitoring/serviceMonitor/interval"),
+    ]:
+        bad = helm(cluster, "template", "x", str(CHART), "--set", setting, check=False)
+        assert bad.returncode != 0 and path in bad.stderr, (setting, bad.stderr)
+
+
+def test_a_bad_bucket_fails_at_install(cluster: Any) -> None:
+    out = helm(
+        cluster,
+        "install",
+        "badbucket",
+        str(CHART),
+        "-n",
+        "vpes-badbucket",
+        "--create-namespace",
+        "--set",
+        "backup.s3.bucket=My_Backups",
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "at '/backup/s3/bucket': 'My_Backups' does not match pattern" in out.stderr, out.stderr
+    assert helm(cluster, "status", "badbucket", "-n", "vpes-badbucket", check=False).returncode
 
 
 def test_template_passes_a_server_side_dry_run(cluster: Any) -> None:
@@ -106,7 +156,7 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
         "--timeout",
         "120s",
     )
-    assert "CRDs and every customer's data stay" in out.stdout  # NOTES.txt
+    assert "CRDs, the plans and every customer's data stay" in out.stdout  # NOTES.txt
     dep = api.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{RELEASE}-operator")
     assert dep["status"].get("readyReplicas") == 2
     assert api.get(API_VERSION, "MailPlan", None, plan) is not None
@@ -170,39 +220,31 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
 
     helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s")
 
-    def gone() -> bool:
-        left = [
-            kind
-            for kind, path in [
-                ("Deployment", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
-                ("ConfigMap", f"/api/v1/namespaces/{NAMESPACE}/configmaps"),
-                ("ServiceAccount", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts"),
-                ("Role", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/roles"),
-            ]
-            for item in api.request(
-                "GET", path, query={"labelSelector": f"app.kubernetes.io/instance={RELEASE}"}
-            )["items"]
+    def left_over() -> list[str]:
+        release = {"labelSelector": f"app.kubernetes.io/instance={RELEASE}"}
+        return [
+            f"{kind} {item['metadata']['name']}"
+            for kind, path in RELEASE_OBJECTS
+            for item in api.request("GET", path, query=release)["items"]
         ]
-        roles = api.request(
-            "GET",
-            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-            query={"labelSelector": f"app.kubernetes.io/instance={RELEASE}"},
-        )
-        return not left and not roles["items"]
 
-    wait_for(gone, "every object of the release to be gone")
-    # Kept, as users expect: the CRDs and the customers' servers (and plans).
+    wait_for(lambda: not left_over(), "every object of the release to be gone")
+    # Kept, as users expect: the CRDs, the plans the servers are on, the servers.
     crd = api.request(
         "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/personalmailservers.vpes.io"
     )
     assert crd["metadata"]["name"] == "personalmailservers.vpes.io"
+    kept = api.get(API_VERSION, "MailPlan", None, plan)
+    assert kept is not None, "the default plan went with the chart"
+    assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert api.get(API_VERSION, "PersonalMailServer", ns, "viachart") is not None
     assert api.get("v1", "PersistentVolumeClaim", ns, "viachart-mail") is not None
+    api.delete(API_VERSION, "MailPlan", None, plan)
     harvest_secrets(api, ns)
     api.delete("v1", "Namespace", None, ns)
 
 
-def test_every_chart_setting_is_an_operator_setting(cluster: Any) -> None:
+def test_every_chart_setting_is_an_operator_setting(cluster: Any, tmp_path: Path) -> None:
     """The chart's settings ConfigMap names only real settings, with valid values."""
     from vpes_operator.settings import ENV_PREFIX, OperatorSettings
 
@@ -217,6 +259,8 @@ def test_every_chart_setting_is_an_operator_setting(cluster: Any) -> None:
         "dns.rfc2136.tsigSecret.name=t",
         "--set",
         "edge.dedicatedServiceAnnotations.a=b",
+        "-f",
+        str(values_file(tmp_path, BACKUP_VALUES)),
     ).stdout
     data = yaml.safe_load(rendered)["data"]
     fields = {ENV_PREFIX + name.upper() for name in OperatorSettings.model_fields}
@@ -225,3 +269,224 @@ def test_every_chart_setting_is_an_operator_setting(cluster: Any) -> None:
     assert settings.mx_host == "mx.example.net"
     assert settings.dns_rfc2136_tsig_secret_file == "/etc/vpes/dns/tsig"
     assert settings.dedicated_service_annotations == {"a": "b"}
+    assert settings.backup_s3_bucket == "mail-backups.example"
+    assert settings.backup_s3_credentials_secret == "default/vpes-s3"
+    assert settings.backup_retention_after_delete_days == 0
+    assert settings.tenant_node_selector == {"vpes.io/pool": "tenants", "disk": "ssd"}
+
+
+BACKUP_VALUES: dict[str, Any] = {
+    "backup": {
+        "s3": {
+            "endpoint": "https://s3.example.net:9000",
+            "region": "eu-west-3",
+            "bucket": "mail-backups.example",
+            "prefix": "prod/vpes",
+            "credentialsSecret": "vpes-s3",
+            "jobEndpoint": "http://minio.storage.svc:9000",
+        },
+        "image": "registry.example.net/vpes-backup:1.2.3",
+        "retentionAfterDeleteDays": 0,
+    },
+    "tenant": {"nodeSelector": {"vpes.io/pool": "tenants", "disk": "ssd"}},
+}
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def render(cluster: Any, template: str, *args: str) -> list[dict[str, Any]]:
+    """The objects one template renders for release "r" in namespace "ns1" (maybe none)."""
+    out = helm(
+        cluster,
+        "template",
+        "r",
+        str(CHART),
+        "-n",
+        "ns1",
+        "--show-only",
+        template,
+        *args,
+        check=False,
+    )
+    if out.returncode != 0 and "could not find template" in out.stderr:
+        return []  # helm's way of saying it rendered nothing
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_backup_values_become_the_operator_environment(cluster: Any, tmp_path: Path) -> None:
+    (config,) = render(
+        cluster, "templates/operator-config.yaml", "-f", str(values_file(tmp_path, BACKUP_VALUES))
+    )
+    env = config["data"]
+    assert {k: v for k, v in env.items() if k.startswith(("VPES_BACKUP_", "VPES_TENANT_NODE"))} == {
+        "VPES_BACKUP_S3_ENDPOINT": "https://s3.example.net:9000",
+        "VPES_BACKUP_S3_REGION": "eu-west-3",
+        "VPES_BACKUP_S3_BUCKET": "mail-backups.example",
+        "VPES_BACKUP_S3_PREFIX": "prod/vpes",
+        # The release namespace is filled in: the value is the Secret's name only.
+        "VPES_BACKUP_S3_CREDENTIALS_SECRET": "ns1/vpes-s3",
+        "VPES_BACKUP_JOB_S3_ENDPOINT": "http://minio.storage.svc:9000",
+        "VPES_BACKUP_IMAGE": "registry.example.net/vpes-backup:1.2.3",
+        "VPES_BACKUP_RETENTION_AFTER_DELETE_DAYS": "0",
+        "VPES_TENANT_NODE_SELECTOR": "disk=ssd,vpes.io/pool=tenants",
+    }
+    # The defaults: backups off (no bucket), no credentials, pods on any node.
+    (config,) = render(cluster, "templates/operator-config.yaml")
+    env = config["data"]
+    assert env["VPES_BACKUP_S3_BUCKET"] == ""
+    assert env["VPES_BACKUP_S3_REGION"] == "us-east-1"
+    assert env["VPES_BACKUP_S3_PREFIX"] == "vpes"
+    assert env["VPES_BACKUP_IMAGE"] == "localhost/vpes-backup:0.1.0"
+    assert env["VPES_BACKUP_RETENTION_AFTER_DELETE_DAYS"] == "30"
+    assert "VPES_BACKUP_S3_CREDENTIALS_SECRET" not in env
+    assert "VPES_TENANT_NODE_SELECTOR" not in env
+
+
+def notes(cluster: Any, *args: str) -> str:
+    out = helm(
+        cluster, "install", "notes", str(CHART), "-n", "vpes-notes", "--dry-run=client", *args
+    ).stdout
+    return out[out.index("NOTES:") :]
+
+
+def test_notes_tell_the_provider_what_to_do_next(cluster: Any, api: Kube) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    text = notes(cluster)
+    # A packaged chart ships no examples/ directory: NOTES must not point there.
+    assert "examples/" not in text
+    assert "OFF: no server is backed up until you set backup.s3.bucket" in text
+    # The server NOTES shows is accepted by the API server as it is.
+    manifest = text.split("<<'YAML'\n", 1)[1].split("\nYAML\n", 1)[0]
+    ns = f"n-{uuid.uuid4().hex[:6]}"
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    try:
+        out = cluster.kubectl("apply", "-n", ns, "--dry-run=server", "-f", "-", input=manifest)
+        assert "personalmailserver.vpes.io/alice created (server dry run)" in out.stdout
+    finally:
+        api.delete("v1", "Namespace", None, ns)
+    text = notes(
+        cluster, "--set", "backup.s3.bucket=mail-backups", "--set", "backup.s3.credentialsSecret=s3"
+    )
+    assert "OFF" not in text
+    assert "to s3://mail-backups/vpes at AWS (us-east-1)" in text
+    assert "kubectl -n vpes-notes create secret generic s3" in text
+
+
+def test_liveness_probe_asks_the_metrics_server(cluster: Any) -> None:
+    """/healthz on the metrics port answers on standby replicas too (kopf's does not)."""
+    (dep,) = render(cluster, "templates/operator-deployment.yaml")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert f"--metrics-port={ports['metrics']}" in container["args"]
+    assert "--liveness=" in container["args"], "kopf's own liveness endpoint is not used"
+    assert "--leader-elect" in container["args"]
+
+
+MONITORING = [
+    "--set",
+    "monitoring.serviceMonitor.enabled=true",
+    "--set",
+    "monitoring.prometheusRule.enabled=true",
+    "--set",
+    "monitoring.serviceMonitor.labels.release=prometheus",
+]
+# Series the alerts use that the backup work exports (not yet in the registry).
+BACKUP_SERIES = {"vpes_backup_interval_seconds"}
+
+
+def exported_series() -> set[str]:
+    from vpes_operator import metrics
+
+    names = set()
+    for family in metrics.REGISTRY.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
+        names |= {family.name + s for s in suffixes.get(family.type, [""])}
+    return names
+
+
+def test_monitoring_is_rendered_only_when_enabled(cluster: Any) -> None:
+    assert render(cluster, "templates/monitoring.yaml") == []
+    kinds = [o["kind"] for o in render(cluster, "templates/monitoring.yaml", *MONITORING)]
+    assert sorted(kinds) == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor"]
+    no_billing = render(
+        cluster, "templates/monitoring.yaml", *MONITORING, "--set", "billing.enabled=false"
+    )
+    assert [o["metadata"]["name"] for o in no_billing if o["kind"] == "ServiceMonitor"] == [
+        "r-operator"
+    ]
+
+
+def test_service_monitors_select_the_metrics_services(cluster: Any) -> None:
+    objs = render(cluster, "templates/monitoring.yaml", *MONITORING)
+    monitors = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ServiceMonitor"}
+    services = {
+        o["metadata"]["name"]: o
+        for t in ("templates/operator-service.yaml", "templates/billing-deployment.yaml")
+        for o in render(cluster, t)
+        if o["kind"] == "Service"
+    }
+    for monitor, service, port in [
+        ("r-operator", "r-operator-metrics", "metrics"),
+        ("r-billing", "r-billing", "http"),
+    ]:
+        sm = monitors[monitor]["spec"]
+        svc = services[service]
+        assert monitors[monitor]["metadata"]["labels"]["release"] == "prometheus"
+        assert sm["namespaceSelector"] == {"matchNames": ["ns1"]}
+        wanted = sm["selector"]["matchLabels"]
+        assert wanted.items() <= svc["metadata"]["labels"].items(), (monitor, wanted)
+        # Only that Service: the selector names its component.
+        for name, other in services.items():
+            if name != service:
+                assert not wanted.items() <= other["metadata"]["labels"].items(), name
+        (endpoint,) = sm["endpoints"]
+        assert (
+            endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+            and endpoint["port"] == port
+        )
+        assert endpoint["path"] == "/metrics" and endpoint["interval"] == "30s"
+    # Tenant series carry the tenant's namespace label: it must survive the scrape.
+    assert monitors["r-operator"]["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
+    (rule,) = [
+        o
+        for o in render(cluster, "templates/monitoring.yaml", *MONITORING)
+        if o["kind"] == "PrometheusRule"
+    ]
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {
+        "VpesTenantNotReady",
+        "VpesBackupTooOld",
+        "VpesDNSVerificationFailing",
+        "VpesOperatorErrors",
+    }
+    not_ready = alerts["VpesTenantNotReady"]
+    assert not_ready["for"] == "15m"
+    # Per server, not an aggregate: the alert's labels say which one.
+    assert "max by (namespace, server) (vpes_tenant_ready) == 0" in not_ready["expr"]
+    assert "vpes_tenant_suspended" in not_ready["expr"], "a suspended server is not an alert"
+    assert "$labels.server" in not_ready["annotations"]["summary"]
+    too_old = " ".join(alerts["VpesBackupTooOld"]["expr"].split())
+    assert too_old == (
+        "max by (namespace, server) (vpes_backup_age_seconds) > 2 * "
+        "max by (namespace, server) (vpes_backup_interval_seconds)"
+    )
+    assert "vpes_tenant_dns_verified" in alerts["VpesDNSVerificationFailing"]["expr"]
+    assert 'vpes_reconciles_total{result="error"}' in alerts["VpesOperatorErrors"]["expr"]
+    for alert in alerts.values():
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}
+        assert alert["annotations"]["summary"]
+    # Every series an alert reads is one the operator exports (or the backup work will).
+    used = {m for a in alerts.values() for m in re.findall(r"\bvpes_[a-z_]+", a["expr"])}
+    unknown = used - exported_series() - BACKUP_SERIES
+    assert unknown == set(), f"alerts on series nobody exports: {sorted(unknown)}"

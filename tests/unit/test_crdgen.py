@@ -380,19 +380,44 @@ def test_quota_keeps_its_pattern_and_its_own_rule() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "fragment"),
+    ("kind", "fragment", "message"),
     [
-        ("PersonalMailServer", "self.mailboxes.all("),
-        ("PersonalMailServer", "self.forwards.all("),
-        ("MailPlan", "self.resources.limits.memory).compareTo("),
-        ("MailBackup", "self == oldSelf"),
-        ("MailRestore", "self == oldSelf"),
+        ("PersonalMailServer", "self.mailboxes.all(", "must belong to one of spec.domains"),
+        (
+            "PersonalMailServer",
+            "self.forwards.all(f, f.from.",
+            "every forward's 'from' address must belong to one of spec.domains",
+        ),
+        (
+            "MailPlan",
+            "self.resources.limits.memory).compareTo(",
+            "resources.limits.memory must be at least resources.requests.memory",
+        ),
+        (
+            "MailPlan",
+            "self.resources.limits.cpu).compareTo(",
+            "resources.limits.cpu must be at least resources.requests.cpu",
+        ),
+        ("MailBackup", "self == oldSelf", "cannot be changed; create a new one"),
+        ("MailRestore", "self == oldSelf", "cannot be changed; create a new one"),
     ],
 )
-def test_spec_level_rules(kind: str, fragment: str) -> None:
+def test_spec_level_rules(kind: str, fragment: str, message: str) -> None:
+    """The rules (and the messages the API server answers with) the integration tests meet."""
     rules = root_schema(kind)["properties"]["spec"].get("x-kubernetes-validations", [])
-    assert any(fragment in r["rule"] for r in rules), [r["rule"] for r in rules]
+    matching = [r for r in rules if fragment in r["rule"]]
+    assert matching, [r["rule"] for r in rules]
+    assert any(message in r["message"] for r in matching), [r["message"] for r in matching]
     assert all(r["message"] for r in rules)
+
+
+@pytest.mark.parametrize("kind", ["MailBackup", "MailRestore"])
+def test_requests_refuse_unknown_spec_fields(kind: str) -> None:
+    """No preserved unknown fields and a closed property list: `spec.when` is refused."""
+    spec = root_schema(kind)["properties"]["spec"]
+    assert spec["type"] == "object" and spec["properties"]
+    assert not spec.get("x-kubernetes-preserve-unknown-fields")
+    assert spec["required"], "a request names what it is about"
 
 
 @pytest.mark.parametrize("kind", KIND_NAMES)

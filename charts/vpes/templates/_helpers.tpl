@@ -11,6 +11,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 vpes.io/component: operator
 {{- end -}}
 
+{{- /* The billing Deployment's and Service's selector (billing-deployment.yaml). */ -}}
+{{- define "vpes.billingSelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: billing
+{{- end -}}
+
 {{- define "vpes.kvlist" -}}
 {{- $out := list -}}
 {{- range $k, $v := . -}}{{- $out = append $out (printf "%s=%s" $k $v) -}}{{- end -}}
