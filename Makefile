@@ -13,7 +13,7 @@ export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
 .PHONY: help install system-deps k8s crds crds-check lint fmt typecheck test test-unit test-integration \
         test-images test-e2e cluster cluster-down demo demo-down bench clean \
         images bench-memory \
-        stripe-mock billing bench-billing
+        stripe-mock billing bench-billing bench-dns bench-backup
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,8 +62,8 @@ test-unit: install ## the fast tier: no servers
 test-integration: install system-deps k8s stripe-mock ## against a real control plane
 	$(VENV)/bin/pytest -m integration tests/integration
 
-images: system-deps ## build the base and tenant images (cached by a hash of their inputs), save them to ~/.cache/vpes/images
-	@bash images/build.sh tenant
+images: system-deps ## build the base, tenant and backup images (cached by a hash of their inputs), save them to ~/.cache/vpes/images
+	@bash images/build.sh tenant backup
 
 test-images: install system-deps images ## the real tenant image under podman, real mail clients
 	$(VENV)/bin/pytest -m images tests/images
@@ -88,6 +88,9 @@ billing: install ## run the billing service (needs STRIPE_API_KEY, STRIPE_WEBHOO
 
 bench-billing: install k8s stripe-mock ## time from a signed checkout to the server Ready
 	$(PY) -m bench.billing
+
+bench-dns: install k8s system-deps ## time from a new domain (new server, or added to one) to its records published and verified (Knot DNS, 1 and 100 domains)
+	$(PY) -m bench.dns
 
 bench-memory: install system-deps images ## tenant memory (PSS) and SMTP throughput next to bare Postfix + Dovecot
 	$(PY) -m bench.memory

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -40,12 +40,32 @@ DNS_VERIFICATION_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+BACKUP_INTERVAL = Gauge(
+    "vpes_backup_interval_seconds",
+    "The period of each server's backup schedule (its plan's), to compare the backup age with.",
+    ["namespace", "server"],
+    registry=REGISTRY,
+)
+BACKUP_RESULTS = Counter(
+    "vpes_backup_jobs_total",
+    "Backups and restores that ended, by kind (backup, restore) and result (Completed, "
+    "or the failure's reason).",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
+
 # What the gauges are computed from: (namespace, name) → a server's summary.
 Summaries = Callable[[], Iterable[dict[str, Any]]]
 
 
 class TenantCollector(Collector):
-    """vpes_tenants{phase,plan} and vpes_backup_age_seconds{namespace,server}."""
+    """The per-server gauges, computed from the servers' latest summaries.
+
+    vpes_tenants{phase,plan} counts servers; vpes_tenant_ready,
+    vpes_tenant_suspended and vpes_tenant_dns_verified{namespace,server} are 1 or
+    0 per server (so that an alert names the server, and holds while it stays
+    so); vpes_backup_age_seconds{namespace,server} is the age of its last backup.
+    """
 
     def __init__(self, summaries: Summaries) -> None:
         self.summaries = summaries
@@ -54,58 +74,98 @@ class TenantCollector(Collector):
         tenants = GaugeMetricFamily(
             "vpes_tenants", "Servers by phase and plan.", labels=["phase", "plan"]
         )
+        who = ["namespace", "server"]
+        ready = GaugeMetricFamily(
+            "vpes_tenant_ready", "1 when the server's Ready condition is True.", labels=who
+        )
+        suspended = GaugeMetricFamily(
+            "vpes_tenant_suspended", "1 when the server is suspended on purpose.", labels=who
+        )
+        dns_verified = GaugeMetricFamily(
+            "vpes_tenant_dns_verified",
+            "1 when the server's DNSVerified condition is True, 0 when False "
+            "(absent before its first check).",
+            labels=who,
+        )
         backup_age = GaugeMetricFamily(
             "vpes_backup_age_seconds",
             "Time since each server's last good backup.",
-            labels=["namespace", "server"],
+            labels=who,
         )
         counts: dict[tuple[str, str], int] = {}
         now = dt.datetime.now(dt.UTC)
         for s in self.summaries():
             key = (s.get("phase") or "Pending", s.get("plan") or "")
             counts[key] = counts.get(key, 0) + 1
+            labels = [s["namespace"], s["name"]]
+            ready.add_metric(labels, 1.0 if s.get("ready") else 0.0)
+            suspended.add_metric(labels, 1.0 if s.get("suspended") else 0.0)
+            if s.get("dns_verified") is not None:
+                dns_verified.add_metric(labels, 1.0 if s["dns_verified"] else 0.0)
             done = s.get("last_backup")
             if done:
                 when = dt.datetime.fromisoformat(str(done).replace("Z", "+00:00"))
-                backup_age.add_metric([s["namespace"], s["name"]], (now - when).total_seconds())
+                backup_age.add_metric(labels, (now - when).total_seconds())
         for (phase, plan), n in sorted(counts.items()):
             tenants.add_metric([phase, plan], n)
-        yield tenants
-        yield backup_age
+        yield from (tenants, ready, suspended, dns_verified, backup_age)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
 
 
+def _condition(status: dict[str, Any], type_: str) -> bool | None:
+    """Whether a condition is True; None when the server has no such condition."""
+    for c in status.get("conditions") or []:
+        if c.get("type") == type_:
+            return bool(c.get("status") == "True")
+    return None
+
+
 def summary(body: dict[str, Any]) -> dict[str, Any]:
     """What the gauges need of one PersonalMailServer."""
     status = body.get("status") or {}
+    spec = body.get("spec") or {}
     return {
         "namespace": body["metadata"]["namespace"],
         "name": body["metadata"]["name"],
         "phase": status.get("phase"),
-        "plan": (body.get("spec") or {}).get("plan"),
+        "plan": spec.get("plan"),
+        "ready": bool(_condition(status, "Ready")),
+        "suspended": bool(spec.get("suspended")) or status.get("phase") == "Suspended",
+        "dns_verified": _condition(status, "DNSVerified"),
         "last_backup": (status.get("lastBackup") or {}).get("completedAt"),
     }
 
 
 class Server:
-    """/metrics and /readyz on one port (kopf serves liveness on its own)."""
+    """/metrics, /readyz and /healthz on one port.
 
-    def __init__(self, port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> None:  # noqa: S104
+    It starts before anything else and runs until the process ends, so /healthz
+    (liveness) answers on a standby replica too, which waits for the Lease
+    before kopf (and kopf's own liveness endpoint) starts.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        ready: Callable[[], bool],
+        host: str = "0.0.0.0",  # noqa: S104
+        healthy: Callable[[], bool] = lambda: True,
+    ) -> None:
         registry = REGISTRY
+
+        def probe(ok: bool, bad: bytes) -> tuple[bytes, str, int]:
+            return (b"ok\n" if ok else bad), "text/plain", (200 if ok else 503)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
                     body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
                 elif self.path.startswith("/readyz"):
-                    ok = ready()
-                    body, ctype, code = (
-                        (b"ok\n" if ok else b"not ready\n"),
-                        "text/plain",
-                        (200 if ok else 503),
-                    )
+                    body, ctype, code = probe(ready(), b"not ready\n")
+                elif self.path.startswith("/healthz"):
+                    body, ctype, code = probe(healthy(), b"unhealthy\n")
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)

@@ -15,6 +15,8 @@ LABEL_PLAN = f"{PREFIX}/plan"
 LABEL_COMPONENT = f"{PREFIX}/component"
 ANNOTATION_PLAN_REVISION = f"{PREFIX}/plan-revision"
 ANNOTATION_PASSWORD_SOURCES = f"{PREFIX}/password-sources"
+# On a server: the MailRestore that holds it stopped while its volume is restored.
+ANNOTATION_RESTORE = f"{PREFIX}/restoring"
 
 TENANT_APP = "vpes-tenant"
 

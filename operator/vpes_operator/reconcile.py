@@ -140,6 +140,7 @@ def apply_server(
         settings=settings,
         material=material,
         current_storage=current_storage,
+        restoring=naming.ANNOTATION_RESTORE in (meta.get("annotations") or {}),
     )
     try:
         objects = desired_objects(inputs)
@@ -228,6 +229,7 @@ def write_status(
             generation=int(current["metadata"].get("generation", 1)),
             sts=workload(),
             suspended=bool((current.get("spec") or {}).get("suspended")),
+            restoring=(current["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTORE),
             provisioned=provisioned,
             extra=extra,
             now=now,

@@ -97,6 +97,29 @@ class OperatorSettings(BaseModel):
     dns_verify_max_interval: float = Field(default=3600.0, gt=0)
     dns_verify_ok_interval: float = Field(default=21600.0, gt=0)
 
+    # -- Backups (issue 6): restic repositories in one S3 bucket, one per server ----
+    # Empty bucket: backups are not configured (BackupHealthy says so).
+    backup_s3_bucket: str = Field(default="")
+    backup_s3_endpoint: str = Field(default="", description="S3 endpoint URL; empty: AWS.")
+    # The endpoint as backup pods reach it, when it differs from the operator's view.
+    backup_job_s3_endpoint: str = Field(default="")
+    backup_s3_region: str = Field(default="us-east-1")
+    backup_s3_prefix: str = Field(default="vpes")
+    # "<namespace>/<name>" of a Secret with keys access-key-id and secret-access-key.
+    backup_s3_credentials_secret: str = Field(default="")
+    backup_image: str = Field(default="localhost/vpes-backup:dev")
+    # How long a deleted server's backups (and their key) are kept; 0: removed with it.
+    backup_retention_after_delete_days: float = Field(default=30.0, ge=0)
+    # A scheduled backup that has not completed this long after it was due is missed.
+    backup_grace_seconds: float = Field(default=3600.0, gt=0)
+    backup_job_deadline_seconds: int = Field(default=6 * 3600, ge=60)
+    backup_job_memory_limit: str = Field(default="512Mi")
+    # How often backups, restores and schedules are looked at.
+    backup_tick: float = Field(default=5.0, gt=0)
+    backup_schedule_tick: float = Field(default=60.0, gt=0)
+    # Nodes that tenant pods (and their backup jobs) run on.
+    tenant_node_selector: dict[str, str] = Field(default_factory=dict)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
         env = os.environ if environ is None else environ

@@ -43,6 +43,7 @@ def compute(
     provisioned: Cond | None = None,
     extra: dict[str, Any] | None = None,
     now: dt.datetime,
+    restoring: str | None = None,
 ) -> dict[str, Any]:
     """The new status from the previous one and what was observed.
 
@@ -55,12 +56,16 @@ def compute(
         conditions = set_condition(conditions, provisioned, generation=generation, now=now)
     prov = find(conditions, PROVISIONED)
     ok, reason, message = workload_ready(sts)
+    if restoring and not ok:
+        reason, message = "Restoring", f"MailRestore {restoring} is restoring the server's mail"
     if prov is not None and prov["status"] != "True" and sts is None:
         ok, reason, message = False, prov["reason"], prov["message"]
     conditions = set_condition(
         conditions, Cond(READY, ok, reason, message), generation=generation, now=now
     )
     phase, summary = _phase(prov, ok, reason, message, suspended)
+    if restoring and not ok:
+        phase, summary = Phase.RESTORING.value, message
     status: dict[str, Any] = {**previous, **(extra or {})}
     status.update(
         {
@@ -113,7 +118,14 @@ GOOD_WHEN_TRUE = {
     "Deliverable",
 }
 # Reasons of a not-yet-good condition on the normal way up (or down, when asked).
-PROGRESS_REASONS = {"PodNotReady", "Updating", "WorkloadMissing", "Suspending", "Suspended"}
+PROGRESS_REASONS = {
+    "PodNotReady",
+    "Updating",
+    "WorkloadMissing",
+    "Suspending",
+    "Suspended",
+    "Restoring",
+}
 
 
 def events(before: Conditions, after: Conditions) -> list[dict[str, str]]:

@@ -246,6 +246,59 @@ def test_missing_plan_is_a_condition_then_heals(
         api.delete(API_VERSION, "MailPlan", None, plan)
 
 
+def events_of(api: Kube, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The core/v1 Events posted about `obj` (by its uid: a namesake's do not count)."""
+    meta = obj["metadata"]
+    path = f"/api/v1/namespaces/{meta['namespace']}/events"
+    query = {"fieldSelector": f"involvedObject.uid={meta['uid']}"}
+    items: list[dict[str, Any]] = api.request("GET", path, query=query)["items"]
+    return sorted(items, key=lambda e: e.get("lastTimestamp") or e["metadata"]["creationTimestamp"])
+
+
+def test_transitions_are_posted_as_events(
+    api: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    plan = f"ev-{uuid.uuid4().hex[:6]}"
+    api.apply(server_body("told", namespace, spec(plan, "told.test")))
+    server = wait_for(lambda: get_server(api, namespace, "told"), "the server")
+
+    def reasons() -> list[str]:
+        return [e["reason"] for e in events_of(api, server)]
+
+    wait_for(lambda: "PlanNotFound" in reasons(), "a PlanNotFound event")
+    api.apply(plan_body(plan))
+    try:
+        wait_ready(api, namespace, "told")
+        ready = wait_for(
+            lambda: [e for e in events_of(api, server) if e["message"].startswith("Ready=True")],
+            "an event for Ready=True",
+        )
+    finally:
+        api.delete(API_VERSION, "MailPlan", None, plan)
+    events = events_of(api, server)
+    for e in events:
+        involved = e["involvedObject"]
+        assert involved["kind"] == "PersonalMailServer" and involved["apiVersion"] == API_VERSION
+        assert (involved["namespace"], involved["name"]) == (namespace, "told")
+        assert involved["uid"] == server["metadata"]["uid"]
+        assert e["reason"] and e["message"] and e["type"] in ("Normal", "Warning")
+    # One event per condition that changed, each posted once (not on every retry).
+    missing = [e for e in events if e["reason"] == "PlanNotFound"]
+    assert sorted(e["message"].split(":")[0] for e in missing) == [
+        "Provisioned=False",
+        "Ready=False",
+    ]
+    for e in missing:
+        assert e["type"] == "Warning"
+        assert plan in e["message"] and "create it" in e["message"]
+    told = [(e["reason"], e["message"]) for e in events]
+    assert len(told) == len(set(told)), f"an event posted twice: {told}"
+    assert all(e.get("count") in (None, 1) for e in events), "repeated, not a transition"
+    assert ready[0]["type"] == "Normal"
+    provisioned = [e for e in events if e["message"].startswith("Provisioned=True")]
+    assert [e["type"] for e in provisioned] == ["Normal"]
+
+
 def test_over_plan_limits_keeps_running(
     api: Kube, operator: OperatorProcess, namespace: str, plan: str
 ) -> None:
@@ -383,6 +436,21 @@ INVALID = [
         {"mailboxes": [{"address": "a@example.org", "aliases": ["x y"]}]},
         "spec.mailboxes[0].aliases[0]",
     ),
+    (
+        "forward outside domains",
+        {"forwards": [{"from": "shop@elsewhere.org", "to": ["a@example.net"]}]},
+        "every forward's 'from' address must belong to one of spec.domains",
+    ),
+    (
+        "bad owner email",
+        {"owner": {"email": "owner at example.net"}},
+        'spec.owner.email: Invalid value: "string": must be a lowercase mail address',
+    ),
+    (
+        "bad forward target",
+        {"forwards": [{"from": "shop@example.org", "to": ["not an address"]}]},
+        'spec.forwards[0].to[0]: Invalid value: "not an address"',
+    ),
 ]
 
 
@@ -404,6 +472,11 @@ INVALID_PLANS = [
         {"resources": {"requests": {"memory": "64Mi"}, "limits": {"memory": "32Mi"}}},
         "limits.memory must be at least",
     ),
+    (
+        "cpu limit below request",
+        {"resources": {"requests": {"cpu": "200m"}, "limits": {"cpu": "100m"}}},
+        "resources.limits.cpu must be at least resources.requests.cpu",
+    ),
     ("zero mailboxes", {"maxMailboxes": 0}, "should be greater than or equal to 1"),
     ("bad storage", {"storage": "lots"}, "spec.storage"),
     ("bad price id", {"stripePriceId": "prod_123"}, "spec.stripePriceId"),
@@ -421,6 +494,95 @@ def test_invalid_plan_refused(api: Kube, case: str, change: dict[str, Any], mess
     assert api.get(API_VERSION, "MailPlan", None, "bad-plan") is None
 
 
+def request_body(kind: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": "req", "namespace": namespace},
+        "spec": spec,
+    }
+
+
+# Backups and restores are requests: made once, never changed (CNPG's way).
+INVALID_CHANGES = [
+    ("backup of another server", "MailBackup", {"server": "acme"}, {"server": "other"}),
+    ("backup trigger", "MailBackup", {"server": "acme"}, {"server": "acme", "trigger": "Final"}),
+    (
+        "restore from another backup",
+        "MailRestore",
+        {"backup": "acme-1", "target": "acme"},
+        {"backup": "acme-2", "target": "acme"},
+    ),
+    (
+        "restore overwrite",
+        "MailRestore",
+        {"backup": "acme-1", "target": "acme"},
+        {"backup": "acme-1", "target": "acme", "overwrite": True},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "spec", "changed"), INVALID_CHANGES, ids=[c[0] for c in INVALID_CHANGES]
+)
+def test_requests_are_immutable(
+    api: Kube,
+    namespace: str,
+    case: str,
+    kind: str,
+    spec: dict[str, Any],
+    changed: dict[str, Any],
+) -> None:
+    api.create(request_body(kind, namespace, spec))
+    with pytest.raises(ApiError) as info:
+        api.apply(request_body(kind, namespace, changed))
+    assert info.value.status == 422
+    assert "spec: Invalid value" in info.value.message
+    assert "cannot be changed; create a new one" in info.value.message, case
+    kept = api.get(API_VERSION, kind, namespace, "req") or {}
+    assert kept["spec"].items() >= spec.items(), "the request is unchanged"
+
+
+INVALID_REQUESTS = [
+    (
+        "backup unknown field",
+        "MailBackup",
+        {"server": "acme", "when": "now"},
+        'unknown field "spec.when"',
+    ),
+    (
+        "backup bad server name",
+        "MailBackup",
+        {"server": "Acme Server"},
+        "spec.server: Invalid value",
+    ),
+    (
+        "backup bad trigger",
+        "MailBackup",
+        {"server": "acme", "trigger": "Weekly"},
+        'Unsupported value: "Weekly"',
+    ),
+    (
+        "restore unknown field",
+        "MailRestore",
+        {"backup": "acme-1", "target": "acme", "into": "x"},
+        'unknown field "spec.into"',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "spec", "message"), INVALID_REQUESTS, ids=[c[0] for c in INVALID_REQUESTS]
+)
+def test_invalid_request_refused(
+    api: Kube, namespace: str, case: str, kind: str, spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ApiError) as info:
+        api.create(request_body(kind, namespace, spec))
+    assert message in info.value.message, f"{case}: {info.value.message}"
+    assert api.get(API_VERSION, kind, namespace, "req") is None
+
+
 def test_operator_rbac_is_least_privilege(cluster: Any, operator: OperatorProcess) -> None:
     kubectl = str(Path(cluster.bin_dir) / "kubectl")
 
@@ -435,7 +597,13 @@ def test_operator_rbac_is_least_privilege(cluster: Any, operator: OperatorProces
 
     assert can("patch", "statefulsets.apps", "-n", "anywhere")
     assert can("patch", "personalmailservers.vpes.io/status", "-n", "anywhere")
-    assert not can("delete", "secrets", "-n", "anywhere"), "children go by garbage collection"
+    # Children go by garbage collection; the operator deletes only what must not wait
+    # for it: a backup Job (its pod holds the volume) and its Secret of S3 credentials.
+    assert not can("delete", "statefulsets.apps", "-n", "anywhere")
+    assert not can("delete", "persistentvolumeclaims", "-n", "anywhere")
+    assert not can("delete", "configmaps", "-n", "anywhere")
+    assert can("delete", "jobs.batch", "-n", "anywhere")
+    assert not can("delete", "pods", "-n", "anywhere")
     assert not can("create", "pods", "-n", "anywhere")
     assert not can("create", "clusterrolebindings")
     assert not can("delete", "namespaces")

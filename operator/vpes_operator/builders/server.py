@@ -26,6 +26,8 @@ class ServerInputs:
     material: Material
     # The size the volume already has: a volume never shrinks.
     current_storage: str | None = None
+    # A MailRestore holds the server stopped while it writes the volume.
+    restoring: bool = False
 
 
 def volume_size(plan_storage: str, current: str | None) -> str:
@@ -51,7 +53,7 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
         ),
         network.service(owner),
         network.network_policy(owner, settings, dedicated_address=dedicated),
-        workload.statefulset(owner, plan, settings, suspended=spec.suspended),
+        workload.statefulset(owner, plan, settings, suspended=spec.suspended or inputs.restoring),
     ]
     if dedicated:
         objects.insert(4, network.public_service(owner, settings))

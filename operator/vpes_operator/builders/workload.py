@@ -108,6 +108,8 @@ def statefulset(
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
     }
+    if settings.tenant_node_selector:
+        pod_spec["nodeSelector"] = dict(settings.tenant_node_selector)
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",

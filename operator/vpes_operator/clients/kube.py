@@ -50,6 +50,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource("v1", "Namespace", "namespaces", namespaced=False),
         Resource("v1", "Pod", "pods"),
         Resource("apps/v1", "StatefulSet", "statefulsets"),
+        Resource("batch/v1", "Job", "jobs"),
         Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Resource(_API, "PersonalMailServer", "personalmailservers"),
         Resource(_API, "MailPlan", "mailplans", namespaced=False),
@@ -178,9 +179,19 @@ class Kube:
         items: list[JSON] = self.request("GET", path, query=query).get("items", [])
         return items
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str | None = None,
+    ) -> bool:
+        """Delete; `propagation` (Background, Foreground, Orphan) overrides the kind's default."""
+        body = {"propagationPolicy": propagation} if propagation else None
         try:
-            self.request("DELETE", resource(api_version, kind).path(namespace, name))
+            self.request("DELETE", resource(api_version, kind).path(namespace, name), body=body)
             return True
         except ApiError as e:
             if e.status == 404:

@@ -50,10 +50,16 @@ def reconcile_server(body: kopf.Body, spec: kopf.Spec, memo: Any, **kwargs: Any)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def server_deleted(name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
+def server_deleted(
+    body: kopf.Body, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
     """Children inside the cluster go by owner references (garbage collection).
 
     The finalizer this handler holds is where cleanup outside the cluster
-    (DNS records, stored objects) hooks in.
+    hooks in: the server's backups are kept for the provider's retention (or
+    removed now), its DNS records go in the DNS handler.
     """
+    from . import backup
+
+    backup.server_deleted(memo, dict(body), logger)
     logger.info("server %s/%s deleted; its objects are garbage-collected", namespace, name)

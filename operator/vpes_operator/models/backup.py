@@ -58,6 +58,12 @@ class MailBackupStatus(Model):
     )
     message: str | None = Field(default=None, description="What happened, for a person.")
     snapshot_id: str | None = Field(default=None, description="The restic snapshot id.")
+    repository: str | None = Field(
+        default=None,
+        description="The server's restic repository, relative to the provider's bucket prefix "
+        "(<namespace>/<server>-<uid>); its key is kept by the operator, not in this namespace.",
+    )
+    job: str | None = Field(default=None, description="The Job that takes the backup.")
     size_bytes: int | None = Field(default=None, description="Bytes added to the repository.")
     total_bytes: int | None = Field(default=None, description="Bytes of data backed up.")
     files: int | None = Field(default=None, description="Files in the snapshot.")

@@ -44,6 +44,10 @@ class MailRestoreStatus(Model):
         default=None, description="Pending, Running, Completed or Failed."
     )
     message: str | None = Field(default=None, description="What happened, for a person.")
+    snapshot_id: str | None = Field(default=None, description="The restic snapshot restored.")
+    files: int | None = Field(default=None, description="Files restored.")
+    restored_bytes: int | None = Field(default=None, description="Bytes of mail restored.")
+    job: str | None = Field(default=None, description="The Job that restores the volume.")
     started_at: datetime | None = Field(default=None, description="When the restore started.")
     completed_at: datetime | None = Field(default=None, description="When it ended.")
     conditions: list[Condition] = Field(

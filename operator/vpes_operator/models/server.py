@@ -27,6 +27,9 @@ MAX_MAILBOXES = 1000
 MAX_ALIASES = 50
 MAX_FORWARDS = 200
 MAX_FORWARD_TARGETS = 10
+# The API server checks each catch-all's target against every mailbox (CEL):
+# with 100 catch-alls that rule would exceed its cost budget.
+MAX_CATCH_ALLS = 50
 
 DOMAIN_MESSAGE = (
     "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
@@ -127,6 +130,19 @@ class Forward(Model):
     )
 
 
+class CatchAll(Model):
+    """Mail to any unknown address of one domain delivered to one mailbox."""
+
+    domain: Domain = Field(
+        description="The domain whose unknown addresses are caught; one of spec.domains.",
+    )
+    to: MailboxAddress = Field(
+        description="The mailbox that receives them: one of spec.mailboxes[].address (it "
+        "may be in another domain of the server). Existing mailboxes, aliases and forwards "
+        "of the domain keep their own mail.",
+    )
+
+
 class DNSSettings(Model):
     mode: DNSMode = Field(
         default=DNSMode.MANAGED,
@@ -176,6 +192,17 @@ class PersonalMailServerSpec(Model):
             "x-kubernetes-list-map-keys": ["from"],
         },
     )
+    catch_all: list[CatchAll] = Field(
+        default_factory=list,
+        max_length=MAX_CATCH_ALLS,
+        description="Catch-all domains: mail to an address of the domain that is no "
+        "mailbox, alias or forward goes to a mailbox instead of being refused. Off by "
+        "default: unknown recipients are refused at RCPT time.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["domain"],
+        },
+    )
     dns: DNSSettings = Field(default_factory=DNSSettings, description="How DNS is published.")
     suspended: bool = Field(
         default=False,
@@ -199,6 +226,18 @@ SERVER_SPEC_VALIDATIONS = [
         "every forward's 'from' address must belong to one of spec.domains",
         field_path=".forwards",
     ),
+    x_validation(
+        "!has(self.catchAll) || self.catchAll.all(c, c.domain in self.domains)",
+        "every catch-all's domain must be one of spec.domains",
+        field_path=".catchAll",
+    ),
+    x_validation(
+        "!has(self.catchAll) || self.catchAll.all(c, has(self.mailboxes) && "
+        "self.mailboxes.exists(m, m.address == c.to))",
+        "every catch-all's 'to' must be a mailbox of this server (one of "
+        "spec.mailboxes[].address); add the mailbox or pick one that exists",
+        field_path=".catchAll",
+    ),
 ]
 
 
@@ -207,6 +246,7 @@ class Phase(StrEnum):
     PROVISIONING = "Provisioning"
     READY = "Ready"
     SUSPENDED = "Suspended"
+    RESTORING = "Restoring"
     FAILED = "Failed"
 
 

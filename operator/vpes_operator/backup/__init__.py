@@ -1,0 +1,1 @@
+"""Backups and restores: restic repositories in S3, one per server, run as Jobs."""

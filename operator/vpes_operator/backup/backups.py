@@ -1,0 +1,203 @@
+"""A MailBackup from request to snapshot: Pending → Running → Completed or Failed.
+
+`advance` is called again and again (on creation, on a timer, after a
+restart) and does the next step from what it observes; every step is
+idempotent, so an operator killed at any point picks up where it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import API_VERSION, naming
+from ..clients.kube import Kube
+from ..conditions import Cond, set_condition, timestamp
+from ..errors import ConfigError, ReconcileError, WaitingError
+from ..models.backup import BackupPhase, BackupTrigger, MailBackupSpec
+from ..models.plan import MailPlanSpec
+from ..settings import OperatorSettings
+from . import jobs, keys, runner, store
+from . import repository as repo
+from .jobs import JobSpec, Request
+from .repository import Repository
+from .results import JobResult
+
+KIND = "MailBackup"
+PMS = "PersonalMailServer"
+TERMINAL = (BackupPhase.COMPLETED.value, BackupPhase.FAILED.value)
+SCHEDULE_TAG = "trigger=schedule"
+
+
+@dataclass
+class Step:
+    """What one call did: the status fields to set, and events worth posting."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
+    retry_in: float | None = None
+    # A Job whose result is in `status`: removed once the status is written.
+    finished_job: str | None = None
+
+
+def _tenant_running(kube: Kube, namespace: str, server: str) -> bool:
+    selector = ",".join(f"{k}={v}" for k, v in naming.selector_labels(server).items())
+    return any(
+        (p.get("spec") or {}).get("nodeName") and not p["metadata"].get("deletionTimestamp")
+        for p in kube.list("v1", "Pod", namespace, labels=selector)
+    )
+
+
+def plan_of(kube: Kube, name: str) -> MailPlanSpec | None:
+    raw = kube.get(API_VERSION, "MailPlan", None, name)
+    return MailPlanSpec.model_validate(raw.get("spec") or {}) if raw else None
+
+
+def _failed(reason: str, message: str, now: dt.datetime, previous: dict[str, Any]) -> Step:
+    conditions = set_condition(
+        previous.get("conditions", []),
+        Cond("Failed", True, reason, message),
+        generation=None,
+        now=now,
+    )
+    return Step(
+        status={
+            "phase": BackupPhase.FAILED.value,
+            "message": f"{reason}: {message}",
+            "completedAt": timestamp(now),
+            "conditions": conditions,
+        },
+        events=[("Warning", reason, message)],
+    )
+
+
+def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
+    meta, status = body["metadata"], body.get("status") or {}
+    namespace = meta["namespace"]
+    spec = MailBackupSpec.model_validate(body.get("spec") or {})
+    server = kube.get(API_VERSION, PMS, namespace, spec.server)
+    if server is None:
+        raise ConfigError(
+            "ServerNotFound",
+            f"there is no PersonalMailServer {spec.server!r} in {namespace}: fix spec.server",
+        )
+    job_name = repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
+    other = runner.busy(kube, namespace, spec.server, job_name)
+    if other:
+        return Step(
+            status={"phase": BackupPhase.PENDING.value, "message": f"waiting for {other} to end"},
+            retry_in=10,
+        )
+    s3 = store.connect(kube, settings)
+    s3.check()
+    repository = Repository.of(namespace, spec.server, server["metadata"]["uid"])
+    password = keys.ensure(kube, settings, repository)
+    credentials = store.load_credentials(kube, settings)
+    plan = plan_of(kube, str((server.get("spec") or {}).get("plan", "")))
+    scheduled = spec.trigger == BackupTrigger.SCHEDULE.value
+    secret = kube.get("v1", "Secret", namespace, naming.credentials_secret(spec.server))
+    job_spec = JobSpec(
+        request=Request(API_VERSION, KIND, meta["name"], namespace, meta["uid"]),
+        server=spec.server,
+        repository=repository,
+        action=repo.COMPONENT_BACKUP,
+        tags=("vpes", f"trigger={str(spec.trigger).lower()}", f"backup={meta['name']}"),
+        init=not s3.repository_exists(repository.prefix(settings)),
+        retention=plan.backup.retention if plan is not None and scheduled else None,
+        forget_tag=SCHEDULE_TAG if scheduled else "",
+        tenant_running=_tenant_running(kube, namespace, spec.server),
+        objects=jobs.objects_of(server, secret),
+    )
+    runner.start(kube, settings, job_spec, password, credentials)
+    return Step(
+        status={
+            "phase": BackupPhase.RUNNING.value,
+            "message": f"Job {job_name} is backing up the volume of {spec.server}",
+            "job": job_name,
+            "repository": repository.path,
+            "startedAt": status.get("startedAt") or timestamp(now),
+        },
+        events=[("Normal", "Started", f"Job {job_name} started")],
+        retry_in=5,
+    )
+
+
+def _record(body: dict[str, Any], result: JobResult, now: dt.datetime) -> Step:
+    status = body.get("status") or {}
+    conditions = set_condition(
+        status.get("conditions", []),
+        Cond("Completed", True, "SnapshotTaken", f"snapshot {result.snapshot}"),
+        generation=None,
+        now=now,
+    )
+    message = f"snapshot {result.snapshot}: {result.files} files, {result.total_bytes} bytes"
+    if result.retention and result.retention != "ok":
+        message += f"; retention not applied ({result.retention})"
+    return Step(
+        status={
+            "phase": BackupPhase.COMPLETED.value,
+            "message": message,
+            "snapshotId": result.snapshot,
+            "files": result.files,
+            "totalBytes": result.total_bytes,
+            "sizeBytes": result.added_bytes,
+            "completedAt": timestamp(now),
+            "conditions": conditions,
+        },
+        events=[("Normal", "Completed", message)],
+    )
+
+
+def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase in TERMINAL:
+        return Step()
+    try:
+        if phase != BackupPhase.RUNNING.value:
+            return _start(kube, settings, body, now)
+        meta = body["metadata"]
+        job_name = status.get("job") or repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
+        result = runner.outcome(kube, meta["namespace"], job_name)
+        if result is None:
+            return Step(retry_in=5)
+        step = (
+            _record(body, result, now)
+            if result.ok
+            else _failed(result.reason, result.message, now, status)
+        )
+        step.finished_job = job_name
+        return step
+    except WaitingError as e:
+        return Step(
+            status={"phase": phase or BackupPhase.PENDING.value, "message": f"{e.reason}: {e}"},
+            events=[("Warning", e.reason, e.message)],
+            retry_in=e.delay,
+        )
+    except ReconcileError as e:
+        return _failed(e.reason, e.message, now, status)
+
+
+def write_status(
+    kube: Kube, kind: str, terminal: tuple[str, ...], body: dict[str, Any], step: Step
+) -> None:
+    """Merge the step's fields into the request's status, unless it already ended."""
+    if not step.status:
+        return
+    meta = body["metadata"]
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+        before = current.get("status") or {}
+        if before.get("phase") in terminal:
+            return None
+        new = {**before, **{k: v for k, v in step.status.items() if v is not None}}
+        return None if new == before else new
+
+    kube.update_status(API_VERSION, kind, meta["namespace"], meta["name"], mutate)
+    if step.finished_job:
+        runner.finish(kube, meta["namespace"], step.finished_job)
+
+
+def write(kube: Kube, body: dict[str, Any], step: Step) -> None:
+    write_status(kube, KIND, TERMINAL, body, step)

@@ -1,0 +1,261 @@
+"""Backup and restore Jobs, and the Secret each one reads: pure builders.
+
+Why a Job that mounts the server's volume: the volume is ReadWriteOnce, which
+Kubernetes enforces per node, so a backup pod placed on the tenant pod's node
+(required pod affinity) can mount it beside the running server; maildir is
+written by rename, so a snapshot of a live volume holds only whole messages
+(Dovecot rebuilds any index caught mid-write). A restore needs the volume to
+itself: the server is held stopped (replicas 0) while it runs, and then its pod
+can be anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import naming
+from ..models.plan import Retention
+from ..settings import OperatorSettings
+from . import repository as repo
+from .repository import Repository
+
+BACKUP_CAPABILITIES = ["DAC_READ_SEARCH"]  # read every file of the volume, whoever owns it
+RESTORE_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]  # write them back as they were
+OBJECTS_MOUNT = "/run/vpes/objects"
+SECRET_ENV = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+@dataclass(frozen=True)
+class Request:
+    """The MailBackup or MailRestore a Job serves (its owner)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one Job does: back up or restore `server`'s volume, to or from `repository`."""
+
+    request: Request
+    server: str
+    repository: Repository
+    action: str  # "backup" or "restore"
+    tags: tuple[str, ...] = ()
+    init: bool = False
+    retention: Retention | None = None
+    forget_tag: str = ""
+    snapshot: str = ""
+    overwrite: bool = False
+    # Where the tenant pod runs, if it does: the backup pod must share its node.
+    tenant_running: bool = False
+    objects: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def job_name(self) -> str:
+        return repo.job_name(self.action, self.request.uid)
+
+
+def labels(spec: JobSpec) -> dict[str, str]:
+    # Never the tenant's selector labels: the server's Service and NetworkPolicy
+    # must not pick up a backup pod.
+    return {
+        "app.kubernetes.io/name": f"vpes-{spec.action}",
+        "app.kubernetes.io/part-of": "vpes",
+        "app.kubernetes.io/managed-by": naming.MANAGED_BY,
+        naming.LABEL_SERVER: spec.server,
+        naming.LABEL_COMPONENT: spec.action,
+    }
+
+
+def _meta(spec: JobSpec, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": spec.request.namespace,
+        "labels": labels(spec),
+        "ownerReferences": [spec.request.owner_reference()],
+    }
+
+
+def job_secret(
+    spec: JobSpec, settings: OperatorSettings, password: str, access_key: str, secret_key: str
+) -> dict[str, Any]:
+    """What the Job's pod reads: the repository, its key, S3 credentials, the objects."""
+    data = {
+        "RESTIC_REPOSITORY": spec.repository.url(settings, for_job=True),
+        "RESTIC_PASSWORD": password,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        **{f"object-{k}": v for k, v in spec.objects.items()},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, repo.job_secret_name(spec.job_name)),
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
+    }
+
+
+def _env(spec: JobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    secret = repo.job_secret_name(spec.job_name)
+    env: list[dict[str, Any]] = [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}}
+        for k in (
+            "RESTIC_REPOSITORY",
+            "RESTIC_PASSWORD",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        )
+    ]
+    plain = {
+        "AWS_DEFAULT_REGION": settings.backup_s3_region,
+        "RESTIC_CACHE_DIR": "/tmp/restic-cache",  # noqa: S108 (the pod's own emptyDir)
+        "VPES_HOST": spec.repository.restic_host,
+    }
+    if spec.action == "backup":
+        plain["VPES_TAGS"] = ",".join(spec.tags)
+        plain["VPES_INIT"] = "1" if spec.init else "0"
+        if spec.retention is not None and spec.forget_tag:
+            plain["VPES_FORGET_TAG"] = spec.forget_tag
+            plain["VPES_KEEP_DAILY"] = str(spec.retention.daily)
+            plain["VPES_KEEP_WEEKLY"] = str(spec.retention.weekly)
+            plain["VPES_KEEP_MONTHLY"] = str(spec.retention.monthly)
+    else:
+        plain["VPES_SNAPSHOT"] = spec.snapshot
+        plain["VPES_OVERWRITE"] = "1" if spec.overwrite else "0"
+    env.extend({"name": k, "value": v} for k, v in sorted(plain.items()))
+    return env
+
+
+def _placement(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if settings.tenant_node_selector:
+        out["nodeSelector"] = dict(settings.tenant_node_selector)
+    if spec.action == "backup" and spec.tenant_running:
+        out["affinity"] = {
+            "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": naming.selector_labels(spec.server)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
+    return out
+
+
+def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
+    backup = spec.action == "backup"
+    mounts: list[dict[str, Any]] = [
+        {"name": "work", "mountPath": "/data"},
+        {"name": "mail", "mountPath": repo.MAIL_PATH, "readOnly": backup},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (the pod's own emptyDir)
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "work", "emptyDir": {"sizeLimit": "16Mi"}},
+        {
+            "name": "mail",
+            "persistentVolumeClaim": {
+                "claimName": naming.volume_claim(spec.server),
+                "readOnly": backup,
+            },
+        },
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    if backup and spec.objects:
+        mounts.append({"name": "objects", "mountPath": OBJECTS_MOUNT, "readOnly": True})
+        volumes.append(
+            {
+                "name": "objects",
+                "secret": {
+                    "secretName": repo.job_secret_name(spec.job_name),
+                    "defaultMode": 0o400,
+                    "items": [{"key": f"object-{k}", "path": k} for k in sorted(spec.objects)],
+                },
+            }
+        )
+    container = {
+        "name": spec.action,
+        "image": settings.backup_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": [spec.action],
+        "env": _env(spec, settings),
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": settings.backup_job_memory_limit},
+        },
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsGroup": 0,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {
+                "drop": ["ALL"],
+                "add": BACKUP_CAPABILITIES if backup else RESTORE_CAPABILITIES,
+            },
+        },
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+        "volumeMounts": mounts,
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
+        **_placement(spec, settings),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(spec, spec.job_name),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.backup_job_deadline_seconds,
+            "ttlSecondsAfterFinished": 7 * 86400,
+            "template": {"metadata": {"labels": labels(spec)}, "spec": pod_spec},
+        },
+    }
+
+
+def objects_of(server: dict[str, Any], credentials: dict[str, Any] | None) -> dict[str, str]:
+    """The server's own objects as they go into a snapshot: its spec, its credentials."""
+    meta = server["metadata"]
+    doc = {
+        "apiVersion": server["apiVersion"],
+        "kind": server["kind"],
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "labels": meta.get("labels") or {},
+        },
+        "spec": server.get("spec") or {},
+    }
+    out = {repo.OBJECT_SERVER: json.dumps(doc, sort_keys=True)}
+    if credentials is not None:
+        out[repo.OBJECT_CREDENTIALS] = json.dumps(
+            {"data": credentials.get("data") or {}}, sort_keys=True
+        )
+    return out

@@ -1,0 +1,283 @@
+"""A MailRestore: a server (the backed-up one or a new one) gets a backup's mail back.
+
+Into a new server: its spec and credentials (DKIM keys, password hashes) come
+from the snapshot, so its DNS and its users' passwords stay as they were. The
+target is held stopped (replicas 0, phase Restoring) while the Job writes its
+volume; a volume that already holds mail is refused unless spec.overwrite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from .. import API_VERSION, naming
+from ..clients.kube import ApiError, Kube
+from ..conditions import Cond, set_condition, timestamp
+from ..errors import ConfigError, ReconcileError, WaitingError
+from ..models.restore import MailRestoreSpec, RestorePhase
+from ..quantity import parse_bytes
+from ..settings import OperatorSettings
+from . import keys, restic, runner, store
+from . import repository as repo
+from .backups import Step, plan_of, write_status
+from .jobs import JobSpec, Request
+from .repository import Repository
+
+KIND = "MailRestore"
+PMS = "PersonalMailServer"
+TERMINAL = (RestorePhase.COMPLETED.value, RestorePhase.FAILED.value)
+
+
+def _backup(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    backup = kube.get(API_VERSION, "MailBackup", namespace, name)
+    if backup is None:
+        raise ConfigError("BackupNotFound", f"there is no MailBackup {name!r} in {namespace}")
+    phase = (backup.get("status") or {}).get("phase")
+    if phase == "Failed":
+        raise ConfigError("BackupNotUsable", f"MailBackup {name} failed; choose another backup")
+    if phase != "Completed" or not (backup.get("status") or {}).get("snapshotId"):
+        raise WaitingError("BackupNotReady", f"MailBackup {name} has not completed yet", delay=10)
+    return backup
+
+
+def _new_server(
+    kube: Kube,
+    settings: OperatorSettings,
+    namespace: str,
+    target: str,
+    restore_name: str,
+    repository: Repository,
+    snapshot: str,
+) -> None:
+    """Create the target from the snapshot's objects, held for the restore."""
+    password = keys.require(kube, settings, repository)
+    credentials = store.load_credentials(kube, settings)
+
+    def read(name: str) -> dict[str, Any]:
+        raw = restic.dump(
+            settings, repository, password, credentials, snapshot, f"{repo.OBJECTS_PATH}/{name}"
+        )
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ConfigError("BackupInvalid", f"{name} in snapshot {snapshot} is not an object")
+        return doc
+
+    server = read(repo.OBJECT_SERVER)
+    meta_in = server.get("metadata")
+    labels = dict((meta_in.get("labels") or {}) if isinstance(meta_in, dict) else {})
+    spec = server.get("spec") or {}
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": PMS,
+        "metadata": {
+            "name": target,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {repo.ANNOTATION_RESTORE: restore_name},
+        },
+        "spec": spec,
+    }
+    try:
+        created = kube.create(body)
+    except ApiError as e:
+        if e.status == 409:
+            return  # made by an earlier attempt of this restore
+        raise ConfigError(
+            "ServerInvalid", f"the backed-up server cannot be created again: {e.message}"
+        ) from e
+    creds = read(repo.OBJECT_CREDENTIALS)
+    meta = created["metadata"]
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": naming.credentials_secret(target),
+                "namespace": namespace,
+                "labels": naming.labels(target, str(spec.get("plan", ""))),
+                "ownerReferences": [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": PMS,
+                        "name": target,
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "type": "Opaque",
+            "data": creds.get("data") or {},
+        }
+    )
+
+
+def _hold(kube: Kube, namespace: str, server: dict[str, Any], restore_name: str) -> None:
+    annotations = server["metadata"].get("annotations") or {}
+    holder = annotations.get(repo.ANNOTATION_RESTORE)
+    if holder == restore_name:
+        return
+    if holder:
+        raise WaitingError("RestoreInProgress", f"MailRestore {holder} is restoring it", delay=15)
+    kube.patch_metadata(
+        API_VERSION,
+        PMS,
+        namespace,
+        server["metadata"]["name"],
+        {"annotations": {repo.ANNOTATION_RESTORE: restore_name}},
+    )
+
+
+def release(kube: Kube, namespace: str, target: str, restore_name: str) -> None:
+    server = kube.get(API_VERSION, PMS, namespace, target)
+    if server is None:
+        return
+    if (server["metadata"].get("annotations") or {}).get(repo.ANNOTATION_RESTORE) == restore_name:
+        kube.patch_metadata(
+            API_VERSION, PMS, namespace, target, {"annotations": {repo.ANNOTATION_RESTORE: None}}
+        )
+
+
+def _stopped(kube: Kube, namespace: str, target: str) -> bool:
+    sts = kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(target))
+    if sts is None or int((sts.get("spec") or {}).get("replicas", 1)) != 0:
+        return False
+    selector = ",".join(f"{k}={v}" for k, v in naming.selector_labels(target).items())
+    return not kube.list("v1", "Pod", namespace, labels=selector)
+
+
+def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    spec = MailRestoreSpec.model_validate(body.get("spec") or {})
+    backup = _backup(kube, namespace, spec.backup)
+    bstatus = backup.get("status") or {}
+    try:
+        repository = Repository.parse(str(bstatus.get("repository") or ""))
+    except ValueError as e:
+        raise ConfigError("BackupInvalid", f"MailBackup {spec.backup}: {e}") from e
+    snapshot = str(bstatus["snapshotId"])
+    store.connect(kube, settings).check()
+    target = kube.get(API_VERSION, PMS, namespace, spec.target)
+    if target is None:
+        _new_server(kube, settings, namespace, spec.target, name, repository, snapshot)
+        return Step(
+            status={
+                "phase": RestorePhase.PENDING.value,
+                "message": f"created {spec.target} from the backup; waiting for its volume",
+                "snapshotId": snapshot,
+            },
+            events=[("Normal", "ServerCreated", f"created {spec.target} from snapshot {snapshot}")],
+            retry_in=3,
+        )
+    plan = plan_of(kube, str((target.get("spec") or {}).get("plan", "")))
+    needed = int(bstatus.get("totalBytes") or 0)
+    if plan is not None and needed > parse_bytes(plan.storage):
+        raise ConfigError(
+            "TargetTooSmall",
+            f"the backup holds {needed} bytes of mail but plan {target['spec']['plan']!r} gives "
+            f"{plan.storage}: move {spec.target} to a bigger plan, then restore again",
+        )
+    _hold(kube, namespace, target, name)
+    if not _stopped(kube, namespace, spec.target):
+        return Step(
+            status={
+                "phase": RestorePhase.PENDING.value,
+                "message": f"waiting for {spec.target} to stop",
+                "snapshotId": snapshot,
+            },
+            retry_in=3,
+        )
+    pvc = kube.get("v1", "PersistentVolumeClaim", namespace, naming.volume_claim(spec.target))
+    if pvc is None:
+        return Step(status={"message": f"waiting for the volume of {spec.target}"}, retry_in=3)
+    job_spec = JobSpec(
+        request=Request(API_VERSION, KIND, name, namespace, meta["uid"]),
+        server=spec.target,
+        repository=repository,
+        action=repo.COMPONENT_RESTORE,
+        snapshot=snapshot,
+        overwrite=spec.overwrite,
+    )
+    password = keys.require(kube, settings, repository)
+    runner.start(kube, settings, job_spec, password, store.load_credentials(kube, settings))
+    return Step(
+        status={
+            "phase": RestorePhase.RUNNING.value,
+            "message": f"Job {job_spec.job_name} is restoring snapshot {snapshot}",
+            "job": job_spec.job_name,
+            "snapshotId": snapshot,
+        },
+        events=[("Normal", "Started", f"Job {job_spec.job_name} started")],
+        retry_in=5,
+    )
+
+
+def _end(
+    kube: Kube, body: dict[str, Any], now: dt.datetime, ok: bool, reason: str, message: str
+) -> Step:
+    meta, status = body["metadata"], body.get("status") or {}
+    spec = body.get("spec") or {}
+    release(kube, meta["namespace"], str(spec.get("target", "")), meta["name"])
+    conditions = set_condition(
+        status.get("conditions", []),
+        Cond("Completed" if ok else "Failed", True, reason, message),
+        generation=None,
+        now=now,
+    )
+    return Step(
+        status={
+            "phase": (RestorePhase.COMPLETED if ok else RestorePhase.FAILED).value,
+            "message": message if ok else f"{reason}: {message}",
+            "completedAt": timestamp(now),
+            "conditions": conditions,
+        },
+        events=[("Normal" if ok else "Warning", reason, message)],
+    )
+
+
+def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase in TERMINAL:
+        return Step()
+    started = {"startedAt": status.get("startedAt") or timestamp(now)}
+    try:
+        if phase != RestorePhase.RUNNING.value:
+            step = _start(kube, settings, body)
+            step.status.update(started)
+            return step
+        meta = body["metadata"]
+        job_name = str(status.get("job"))
+        result = runner.outcome(kube, meta["namespace"], job_name)
+        if result is None:
+            return Step(retry_in=5)
+        if not result.ok:
+            step = _end(kube, body, now, False, result.reason, result.message)
+            step.finished_job = job_name
+            return step
+        step = _end(
+            kube,
+            body,
+            now,
+            True,
+            "Restored",
+            f"restored snapshot {result.snapshot}: {result.files} files, "
+            f"{result.total_bytes} bytes",
+        )
+        step.status.update({"files": result.files, "restoredBytes": result.total_bytes})
+        step.finished_job = job_name
+        return step
+    except WaitingError as e:
+        return Step(
+            status={"phase": phase or RestorePhase.PENDING.value, "message": f"{e.reason}: {e}"},
+            retry_in=e.delay,
+        )
+    except ReconcileError as e:
+        return _end(kube, body, now, False, e.reason, e.message)
+
+
+def write(kube: Kube, body: dict[str, Any], step: Step) -> None:
+    write_status(kube, KIND, TERMINAL, body, step)

@@ -1,0 +1,69 @@
+"""Start a backup or restore Job, tell when it ended and how, clean up after it."""
+
+from __future__ import annotations
+
+from .. import naming
+from ..clients.kube import Kube
+from ..settings import OperatorSettings
+from . import jobs, results
+from . import repository as repo
+from .jobs import JobSpec
+from .results import JobResult
+from .store import Credentials
+
+ACTIONS = (repo.COMPONENT_BACKUP, repo.COMPONENT_RESTORE)
+
+
+def start(
+    kube: Kube,
+    settings: OperatorSettings,
+    spec: JobSpec,
+    password: str,
+    credentials: Credentials,
+) -> None:
+    """Apply the Job's Secret, then the Job (both idempotent: a restart re-applies them)."""
+    kube.apply(
+        jobs.job_secret(
+            spec, settings, password, credentials.access_key_id, credentials.secret_access_key
+        )
+    )
+    kube.apply(jobs.job(spec, settings))
+
+
+def outcome(kube: Kube, namespace: str, job_name: str) -> JobResult | None:
+    """The Job's result once it ended; None while it runs."""
+    job = kube.get("batch/v1", "Job", namespace, job_name)
+    state = results.job_state(job)
+    if state == "Running":
+        return None
+    if state == "Missing":
+        return JobResult(
+            ok=False, reason="JobMissing", message=f"the Job {job_name} was deleted before it ended"
+        )
+    pods = kube.list("v1", "Pod", namespace, labels=f"job-name={job_name}")
+    code, message = results.termination(pods)
+    assert job is not None
+    result = results.parse(code, message, fallback=results.job_failure_reason(job))
+    if state == "Failed" and result.ok:  # e.g. the deadline passed after the result
+        return JobResult(ok=False, reason="JobFailed", message=results.job_failure_reason(job))
+    return result
+
+
+def finish(kube: Kube, namespace: str, job_name: str) -> None:
+    """Once its result is recorded: the Job's Secret (S3 credentials, the key) leaves the
+    customer's namespace at once, and the Job goes with its pod, which would otherwise
+    keep the server's volume from being deleted (PVC protection counts it as a user)."""
+    kube.delete("v1", "Secret", namespace, repo.job_secret_name(job_name))
+    kube.delete("batch/v1", "Job", namespace, job_name, propagation="Background")
+
+
+def busy(kube: Kube, namespace: str, server: str, own_job: str) -> str | None:
+    """Another backup or restore Job of the server that has not ended, if any."""
+    for job in kube.list("batch/v1", "Job", namespace, labels=f"{naming.LABEL_SERVER}={server}"):
+        labels = job["metadata"].get("labels") or {}
+        name = str(job["metadata"]["name"])
+        if labels.get(naming.LABEL_COMPONENT) not in ACTIONS or name == own_job:
+            continue
+        if results.job_state(job) == "Running":
+            return name
+    return None

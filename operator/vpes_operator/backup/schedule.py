@@ -1,0 +1,119 @@
+"""Scheduled backups and what happens to a server's backups after it is deleted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from .. import API_VERSION, naming
+from ..clients.kube import ApiError, Kube
+from ..models.plan import MailPlanSpec
+from ..settings import OperatorSettings
+from . import cron, health, keys, store
+from . import repository as repo
+from .repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+def due_backup(
+    plan: MailPlanSpec, created: dt.datetime, now: dt.datetime, grace: dt.timedelta
+) -> dt.datetime | None:
+    """The firing whose backup should exist now: the latest one, if recent and after creation."""
+    if not plan.backup.enabled:
+        return None
+    try:
+        fire = cron.previous_fire(cron.parse(plan.backup.schedule), now)
+    except cron.CronError:
+        return None  # BackupHealthy says what is wrong
+    if fire is None or fire < created or now - fire > grace:
+        return None
+    return fire
+
+
+def backup_request(server: dict[str, Any], fire: dt.datetime) -> dict[str, Any]:
+    meta = server["metadata"]
+    name = repo.scheduled_backup_name(meta["name"], fire.strftime("%Y%m%d%H%M"))
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MailBackup",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {
+                naming.LABEL_SERVER: meta["name"],
+                "app.kubernetes.io/managed-by": naming.MANAGED_BY,
+            },
+        },
+        "spec": {"server": meta["name"], "trigger": "Schedule"},
+    }
+
+
+def tick(
+    kube: Kube,
+    settings: OperatorSettings,
+    server: dict[str, Any],
+    plan: MailPlanSpec | None,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Request the backup that is due, if any; refresh BackupHealthy."""
+    if not settings.backup_s3_bucket:
+        return None
+    meta, status = server["metadata"], server.get("status") or {}
+    created = health.parse_time(meta.get("creationTimestamp")) or now
+    grace = dt.timedelta(seconds=settings.backup_grace_seconds)
+    if plan is not None and not meta.get("deletionTimestamp"):
+        fire = due_backup(plan, created, now, grace)
+        if fire is not None:
+            try:
+                kube.create(backup_request(server, fire))
+                log.info("scheduled backup of %s/%s", meta["namespace"], meta["name"])
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+    last = health.parse_time((status.get("lastBackup") or {}).get("completedAt"))
+    cond = health.check(plan, last_completed=last, created=created, now=now, grace=grace)
+    return health.write(kube, meta["namespace"], meta["name"], now=now, cond=cond)
+
+
+def server_deleted(
+    kube: Kube, settings: OperatorSettings, server: dict[str, Any], now: dt.datetime
+) -> str:
+    """Keep the deleted server's backups for the retention period, or remove them now."""
+    meta = server["metadata"]
+    repository = Repository.of(meta["namespace"], meta["name"], meta["uid"])
+    if keys.read(kube, settings, repository) is None:
+        return "no backups"
+    days = settings.backup_retention_after_delete_days
+    if days > 0:
+        keys.mark_expiry(kube, settings, repository, now + dt.timedelta(days=days))
+        return f"backups kept for {days:g} days"
+    remove(kube, settings, repository)
+    return "backups removed"
+
+
+def remove(kube: Kube, settings: OperatorSettings, repository: Repository) -> int:
+    """Delete a repository's objects, then its key (in that order: never an unreadable half)."""
+    removed = store.connect(kube, settings).delete_prefix(repository.prefix(settings))
+    for backup in kube.list(API_VERSION, "MailBackup", repository.namespace):
+        status = backup.get("status") or {}
+        if status.get("repository") == repository.path:
+            kube.delete(API_VERSION, "MailBackup", repository.namespace, backup["metadata"]["name"])
+    kube.delete("v1", "Secret", settings.operator_namespace, repository.key_secret)
+    log.info("removed repository %s (%d objects)", repository.path, removed)
+    return removed
+
+
+def sweep(kube: Kube, settings: OperatorSettings, now: dt.datetime) -> int:
+    """Remove every repository whose retention after deletion has run out."""
+    if not settings.backup_s3_bucket:
+        return 0
+    done = 0
+    for repository in keys.expired(kube, settings, now):
+        try:
+            remove(kube, settings, repository)
+            done += 1
+        except Exception:  # one failing repository must not stop the others
+            log.exception("could not remove repository %s", repository.path)
+    return done

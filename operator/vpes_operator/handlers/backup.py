@@ -1,0 +1,152 @@
+"""MailBackup and MailRestore handlers, scheduled backups, and the retention sweep.
+
+Requests are advanced by timers that stop once the request reaches a terminal
+phase: each tick does the next step from what it observes (no step is
+remembered in memory), so a restart continues where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+
+from .. import API_VERSION, GROUP, VERSION, metrics, status
+from ..backup import backups, cron, restores, schedule
+from ..models.plan import MailPlanSpec
+from ..settings import OperatorSettings
+from .events import post_transitions
+from .server import plan_spec
+
+log = logging.getLogger(__name__)
+_SETTINGS = OperatorSettings.from_env()  # kopf fixes timer intervals at registration
+TICK = _SETTINGS.backup_tick
+SCHEDULE_TICK = _SETTINGS.backup_schedule_tick
+SWEEP_EVERY = 3600.0
+
+
+def _pending(terminal: tuple[str, ...]) -> Any:
+    def when(status: kopf.Status, **_: Any) -> bool:
+        return status.get("phase") not in terminal
+
+    return when
+
+
+def _post(body: kopf.Body, step: backups.Step) -> None:
+    for type_, reason, message in step.events:
+        kopf.event(body, type=type_, reason=reason, message=message[:1000])
+
+
+@kopf.timer(
+    GROUP, VERSION, "mailbackups", id="advance", interval=TICK, when=_pending(backups.TERMINAL)
+)
+def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
+    now = dt.datetime.now(dt.UTC)
+    step = backups.advance(memo.kube, memo.settings, dict(body), now)
+    backups.write(memo.kube, dict(body), step)
+    _post(body, step)
+    phase = step.status.get("phase")
+    if phase in backups.TERMINAL:
+        result = "Completed" if phase == "Completed" else str(step.events[0][1])
+        metrics.BACKUP_RESULTS.labels("backup", result).inc()
+    if phase == "Completed":
+        _completed(memo, dict(body), step, now)
+
+
+def _completed(memo: Any, body: dict[str, Any], step: backups.Step, now: dt.datetime) -> None:
+    """The server shows its newest good backup; retention's leftovers go."""
+    from ..backup import health
+
+    meta, server = body["metadata"], str((body.get("spec") or {}).get("server"))
+    record = {
+        "name": meta["name"],
+        "completedAt": step.status.get("completedAt"),
+        "snapshotId": step.status.get("snapshotId"),
+    }
+    health.write(memo.kube, meta["namespace"], server, now=now, last_backup=record)
+    result = memo.kube.get(API_VERSION, "PersonalMailServer", meta["namespace"], server)
+    if result is not None:
+        plan = memo.kube.get(
+            API_VERSION, "MailPlan", None, str((result.get("spec") or {}).get("plan"))
+        )
+        parsed = MailPlanSpec.model_validate(plan.get("spec") or {}) if plan else None
+        changed = schedule.tick(memo.kube, memo.settings, result, parsed, now)
+        if changed:
+            post_transitions(result, status.events(*_conditions(changed)))
+
+
+def _conditions(pair: tuple[dict[str, Any], dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    return pair[0].get("conditions", []), pair[1].get("conditions", [])
+
+
+@kopf.timer(
+    GROUP, VERSION, "mailrestores", id="advance", interval=TICK, when=_pending(restores.TERMINAL)
+)
+def restore_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
+    step = restores.advance(memo.kube, memo.settings, dict(body), dt.datetime.now(dt.UTC))
+    restores.write(memo.kube, dict(body), step)
+    _post(body, step)
+    phase = step.status.get("phase")
+    if phase in restores.TERMINAL:
+        result = "Completed" if phase == "Completed" else str(step.events[0][1])
+        metrics.BACKUP_RESULTS.labels("restore", result).inc()
+
+
+@kopf.timer(GROUP, VERSION, "personalmailservers", id="backup-schedule", interval=SCHEDULE_TICK)
+def schedule_timer(body: kopf.Body, meta: kopf.Meta, memo: Any, **kwargs: Any) -> None:
+    """Request the backup the plan's schedule says is due; keep BackupHealthy current."""
+    raw = plan_spec(kwargs["plans"], str((body.get("spec") or {}).get("plan", "")))
+    plan = MailPlanSpec.model_validate(raw) if raw is not None else None
+    if plan is not None and plan.backup.enabled:
+        try:
+            period = cron.interval(cron.parse(plan.backup.schedule), dt.datetime.now(dt.UTC))
+        except cron.CronError:
+            period = None
+        if period is not None:
+            metrics.BACKUP_INTERVAL.labels(meta["namespace"], meta["name"]).set(
+                period.total_seconds()
+            )
+    changed = schedule.tick(memo.kube, memo.settings, dict(body), plan, dt.datetime.now(dt.UTC))
+    if changed:
+        post_transitions(body, status.events(*_conditions(changed)))
+
+
+def server_deleted(memo: Any, body: dict[str, Any], logger: kopf.Logger) -> None:
+    """Called from the server's delete handler: its backups outlive it for the retention."""
+    meta = body["metadata"]
+    with contextlib.suppress(KeyError):
+        metrics.BACKUP_INTERVAL.remove(meta["namespace"], meta["name"])
+    try:
+        outcome = schedule.server_deleted(memo.kube, memo.settings, body, dt.datetime.now(dt.UTC))
+    except Exception as e:  # never hold a deletion for the backups' sake
+        logger.error("backups of %s/%s not handled: %s", meta["namespace"], meta["name"], e)
+        return
+    logger.info("server %s/%s deleted: %s", meta["namespace"], meta["name"], outcome)
+
+
+async def _sweep_forever(memo: Any) -> None:
+    while True:
+        await asyncio.sleep(60)
+        try:
+            await asyncio.to_thread(
+                schedule.sweep, memo.kube, memo.settings, dt.datetime.now(dt.UTC)
+            )
+        except Exception:
+            log.exception("the backup retention sweep failed; it runs again later")
+        await asyncio.sleep(SWEEP_EVERY - 60)
+
+
+@kopf.on.startup()
+async def start_sweep(memo: kopf.Memo, **_: Any) -> None:
+    memo.backup_sweep = asyncio.create_task(_sweep_forever(memo))
+
+
+@kopf.on.cleanup()
+async def stop_sweep(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "backup_sweep", None)
+    if task is not None:
+        task.cancel()

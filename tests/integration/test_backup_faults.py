@@ -1,0 +1,240 @@
+"""Backups and restores that cannot be done say why, against the real control plane and S3.
+
+The operator runs as the chart's ServiceAccount; S3 is moto's server with real
+access-key checks. Nothing here needs a backup pod to run: every fault is found
+before a Job starts (the mail itself moves in tests/e2e/test_backup_restore.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import Kube
+
+from tests.backup_support import backup_env, install_credentials
+from tests.s3_support import S3Server
+
+from .operator_support import (
+    SECRET_VALUES,
+    OperatorProcess,
+    condition,
+    harvest_secrets,
+    install_platform,
+    plan_body,
+    server_body,
+    wait_for,
+    wait_ready,
+)
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Any) -> Kube:
+    return Kube(cluster.api_client(), field_manager="tests")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    SECRET_VALUES.add(server.secret_access_key)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Any, api: Kube, s3: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    kubeconfig = install_platform(cluster)
+    install_credentials(api, s3)
+    op = OperatorProcess(
+        kubeconfig,
+        tmp_path_factory.mktemp("operator-backup"),
+        backup_env(s3, "localhost/vpes-backup:none", VPES_BACKUP_GRACE_SECONDS="5"),
+    )
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture(scope="module")
+def plan(api: Kube) -> Iterator[str]:
+    name = f"bk-{uuid.uuid4().hex[:6]}"
+    # Backups every minute: a missed one shows within the test's patience.
+    api.apply(plan_body(name, backup={"schedule": "* * * * *"}))
+    yield name
+    api.delete(API_VERSION, "MailPlan", None, name)
+
+
+@pytest.fixture
+def namespace(api: Kube) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    harvest_secrets(api, name)
+    api.delete("v1", "Namespace", None, name)
+
+
+def spec(plan: str) -> dict[str, Any]:
+    return {
+        "plan": plan,
+        "owner": {"email": "owner@example.net"},
+        "domains": ["backup.example"],
+        "mailboxes": [{"address": "a@backup.example"}],
+    }
+
+
+def backup_body(name: str, namespace: str, server: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MailBackup",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"server": server},
+    }
+
+
+def restore_body(name: str, namespace: str, backup: str, target: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MailRestore",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"backup": backup, "target": target},
+    }
+
+
+def wait_phase(api: Kube, kind: str, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = api.get(API_VERSION, kind, namespace, name)
+        return obj if ((obj or {}).get("status") or {}).get("phase") == phase else None
+
+    return wait_for(check, f"{kind} {name} {phase}", timeout=60)
+
+
+def event_reasons(api: Kube, namespace: str, name: str) -> set[str]:
+    return {
+        str(e.get("reason"))
+        for e in api.request("GET", f"/api/v1/namespaces/{namespace}/events").get("items", [])
+        if (e.get("involvedObject") or {}).get("name") == name
+    }
+
+
+def test_wrong_s3_credentials_fail_the_backup_and_say_which(
+    api: Kube, operator: OperatorProcess, s3: S3Server, plan: str, namespace: str
+) -> None:
+    api.apply(server_body("alice", namespace, spec(plan)))
+    wait_ready(api, namespace, "alice")
+    install_credentials(api, s3, secret_key="not-the-key")
+    try:
+        api.create(backup_body("wrong-key", namespace, "alice"))
+        failed = wait_phase(api, "MailBackup", namespace, "wrong-key", "Failed")
+    finally:
+        install_credentials(api, s3)
+    c = condition(failed, "Failed")
+    assert c is not None and c["reason"] == "S3CredentialsRejected"
+    assert "backup.s3.credentialsSecret" in c["message"]
+    assert wait_for(
+        lambda: "S3CredentialsRejected" in event_reasons(api, namespace, "wrong-key"),
+        "a Warning event on the backup",
+    )
+    assert operator.alive()
+    # Nothing was started, and no repository was made with the wrong key.
+    assert api.list("batch/v1", "Job", namespace) == []
+
+
+def test_a_missing_bucket_is_named(
+    api: Kube, operator: OperatorProcess, s3: S3Server, plan: str, namespace: str
+) -> None:
+    api.apply(server_body("alice", namespace, spec(plan)))
+    wait_ready(api, namespace, "alice")
+    s3.s3().delete_bucket(Bucket=s3.bucket)
+    try:
+        api.create(backup_body("no-bucket", namespace, "alice"))
+        failed = wait_phase(api, "MailBackup", namespace, "no-bucket", "Failed")
+    finally:
+        s3.s3().create_bucket(Bucket=s3.bucket)
+    c = condition(failed, "Failed")
+    assert c is not None and c["reason"] == "BucketNotFound"
+    assert s3.bucket in c["message"]
+
+
+def test_a_backup_of_a_server_that_does_not_exist(
+    api: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    api.create(backup_body("nobody", namespace, "nobody-here"))
+    failed = wait_phase(api, "MailBackup", namespace, "nobody", "Failed")
+    c = condition(failed, "Failed")
+    assert c is not None and c["reason"] == "ServerNotFound"
+    assert "nobody-here" in c["message"] and "spec.server" in c["message"]
+
+
+def test_a_scheduled_backup_is_requested_and_a_missed_one_turns_backup_healthy_false(
+    api: Kube, operator: OperatorProcess, plan: str, namespace: str
+) -> None:
+    """The backup image does not exist here, so the scheduled backup cannot complete."""
+    api.apply(server_body("alice", namespace, spec(plan)))
+    wait_ready(api, namespace, "alice")
+
+    def scheduled() -> list[dict[str, Any]]:
+        return [
+            b
+            for b in api.list(API_VERSION, "MailBackup", namespace)
+            if b["spec"].get("trigger") == "Schedule" and b["spec"]["server"] == "alice"
+        ]
+
+    found = wait_for(scheduled, "a scheduled MailBackup", timeout=90)
+    name = found[0]["metadata"]["name"]
+    assert name.startswith("alice-") and len(name) == len("alice-202612011200")
+
+    def missed() -> dict[str, Any] | None:
+        c = condition(
+            api.get(API_VERSION, "PersonalMailServer", namespace, "alice"), "BackupHealthy"
+        )
+        return c if c and c["status"] == "False" else None
+
+    c = wait_for(missed, "BackupHealthy False", timeout=150)
+    assert c["reason"] == "BackupMissed"
+    assert "has not completed" in c["message"]
+    assert wait_for(
+        lambda: "BackupMissed" in event_reasons(api, namespace, "alice"), "a BackupMissed event"
+    )
+
+
+def test_restores_that_cannot_be_done(
+    api: Kube, operator: OperatorProcess, s3: S3Server, plan: str, namespace: str
+) -> None:
+    # A backup that does not exist.
+    api.create(restore_body("from-nothing", namespace, "no-such-backup", "alice"))
+    c = condition(wait_phase(api, "MailRestore", namespace, "from-nothing", "Failed"), "Failed")
+    assert c is not None and c["reason"] == "BackupNotFound"
+
+    # A backup holding more mail than the target's plan can store (1Gi).
+    api.apply(server_body("alice", namespace, spec(plan)))
+    wait_ready(api, namespace, "alice")
+    api.create(backup_body("big", namespace, "alice-gone"))
+    wait_phase(api, "MailBackup", namespace, "big", "Failed")  # its server is not there
+    api.request(
+        "PATCH",
+        f"/apis/{API_VERSION}/namespaces/{namespace}/mailbackups/big/status",
+        body={
+            "status": {
+                "phase": "Completed",
+                "snapshotId": "0123abcd",
+                "repository": f"{namespace}/alice-gone-0123abcd",
+                "totalBytes": 5 * 2**30,
+                "completedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        },
+        content_type="application/merge-patch+json",
+    )
+    api.create(restore_body("too-big", namespace, "big", "alice"))
+    c = condition(wait_phase(api, "MailRestore", namespace, "too-big", "Failed"), "Failed")
+    assert c is not None and c["reason"] == "TargetTooSmall"
+    assert "bigger plan" in c["message"]
+    # The server was never stopped for it.
+    server = wait_ready(api, namespace, "alice")
+    assert "vpes.io/restoring" not in (server["metadata"].get("annotations") or {})
