@@ -74,7 +74,7 @@ cluster: install k8s ## start a local control plane (etcd, kube-apiserver, contr
 cluster-down: install ## stop exactly what `make cluster` started
 	$(VENV)/bin/vpes-cluster down --state $(STATE)/cluster
 
-demo: install k8s ## control plane + CRDs + operator + a sample customer, until it is Ready
+demo: install system-deps k8s stripe-mock images ## control plane, podlet, S3, operator, billing and a sample customer whose server takes and serves mail
 	$(PY) -m vpes_devcluster.demo up --state $(STATE)/demo
 
 demo-down: install ## stop the demo

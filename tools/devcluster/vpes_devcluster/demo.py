@@ -1,10 +1,16 @@
-"""`make demo`: a local control plane, vpes installed, the operator, a sample customer.
+"""`make demo`: a local control plane, vpes installed, the operator, a sample customer
+whose mail server really runs and really takes and serves mail.
 
-    python -m vpes_devcluster.demo up   [--state DIR]   everything, until the sample is Ready
+    python -m vpes_devcluster.demo up   [--state DIR]   everything, then a mail in and out
     python -m vpes_devcluster.demo down [--state DIR]   stop all of it
 
-The cluster and the operator keep running after `up` returns, so the demo can
-be explored with kubectl (the command prints how).
+`up` starts the control plane with a podlet (its pods really run, under podman:
+a stand-in for a kubelet), an S3 server for backups (moto's, on loopback),
+the operator as the chart's ServiceAccount, and the billing service against
+stripe-mock; applies the sample plan and customer; waits until the customer's
+server is Ready; sends it a message over SMTP and reads it back over IMAP; and
+backs it up. Everything keeps running after `up` returns, so the demo can be
+explored with kubectl and any mail client (the command prints how).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +30,17 @@ from pathlib import Path
 
 from .binaries import repo_root
 from .cluster import Cluster
+from .demo_mail import round_trip
 from .errors import ClusterError
-from .platform import install_platform
+from .platform import OPERATOR_NAMESPACE, install_platform
+from .s3 import S3Server
 
 SAMPLE_NAMESPACE = "customer-alice"
 SAMPLE = "alice"
+SAMPLE_ADDRESS = "alice@example.org"
+SAMPLE_PASSWORD = "correct-horse-battery-staple"  # noqa: S105 (examples/server-alice.yaml)
+SAMPLE_PRICE = "price_personal"  # examples/plan-personal.yaml
+S3_SECRET = "vpes-backup-s3"  # noqa: S105 (a Secret's name)
 
 
 def _operator_pid(state: Path) -> int | None:
@@ -42,14 +55,74 @@ def _operator_pid(state: Path) -> int | None:
     return pid if b"vpes_operator" in cmdline else None
 
 
-def start_operator(state: Path, kubeconfig: Path) -> int:
+def build_images() -> dict[str, str]:
+    """The tenant and backup images (built once, then cached by images/build.sh)."""
+    out = subprocess.run(
+        ["bash", str(repo_root() / "images" / "build.sh"), "tenant", "backup"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout.split()
+    return dict(zip(("tenant", "backup"), out, strict=True))
+
+
+def start_s3(state: Path) -> S3Server:
+    """The demo's S3 server; its address and keys in state/s3.json while it runs."""
+    record = state / "s3.json"
+    if record.exists():
+        saved = json.loads(record.read_text())
+        if _alive(int(saved["pid"]), b"moto_server"):
+            return S3Server(
+                state / "s3",
+                port=int(saved["port"]),
+                access_key_id=saved["key"],
+                secret_access_key=saved["secret"],
+            )
+    s3 = S3Server(state / "s3")
+    s3.start(detach=True)
+    assert s3.proc is not None
+    record.write_text(
+        json.dumps(
+            {
+                "pid": s3.proc.pid,
+                "port": s3.port,
+                "key": s3.access_key_id,
+                "secret": s3.secret_access_key,
+            }
+        )
+    )
+    record.chmod(0o600)
+    return s3
+
+
+def _alive(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+
+
+def operator_env(images: dict[str, str], s3: S3Server) -> dict[str, str]:
+    return {
+        "VPES_TENANT_IMAGE": images["tenant"],
+        "VPES_TENANT_NODE_SELECTOR": "type=podlet",
+        "VPES_EDGE_NETWORKS": "127.0.0.0/8",
+        "VPES_DNS_DEFAULT_PROVIDER": "manual",
+        "VPES_BACKUP_IMAGE": images["backup"],
+        "VPES_BACKUP_S3_BUCKET": s3.bucket,
+        "VPES_BACKUP_S3_ENDPOINT": s3.endpoint,
+        "VPES_BACKUP_S3_CREDENTIALS_SECRET": f"{OPERATOR_NAMESPACE}/{S3_SECRET}",
+    }
+
+
+def start_operator(state: Path, kubeconfig: Path, env: dict[str, str]) -> int:
     running = _operator_pid(state)
     if running:
         return running
     log = (state / "operator.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vpes_operator", "--liveness", ""],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        [sys.executable, "-m", "vpes_operator", "--liveness", "", "--metrics-port", "0"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig), **env},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -59,7 +132,7 @@ def start_operator(state: Path, kubeconfig: Path) -> int:
     return proc.pid
 
 
-def wait_ready(cluster: Cluster, timeout: float = 180) -> None:
+def wait_ready(cluster: Cluster, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = cluster.kubectl(
@@ -78,23 +151,81 @@ def wait_ready(cluster: Cluster, timeout: float = 180) -> None:
     raise ClusterError(f"the sample server did not become Ready within {timeout:.0f}s")
 
 
+def s3_secret(s3: S3Server) -> str:
+    def b64(v: str) -> str:
+        return base64.b64encode(v.encode()).decode()
+
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": S3_SECRET, "namespace": OPERATOR_NAMESPACE},
+            "data": {
+                "access-key-id": b64(s3.access_key_id),
+                "secret-access-key": b64(s3.secret_access_key),
+            },
+        }
+    )
+
+
+def backup_sample(cluster: Cluster, timeout: float = 180) -> str:
+    name = f"{SAMPLE}-demo-{int(time.time())}"
+    body = {
+        "apiVersion": "vpes.io/v1alpha1",
+        "kind": "MailBackup",
+        "metadata": {"name": name, "namespace": SAMPLE_NAMESPACE},
+        "spec": {"server": SAMPLE},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = cluster.kubectl(
+            "get", "mailbackup", name, "-n", SAMPLE_NAMESPACE, "-o", "json", check=False
+        )
+        status = (json.loads(out.stdout or "{}").get("status") or {}) if out.stdout else {}
+        if status.get("phase") == "Completed":
+            return f"{name}: snapshot {status.get('snapshotId')}, {status.get('files')} files"
+        if status.get("phase") == "Failed":
+            raise ClusterError(f"the sample backup failed: {status.get('message')}")
+        time.sleep(1)
+    raise ClusterError(f"the sample backup did not complete within {timeout:.0f}s")
+
+
+def start_billing(cluster: Cluster, state: Path) -> str:
+    from vpes_billing import devtools
+
+    kubeconfig = devtools.install_billing(cluster)
+    billing = devtools.start_billing(kubeconfig, state / "billing", price=SAMPLE_PRICE, detach=True)
+    return str(billing.url)
+
+
 def up(state: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
+    print("building the tenant and backup images (once; then cached) ...", flush=True)
+    images = build_images()
     cluster = Cluster(state / "cluster")
     if not cluster.running():
-        print("starting the control plane ...", flush=True)
+        print("starting the control plane and a podlet ...", flush=True)
         cluster.start()
+        cluster.start_podlet()
     print("installing vpes (CRDs, RBAC) ...", flush=True)
     kubeconfig = install_platform(cluster)
-    pid = start_operator(state, kubeconfig)
+    s3 = start_s3(state)
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=s3_secret(s3))
+    pid = start_operator(state, kubeconfig, operator_env(images, s3))
     print(f"operator running (pid {pid}, log {state / 'operator.log'})", flush=True)
     examples = repo_root() / "examples"
     cluster.kubectl("apply", "--server-side", "-f", str(examples / "plan-personal.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(examples / "server-alice.yaml"))
-    print("waiting for the sample customer to be Ready ...", flush=True)
+    print("waiting for the sample customer's mail server to be Ready ...", flush=True)
     wait_ready(cluster)
     print(cluster.kubectl("get", "vpes", "-A").stdout)
     print(cluster.kubectl("get", "pms", "-A", "-o", "wide").stdout)
+    subject = round_trip("127.0.0.1", SAMPLE_ADDRESS, SAMPLE_PASSWORD)
+    print(f"mail works: {subject!r} went in over SMTP (127.0.0.1:25) and was read over IMAP")
+    print(f"backed up to S3: {backup_sample(cluster)}", flush=True)
+    url = start_billing(cluster, state)
+    print(f"billing (Stripe test mode, stripe-mock): sign up at {url}/signup")
     shown = cluster.kubectl(
         "get",
         "secret",
@@ -110,6 +241,8 @@ def up(state: Path) -> int:
         print("generated passwords (shown once, in Secret alice-initial-passwords):")
         for address in sorted(passwords):
             print(f"  {address}")
+    print("read mail with any client: IMAP 127.0.0.1:993 (TLS, self-signed), SMTP 127.0.0.1:25,")
+    print(f"  submission 127.0.0.1:465/587; login {SAMPLE_ADDRESS} / {SAMPLE_PASSWORD}")
     print("explore it with:")
     print(f"  export KUBECONFIG={shlex.quote(str(cluster.kubeconfig))}")
     print(f'  export PATH={shlex.quote(str(cluster.bin_dir))}:"$PATH"')
@@ -128,12 +261,24 @@ def down(state: Path) -> int:
             time.sleep(0.1)
         else:
             os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        from vpes_billing import devtools
+
+        devtools.stop_billing(state / "billing")
+    record = state / "s3.json"
+    if record.exists():
+        saved = json.loads(record.read_text())
+        if _alive(int(saved["pid"]), b"moto_server"):
+            os.kill(int(saved["pid"]), signal.SIGTERM)
+        record.unlink()
     cluster = Cluster(state / "cluster")
     if (state / "cluster").exists():
         cluster.stop(remove=True)
     if state.exists():
         for f in ("operator.pid", "operator.log"):
             (state / f).unlink(missing_ok=True)
+        for d in ("s3", "billing"):
+            shutil.rmtree(state / d, ignore_errors=True)
         with contextlib.suppress(OSError):
             state.rmdir()
     print("demo stopped")
