@@ -434,3 +434,14 @@ def test_the_chart_carries_the_same_crds(repo_root: Path) -> None:
     assert sorted(p.name for p in chart.glob("*.yaml")) == sorted(RENDERED)
     for name, text in RENDERED.items():
         assert (chart / name).read_text() == text, f"{name}: run `make crds`"
+
+
+def test_the_chart_offers_exactly_the_operators_dns_providers() -> None:
+    import json
+
+    from vpes_operator.dns.providers import NAMES
+
+    repo = Path(__file__).resolve().parents[2]
+    schema = json.loads((repo / "charts" / "vpes" / "values.schema.json").read_text())
+    offered = schema["properties"]["dns"]["properties"]["defaultProvider"]["enum"]
+    assert sorted(offered) == sorted(NAMES)

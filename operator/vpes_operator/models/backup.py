@@ -46,7 +46,9 @@ class MailBackupSpec(Model):
 
 
 IMMUTABLE_SPEC = [
-    x_validation("self == oldSelf", "a backup request cannot be changed; create a new one")
+    x_validation(
+        "self == oldSelf", "a backup or restore request cannot be changed; create a new one"
+    )
 ]
 
 
