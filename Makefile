@@ -16,7 +16,7 @@ export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
         stripe-mock billing bench-billing bench-dns bench-backup
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -67,6 +67,9 @@ images: system-deps ## build the base, tenant and backup images (cached by a has
 
 test-images: install system-deps images ## the real tenant image under podman, real mail clients
 	$(VENV)/bin/pytest -m images tests/images
+
+test-e2e: install system-deps k8s images ## everything together: pods really run on a podlet (podman), S3, restic
+	$(VENV)/bin/pytest -m e2e tests/e2e
 
 cluster: install k8s ## start a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)
 	$(VENV)/bin/vpes-cluster up --state $(STATE)/cluster
