@@ -117,6 +117,8 @@ class OperatorSettings(BaseModel):
     # How often backups, restores and schedules are looked at.
     backup_tick: float = Field(default=5.0, gt=0)
     backup_schedule_tick: float = Field(default=60.0, gt=0)
+    # How often deleted servers' repositories are checked for the end of their retention.
+    backup_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Nodes that tenant pods (and their backup jobs) run on.
     tenant_node_selector: dict[str, str] = Field(default_factory=dict)
 

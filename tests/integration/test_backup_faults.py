@@ -55,7 +55,14 @@ def operator(
     op = OperatorProcess(
         kubeconfig,
         tmp_path_factory.mktemp("operator-backup"),
-        backup_env(s3, "localhost/vpes-backup:none", VPES_BACKUP_GRACE_SECONDS="5"),
+        backup_env(
+            s3,
+            "localhost/vpes-backup:none",
+            VPES_BACKUP_GRACE_SECONDS="5",
+            # A deleted server's backups are kept ~10 s here (the default is 30 days).
+            VPES_BACKUP_RETENTION_AFTER_DELETE_DAYS=str(10 / 86400),
+            VPES_BACKUP_SWEEP_SECONDS="2",
+        ),
     )
     op.start()
     yield op
@@ -238,3 +245,39 @@ def test_restores_that_cannot_be_done(
     # The server was never stopped for it.
     server = wait_ready(api, namespace, "alice")
     assert "vpes.io/restoring" not in (server["metadata"].get("annotations") or {})
+
+
+def test_a_deleted_servers_backups_are_kept_for_the_retention_then_removed(
+    api: Kube, operator: OperatorProcess, s3: S3Server, plan: str, namespace: str
+) -> None:
+    api.apply(server_body("alice", namespace, spec(plan)))
+    server = wait_ready(api, namespace, "alice")
+    api.create(backup_body("kept", namespace, "alice"))
+    repository = wait_for(
+        lambda: (
+            (api.get(API_VERSION, "MailBackup", namespace, "kept") or {}).get("status") or {}
+        ).get("repository"),
+        "the backup's repository",
+    )
+    key = f"backup-key-{namespace}-alice-{server['metadata']['uid'].replace('-', '')[:8]}"
+    assert api.get("v1", "Secret", "vpes-system", key) is not None  # the key: not in the namespace
+    prefix = f"vpes/{repository}"
+    s3.s3().put_object(Bucket=s3.bucket, Key=f"{prefix}/config", Body=b"a repository")
+
+    api.delete(API_VERSION, "PersonalMailServer", namespace, "alice")
+    kept = wait_for(
+        lambda: (
+            ((api.get("v1", "Secret", "vpes-system", key) or {}).get("metadata") or {})
+            .get("annotations", {})
+            .get("vpes.io/expires-at")
+        ),
+        "the key marked with its expiry",
+    )
+    assert kept.endswith("Z")
+    assert s3.keys(prefix)  # still there during the retention
+    wait_for(
+        lambda: api.get("v1", "Secret", "vpes-system", key) is None and not s3.keys(prefix),
+        "the repository and its key removed after the retention",
+        timeout=60,
+    )
+    assert api.get(API_VERSION, "MailBackup", namespace, "kept") is None

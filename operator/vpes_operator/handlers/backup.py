@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 _SETTINGS = OperatorSettings.from_env()  # kopf fixes timer intervals at registration
 TICK = _SETTINGS.backup_tick
 SCHEDULE_TICK = _SETTINGS.backup_schedule_tick
-SWEEP_EVERY = 3600.0
 
 
 def _pending(terminal: tuple[str, ...]) -> Any:
@@ -129,15 +128,16 @@ def server_deleted(memo: Any, body: dict[str, Any], logger: kopf.Logger) -> None
 
 
 async def _sweep_forever(memo: Any) -> None:
+    every = memo.settings.backup_sweep_seconds
+    await asyncio.sleep(min(60.0, every))
     while True:
-        await asyncio.sleep(60)
         try:
             await asyncio.to_thread(
                 schedule.sweep, memo.kube, memo.settings, dt.datetime.now(dt.UTC)
             )
         except Exception:
             log.exception("the backup retention sweep failed; it runs again later")
-        await asyncio.sleep(SWEEP_EVERY - 60)
+        await asyncio.sleep(every)
 
 
 @kopf.on.startup()
