@@ -174,7 +174,7 @@ def test_faults_are_named(runner: Runner, s3: S3Server, tmp_path: Path) -> None:
     code, bad = runner.run("backup", volume, secret="wrong-secret", VPES_INIT="1")
     assert (code, bad["reason"]) == (1, "S3CredentialsRejected"), bad
     assert s3.keys(runner.url.split(f"{s3.bucket}/", 1)[1]) == []  # nothing was written
-    code, snap = runner.run("backup", volume, VPES_INIT="1")
+    code, _ = runner.run("backup", volume, VPES_INIT="1")
     assert code == 0
     code, missing = runner.run("restore", tmp_path / "volume", VPES_SNAPSHOT="deadbeef")
     assert (code, missing["reason"]) == (1, "SnapshotNotFound")
