@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from vpes_devcluster.platform import install_platform
 from vpes_operator import API_VERSION
@@ -32,7 +32,7 @@ def wait_for(
         except ApiError as e:
             last = e
         if last and not isinstance(last, ApiError):
-            return last
+            return cast(T, last)
         time.sleep(interval)
         interval = min(interval * 1.5, 2.0)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")

@@ -10,222 +10,46 @@ Webhook payloads are signed with a test secret exactly as Stripe signs them.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
-import re
 import secrets
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import httpx
-import kubernetes
 import pytest
 from prometheus_client import generate_latest
-from starlette.testclient import TestClient
 from vpes_billing import naming as n
 from vpes_billing.devtools import (
-    StripeMock,
-    checkout_session,
-    event,
-    install_billing,
     sign,
-    start_billing,
-    stop_billing,
 )
 from vpes_billing.service import BillingService
-from vpes_billing.settings import Settings
-from vpes_billing.stripe_gateway import StripeGateway
-from vpes_billing.web import build_app
 from vpes_operator import API_VERSION
-from vpes_operator.clients.kube import ApiError, Kube
 
+from . import billing_support
+from .billing_support import (
+    GRACE,
+    RETENTION,
+    TOKENS,
+    WEBHOOK_SECRET,
+    Billing,
+    Customer,
+    secret_value,
+    signed_up,
+)
 from .operator_support import (
     SECRET_VALUES,
-    OperatorProcess,
-    harvest_secrets,
-    install_platform,
     plan_body,
     wait_for,
     wait_ready,
 )
 
+# The service and the operator, shared with the other billing module.
+operator = billing_support.operator
+billing = billing_support.billing
+
 # Starlette's test client warns that it will move to httpx2; the app is unaffected.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:starlette.testclient")
-
-WEBHOOK_SECRET = "whsec_test_" + "x" * 24
-GRACE = 2.0
-TOKENS: set[str] = set()  # one-time link tokens handed out during the run
-RETENTION = 3.0
-
-
-@dataclass
-class Billing:
-    client: TestClient
-    service: BillingService
-    stripe: StripeMock
-    admin: Kube
-    price_a: str
-    price_b: str
-    plan_a: str
-    plan_b: str
-    kubeconfig: Path  # billing's ServiceAccount
-
-    @property
-    def sa(self) -> Kube:
-        """The API as billing's ServiceAccount sees it."""
-        return self.service.kube
-
-    def metric(self, name: str, **labels: str) -> float:
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "")
-        m = re.search("^" + pattern + r" (\S+)$", self.client.get("/metrics").text, re.M)
-        return float(m.group(1)) if m else 0.0
-
-    def deliver(self, evt: dict[str, Any], signature: str | None = "sign") -> Any:
-        body = json.dumps(evt).encode()
-        headers = {"Content-Type": "application/json"}
-        if signature == "sign":
-            headers["Stripe-Signature"] = sign(body, WEBHOOK_SECRET)
-        elif signature is not None:
-            headers["Stripe-Signature"] = signature
-        return self.client.post("/stripe/webhook", content=body, headers=headers)
-
-    def server(self, sub: str) -> dict[str, Any] | None:
-        return self.admin.get(
-            API_VERSION, "PersonalMailServer", n.namespace_for(sub), n.SERVER_NAME
-        )
-
-
-@dataclass
-class Customer:
-    customer: str
-    subscription: str
-    session: str
-    domain: str
-    email: str
-
-    @classmethod
-    def new(cls, domain: str | None = None) -> Customer:
-        tag = secrets.token_hex(6)
-        return cls(
-            customer=f"cus_{tag}",
-            subscription=f"sub_{tag}",
-            session=f"cs_test_{tag}{'a' * 50}",
-            domain=domain or f"c{tag}.example",
-            email=f"owner-{tag}@example.net",
-        )
-
-    def checkout(self, plan: str, event_id: str | None = None) -> dict[str, Any]:
-        return event(
-            "checkout.session.completed",
-            checkout_session(
-                session=self.session,
-                customer=self.customer,
-                subscription=self.subscription,
-                email=self.email,
-                domain=self.domain,
-                mailbox="alice",
-                plan=plan,
-            ),
-            event_id,
-        )
-
-    def subscription_event(self, etype: str) -> dict[str, Any]:
-        return event(etype, {"id": self.subscription, "object": "subscription"})
-
-    def invoice_event(self, etype: str) -> dict[str, Any]:
-        return event(
-            etype,
-            {
-                "id": f"in_{secrets.token_hex(6)}",
-                "object": "invoice",
-                "parent": {"subscription_details": {"subscription": self.subscription}},
-            },
-        )
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(install_platform(cluster), tmp_path_factory.mktemp("billing-operator"))
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture(scope="module")
-def billing(
-    cluster: Any, operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Billing]:
-    admin = Kube(cluster.api_client(), field_manager="tests")
-    kubeconfig = install_billing(cluster)
-    api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    stripe = StripeMock(Path(tmp_path_factory.mktemp("stripe-mock")))
-    stripe.start()
-    tag = uuid.uuid4().hex[:6]
-    price_a, price_b = f"price_A{tag}", f"price_B{tag}"
-    plan_a, plan_b = f"basic-{tag}", f"plus-{tag}"
-    admin.apply(plan_body(plan_a, stripePriceId=price_a, displayName="Basic"))
-    admin.apply(plan_body(plan_b, stripePriceId=price_b, maxMailboxes=20, storage="2Gi"))
-    settings = Settings(
-        stripe_api_key="sk_test_123",
-        webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=stripe.url,
-        public_url="https://billing.test",
-        provider_domain="mail.provider.test",
-        grace_seconds=GRACE,
-        retention_seconds=RETENTION,
-        sweep_seconds=0,
-    )
-    service = BillingService(
-        settings,
-        Kube(api, field_manager="vpes-billing"),
-        StripeGateway(settings.stripe_api_key, settings.webhook_secret, settings.stripe_api_base),
-    )
-    log_path = Path(tmp_path_factory.mktemp("billing-log")) / "billing.log"
-    handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    logger = logging.getLogger("vpes")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        with TestClient(build_app(service), follow_redirects=False) as client:
-            yield Billing(
-                client, service, stripe, admin, price_a, price_b, plan_a, plan_b, kubeconfig
-            )
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-        stripe.stop()
-        for plan in (plan_a, plan_b):
-            admin.delete(API_VERSION, "MailPlan", None, plan)
-        selector = f"{n.LABEL_MANAGED_BY}={n.MANAGED_BY}"
-        for ns in admin.list("v1", "Namespace", labels=selector):
-            harvest_secrets(admin, ns["metadata"]["name"])
-            admin.delete("v1", "Namespace", None, ns["metadata"]["name"])
-    # Nothing secret in billing's own log either: keys, passwords, link tokens.
-    text = log_path.read_text()
-    assert "INFO" in text, "the billing log check would prove nothing"
-    for value in {*SECRET_VALUES, WEBHOOK_SECRET, settings.stripe_api_key, *TOKENS}:
-        assert value not in text, f"a secret ({value[:4]}...) is in billing's log"
-
-
-def signed_up(b: Billing, c: Customer, price: str | None = None, plan: str | None = None) -> None:
-    b.stripe.set_subscription(customer=c.customer, status="active", price=price or b.price_a)
-    r = b.deliver(c.checkout(plan or b.plan_a))
-    assert r.status_code == 200, r.text
-    assert r.json()["outcome"] == "done", r.json()
-
-
-def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
-    obj = kube.get("v1", "Secret", namespace, name)
-    assert obj is not None
-    return base64.b64decode(obj["data"][key]).decode()
 
 
 def test_signup_checkout_to_ready_and_password_link(billing: Billing) -> None:
@@ -616,183 +440,3 @@ def test_domain_taken_is_refused_with_a_message(billing: Billing) -> None:
 
 
 # -- what billing's ServiceAccount may not do (chart: billing-rbac.yaml) ---------------
-
-POLICY = "vpes-billing-scope"
-
-
-def refused(call: Any, message: str) -> ApiError:
-    """`call` is refused by the chart's admission policy (not just by RBAC), saying why."""
-    with pytest.raises(ApiError) as info:
-        call()
-    e = info.value
-    assert e.status in (403, 422), e
-    assert POLICY in e.message and message in e.message, e.message
-    return e
-
-
-def create_binding(kube: Kube, body: dict[str, Any]) -> Any:
-    ns = body["metadata"]["namespace"]
-    return kube.request(
-        "POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", body=body
-    )
-
-
-def tenant_binding(namespace: str, *, role: str = "vpes-billing-tenant") -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": f"escalate-{secrets.token_hex(3)}", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [
-            {"kind": "ServiceAccount", "name": "vpes-billing", "namespace": "vpes-system"}
-        ],
-    }
-
-
-@pytest.mark.parametrize("target", ["kube-system", "vpes-system", "default", "test"])
-def test_billing_cannot_bind_its_role_outside_its_namespaces(
-    billing: Billing, namespace: str, target: str
-) -> None:
-    ns = namespace if target == "test" else target
-    refused(
-        lambda: create_binding(billing.sa, tenant_binding(ns)),
-        "may write RoleBindings only inside the namespaces it manages",
-    )
-    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"
-    bindings = billing.admin.request("GET", path)["items"]
-    assert not [rb for rb in bindings if rb["metadata"]["name"].startswith("escalate-")]
-
-
-def test_billing_cannot_bind_its_role_to_others_in_its_namespaces(billing: Billing) -> None:
-    b, c = billing, Customer.new()
-    signed_up(b, c)
-    body = tenant_binding(n.namespace_for(c.subscription))
-    body["subjects"] = [{"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]
-    refused(lambda: create_binding(b.sa, body), "only to its own ServiceAccount")
-
-
-def test_billing_cannot_touch_a_namespace_it_does_not_manage(
-    billing: Billing, namespace: str
-) -> None:
-    b = billing
-    managed = {n.LABEL_MANAGED_BY: n.MANAGED_BY}
-    refused(
-        lambda: b.sa.patch_metadata("v1", "Namespace", None, namespace, {"labels": managed}),
-        "may create or change only namespaces named",
-    )
-    refused(
-        lambda: b.sa.delete("v1", "Namespace", None, namespace),
-        "may change or delete only the namespaces it manages",
-    )
-    # Billing's own namespace (dry run: admission runs, nothing is deleted if it let it).
-    refused(
-        lambda: b.sa.request("DELETE", "/api/v1/namespaces/vpes-system", query={"dryRun": "All"}),
-        "may change or delete only the namespaces it manages",
-    )
-    obj = b.admin.get("v1", "Namespace", None, namespace)
-    assert obj is not None and obj["metadata"].get("deletionTimestamp") is None
-    assert n.LABEL_MANAGED_BY not in (obj["metadata"].get("labels") or {})
-
-
-def test_billing_cannot_take_over_a_namespace_with_its_prefix(billing: Billing) -> None:
-    """Billing's prefix alone is not enough: the namespace must also be labelled as
-    billing's, and billing may not add that label to one it did not create."""
-    b = billing
-    name = f"{n.NAMESPACE_PREFIX}{secrets.token_hex(8)}"
-    b.admin.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    try:
-        refused(
-            lambda: b.sa.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Namespace",
-                    "metadata": {"name": name, "labels": {n.LABEL_MANAGED_BY: n.MANAGED_BY}},
-                }
-            ),
-            "may change or delete only the namespaces it manages",
-        )
-        refused(
-            lambda: b.sa.delete("v1", "Namespace", None, name),
-            "may change or delete only the namespaces it manages",
-        )
-        refused(
-            lambda: create_binding(b.sa, tenant_binding(name)),
-            "only inside the namespaces it manages",
-        )
-    finally:
-        b.admin.delete("v1", "Namespace", None, name)
-
-
-@pytest.mark.parametrize(
-    "metadata",
-    [
-        {"name": f"other-{uuid.uuid4().hex[:8]}", "labels": {n.LABEL_MANAGED_BY: n.MANAGED_BY}},
-        {"name": f"{n.NAMESPACE_PREFIX}{uuid.uuid4().hex[:16]}"},
-    ],
-)
-def test_billing_creates_only_labelled_namespaces_with_its_prefix(
-    billing: Billing, metadata: dict[str, Any]
-) -> None:
-    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
-    refused(lambda: billing.sa.create(body), "may create or change only namespaces named")
-    assert billing.admin.get("v1", "Namespace", None, metadata["name"]) is None
-
-
-def test_billing_cannot_unlabel_its_own_namespace(billing: Billing) -> None:
-    b, c = billing, Customer.new()
-    signed_up(b, c)
-    ns = n.namespace_for(c.subscription)
-    refused(
-        lambda: b.sa.patch_metadata(
-            "v1", "Namespace", None, ns, {"labels": {n.LABEL_MANAGED_BY: "someone-else"}}
-        ),
-        "may create or change only namespaces named",
-    )
-
-
-# -- the real server --------------------------------------------------------------
-
-
-def test_real_server_provisions_and_logs_no_token_or_session_id(
-    billing: Billing, tmp_path: Path
-) -> None:
-    """`devtools.start_billing` (what `make demo` needs): stripe-mock and
-    `python -m vpes_billing` (uvicorn with its access log) against billing's
-    kubeconfig. A signed checkout makes a server; the pages that carry the one-time
-    token and the session id are visited; neither appears in the server's output."""
-    b, c = billing, Customer.new()
-    workdir = tmp_path / "billing"
-    dev = start_billing(
-        b.kubeconfig,
-        workdir,
-        price=b.price_a,
-        customer=c.customer,
-        settings_env={"VPES_BILLING_SWEEP_SECONDS": "0"},
-        detach=True,  # as the demo runs it: stopped later from its pid files
-    )
-    try:
-        assert dev.webhook_secret.startswith("whsec_test_")
-        status, body = dev.deliver(c.checkout(b.plan_a))
-        assert status == 200 and body["outcome"] == "done", body
-        assert b.server(c.subscription) is not None
-        with httpx.Client(base_url=dev.url, follow_redirects=False, timeout=60) as client:
-            r = client.post("/signup/password-link", data={"session_id": c.session})
-            assert r.status_code == 303, r.text
-            token = r.headers["location"].removeprefix("/password/")
-            TOKENS.add(token)
-            assert client.get(f"/password/{token}").status_code == 200
-            assert client.get(f"/signup/return?session_id={c.session}").status_code == 200
-            assert client.get(f"/signup/status?session_id={c.session}").status_code == 200
-    finally:
-        stop_billing(workdir)
-        assert dev.stripe.proc is not None
-        assert dev.proc.wait(timeout=15) is not None
-        assert dev.stripe.proc.wait(timeout=15) is not None
-        dev.stop()  # nothing left to stop: a no-op
-    assert not (workdir / "billing.pid").exists()
-    text = dev.log.read_text()
-    assert '"POST /stripe/webhook HTTP/1.1" 200' in text, "no access log: proves nothing"
-    assert "/password/[redacted]" in text and "session_id=[redacted]" in text
-    assert token.split(".")[1] not in text
-    assert c.session not in text and c.session.removeprefix("cs_test_") not in text
-    assert dev.webhook_secret not in text and "sk_test" not in text
