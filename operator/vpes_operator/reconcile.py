@@ -222,8 +222,10 @@ def write_status(
     def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
         nonlocal before
         before = current.get("status") or {}
-        if provisioned is None and not before.get("conditions"):
-            return None
+        if provisioned is None and not any(
+            c.get("type") == status.PROVISIONED for c in before.get("conditions") or []
+        ):
+            return None  # not reconciled yet (DNS may have written its conditions first)
         new = status.compute(
             before,
             generation=int(current["metadata"].get("generation", 1)),
