@@ -95,6 +95,9 @@ bench-billing: install k8s stripe-mock ## time from a signed checkout to the ser
 bench-dns: install k8s system-deps ## time from a new domain (new server, or added to one) to its records published and verified (Knot DNS, 1 and 100 domains)
 	$(PY) -m bench.dns
 
+bench-backup: install system-deps images ## backup/restore rates (backup image, moto S3) and a second backup, next to tar | gzip
+	$(PY) -m bench.backup
+
 bench-memory: install system-deps images ## tenant memory (PSS) and SMTP throughput next to bare Postfix + Dovecot
 	$(PY) -m bench.memory
 

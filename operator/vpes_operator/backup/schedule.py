@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import API_VERSION, naming
 from ..clients.kube import ApiError, Kube
+from ..conditions import find
 from ..models.plan import MailPlanSpec
 from ..settings import OperatorSettings
 from . import cron, health, keys, store
@@ -15,6 +16,9 @@ from . import repository as repo
 from .repository import Repository
 
 log = logging.getLogger(__name__)
+# The scheduled backups this process already requested (or found made): each
+# firing is asked for once, not on every tick of its grace period.
+_REQUESTED: set[str] = set()
 
 
 def due_backup(
@@ -65,15 +69,27 @@ def tick(
     grace = dt.timedelta(seconds=settings.backup_grace_seconds)
     if plan is not None and not meta.get("deletionTimestamp"):
         fire = due_backup(plan, created, now, grace)
-        if fire is not None:
+        request = backup_request(server, fire) if fire is not None else None
+        key = f"{meta['namespace']}/{request['metadata']['name']}" if request else ""
+        if request is not None and key not in _REQUESTED:
             try:
-                kube.create(backup_request(server, fire))
+                kube.create(request)
                 log.info("scheduled backup of %s/%s", meta["namespace"], meta["name"])
             except ApiError as e:
                 if e.status != 409:
                     raise
+            if len(_REQUESTED) > 100_000:
+                _REQUESTED.clear()
+            _REQUESTED.add(key)
     last = health.parse_time((status.get("lastBackup") or {}).get("completedAt"))
     cond = health.check(plan, last_completed=last, created=created, now=now, grace=grace)
+    current = find(status.get("conditions") or [], health.BACKUP_HEALTHY) or {}
+    if (current.get("status"), current.get("reason"), current.get("message")) == (
+        cond.status_text,
+        cond.reason,
+        cond.message,
+    ):
+        return None  # the common tick: nothing changed, no API call
     return health.write(kube, meta["namespace"], meta["name"], now=now, cond=cond)
 
 
