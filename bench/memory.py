@@ -40,6 +40,7 @@ from tests.images.tenant import (
     Tenant,
     TenantFiles,
     build_images,
+    container_address,
     podman,
     podman_gateway,
     sample_spec,
@@ -113,23 +114,39 @@ class Box:
     host: str
     kind: str  # "tenant" or "bare"
     volume: str
+    mount: Path | None = None
 
     def mail_count(self, maildir: str) -> int:
-        mount = podman("volume", "inspect", "--format", "{{.Mountpoint}}", self.volume)
-        new = Path(mount.stdout.strip()) / maildir / "new"
+        new = self.mountpoint() / maildir / "new"
         return len(list(new.iterdir())) if new.is_dir() else 0
 
+    def mountpoint(self) -> Path:
+        # Asked once: a podman call per poll would compete with the daemons measured.
+        if self.mount is None:
+            out = podman("volume", "inspect", "--format", "{{.Mountpoint}}", self.volume)
+            self.mount = Path(out.stdout.strip())
+        return self.mount
 
-def start_tenant(image: str, host: str, root: Path, edge: str) -> Box:
+
+# Containers publish no ports: the load generator talks to each container's own
+# address on the podman network, so nothing else on the machine that holds a
+# host port (another tenant on the host network, say) can get in the way.
+
+
+def start_tenant(image: str, root: Path, edge: str) -> Box:
     files = TenantFiles(root, OperatorSettings(edge_networks=(edge,)))
     files.write(sample_spec(), PASSWORDS)
-    tenant = Tenant(image, host, files)
-    tenant.start()
-    tenant.wait_ready(60)
-    return Box(tenant.name, host, "tenant", tenant.volume)
+    tenant = Tenant(image, "", files, publish=False)
+    try:
+        tenant.start()
+        tenant.wait_ready(60)
+    except BaseException:
+        tenant.remove()
+        raise
+    return Box(tenant.name, tenant.host, "tenant", tenant.volume)
 
 
-def start_bare(image: str, host: str, index: int) -> Box:
+def start_bare(image: str, index: int) -> Box:
     name = f"vpes-bench-bare-{index}"
     volume = f"{name}-mail"
     podman("rm", "--force", name, check=False)
@@ -137,9 +154,9 @@ def start_bare(image: str, host: str, index: int) -> Box:
     podman(
         "run", "--detach", "--name", name, "--hostname", "bare",
         "--volume", f"{volume}:/var/mail/vmail",
-        "--publish", f"{host}:25:25", "--publish", f"{host}:143:143",
         image,
     )  # fmt: skip
+    host = container_address(name)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -230,10 +247,9 @@ def run(count: int, idle: float, messages: int) -> dict[str, object]:
             try:
 
                 def add(i: int, kind: str = kind) -> Box:
-                    host = f"127.0.0.{(101 if kind == 'tenant' else 151) + i}"
                     if kind == "tenant":
-                        return start_tenant(tenant_image, host, Path(tmp) / f"t{i}", edge)
-                    return start_bare(bare_image, host, i)
+                        return start_tenant(tenant_image, Path(tmp) / f"t{i}", edge)
+                    return start_bare(bare_image, i)
 
                 boxes.append(add(0))
                 settle(idle)

@@ -72,17 +72,17 @@ PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
 def proxy_v1(src: str, dst: str, sport: int, dport: int) -> bytes:
-    return f"PROXY TCP4 {src} {dst} {sport} {dport}\r\n".encode()
+    """A text v1 header (TCP4 or TCP6, from the addresses)."""
+    family = "TCP6" if ipaddress.ip_address(src).version == 6 else "TCP4"
+    return f"PROXY {family} {src} {dst} {sport} {dport}\r\n".encode()
 
 
 def proxy_v2(src: str, dst: str, sport: int, dport: int) -> bytes:
-    """A binary v2 header: PROXY command, TCP over IPv4."""
-    body = (
-        ipaddress.IPv4Address(src).packed
-        + ipaddress.IPv4Address(dst).packed
-        + struct.pack("!HH", sport, dport)
-    )
-    return PROXY_V2_SIGNATURE + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+    """A binary v2 header: PROXY command, TCP over IPv4 or IPv6."""
+    source, destination = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    body = source.packed + destination.packed + struct.pack("!HH", sport, dport)
+    family = 0x21 if source.version == 6 else 0x11  # TCP over AF_INET6 / AF_INET
+    return PROXY_V2_SIGNATURE + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
 
 
 class ProxySMTP(smtplib.SMTP):

@@ -12,6 +12,7 @@ inside the tenant's own network namespace.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,13 @@ from .tenant import (
 
 HERE = Path(__file__).resolve().parent
 SINK_PORT = 2525
+# Containers publish their ports on <VPES_IMAGES_NET>.11-14: another prefix
+# (e.g. 127.0.1) lets a second run go side by side with one on the default.
+IMAGES_NET = os.environ.get("VPES_IMAGES_NET", "127.0.0")
+
+
+def host_address(n: int) -> str:
+    return f"{IMAGES_NET}.{n}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,6 +99,24 @@ class Running:
     def logs(self) -> str:
         return self.tenant.logs()
 
+    def in_pod(self, code: str, *args: str) -> str:
+        """Run Python ``code`` (with ``args``) in the tenant's network namespace."""
+        out = subprocess.run(
+            [
+                "nsenter",
+                f"--net=/proc/{self.tenant.pid()}/ns/net",
+                sys.executable,
+                "-c",
+                code,
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return out.stdout.strip()
+
     def mail_root(self) -> Path:
         out = podman("volume", "inspect", "--format", "{{.Mountpoint}}", self.tenant.volume)
         return Path(out.stdout.strip())
@@ -102,9 +128,9 @@ def start_tenant(
     files = TenantFiles(root, settings_for(edge))
     files.write(sample_spec(), PASSWORDS)
     tenant = Tenant(image, host, files)
-    tenant.start()
     process: subprocess.Popen[bytes] | None = None
     try:
+        tenant.start()
         tenant.wait_ready()
         outdir = root / "relayed"
         outdir.mkdir()
@@ -134,11 +160,13 @@ def start_tenant(
 @pytest.fixture(scope="session")
 def tenant(image: str, gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The shared tenant: the edge is the podman gateway (every test client)."""
-    yield from start_tenant(image, "127.0.0.11", tmp_path_factory.mktemp("tenant"), f"{gateway}/32")
+    yield from start_tenant(
+        image, host_address(11), tmp_path_factory.mktemp("tenant"), f"{gateway}/32"
+    )
 
 
 @pytest.fixture(scope="session")
 def untrusted_tenant(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """A tenant whose edge is elsewhere: the test clients are not trusted for PROXY."""
     root = tmp_path_factory.mktemp("untrusted")
-    yield from start_tenant(image, "127.0.0.12", root, "192.0.2.0/24", sink=False)
+    yield from start_tenant(image, host_address(12), root, "192.0.2.0/24", sink=False)

@@ -87,7 +87,8 @@ def sample_spec(
     extra_mailboxes: tuple[dict[str, Any], ...] = (),
     extra_forwards: tuple[dict[str, Any], ...] = (),
 ) -> PersonalMailServerSpec:
-    """A server with two domains, aliases, a forward and a tiny-quota mailbox."""
+    """A server with two domains, aliases, a forward, a tiny-quota mailbox, and a
+    catch-all on example.net (to alice@example.org) but none on example.org."""
     mailboxes: list[dict[str, Any]] = [
         {"address": "alice@example.org", "quota": "1Gi", "aliases": ["info", "a@example.net"]},
         {"address": "bob@example.net", "quota": "100Mi", "aliases": ["info"]},
@@ -106,6 +107,7 @@ def sample_spec(
                 {"from": "sales@example.org", "to": ["carol@elsewhere.example"]},
                 *extra_forwards,
             ],
+            "catchAll": [{"domain": "example.net", "to": "alice@example.org"}],
         }
     )
 
@@ -206,13 +208,19 @@ def published_ports() -> list[int]:
 
 @dataclass
 class Tenant:
-    """One tenant container, its ports published on ``host`` (127.0.0.x)."""
+    """One tenant container, its ports published on ``host`` (127.0.0.x).
+
+    With ``publish=False`` nothing is published and ``start`` sets ``host`` to
+    the container's own address on the podman network (the benchmark does this:
+    it then shares no host port with anything else on the machine).
+    """
 
     image: str
     host: str
     files: TenantFiles
     name: str = field(default_factory=lambda: f"vpes-test-{uuid.uuid4().hex[:8]}")
     volume: str = ""
+    publish: bool = True
 
     def run_args(self) -> list[str]:
         args = [
@@ -239,13 +247,16 @@ class Tenant:
             "--env",
             "VPES_WATCH_INTERVAL=1",
         ]
-        for port in published_ports():
-            args += ["--publish", f"{self.host}:{port}:{port}"]
+        if self.publish:
+            for port in published_ports():
+                args += ["--publish", f"{self.host}:{port}:{port}"]
         return [*args, self.image]
 
     def start(self) -> None:
         self.volume = self.volume or f"{self.name}-mail"
         podman(*self.run_args())
+        if not self.publish:
+            self.host = container_address(self.name)
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until SMTP and IMAP greet on the published ports (or the container died)."""
@@ -289,6 +300,12 @@ def _greets(host: str, port: int) -> bool:
             return bool(s.recv(64))
     except OSError:
         return False
+
+
+def container_address(name: str) -> str:
+    """A running container's address on the default podman network."""
+    out = podman("inspect", "--format", "{{.NetworkSettings.IPAddress}}", name)
+    return out.stdout.strip()
 
 
 def podman_gateway() -> str:

@@ -9,6 +9,7 @@ import socket
 import ssl
 
 import pytest
+from vpes_operator.render.layout import INTERNAL_SUBMISSION
 
 from .clients import (
     TLS,
@@ -23,7 +24,7 @@ from .clients import (
     wait_until,
 )
 from .conftest import Running
-from .tenant import PASSWORDS
+from .tenant import PASSWORDS, container_address
 from .test_delivery import find
 
 pytestmark = pytest.mark.images
@@ -133,6 +134,59 @@ def test_no_relay_after_proxy_header_either(tenant: Running) -> None:
     assert code // 100 == 5
 
 
+# A PROXY header replaces the client's address with the one it claims: claiming
+# loopback (or the edge) must not make a client trusted by Postfix.
+SPOOFED = {
+    "v1 127.0.0.1": proxy_v1("127.0.0.1", "127.0.0.1", 40001, 10025),
+    "v2 127.0.0.1": proxy_v2("127.0.0.1", "127.0.0.1", 40002, 10025),
+    "v1 ::1": proxy_v1("::1", "::1", 40003, 10025),
+    "v2 ::1": proxy_v2("::1", "::1", 40004, 10025),
+}
+FOREIGN = ["victim@elsewhere.example", "victim@[192.0.2.1]", "victim@[IPv6:2001:db8::1]"]
+
+
+@pytest.mark.parametrize("header", SPOOFED.values(), ids=SPOOFED.keys())
+def test_proxy_header_claiming_loopback_cannot_relay(tenant: Running, header: bytes) -> None:
+    # From a trusted source (the tests' clients are the edge): Postfix cannot
+    # tell who may send a header, so what the header claims must not matter.
+    with ProxySMTP(tenant.host, 10025, header) as smtp:
+        smtp.ehlo("spammer.example")
+        smtp.mail("spammer@example.org")
+        codes = {rcpt: smtp.docmd(f"RCPT TO:<{rcpt}>") for rcpt in FOREIGN}
+    assert all(code // 100 == 5 for code, _ in codes.values()), codes
+
+
+# What a client inside the pod gets: Postfix's port 25 trusts no address, not
+# even loopback; only the loopback-bound listener Dovecot submits Sieve
+# redirects and vacation replies to (layout.INTERNAL_SUBMISSION) relays.
+RCPT_IN_POD = """
+import smtplib, sys
+try:
+    smtp = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=10)
+except ConnectionRefusedError:
+    print("refused")
+    raise SystemExit
+smtp.ehlo("tenant")
+smtp.mail("alice@example.org")
+print(smtp.rcpt(sys.argv[3])[0])
+smtp.quit()
+"""
+
+
+def test_loopback_inside_the_pod_cannot_relay_through_port_25(tenant: Running) -> None:
+    for rcpt in FOREIGN:
+        assert tenant.in_pod(RCPT_IN_POD, "127.0.0.1", "25", rcpt).startswith("5"), rcpt
+
+
+def test_the_internal_relay_listens_on_loopback_only(tenant: Running) -> None:
+    host, _, port = INTERNAL_SUBMISSION.rpartition(":")
+    assert host == "127.0.0.1"
+    pod_ip = container_address(tenant.tenant.name)
+    assert pod_ip
+    assert tenant.in_pod(RCPT_IN_POD, pod_ip, port, "victim@[192.0.2.1]") == "refused"
+    assert tenant.in_pod(RCPT_IN_POD, host, port, "victim@[192.0.2.1]") == "250"
+
+
 # --- PROXY protocol -------------------------------------------------------------
 
 
@@ -173,16 +227,42 @@ def test_proxy_port_without_header_is_refused(tenant: Running, port: int, what: 
     assert not reply.startswith((b"220", b"* OK")), reply
 
 
-def test_proxy_header_from_an_untrusted_source_is_refused(untrusted_tenant: Running) -> None:
-    header = proxy_v1("203.0.113.9", "192.0.2.10", 43000, 10143)
-    reply = raw_greeting(untrusted_tenant.host, 10143, header)
+@pytest.mark.parametrize(("version", "make"), [("v1", proxy_v1), ("v2", proxy_v2)])
+def test_proxy_header_from_an_untrusted_source_is_refused(
+    untrusted_tenant: Running, version: str, make: object
+) -> None:
+    def refusals() -> int:
+        return untrusted_tenant.logs().count("haproxy: Client not trusted")
+
+    before = refusals()
+    header = make("203.0.113.9", "192.0.2.10", 43000, 10143)  # type: ignore[operator]
+    reply = raw_greeting(untrusted_tenant.host, 10143, header + b"a LOGOUT\r\n")
     assert not reply.startswith(b"* OK"), reply
-    wait_until(
-        lambda: "not trusted" in untrusted_tenant.logs() or "haproxy" in untrusted_tenant.logs(),
-        what="Dovecot's refusal in the log",
-    )
+    wait_until(lambda: refusals() > before, what="Dovecot's refusal in the log")
     # ...while the same client without a header on the plain port is served.
     assert raw_greeting(untrusted_tenant.host, 143, b"a LOGOUT\r\n").startswith(b"* OK")
+
+
+def test_postfix_takes_proxy_headers_from_anyone_but_trusts_no_address(
+    untrusted_tenant: Running,
+) -> None:
+    # Postfix has no list of who may send a PROXY header (smtpd and postscreen
+    # alike; client restrictions only see the address the header claims): the
+    # NetworkPolicy keeps others away from the PROXY ports. Here an untrusted
+    # client's header claiming loopback is taken, and still cannot relay.
+    header = proxy_v1("127.0.0.1", "127.0.0.1", 44000, 10025)
+    with ProxySMTP(untrusted_tenant.host, 10025, header) as smtp:
+        smtp.ehlo("spammer.example")
+        smtp.mail("spammer@example.org")
+        codes = {rcpt: smtp.docmd(f"RCPT TO:<{rcpt}>") for rcpt in FOREIGN}
+    assert all(code // 100 == 5 for code, _ in codes.values()), codes
+    wait_until(
+        lambda: any(
+            "postfix/smtp-pp/smtpd" in line and "connect from localhost[127.0.0.1]" in line
+            for line in untrusted_tenant.logs().splitlines()
+        ),
+        what="Postfix logging the claimed address",
+    )
 
 
 # --- TLS ------------------------------------------------------------------------

@@ -98,12 +98,32 @@ def test_postmaster_goes_to_the_owner(tenant: Running) -> None:
     assert tenant.sink.wait_for(subject)["to"] == ["owner@owner.example"]
 
 
-def test_no_catch_all_by_default(tenant: Running) -> None:
-    with smtplib.SMTP(tenant.host, 25, timeout=10) as smtp:
+def _rcpt(host: str, rcpt: str) -> tuple[int, bytes]:
+    with smtplib.SMTP(host, 25, timeout=10) as smtp:
         smtp.ehlo("mx.edge.example")
         smtp.mail("carol@example.org")
-        code, text = smtp.rcpt("nobody-here@example.org")
+        return smtp.rcpt(rcpt)
+
+
+def test_unknown_recipient_refused_where_no_catch_all(tenant: Running) -> None:
+    code, text = _rcpt(tenant.host, "nobody-here@example.org")
     assert code == 550, text
+    assert b"User unknown" in text
+
+
+def test_catch_all_takes_only_unknown_addresses_of_its_domain(tenant: Running) -> None:
+    # example.net has a catch-all to alice@example.org; example.org has none.
+    subject = unique("catch-all")
+    send(tenant.host, ["nobody-here@example.net"], message("c@example.org", "nobody", subject))
+    fetched = find(tenant, ALICE, subject)
+    assert b"Delivered-To: alice@example.org" in fetched
+    # The domain's own mailboxes (and their +details) keep their mail.
+    own = unique("own mail")
+    send(tenant.host, ["bob+x@example.net"], message("c@example.org", BOB, own))
+    find(tenant, BOB, own)
+    assert not imap_find(tenant.host, ALICE, PASSWORDS[ALICE], own)
+    # ...and the other domain still refuses unknown recipients at RCPT time.
+    assert _rcpt(tenant.host, "nobody-here@example.org")[0] == 550
 
 
 def test_plus_addressing(tenant: Running) -> None:
@@ -173,6 +193,27 @@ def test_sieve_uploaded_with_managesieve_files_into_a_folder(tenant: Running) ->
     send(tenant.host, [BOB], message("c@example.org", BOB, subject))
     assert find(tenant, BOB, subject, folder="Lists")
     assert not imap_find(tenant.host, BOB, PASSWORDS[BOB], subject, "INBOX")
+
+
+def test_sieve_redirect_leaves_through_the_internal_relay(tenant: Running) -> None:
+    # Dovecot hands the redirect to Postfix's loopback-only listener
+    # (layout.INTERNAL_SUBMISSION), the one place loopback may relay.
+    sieve = ManageSieve(tenant.host)
+    try:
+        sieve.starttls()
+        sieve.login(ALICE, PASSWORDS[ALICE])
+        sieve.put_active(
+            "redirect",
+            'if header :contains "subject" "[redirect-me]" '
+            '{ redirect "carol@elsewhere.example"; }\n',
+        )
+    finally:
+        sieve.close()
+    subject = unique("[redirect-me]")
+    send(tenant.host, [ALICE], message("c@example.org", ALICE, subject))
+    assert tenant.sink.wait_for(subject)["to"] == ["carol@elsewhere.example"]
+    assert "postfix/internal/smtpd" in tenant.logs()
+    assert not imap_find(tenant.host, ALICE, PASSWORDS[ALICE], subject)
 
 
 def test_imap_idle_sees_new_mail(tenant: Running) -> None:

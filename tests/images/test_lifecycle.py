@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .clients import imap_login, message, unique, wait_until
-from .conftest import Running, settings_for, start_tenant
+from .conftest import Running, host_address, settings_for, start_tenant
 from .tenant import PASSWORDS, Tenant, TenantFiles, podman, sample_spec
 
 pytestmark = pytest.mark.images
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.images
 @pytest.fixture
 def own_tenant(image: str, gateway: str, tmp_path: Path) -> Iterator[Running]:
     """A tenant of its own (these tests change or stop it)."""
-    yield from start_tenant(image, "127.0.0.13", tmp_path, f"{gateway}/32", sink=False)
+    yield from start_tenant(image, host_address(13), tmp_path, f"{gateway}/32", sink=False)
 
 
 def _can_login(host: str, user: str, password: str) -> bool:
@@ -115,7 +115,7 @@ def _run_broken(
     files = TenantFiles(root, settings_for(f"{gateway}/32"))
     files.write(sample_spec(), PASSWORDS)
     edit(files)
-    tenant = Tenant(image, "127.0.0.14", files)
+    tenant = Tenant(image, host_address(14), files)
     tenant.start()
     try:
         code = tenant.wait_exit(timeout=30)

@@ -14,7 +14,7 @@ from vpes_operator.models.backup import MailBackupSpec
 from vpes_operator.models.common import Condition
 from vpes_operator.models.plan import MailPlanSpec
 from vpes_operator.models.restore import MailRestoreSpec
-from vpes_operator.models.server import PersonalMailServerSpec
+from vpes_operator.models.server import SERVER_SPEC_VALIDATIONS, PersonalMailServerSpec
 
 pytestmark = pytest.mark.unit
 
@@ -45,6 +45,7 @@ def test_defaults(spec_data: Data) -> None:
     )
     assert spec.mailboxes == []
     assert spec.forwards == []
+    assert spec.catch_all == []  # no catch-all unless asked for
     assert spec.suspended is False
     assert spec.dns.mode == "Managed"
     plan = MailPlanSpec.model_validate({})
@@ -283,6 +284,61 @@ def test_invalid_server_fields(
     refused(PersonalMailServerSpec, spec_data(**overrides), loc)
 
 
+def test_catch_all_is_accepted(spec_data: Data) -> None:
+    spec = PersonalMailServerSpec.model_validate(
+        spec_data(catchAll=[{"domain": "example.org", "to": "bob@example.org"}])
+    )
+    assert [(c.domain, c.to) for c in spec.catch_all] == [("example.org", "bob@example.org")]
+    assert spec.wire()["catchAll"] == [{"domain": "example.org", "to": "bob@example.org"}]
+
+
+@pytest.mark.parametrize(
+    ("catch_all", "loc"),
+    [
+        pytest.param(
+            [{"domain": "Example.ORG", "to": "bob@example.org"}], (0, "domain"), id="domain"
+        ),
+        pytest.param(
+            [{"domain": "*.example.org", "to": "bob@example.org"}], (0, "domain"), id="wild"
+        ),
+        pytest.param([{"domain": "@example.org", "to": "bob@example.org"}], (0, "domain"), id="at"),
+        pytest.param(
+            [{"domain": "example.org", "to": "bob+x@example.org"}], (0, "to"), id="detail"
+        ),
+        pytest.param([{"domain": "example.org", "to": "example.org"}], (0, "to"), id="no-local"),
+        pytest.param([{"domain": "example.org", "to": "a%b@example.org"}], (0, "to"), id="percent"),
+        pytest.param([{"domain": "example.org"}], (0, "to"), id="no-target"),
+        pytest.param([{"to": "bob@example.org"}], (0, "domain"), id="no-domain"),
+        pytest.param(
+            [{"domain": "example.org", "to": "bob@example.org", "from": "x"}],
+            (0, "from"),
+            id="unknown-field",
+        ),
+        pytest.param([{"domain": "example.org", "to": "bob@example.org"}] * 51, (), id="too-many"),
+        pytest.param({"domain": "example.org", "to": "bob@example.org"}, (), id="not-a-list"),
+    ],
+)
+def test_invalid_catch_all(spec_data: Data, catch_all: Any, loc: tuple[Any, ...]) -> None:
+    refused(PersonalMailServerSpec, spec_data(catchAll=catch_all), ("catchAll", *loc))
+
+
+def test_catch_all_rules_for_the_api_server() -> None:
+    """What pydantic cannot see, CEL checks: the domain is the server's, the target a mailbox."""
+    schema = PersonalMailServerSpec.model_json_schema(by_alias=True)
+    field = schema["properties"]["catchAll"]
+    assert field["x-kubernetes-list-type"] == "map"  # one catch-all per domain
+    assert field["x-kubernetes-list-map-keys"] == ["domain"]
+    rules = {r["rule"]: r for r in SERVER_SPEC_VALIDATIONS if "catchAll" in r["rule"]}
+    assert set(rules) == {
+        "!has(self.catchAll) || self.catchAll.all(c, c.domain in self.domains)",
+        "!has(self.catchAll) || self.catchAll.all(c, has(self.mailboxes) && "
+        "self.mailboxes.exists(m, m.address == c.to))",
+    }
+    for rule in rules.values():
+        assert rule["fieldPath"] == ".catchAll"
+        assert "catch-all" in rule["message"]
+
+
 @pytest.mark.parametrize("missing", ["plan", "owner", "domains"])
 def test_required_server_fields(spec_data: Data, missing: str) -> None:
     data = spec_data()
@@ -389,6 +445,7 @@ def test_server_wire_is_camel_case_without_none(spec_data: Data) -> None:
             {"address": "bob@example.org", "aliases": []},
         ],
         "forwards": [{"from": "shop@example.org", "to": ["alice@example.net"]}],
+        "catchAll": [],
         "dns": {"mode": "Managed"},
         "suspended": False,
     }

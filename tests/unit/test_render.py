@@ -12,7 +12,13 @@ import jinja2.meta
 import pytest
 from vpes_operator.crypto import hash_password
 from vpes_operator.models.plan import MailPlanSpec
-from vpes_operator.models.server import Forward, Mailbox, Owner, PersonalMailServerSpec
+from vpes_operator.models.server import (
+    CatchAll,
+    Forward,
+    Mailbox,
+    Owner,
+    PersonalMailServerSpec,
+)
 from vpes_operator.render import (
     CONFIG_FILES,
     PORTS,
@@ -310,6 +316,51 @@ def test_postmaster_goes_to_the_owner_where_the_spec_defines_none() -> None:
     ]
 
 
+def test_no_catch_all_by_default(rendered: dict[str, str]) -> None:
+    assert make_spec().catch_all == []
+    assert ctx_of().catch_alls == ()
+    virtual = table(rendered["postfix-virtual"])
+    assert not [k for k in virtual if k.startswith("@")]
+    assert not [k for k, v in virtual.items() if k == v]  # no identity entries either
+
+
+def test_catch_all_takes_unknown_addresses_of_its_domain_only() -> None:
+    spec = make_spec(catchAll=[{"domain": "example.net", "to": "carol@example.org"}])
+    ctx = ctx_of(spec)
+    assert [(c.address, c.targets) for c in ctx.catch_alls] == [
+        ("@example.net", ("carol@example.org",))
+    ]
+    virtual = table(render_config(ctx)["postfix-virtual"])
+    assert virtual["@example.net"] == "carol@example.org"
+    # Postfix tries @domain for every address without an entry of its own, so a
+    # mailbox of the caught domain maps to itself (and keeps its +details)...
+    assert virtual["bob@example.net"] == "bob@example.net"
+    # ...while aliases, postmaster and forwards keep their targets, and the
+    # other domain gets neither a catch-all nor identity entries.
+    assert virtual["a@example.net"] == "alice@example.org"
+    assert virtual["info@example.net"] == "alice@example.org, bob@example.net"
+    assert virtual["postmaster@example.net"] == "alice@example.org"
+    assert "@example.org" not in virtual
+    assert "alice@example.org" not in virtual and "carol@example.org" not in virtual
+    # A catch-all is nobody's to send as.
+    logins = table(render_config(ctx)["postfix-sender-login"])
+    assert not [k for k in logins if k.startswith("@")]
+    assert logins["bob@example.net"] == "bob@example.net"
+
+
+def test_catch_all_of_every_domain_is_sorted() -> None:
+    spec = make_spec(
+        catchAll=[
+            {"domain": "example.org", "to": "bob@example.net"},
+            {"domain": "example.net", "to": "bob@example.net"},
+        ]
+    )
+    ctx = ctx_of(spec)
+    assert [c.address for c in ctx.catch_alls] == ["@example.net", "@example.org"]
+    identities = [v.address for v in ctx.virtual_aliases if v.kind == "mailbox"]
+    assert identities == ["alice@example.org", "bob@example.net", "carol@example.org"]
+
+
 def test_context_lists_forwards_and_aliases() -> None:
     ctx = ctx_of()
     assert [f.address for f in ctx.forwards] == ["sales@example.org"]
@@ -346,6 +397,18 @@ def test_quotas_and_message_size_are_bytes(
     assert f"quota_rule = *:bytes={512 * 1024**2}\n" in dovecot
 
 
+def test_quota_is_looked_up_once_per_recipient(rendered: dict[str, str]) -> None:
+    # quota-status answers Postfix at RCPT time; LMTP does not ask again, and
+    # the Maildir++ backend reads one small file instead of every folder's index.
+    dovecot = rendered["dovecot.conf"]
+    assert "lmtp_rcpt_check_quota = no\n" in dovecot
+    assert "  quota = maildir:User quota\n" in dovecot
+    assert "executable = quota-status -p postfix\n" in dovecot
+    params = main_cf(rendered["postfix-main.cf"])
+    for restrictions in ("smtpd_recipient_restrictions", "mua_recipient_restrictions"):
+        assert "check_policy_service unix:/run/vpes/dovecot/quota-status" in params[restrictions]
+
+
 # --- settings ---------------------------------------------------------------------------
 
 
@@ -360,9 +423,11 @@ def test_relay_host_and_hostname(rendered: dict[str, str]) -> None:
 
 def test_edge_networks_are_trusted_for_proxy_but_never_relay(rendered: dict[str, str]) -> None:
     params = main_cf(rendered["postfix-main.cf"])
-    assert params["mynetworks"] == "127.0.0.0/8 [::1]/128"
-    assert params["smtpd_client_event_limit_exceptions"] == "$mynetworks 10.0.0.0/8 [fd00::]/8"
-    assert params["smtpd_relay_restrictions"] == "permit_mynetworks, reject_unauth_destination"
+    # No address is trusted to relay: a PROXY header may claim any, loopback too.
+    assert params["mynetworks"] == ""
+    assert params["smtpd_client_event_limit_exceptions"] == "10.0.0.0/8 [fd00::]/8"
+    assert params["smtpd_relay_restrictions"] == "reject_unauth_destination"
+    assert "permit_mynetworks" not in rendered["postfix-main.cf"]
     dovecot = rendered["dovecot.conf"]
     assert "haproxy_trusted_networks = 10.0.0.0/8 fd00::/8\n" in dovecot
     assert "login_trusted_networks = 10.0.0.0/8 fd00::/8\n" in dovecot
@@ -395,6 +460,60 @@ def test_no_relay_tricks_and_no_local_delivery(rendered: dict[str, str]) -> None
         assert params[table_param].startswith("texthash:/etc/vpes/config/postfix/")
         path = params[table_param].removeprefix("texthash:/etc/vpes/config/")
         assert path in CONFIG_FILES.values()
+
+
+def master_services(text: str) -> dict[str, list[str]]:
+    """master.cf as service name → its fields and -o options, in order."""
+    services: dict[str, list[str]] = {}
+    name = ""
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line[0].isspace():
+            services[name] += line.split()
+        else:
+            name = line.split()[0]
+            assert name not in services, f"{name} twice"
+            services[name] = line.split()[1:]
+    return services
+
+
+def _options(fields: list[str]) -> dict[str, str]:
+    return dict(o.split("=", 1) for o in fields if "=" in o)
+
+
+def test_proxy_listeners_trust_no_client_address(rendered: dict[str, str]) -> None:
+    services = master_services(rendered["postfix-master.cf"])
+    proxied = {name: _options(f) for name, f in services.items() if "-o" in f}
+    proxied = {n: o for n, o in proxied.items() if "smtpd_upstream_proxy_protocol" in o}
+    assert sorted(proxied) == ["10025", "10465", "10587"]
+    for name, options in proxied.items():
+        assert options["smtpd_upstream_proxy_protocol"] == "haproxy", name
+        assert options["smtpd_client_event_limit_exceptions"] == "", name
+        assert "mynetworks" not in options, name
+        assert "permit_mynetworks" not in options.get("smtpd_relay_restrictions", ""), name
+
+
+def test_only_a_loopback_listener_relays_for_dovecot(rendered: dict[str, str]) -> None:
+    services = master_services(rendered["postfix-master.cf"])
+    internal = services[layout.INTERNAL_SUBMISSION]
+    assert layout.INTERNAL_SUBMISSION.startswith("127.0.0.1:")
+    assert internal[:7] == ["inet", "n", "-", "n", "-", "-", "smtpd"]
+    options = _options(internal)
+    assert options["mynetworks"] == "127.0.0.0/8"
+    assert options["smtpd_relay_restrictions"] == "permit_mynetworks,reject"
+    assert options["smtpd_recipient_restrictions"] == "$internal_recipient_restrictions"
+    assert main_cf(rendered["postfix-main.cf"])["internal_recipient_restrictions"] == (
+        "reject_non_fqdn_recipient, check_policy_service unix:/run/vpes/dovecot/quota-status"
+    )
+    assert "smtpd_upstream_proxy_protocol" not in options
+    assert f"submission_host = {layout.INTERNAL_SUBMISSION}\n" in rendered["dovecot.conf"]
+    # Every other listener is a published port (no other inet service).
+    inet = {name for name, f in services.items() if f[0] == "inet"}
+    assert inet == {str(p.port) for p in PORTS if p.daemon == "postfix"} | {
+        layout.INTERNAL_SUBMISSION
+    }
+    assert int(layout.INTERNAL_SUBMISSION.rpartition(":")[2]) not in {p.port for p in PORTS}
 
 
 def test_master_cf_is_never_chrooted(rendered: dict[str, str]) -> None:
@@ -565,7 +684,10 @@ def _mb(address: str, **kw: Any) -> dict[str, Any]:
 
 
 def raw_spec(
-    domains: list[str], mailboxes: list[dict[str, Any]], forwards: list[dict[str, Any]]
+    domains: list[str],
+    mailboxes: list[dict[str, Any]],
+    forwards: list[dict[str, Any]],
+    catch_all: list[dict[str, Any]] | None = None,
 ) -> PersonalMailServerSpec:
     """A spec built without validation: the renderer must hold even where the
     API server's CEL rules or the pydantic patterns would have refused it."""
@@ -580,6 +702,9 @@ def raw_spec(
             for m in mailboxes
         ],
         forwards=[Forward.model_construct(from_=f["from"], to=f["to"]) for f in forwards],
+        catch_all=[
+            CatchAll.model_construct(domain=c["domain"], to=c["to"]) for c in catch_all or []
+        ],
     )
 
 
@@ -636,6 +761,31 @@ def raw_spec(
         ),
         ({"mailboxes": [_mb("me@example.org", aliases=["#x"])]}, "not valid"),
         ({"mailboxes": [_mb("me@example.org", aliases=["a b"])]}, "not valid"),
+        (
+            {"catchAll": [{"domain": "nothere.example", "to": "alice@example.org"}]},
+            "catch-all of nothere.example: that domain is not one of spec.domains",
+        ),
+        (
+            {"catchAll": [{"domain": "example.org", "to": "bob@example.org"}]},
+            "its target bob@example.org is not a mailbox of this server",
+        ),
+        (
+            {"catchAll": [{"domain": "example.org", "to": "sales@example.org"}]},
+            "not a mailbox",  # a forward is not a mailbox
+        ),
+        (
+            {"catchAll": [{"domain": "example.org", "to": "Alice@example.org"}]},
+            "valid lowercase mail address",
+        ),
+        (
+            {
+                "catchAll": [
+                    {"domain": "example.org", "to": "alice@example.org"},
+                    {"domain": "example.org", "to": "alice@example.org"},
+                ]
+            },
+            "appears twice in spec.catchAll",
+        ),
         ({"domains": []}, "at least one domain"),
         ({"domains": ["Example.ORG"]}, "IDNA"),
         ({"domains": ["example.org\nmynetworks = 0.0.0.0/0"]}, "IDNA"),
@@ -643,11 +793,13 @@ def raw_spec(
 )
 def test_bad_spec_is_a_render_error(overrides: dict[str, Any], message: str) -> None:
     base: dict[str, Any] = {"domains": ["example.org"], "mailboxes": [], "forwards": []}
-    if "forwards" in overrides and "mailboxes" not in overrides:
+    if ("forwards" in overrides or "catchAll" in overrides) and "mailboxes" not in overrides:
         base["mailboxes"] = [_mb("alice@example.org")]
+    if "catchAll" in overrides:
+        base["forwards"] = [{"from": "sales@example.org", "to": ["x@elsewhere.example"]}]
     base.update(overrides)
     with pytest.raises(RenderError, match=re.escape(message)):
-        ctx_of(raw_spec(base["domains"], base["mailboxes"], base["forwards"]))
+        ctx_of(raw_spec(base["domains"], base["mailboxes"], base["forwards"], base.get("catchAll")))
 
 
 @pytest.mark.parametrize(

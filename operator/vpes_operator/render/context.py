@@ -21,7 +21,16 @@ Decisions made here:
   claimed the same way by several mailboxes delivers to all of them, and each
   of them may send as it.
 - Postmaster: RFC 5321 requires ``postmaster@`` every domain; where the spec
-  defines none, it is forwarded to the owner's contact address.
+  defines none, it is forwarded to the owner's contact address (a catch-all
+  does not take it).
+- Catch-all (``spec.catchAll``, off by default): ``@domain → mailbox`` in
+  virtual_alias_maps, so an unknown address of that domain is accepted and
+  delivered to the mailbox; domains without one still refuse unknown
+  recipients at RCPT time. Postfix tries ``@domain`` for *every* address of
+  the domain that has no entry of its own, so each mailbox of a catch-all
+  domain gets an identity entry (``address → address``) that keeps its own
+  mail (and its ``+detail`` forms) out of the catch-all. The target must be a
+  mailbox of the server, and a domain has at most one catch-all.
 - Mailbox addresses are also Dovecot logins and directory names, so their
   local part is limited to ``a-z 0-9 . _ -`` (no ``+``: that is the detail
   delimiter; no ``/``: it would nest maildirs).
@@ -89,11 +98,15 @@ class MailboxContext:
 
 @dataclass(frozen=True)
 class VirtualAlias:
-    """One line of Postfix virtual_alias_maps: address → targets."""
+    """One line of Postfix virtual_alias_maps: address → targets.
+
+    ``catch-all`` entries have the address ``@domain``; ``mailbox`` entries map
+    a mailbox to itself (only in catch-all domains, see the module docstring).
+    """
 
     address: str
     targets: tuple[str, ...]
-    kind: Literal["alias", "forward", "postmaster"]
+    kind: Literal["alias", "forward", "postmaster", "catch-all", "mailbox"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,10 @@ class TenantContext:
     def aliases(self) -> tuple[VirtualAlias, ...]:
         return tuple(v for v in self.virtual_aliases if v.kind == "alias")
 
+    @property
+    def catch_alls(self) -> tuple[VirtualAlias, ...]:
+        return tuple(v for v in self.virtual_aliases if v.kind == "catch-all")
+
 
 def build_context(
     name: str,
@@ -165,7 +182,19 @@ def build_context(
         for d in domains
         if f"postmaster@{d}" not in taken
     ]
-    virtual = tuple(sorted([*aliases, *forwards, *postmasters], key=lambda v: v.address))
+    catch_alls = _catch_alls(spec, domains, mailbox_addresses)
+    caught = {c.address.removeprefix("@") for c in catch_alls}
+    identities = [
+        VirtualAlias(address=m.address, targets=(m.address,), kind="mailbox")
+        for m in mailboxes
+        if m.domain in caught
+    ]
+    virtual = tuple(
+        sorted(
+            [*aliases, *forwards, *postmasters, *catch_alls, *identities],
+            key=lambda v: v.address,
+        )
+    )
 
     by_owner: dict[str, list[str]] = {m.address: [] for m in mailboxes}
     for addr, owners in claims.items():
@@ -283,6 +312,26 @@ def _forwards(
             raise RenderError(f"forward from {src} has no target")
         out[src] = VirtualAlias(address=src, targets=tuple(targets), kind="forward")
     return [out[a] for a in sorted(out)]
+
+
+def _catch_alls(
+    spec: PersonalMailServerSpec, domains: tuple[str, ...], mailboxes: set[str]
+) -> list[VirtualAlias]:
+    out: dict[str, VirtualAlias] = {}
+    for c in spec.catch_all:
+        domain = c.domain
+        if domain not in domains:
+            raise RenderError(f"catch-all of {domain}: that domain is not one of spec.domains")
+        if domain in out:
+            raise RenderError(f"catch-all of {domain} appears twice in spec.catchAll")
+        target = _address(c.to, f"catch-all of {domain} target")
+        if target not in mailboxes:
+            raise RenderError(
+                f"catch-all of {domain}: its target {target} is not a mailbox of this server; "
+                "add the mailbox or pick one of spec.mailboxes"
+            )
+        out[domain] = VirtualAlias(address=f"@{domain}", targets=(target,), kind="catch-all")
+    return [out[d] for d in sorted(out)]
 
 
 def _alias_claims(

@@ -117,9 +117,11 @@ DOVECOT_LMTP_SOCKET = f"{DOVECOT_BASE_DIR}/lmtp"
 DOVECOT_AUTH_SOCKET = f"{DOVECOT_BASE_DIR}/auth-postfix"
 DOVECOT_QUOTA_STATUS_SOCKET = f"{DOVECOT_BASE_DIR}/quota-status"
 
-# Where Dovecot (sieve redirect, vacation) hands outgoing mail to Postfix:
-# port 25 on loopback, which Postfix lets relay ($mynetworks is loopback only).
-INTERNAL_SUBMISSION = "127.0.0.1:25"
+# Where Dovecot (sieve redirect, vacation) hands outgoing mail to Postfix: a
+# Postfix listener bound to loopback only, the one that lets loopback relay
+# (everywhere else mynetworks is empty: a PROXY header may claim 127.0.0.1).
+# Not in PORTS: nothing outside the pod reaches it.
+INTERNAL_SUBMISSION = "127.0.0.1:10026"
 
 # A tenant's own host name is <pms>.<namespace>.HOSTNAME_SUFFIX: stable whatever
 # domains the customer adds or removes, never resolvable on the internet, and
