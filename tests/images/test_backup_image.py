@@ -235,3 +235,30 @@ def test_an_interrupted_backup_leaves_the_repository_consistent(
     code, out = runner.run("restore", restored, VPES_SNAPSHOT=good["snapshot"])
     assert code == 0, out  # the previous good backup is still whole
     shutil.rmtree(restored)
+
+
+def test_retention_forgets_only_scheduled_snapshots_and_keeps_the_newest(
+    runner: Runner, tmp_path: Path
+) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    maildir(volume, 5)
+    code, manual = runner.run("backup", volume, VPES_INIT="1", VPES_TAGS="vpes,trigger=manual")
+    assert code == 0, manual
+    keep = {"VPES_KEEP_DAILY": "1", "VPES_KEEP_WEEKLY": "0", "VPES_KEEP_MONTHLY": "0"}
+    scheduled = []
+    for i in range(3):
+        (volume / f"new-{i}").write_text(f"mail {i}")
+        code, out = runner.run(
+            "backup",
+            volume,
+            VPES_TAGS="vpes,trigger=schedule",
+            VPES_FORGET_TAG="trigger=schedule",
+            **keep,
+        )
+        assert code == 0 and out["retention"] == "ok", out
+        scheduled.append(out["snapshot"])
+    # Three scheduled snapshots of one day: the day keeps one, the newest; the
+    # manual snapshot is not the plan's to forget.
+    assert sorted(out["snapshots"]) == sorted([manual["snapshot"], scheduled[-1]])
+    assert runner.restic("check").returncode == 0

@@ -235,3 +235,23 @@ def test_due_backup_is_the_latest_recent_firing_after_creation() -> None:
     request = schedule.backup_request({"metadata": {"name": "alice", "namespace": "a"}}, T0)
     assert request["metadata"]["name"] == "alice-202612011200"
     assert request["spec"] == {"server": "alice", "trigger": "Schedule"}
+
+
+def mbk(name: str, server: str, trigger: str, snapshot: str, phase: str = "Completed") -> Any:
+    return {
+        "metadata": {"name": name},
+        "spec": {"server": server, "trigger": trigger},
+        "status": {"phase": phase, "snapshotId": snapshot},
+    }
+
+
+def test_only_scheduled_backups_whose_snapshot_retention_forgot_are_dropped() -> None:
+    backups = [
+        mbk("kept", "alice", "Schedule", "aaaa1111"),
+        mbk("forgotten", "alice", "Schedule", "bbbb2222"),
+        mbk("manual", "alice", "Manual", "cccc3333"),
+        mbk("other-server", "bob", "Schedule", "dddd4444"),
+        mbk("failed", "alice", "Schedule", "eeee5555", phase="Failed"),
+    ]
+    assert health.forgotten(backups, "alice", ("aaaa1111",)) == ["forgotten"]
+    assert health.forgotten(backups, "alice", ()) == []  # no list from the job: keep all

@@ -39,6 +39,8 @@ class Step:
     retry_in: float | None = None
     # A Job whose result is in `status`: removed once the status is written.
     finished_job: str | None = None
+    # The snapshots the repository still holds after retention (short ids).
+    remaining: tuple[str, ...] = ()
 
 
 def _tenant_running(kube: Kube, namespace: str, server: str) -> bool:
@@ -135,6 +137,7 @@ def _record(body: dict[str, Any], result: JobResult, now: dt.datetime) -> Step:
     if result.retention and result.retention != "ok":
         message += f"; retention not applied ({result.retention})"
     return Step(
+        remaining=result.snapshots,
         status={
             "phase": BackupPhase.COMPLETED.value,
             "message": message,
@@ -170,9 +173,11 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
         step.finished_job = job_name
         return step
     except WaitingError as e:
+        message = f"{e.reason}: {e}"
         return Step(
-            status={"phase": phase or BackupPhase.PENDING.value, "message": f"{e.reason}: {e}"},
-            events=[("Warning", e.reason, e.message)],
+            status={"phase": phase or BackupPhase.PENDING.value, "message": message},
+            # One event when the wait starts, not one per retry.
+            events=[] if status.get("message") == message else [("Warning", e.reason, e.message)],
             retry_in=e.delay,
         )
     except ReconcileError as e:

@@ -107,19 +107,26 @@ def write(
     return seen.get("before") or {}, written.get("status") or {}
 
 
-def drop_forgotten(kube: Kube, namespace: str, server: str, remaining: tuple[str, ...]) -> int:
-    """Delete the scheduled MailBackups of `server` whose snapshots retention removed."""
+def forgotten(backups: list[dict[str, Any]], server: str, remaining: tuple[str, ...]) -> list[str]:
+    """The scheduled, completed MailBackups of `server` whose snapshot retention removed."""
     if not remaining:
-        return 0
-    gone = 0
-    for backup in kube.list(API_VERSION, "MailBackup", namespace):
+        return []  # no list: never guess
+    out = []
+    for backup in backups:
         spec, status = backup.get("spec") or {}, backup.get("status") or {}
         snapshot = str(status.get("snapshotId") or "")
         if spec.get("server") != server or spec.get("trigger") != "Schedule" or not snapshot:
             continue
         if status.get("phase") == "Completed" and not any(
-            s.startswith(snapshot[:8]) for s in remaining
+            s.startswith(snapshot) or snapshot.startswith(s) for s in remaining
         ):
-            kube.delete(API_VERSION, "MailBackup", namespace, backup["metadata"]["name"])
-            gone += 1
-    return gone
+            out.append(str(backup["metadata"]["name"]))
+    return out
+
+
+def drop_forgotten(kube: Kube, namespace: str, server: str, remaining: tuple[str, ...]) -> int:
+    """Delete the MailBackups whose snapshots the plan's retention forgot."""
+    names = forgotten(kube.list(API_VERSION, "MailBackup", namespace), server, remaining)
+    for name in names:
+        kube.delete(API_VERSION, "MailBackup", namespace, name)
+    return len(names)

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from .. import API_VERSION, GROUP, VERSION, metrics, status
-from ..backup import backups, cron, restores, schedule
+from ..backup import backups, cron, health, restores, schedule
 from ..models.plan import MailPlanSpec
 from ..settings import OperatorSettings
 from .events import post_transitions
@@ -58,8 +58,6 @@ def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 def _completed(memo: Any, body: dict[str, Any], step: backups.Step, now: dt.datetime) -> None:
     """The server shows its newest good backup; retention's leftovers go."""
-    from ..backup import health
-
     meta, server = body["metadata"], str((body.get("spec") or {}).get("server"))
     record = {
         "name": meta["name"],
@@ -67,6 +65,9 @@ def _completed(memo: Any, body: dict[str, Any], step: backups.Step, now: dt.date
         "snapshotId": step.status.get("snapshotId"),
     }
     health.write(memo.kube, meta["namespace"], server, now=now, last_backup=record)
+    dropped = health.drop_forgotten(memo.kube, meta["namespace"], server, step.remaining)
+    if dropped:
+        log.info("%d backups of %s/%s aged out", dropped, meta["namespace"], server)
     result = memo.kube.get(API_VERSION, "PersonalMailServer", meta["namespace"], server)
     if result is not None:
         plan = memo.kube.get(
