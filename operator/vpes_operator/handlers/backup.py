@@ -20,7 +20,6 @@ from ..backup import backups, cron, health, restores, schedule
 from ..models.plan import MailPlanSpec
 from ..settings import OperatorSettings
 from .events import post_transitions
-from .server import plan_spec
 
 log = logging.getLogger(__name__)
 _SETTINGS = OperatorSettings.from_env()  # kopf fixes timer intervals at registration
@@ -96,23 +95,65 @@ def restore_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
         metrics.BACKUP_RESULTS.labels("restore", result).inc()
 
 
-@kopf.timer(GROUP, VERSION, "personalmailservers", id="backup-schedule", interval=SCHEDULE_TICK)
-def schedule_timer(body: kopf.Body, meta: kopf.Meta, memo: Any, **kwargs: Any) -> None:
-    """Request the backup the plan's schedule says is due; keep BackupHealthy current."""
-    raw = plan_spec(kwargs["plans"], str((body.get("spec") or {}).get("plan", "")))
-    plan = MailPlanSpec.model_validate(raw) if raw is not None else None
-    if plan is not None and plan.backup.enabled:
-        try:
-            period = cron.interval(cron.parse(plan.backup.schedule), dt.datetime.now(dt.UTC))
-        except cron.CronError:
-            period = None
+@kopf.index(GROUP, VERSION, "personalmailservers")
+def backup_view(
+    name: str,
+    namespace: str | None,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> dict[str, dict[str, Any]]:
+    """Servers by plan, with just what their schedule needs, kept from the watch stream."""
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") == "BackupHealthy"]
+    return {
+        str(spec.get("plan", "")): {
+            "apiVersion": API_VERSION,
+            "kind": "PersonalMailServer",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "creationTimestamp": meta.get("creationTimestamp"),
+                "deletionTimestamp": meta.get("deletionTimestamp"),
+            },
+            "status": {
+                "lastBackup": dict(status.get("lastBackup") or {}),
+                "conditions": [dict(c) for c in conditions],
+            },
+        }
+    }
+
+
+# One timer per plan (a few), not one per server (thousands): each tick looks at
+# the plan's servers from the index and calls the API only when a backup is due
+# or BackupHealthy changes.
+@kopf.timer(GROUP, VERSION, "mailplans", id="backup-schedule", interval=SCHEDULE_TICK)
+def schedule_timer(name: str, spec: kopf.Spec, memo: Any, **kwargs: Any) -> None:
+    """Request the backups the plan's schedule says are due; keep BackupHealthy current."""
+    view: kopf.Index[str, dict[str, Any]] = kwargs["backup_view"]
+    servers = list(view.get(name, []))
+    if not servers:
+        return
+    plan = MailPlanSpec.model_validate(dict(spec))
+    now = dt.datetime.now(dt.UTC)
+    period = None
+    if plan.backup.enabled:
+        with contextlib.suppress(cron.CronError):
+            period = cron.interval(cron.parse(plan.backup.schedule), now)
+    for server in servers:
+        meta = server["metadata"]
         if period is not None:
             metrics.BACKUP_INTERVAL.labels(meta["namespace"], meta["name"]).set(
                 period.total_seconds()
             )
-    changed = schedule.tick(memo.kube, memo.settings, dict(body), plan, dt.datetime.now(dt.UTC))
-    if changed:
-        post_transitions(body, status.events(*_conditions(changed)))
+        try:
+            changed = schedule.tick(memo.kube, memo.settings, server, plan, now)
+        except Exception:  # one server's trouble never stops the others' schedule
+            log.exception("backup schedule of %s/%s failed", meta["namespace"], meta["name"])
+            continue
+        if changed:
+            post_transitions(server, status.events(*_conditions(changed)))
 
 
 def server_deleted(memo: Any, body: dict[str, Any], logger: kopf.Logger) -> None:
