@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from vpes_devcluster.platform import OPERATOR_NAMESPACE
 from vpes_operator.clients.kube import Kube
 
+from tests.integration.operator_support import SECRET_VALUES
 from tests.s3_support import S3Server
 
 CREDENTIALS_SECRET = "vpes-backup-s3"
@@ -40,3 +43,14 @@ def backup_env(s3: S3Server, image: str, **extra: str) -> dict[str, str]:
         "VPES_BACKUP_SCHEDULE_TICK": "2",
         **extra,
     }
+
+
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A module's S3 server (a fixture's body): its secret key joins those no log may hold."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    SECRET_VALUES.add(server.secret_access_key)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -58,6 +58,11 @@ def selector_labels(server: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": TENANT_APP, LABEL_SERVER: server}
 
 
+def pod_selector(server: str) -> str:
+    """The server's pod as a label selector query (`k=v,k=v`)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(server).items())
+
+
 def labels(server: str, plan: str) -> dict[str, str]:
     """Labels on every child object of a server."""
     return {

@@ -28,10 +28,9 @@ from vpes_devcluster.podlet import Podlet
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
-from tests.backup_support import backup_env, install_credentials
+from tests.backup_support import backup_env, install_credentials, s3_server
 from tests.images.tenant import build_images
 from tests.integration.operator_support import (
-    SECRET_VALUES,
     OperatorProcess,
     condition,
     harvest_secrets,
@@ -58,11 +57,7 @@ def images() -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3"))
-    server.start()
-    SECRET_VALUES.add(server.secret_access_key)
-    yield server
-    server.stop()
+    yield from s3_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

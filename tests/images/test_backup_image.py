@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.backup_support import s3_server
 from tests.s3_support import S3Server
 
 from .tenant import build_images, podman, podman_env
@@ -36,10 +37,7 @@ def backup_image() -> str:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3"))
-    server.start()
-    yield server
-    server.stop()
+    yield from s3_server(tmp_path_factory)
 
 
 class Runner:

@@ -44,10 +44,9 @@ class Step:
 
 
 def _tenant_running(kube: Kube, namespace: str, server: str) -> bool:
-    selector = ",".join(f"{k}={v}" for k, v in naming.selector_labels(server).items())
     return any(
         (p.get("spec") or {}).get("nodeName") and not p["metadata"].get("deletionTimestamp")
-        for p in kube.list("v1", "Pod", namespace, labels=selector)
+        for p in kube.list("v1", "Pod", namespace, labels=naming.pod_selector(server))
     )
 
 
@@ -95,7 +94,6 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
     s3.check()
     repository = Repository.of(namespace, spec.server, server["metadata"]["uid"])
     password = keys.ensure(kube, settings, repository)
-    credentials = store.load_credentials(kube, settings)
     plan = plan_of(kube, str((server.get("spec") or {}).get("plan", "")))
     scheduled = spec.trigger == BackupTrigger.SCHEDULE.value
     secret = kube.get("v1", "Secret", namespace, naming.credentials_secret(spec.server))
@@ -111,7 +109,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
         tenant_running=_tenant_running(kube, namespace, spec.server),
         objects=jobs.objects_of(server, secret),
     )
-    runner.start(kube, settings, job_spec, password, credentials)
+    runner.start(kube, settings, job_spec, password, s3.credentials)
     return Step(
         status={
             "phase": BackupPhase.RUNNING.value,

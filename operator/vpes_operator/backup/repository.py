@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from .. import naming
 from ..settings import OperatorSettings
 
-LABEL_NAMESPACE = f"{naming.PREFIX}/namespace"
 LABEL_REPOSITORY = f"{naming.PREFIX}/repository"
 COMPONENT_KEY = "backup-key"
 COMPONENT_BACKUP = "backup"

@@ -50,10 +50,10 @@ def _new_server(
     restore_name: str,
     repository: Repository,
     snapshot: str,
+    credentials: store.Credentials,
 ) -> None:
     """Create the target from the snapshot's objects, held for the restore."""
     password = keys.require(kube, settings, repository)
-    credentials = store.load_credentials(kube, settings)
 
     def read(name: str) -> dict[str, Any]:
         raw = restic.dump(
@@ -144,8 +144,7 @@ def _stopped(kube: Kube, namespace: str, target: str) -> bool:
     sts = kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(target))
     if sts is None or int((sts.get("spec") or {}).get("replicas", 1)) != 0:
         return False
-    selector = ",".join(f"{k}={v}" for k, v in naming.selector_labels(target).items())
-    return not kube.list("v1", "Pod", namespace, labels=selector)
+    return not kube.list("v1", "Pod", namespace, labels=naming.pod_selector(target))
 
 
 def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step:
@@ -159,10 +158,13 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
     except ValueError as e:
         raise ConfigError("BackupInvalid", f"MailBackup {spec.backup}: {e}") from e
     snapshot = str(bstatus["snapshotId"])
-    store.connect(kube, settings).check()
+    s3 = store.connect(kube, settings)
+    s3.check()
     target = kube.get(API_VERSION, PMS, namespace, spec.target)
     if target is None:
-        _new_server(kube, settings, namespace, spec.target, name, repository, snapshot)
+        _new_server(
+            kube, settings, namespace, spec.target, name, repository, snapshot, s3.credentials
+        )
         return Step(
             status={
                 "phase": RestorePhase.PENDING.value,
@@ -202,7 +204,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
         overwrite=spec.overwrite,
     )
     password = keys.require(kube, settings, repository)
-    runner.start(kube, settings, job_spec, password, store.load_credentials(kube, settings))
+    runner.start(kube, settings, job_spec, password, s3.credentials)
     return Step(
         status={
             "phase": RestorePhase.RUNNING.value,

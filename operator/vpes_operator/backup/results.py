@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -18,7 +18,6 @@ class JobResult:
     added_bytes: int | None = None
     snapshots: tuple[str, ...] = ()
     retention: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def job_state(job: dict[str, Any] | None) -> str:

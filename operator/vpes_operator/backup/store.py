@@ -2,15 +2,15 @@
 
 restic writes and reads the repositories; this side checks that the bucket and
 credentials work before a Job is started (so a mistake becomes a condition that
-names it, not a failed pod), tells whether a repository exists yet, measures
-one, and removes one whose retention has run out.
+names it, not a failed pod), tells whether a repository exists yet, and
+removes one whose retention has run out.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -38,13 +38,6 @@ class Credentials:
 
     def __repr__(self) -> str:  # never in a log
         return "Credentials(***)"
-
-
-class Store(Protocol):
-    def check(self) -> None: ...
-    def repository_exists(self, prefix: str) -> bool: ...
-    def size(self, prefix: str) -> int: ...
-    def delete_prefix(self, prefix: str) -> int: ...
 
 
 def not_configured() -> ConfigError:
@@ -82,6 +75,7 @@ class S3Store:
     """A bucket of an S3-compatible service (AWS or any endpoint)."""
 
     def __init__(self, settings: OperatorSettings, credentials: Credentials) -> None:
+        self.credentials = credentials  # the Jobs get the same ones
         self.bucket = settings.backup_s3_bucket
         self.where = settings.backup_s3_endpoint or "AWS S3"
         self.client: Any = boto3.client(
@@ -148,9 +142,6 @@ class S3Store:
         except Exception as e:
             raise self._error(e, "listing the repository") from e
         return out
-
-    def size(self, prefix: str) -> int:
-        return sum(int(o.get("Size", 0)) for o in self._objects(prefix))
 
     def delete_prefix(self, prefix: str) -> int:
         objects = self._objects(prefix)
