@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from . import crypto
 from .errors import WaitingError
+from .models.conditions import Reason
 from .models.server import PersonalMailServerSpec
 
 # Reads one key of a Secret in the server's namespace: (name, key) →
@@ -147,7 +148,7 @@ class MissingPasswordsError(WaitingError):
         if invalid:
             parts.append("unusable password for " + ", ".join(invalid) + ": set a password")
         super().__init__(
-            "PasswordSecretMissing" if missing else "PasswordInvalid",
+            Reason.PASSWORD_SECRET_MISSING if missing else Reason.PASSWORD_INVALID,
             "; ".join(parts) + ". Mailboxes keep their previous password meanwhile.",
             delay=60,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .models.conditions import Permanence, permanence
+
 
 class ReconcileError(Exception):
     """Something a reconcile could not do; becomes a condition with this reason."""
@@ -20,5 +22,8 @@ class WaitingError(ReconcileError):
     """Something the server needs does not exist yet or is temporarily failing."""
 
     def __init__(self, reason: str, message: str, delay: float = 30.0) -> None:
+        # The catalogue says which reasons wait (models.conditions); the phase follows it.
+        if permanence(reason) is not Permanence.WAITING:
+            raise ValueError(f"{reason} is not a waiting reason in the condition catalogue")
         super().__init__(reason, message)
         self.delay = delay

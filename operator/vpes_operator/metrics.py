@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,6 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+from .conditions import find, is_true
+from .models.conditions import ConditionType
+from .models.server import PersonalMailServerStatus, Phase
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -55,7 +60,7 @@ BACKUP_RESULTS = Counter(
 )
 
 # What the gauges are computed from: (namespace, name) → a server's summary.
-Summaries = Callable[[], Iterable[dict[str, Any]]]
+Summaries = Callable[[], Iterable["ServerSummary"]]
 
 
 class TenantCollector(Collector):
@@ -95,17 +100,15 @@ class TenantCollector(Collector):
         counts: dict[tuple[str, str], int] = {}
         now = dt.datetime.now(dt.UTC)
         for s in self.summaries():
-            key = (s.get("phase") or "Pending", s.get("plan") or "")
+            key = (s.phase or "Pending", s.plan or "")
             counts[key] = counts.get(key, 0) + 1
-            labels = [s["namespace"], s["name"]]
-            ready.add_metric(labels, 1.0 if s.get("ready") else 0.0)
-            suspended.add_metric(labels, 1.0 if s.get("suspended") else 0.0)
-            if s.get("dns_verified") is not None:
-                dns_verified.add_metric(labels, 1.0 if s["dns_verified"] else 0.0)
-            done = s.get("last_backup")
-            if done:
-                when = dt.datetime.fromisoformat(str(done).replace("Z", "+00:00"))
-                backup_age.add_metric(labels, (now - when).total_seconds())
+            labels = [s.namespace, s.name]
+            ready.add_metric(labels, 1.0 if s.ready else 0.0)
+            suspended.add_metric(labels, 1.0 if s.suspended else 0.0)
+            if s.dns_verified is not None:
+                dns_verified.add_metric(labels, 1.0 if s.dns_verified else 0.0)
+            if s.last_backup is not None:
+                backup_age.add_metric(labels, (now - s.last_backup).total_seconds())
         for (phase, plan), n in sorted(counts.items()):
             tenants.add_metric([phase, plan], n)
         yield from (tenants, ready, suspended, dns_verified, backup_age)
@@ -114,28 +117,34 @@ class TenantCollector(Collector):
         return iter(())
 
 
-def _condition(status: dict[str, Any], type_: str) -> bool | None:
-    """Whether a condition is True; None when the server has no such condition."""
-    for c in status.get("conditions") or []:
-        if c.get("type") == type_:
-            return bool(c.get("status") == "True")
-    return None
-
-
-def summary(body: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ServerSummary:
     """What the gauges need of one PersonalMailServer."""
-    status = body.get("status") or {}
+
+    namespace: str
+    name: str
+    phase: str | None
+    plan: str | None
+    ready: bool
+    suspended: bool
+    dns_verified: bool | None  # None: not checked yet
+    last_backup: dt.datetime | None
+
+
+def summary(body: dict[str, Any]) -> ServerSummary:
+    status = PersonalMailServerStatus.model_validate(body.get("status") or {})
     spec = body.get("spec") or {}
-    return {
-        "namespace": body["metadata"]["namespace"],
-        "name": body["metadata"]["name"],
-        "phase": status.get("phase"),
-        "plan": spec.get("plan"),
-        "ready": bool(_condition(status, "Ready")),
-        "suspended": bool(spec.get("suspended")) or status.get("phase") == "Suspended",
-        "dns_verified": _condition(status, "DNSVerified"),
-        "last_backup": (status.get("lastBackup") or {}).get("completedAt"),
-    }
+    verified = find(status.conditions, ConditionType.DNS_VERIFIED)
+    return ServerSummary(
+        namespace=body["metadata"]["namespace"],
+        name=body["metadata"]["name"],
+        phase=status.phase,
+        plan=spec.get("plan"),
+        ready=is_true(status.conditions, ConditionType.READY),
+        suspended=bool(spec.get("suspended")) or status.phase == Phase.SUSPENDED,
+        dns_verified=None if verified is None else verified.status == "True",
+        last_backup=status.last_backup.completed_at if status.last_backup else None,
+    )
 
 
 class Server:
@@ -196,7 +205,7 @@ class ServerSummaries:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[tuple[str, str], dict[str, Any]] = {}
+        self._by_key: dict[tuple[str, str], ServerSummary] = {}
 
     def update(self, body: dict[str, Any], deleted: bool) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -206,7 +215,7 @@ class ServerSummaries:
             else:
                 self._by_key[key] = summary(body)
 
-    def __call__(self) -> list[dict[str, Any]]:
+    def __call__(self) -> list[ServerSummary]:
         with self._lock:
             return list(self._by_key.values())
 

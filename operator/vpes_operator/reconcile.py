@@ -16,27 +16,28 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import API_VERSION, credentials, limits, naming, status
+from . import credentials, limits, naming, status
 from .builders import ServerInputs, desired_objects
 from .builders.meta import Owner
 from .clients.kube import ApiError, Kube
-from .conditions import Cond
+from .clients.status import update_server_status
+from .conditions import Cond, Event, find
 from .errors import ConfigError, ReconcileError, WaitingError
+from .models.conditions import Reason
 from .models.plan import MailPlanSpec
-from .models.server import Endpoints, PersonalMailServerSpec, Usage
+from .models.server import Endpoints, PersonalMailServerSpec, PersonalMailServerStatus, Usage
 from .render import RenderError
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
-PMS = "PersonalMailServer"
 
 
 @dataclass
 class Outcome:
     """What a reconcile did: the new status and the events its transitions deserve."""
 
-    status: dict[str, Any]
-    events: list[dict[str, Any]]
+    status: PersonalMailServerStatus
+    events: list[Event]
     error: ReconcileError | None = None
 
 
@@ -72,14 +73,14 @@ def endpoints(owner: Owner, settings: OperatorSettings) -> Endpoints:
 def parse_plan(name: str, raw: dict[str, Any] | None) -> MailPlanSpec:
     if raw is None:
         raise ConfigError(
-            "PlanNotFound",
+            Reason.PLAN_NOT_FOUND,
             f"MailPlan {name!r} does not exist: create it, or set spec.plan to an existing "
             "plan (kubectl get mailplans)",
         )
     try:
         return MailPlanSpec.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError("InvalidPlan", f"MailPlan {name!r} is invalid: {e}") from e
+        raise ConfigError(Reason.INVALID_PLAN, f"MailPlan {name!r} is invalid: {e}") from e
 
 
 def apply_server(
@@ -93,7 +94,7 @@ def apply_server(
     try:
         spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
     except ValidationError as e:
-        raise ConfigError("InvalidSpec", f"the server's spec is invalid: {e}") from e
+        raise ConfigError(Reason.INVALID_SPEC, f"the server's spec is invalid: {e}") from e
     plan = parse_plan(spec.plan, plan_spec)
     limits.check(spec.plan, spec, plan)
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=spec.plan)
@@ -145,7 +146,7 @@ def apply_server(
     try:
         objects = desired_objects(inputs)
     except RenderError as e:
-        raise ConfigError("InvalidConfiguration", str(e)) from e
+        raise ConfigError(Reason.INVALID_CONFIGURATION, str(e)) from e
     for obj in objects:
         kube.apply(obj)
     if waiting is not None:
@@ -167,28 +168,27 @@ def reconcile(
     try:
         apply_server(kube, settings, body, plan_spec)
         provisioned = Cond(
-            status.PROVISIONED, True, "Applied", "all objects of the server are applied"
+            status.PROVISIONED, True, Reason.APPLIED, "all objects of the server are applied"
         )
     except ReconcileError as e:
         error = e
         provisioned = Cond(status.PROVISIONED, False, e.reason, e.message)
     except ApiError as e:
         if 400 <= e.status < 500 and e.status not in (404, 409, 429):
-            error = ConfigError("ApplyRejected", f"the API server refused an object: {e.message}")
+            error = ConfigError(
+                Reason.APPLY_REJECTED, f"the API server refused an object: {e.message}"
+            )
         else:
-            error = WaitingError("ApiError", f"the API server failed: {e.message}", delay=15)
+            error = WaitingError(Reason.API_ERROR, f"the API server failed: {e.message}", delay=15)
         provisioned = Cond(status.PROVISIONED, False, error.reason, error.message)
 
     spec = body.get("spec") or {}
     owner = Owner(name=name, namespace=namespace, uid=meta["uid"], plan=str(spec.get("plan", "")))
-    extra = {
-        "endpoints": endpoints(owner, settings).wire(),
-        "usage": Usage(
-            mailboxes=len(spec.get("mailboxes") or []),
-            domains=len(spec.get("domains") or []),
-            storage_requested=(plan_spec or {}).get("storage"),
-        ).wire(),
-    }
+    usage = Usage(
+        mailboxes=len(spec.get("mailboxes") or []),
+        domains=len(spec.get("domains") or []),
+        storage_requested=(plan_spec or {}).get("storage"),
+    )
 
     def workload() -> dict[str, Any] | None:
         # Read afresh for every attempt: a StatefulSet event may have reported
@@ -196,7 +196,14 @@ def reconcile(
         return kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
 
     outcome = write_status(
-        kube, namespace, name, workload, now=now, provisioned=provisioned, extra=extra
+        kube,
+        namespace,
+        name,
+        workload,
+        now=now,
+        provisioned=provisioned,
+        endpoints=endpoints(owner, settings),
+        usage=usage,
     )
     outcome.error = error
     return outcome
@@ -210,40 +217,34 @@ def write_status(
     *,
     now: dt.datetime,
     provisioned: Cond | None = None,
-    extra: dict[str, Any] | None = None,
+    endpoints: Endpoints | None = None,
+    usage: Usage | None = None,
 ) -> Outcome:
     """Compute the server's status from what is observed and write it if it changed.
 
     Without `provisioned` (a workload event), a server not reconciled yet is
     left alone: its reconcile writes the first status.
     """
-    before: dict[str, Any] = {}
 
-    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-        nonlocal before
-        before = current.get("status") or {}
-        if provisioned is None and not any(
-            c.get("type") == status.PROVISIONED for c in before.get("conditions") or []
-        ):
+    def mutate(
+        current: dict[str, Any], before: PersonalMailServerStatus
+    ) -> PersonalMailServerStatus | None:
+        if provisioned is None and find(before.conditions, status.PROVISIONED) is None:
             return None  # not reconciled yet (DNS may have written its conditions first)
-        new = status.compute(
+        return status.compute(
             before,
             generation=int(current["metadata"].get("generation", 1)),
             sts=workload(),
             suspended=bool((current.get("spec") or {}).get("suspended")),
             restoring=(current["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTORE),
             provisioned=provisioned,
-            extra=extra,
+            endpoints=endpoints,
+            usage=usage,
             now=now,
         )
-        return None if new == before else new
 
-    written = kube.update_status(API_VERSION, PMS, namespace, name, mutate)
-    after = (written or {}).get("status") or before
-    return Outcome(
-        status=after,
-        events=status.events(before.get("conditions", []), after.get("conditions", [])),
-    )
+    written = update_server_status(kube, namespace, name, mutate)
+    return Outcome(status=written.after, events=written.events)
 
 
 def refresh_readiness(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 from vpes_operator.conditions import (
@@ -14,6 +13,7 @@ from vpes_operator.conditions import (
     timestamp,
     transitions,
 )
+from vpes_operator.models.conditions import Condition
 
 pytestmark = pytest.mark.unit
 
@@ -21,14 +21,16 @@ T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=7, seconds=3)
 
 
-def entry(type_: str, status: str, reason: str = "R", message: str = "m") -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": timestamp(T0),
-    }
+def entry(type_: str, status: str, reason: str = "R", message: str = "m") -> Condition:
+    return Condition.model_validate(
+        {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": timestamp(T0),
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,24 +68,24 @@ def test_last_transition_time_moves_only_when_status_flips(
     after = set_condition(before, new, generation=3, now=T1)
     got = find(after, "Ready")
     assert got is not None
-    assert got["lastTransitionTime"] == timestamp(T1 if time_moves else T0)
+    assert timestamp(got.last_transition_time) == timestamp(T1 if time_moves else T0)
     # Everything else is always the new value.
-    assert got["status"] == new.status_text
-    assert got["reason"] == new.reason
-    assert got["message"] == new.message
-    assert got["observedGeneration"] == 3
+    assert got.status == new.status_text
+    assert got.reason == new.reason
+    assert got.message == new.message
+    assert got.observed_generation == 3
 
 
 def test_set_condition_does_not_mutate_its_input() -> None:
     before = [entry("Ready", "True")]
-    snapshot = [dict(c) for c in before]
+    snapshot = [c.model_copy() for c in before]
     set_condition(before, Cond("Ready", False, "X", "y"), generation=1, now=T1)
     assert before == snapshot
 
 
 def test_no_generation_means_no_observed_generation() -> None:
     out = set_condition([], Cond("Ready", True, "R", "m"), generation=None, now=T0)
-    assert "observedGeneration" not in out[0]
+    assert "observedGeneration" not in out[0].wire()
 
 
 @pytest.mark.parametrize(
@@ -106,12 +108,12 @@ def test_list_stays_sorted_and_unique_by_type(
 ) -> None:
     before = [entry(t, "True") for t in existing]
     after = set_condition(before, Cond(added, False, "R", "m"), generation=1, now=T1)
-    assert [c["type"] for c in after] == expected_types
-    assert find(after, added)["status"] == "False"  # type: ignore[index]
+    assert [c.type for c in after] == expected_types
+    assert find(after, added).status == "False"  # type: ignore[union-attr]
     # Other conditions are untouched.
     for c in after:
-        if c["type"] != added:
-            assert c == entry(c["type"], "True")
+        if c.type != added:
+            assert c == entry(c.type, "True")
 
 
 @pytest.mark.parametrize(
@@ -124,7 +126,7 @@ def test_list_stays_sorted_and_unique_by_type(
         ([entry("Provisioned", "True")], "Ready", False),
     ],
 )
-def test_is_true(conditions: list[dict[str, Any]], type_: str, expected: bool) -> None:
+def test_is_true(conditions: list[Condition], type_: str, expected: bool) -> None:
     assert is_true(conditions, type_) is expected
 
 
@@ -149,7 +151,11 @@ def test_is_true(conditions: list[dict[str, Any]], type_: str, expected: bool) -
             id="message-only-change",
         ),
         pytest.param(
-            [{**entry("Ready", "True"), "lastTransitionTime": "2020-01-01T00:00:00Z"}],
+            [
+                Condition.model_validate(
+                    {**entry("Ready", "True").wire(), "lastTransitionTime": "2020-01-01T00:00:00Z"}
+                )
+            ],
             [entry("Ready", "True")],
             [],
             id="time-only-change",
@@ -164,9 +170,9 @@ def test_is_true(conditions: list[dict[str, Any]], type_: str, expected: bool) -
     ],
 )
 def test_transitions_report_status_or_reason_changes_only(
-    before: list[dict[str, Any]], after: list[dict[str, Any]], reported: list[str]
+    before: list[Condition], after: list[Condition], reported: list[str]
 ) -> None:
-    assert [c["type"] for c in transitions(before, after)] == reported
+    assert [c.type for c in transitions(before, after)] == reported
 
 
 def test_transitions_return_the_new_condition() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from vpes_operator.models import KINDS_BY_NAME
-from vpes_operator.models.common import Condition
+from vpes_operator.models.conditions import Condition
 from vpes_operator.models.plan import MailPlanSpec
 from vpes_operator.models.server import PersonalMailServerSpec
 

@@ -6,14 +6,38 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from vpes_operator.conditions import Cond, find, timestamp
-from vpes_operator.models.server import PersonalMailServerStatus
-from vpes_operator.status import PROVISIONED, READY, compute, events, workload_ready
+from vpes_operator import conditions, status
+from vpes_operator.clients.status import status_wire
+from vpes_operator.conditions import Cond, Event, timestamp
+from vpes_operator.models.server import Endpoints, PersonalMailServerStatus, Usage
+from vpes_operator.status import PROVISIONED, READY, workload_ready
 
 pytestmark = pytest.mark.unit
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
+
+
+def compute(
+    previous: dict[str, Any], *, extra: dict[str, Any] | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """`status.compute` on the status as read, giving the status as written (wire form)."""
+    extra = extra or {}
+    new = status.compute(
+        PersonalMailServerStatus.model_validate(previous),
+        endpoints=Endpoints.model_validate(extra["endpoints"]) if "endpoints" in extra else None,
+        usage=Usage.model_validate(extra["usage"]) if "usage" in extra else None,
+        **kwargs,
+    )
+    return status_wire(new)
+
+
+def find(wire: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
+    return next((c for c in wire if c["type"] == type_), None)
+
+
+def events(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[Event]:
+    return conditions.events(conditions.parse(before), conditions.parse(after))
 
 
 def sts(
@@ -334,5 +358,5 @@ def _c(type_: str, status_: str, reason: str) -> dict[str, Any]:
 def test_events_for_transitions(
     before: list[dict[str, Any]], after: list[dict[str, Any]], expected: list[tuple[str, str]]
 ) -> None:
-    got = [(e["type"], e["reason"]) for e in events(before, after)]
+    got = [(e.type, e.reason) for e in events(before, after)]
     assert got == expected

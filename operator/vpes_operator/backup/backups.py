@@ -13,9 +13,10 @@ from typing import Any
 
 from .. import API_VERSION, naming
 from ..clients.kube import Kube
-from ..conditions import Cond, set_condition, timestamp
+from ..conditions import Cond, Event, parse, set_condition, timestamp, wire
 from ..errors import ConfigError, ReconcileError, WaitingError
 from ..models.backup import BackupPhase, BackupTrigger, MailBackupSpec
+from ..models.conditions import ConditionType, Reason
 from ..models.plan import MailPlanSpec
 from ..settings import OperatorSettings
 from . import jobs, keys, runner, store
@@ -35,7 +36,7 @@ class Step:
     """What one call did: the status fields to set, and events worth posting."""
 
     status: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
+    events: list[Event] = field(default_factory=list)
     retry_in: float | None = None
     # A Job whose result is in `status`: removed once the status is written.
     finished_job: str | None = None
@@ -57,8 +58,8 @@ def plan_of(kube: Kube, name: str) -> MailPlanSpec | None:
 
 def _failed(reason: str, message: str, now: dt.datetime, previous: dict[str, Any]) -> Step:
     conditions = set_condition(
-        previous.get("conditions", []),
-        Cond("Failed", True, reason, message),
+        parse(previous.get("conditions")),
+        Cond(ConditionType.FAILED, True, reason, message),
         generation=None,
         now=now,
     )
@@ -67,9 +68,9 @@ def _failed(reason: str, message: str, now: dt.datetime, previous: dict[str, Any
             "phase": BackupPhase.FAILED.value,
             "message": f"{reason}: {message}",
             "completedAt": timestamp(now),
-            "conditions": conditions,
+            "conditions": wire(conditions),
         },
-        events=[("Warning", reason, message)],
+        events=[Event("Warning", reason, message)],
     )
 
 
@@ -80,7 +81,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
     server = kube.get(API_VERSION, PMS, namespace, spec.server)
     if server is None:
         raise ConfigError(
-            "ServerNotFound",
+            Reason.SERVER_NOT_FOUND,
             f"there is no PersonalMailServer {spec.server!r} in {namespace}: fix spec.server",
         )
     job_name = repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
@@ -118,7 +119,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
             "repository": repository.path,
             "startedAt": status.get("startedAt") or timestamp(now),
         },
-        events=[("Normal", "Started", f"Job {job_name} started")],
+        events=[Event("Normal", Reason.STARTED, f"Job {job_name} started")],
         retry_in=5,
     )
 
@@ -126,8 +127,8 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
 def _record(body: dict[str, Any], result: JobResult, now: dt.datetime) -> Step:
     status = body.get("status") or {}
     conditions = set_condition(
-        status.get("conditions", []),
-        Cond("Completed", True, "SnapshotTaken", f"snapshot {result.snapshot}"),
+        parse(status.get("conditions")),
+        Cond(ConditionType.COMPLETED, True, Reason.SNAPSHOT_TAKEN, f"snapshot {result.snapshot}"),
         generation=None,
         now=now,
     )
@@ -144,9 +145,9 @@ def _record(body: dict[str, Any], result: JobResult, now: dt.datetime) -> Step:
             "totalBytes": result.total_bytes,
             "sizeBytes": result.added_bytes,
             "completedAt": timestamp(now),
-            "conditions": conditions,
+            "conditions": wire(conditions),
         },
-        events=[("Normal", "Completed", message)],
+        events=[Event("Normal", Reason.COMPLETED, message)],
     )
 
 
@@ -175,7 +176,9 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
         return Step(
             status={"phase": phase or BackupPhase.PENDING.value, "message": message},
             # One event when the wait starts, not one per retry.
-            events=[] if status.get("message") == message else [("Warning", e.reason, e.message)],
+            events=[]
+            if status.get("message") == message
+            else [Event("Warning", e.reason, e.message)],
             retry_in=e.delay,
         )
     except ReconcileError as e:

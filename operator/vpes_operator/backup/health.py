@@ -7,12 +7,14 @@ from typing import Any
 
 from .. import API_VERSION, naming
 from ..clients.kube import Kube
+from ..clients.status import Written, update_server_status
 from ..conditions import Cond, set_condition, timestamp
+from ..models.conditions import ConditionType, Reason
 from ..models.plan import MailPlanSpec
+from ..models.server import BackupRef, PersonalMailServerStatus
 from . import cron
 
-BACKUP_HEALTHY = "BackupHealthy"
-PMS = "PersonalMailServer"
+BACKUP_HEALTHY = ConditionType.BACKUP_HEALTHY
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -34,36 +36,49 @@ def check(
 ) -> Cond:
     """BackupHealthy: the backup due a grace period ago has completed (pure)."""
     if plan is None:
-        return Cond(BACKUP_HEALTHY, False, "PlanNotFound", "the server's plan does not exist")
+        return Cond(
+            BACKUP_HEALTHY, False, Reason.PLAN_NOT_FOUND, "the server's plan does not exist"
+        )
     if not plan.backup.enabled:
         if last_completed is None:
-            return Cond(BACKUP_HEALTHY, True, "BackupsOff", "the plan takes no scheduled backups")
+            return Cond(
+                BACKUP_HEALTHY, True, Reason.BACKUPS_OFF, "the plan takes no scheduled backups"
+            )
         return Cond(
             BACKUP_HEALTHY,
             True,
-            "BackupsOff",
+            Reason.BACKUPS_OFF,
             f"the plan takes no scheduled backups; the last was at {timestamp(last_completed)}",
         )
     try:
         schedule = cron.parse(plan.backup.schedule)
     except cron.CronError as e:
         return Cond(
-            BACKUP_HEALTHY, False, "InvalidSchedule", f"the plan's backup.schedule is invalid: {e}"
+            BACKUP_HEALTHY,
+            False,
+            Reason.INVALID_SCHEDULE,
+            f"the plan's backup.schedule is invalid: {e}",
         )
     due = cron.previous_fire(schedule, now - grace)
     if due is None or due < created:
         return Cond(
-            BACKUP_HEALTHY, True, "NoBackupDueYet", "the server's first scheduled backup is ahead"
+            BACKUP_HEALTHY,
+            True,
+            Reason.NO_BACKUP_DUE_YET,
+            "the server's first scheduled backup is ahead",
         )
     if last_completed is not None and last_completed >= due:
         return Cond(
-            BACKUP_HEALTHY, True, "BackupCurrent", f"last backup at {timestamp(last_completed)}"
+            BACKUP_HEALTHY,
+            True,
+            Reason.BACKUP_CURRENT,
+            f"last backup at {timestamp(last_completed)}",
         )
     last = f"the last was at {timestamp(last_completed)}" if last_completed else "there is none"
     return Cond(
         BACKUP_HEALTHY,
         False,
-        "BackupMissed",
+        Reason.BACKUP_MISSED,
         f"the backup due at {timestamp(due)} has not completed ({last}): see "
         f"kubectl get mailbackups -l {naming.LABEL_SERVER}",
     )
@@ -76,35 +91,31 @@ def write(
     *,
     now: dt.datetime,
     cond: Cond | None = None,
-    last_backup: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Set BackupHealthy and/or lastBackup on the server; (before, after) conditions or None."""
-    seen: dict[str, Any] = {}
+    last_backup: BackupRef | None = None,
+) -> Written:
+    """Set BackupHealthy and/or lastBackup on the server."""
 
-    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-        before = current.get("status") or {}
-        seen["before"] = before
-        if not before.get("conditions"):
+    def mutate(
+        current: dict[str, Any], before: PersonalMailServerStatus
+    ) -> PersonalMailServerStatus | None:
+        if not before.conditions:
             return None  # not reconciled yet: its first reconcile writes the status
-        new = dict(before)
+        update: dict[str, object] = {}
         if last_backup is not None:
-            old = parse_time((before.get("lastBackup") or {}).get("completedAt"))
-            mine = parse_time(last_backup.get("completedAt"))
+            old = before.last_backup.completed_at if before.last_backup else None
+            mine = last_backup.completed_at
             if old is None or (mine is not None and mine >= old):
-                new["lastBackup"] = last_backup
+                update["last_backup"] = last_backup
         if cond is not None:
-            new["conditions"] = set_condition(
-                before.get("conditions", []),
+            update["conditions"] = set_condition(
+                before.conditions,
                 cond,
                 generation=int(current["metadata"].get("generation", 1)),
                 now=now,
             )
-        return None if new == before else new
+        return before.model_copy(update=update)
 
-    written = kube.update_status(API_VERSION, PMS, namespace, server, mutate)
-    if written is None:
-        return None
-    return seen.get("before") or {}, written.get("status") or {}
+    return update_server_status(kube, namespace, server, mutate)
 
 
 def forgotten(backups: list[dict[str, Any]], server: str, remaining: tuple[str, ...]) -> list[str]:

@@ -14,8 +14,9 @@ from typing import Any
 
 from .. import API_VERSION, naming
 from ..clients.kube import ApiError, Kube
-from ..conditions import Cond, set_condition, timestamp
+from ..conditions import Cond, Event, parse, set_condition, timestamp, wire
 from ..errors import ConfigError, ReconcileError, WaitingError
+from ..models.conditions import ConditionType, Reason
 from ..models.restore import MailRestoreSpec, RestorePhase
 from ..quantity import parse_bytes
 from ..settings import OperatorSettings
@@ -33,12 +34,18 @@ TERMINAL = (RestorePhase.COMPLETED.value, RestorePhase.FAILED.value)
 def _backup(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     backup = kube.get(API_VERSION, "MailBackup", namespace, name)
     if backup is None:
-        raise ConfigError("BackupNotFound", f"there is no MailBackup {name!r} in {namespace}")
+        raise ConfigError(
+            Reason.BACKUP_NOT_FOUND, f"there is no MailBackup {name!r} in {namespace}"
+        )
     phase = (backup.get("status") or {}).get("phase")
     if phase == "Failed":
-        raise ConfigError("BackupNotUsable", f"MailBackup {name} failed; choose another backup")
+        raise ConfigError(
+            Reason.BACKUP_NOT_USABLE, f"MailBackup {name} failed; choose another backup"
+        )
     if phase != "Completed" or not (backup.get("status") or {}).get("snapshotId"):
-        raise WaitingError("BackupNotReady", f"MailBackup {name} has not completed yet", delay=10)
+        raise WaitingError(
+            Reason.BACKUP_NOT_READY, f"MailBackup {name} has not completed yet", delay=10
+        )
     return backup
 
 
@@ -61,7 +68,9 @@ def _new_server(
         )
         doc = json.loads(raw)
         if not isinstance(doc, dict):
-            raise ConfigError("BackupInvalid", f"{name} in snapshot {snapshot} is not an object")
+            raise ConfigError(
+                Reason.BACKUP_INVALID, f"{name} in snapshot {snapshot} is not an object"
+            )
         return doc
 
     server = read(repo.OBJECT_SERVER)
@@ -85,7 +94,7 @@ def _new_server(
         if e.status == 409:
             return  # made by an earlier attempt of this restore
         raise ConfigError(
-            "ServerInvalid", f"the backed-up server cannot be created again: {e.message}"
+            Reason.SERVER_INVALID, f"the backed-up server cannot be created again: {e.message}"
         ) from e
     creds = read(repo.OBJECT_CREDENTIALS)
     meta = created["metadata"]
@@ -120,7 +129,9 @@ def _hold(kube: Kube, namespace: str, server: dict[str, Any], restore_name: str)
     if holder == restore_name:
         return
     if holder:
-        raise WaitingError("RestoreInProgress", f"MailRestore {holder} is restoring it", delay=15)
+        raise WaitingError(
+            Reason.RESTORE_IN_PROGRESS, f"MailRestore {holder} is restoring it", delay=15
+        )
     kube.patch_metadata(
         API_VERSION,
         PMS,
@@ -156,7 +167,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
     try:
         repository = Repository.parse(str(bstatus.get("repository") or ""))
     except ValueError as e:
-        raise ConfigError("BackupInvalid", f"MailBackup {spec.backup}: {e}") from e
+        raise ConfigError(Reason.BACKUP_INVALID, f"MailBackup {spec.backup}: {e}") from e
     snapshot = str(bstatus["snapshotId"])
     s3 = store.connect(kube, settings)
     s3.check()
@@ -171,14 +182,20 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
                 "message": f"created {spec.target} from the backup; waiting for its volume",
                 "snapshotId": snapshot,
             },
-            events=[("Normal", "ServerCreated", f"created {spec.target} from snapshot {snapshot}")],
+            events=[
+                Event(
+                    "Normal",
+                    Reason.SERVER_CREATED,
+                    f"created {spec.target} from snapshot {snapshot}",
+                )
+            ],
             retry_in=3,
         )
     plan = plan_of(kube, str((target.get("spec") or {}).get("plan", "")))
     needed = int(bstatus.get("totalBytes") or 0)
     if plan is not None and needed > parse_bytes(plan.storage):
         raise ConfigError(
-            "TargetTooSmall",
+            Reason.TARGET_TOO_SMALL,
             f"the backup holds {needed} bytes of mail but plan {target['spec']['plan']!r} gives "
             f"{plan.storage}: move {spec.target} to a bigger plan, then restore again",
         )
@@ -212,7 +229,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
             "job": job_spec.job_name,
             "snapshotId": snapshot,
         },
-        events=[("Normal", "Started", f"Job {job_spec.job_name} started")],
+        events=[Event("Normal", Reason.STARTED, f"Job {job_spec.job_name} started")],
         retry_in=5,
     )
 
@@ -224,8 +241,8 @@ def _end(
     spec = body.get("spec") or {}
     release(kube, meta["namespace"], str(spec.get("target", "")), meta["name"])
     conditions = set_condition(
-        status.get("conditions", []),
-        Cond("Completed" if ok else "Failed", True, reason, message),
+        parse(status.get("conditions")),
+        Cond(ConditionType.COMPLETED if ok else ConditionType.FAILED, True, reason, message),
         generation=None,
         now=now,
     )
@@ -234,9 +251,9 @@ def _end(
             "phase": (RestorePhase.COMPLETED if ok else RestorePhase.FAILED).value,
             "message": message if ok else f"{reason}: {message}",
             "completedAt": timestamp(now),
-            "conditions": conditions,
+            "conditions": wire(conditions),
         },
-        events=[("Normal" if ok else "Warning", reason, message)],
+        events=[Event("Normal" if ok else "Warning", reason, message)],
     )
 
 
@@ -265,7 +282,7 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
             body,
             now,
             True,
-            "Restored",
+            Reason.RESTORED,
             f"restored snapshot {result.snapshot}: {result.files} files, "
             f"{result.total_bytes} bytes",
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import API_VERSION, naming
 from ..clients.kube import ApiError, Kube
-from ..conditions import find
+from ..conditions import Event, find, parse
 from ..models.plan import MailPlanSpec
 from ..settings import OperatorSettings
 from . import cron, health, keys, store
@@ -60,10 +60,10 @@ def tick(
     server: dict[str, Any],
     plan: MailPlanSpec | None,
     now: dt.datetime,
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Request the backup that is due, if any; refresh BackupHealthy."""
+) -> list[Event]:
+    """Request the backup that is due, if any; refresh BackupHealthy; the events it deserves."""
     if not settings.backup_s3_bucket:
-        return None
+        return []
     meta, status = server["metadata"], server.get("status") or {}
     created = health.parse_time(meta.get("creationTimestamp")) or now
     grace = dt.timedelta(seconds=settings.backup_grace_seconds)
@@ -83,14 +83,14 @@ def tick(
             _REQUESTED.add(key)
     last = health.parse_time((status.get("lastBackup") or {}).get("completedAt"))
     cond = health.check(plan, last_completed=last, created=created, now=now, grace=grace)
-    current = find(status.get("conditions") or [], health.BACKUP_HEALTHY) or {}
-    if (current.get("status"), current.get("reason"), current.get("message")) == (
+    current = find(parse(status.get("conditions")), health.BACKUP_HEALTHY)
+    if current is not None and (current.status, current.reason, current.message) == (
         cond.status_text,
         cond.reason,
         cond.message,
     ):
-        return None  # the common tick: nothing changed, no API call
-    return health.write(kube, meta["namespace"], meta["name"], now=now, cond=cond)
+        return []  # the common tick: nothing changed, no API call
+    return health.write(kube, meta["namespace"], meta["name"], now=now, cond=cond).events
 
 
 def server_deleted(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..models.conditions import Reason
+
 
 class DNSError(Exception):
     """A problem that becomes part of a condition: a CamelCase reason and a message.
@@ -10,7 +12,7 @@ class DNSError(Exception):
     publish run: every other record would fail the same way.
     """
 
-    reason = "DNSError"
+    reason: str = Reason.DNS_ERROR
     fatal = False
 
     def __init__(self, message: str) -> None:
@@ -19,33 +21,33 @@ class DNSError(Exception):
 
 
 class UnreachableError(DNSError):
-    reason = "DNSServerUnreachable"
+    reason: str = Reason.DNS_SERVER_UNREACHABLE
     fatal = True
 
 
 class KeyRejectedError(DNSError):
-    reason = "TSIGKeyRejected"
+    reason: str = Reason.TSIG_KEY_REJECTED
     fatal = True
 
 
 class ProviderNotConfiguredError(DNSError):
-    reason = "ProviderNotConfigured"
+    reason: str = Reason.PROVIDER_NOT_CONFIGURED
     fatal = True
 
 
 class ZoneNotServedError(DNSError):
-    reason = "ZoneNotServed"
+    reason: str = Reason.ZONE_NOT_SERVED
 
 
 class UpdateRefusedError(DNSError):
-    reason = "UpdateRefused"
+    reason: str = Reason.UPDATE_REFUSED
 
 
 class RecordConflictError(DNSError):
-    reason = "RecordConflict"
+    reason: str = Reason.RECORD_CONFLICT
 
 
 class ChangedError(DNSError):
     """The RRset changed between reading and writing it (compare-and-swap failed)."""
 
-    reason = "ConcurrentChange"
+    reason: str = Reason.CONCURRENT_CHANGE

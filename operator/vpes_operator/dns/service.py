@@ -16,12 +16,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import API_VERSION, crypto, naming, status
+from .. import crypto, naming
 from ..builders.meta import Owner
 from ..clients.kube import Kube
-from ..conditions import Cond, Conditions, set_condition
+from ..clients.status import update_server_status
+from ..conditions import Cond, Event, set_condition
 from ..credentials import dkim_ed25519_key_name, dkim_key_name
-from ..models.server import DNSMode, PersonalMailServerSpec
+from ..models.conditions import ConditionType, Reason
+from ..models.server import DNSMode, DNSRecord, PersonalMailServerSpec, PersonalMailServerStatus
 from ..settings import OperatorSettings
 from . import ownership, providers, verify
 from .errors import DNSError
@@ -30,20 +32,19 @@ from .records import Record, server_records
 
 log = logging.getLogger(__name__)
 
-PUBLISHED = "DNSPublished"
-VERIFIED = "DNSVerified"
-PMS = "PersonalMailServer"
+PUBLISHED = ConditionType.DNS_PUBLISHED
+VERIFIED = ConditionType.DNS_VERIFIED
 MESSAGE_LIMIT = 1200
 # Which fault names a False DNSPublished when several happen: the most basic first.
-REASON_ORDER = [
-    "UnknownProvider",
-    "ProviderNotConfigured",
-    "DNSServerUnreachable",
-    "TSIGKeyRejected",
-    "ZoneNotServed",
-    "UpdateRefused",
-    "RecordConflict",
-    "ConcurrentChange",
+REASON_ORDER: list[str] = [
+    Reason.UNKNOWN_PROVIDER,
+    Reason.PROVIDER_NOT_CONFIGURED,
+    Reason.DNS_SERVER_UNREACHABLE,
+    Reason.TSIG_KEY_REJECTED,
+    Reason.ZONE_NOT_SERVED,
+    Reason.UPDATE_REFUSED,
+    Reason.RECORD_CONFLICT,
+    Reason.CONCURRENT_CHANGE,
 ]
 
 _DNSBL = verify.DNSBLCache()
@@ -51,7 +52,7 @@ _DNSBL = verify.DNSBLCache()
 
 @dataclass
 class Outcome:
-    events: list[dict[str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     published: bool = False
     verified: bool = False
     waiting: str | None = None  # something that appears soon (the DKIM keys): retry shortly
@@ -128,12 +129,12 @@ def _verified_condition(
         text = f"{len(failed)} of {len(checks)} records are not right: " + "; ".join(parts)
         if len(text) > MESSAGE_LIMIT:
             text = text[: MESSAGE_LIMIT - 40] + "… (status.dnsRecords lists each one)"
-        return Cond(VERIFIED, False, "RecordsNotFound", text)
+        return Cond(VERIFIED, False, Reason.RECORDS_NOT_FOUND, text)
     if unknown:
         return Cond(
             VERIFIED,
             False,
-            "ResolverUnreachable",
+            Reason.RESOLVER_UNREACHABLE,
             f"{len(unknown)} records could not be checked: {unknown[0].fix}; the check is repeated",
         )
     if listings:
@@ -141,26 +142,25 @@ def _verified_condition(
         return Cond(
             VERIFIED,
             False,
-            "OutboundAddressListed",
+            Reason.OUTBOUND_ADDRESS_LISTED,
             f"all {len(checks)} records are right, but the provider's outbound {names}: the "
             "provider asks the blocklist for removal (mail already flowing keeps flowing)",
         )
     return Cond(
         VERIFIED,
         True,
-        "AllRecordsFound",
+        Reason.ALL_RECORDS_FOUND,
         f"all {len(checks)} records of {domains} domain(s) are published and answer as expected",
     )
 
 
-def _record_wire(check: verify.Check | None, record: Record) -> dict[str, Any]:
-    doc = record.wire()
-    if check is not None:
-        doc["check"] = check.verdict
-        doc["found"] = list(check.found)
-        if check.fix:
-            doc["fix"] = check.fix
-    return doc
+def _record_status(check: verify.Check | None, record: Record) -> DNSRecord:
+    if check is None:
+        return record.model()
+    update: dict[str, object] = {"check": check.verdict, "found": list(check.found)}
+    if check.fix:
+        update["fix"] = check.fix
+    return record.model().model_copy(update=update)
 
 
 def run(
@@ -200,7 +200,7 @@ def run(
             published = Cond(
                 PUBLISHED,
                 False,
-                "ManualMode",
+                Reason.MANUAL_MODE,
                 f"DNS is published by the customer: publish the {len(records)} records listed in "
                 "status.dnsRecords at the domain's DNS host",
             )
@@ -212,26 +212,28 @@ def run(
                 published = Cond(
                     PUBLISHED,
                     True,
-                    "Published",
+                    Reason.PUBLISHED,
                     f"{len(records)} records of {len(domains)} domain(s) are published "
                     f"through {name}",
                 )
         else:
-            published = Cond(PUBLISHED, True, "Published", "")  # keep the previous one (below)
+            published = Cond(PUBLISHED, True, Reason.PUBLISHED, "")  # keep the previous one (below)
         missing = [d for d in domains if d not in dkim]
         if missing:
             waiting = f"the DKIM key of {', '.join(missing)} is not made yet"
         if waiting and published.status:
-            published = Cond(PUBLISHED, False, "WaitingForKeys", waiting + "; publishing the rest")
+            published = Cond(
+                PUBLISHED, False, Reason.WAITING_FOR_KEYS, waiting + "; publishing the rest"
+            )
     checks = verify.check_all(resolvers, records)
     listings = verify.dnsbl(resolvers, settings.outbound_addresses, settings.dnsbl_zones, _DNSBL)
     verified = _verified_condition(checks, listings, len(domains))
     if waiting:
-        verified = Cond(VERIFIED, False, "WaitingForKeys", waiting + "; checked again then")
+        verified = Cond(VERIFIED, False, Reason.WAITING_FOR_KEYS, waiting + "; checked again then")
     failures = 0 if waiting else sum(1 for c in checks if c.verdict == verify.FAIL)
-    wire = [_record_wire(c, r) for c, r in zip(checks, records, strict=True)]
+    listed = [_record_status(c, r) for c, r in zip(checks, records, strict=True)]
     events = _write_status(
-        kube, owner, published if publish or provider is None else None, verified, wire, now
+        kube, owner, published if publish or provider is None else None, verified, listed, now
     )
     return Outcome(
         events=events,
@@ -274,27 +276,20 @@ def _write_status(
     owner: Owner,
     published: Cond | None,
     verified: Cond,
-    records: list[dict[str, Any]],
+    records: list[DNSRecord],
     now: dt.datetime,
-) -> list[dict[str, str]]:
-    before: Conditions = []
-    after: Conditions = []
-
-    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-        nonlocal before, after
-        old = current.get("status") or {}
-        before = list(old.get("conditions", []))
+) -> list[Event]:
+    def mutate(
+        current: dict[str, Any], before: PersonalMailServerStatus
+    ) -> PersonalMailServerStatus:
         generation = int(current["metadata"].get("generation", 1))
-        conditions = before
+        conditions = before.conditions
         if published is not None:
             conditions = set_condition(conditions, published, generation=generation, now=now)
         conditions = set_condition(conditions, verified, generation=generation, now=now)
-        after = conditions
-        new = {**old, "conditions": conditions, "dnsRecords": records}
-        return None if new == old else new
+        return before.model_copy(update={"conditions": conditions, "dns_records": records})
 
-    kube.update_status(API_VERSION, PMS, owner.namespace, owner.name, mutate)
-    return status.events(before, after)
+    return update_server_status(kube, owner.namespace, owner.name, mutate).events
 
 
 def cleanup(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> list[DNSError]:

@@ -15,11 +15,13 @@ from typing import Any
 
 import kopf
 
-from .. import API_VERSION, GROUP, VERSION, metrics, status
+from .. import API_VERSION, GROUP, VERSION, metrics
 from ..backup import backups, cron, health, restores, schedule
+from ..models.conditions import ConditionType
 from ..models.plan import MailPlanSpec
+from ..models.server import BackupRef
 from ..settings import OperatorSettings
-from .events import post_transitions
+from .events import post
 
 log = logging.getLogger(__name__)
 _SETTINGS = OperatorSettings.from_env()  # kopf fixes timer intervals at registration
@@ -34,11 +36,6 @@ def _pending(terminal: tuple[str, ...]) -> Any:
     return when
 
 
-def _post(body: kopf.Body, step: backups.Step) -> None:
-    for type_, reason, message in step.events:
-        kopf.event(body, type=type_, reason=reason, message=message[:1000])
-
-
 @kopf.timer(
     GROUP, VERSION, "mailbackups", id="advance", interval=TICK, when=_pending(backups.TERMINAL)
 )
@@ -46,10 +43,10 @@ def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     now = dt.datetime.now(dt.UTC)
     step = backups.advance(memo.kube, memo.settings, dict(body), now)
     backups.write(memo.kube, dict(body), step)
-    _post(body, step)
+    post(body, step.events)
     phase = step.status.get("phase")
     if phase in backups.TERMINAL:
-        result = "Completed" if phase == "Completed" else str(step.events[0][1])
+        result = "Completed" if phase == "Completed" else step.events[0].reason
         metrics.BACKUP_RESULTS.labels("backup", result).inc()
     if phase == "Completed":
         _completed(memo, dict(body), step, now)
@@ -58,28 +55,21 @@ def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
 def _completed(memo: Any, body: dict[str, Any], step: backups.Step, now: dt.datetime) -> None:
     """The server shows its newest good backup; retention's leftovers go."""
     meta, server = body["metadata"], str((body.get("spec") or {}).get("server"))
-    record = {
-        "name": meta["name"],
-        "completedAt": step.status.get("completedAt"),
-        "snapshotId": step.status.get("snapshotId"),
-    }
+    record = BackupRef.model_validate(
+        {
+            "name": meta["name"],
+            "completedAt": step.status.get("completedAt"),
+            "snapshotId": step.status.get("snapshotId"),
+        }
+    )
     health.write(memo.kube, meta["namespace"], server, now=now, last_backup=record)
     dropped = health.drop_forgotten(memo.kube, meta["namespace"], server, step.remaining)
     if dropped:
         log.info("%d backups of %s/%s aged out", dropped, meta["namespace"], server)
     result = memo.kube.get(API_VERSION, "PersonalMailServer", meta["namespace"], server)
     if result is not None:
-        plan = memo.kube.get(
-            API_VERSION, "MailPlan", None, str((result.get("spec") or {}).get("plan"))
-        )
-        parsed = MailPlanSpec.model_validate(plan.get("spec") or {}) if plan else None
-        changed = schedule.tick(memo.kube, memo.settings, result, parsed, now)
-        if changed:
-            post_transitions(result, status.events(*_conditions(changed)))
-
-
-def _conditions(pair: tuple[dict[str, Any], dict[str, Any]]) -> tuple[list[Any], list[Any]]:
-    return pair[0].get("conditions", []), pair[1].get("conditions", [])
+        plan = backups.plan_of(memo.kube, str((result.get("spec") or {}).get("plan")))
+        post(result, schedule.tick(memo.kube, memo.settings, result, plan, now))
 
 
 @kopf.timer(
@@ -88,10 +78,10 @@ def _conditions(pair: tuple[dict[str, Any], dict[str, Any]]) -> tuple[list[Any],
 def restore_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     step = restores.advance(memo.kube, memo.settings, dict(body), dt.datetime.now(dt.UTC))
     restores.write(memo.kube, dict(body), step)
-    _post(body, step)
+    post(body, step.events)
     phase = step.status.get("phase")
     if phase in restores.TERMINAL:
-        result = "Completed" if phase == "Completed" else str(step.events[0][1])
+        result = "Completed" if phase == "Completed" else step.events[0].reason
         metrics.BACKUP_RESULTS.labels("restore", result).inc()
 
 
@@ -105,7 +95,9 @@ def backup_view(
     **_: Any,
 ) -> dict[str, dict[str, Any]]:
     """Servers by plan, with just what their schedule needs, kept from the watch stream."""
-    conditions = [c for c in status.get("conditions") or [] if c.get("type") == "BackupHealthy"]
+    conditions = [
+        c for c in status.get("conditions") or [] if c.get("type") == ConditionType.BACKUP_HEALTHY
+    ]
     return {
         str(spec.get("plan", "")): {
             "apiVersion": API_VERSION,
@@ -152,8 +144,7 @@ def schedule_timer(name: str, spec: kopf.Spec, memo: Any, **kwargs: Any) -> None
         except Exception:  # one server's trouble never stops the others' schedule
             log.exception("backup schedule of %s/%s failed", meta["namespace"], meta["name"])
             continue
-        if changed:
-            post_transitions(server, status.events(*_conditions(changed)))
+        post(server, changed)
 
 
 def server_deleted(memo: Any, body: dict[str, Any], logger: kopf.Logger) -> None:

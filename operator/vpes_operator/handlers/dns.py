@@ -18,7 +18,7 @@ import kopf
 from .. import GROUP, VERSION, metrics
 from ..dns import service
 from ..settings import OperatorSettings
-from .events import post_transitions
+from .events import post
 
 PLURAL = "personalmailservers"
 # The tick is read once, at import: kopf fixes a timer's interval when it registers it.
@@ -137,7 +137,7 @@ async def dns_timer(
         logger.exception("DNS of %s failed", meta.get("name"))
         SCHEDULE.done(uid, generation, False, memo.settings, time.monotonic())
         return
-    post_transitions(body, outcome.events)
+    post(body, outcome.events)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="dns-cleanup", retries=20)

@@ -8,7 +8,7 @@ import kopf
 
 from .. import GROUP, VERSION, metrics, reconcile
 from ..errors import ConfigError, WaitingError
-from .events import post_transitions
+from .events import post
 
 PLURAL = "personalmailservers"
 KIND = "PersonalMailServer"
@@ -37,7 +37,7 @@ def reconcile_server(body: kopf.Body, spec: kopf.Spec, memo: Any, **kwargs: Any)
             outcome = reconcile.reconcile(
                 memo.kube, memo.settings, dict(body), plan_spec(plans, spec.get("plan", ""))
             )
-        post_transitions(body, outcome.events)
+        post(body, outcome.events)
         if isinstance(outcome.error, WaitingError):
             result = "waiting"
             raise kopf.TemporaryError(outcome.error.message, delay=outcome.error.delay)

@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from .. import GROUP, VERSION, naming, reconcile
-from .events import post_transitions
+from .events import post
 
 
 @kopf.on.event(
@@ -34,7 +34,7 @@ def statefulset_event(
             "kind": "PersonalMailServer",
             "metadata": {"name": server, "namespace": namespace, "uid": _owner_uid(body)},
         }
-        post_transitions(owner, outcome.events)
+        post(owner, outcome.events)
 
 
 def _owner_uid(body: kopf.Body) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .backup import IMMUTABLE_SPEC, MailBackupSpec, MailBackupStatus
 from .common import Model
+from .conditions import ConditionType
 from .plan import PLAN_SPEC_VALIDATIONS, MailPlanSpec
 from .restore import MailRestoreSpec, MailRestoreStatus
 from .server import SERVER_SPEC_VALIDATIONS, PersonalMailServerSpec, PersonalMailServerStatus
@@ -35,7 +36,7 @@ def _ready(priority: int = 0) -> dict[str, Any]:
     return {
         "name": "Ready",
         "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.READY}")].status',
         "priority": priority,
     }
 

@@ -7,7 +7,8 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from .common import NAME_PATTERN, Condition, Model, x_validation
+from .common import NAME_PATTERN, Model, x_validation
+from .conditions import Condition
 
 
 class BackupMethod(StrEnum):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -48,43 +46,6 @@ class Model(BaseModel):
     def wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase, no unset optionals."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-class Condition(Model):
-    """The standard Kubernetes condition shape (metav1.Condition)."""
-
-    type: str = Field(
-        description="Type of the condition, in CamelCase, e.g. Ready.",
-        max_length=316,
-        pattern=r"^[A-Z][A-Za-z0-9]*$",
-    )
-    status: Literal["True", "False", "Unknown"] = Field(
-        description="Status of the condition: True, False or Unknown."
-    )
-    reason: str = Field(
-        description="A CamelCase constant saying why the condition is in this state.",
-        max_length=1024,
-        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
-    )
-    message: str = Field(
-        default="",
-        description="What happened and, when something is wrong, what to do about it.",
-        max_length=32768,
-    )
-    last_transition_time: datetime = Field(
-        description="When the status last changed (not when it was last checked)."
-    )
-    observed_generation: int | None = Field(
-        default=None,
-        ge=0,
-        description="The .metadata.generation the condition was computed from.",
-    )
 
 
 class SecretKeyRef(Model):

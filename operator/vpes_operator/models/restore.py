@@ -7,7 +7,8 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from .common import NAME_PATTERN, Condition, Model
+from .common import NAME_PATTERN, Model
+from .conditions import Condition
 
 
 class RestorePhase(StrEnum):

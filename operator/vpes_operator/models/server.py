@@ -15,12 +15,12 @@ from .common import (
     DOMAIN_PATTERN,
     MAILBOX_ADDRESS_PATTERN,
     NAME_PATTERN,
-    Condition,
     Model,
     SecretKeyRef,
     friendly,
     x_validation,
 )
+from .conditions import SERVER_TYPES, Condition
 
 MAX_DOMAINS = 100
 MAX_MAILBOXES = 1000
@@ -300,8 +300,7 @@ class PersonalMailServerStatus(Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Provisioned, DNSPublished, DNSVerified, CertificateReady, "
-        "BackupHealthy, Deliverable.",
+        description=", ".join(SERVER_TYPES) + ".",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],

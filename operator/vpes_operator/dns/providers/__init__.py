@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ...builders.meta import Owner
 from ...clients.kube import Kube
+from ...models.conditions import Reason
 from ...settings import OperatorSettings
 from ..errors import ProviderNotConfiguredError
 from . import externaldns, manual, rfc2136, route53
@@ -17,7 +18,7 @@ NAMES = (rfc2136.NAME, route53.NAME, externaldns.NAME, manual.NAME)
 
 
 class UnknownProviderError(ProviderNotConfiguredError):
-    reason = "UnknownProvider"
+    reason = Reason.UNKNOWN_PROVIDER
 
 
 def tsig_key(settings: OperatorSettings, kube: Kube | None) -> rfc2136.TSIGKey | None:

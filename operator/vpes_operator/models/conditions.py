@@ -1,0 +1,199 @@
+"""The one catalogue of condition types and reasons, and the condition shape.
+
+Like cert-manager's condition constants (`pkg/apis/certmanager/v1/types.go`)
+and CloudNativePG's `api/v1`: every condition type and every reason the
+operator writes is a constant here, with what it means attached. Status,
+events, metrics and the `kubectl get` columns read this module; nothing else
+spells a type or a reason as a literal.
+
+- A condition type is good when True (Ready, Provisioned, ...) or good when
+  False (Failed, on a MailBackup or MailRestore).
+- A reason of a condition that is not good says how it clears: by itself on
+  the normal way up or down (PROGRESS: no warning), by itself later (WAITING:
+  retried, the phase stays Pending), or only when someone changes something
+  (PERMANENT: the default; a condition says what to fix).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from .common import Model
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROVISIONED = "Provisioned"
+    DNS_PUBLISHED = "DNSPublished"
+    DNS_VERIFIED = "DNSVerified"
+    CERTIFICATE_READY = "CertificateReady"
+    BACKUP_HEALTHY = "BackupHealthy"
+    DELIVERABLE = "Deliverable"
+    # MailBackup and MailRestore: which terminal state they reached.
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+# The condition types of a PersonalMailServer, in the order the CRD documents them.
+SERVER_TYPES = (
+    ConditionType.READY,
+    ConditionType.PROVISIONED,
+    ConditionType.DNS_PUBLISHED,
+    ConditionType.DNS_VERIFIED,
+    ConditionType.CERTIFICATE_READY,
+    ConditionType.BACKUP_HEALTHY,
+    ConditionType.DELIVERABLE,
+)
+GOOD_WHEN_TRUE: frozenset[str] = frozenset(SERVER_TYPES)
+
+
+def good_when_true(type_: str) -> bool:
+    return type_ in GOOD_WHEN_TRUE
+
+
+class Permanence(Enum):
+    """How a not-good condition with this reason clears up."""
+
+    PROGRESS = "progress"  # on the normal way up (or down, when asked): no warning
+    WAITING = "waiting"  # by itself, later: retried with back-off
+    PERMANENT = "permanent"  # when someone changes something: a condition says what
+
+
+class Reason(StrEnum):
+    # Provisioned
+    APPLIED = "Applied"
+    PLAN_NOT_FOUND = "PlanNotFound"
+    INVALID_PLAN = "InvalidPlan"
+    INVALID_SPEC = "InvalidSpec"
+    INVALID_CONFIGURATION = "InvalidConfiguration"
+    APPLY_REJECTED = "ApplyRejected"
+    API_ERROR = "ApiError"
+    PASSWORD_SECRET_MISSING = "PasswordSecretMissing"  # noqa: S105 (a reason, not a secret)
+    PASSWORD_INVALID = "PasswordInvalid"  # noqa: S105
+    # Ready
+    MAIL_SERVER_RUNNING = "MailServerRunning"
+    WORKLOAD_MISSING = "WorkloadMissing"
+    POD_NOT_READY = "PodNotReady"
+    UPDATING = "Updating"
+    SUSPENDING = "Suspending"
+    SUSPENDED = "Suspended"
+    RESTORING = "Restoring"
+    # DNSPublished and DNSVerified
+    PUBLISHED = "Published"
+    MANUAL_MODE = "ManualMode"
+    WAITING_FOR_KEYS = "WaitingForKeys"
+    ALL_RECORDS_FOUND = "AllRecordsFound"
+    RECORDS_NOT_FOUND = "RecordsNotFound"
+    RESOLVER_UNREACHABLE = "ResolverUnreachable"
+    OUTBOUND_ADDRESS_LISTED = "OutboundAddressListed"
+    UNKNOWN_PROVIDER = "UnknownProvider"
+    PROVIDER_NOT_CONFIGURED = "ProviderNotConfigured"
+    DNS_SERVER_UNREACHABLE = "DNSServerUnreachable"
+    TSIG_KEY_REJECTED = "TSIGKeyRejected"
+    ZONE_NOT_SERVED = "ZoneNotServed"
+    UPDATE_REFUSED = "UpdateRefused"
+    RECORD_CONFLICT = "RecordConflict"
+    CONCURRENT_CHANGE = "ConcurrentChange"
+    DNS_ERROR = "DNSError"
+    # BackupHealthy
+    BACKUPS_OFF = "BackupsOff"
+    INVALID_SCHEDULE = "InvalidSchedule"
+    NO_BACKUP_DUE_YET = "NoBackupDueYet"
+    BACKUP_CURRENT = "BackupCurrent"
+    BACKUP_MISSED = "BackupMissed"
+    # MailBackup and MailRestore (the Completed and Failed conditions)
+    SNAPSHOT_TAKEN = "SnapshotTaken"
+    COMPLETED = "Completed"
+    RESTORED = "Restored"
+    SERVER_NOT_FOUND = "ServerNotFound"
+    BACKUP_NOT_FOUND = "BackupNotFound"
+    BACKUP_NOT_USABLE = "BackupNotUsable"
+    BACKUP_INVALID = "BackupInvalid"
+    BACKUP_NOT_READY = "BackupNotReady"
+    RESTORE_IN_PROGRESS = "RestoreInProgress"
+    RESTIC_FAILED = "ResticFailed"
+    RESTIC_MISSING = "ResticMissing"
+    SNAPSHOT_NOT_FOUND = "SnapshotNotFound"
+    SERVER_INVALID = "ServerInvalid"
+    SERVER_CREATED = "ServerCreated"
+    TARGET_TOO_SMALL = "TargetTooSmall"
+    STARTED = "Started"
+    JOB_MISSING = "JobMissing"
+    JOB_FAILED = "JobFailed"
+    NO_RESULT = "NoResult"
+    BACKUPS_NOT_CONFIGURED = "BackupsNotConfigured"
+    BACKUP_KEY_MISSING = "BackupKeyMissing"
+    S3_CREDENTIALS_MISSING = "S3CredentialsMissing"
+    S3_CREDENTIALS_REJECTED = "S3CredentialsRejected"
+    BUCKET_NOT_FOUND = "BucketNotFound"
+    S3_ERROR = "S3Error"
+    S3_UNREACHABLE = "S3Unreachable"
+    # Limits of the plan
+    PLAN_LIMIT_EXCEEDED = "PlanLimitExceeded"
+    INVALID_MAILBOXES = "InvalidMailboxes"
+    # Events only
+    DNS_CLEANUP_FAILED = "DNSCleanupFailed"
+
+
+# Reasons that are not PERMANENT (the default for every other reason).
+_PERMANENCE: dict[str, Permanence] = {
+    Reason.WORKLOAD_MISSING: Permanence.PROGRESS,
+    Reason.POD_NOT_READY: Permanence.PROGRESS,
+    Reason.UPDATING: Permanence.PROGRESS,
+    Reason.SUSPENDING: Permanence.PROGRESS,
+    Reason.SUSPENDED: Permanence.PROGRESS,
+    Reason.RESTORING: Permanence.PROGRESS,
+    Reason.PASSWORD_SECRET_MISSING: Permanence.WAITING,
+    Reason.PASSWORD_INVALID: Permanence.WAITING,
+    Reason.API_ERROR: Permanence.WAITING,
+    Reason.BACKUP_NOT_READY: Permanence.WAITING,
+    Reason.RESTORE_IN_PROGRESS: Permanence.WAITING,
+    Reason.RESTIC_FAILED: Permanence.WAITING,
+    Reason.S3_ERROR: Permanence.WAITING,
+    Reason.S3_UNREACHABLE: Permanence.WAITING,
+}
+# Reasons asked for, not suffered: never a warning, even when a good condition turns bad.
+REQUESTED: frozenset[str] = frozenset({Reason.SUSPENDED})
+
+
+def permanence(reason: str) -> Permanence:
+    return _PERMANENCE.get(reason, Permanence.PERMANENT)
+
+
+class Condition(Model):
+    """The standard Kubernetes condition shape (metav1.Condition)."""
+
+    type: str = Field(
+        description="Type of the condition, in CamelCase, e.g. Ready.",
+        max_length=316,
+        pattern=r"^[A-Z][A-Za-z0-9]*$",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(
+        description="Status of the condition: True, False or Unknown."
+    )
+    reason: str = Field(
+        description="A CamelCase constant saying why the condition is in this state.",
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+    )
+    message: str = Field(
+        default="",
+        description="What happened and, when something is wrong, what to do about it.",
+        max_length=32768,
+    )
+    last_transition_time: datetime = Field(
+        description="When the status last changed (not when it was last checked)."
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The .metadata.generation the condition was computed from.",
+    )
+
+    @property
+    def good(self) -> bool:
+        return (self.status == "True") == good_when_true(self.type)
