@@ -1,6 +1,11 @@
 """Benchmark: PersonalMailServers → Ready against the real control plane with kwok.
 
 For N = 100 and 1,000 servers it reports, side by side in one run:
+  - restart: the operator stopped and started again with every server made
+    above existing (1,100 by default): time until /readyz says ok, time until
+    every server has been reconciled once again (the new process's
+    vpes_reconciles_total reaches the number of servers and none waits for a
+    handler), the new process's peak RSS, and the most handlers that ran at once;
   - operator: create N PersonalMailServers; per-server time to Ready (p50/p95),
     time until all are Ready, servers Ready per second, reconciles per second (the
     operator's own vpes_reconciles_total before and after the run: every reconcile,
@@ -132,6 +137,52 @@ def run_operator(
         "reconciles": int(done),
         "reconciles_per_s": round(done / total, 2),
         "operator_peak_rss_mib": round(op.peak_rss_kib() / 1024, 1),
+        "handlers_in_flight_peak": metric(metrics_port, "vpes_server_handlers_in_flight_peak"),
+    }
+
+
+def metric(metrics_port: int, name: str) -> float | None:
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    for line in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def ready_now(metrics_port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5)
+        return True
+    except OSError:
+        return False
+
+
+def run_restart(kube: Kube, op: OperatorProcess, metrics_port: int) -> dict[str, Any]:
+    """Restart the operator over every existing server; time until all are handled again."""
+    existing = len(kube.list(API_VERSION, "PersonalMailServer"))
+    op.stop()
+    op.start()
+    start = time.monotonic()
+    ready_s = None
+    deadline = start + 900
+    while time.monotonic() < deadline:
+        try:
+            if ready_s is None and ready_now(metrics_port):
+                ready_s = time.monotonic() - start
+            done = reconciles(metrics_port)
+            if done >= existing and metric(metrics_port, "vpes_servers_waiting") == 0:
+                break
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    total = time.monotonic() - start
+    return {
+        "servers": existing,
+        "seconds_ready": round(ready_s, 1) if ready_s is not None else None,
+        "seconds_all_reconciled": round(total, 1),
+        "reconciles": int(reconciles(metrics_port)),
+        "operator_peak_rss_mib": round(op.peak_rss_kib() / 1024, 1),
+        "handlers_in_flight_peak": metric(metrics_port, "vpes_server_handlers_in_flight_peak"),
     }
 
 
@@ -235,6 +286,9 @@ def main() -> None:
             ratio = round(o["seconds_all_ready"] / b["seconds_all_ready"], 2)
             results["runs"].append({"operator": o, "baseline": b, "ratio_all_ready": ratio})
             print(json.dumps(results["runs"][-1]), flush=True)
+        print("restart: the operator over every server made above ...", flush=True)
+        results["restart"] = run_restart(kube, op, metrics_port)
+        print(json.dumps(results["restart"]), flush=True)
         op.stop()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"reconcile-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -274,6 +328,17 @@ def table(results: dict[str, Any]) -> str:
             f"| {r['operator']['servers']} | ratio operator/baseline "
             f"| {r['ratio_all_ready']} | | | | | |"
         )
+    r = results.get("restart")
+    if r:
+        rows += [
+            "",
+            "| restart over | /readyz ok (s) | all reconciled again (s) | reconciles "
+            "| operator peak RSS | handlers at once (peak) |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {r['servers']} servers | {r['seconds_ready']} | {r['seconds_all_reconciled']} "
+            f"| {r['reconciles']} | {r['operator_peak_rss_mib']} MiB "
+            f"| {r['handlers_in_flight_peak']} |",
+        ]
     return "\n".join(rows)
 
 

@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--identity", default=env("POD_NAME", f"{socket.gethostname()}-{os.getpid()}")
     )
+    parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=float(env("VPES_STALL_SECONDS", "300")),
+        help="liveness fails when work has waited this long while no handler finished",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -120,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     from . import handlers, metrics  # noqa: F401  (importing handlers registers them)
     from .clients.kube import Kube
+    from .health import HEALTH
     from .leader import Elector, LeaseConfig
+
+    HEALTH.stall_after = args.stall_seconds
+    HEALTH.namespaces = tuple(args.namespace)
 
     stop = threading.Event()
     ready = threading.Event()
@@ -147,8 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics_port:
         server = metrics.Server(
             args.metrics_port,
-            ready=lambda: ready.is_set() or standby.is_set(),
-            healthy=heartbeat.healthy,
+            # A standby replica is ready to take over; a leader once it processes.
+            ready=lambda: standby.is_set() or (ready.is_set() and HEALTH.ready()),
+            healthy=lambda: heartbeat.healthy() and HEALTH.alive(),
+            explain=lambda: (
+                "standing by for the Lease" if standby.is_set() else HEALTH.verdict().why
+            ),
         )
         server.start()
 

@@ -59,6 +59,39 @@ BACKUP_RESULTS = Counter(
     registry=REGISTRY,
 )
 
+# The operator's own progress (health.py sets them; the alerts read them).
+WAITING = Gauge(
+    "vpes_servers_waiting",
+    "Servers whose current generation no handler has taken since the operator started.",
+    registry=REGISTRY,
+)
+OLDEST_WAIT = Gauge(
+    "vpes_servers_oldest_wait_seconds",
+    "How long the longest-waiting server has waited for a handler (0 when none waits).",
+    registry=REGISTRY,
+)
+STALLED = Gauge(
+    "vpes_operator_stalled",
+    "1 when work has waited longer than the stall limit while no handler finished.",
+    registry=REGISTRY,
+)
+READY = Gauge(
+    "vpes_operator_ready",
+    "1 when the operator watches, has indexed every server and processes them.",
+    registry=REGISTRY,
+)
+
+HANDLERS_IN_FLIGHT = Gauge(
+    "vpes_server_handlers_in_flight",
+    "Server handlers running now (bounded by the operator's thread pool).",
+    registry=REGISTRY,
+)
+HANDLERS_IN_FLIGHT_PEAK = Gauge(
+    "vpes_server_handlers_in_flight_peak",
+    "The most server handlers that ran at once since the operator started.",
+    registry=REGISTRY,
+)
+
 # What the gauges are computed from: (namespace, name) → a server's summary.
 Summaries = Callable[[], Iterable["ServerSummary"]]
 
@@ -161,11 +194,14 @@ class Server:
         ready: Callable[[], bool],
         host: str = "0.0.0.0",  # noqa: S104
         healthy: Callable[[], bool] = lambda: True,
+        explain: Callable[[], str] = lambda: "",
     ) -> None:
         registry = REGISTRY
 
         def probe(ok: bool, bad: bytes) -> tuple[bytes, str, int]:
-            return (b"ok\n" if ok else bad), "text/plain", (200 if ok else 503)
+            why = explain()
+            body = (b"ok\n" if ok else bad) + (why.encode() + b"\n" if why else b"")
+            return body, "text/plain", (200 if ok else 503)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:

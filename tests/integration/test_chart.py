@@ -469,6 +469,8 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
         "VpesBackupTooOld",
         "VpesDNSVerificationFailing",
         "VpesOperatorErrors",
+        "VpesOperatorNotProcessing",
+        "VpesOperatorStalled",
     }
     not_ready = alerts["VpesTenantNotReady"]
     assert not_ready["for"] == "15m"
@@ -483,6 +485,10 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
     )
     assert "vpes_tenant_dns_verified" in alerts["VpesDNSVerificationFailing"]["expr"]
     assert 'vpes_reconciles_total{result="error"}' in alerts["VpesOperatorErrors"]["expr"]
+    # A start-up that never completes, or a wedged operator, pages someone.
+    assert "absent(vpes_operator_ready)" in alerts["VpesOperatorNotProcessing"]["expr"]
+    assert "vpes_operator_stalled" in alerts["VpesOperatorStalled"]["expr"]
+    assert alerts["VpesOperatorStalled"]["labels"]["severity"] == "critical"
     for alert in alerts.values():
         assert alert["labels"]["severity"] in {"info", "warning", "critical"}
         assert alert["annotations"]["summary"]

@@ -49,6 +49,8 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
         Resource("v1", "Namespace", "namespaces", namespaced=False),
         Resource("v1", "Pod", "pods"),
+        Resource("v1", "ResourceQuota", "resourcequotas"),
+        Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
         Resource("apps/v1", "StatefulSet", "statefulsets"),
         Resource("batch/v1", "Job", "jobs"),
         Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
@@ -108,9 +110,10 @@ class Kube:
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
         timeout: float = 30.0,
+        accept: str = "application/json",
     ) -> JSON:
         url_path = path + ("?" + urlencode(query) if query else "")
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         _, url, hdrs, _, _ = self.api.param_serialize(
             method=method,
             resource_path=url_path,

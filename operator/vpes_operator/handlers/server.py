@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, metrics, reconcile
+from .. import GROUP, VERSION, health, metrics, reconcile
 from ..errors import ConfigError, WaitingError
 from .events import post
 
@@ -29,6 +29,7 @@ def plan_spec(index: kopf.Index[str, dict[str, Any]], name: str) -> dict[str, An
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
+@health.tracks
 def reconcile_server(body: kopf.Body, spec: kopf.Spec, memo: Any, **kwargs: Any) -> None:
     plans: kopf.Index[str, Any] = kwargs["plans"]
     result = "error"
@@ -50,6 +51,7 @@ def reconcile_server(body: kopf.Body, spec: kopf.Spec, memo: Any, **kwargs: Any)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
+@health.tracks
 def server_deleted(
     body: kopf.Body, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any
 ) -> None:

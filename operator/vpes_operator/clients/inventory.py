@@ -1,0 +1,116 @@
+"""What the operator reads about its own kinds: are the CRDs Established, how
+many servers exist, which generation each one is at.
+
+The operator waits for its CRDs before kopf starts watching: right after
+`helm install` the API server may still answer `429 storage is
+(re)initializing` for a new CRD, and a watch that begins with errors backs off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from .. import GROUP, VERSION
+from .kube import ApiError, Kube
+
+log = logging.getLogger(__name__)
+PLURALS = ("personalmailservers", "mailplans", "mailbackups", "mailrestores")
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+
+
+def crd_names(plurals: Iterable[str] = PLURALS) -> list[str]:
+    return [f"{plural}.{GROUP}" for plural in plurals]
+
+
+def not_established(kube: Kube, names: Iterable[str]) -> list[str]:
+    """The CRDs of `names` that are missing or not yet Established, each with why."""
+    missing = []
+    for name in names:
+        try:
+            crd = kube.request("GET", CRD_PATH.format(name=name))
+        except ApiError as e:
+            missing.append(f"{name}: {'not installed' if e.status == 404 else e.message}")
+            continue
+        conditions = {c.get("type"): c for c in (crd.get("status") or {}).get("conditions", [])}
+        established = conditions.get("Established") or {}
+        if established.get("status") != "True":
+            why = established.get("message") or "not Established yet"
+            missing.append(f"{name}: {why}")
+    return missing
+
+
+async def wait_established(
+    kube: Kube,
+    names: Iterable[str] | None = None,
+    *,
+    interval: float = 1.0,
+    log_every: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once every CRD is Established; say what is missing every `log_every` s.
+
+    It never gives up: until the CRDs exist nothing can be watched, and the
+    operator stays not ready (its readiness probe says so) rather than crash.
+    """
+    wanted = list(names if names is not None else crd_names())
+    last_log = -log_every
+    while True:
+        try:
+            missing = await asyncio.to_thread(not_established, kube, wanted)
+        except Exception as e:  # the API server itself is not there yet
+            missing = [f"the API server: {e}"]
+        if not missing:
+            return
+        if clock() - last_log >= log_every:
+            log.warning("waiting for the CRDs: %s", "; ".join(missing))
+            last_log = clock()
+        await asyncio.sleep(interval)
+
+
+def count(kube: Kube, path: str) -> int:
+    """How many objects a list path holds, from a one-item page where the API says."""
+    page = kube.request("GET", path, query={"limit": "1"})
+    total = len(page.get("items") or [])
+    meta = page.get("metadata") or {}
+    if meta.get("remainingItemCount") is not None or not meta.get("continue"):
+        return total + int(meta.get("remainingItemCount") or 0)
+    while meta.get("continue"):  # no count given: page through
+        page = kube.request("GET", path, query={"limit": "500", "continue": meta["continue"]})
+        total += len(page.get("items") or [])
+        meta = page.get("metadata") or {}
+    return total
+
+
+def server_paths(namespaces: Iterable[str] = ()) -> list[str]:
+    """The list paths of PersonalMailServers in the watched namespaces (all when none)."""
+    base = f"/apis/{GROUP}/{VERSION}"
+    watched = list(namespaces)
+    if not watched:
+        return [f"{base}/personalmailservers"]
+    return [f"{base}/namespaces/{ns}/personalmailservers" for ns in watched]
+
+
+def count_servers(kube: Kube, namespaces: Iterable[str] = ()) -> int:
+    return sum(count(kube, path) for path in server_paths(namespaces))
+
+
+def server_generations(kube: Kube, namespaces: Iterable[str] = ()) -> list[tuple[str, int]]:
+    """(uid, generation) of every server, from metadata-only pages: the API's own view,
+    independent of the operator's watch (so a stalled watch shows as waiting work)."""
+    found: list[tuple[str, int]] = []
+    for path in server_paths(namespaces):
+        query = {"limit": "500"}
+        while True:
+            page = kube.request("GET", path, query=query, accept=METADATA_LIST)
+            for item in page.get("items") or []:
+                meta = item.get("metadata") or {}
+                found.append((str(meta.get("uid")), int(meta.get("generation") or 0)))
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
+            query = {"limit": "500", "continue": token}
+    return found
