@@ -3,7 +3,7 @@
 Real parts only: the control plane with kwok nodes, the operator (subprocess,
 the chart's ServiceAccount), stripe-mock, and the billing service itself as a
 subprocess (`python -m vpes_billing`, uvicorn, the chart's billing ServiceAccount
-and admission policy, started by `vpes_billing.devtools.start_billing`) reached
+and admission policy, started by `vpes_devcluster.billing_dev.start_billing`) reached
 over HTTP on loopback. For each customer it measures the webhook's response
 time and the time from sending the event to the PersonalMailServer's Ready
 condition (its pod Running on a kwok node); first one customer at a time, then
@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 from vpes_billing import naming as n
-from vpes_billing.devtools import (
+from vpes_devcluster.billing_dev import (
     BillingDev,
+    BillingOptions,
     checkout_session,
     event,
     install_billing,
@@ -127,10 +128,12 @@ def main() -> None:
             billing = start_billing(
                 install_billing(cluster),
                 work / "billing",
-                price=PRICE,
-                customer="cus_bench",
-                webhook_secret=SECRET,
-                settings_env={"VPES_BILLING_SWEEP_SECONDS": "0"},
+                BillingOptions(
+                    price=PRICE,
+                    customer="cus_bench",
+                    webhook_secret=SECRET,
+                    settings_env={"VPES_BILLING_SWEEP_SECONDS": "0"},
+                ),
             )
             with httpx.Client(base_url=billing.url, timeout=60) as client:
                 one(client, kube)  # warm-up: first plan read, first namespace

@@ -105,15 +105,15 @@ def use(kube: Kube, token: str, password: str, confirm: str) -> Link:
     check_password(password, confirm)
     link, version = inspect(kube, token)
     try:
-        kube.request(
-            "DELETE",
-            f"/api/v1/namespaces/{link.namespace}/secrets/{n.PASSWORD_LINK_SECRET}",
-            body={"preconditions": {"resourceVersion": version}},
+        deleted = kube.delete(
+            "v1", "Secret", link.namespace, n.PASSWORD_LINK_SECRET, resource_version=version
         )
     except ApiError as e:
-        if e.status in (404, 409):
+        if e.status == 409:
             raise LinkError("This link has already been used.") from e
         raise
+    if not deleted:
+        raise LinkError("This link has already been used.")
     kube.apply(
         {
             "apiVersion": "v1",

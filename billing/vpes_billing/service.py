@@ -21,6 +21,7 @@ from vpes_operator.models.common import DOMAIN_PATTERN, MAILBOX_ADDRESS_PATTERN
 
 from . import naming as n
 from . import tenant
+from .builders import Signup
 from .ledger import Ledger, Record
 from .lifecycle import Removal, decide, parse_stamp, removal, stamp
 from .settings import Settings
@@ -212,7 +213,7 @@ class BillingService:
             raise UnfulfillableError(
                 "unknown-price", f"no MailPlan has stripePriceId {sub.price_id!r}"
             )
-        signup = tenant.Signup(
+        signup = Signup(
             checkout_session=str(session.get("id")),
             customer=customer,
             subscription=sub_id,

@@ -17,17 +17,17 @@ import kubernetes
 import pytest
 from starlette.testclient import TestClient
 from vpes_billing import naming as n
-from vpes_billing.devtools import (
+from vpes_billing.service import BillingService
+from vpes_billing.settings import Settings
+from vpes_billing.stripe_gateway import StripeGateway
+from vpes_billing.web import build_app
+from vpes_devcluster.billing_dev import (
     StripeMock,
     checkout_session,
     event,
     install_billing,
     sign,
 )
-from vpes_billing.service import BillingService
-from vpes_billing.settings import Settings
-from vpes_billing.stripe_gateway import StripeGateway
-from vpes_billing.web import build_app
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from vpes_devcluster import ApiError, Cluster, Rest, wait_for
+from vpes_devcluster import Cluster, Rest, wait_for
+from vpes_operator.clients.kube import Kube
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,31 +56,31 @@ def rest(kube: client.ApiClient) -> Rest:
     return Rest(kube)
 
 
+@pytest.fixture(scope="module")
+def api(cluster: Cluster) -> Kube:
+    """The product's own client (vpes_operator.clients.kube) as admin."""
+    return Kube(cluster.api_client(), field_manager="tests")
+
+
 @pytest.fixture
-def namespace(rest: Rest) -> Iterator[str]:
+def namespace(api: Kube) -> Iterator[str]:
     """A fresh namespace for one test (its ``default`` ServiceAccount exists, so pods
-    can be created at once), deleted afterwards."""
+    can be created at once); the values of its Secrets are remembered for the log check
+    (`no_secret_in_any_operator_log`), then it is deleted."""
+    from .operator_support import harvest_secrets
+
     name = f"t-{uuid.uuid4().hex[:10]}"
-    rest.create("/api/v1/namespaces", {"metadata": {"name": name}})
-
-    def has_default_sa() -> bool:
-        try:
-            rest.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     try:
-        wait_for(has_default_sa, 30, f"the default ServiceAccount of {name}")
+        wait_for(
+            lambda: api.get("v1", "ServiceAccount", name, "default") is not None,
+            30,
+            f"the default ServiceAccount of {name}",
+        )
         yield name
     finally:
-        try:
-            rest.delete(f"/api/v1/namespaces/{name}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        harvest_secrets(api, name)
+        api.delete("v1", "Namespace", None, name)
 
 
 @pytest.fixture(scope="session", autouse=True)

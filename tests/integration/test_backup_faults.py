@@ -22,18 +22,12 @@ from tests.s3_support import S3Server
 from .operator_support import (
     OperatorProcess,
     condition,
-    harvest_secrets,
     install_platform,
     plan_body,
     server_body,
     wait_for,
     wait_ready,
 )
-
-
-@pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +65,6 @@ def plan(api: Kube) -> Iterator[str]:
     api.apply(plan_body(name, backup={"schedule": "* * * * *"}))
     yield name
     api.delete(API_VERSION, "MailPlan", None, name)
-
-
-@pytest.fixture
-def namespace(api: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    harvest_secrets(api, name)
-    api.delete("v1", "Namespace", None, name)
 
 
 def spec(plan: str) -> dict[str, Any]:

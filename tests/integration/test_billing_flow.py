@@ -4,7 +4,7 @@ The billing service runs in process (its ASGI app through Starlette's test
 client) as the chart's billing ServiceAccount, under the chart's admission
 policy; the operator runs as a subprocess as the chart's operator
 ServiceAccount, so Ready is real. One test runs the real server
-(`python -m vpes_billing`, uvicorn) through `devtools.start_billing`.
+(`python -m vpes_billing`, uvicorn) through `billing_dev.start_billing`.
 Webhook payloads are signed with a test secret exactly as Stripe signs them.
 """
 
@@ -20,10 +20,10 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import generate_latest
 from vpes_billing import naming as n
-from vpes_billing.devtools import (
+from vpes_billing.service import BillingService
+from vpes_devcluster.billing_dev import (
     sign,
 )
-from vpes_billing.service import BillingService
 from vpes_operator import API_VERSION
 
 from . import billing_support

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from vpes_billing import naming as n
-from vpes_billing.devtools import (
+from vpes_devcluster.billing_dev import (
+    BillingOptions,
     start_billing,
     stop_billing,
 )
@@ -173,7 +174,7 @@ def test_billing_cannot_unlabel_its_own_namespace(billing: Billing) -> None:
 def test_real_server_provisions_and_logs_no_token_or_session_id(
     billing: Billing, tmp_path: Path
 ) -> None:
-    """`devtools.start_billing` (what `make demo` needs): stripe-mock and
+    """`billing_dev.start_billing` (what `make demo` needs): stripe-mock and
     `python -m vpes_billing` (uvicorn with its access log) against billing's
     kubeconfig. A signed checkout makes a server; the pages that carry the one-time
     token and the session id are visited; neither appears in the server's output."""
@@ -182,10 +183,12 @@ def test_real_server_provisions_and_logs_no_token_or_session_id(
     dev = start_billing(
         b.kubeconfig,
         workdir,
-        price=b.price_a,
-        customer=c.customer,
-        settings_env={"VPES_BILLING_SWEEP_SECONDS": "0"},
-        detach=True,  # as the demo runs it: stopped later from its pid files
+        BillingOptions(
+            price=b.price_a,
+            customer=c.customer,
+            settings_env={"VPES_BILLING_SWEEP_SECONDS": "0"},
+            detach=True,  # as the demo runs it: stopped later from its pid files
+        ),
     )
     try:
         assert dev.webhook_secret.startswith("whsec_test_")

@@ -34,11 +34,6 @@ DKIM = {"vpes": "v=DKIM1; k=rsa; p=" + "B" * 392}
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture(scope="module")
 def operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
     cluster.kubectl("wait", "--for=condition=Established", "crd/dnsendpoints.externaldns.k8s.io")
@@ -56,15 +51,6 @@ def operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     op.start()
     yield op
     op.stop()
-
-
-@pytest.fixture
-def namespace(api: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    harvest_secrets(api, name)
-    api.delete("v1", "Namespace", None, name)
 
 
 def test_external_dns_endpoint(api: Kube, operator: OperatorProcess, namespace: str) -> None:

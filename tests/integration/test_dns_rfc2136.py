@@ -71,11 +71,6 @@ def dns_env(knot: KnotServer, secret_file: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture(scope="module")
 def secret_file(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tsig") / "secret"
     path.write_text(knot.secret)
@@ -113,15 +108,6 @@ def plan(api: Kube) -> Iterator[str]:
     api.apply(plan_body(name))
     yield name
     api.delete(API_VERSION, "MailPlan", None, name)
-
-
-@pytest.fixture
-def namespace(api: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    harvest_secrets(api, name)
-    api.delete("v1", "Namespace", None, name)
 
 
 def spec(plan: str, *domains: str, **dns: str) -> dict[str, Any]:

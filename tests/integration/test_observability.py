@@ -8,7 +8,6 @@ import socket
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from vpes_operator.leader import LeaseConfig
 
 from .operator_support import (
     OperatorProcess,
-    harvest_secrets,
     plan_body,
     server_body,
     wait_for,
@@ -64,22 +62,8 @@ def lease_holder(api: Kube) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture(scope="module")
 def sa_kubeconfig(cluster: Any) -> Path:
     return install_platform(cluster)
-
-
-@pytest.fixture
-def namespace(api: Kube) -> Iterator[str]:
-    name = f"o-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    harvest_secrets(api, name)
-    api.delete("v1", "Namespace", None, name)
 
 
 def spec(plan: str, domain: str) -> dict[str, Any]:

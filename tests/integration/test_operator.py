@@ -18,7 +18,6 @@ from .operator_support import (
     OperatorProcess,
     condition,
     get_server,
-    harvest_secrets,
     install_platform,
     plan_body,
     server_body,
@@ -37,11 +36,6 @@ CHILD_KINDS = [
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture(scope="module")
 def operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     kubeconfig = install_platform(cluster)
     op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator"))
@@ -49,15 +43,6 @@ def operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield op
     op.stop()
     assert op.runs >= 1
-
-
-@pytest.fixture
-def namespace(api: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    harvest_secrets(api, name)
-    api.delete("v1", "Namespace", None, name)
 
 
 @pytest.fixture

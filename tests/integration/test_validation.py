@@ -6,8 +6,6 @@ carry every rule, so these run against the real API server alone.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,22 +13,12 @@ from vpes_devcluster.platform import install_crds
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import ApiError, Kube
 
-from .operator_support import get_server, harvest_secrets, plan_body, server_body
+from .operator_support import get_server, plan_body, server_body
 
 
-@pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
+@pytest.fixture(scope="module", autouse=True)
+def crds(cluster: Any) -> None:
     install_crds(cluster)
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture
-def namespace(api: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    harvest_secrets(api, name)
-    api.delete("v1", "Namespace", None, name)
 
 
 def spec(plan: str, *domains: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from vpes_operator.dns.errors import (
 from vpes_operator.dns.ownership import Owned, OwnedRRset
 from vpes_operator.dns.providers import rfc2136
 from vpes_operator.dns.providers.base import clash
-from vpes_operator.handlers.dns import Schedule
+from vpes_operator.dns.schedule import Schedule
 from vpes_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

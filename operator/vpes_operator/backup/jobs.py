@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import naming
+from ..builders.meta import owner_reference
 from ..models.plan import Retention
 from ..settings import OperatorSettings
 from . import repository as repo
@@ -39,14 +40,7 @@ class Request:
     uid: str
 
     def owner_reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+        return owner_reference(self.api_version, self.kind, self.name, self.uid)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from .. import API_VERSION, naming
+from ..builders.meta import Owner, metadata
 from ..clients.kube import ApiError, Kube
 from ..conditions import Cond, Event, parse, set_condition, timestamp, wire
 from ..errors import ConfigError, ReconcileError, WaitingError
@@ -97,26 +98,12 @@ def _new_server(
             Reason.SERVER_INVALID, f"the backed-up server cannot be created again: {e.message}"
         ) from e
     creds = read(repo.OBJECT_CREDENTIALS)
-    meta = created["metadata"]
+    owner = Owner(target, namespace, created["metadata"]["uid"], str(spec.get("plan", "")))
     kube.apply(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {
-                "name": naming.credentials_secret(target),
-                "namespace": namespace,
-                "labels": naming.labels(target, str(spec.get("plan", ""))),
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": PMS,
-                        "name": target,
-                        "uid": meta["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
+            "metadata": metadata(owner, naming.credentials_secret(target)),
             "type": "Opaque",
             "data": creds.get("data") or {},
         }

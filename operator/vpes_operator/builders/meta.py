@@ -18,21 +18,44 @@ class Owner:
     plan: str
 
 
+PMS = "PersonalMailServer"
+
+
+def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    """The controller reference of a child: deleting the owner deletes it."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def metadata(owner: Owner, name: str, **extra: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
         "namespace": owner.namespace,
         "labels": naming.labels(owner.name, owner.plan),
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "PersonalMailServer",
-                "name": owner.name,
-                "uid": owner.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": [owner_reference(API_VERSION, PMS, owner.name, owner.uid)],
     }
     meta.update(extra)
     return meta
+
+
+def server_reference(name: str, namespace: str, uid: str) -> dict[str, Any]:
+    """Enough of a PersonalMailServer to post an event about it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": PMS,
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+    }
+
+
+def owner_uid(meta: dict[str, Any], kind: str = PMS) -> str:
+    """The uid of the object's owner of `kind` ("" when it has none)."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == kind:
+            return str(ref.get("uid", ""))
+    return ""

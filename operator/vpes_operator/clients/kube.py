@@ -17,8 +17,6 @@ from urllib.parse import quote, urlencode
 
 import kubernetes
 
-from .. import GROUP, VERSION
-
 JSON = dict[str, Any]
 
 
@@ -37,37 +35,6 @@ class Resource:
             base += f"/namespaces/{quote(namespace)}"
         base += f"/{self.plural}"
         return f"{base}/{quote(name)}" if name else base
-
-
-_API = f"{GROUP}/{VERSION}"
-RESOURCES: dict[tuple[str, str], Resource] = {
-    (r.api_version, r.kind): r
-    for r in [
-        Resource("v1", "ConfigMap", "configmaps"),
-        Resource("v1", "Secret", "secrets"),
-        Resource("v1", "Service", "services"),
-        Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-        Resource("v1", "Namespace", "namespaces", namespaced=False),
-        Resource("v1", "Pod", "pods"),
-        Resource("v1", "ResourceQuota", "resourcequotas"),
-        Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
-        Resource("apps/v1", "StatefulSet", "statefulsets"),
-        Resource("batch/v1", "Job", "jobs"),
-        Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
-        Resource(_API, "PersonalMailServer", "personalmailservers"),
-        Resource(_API, "MailPlan", "mailplans", namespaced=False),
-        Resource(_API, "MailBackup", "mailbackups"),
-        Resource(_API, "MailRestore", "mailrestores"),
-        Resource("externaldns.k8s.io/v1alpha1", "DNSEndpoint", "dnsendpoints"),
-    ]
-}
-
-
-def resource(api_version: str, kind: str) -> Resource:
-    try:
-        return RESOURCES[(api_version, kind)]
-    except KeyError:
-        raise ValueError(f"unknown kind {api_version}/{kind}") from None
 
 
 class ApiError(Exception):
@@ -89,7 +56,26 @@ class Kube:
     def __init__(self, api: kubernetes.client.ApiClient, field_manager: str) -> None:
         self.api = api
         self.field_manager = field_manager
-        self._lock = threading.Lock()
+        self._resources: dict[tuple[str, str], Resource] = {}
+        self._discovery = threading.Lock()
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """The resource that serves `kind`, from the API server's discovery (cached)."""
+        key = (api_version, kind)
+        with self._discovery:
+            found = self._resources.get(key)
+        if found is not None:
+            return found
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        # A group that is not served answers 404 here, as a path under it would.
+        for r in self.request("GET", path).get("resources") or []:
+            if r.get("kind") == kind and "/" not in str(r.get("name")):
+                found = Resource(api_version, kind, str(r["name"]), bool(r.get("namespaced")))
+                with self._discovery:
+                    self._resources[key] = found
+                return found
+        body = json.dumps({"reason": "NotFound", "message": f"{api_version} has no kind {kind}"})
+        raise ApiError(404, body, "GET", path)
 
     @classmethod
     def connect(cls, field_manager: str, pool_size: int = 32) -> Kube:
@@ -138,7 +124,7 @@ class Kube:
     def apply(self, obj: JSON, *, force: bool = True) -> JSON:
         """Server-side apply: the object becomes exactly what we own of it."""
         meta = obj["metadata"]
-        res = resource(obj["apiVersion"], obj["kind"])
+        res = self.resource(obj["apiVersion"], obj["kind"])
         query = {"fieldManager": self.field_manager, "fieldValidation": "Strict"}
         if force:
             query["force"] = "true"
@@ -153,7 +139,7 @@ class Kube:
     def create(self, obj: JSON) -> JSON:
         """Create (POST) with strict field validation, as `kubectl create` does."""
         meta = obj["metadata"]
-        res = resource(obj["apiVersion"], obj["kind"])
+        res = self.resource(obj["apiVersion"], obj["kind"])
         return self.request(
             "POST",
             res.path(meta.get("namespace")),
@@ -163,7 +149,7 @@ class Kube:
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
         try:
-            return self.request("GET", resource(api_version, kind).path(namespace, name))
+            return self.request("GET", self.resource(api_version, kind).path(namespace, name))
         except ApiError as e:
             if e.status == 404:
                 return None
@@ -172,7 +158,7 @@ class Kube:
     def list(
         self, api_version: str, kind: str, namespace: str | None = None, *, labels: str = ""
     ) -> list[JSON]:
-        res = resource(api_version, kind)
+        res = self.resource(api_version, kind)
         path = (
             res.path(namespace)
             if namespace or not res.namespaced
@@ -190,11 +176,17 @@ class Kube:
         name: str,
         *,
         propagation: str | None = None,
+        resource_version: str | None = None,
     ) -> bool:
-        """Delete; `propagation` (Background, Foreground, Orphan) overrides the kind's default."""
-        body = {"propagationPolicy": propagation} if propagation else None
+        """Delete; `propagation` (Background, Foreground, Orphan) overrides the kind's default;
+        with `resource_version`, only that version (409 Conflict otherwise). False: not found."""
+        body: JSON = {"propagationPolicy": propagation} if propagation else {}
+        if resource_version is not None:
+            body["preconditions"] = {"resourceVersion": resource_version}
         try:
-            self.request("DELETE", resource(api_version, kind).path(namespace, name), body=body)
+            self.request(
+                "DELETE", self.resource(api_version, kind).path(namespace, name), body=body or None
+            )
             return True
         except ApiError as e:
             if e.status == 404:
@@ -206,7 +198,7 @@ class Kube:
     ) -> JSON:
         return self.request(
             "PATCH",
-            resource(api_version, kind).path(namespace, name),
+            self.resource(api_version, kind).path(namespace, name),
             body={"metadata": patch},
             content_type="application/merge-patch+json",
         )
@@ -228,7 +220,7 @@ class Kube:
         nothing changes; then nothing is written. Returns the object written,
         or None if nothing was (or the object is gone).
         """
-        res = resource(api_version, kind)
+        res = self.resource(api_version, kind)
         path = res.path(namespace, name)
         for attempt in range(attempts):
             obj = self.get(api_version, kind, namespace, name)

@@ -26,6 +26,9 @@ from .events import post
 log = logging.getLogger(__name__)
 _SETTINGS = OperatorSettings.from_env()  # kopf fixes timer intervals at registration
 TICK = _SETTINGS.backup_tick
+# kopf always passes an index to the handlers that name it; the default only lets
+# such a handler match kopf's handler protocols.
+NO_INDEX: Any = {}
 SCHEDULE_TICK = _SETTINGS.backup_schedule_tick
 
 
@@ -121,10 +124,15 @@ def backup_view(
 # the plan's servers from the index and calls the API only when a backup is due
 # or BackupHealthy changes.
 @kopf.timer(GROUP, VERSION, "mailplans", id="backup-schedule", interval=SCHEDULE_TICK)
-def schedule_timer(name: str, spec: kopf.Spec, memo: Any, **kwargs: Any) -> None:
+def schedule_timer(
+    name: str,
+    spec: kopf.Spec,
+    memo: Any,
+    backup_view: kopf.Index[str, dict[str, Any]] = NO_INDEX,
+    **_: Any,
+) -> None:
     """Request the backups the plan's schedule says are due; keep BackupHealthy current."""
-    view: kopf.Index[str, dict[str, Any]] = kwargs["backup_view"]
-    servers = list(view.get(name, []))
+    servers = list(backup_view.get(name, []))
     if not servers:
         return
     plan = MailPlanSpec.model_validate(dict(spec))

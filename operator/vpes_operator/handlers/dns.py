@@ -1,96 +1,26 @@
 """DNS handlers on PersonalMailServers: publish and verify; re-check on a timer; clean up.
 
-Re-verification backs off: a kopf timer ticks for every server, and a check
-runs only when it is due: soon after a failure (doubling up to a maximum),
-rarely once everything passes. A DNS fault is a condition, never a crash loop.
+A kopf timer ticks for every server; a check runs only when its back-off
+(`dns.schedule`) says it is due. A DNS fault is a condition, never a crash loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
 from .. import GROUP, VERSION, metrics
 from ..dns import service
+from ..dns.schedule import Schedule
 from ..settings import OperatorSettings
 from .events import post
 
 PLURAL = "personalmailservers"
 # The tick is read once, at import: kopf fixes a timer's interval when it registers it.
 TICK = OperatorSettings.from_env().dns_verify_tick
-
-
-@dataclass
-class Due:
-    at: float
-    interval: float
-    generation: int
-
-
-class Schedule:
-    """When each server's next check is due (in memory: a restart checks everything once)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._due: dict[str, Due] = {}
-        self._runs: dict[str, threading.Lock] = {}
-        self._gone: set[str] = set()
-
-    def run_lock(self, uid: str) -> threading.Lock:
-        """Held while a server's DNS is worked on: a cleanup waits for a running publish."""
-        with self._lock:
-            return self._runs.setdefault(uid, threading.Lock())
-
-    def gone(self, uid: str) -> bool:
-        with self._lock:
-            return uid in self._gone
-
-    def is_due(self, uid: str, generation: int, now: float) -> bool:
-        with self._lock:
-            d = self._due.get(uid)
-            return d is None or d.generation != generation or now >= d.at
-
-    def done(
-        self,
-        uid: str,
-        generation: int,
-        ok: bool,
-        settings: OperatorSettings,
-        now: float,
-        *,
-        soon: bool = False,
-    ) -> float:
-        """Record a run; the seconds until the next (`soon`: at the next tick)."""
-        with self._lock:
-            old = self._due.get(uid)
-            if soon:
-                interval = 0.0
-            elif ok:
-                interval = settings.dns_verify_ok_interval
-            elif (
-                old is None
-                or old.generation != generation
-                or old.interval >= settings.dns_verify_ok_interval
-            ):
-                interval = settings.dns_verify_min_interval
-            else:
-                interval = max(
-                    settings.dns_verify_min_interval,
-                    min(old.interval * 2, settings.dns_verify_max_interval),
-                )
-            self._due[uid] = Due(now + interval, interval, generation)
-            return interval
-
-    def forget(self, uid: str) -> None:
-        """The server is being deleted: no more runs for it."""
-        with self._lock:
-            self._due.pop(uid, None)
-            self._gone.add(uid)
 
 
 SCHEDULE = Schedule()

@@ -8,6 +8,7 @@ import kopf
 
 from .. import GROUP, VERSION, health, metrics, reconcile
 from ..errors import ConfigError, WaitingError
+from .backup import NO_INDEX
 from .events import post
 
 PLURAL = "personalmailservers"
@@ -30,8 +31,13 @@ def plan_spec(index: kopf.Index[str, dict[str, Any]], name: str) -> dict[str, An
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @health.tracks
-def reconcile_server(body: kopf.Body, spec: kopf.Spec, memo: Any, **kwargs: Any) -> None:
-    plans: kopf.Index[str, Any] = kwargs["plans"]
+def reconcile_server(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    memo: Any,
+    plans: kopf.Index[str, dict[str, Any]] = NO_INDEX,
+    **_: Any,
+) -> None:
     result = "error"
     try:
         with metrics.RECONCILE_SECONDS.labels(KIND).time():

@@ -6,7 +6,8 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, naming, reconcile
+from .. import naming, reconcile
+from ..builders.meta import owner_uid, server_reference
 from .events import post
 
 
@@ -29,16 +30,5 @@ def statefulset_event(
     sts = None if type == "DELETED" else dict(body)
     outcome = reconcile.refresh_readiness(memo.kube, namespace, server, sts)
     if outcome.events:
-        owner = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "PersonalMailServer",
-            "metadata": {"name": server, "namespace": namespace, "uid": _owner_uid(body)},
-        }
-        post(owner, outcome.events)
-
-
-def _owner_uid(body: kopf.Body) -> str:
-    for ref in body.get("metadata", {}).get("ownerReferences", []):
-        if ref.get("kind") == "PersonalMailServer":
-            return str(ref.get("uid", ""))
-    return ""
+        uid = owner_uid(dict(body.get("metadata", {})))
+        post(server_reference(server, namespace, uid), outcome.events)

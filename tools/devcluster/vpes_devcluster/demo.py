@@ -192,10 +192,11 @@ def backup_sample(cluster: Cluster, timeout: float = 180) -> str:
 
 
 def start_billing(cluster: Cluster, state: Path) -> str:
-    from vpes_billing import devtools
+    from vpes_devcluster import billing_dev as devtools
 
     kubeconfig = devtools.install_billing(cluster)
-    billing = devtools.start_billing(kubeconfig, state / "billing", price=SAMPLE_PRICE, detach=True)
+    options = devtools.BillingOptions(price=SAMPLE_PRICE, detach=True)
+    billing = devtools.start_billing(kubeconfig, state / "billing", options)
     return str(billing.url)
 
 
@@ -262,7 +263,7 @@ def down(state: Path) -> int:
         else:
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
-        from vpes_billing import devtools
+        from vpes_devcluster import billing_dev as devtools
 
         devtools.stop_billing(state / "billing")
     record = state / "s3.json"

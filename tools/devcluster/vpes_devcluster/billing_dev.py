@@ -24,13 +24,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpes_operator.clients.kube import ApiError, Kube
+
 from vpes_devcluster.binaries import repo_root
 from vpes_devcluster.cluster import Cluster
-from vpes_operator.clients.kube import ApiError, Kube
 
 SERVICE_ACCOUNT = "vpes-billing"
 SCOPE_POLICY = "vpes-billing-scope"  # the chart's ValidatingAdmissionPolicy (release "vpes")
@@ -315,70 +317,92 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def start_billing(
-    kubeconfig: Path,
-    workdir: Path,
-    *,
-    price: str | None = None,
-    customer: str = "cus_dev",
-    webhook_secret: str = DEV_WEBHOOK_SECRET,
-    port: int | None = None,
-    namespace: str = "vpes-system",
-    provider_domain: str | None = None,
-    settings_env: dict[str, str] | None = None,
-    detach: bool = False,
-    timeout: float = 30.0,
-) -> BillingDev:
-    """stripe-mock, then the billing service against `kubeconfig` (billing's
-    ServiceAccount, from `install_billing`), on loopback; returns once /healthz answers.
+@dataclass(frozen=True)
+class BillingOptions:
+    """How `start_billing` runs the service.
 
     stripe-mock answers for one subscription of `customer`, active, on `price` (a
     MailPlan's stripePriceId). The service verifies webhooks with `webhook_secret`, a
     test value: `BillingDev.deliver` signs with it. `settings_env` adds VPES_BILLING_*
-    settings. `detach` (the demo): both processes outlive the caller, their pids in
-    `workdir`; `stop_billing(workdir)` stops them later. Logs: `workdir/billing.log`.
+    settings. `detach` (the demo): both processes outlive the caller, their pids in the
+    work directory; `stop_billing(workdir)` stops them later.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    stripe = StripeMock(workdir / "stripe-mock", detach=detach)
-    stripe.set_subscription(customer=customer, status="active", price=price)
-    port = port or _free_port()
-    env = {
+
+    price: str | None = None
+    customer: str = "cus_dev"
+    webhook_secret: str = DEV_WEBHOOK_SECRET
+    port: int | None = None
+    namespace: str = "vpes-system"
+    provider_domain: str | None = None
+    settings_env: Mapping[str, str] = field(default_factory=dict)
+    detach: bool = False
+    timeout: float = 30.0
+
+
+def _service_env(
+    kubeconfig: Path, options: BillingOptions, stripe: StripeMock, port: int
+) -> dict[str, str]:
+    provider = {"VPES_PROVIDER_DOMAIN": options.provider_domain} if options.provider_domain else {}
+    return {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "STRIPE_API_KEY": DEV_API_KEY,
-        "STRIPE_WEBHOOK_SECRET": webhook_secret,
+        "STRIPE_WEBHOOK_SECRET": options.webhook_secret,
         "STRIPE_API_BASE": stripe.url,
-        "VPES_BILLING_NAMESPACE": namespace,
+        "VPES_BILLING_NAMESPACE": options.namespace,
         "VPES_BILLING_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        **({"VPES_PROVIDER_DOMAIN": provider_domain} if provider_domain else {}),
-        **(settings_env or {}),
+        **provider,
+        **options.settings_env,
     }
+
+
+def _wait_healthy(dev: BillingDev, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if dev.proc.poll() is not None:
+            dev.stripe.stop()
+            raise RuntimeError(f"billing exited with {dev.proc.returncode}; see {dev.log}")
+        try:
+            with urllib.request.urlopen(dev.url + "/healthz", timeout=2) as r:  # noqa: S310
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            dev.stop()
+            raise RuntimeError(
+                f"billing did not answer /healthz within {timeout:.0f}s; see {dev.log}"
+            )
+        time.sleep(0.1)
+
+
+def start_billing(
+    kubeconfig: Path, workdir: Path, options: BillingOptions | None = None
+) -> BillingDev:
+    """stripe-mock, then the billing service against `kubeconfig` (billing's
+    ServiceAccount, from `install_billing`), on loopback; returns once /healthz answers.
+    Logs: `workdir/billing.log`."""
+    options = options or BillingOptions()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stripe = StripeMock(workdir / "stripe-mock", detach=options.detach)
+    stripe.set_subscription(customer=options.customer, status="active", price=options.price)
+    port = options.port or _free_port()
+    env = _service_env(kubeconfig, options, stripe, port)
     log = workdir / "billing.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "vpes_billing", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        start_new_session=detach,
+        start_new_session=options.detach,
         cwd=repo_root(),
     )
     (workdir / "billing.pid").write_text(str(proc.pid))
-    dev = BillingDev(f"http://127.0.0.1:{port}", webhook_secret, stripe, proc, log, workdir, env)
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            stripe.stop()
-            raise RuntimeError(f"billing exited with {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(dev.url + "/healthz", timeout=2) as r:  # noqa: S310
-                if r.status == 200:
-                    return dev
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            dev.stop()
-            raise RuntimeError(f"billing did not answer /healthz within {timeout:.0f}s; see {log}")
-        time.sleep(0.1)
+    dev = BillingDev(
+        f"http://127.0.0.1:{port}", options.webhook_secret, stripe, proc, log, workdir, env
+    )
+    _wait_healthy(dev, options.timeout)
+    return dev
 
 
 def stop_billing(workdir: Path) -> None:

@@ -1,0 +1,229 @@
+"""What a signup and a subscription's life create: pure functions from (signup, plan,
+settings) to Kubernetes objects, like the operator's `builders`. `tenant` applies them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vpes_operator import API_VERSION
+from vpes_operator.models.plan import MailPlanSpec
+
+from . import naming as n
+from .settings import Settings
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    spec: MailPlanSpec
+
+
+@dataclass(frozen=True)
+class Signup:
+    """What the customer asked for at checkout."""
+
+    checkout_session: str
+    customer: str
+    subscription: str
+    email: str
+    domain: str
+    mailbox: str  # local part of the first mailbox
+
+    @property
+    def namespace(self) -> str:
+        return n.namespace_for(self.subscription)
+
+
+def link_labels(signup: Signup) -> dict[str, str]:
+    return {
+        n.LABEL_MANAGED_BY: n.MANAGED_BY,
+        n.LABEL_CUSTOMER: n.label_value(signup.customer),
+        n.LABEL_SUBSCRIPTION: n.label_value(signup.subscription),
+        n.LABEL_CHECKOUT: n.label_value(n.digest(signup.checkout_session)),
+    }
+
+
+def link_annotations(signup: Signup) -> dict[str, str]:
+    return {
+        n.ANNOTATION_CUSTOMER: signup.customer,
+        n.ANNOTATION_SUBSCRIPTION: signup.subscription,
+        n.ANNOTATION_CHECKOUT: signup.checkout_session,
+    }
+
+
+def _managed() -> dict[str, str]:
+    return {n.LABEL_MANAGED_BY: n.MANAGED_BY}
+
+
+def namespace(signup: Signup) -> JSON:
+    """The customer's namespace, labelled and annotated with what links it to Stripe."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": signup.namespace,
+            "labels": {**link_labels(signup), n.LABEL_TENANT: "true"},
+            "annotations": link_annotations(signup),
+        },
+    }
+
+
+def role_binding(namespace_name: str, settings: Settings) -> JSON:
+    """Billing works inside the namespace only through this binding (chart: billing-rbac)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": n.TENANT_ROLE_BINDING,
+            "namespace": namespace_name,
+            "labels": _managed(),
+        },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": settings.tenant_cluster_role,
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": settings.service_account,
+                "namespace": settings.namespace,
+            }
+        ],
+    }
+
+
+def quota(plan: MailPlanSpec) -> dict[str, str]:
+    """The namespace's ResourceQuota: the plan's server, with room for one backup or
+    restore pod beside it."""
+    hard: dict[str, str] = {
+        "pods": "3",
+        "persistentvolumeclaims": "2",
+        "requests.storage": plan.storage,
+        "services": "3",
+        "services.loadbalancers": "1" if plan.features.dedicated_address else "0",
+        "secrets": "50",
+        "configmaps": "50",
+    }
+    for section in ("requests", "limits"):
+        amounts = getattr(plan.resources, section).wire()
+        for resource_name in ("cpu", "memory"):
+            if resource_name in amounts:
+                hard[f"{section}.{resource_name}"] = _double(str(amounts[resource_name]))
+    return hard
+
+
+def _double(quantity: str) -> str:
+    """Twice a quantity, in its own unit ("50m" → "100m"; the API server validated it)."""
+    digits = "".join(ch for ch in quantity if ch.isdigit() or ch == ".")
+    unit = quantity[len(digits) :]
+    value = float(digits) * 2
+    return f"{value:g}{unit}"
+
+
+def resource_quota(namespace_name: str, plan: Plan) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {
+            "name": n.QUOTA_NAME,
+            "namespace": namespace_name,
+            "labels": {**_managed(), "vpes.io/plan": plan.name},
+        },
+        "spec": {"hard": quota(plan.spec)},
+    }
+
+
+def first_password(namespace_name: str, password: str) -> JSON:
+    """The first mailbox's password, which nobody knows until the customer sets one."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": n.FIRST_PASSWORD_SECRET,
+            "namespace": namespace_name,
+            "labels": _managed(),
+        },
+        "type": "Opaque",
+        "stringData": {"password": password},
+    }
+
+
+def server(signup: Signup, plan: Plan, *, suspended: bool) -> JSON:
+    """The customer's PersonalMailServer: one domain, one mailbox."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "PersonalMailServer",
+        "metadata": {
+            "name": n.SERVER_NAME,
+            "namespace": signup.namespace,
+            "labels": link_labels(signup),
+            "annotations": link_annotations(signup),
+        },
+        "spec": {
+            "plan": plan.name,
+            "suspended": suspended,
+            "owner": {"email": signup.email},
+            "domains": [signup.domain],
+            "mailboxes": [
+                {
+                    "address": f"{signup.mailbox}@{signup.domain}",
+                    "passwordSecretRef": {"name": n.FIRST_PASSWORD_SECRET, "key": "password"},
+                }
+            ],
+        },
+    }
+
+
+def domain_claim(settings: Settings, domain: str, subscription: str) -> JSON:
+    """The ConfigMap whose creation reserves `domain` for `subscription` (atomically)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": n.domain_claim_name(domain),
+            "namespace": settings.namespace,
+            "labels": {**_managed(), n.LABEL_KIND: "domain-claim"},
+        },
+        "data": {"domain": domain, "subscription": subscription},
+    }
+
+
+def billing_state(
+    server_meta: JSON, plan: str | None, suspended: bool, annotations: dict[str, str]
+) -> JSON:
+    """Plan, suspension and billing annotations: what billing owns of a server."""
+    spec: JSON = {"suspended": suspended}
+    if plan:
+        spec["plan"] = plan
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "PersonalMailServer",
+        "metadata": {
+            "name": server_meta["name"],
+            "namespace": server_meta["namespace"],
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def final_backup_name(server_meta: JSON) -> str:
+    return f"{server_meta['name']}-{n.FINAL_BACKUP_NAME}"
+
+
+def final_backup(server_meta: JSON) -> JSON:
+    """The MailBackup taken before a cancelled customer's namespace is removed."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MailBackup",
+        "metadata": {
+            "name": final_backup_name(server_meta),
+            "namespace": server_meta["namespace"],
+            "labels": _managed(),
+        },
+        "spec": {"server": server_meta["name"], "trigger": "Final"},
+    }

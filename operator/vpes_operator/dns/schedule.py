@@ -1,0 +1,80 @@
+"""When each server's DNS is checked next: re-verification backs off.
+
+A check runs soon after a failure (the interval doubling up to a maximum), and
+rarely once everything passes; a new generation of the spec is checked at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from ..settings import OperatorSettings
+
+
+@dataclass
+class Due:
+    at: float
+    interval: float
+    generation: int
+
+
+class Schedule:
+    """When each server's next check is due (in memory: a restart checks everything once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[str, Due] = {}
+        self._runs: dict[str, threading.Lock] = {}
+        self._gone: set[str] = set()
+
+    def run_lock(self, uid: str) -> threading.Lock:
+        """Held while a server's DNS is worked on: a cleanup waits for a running publish."""
+        with self._lock:
+            return self._runs.setdefault(uid, threading.Lock())
+
+    def gone(self, uid: str) -> bool:
+        with self._lock:
+            return uid in self._gone
+
+    def is_due(self, uid: str, generation: int, now: float) -> bool:
+        with self._lock:
+            d = self._due.get(uid)
+            return d is None or d.generation != generation or now >= d.at
+
+    def done(
+        self,
+        uid: str,
+        generation: int,
+        ok: bool,
+        settings: OperatorSettings,
+        now: float,
+        *,
+        soon: bool = False,
+    ) -> float:
+        """Record a run; the seconds until the next (`soon`: at the next tick)."""
+        with self._lock:
+            old = self._due.get(uid)
+            if soon:
+                interval = 0.0
+            elif ok:
+                interval = settings.dns_verify_ok_interval
+            elif (
+                old is None
+                or old.generation != generation
+                or old.interval >= settings.dns_verify_ok_interval
+            ):
+                interval = settings.dns_verify_min_interval
+            else:
+                interval = max(
+                    settings.dns_verify_min_interval,
+                    min(old.interval * 2, settings.dns_verify_max_interval),
+                )
+            self._due[uid] = Due(now + interval, interval, generation)
+            return interval
+
+    def forget(self, uid: str) -> None:
+        """The server is being deleted: no more runs for it."""
+        with self._lock:
+            self._due.pop(uid, None)
+            self._gone.add(uid)
