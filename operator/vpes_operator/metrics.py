@@ -81,6 +81,11 @@ READY = Gauge(
     registry=REGISTRY,
 )
 
+DRIFT_CORRECTIONS = Counter(
+    "vpes_drift_corrections_total",
+    "Servers reconciled again because a child was deleted or edited by hand.",
+    registry=REGISTRY,
+)
 HANDLERS_IN_FLIGHT = Gauge(
     "vpes_server_handlers_in_flight",
     "Server handlers running now (bounded by the operator's thread pool).",

@@ -121,6 +121,9 @@ class OperatorSettings(BaseModel):
     backup_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Nodes that tenant pods (and their backup jobs) run on.
     tenant_node_selector: dict[str, str] = Field(default_factory=dict)
+    # How often servers' children are checked for deletion or edits by hand
+    # (drift); a drifted server is reconciled again within about this time.
+    drift_interval_seconds: float = Field(default=120.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from .. import GROUP, VERSION
-from .kube import ApiError, Kube
+from .kube import JSON, ApiError, Kube
 
 log = logging.getLogger(__name__)
 PLURALS = ("personalmailservers", "mailplans", "mailbackups", "mailrestores")
@@ -87,30 +87,40 @@ def count(kube: Kube, path: str) -> int:
 
 def server_paths(namespaces: Iterable[str] = ()) -> list[str]:
     """The list paths of PersonalMailServers in the watched namespaces (all when none)."""
-    base = f"/apis/{GROUP}/{VERSION}"
-    watched = list(namespaces)
-    if not watched:
-        return [f"{base}/personalmailservers"]
-    return [f"{base}/namespaces/{ns}/personalmailservers" for ns in watched]
+    return namespaced_paths(f"/apis/{GROUP}/{VERSION}/personalmailservers", namespaces)
 
 
 def count_servers(kube: Kube, namespaces: Iterable[str] = ()) -> int:
     return sum(count(kube, path) for path in server_paths(namespaces))
 
 
+def list_metadata(kube: Kube, path: str, labels: str = "") -> list[JSON]:
+    """The metadata of every object a list path holds, in pages of 500 (no specs)."""
+    found: list[JSON] = []
+    query = {"limit": "500", **({"labelSelector": labels} if labels else {})}
+    while True:
+        page = kube.request("GET", path, query=query, accept=METADATA_LIST)
+        found.extend(dict(item.get("metadata") or {}) for item in page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return found
+        query = {**query, "continue": token}
+
+
+def namespaced_paths(path: str, namespaces: Iterable[str] = ()) -> list[str]:
+    """A cluster-wide list path ("/api/v1/services") → one per watched namespace."""
+    watched = list(namespaces)
+    if not watched:
+        return [path]
+    head, _, plural = path.rpartition("/")
+    return [f"{head}/namespaces/{ns}/{plural}" for ns in watched]
+
+
 def server_generations(kube: Kube, namespaces: Iterable[str] = ()) -> list[tuple[str, int]]:
     """(uid, generation) of every server, from metadata-only pages: the API's own view,
     independent of the operator's watch (so a stalled watch shows as waiting work)."""
-    found: list[tuple[str, int]] = []
-    for path in server_paths(namespaces):
-        query = {"limit": "500"}
-        while True:
-            page = kube.request("GET", path, query=query, accept=METADATA_LIST)
-            for item in page.get("items") or []:
-                meta = item.get("metadata") or {}
-                found.append((str(meta.get("uid")), int(meta.get("generation") or 0)))
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                break
-            query = {"limit": "500", "continue": token}
-    return found
+    return [
+        (str(meta.get("uid")), int(meta.get("generation") or 0))
+        for path in server_paths(namespaces)
+        for meta in list_metadata(kube, path)
+    ]

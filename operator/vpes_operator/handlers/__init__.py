@@ -1,5 +1,9 @@
 """kopf handlers, thin: one module per resource kind. Importing this registers them."""
 
-from . import backup, dns, observe, plan, server, startup, workload
+# `startup` first: kopf runs start-up handlers in the order they were registered,
+# and the others use what its `configure` puts in `memo`.
+from . import startup  # isort: skip
+from . import backup, dns, drift, observe, plan, server, workload  # isort: skip
 
-__all__ = ["backup", "dns", "observe", "plan", "server", "startup", "workload"]
+
+__all__ = ["backup", "dns", "drift", "observe", "plan", "server", "startup", "workload"]

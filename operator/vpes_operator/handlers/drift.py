@@ -1,0 +1,110 @@
+"""The drift sweep: servers whose children were deleted or edited by hand are
+reconciled again (see `drift.py`), every `drift_interval_seconds`.
+
+A drifted server is "kicked" by writing the annotation `vpes.io/drift` (what
+was found, and when) on it: kopf sees the change and runs the server's update
+handler, serialised with every other handler of that server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from .. import API_VERSION, drift, health, metrics, naming
+from ..clients import inventory
+from ..clients.kube import Kube
+from ..settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+ANNOTATION = f"{naming.PREFIX}/drift"
+
+
+@dataclass
+class Sweeper:
+    kube: Kube
+    settings: OperatorSettings
+    namespaces: tuple[str, ...] = ()
+    clock: Any = time.monotonic
+    kicked: dict[str, float] = field(default_factory=dict)  # server uid → last kick
+    reported: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def children(self) -> dict[str, list[dict[str, Any]]]:
+        labels = f"app.kubernetes.io/managed-by={naming.MANAGED_BY}"
+        return {
+            child.kind: [
+                meta
+                for path in inventory.namespaced_paths(child.list_path, self.namespaces)
+                for meta in inventory.list_metadata(self.kube, path, labels)
+            ]
+            for child in drift.CHILDREN
+        }
+
+    def sweep(self) -> list[drift.Drift]:
+        """One pass: find the drifted servers and kick those not kicked lately."""
+        servers = [
+            drift.server_of(meta)
+            for path in inventory.server_paths(self.namespaces)
+            for meta in inventory.list_metadata(self.kube, path)
+        ]
+        children = self.children()
+        found = drift.find(servers, children, self.settings.field_manager, self.reported)
+        # An edit a reconcile cannot take back is reported once per version of the child.
+        self.reported = drift.edited_children(children, self.settings.field_manager)
+        uids = {(s.namespace, s.name): s.uid for s in servers}
+        now = self.clock()
+        # A server whose reconcile cannot restore its children (an invalid spec)
+        # is kicked again only after a few sweeps: its own condition says why.
+        gap = 5 * self.settings.drift_interval_seconds
+        kicked = []
+        for d in found:
+            uid = uids[(d.namespace, d.name)]
+            if now - self.kicked.get(uid, -gap) < gap:
+                continue
+            self.kick(d)
+            self.kicked[uid] = now
+            kicked.append(d)
+        self.kicked = {u: t for u, t in self.kicked.items() if u in uids.values()}
+        return kicked
+
+    def kick(self, d: drift.Drift) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.info("server %s/%s drifted: %s; reconciling", d.namespace, d.name, d.reason)
+        self.kube.patch_metadata(
+            API_VERSION,
+            "PersonalMailServer",
+            d.namespace,
+            d.name,
+            {"annotations": {ANNOTATION: f"{stamp} {d.reason}"[:1000]}},
+        )
+        metrics.DRIFT_CORRECTIONS.inc()
+
+
+async def sweep_forever(sweeper: Sweeper) -> None:
+    every = sweeper.settings.drift_interval_seconds
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(sweeper.sweep)
+        except Exception:
+            log.exception("the drift sweep failed; it runs again in %.0fs", every)
+
+
+@kopf.on.startup()
+async def start_drift_sweep(memo: kopf.Memo, **_: Any) -> None:
+    # After `configure` (kopf runs start-up handlers in the order they were registered).
+    sweeper = Sweeper(memo.kube, memo.settings, health.HEALTH.namespaces)
+    memo.drift_sweep = asyncio.create_task(sweep_forever(sweeper))
+
+
+@kopf.on.cleanup()
+async def stop_drift_sweep(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "drift_sweep", None)
+    if task is not None:
+        task.cancel()
