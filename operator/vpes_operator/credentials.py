@@ -73,7 +73,28 @@ def gather(
 ) -> Material:
     """The material for `spec`, from what is `stored` (decoded Secret data) plus what is new."""
     m = Material()
-    previous = _previous_hashes(stored)
+    missing, invalid = _passwords(m, spec, _previous_hashes(stored), read_secret, bcrypt_rounds)
+    for domain in sorted(spec.domains):
+        pem = stored.get(dkim_key_name(domain))
+        m.dkim_keys[domain] = pem or crypto.generate_dkim_key(dkim_bits)
+        if dkim_ed25519:
+            ed = stored.get(dkim_ed25519_key_name(domain))
+            m.dkim_ed25519_keys[domain] = ed or crypto.generate_dkim_ed25519_key()
+    m.tls_cert, m.tls_key = _certificate(tls_names(spec, service_host), stored, now)
+    if missing or invalid:
+        raise MissingPasswordsError(m, missing, invalid)
+    return m
+
+
+def _passwords(
+    m: Material,
+    spec: PersonalMailServerSpec,
+    previous: dict[str, dict[str, str]],
+    read_secret: SecretReader,
+    bcrypt_rounds: int,
+) -> tuple[list[str], list[str]]:
+    """Each mailbox's password hash into `m`; the mailboxes whose Secret is missing, and
+    those whose password is unusable (both keep their previous hash meanwhile)."""
     missing: list[str] = []
     invalid: list[str] = []
     for mailbox in spec.mailboxes:
@@ -90,34 +111,30 @@ def gather(
             m.password_sources[address] = GENERATED
             continue
         found = read_secret(ref.name, ref.key)
-        if found is None:
-            missing.append(f"{address} (Secret {ref.name!r}, key {ref.key!r})")
-            if old:  # keep the last good password working while the Secret is missing
+        value, version = found if found is not None else ("", "")
+        if found is None or not value.strip():
+            if found is None:
+                missing.append(f"{address} (Secret {ref.name!r}, key {ref.key!r})")
+            else:
+                invalid.append(f"{address} (Secret {ref.name!r}, key {ref.key!r} is empty)")
+            if old:  # keep the last good password working meanwhile
                 m.password_hashes[address] = old["hash"]
                 m.password_sources[address] = old["source"]
             continue
-        value, version = found
         source = f"secret:{ref.name}/{ref.key}@{version}"
-        if not value.strip():
-            invalid.append(f"{address} (Secret {ref.name!r}, key {ref.key!r} is empty)")
-            if old:
-                m.password_hashes[address] = old["hash"]
-                m.password_sources[address] = old["source"]
-            continue
         if old and old["source"] == source:
             m.password_hashes[address] = old["hash"]
         else:
             m.password_hashes[address] = crypto.hash_password(value, bcrypt_rounds)
         m.password_sources[address] = source
+    return missing, invalid
 
-    for domain in sorted(spec.domains):
-        pem = stored.get(dkim_key_name(domain))
-        m.dkim_keys[domain] = pem or crypto.generate_dkim_key(dkim_bits)
-        if dkim_ed25519:
-            ed = stored.get(dkim_ed25519_key_name(domain))
-            m.dkim_ed25519_keys[domain] = ed or crypto.generate_dkim_ed25519_key()
 
-    names = tls_names(spec, service_host)
+def _certificate(
+    names: list[str], stored: dict[str, str], now: dt.datetime | None
+) -> tuple[str, str]:
+    """The stored bootstrap certificate while it names `names` and is not due for
+    renewal; a new self-signed one otherwise."""
     cert, key = stored.get("tls.crt", ""), stored.get("tls.key", "")
     renew_at = (now or dt.datetime.now(dt.UTC)) + CERT_RENEW_BEFORE
     if (
@@ -126,13 +143,8 @@ def gather(
         and crypto.certificate_names(cert) == set(names)
         and crypto.certificate_expires(cert) > renew_at
     ):
-        m.tls_cert, m.tls_key = cert, key
-    else:
-        m.tls_cert, m.tls_key = crypto.self_signed_certificate(names)
-
-    if missing or invalid:
-        raise MissingPasswordsError(m, missing, invalid)
-    return m
+        return cert, key
+    return crypto.self_signed_certificate(names)
 
 
 class MissingPasswordsError(WaitingError):

@@ -83,6 +83,45 @@ def parse_plan(name: str, raw: dict[str, Any] | None) -> MailPlanSpec:
         raise ConfigError(Reason.INVALID_PLAN, f"MailPlan {name!r} is invalid: {e}") from e
 
 
+def _material(
+    kube: Kube, settings: OperatorSettings, spec: PersonalMailServerSpec, owner: Owner
+) -> tuple[credentials.Material, WaitingError | None]:
+    """The server's secret material, and what it still waits for (a password Secret)."""
+    stored = kube.get("v1", "Secret", owner.namespace, naming.credentials_secret(owner.name))
+    try:
+        material = credentials.gather(
+            spec,
+            _decode(stored),
+            _secret_reader(kube, owner.namespace),
+            service_host=f"{naming.service(owner.name)}.{owner.namespace}.svc",
+            bcrypt_rounds=settings.bcrypt_rounds,
+            dkim_bits=settings.dkim_key_bits,
+            dkim_ed25519=settings.dkim_ed25519,
+        )
+    except credentials.MissingPasswordsError as e:
+        return e.material, e
+    return material, None
+
+
+def _keep_shown_passwords(kube: Kube, owner: Owner, material: credentials.Material) -> None:
+    """Generated passwords are shown once: keep showing the ones still unread (their
+    Secret not deleted), drop those of removed mailboxes."""
+    shown = kube.get("v1", "Secret", owner.namespace, naming.initial_passwords_secret(owner.name))
+    if shown is None:
+        return
+    try:
+        old = json.loads(_decode(shown).get("passwords.json") or "{}")
+    except json.JSONDecodeError:
+        old = {}
+    if isinstance(old, dict):
+        keep = {
+            a: p
+            for a, p in old.items()
+            if material.password_sources.get(a) == credentials.GENERATED
+        }
+        material.generated_passwords = {**keep, **material.generated_passwords}
+
+
 def apply_server(
     kube: Kube,
     settings: OperatorSettings,
@@ -99,37 +138,8 @@ def apply_server(
     limits.check(spec.plan, spec, plan)
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=spec.plan)
 
-    stored_secret = kube.get("v1", "Secret", owner.namespace, naming.credentials_secret(owner.name))
-    waiting: WaitingError | None = None
-    try:
-        material = credentials.gather(
-            spec,
-            _decode(stored_secret),
-            _secret_reader(kube, owner.namespace),
-            service_host=f"{naming.service(owner.name)}.{owner.namespace}.svc",
-            bcrypt_rounds=settings.bcrypt_rounds,
-            dkim_bits=settings.dkim_key_bits,
-            dkim_ed25519=settings.dkim_ed25519,
-        )
-    except credentials.MissingPasswordsError as e:
-        material, waiting = e.material, e
-
-    # Generated passwords are shown once: keep showing the ones still unread
-    # (their Secret not deleted), drop those of removed mailboxes.
-    shown = kube.get("v1", "Secret", owner.namespace, naming.initial_passwords_secret(owner.name))
-    if shown is not None:
-        try:
-            old = json.loads(_decode(shown).get("passwords.json") or "{}")
-        except json.JSONDecodeError:
-            old = {}
-        if isinstance(old, dict):
-            keep = {
-                a: p
-                for a, p in old.items()
-                if material.password_sources.get(a) == credentials.GENERATED
-            }
-            material.generated_passwords = {**keep, **material.generated_passwords}
-
+    material, waiting = _material(kube, settings, spec, owner)
+    _keep_shown_passwords(kube, owner, material)
     pvc = kube.get("v1", "PersistentVolumeClaim", owner.namespace, naming.volume_claim(owner.name))
     current_storage = (
         (pvc or {}).get("spec", {}).get("resources", {}).get("requests", {}).get("storage")

@@ -156,7 +156,9 @@ def _placement(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
     return out
 
 
-def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
+def _storage(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volume mounts, volumes): scratch space, the mail volume (read-only for a
+    backup), and for a backup the server's objects that go into the snapshot."""
     backup = spec.action == "backup"
     mounts: list[dict[str, Any]] = [
         {"name": "work", "mountPath": "/data"},
@@ -186,6 +188,12 @@ def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
                 },
             }
         )
+    return mounts, volumes
+
+
+def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
+    backup = spec.action == "backup"
+    mounts, volumes = _storage(spec)
     container = {
         "name": spec.action,
         "image": settings.backup_image,

@@ -145,17 +145,32 @@ def _stopped(kube: Kube, namespace: str, target: str) -> bool:
     return not kube.list("v1", "Pod", namespace, labels=naming.pod_selector(target))
 
 
+def _source(spec: MailRestoreSpec, backup_status: dict[str, Any]) -> tuple[Repository, str]:
+    """The repository and snapshot the completed MailBackup names."""
+    try:
+        repository = Repository.parse(str(backup_status.get("repository") or ""))
+    except ValueError as e:
+        raise ConfigError(Reason.BACKUP_INVALID, f"MailBackup {spec.backup}: {e}") from e
+    return repository, str(backup_status["snapshotId"])
+
+
+def _check_fits(kube: Kube, spec: MailRestoreSpec, target: dict[str, Any], needed: int) -> None:
+    """The target's plan must hold the backed-up mail."""
+    plan = plan_of(kube, str((target.get("spec") or {}).get("plan", "")))
+    if plan is not None and needed > parse_bytes(plan.storage):
+        raise ConfigError(
+            Reason.TARGET_TOO_SMALL,
+            f"the backup holds {needed} bytes of mail but plan {target['spec']['plan']!r} gives "
+            f"{plan.storage}: move {spec.target} to a bigger plan, then restore again",
+        )
+
+
 def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     spec = MailRestoreSpec.model_validate(body.get("spec") or {})
-    backup = _backup(kube, namespace, spec.backup)
-    bstatus = backup.get("status") or {}
-    try:
-        repository = Repository.parse(str(bstatus.get("repository") or ""))
-    except ValueError as e:
-        raise ConfigError(Reason.BACKUP_INVALID, f"MailBackup {spec.backup}: {e}") from e
-    snapshot = str(bstatus["snapshotId"])
+    bstatus = _backup(kube, namespace, spec.backup).get("status") or {}
+    repository, snapshot = _source(spec, bstatus)
     s3 = store.connect(kube, settings)
     s3.check()
     target = kube.get(API_VERSION, PMS, namespace, spec.target)
@@ -178,14 +193,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
             ],
             retry_in=3,
         )
-    plan = plan_of(kube, str((target.get("spec") or {}).get("plan", "")))
-    needed = int(bstatus.get("totalBytes") or 0)
-    if plan is not None and needed > parse_bytes(plan.storage):
-        raise ConfigError(
-            Reason.TARGET_TOO_SMALL,
-            f"the backup holds {needed} bytes of mail but plan {target['spec']['plan']!r} gives "
-            f"{plan.storage}: move {spec.target} to a bigger plan, then restore again",
-        )
+    _check_fits(kube, spec, target, int(bstatus.get("totalBytes") or 0))
     _hold(kube, namespace, target, name)
     if not _stopped(kube, namespace, spec.target):
         return Step(

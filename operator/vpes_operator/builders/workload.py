@@ -34,12 +34,9 @@ def _resources(plan: MailPlanSpec) -> dict[str, Any]:
     return out
 
 
-def statefulset(
-    owner: Owner, plan: MailPlanSpec, settings: OperatorSettings, *, suspended: bool
-) -> dict[str, Any]:
-    selector = naming.selector_labels(owner.name)
-    pod_labels = naming.labels(owner.name, owner.plan)
-    container: dict[str, Any] = {
+def _container(plan: MailPlanSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """Postfix and Dovecot: read-only root, only the capabilities they need."""
+    return {
         "name": "mail",
         "image": settings.tenant_image,
         "imagePullPolicy": settings.image_pull_policy,
@@ -72,6 +69,41 @@ def statefulset(
             "failureThreshold": 4,
         },
     }
+
+
+def _volumes(owner: Owner) -> list[dict[str, Any]]:
+    """Configuration, secrets, the mail volume, and two small scratch directories."""
+    return [
+        {
+            "name": "config",
+            "configMap": {
+                "name": naming.config_map(owner.name),
+                "items": [
+                    {"key": key, "path": path} for key, path in sorted(layout.CONFIG_FILES.items())
+                ],
+            },
+        },
+        {
+            "name": "secrets",
+            "secret": {
+                "secretName": naming.credentials_secret(owner.name),
+                "defaultMode": 0o440,
+            },
+        },
+        {
+            "name": "mail",
+            "persistentVolumeClaim": {"claimName": naming.volume_claim(owner.name)},
+        },
+        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "32Mi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+
+
+def statefulset(
+    owner: Owner, plan: MailPlanSpec, settings: OperatorSettings, *, suspended: bool
+) -> dict[str, Any]:
+    selector = naming.selector_labels(owner.name)
+    pod_labels = naming.labels(owner.name, owner.plan)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -81,32 +113,8 @@ def statefulset(
             "fsGroup": layout.VMAIL_GID,
             "fsGroupChangePolicy": "OnRootMismatch",
         },
-        "containers": [container],
-        "volumes": [
-            {
-                "name": "config",
-                "configMap": {
-                    "name": naming.config_map(owner.name),
-                    "items": [
-                        {"key": key, "path": path}
-                        for key, path in sorted(layout.CONFIG_FILES.items())
-                    ],
-                },
-            },
-            {
-                "name": "secrets",
-                "secret": {
-                    "secretName": naming.credentials_secret(owner.name),
-                    "defaultMode": 0o440,
-                },
-            },
-            {
-                "name": "mail",
-                "persistentVolumeClaim": {"claimName": naming.volume_claim(owner.name)},
-            },
-            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "32Mi"}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-        ],
+        "containers": [_container(plan, settings)],
+        "volumes": _volumes(owner),
     }
     if settings.tenant_node_selector:
         pod_spec["nodeSelector"] = dict(settings.tenant_node_selector)

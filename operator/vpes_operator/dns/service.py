@@ -60,6 +60,17 @@ class Outcome:
     failures: int = 0  # records this verification found wrong or missing (none while waiting)
 
 
+@dataclass(frozen=True)
+class Publishing:
+    """What one run publishes: through which provider (by its configured name), which
+    records, and whether to publish at all (False: only verify)."""
+
+    name: str
+    provider: Provider
+    records: list[Record]
+    publish: bool
+
+
 def owner_of(body: dict[str, Any]) -> Owner:
     meta = body["metadata"]
     plan = str((body.get("spec") or {}).get("plan", ""))
@@ -196,28 +207,8 @@ def run(
     records = server_records(domains, settings, dkim, signed)
     waiting = None
     if provider is not None:
-        if name == providers.manual.NAME:
-            published = Cond(
-                PUBLISHED,
-                False,
-                Reason.MANUAL_MODE,
-                f"DNS is published by the customer: publish the {len(records)} records listed in "
-                "status.dnsRecords at the domain's DNS host",
-            )
-        elif publish:
-            result = _publish(kube, settings, owner, provider, records, resolvers)
-            if result.problems:
-                published = _problem_condition(result.problems)
-            else:
-                published = Cond(
-                    PUBLISHED,
-                    True,
-                    Reason.PUBLISHED,
-                    f"{len(records)} records of {len(domains)} domain(s) are published "
-                    f"through {name}",
-                )
-        else:
-            published = Cond(PUBLISHED, True, Reason.PUBLISHED, "")  # keep the previous one (below)
+        publishing = Publishing(name, provider, records, publish)
+        published = _published(kube, settings, owner, publishing, resolvers)
         missing = [d for d in domains if d not in dkim]
         if missing:
             waiting = f"the DKIM key of {', '.join(missing)} is not made yet"
@@ -242,6 +233,37 @@ def run(
         waiting=waiting,
         records=records,
         failures=failures,
+    )
+
+
+def _published(
+    kube: Kube,
+    settings: OperatorSettings,
+    owner: Owner,
+    publishing: Publishing,
+    resolvers: verify.Resolvers,
+) -> Cond:
+    """DNSPublished: what publishing through the provider did (or would, when not asked)."""
+    name, provider, records = publishing.name, publishing.provider, publishing.records
+    if name == providers.manual.NAME:
+        return Cond(
+            PUBLISHED,
+            False,
+            Reason.MANUAL_MODE,
+            f"DNS is published by the customer: publish the {len(records)} records listed in "
+            "status.dnsRecords at the domain's DNS host",
+        )
+    if not publishing.publish:
+        return Cond(PUBLISHED, True, Reason.PUBLISHED, "")  # keeps the previous one
+    result = _publish(kube, settings, owner, provider, records, resolvers)
+    if result.problems:
+        return _problem_condition(result.problems)
+    domains = len({r.domain for r in records})
+    return Cond(
+        PUBLISHED,
+        True,
+        Reason.PUBLISHED,
+        f"{len(records)} records of {domains} domain(s) are published through {name}",
     )
 
 

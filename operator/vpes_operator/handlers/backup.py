@@ -39,6 +39,16 @@ def _pending(terminal: tuple[str, ...]) -> Any:
     return when
 
 
+def _report(body: kopf.Body, step: backups.Step, kind: str, terminal: tuple[str, ...]) -> Any:
+    """Post the step's events; count the request's result once it ended. Its phase."""
+    post(body, step.events)
+    phase = step.status.get("phase")
+    if phase in terminal:
+        result = "Completed" if phase == "Completed" else step.events[0].reason
+        metrics.BACKUP_RESULTS.labels(kind, result).inc()
+    return phase
+
+
 @kopf.timer(
     GROUP, VERSION, "mailbackups", id="advance", interval=TICK, when=_pending(backups.TERMINAL)
 )
@@ -46,11 +56,7 @@ def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     now = dt.datetime.now(dt.UTC)
     step = backups.advance(memo.kube, memo.settings, dict(body), now)
     backups.write(memo.kube, dict(body), step)
-    post(body, step.events)
-    phase = step.status.get("phase")
-    if phase in backups.TERMINAL:
-        result = "Completed" if phase == "Completed" else step.events[0].reason
-        metrics.BACKUP_RESULTS.labels("backup", result).inc()
+    phase = _report(body, step, "backup", backups.TERMINAL)
     if phase == "Completed":
         _completed(memo, dict(body), step, now)
 
@@ -81,11 +87,7 @@ def _completed(memo: Any, body: dict[str, Any], step: backups.Step, now: dt.date
 def restore_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     step = restores.advance(memo.kube, memo.settings, dict(body), dt.datetime.now(dt.UTC))
     restores.write(memo.kube, dict(body), step)
-    post(body, step.events)
-    phase = step.status.get("phase")
-    if phase in restores.TERMINAL:
-        result = "Completed" if phase == "Completed" else step.events[0].reason
-        metrics.BACKUP_RESULTS.labels("restore", result).inc()
+    _report(body, step, "restore", restores.TERMINAL)
 
 
 @kopf.index(GROUP, VERSION, "personalmailservers")

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from .common import NAME_PATTERN, Model, x_validation
-from .conditions import Condition
+from .conditions import Condition, conditions_field
 
 
 class BackupMethod(StrEnum):
@@ -21,11 +21,15 @@ class BackupTrigger(StrEnum):
     FINAL = "Final"
 
 
-class BackupPhase(StrEnum):
+# Where a MailBackup or MailRestore request is: it ends Completed or Failed.
+class RequestPhase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     COMPLETED = "Completed"
     FAILED = "Failed"
+
+
+BackupPhase = RequestPhase
 
 
 class MailBackupSpec(Model):
@@ -72,11 +76,4 @@ class MailBackupStatus(Model):
     files: int | None = Field(default=None, description="Files in the snapshot.")
     started_at: datetime | None = Field(default=None, description="When the backup started.")
     completed_at: datetime | None = Field(default=None, description="When it ended.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Completed and Failed, with reasons.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: list[Condition] = conditions_field("Completed and Failed, with reasons.")

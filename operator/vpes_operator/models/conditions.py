@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -197,3 +197,15 @@ class Condition(Model):
     @property
     def good(self) -> bool:
         return (self.status == "True") == good_when_true(self.type)
+
+
+def conditions_field(description: str) -> Any:
+    """A status's `conditions`: a list-map keyed by type, as Kubernetes merges them."""
+    return Field(
+        default_factory=list,
+        description=description,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )

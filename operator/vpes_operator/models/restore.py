@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import Field
 
+from .backup import RequestPhase
 from .common import NAME_PATTERN, Model
-from .conditions import Condition
+from .conditions import Condition, conditions_field
 
-
-class RestorePhase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
+RestorePhase = RequestPhase
 
 
 class MailRestoreSpec(Model):
@@ -51,11 +46,4 @@ class MailRestoreStatus(Model):
     job: str | None = Field(default=None, description="The Job that restores the volume.")
     started_at: datetime | None = Field(default=None, description="When the restore started.")
     completed_at: datetime | None = Field(default=None, description="When it ended.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Completed and Failed, with reasons.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: list[Condition] = conditions_field("Completed and Failed, with reasons.")

@@ -20,7 +20,7 @@ from .common import (
     friendly,
     x_validation,
 )
-from .conditions import SERVER_TYPES, Condition
+from .conditions import SERVER_TYPES, Condition, conditions_field
 
 MAX_DOMAINS = 100
 MAX_MAILBOXES = 1000
@@ -298,14 +298,7 @@ class PersonalMailServerStatus(Model):
     observed_generation: int | None = Field(
         default=None, description="The spec generation the status describes."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description=", ".join(SERVER_TYPES) + ".",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: list[Condition] = conditions_field(", ".join(SERVER_TYPES) + ".")
     endpoints: Endpoints | None = Field(default=None, description="How to reach the server.")
     dns_records: list[DNSRecord] = Field(
         default_factory=list, description="Every DNS record the domains need, exactly."

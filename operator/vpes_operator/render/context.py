@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,21 +55,7 @@ from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_operator.quantity import QuantityError, parse_bytes
 from vpes_operator.settings import OperatorSettings
 
-from .layout import HOSTNAME_SUFFIX, VMAIL_GID, VMAIL_GROUP, VMAIL_UID, VMAIL_USER, dkim_key_path
-
-__all__ = [
-    "VMAIL_GID",
-    "VMAIL_GROUP",
-    "VMAIL_UID",
-    "VMAIL_USER",
-    "DkimKey",
-    "MailboxContext",
-    "RenderError",
-    "SenderLogin",
-    "TenantContext",
-    "VirtualAlias",
-    "build_context",
-]
+from .layout import HOSTNAME_SUFFIX, dkim_key_path
 
 _DOMAIN_RE = re.compile(DOMAIN_PATTERN)
 _ADDRESS_RE = re.compile(ADDRESS_PATTERN)
@@ -172,45 +158,9 @@ def build_context(
     claims = _alias_claims(spec, domains, mailbox_addresses | {f.address for f in forwards})
     owner_email = _address(spec.owner.email, "spec.owner.email")
 
-    aliases = [
-        VirtualAlias(address=addr, targets=tuple(sorted(owners)), kind="alias")
-        for addr, owners in claims.items()
-    ]
-    taken = mailbox_addresses | {f.address for f in forwards} | claims.keys()
-    postmasters = [
-        VirtualAlias(address=f"postmaster@{d}", targets=(owner_email,), kind="postmaster")
-        for d in domains
-        if f"postmaster@{d}" not in taken
-    ]
-    catch_alls = _catch_alls(spec, domains, mailbox_addresses)
-    caught = {c.address.removeprefix("@") for c in catch_alls}
-    identities = [
-        VirtualAlias(address=m.address, targets=(m.address,), kind="mailbox")
-        for m in mailboxes
-        if m.domain in caught
-    ]
-    virtual = tuple(
-        sorted(
-            [*aliases, *forwards, *postmasters, *catch_alls, *identities],
-            key=lambda v: v.address,
-        )
-    )
+    virtual = _virtual(spec, domains, mailboxes, forwards, claims, owner_email)
 
-    by_owner: dict[str, list[str]] = {m.address: [] for m in mailboxes}
-    for addr, owners in claims.items():
-        for owner in owners:
-            by_owner[owner].append(addr)
-    mailboxes = tuple(
-        MailboxContext(
-            address=m.address,
-            local_part=m.local_part,
-            domain=m.domain,
-            quota_bytes=m.quota_bytes,
-            aliases=tuple(sorted(by_owner[m.address])),
-        )
-        for m in mailboxes
-    )
-
+    mailboxes = _with_aliases(mailboxes, claims)
     senders = [SenderLogin(address=m.address, logins=(m.address,)) for m in mailboxes]
     senders += [SenderLogin(address=a, logins=tuple(sorted(o))) for a, o in claims.items()]
 
@@ -232,6 +182,62 @@ def build_context(
         edge_networks=_networks(settings.edge_networks),
         dkim_selector=selector,
         dkim_keys=tuple(DkimKey(d, selector, dkim_key_path(d)) for d in domains),
+    )
+
+
+def _virtual(
+    spec: PersonalMailServerSpec,
+    domains: tuple[str, ...],
+    mailboxes: Sequence[MailboxContext],
+    forwards: Sequence[VirtualAlias],
+    claims: dict[str, set[str]],
+    owner_email: str,
+) -> tuple[VirtualAlias, ...]:
+    """Every virtual address, sorted: aliases, forwards, each domain's postmaster (to the
+    owner unless taken), catch-alls, and the mailboxes of caught domains themselves."""
+    mailbox_addresses = {m.address for m in mailboxes}
+    aliases = [
+        VirtualAlias(address=addr, targets=tuple(sorted(owners)), kind="alias")
+        for addr, owners in claims.items()
+    ]
+    taken = mailbox_addresses | {f.address for f in forwards} | claims.keys()
+    postmasters = [
+        VirtualAlias(address=f"postmaster@{d}", targets=(owner_email,), kind="postmaster")
+        for d in domains
+        if f"postmaster@{d}" not in taken
+    ]
+    catch_alls = _catch_alls(spec, domains, mailbox_addresses)
+    caught = {c.address.removeprefix("@") for c in catch_alls}
+    identities = [
+        VirtualAlias(address=m.address, targets=(m.address,), kind="mailbox")
+        for m in mailboxes
+        if m.domain in caught
+    ]
+    return tuple(
+        sorted(
+            [*aliases, *forwards, *postmasters, *catch_alls, *identities],
+            key=lambda v: v.address,
+        )
+    )
+
+
+def _with_aliases(
+    mailboxes: Sequence[MailboxContext], claims: dict[str, set[str]]
+) -> tuple[MailboxContext, ...]:
+    """Each mailbox with the alias addresses it receives."""
+    by_owner: dict[str, list[str]] = {m.address: [] for m in mailboxes}
+    for addr, owners in claims.items():
+        for owner in owners:
+            by_owner[owner].append(addr)
+    return tuple(
+        MailboxContext(
+            address=m.address,
+            local_part=m.local_part,
+            domain=m.domain,
+            quota_bytes=m.quota_bytes,
+            aliases=tuple(sorted(by_owner[m.address])),
+        )
+        for m in mailboxes
     )
 
 

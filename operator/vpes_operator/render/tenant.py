@@ -154,9 +154,8 @@ def render_config(ctx: TenantContext) -> dict[str, str]:
     return {key: render_template(f"{key}.j2", values) for key in sorted(CONFIG_FILES)}
 
 
-def _values(ctx: TenantContext) -> dict[str, Any]:
-    edge = ctx.edge_networks
-    postfix_edge = [f"[{n.split('/')[0]}]/{n.split('/')[1]}" if ":" in n else n for n in edge]
+def _listeners() -> dict[str, Any]:
+    """Postfix's ports (master.cf) and Dovecot's login services with their listeners."""
     postfix_ports = [
         {
             "service": f"{p.port:<12}",
@@ -179,6 +178,15 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
                     "haproxy": p.proxy,
                 }
             )
+    return {
+        "ports": postfix_ports,
+        "logins": [{"service": s, "listeners": ls} for s, ls in sorted(logins.items())],
+    }
+
+
+def _values(ctx: TenantContext) -> dict[str, Any]:
+    edge = ctx.edge_networks
+    postfix_edge = [f"[{n.split('/')[0]}]/{n.split('/')[1]}" if ":" in n else n for n in edge]
     return {
         "header": (
             f"Rendered by vpes for PersonalMailServer {ctx.namespace}/{ctx.name}. "
@@ -211,8 +219,7 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         "tls_cert": TLS_CERT_PATH,
         "tls_key": TLS_KEY_PATH,
         "tls12_ciphers": TLS12_CIPHERS,
-        "ports": postfix_ports,
-        "logins": [{"service": s, "listeners": ls} for s, ls in sorted(logins.items())],
+        **_listeners(),
         "base_dir": DOVECOT_BASE_DIR,
         "state_dir": DOVECOT_STATE_DIR,
         "passwd_path": PASSWD_PATH,

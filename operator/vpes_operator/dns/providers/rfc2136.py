@@ -108,11 +108,15 @@ class RFC2136Store:
             "(name, algorithm and secret)"
         )
 
+    def _ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+        """A non-recursive query to the primary itself."""
+        q = dns.message.make_query(name, rdtype)
+        q.flags &= ~dns.flags.RD
+        return self._send(q)
+
     def zone_for(self, domain: str) -> str:
         """Ask the primary for the SOA of `domain`: the zone it is authoritative for."""
-        q = dns.message.make_query(domain, dns.rdatatype.SOA)
-        q.flags &= ~dns.flags.RD
-        r = self._send(q)
+        r = self._ask(domain, dns.rdatatype.SOA)
         if r.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and r.flags & dns.flags.AA:
             for section in (r.answer, r.authority):
                 for rrset in section:
@@ -189,9 +193,7 @@ class RFC2136Store:
         )
 
     def signed(self, zone: str) -> bool:
-        q = dns.message.make_query(zone, dns.rdatatype.DNSKEY)
-        q.flags &= ~dns.flags.RD
-        r = self._send(q)
+        r = self._ask(zone, dns.rdatatype.DNSKEY)
         return any(rr.rdtype == dns.rdatatype.DNSKEY for rr in r.answer)
 
 
