@@ -6,14 +6,19 @@ import re
 from dataclasses import dataclass
 
 from vpes_operator.clients.kube import Kube
-from vpes_operator.models.common import ADDRESS_PATTERN, DOMAIN_PATTERN, MAILBOX_ADDRESS_PATTERN
+from vpes_operator.models.common import (
+    ADDRESS_PATTERN,
+    DOMAIN_PATTERN,
+    LABEL_PATTERN,
+    MAILBOX_ADDRESS_PATTERN,
+)
 
 from . import naming as n
 from . import tenant
 from .settings import Settings
 from .stripe_gateway import CheckoutSession, StripeGateway
 
-LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+LABEL = re.compile(rf"^{LABEL_PATTERN}$")
 
 
 class SignupError(Exception):

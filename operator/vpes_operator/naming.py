@@ -14,7 +14,6 @@ LABEL_SERVER = f"{PREFIX}/server"
 LABEL_PLAN = f"{PREFIX}/plan"
 LABEL_COMPONENT = f"{PREFIX}/component"
 ANNOTATION_PLAN_REVISION = f"{PREFIX}/plan-revision"
-ANNOTATION_PASSWORD_SOURCES = f"{PREFIX}/password-sources"
 # On a server: the MailRestore that holds it stopped while its volume is restored.
 ANNOTATION_RESTORE = f"{PREFIX}/restoring"
 

@@ -1,35 +1,21 @@
 """Byte quantities as Kubernetes writes them ("25Mi", "5Gi", "1G", "512") → bytes.
 
-Only whole numbers of bytes are accepted: no fractions ("1.5Gi"), no milli
-("500m"), no exponents ("1e9"), no signs, no spaces. That is what every size in
-a MailPlan or PersonalMailServer may hold (``BYTES_PATTERN`` in models.common,
-plus the P/E suffixes for completeness), so a value the API server accepted
-always parses here.
+The arithmetic is the official client's (``kubernetes.utils.parse_quantity``);
+this module only narrows the syntax to whole numbers of bytes: no fractions
+("1.5Gi"), no milli ("500m"), no exponents ("1e9"), no signs, no spaces. That
+is what every size in a MailPlan or PersonalMailServer may hold
+(``BYTES_PATTERN`` in models.common, plus the P/E suffixes for completeness),
+so a value the API server accepted always parses here.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["BINARY_SUFFIXES", "DECIMAL_SUFFIXES", "QuantityError", "parse_bytes"]
+from kubernetes.utils import parse_quantity
 
-BINARY_SUFFIXES: dict[str, int] = {
-    "Ki": 1024,
-    "Mi": 1024**2,
-    "Gi": 1024**3,
-    "Ti": 1024**4,
-    "Pi": 1024**5,
-    "Ei": 1024**6,
-}
-DECIMAL_SUFFIXES: dict[str, int] = {
-    "k": 1000,
-    "M": 1000**2,
-    "G": 1000**3,
-    "T": 1000**4,
-    "P": 1000**5,
-    "E": 1000**6,
-}
-_MULTIPLIERS: dict[str, int] = {"": 1, **BINARY_SUFFIXES, **DECIMAL_SUFFIXES}
+__all__ = ["QuantityError", "parse_bytes"]
+
 _BYTES_RE = re.compile(r"([0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
 
 
@@ -53,5 +39,4 @@ def parse_bytes(value: str) -> int:
             f"{value!r} is not a byte quantity: write a whole number with an optional "
             "suffix (Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E), e.g. 25Mi"
         )
-    number, suffix = match.group(1), match.group(2) or ""
-    return int(number) * _MULTIPLIERS[suffix]
+    return int(parse_quantity(value))  # type: ignore[no-untyped-call]

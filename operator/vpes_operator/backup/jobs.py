@@ -26,7 +26,6 @@ from .repository import Repository
 BACKUP_CAPABILITIES = ["DAC_READ_SEARCH"]  # read every file of the volume, whoever owns it
 RESTORE_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]  # write them back as they were
 OBJECTS_MOUNT = "/run/vpes/objects"
-SECRET_ENV = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ ALIAS_PATTERN = rf"^{LOCAL_PART_PATTERN}(@{DOMAIN_BODY})?$"
 # A Kubernetes object name (DNS-1123 subdomain, kept to a label so it can
 # prefix child names).
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# One DNS label (Kubernetes names and namespaces are made of these), unanchored.
+LABEL_PATTERN = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # A Kubernetes resource quantity, e.g. 500m, 64Mi, 5Gi.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 BYTES_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"
@@ -100,6 +102,11 @@ def friendly(message: str) -> dict[str, Any]:
     quoting a regular expression.
     """
     return {"x-vpes-message": message}
+
+
+def list_map(*keys: str) -> dict[str, Any]:
+    """json_schema_extra of a list merged by keys (a list-map), as Kubernetes merges it."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
 
 
 def x_validation(rule: str, message: str, *, field_path: str | None = None) -> dict[str, Any]:

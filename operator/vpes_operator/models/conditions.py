@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .common import Model
+from .common import Model, list_map
 
 
 class ConditionType(StrEnum):
@@ -204,8 +204,5 @@ def conditions_field(description: str) -> Any:
     return Field(
         default_factory=list,
         description=description,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
+        json_schema_extra=list_map("type"),
     )

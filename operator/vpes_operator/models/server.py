@@ -18,6 +18,7 @@ from .common import (
     Model,
     SecretKeyRef,
     friendly,
+    list_map,
     x_validation,
 )
 from .conditions import SERVER_TYPES, Condition, conditions_field
@@ -178,19 +179,13 @@ class PersonalMailServerSpec(Model):
         default_factory=list,
         max_length=MAX_MAILBOXES,
         description="The mailboxes; each address appears once.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["address"],
-        },
+        json_schema_extra=list_map("address"),
     )
     forwards: list[Forward] = Field(
         default_factory=list,
         max_length=MAX_FORWARDS,
         description="Addresses whose mail is forwarded elsewhere.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["from"],
-        },
+        json_schema_extra=list_map("from"),
     )
     catch_all: list[CatchAll] = Field(
         default_factory=list,
@@ -198,10 +193,7 @@ class PersonalMailServerSpec(Model):
         description="Catch-all domains: mail to an address of the domain that is no "
         "mailbox, alias or forward goes to a mailbox instead of being refused. Off by "
         "default: unknown recipients are refused at RCPT time.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["domain"],
-        },
+        json_schema_extra=list_map("domain"),
     )
     dns: DNSSettings = Field(default_factory=DNSSettings, description="How DNS is published.")
     suspended: bool = Field(

@@ -49,7 +49,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vpes_operator.models.common import ADDRESS_PATTERN, DOMAIN_PATTERN, LOCAL_PART_ONLY_PATTERN
+from vpes_operator.models.common import (
+    ADDRESS_PATTERN,
+    DOMAIN_PATTERN,
+    LABEL_PATTERN,
+    LOCAL_PART_ONLY_PATTERN,
+)
 from vpes_operator.models.plan import MailPlanSpec
 from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_operator.quantity import QuantityError, parse_bytes
@@ -63,7 +68,7 @@ _LOCAL_PART_RE = re.compile(LOCAL_PART_ONLY_PATTERN)
 # A mailbox's local part: a Dovecot login (auth_username_chars) and a directory.
 _MAILBOX_LOCAL_RE = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?")
 # A DNS label (Kubernetes names and namespaces are made of these).
-_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_LABEL_RE = re.compile(LABEL_PATTERN)
 # Postfix relayhost: host, [host] or [ipv6:addr], optional :port. No spaces.
 _RELAY_RE = re.compile(r"(\[(ipv6:)?[A-Za-z0-9.:-]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
