@@ -13,11 +13,13 @@ from typing import Any
 
 from .. import API_VERSION, naming
 from ..clients.kube import Kube
-from ..conditions import Cond, Event, parse, set_condition, timestamp, wire
+from ..clients.status import status_wire
+from ..conditions import Cond, Event, at_second, set_condition
 from ..errors import ConfigError, ReconcileError, WaitingError
-from ..models.backup import BackupPhase, BackupTrigger, MailBackupSpec
+from ..models.backup import BackupPhase, BackupTrigger, MailBackupSpec, MailBackupStatus
 from ..models.conditions import ConditionType, Reason
 from ..models.plan import MailPlanSpec
+from ..models.restore import MailRestoreStatus
 from ..settings import OperatorSettings
 from . import jobs, keys, runner, store
 from . import repository as repo
@@ -31,17 +33,26 @@ TERMINAL = (BackupPhase.COMPLETED.value, BackupPhase.FAILED.value)
 SCHEDULE_TAG = "trigger=schedule"
 
 
+# The status of a MailBackup or a MailRestore: what a step sets of it.
+RequestStatus = MailBackupStatus | MailRestoreStatus
+
+
 @dataclass
 class Step:
-    """What one call did: the status fields to set, and events worth posting."""
+    """What one call did: the status fields to set (those set on `status`), and events
+    worth posting."""
 
-    status: dict[str, Any] = field(default_factory=dict)
+    status: RequestStatus | None = None
     events: list[Event] = field(default_factory=list)
     retry_in: float | None = None
     # A Job whose result is in `status`: removed once the status is written.
     finished_job: str | None = None
     # The snapshots the repository still holds after retention (short ids).
     remaining: tuple[str, ...] = ()
+
+    @property
+    def phase(self) -> str | None:
+        return self.status.phase if self.status is not None else None
 
 
 def _tenant_running(kube: Kube, namespace: str, server: str) -> bool:
@@ -56,26 +67,32 @@ def plan_of(kube: Kube, name: str) -> MailPlanSpec | None:
     return MailPlanSpec.model_validate(raw.get("spec") or {}) if raw else None
 
 
-def _failed(reason: str, message: str, now: dt.datetime, previous: dict[str, Any]) -> Step:
+def _failed(reason: str, message: str, now: dt.datetime, previous: MailBackupStatus) -> Step:
     conditions = set_condition(
-        parse(previous.get("conditions")),
+        previous.conditions,
         Cond(ConditionType.FAILED, True, reason, message),
         generation=None,
         now=now,
     )
     return Step(
-        status={
-            "phase": BackupPhase.FAILED.value,
-            "message": f"{reason}: {message}",
-            "completedAt": timestamp(now),
-            "conditions": wire(conditions),
-        },
+        status=MailBackupStatus(
+            phase=BackupPhase.FAILED,
+            message=f"{reason}: {message}",
+            completed_at=at_second(now),
+            conditions=conditions,
+        ),
         events=[Event("Warning", reason, message)],
     )
 
 
-def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
-    meta, status = body["metadata"], body.get("status") or {}
+def _start(
+    kube: Kube,
+    settings: OperatorSettings,
+    body: dict[str, Any],
+    status: MailBackupStatus,
+    now: dt.datetime,
+) -> Step:
+    meta = body["metadata"]
     namespace = meta["namespace"]
     spec = MailBackupSpec.model_validate(body.get("spec") or {})
     server = kube.get(API_VERSION, PMS, namespace, spec.server)
@@ -88,7 +105,9 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
     other = runner.busy(kube, namespace, spec.server, job_name)
     if other:
         return Step(
-            status={"phase": BackupPhase.PENDING.value, "message": f"waiting for {other} to end"},
+            status=MailBackupStatus(
+                phase=BackupPhase.PENDING, message=f"waiting for {other} to end"
+            ),
             retry_in=10,
         )
     s3 = store.connect(kube, settings)
@@ -112,22 +131,21 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
     )
     runner.start(kube, settings, job_spec, password, s3.credentials)
     return Step(
-        status={
-            "phase": BackupPhase.RUNNING.value,
-            "message": f"Job {job_name} is backing up the volume of {spec.server}",
-            "job": job_name,
-            "repository": repository.path,
-            "startedAt": status.get("startedAt") or timestamp(now),
-        },
+        status=MailBackupStatus(
+            phase=BackupPhase.RUNNING,
+            message=f"Job {job_name} is backing up the volume of {spec.server}",
+            job=job_name,
+            repository=repository.path,
+            started_at=status.started_at or at_second(now),
+        ),
         events=[Event("Normal", Reason.STARTED, f"Job {job_name} started")],
         retry_in=5,
     )
 
 
-def _record(body: dict[str, Any], result: JobResult, now: dt.datetime) -> Step:
-    status = body.get("status") or {}
+def _record(status: MailBackupStatus, result: JobResult, now: dt.datetime) -> Step:
     conditions = set_condition(
-        parse(status.get("conditions")),
+        status.conditions,
         Cond(ConditionType.COMPLETED, True, Reason.SNAPSHOT_TAKEN, f"snapshot {result.snapshot}"),
         generation=None,
         now=now,
@@ -137,35 +155,35 @@ def _record(body: dict[str, Any], result: JobResult, now: dt.datetime) -> Step:
         message += f"; retention not applied ({result.retention})"
     return Step(
         remaining=result.snapshots,
-        status={
-            "phase": BackupPhase.COMPLETED.value,
-            "message": message,
-            "snapshotId": result.snapshot,
-            "files": result.files,
-            "totalBytes": result.total_bytes,
-            "sizeBytes": result.added_bytes,
-            "completedAt": timestamp(now),
-            "conditions": wire(conditions),
-        },
+        status=MailBackupStatus(
+            phase=BackupPhase.COMPLETED,
+            message=message,
+            snapshot_id=result.snapshot,
+            files=result.files,
+            total_bytes=result.total_bytes,
+            size_bytes=result.added_bytes,
+            completed_at=at_second(now),
+            conditions=conditions,
+        ),
         events=[Event("Normal", Reason.COMPLETED, message)],
     )
 
 
 def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
-    status = body.get("status") or {}
-    phase = status.get("phase")
+    status = MailBackupStatus.model_validate(body.get("status") or {})
+    phase = status.phase
     if phase in TERMINAL:
         return Step()
     try:
-        if phase != BackupPhase.RUNNING.value:
-            return _start(kube, settings, body, now)
+        if phase != BackupPhase.RUNNING:
+            return _start(kube, settings, body, status, now)
         meta = body["metadata"]
-        job_name = status.get("job") or repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
+        job_name = status.job or repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
         result = runner.outcome(kube, meta["namespace"], job_name)
         if result is None:
             return Step(retry_in=5)
         step = (
-            _record(body, result, now)
+            _record(status, result, now)
             if result.ok
             else _failed(result.reason, result.message, now, status)
         )
@@ -174,11 +192,9 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
     except WaitingError as e:
         message = f"{e.reason}: {e}"
         return Step(
-            status={"phase": phase or BackupPhase.PENDING.value, "message": message},
+            status=MailBackupStatus(phase=phase or BackupPhase.PENDING, message=message),
             # One event when the wait starts, not one per retry.
-            events=[]
-            if status.get("message") == message
-            else [Event("Warning", e.reason, e.message)],
+            events=[] if status.message == message else [Event("Warning", e.reason, e.message)],
             retry_in=e.delay,
         )
     except ReconcileError as e:
@@ -189,16 +205,19 @@ def write_status(
     kube: Kube, kind: str, terminal: tuple[str, ...], body: dict[str, Any], step: Step
 ) -> None:
     """Merge the step's fields into the request's status, unless it already ended."""
-    if not step.status:
+    if step.status is None:
         return
     meta = body["metadata"]
+    kind_status = type(step.status)
+    fields = {k: getattr(step.status, k) for k in step.status.model_fields_set}
+    update = {k: v for k, v in fields.items() if v is not None}
 
     def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-        before = current.get("status") or {}
-        if before.get("phase") in terminal:
+        before = kind_status.model_validate(current.get("status") or {})
+        if before.phase in terminal:
             return None
-        new = {**before, **{k: v for k, v in step.status.items() if v is not None}}
-        return None if new == before else new
+        new = before.model_copy(update=update)
+        return None if new == before else status_wire(new)
 
     kube.update_status(API_VERSION, kind, meta["namespace"], meta["name"], mutate)
     if step.finished_job:

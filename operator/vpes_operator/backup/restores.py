@@ -15,15 +15,16 @@ from typing import Any
 from .. import API_VERSION, naming
 from ..builders.meta import Owner, metadata
 from ..clients.kube import ApiError, Kube
-from ..conditions import Cond, Event, parse, set_condition, timestamp, wire
+from ..conditions import Cond, Event, at_second, set_condition
 from ..errors import ConfigError, ReconcileError, WaitingError
+from ..models.backup import MailBackupStatus, RequestPhase
 from ..models.conditions import ConditionType, Reason
-from ..models.restore import MailRestoreSpec, RestorePhase
+from ..models.restore import MailRestoreSpec, MailRestoreStatus, RestorePhase
 from ..quantity import parse_bytes
 from ..settings import OperatorSettings
 from . import keys, restic, runner, store
 from . import repository as repo
-from .backups import Step, plan_of, write_status
+from .backups import RequestStatus, Step, plan_of, write_status
 from .jobs import JobSpec, Request
 from .repository import Repository
 
@@ -32,22 +33,23 @@ PMS = "PersonalMailServer"
 TERMINAL = (RestorePhase.COMPLETED.value, RestorePhase.FAILED.value)
 
 
-def _backup(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+def _backup(kube: Kube, namespace: str, name: str) -> MailBackupStatus:
+    """The status of the completed MailBackup `name`."""
     backup = kube.get(API_VERSION, "MailBackup", namespace, name)
     if backup is None:
         raise ConfigError(
             Reason.BACKUP_NOT_FOUND, f"there is no MailBackup {name!r} in {namespace}"
         )
-    phase = (backup.get("status") or {}).get("phase")
-    if phase == "Failed":
+    status = MailBackupStatus.model_validate(backup.get("status") or {})
+    if status.phase == RequestPhase.FAILED:
         raise ConfigError(
             Reason.BACKUP_NOT_USABLE, f"MailBackup {name} failed; choose another backup"
         )
-    if phase != "Completed" or not (backup.get("status") or {}).get("snapshotId"):
+    if status.phase != RequestPhase.COMPLETED or not status.snapshot_id:
         raise WaitingError(
             Reason.BACKUP_NOT_READY, f"MailBackup {name} has not completed yet", delay=10
         )
-    return backup
+    return status
 
 
 def _new_server(
@@ -145,13 +147,13 @@ def _stopped(kube: Kube, namespace: str, target: str) -> bool:
     return not kube.list("v1", "Pod", namespace, labels=naming.pod_selector(target))
 
 
-def _source(spec: MailRestoreSpec, backup_status: dict[str, Any]) -> tuple[Repository, str]:
+def _source(spec: MailRestoreSpec, backup: MailBackupStatus) -> tuple[Repository, str]:
     """The repository and snapshot the completed MailBackup names."""
     try:
-        repository = Repository.parse(str(backup_status.get("repository") or ""))
+        repository = Repository.parse(backup.repository or "")
     except ValueError as e:
         raise ConfigError(Reason.BACKUP_INVALID, f"MailBackup {spec.backup}: {e}") from e
-    return repository, str(backup_status["snapshotId"])
+    return repository, str(backup.snapshot_id)
 
 
 def _check_fits(kube: Kube, spec: MailRestoreSpec, target: dict[str, Any], needed: int) -> None:
@@ -169,7 +171,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     spec = MailRestoreSpec.model_validate(body.get("spec") or {})
-    bstatus = _backup(kube, namespace, spec.backup).get("status") or {}
+    bstatus = _backup(kube, namespace, spec.backup)
     repository, snapshot = _source(spec, bstatus)
     s3 = store.connect(kube, settings)
     s3.check()
@@ -179,11 +181,11 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
             kube, settings, namespace, spec.target, name, repository, snapshot, s3.credentials
         )
         return Step(
-            status={
-                "phase": RestorePhase.PENDING.value,
-                "message": f"created {spec.target} from the backup; waiting for its volume",
-                "snapshotId": snapshot,
-            },
+            status=MailRestoreStatus(
+                phase=RestorePhase.PENDING,
+                message=f"created {spec.target} from the backup; waiting for its volume",
+                snapshot_id=snapshot,
+            ),
             events=[
                 Event(
                     "Normal",
@@ -193,20 +195,23 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
             ],
             retry_in=3,
         )
-    _check_fits(kube, spec, target, int(bstatus.get("totalBytes") or 0))
+    _check_fits(kube, spec, target, bstatus.total_bytes or 0)
     _hold(kube, namespace, target, name)
     if not _stopped(kube, namespace, spec.target):
         return Step(
-            status={
-                "phase": RestorePhase.PENDING.value,
-                "message": f"waiting for {spec.target} to stop",
-                "snapshotId": snapshot,
-            },
+            status=MailRestoreStatus(
+                phase=RestorePhase.PENDING,
+                message=f"waiting for {spec.target} to stop",
+                snapshot_id=snapshot,
+            ),
             retry_in=3,
         )
     pvc = kube.get("v1", "PersistentVolumeClaim", namespace, naming.volume_claim(spec.target))
     if pvc is None:
-        return Step(status={"message": f"waiting for the volume of {spec.target}"}, retry_in=3)
+        return Step(
+            status=MailRestoreStatus(message=f"waiting for the volume of {spec.target}"),
+            retry_in=3,
+        )
     job_spec = JobSpec(
         request=Request(API_VERSION, KIND, name, namespace, meta["uid"]),
         server=spec.target,
@@ -218,12 +223,12 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
     password = keys.require(kube, settings, repository)
     runner.start(kube, settings, job_spec, password, s3.credentials)
     return Step(
-        status={
-            "phase": RestorePhase.RUNNING.value,
-            "message": f"Job {job_spec.job_name} is restoring snapshot {snapshot}",
-            "job": job_spec.job_name,
-            "snapshotId": snapshot,
-        },
+        status=MailRestoreStatus(
+            phase=RestorePhase.RUNNING,
+            message=f"Job {job_spec.job_name} is restoring snapshot {snapshot}",
+            job=job_spec.job_name,
+            snapshot_id=snapshot,
+        ),
         events=[Event("Normal", Reason.STARTED, f"Job {job_spec.job_name} started")],
         retry_in=5,
     )
@@ -232,39 +237,40 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
 def _end(
     kube: Kube, body: dict[str, Any], now: dt.datetime, ok: bool, reason: str, message: str
 ) -> Step:
-    meta, status = body["metadata"], body.get("status") or {}
+    meta = body["metadata"]
+    status = MailRestoreStatus.model_validate(body.get("status") or {})
     spec = body.get("spec") or {}
     release(kube, meta["namespace"], str(spec.get("target", "")), meta["name"])
     conditions = set_condition(
-        parse(status.get("conditions")),
+        status.conditions,
         Cond(ConditionType.COMPLETED if ok else ConditionType.FAILED, True, reason, message),
         generation=None,
         now=now,
     )
     return Step(
-        status={
-            "phase": (RestorePhase.COMPLETED if ok else RestorePhase.FAILED).value,
-            "message": message if ok else f"{reason}: {message}",
-            "completedAt": timestamp(now),
-            "conditions": wire(conditions),
-        },
+        status=MailRestoreStatus(
+            phase=RestorePhase.COMPLETED if ok else RestorePhase.FAILED,
+            message=message if ok else f"{reason}: {message}",
+            completed_at=at_second(now),
+            conditions=conditions,
+        ),
         events=[Event("Normal" if ok else "Warning", reason, message)],
     )
 
 
 def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
-    status = body.get("status") or {}
-    phase = status.get("phase")
+    status = MailRestoreStatus.model_validate(body.get("status") or {})
+    phase = status.phase
     if phase in TERMINAL:
         return Step()
-    started = {"startedAt": status.get("startedAt") or timestamp(now)}
     try:
-        if phase != RestorePhase.RUNNING.value:
+        if phase != RestorePhase.RUNNING:
             step = _start(kube, settings, body)
-            step.status.update(started)
+            started = status.started_at or at_second(now)
+            step.status = _with(step.status, started_at=started)
             return step
         meta = body["metadata"]
-        job_name = str(status.get("job"))
+        job_name = str(status.job)
         result = runner.outcome(kube, meta["namespace"], job_name)
         if result is None:
             return Step(retry_in=5)
@@ -281,16 +287,23 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
             f"restored snapshot {result.snapshot}: {result.files} files, "
             f"{result.total_bytes} bytes",
         )
-        step.status.update({"files": result.files, "restoredBytes": result.total_bytes})
+        step.status = _with(step.status, files=result.files, restored_bytes=result.total_bytes)
         step.finished_job = job_name
         return step
     except WaitingError as e:
         return Step(
-            status={"phase": phase or RestorePhase.PENDING.value, "message": f"{e.reason}: {e}"},
+            status=MailRestoreStatus(
+                phase=phase or RestorePhase.PENDING, message=f"{e.reason}: {e}"
+            ),
             retry_in=e.delay,
         )
     except ReconcileError as e:
         return _end(kube, body, now, False, e.reason, e.message)
+
+
+def _with(status: RequestStatus | None, **update: object) -> RequestStatus:
+    """A step's status with more fields set."""
+    return (status or MailRestoreStatus()).model_copy(update=update)
 
 
 def write(kube: Kube, body: dict[str, Any], step: Step) -> None:

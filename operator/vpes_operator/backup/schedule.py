@@ -9,10 +9,13 @@ from typing import Any
 from .. import API_VERSION, naming
 from ..clients.kube import ApiError, Kube
 from ..conditions import Event, find, parse
+from ..models.backup import MailBackupStatus
 from ..models.plan import MailPlanSpec
+from ..models.server import BackupRef
 from ..settings import OperatorSettings
 from . import cron, health, keys, store
 from . import repository as repo
+from .backups import plan_of
 from .repository import Repository
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,32 @@ def tick(
     ):
         return []  # the common tick: nothing changed, no API call
     return health.write(kube, meta["namespace"], meta["name"], now=now, cond=cond).events
+
+
+def after_backup(
+    kube: Kube,
+    settings: OperatorSettings,
+    backup: dict[str, Any],
+    done: MailBackupStatus,
+    remaining: tuple[str, ...],
+    now: dt.datetime,
+) -> tuple[dict[str, Any] | None, list[Event]]:
+    """A backup completed: its server shows it as its newest good backup, the backups
+    retention forgot go, BackupHealthy is refreshed. The server (None: gone) and the
+    events its condition transitions deserve."""
+    meta, server = backup["metadata"], str((backup.get("spec") or {}).get("server"))
+    record = BackupRef(
+        name=meta["name"], completed_at=done.completed_at, snapshot_id=done.snapshot_id
+    )
+    health.write(kube, meta["namespace"], server, now=now, last_backup=record)
+    dropped = health.drop_forgotten(kube, meta["namespace"], server, remaining)
+    if dropped:
+        log.info("%d backups of %s/%s aged out", dropped, meta["namespace"], server)
+    found = kube.get(API_VERSION, "PersonalMailServer", meta["namespace"], server)
+    if found is None:
+        return None, []
+    plan = plan_of(kube, str((found.get("spec") or {}).get("plan")))
+    return found, tick(kube, settings, found, plan, now)
 
 
 def server_deleted(

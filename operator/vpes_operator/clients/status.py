@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import API_VERSION
 from ..conditions import Event, events
+from ..models.common import Model
 from ..models.server import PersonalMailServerStatus
 from .kube import Kube
 
@@ -27,7 +28,7 @@ def server_status(obj: dict[str, Any]) -> PersonalMailServerStatus:
     return PersonalMailServerStatus.model_validate(obj.get("status") or {})
 
 
-def status_wire(status: PersonalMailServerStatus) -> dict[str, Any]:
+def status_wire(status: Model) -> dict[str, Any]:
     """What was read plus what was set: never defaults nobody wrote."""
     return status.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, mode="json")
 

@@ -16,10 +16,10 @@ from typing import Any
 import kopf
 
 from .. import API_VERSION, GROUP, VERSION, metrics
-from ..backup import backups, cron, health, restores, schedule
+from ..backup import backups, cron, restores, schedule
+from ..models.backup import MailBackupStatus
 from ..models.conditions import ConditionType
 from ..models.plan import MailPlanSpec
-from ..models.server import BackupRef
 from ..settings import OperatorSettings
 from .events import post
 
@@ -42,7 +42,7 @@ def _pending(terminal: tuple[str, ...]) -> Any:
 def _report(body: kopf.Body, step: backups.Step, kind: str, terminal: tuple[str, ...]) -> Any:
     """Post the step's events; count the request's result once it ended. Its phase."""
     post(body, step.events)
-    phase = step.status.get("phase")
+    phase = step.phase
     if phase in terminal:
         result = "Completed" if phase == "Completed" else step.events[0].reason
         metrics.BACKUP_RESULTS.labels(kind, result).inc()
@@ -62,23 +62,13 @@ def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 
 def _completed(memo: Any, body: dict[str, Any], step: backups.Step, now: dt.datetime) -> None:
-    """The server shows its newest good backup; retention's leftovers go."""
-    meta, server = body["metadata"], str((body.get("spec") or {}).get("server"))
-    record = BackupRef.model_validate(
-        {
-            "name": meta["name"],
-            "completedAt": step.status.get("completedAt"),
-            "snapshotId": step.status.get("snapshotId"),
-        }
+    done = step.status
+    assert isinstance(done, MailBackupStatus)  # a MailBackup's step
+    server, events = schedule.after_backup(
+        memo.kube, memo.settings, body, done, step.remaining, now
     )
-    health.write(memo.kube, meta["namespace"], server, now=now, last_backup=record)
-    dropped = health.drop_forgotten(memo.kube, meta["namespace"], server, step.remaining)
-    if dropped:
-        log.info("%d backups of %s/%s aged out", dropped, meta["namespace"], server)
-    result = memo.kube.get(API_VERSION, "PersonalMailServer", meta["namespace"], server)
-    if result is not None:
-        plan = backups.plan_of(memo.kube, str((result.get("spec") or {}).get("plan")))
-        post(result, schedule.tick(memo.kube, memo.settings, result, plan, now))
+    if server is not None:
+        post(server, events)
 
 
 @kopf.timer(
