@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from vpes_devcluster.platform import install_platform
 from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import Kube
@@ -18,26 +16,14 @@ INTERVAL = 2  # seconds between drift sweeps in this test (120 by default)
 BOUND = 60.0
 
 
-@pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture
-def ns(api: Kube) -> Iterator[str]:
-    name = f"dr-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    api.delete("v1", "Namespace", None, name)
-
-
 def test_deleted_and_edited_children_are_put_back(
-    api: Kube, cluster: Any, ns: str, tmp_path: Path
+    api: Kube, cluster: Any, namespace: str, tmp_path: Path
 ) -> None:
+    kubeconfig = install_platform(cluster)
     plan = f"dr-{uuid.uuid4().hex[:6]}"
     api.apply(plan_body(plan))
     op = OperatorProcess(
-        install_platform(cluster),
+        kubeconfig,
         tmp_path,
         extra_env={"VPES_DRIFT_INTERVAL_SECONDS": str(INTERVAL)},
     )
@@ -50,34 +36,34 @@ def test_deleted_and_edited_children_are_put_back(
             "mailboxes": [{"address": "a@drift.test"}],
             "dns": {"mode": "Manual"},
         }
-        api.apply(server_body("s", ns, spec))
-        wait_ready(api, ns, "s")
+        api.apply(server_body("s", namespace, spec))
+        wait_ready(api, namespace, "s")
         policy = naming.network_policy("s")
-        old_policy = api.get("networking.k8s.io/v1", "NetworkPolicy", ns, policy)
+        old_policy = api.get("networking.k8s.io/v1", "NetworkPolicy", namespace, policy)
         assert old_policy is not None
-        selector = api.get("v1", "Service", ns, "s")["spec"]["selector"]  # type: ignore[index]
+        selector = api.get("v1", "Service", namespace, "s")["spec"]["selector"]  # type: ignore[index]
 
         # By hand: the isolation policy deleted, the Service pointed elsewhere.
-        api.delete("networking.k8s.io/v1", "NetworkPolicy", ns, policy)
+        api.delete("networking.k8s.io/v1", "NetworkPolicy", namespace, policy)
         api.request(
             "PATCH",
-            f"/api/v1/namespaces/{ns}/services/s",
+            f"/api/v1/namespaces/{namespace}/services/s",
             body={"spec": {"selector": {naming.LABEL_SERVER: "someone-else"}}},
             query={"fieldManager": "kubectl-edit"},
             content_type="application/strategic-merge-patch+json",
         )
 
         def policy_back() -> bool:
-            now = api.get("networking.k8s.io/v1", "NetworkPolicy", ns, policy)
+            now = api.get("networking.k8s.io/v1", "NetworkPolicy", namespace, policy)
             return bool(now) and now["metadata"]["uid"] != old_policy["metadata"]["uid"]
 
         def service_back() -> bool:
-            svc = api.get("v1", "Service", ns, "s") or {}
+            svc = api.get("v1", "Service", namespace, "s") or {}
             return bool((svc.get("spec") or {}).get("selector") == selector)
 
         wait_for(policy_back, "the NetworkPolicy recreated", BOUND)
         wait_for(service_back, "the Service's selector taken back", BOUND)
-        server = api.get(API_VERSION, "PersonalMailServer", ns, "s") or {}
+        server = api.get(API_VERSION, "PersonalMailServer", namespace, "s") or {}
         note = server["metadata"]["annotations"].get(f"{naming.PREFIX}/drift", "")
         assert "missing" in note or "kubectl-edit" in note, note
         assert "drifted" in op.log_text()

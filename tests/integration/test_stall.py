@@ -12,12 +12,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import pytest
 import yaml
 from vpes_devcluster.platform import install_platform
 from vpes_operator import API_VERSION
@@ -33,19 +31,6 @@ from .proxy_support import StallingProxy
 RECOVERY_BOUND = 180.0
 
 
-@pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture
-def ns(api: Kube) -> Iterator[str]:
-    name = f"st-{uuid.uuid4().hex[:8]}"
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    api.delete("v1", "Namespace", None, name)
-
-
 def healthz(port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
@@ -55,7 +40,7 @@ def healthz(port: int) -> int:
 
 
 def test_operator_recovers_from_silent_streams(
-    api: Kube, cluster: Any, ns: str, tmp_path: Path
+    api: Kube, cluster: Any, namespace: str, tmp_path: Path
 ) -> None:
     kubeconfig = install_platform(cluster)
     server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
@@ -78,16 +63,16 @@ def test_operator_recovers_from_silent_streams(
         )
         op.start()
         try:
-            api.apply(server_body("s", ns, spec))
-            wait_ready(api, ns, "s")
+            api.apply(server_body("s", namespace, spec))
+            wait_ready(api, namespace, "s")
             assert proxy.stall() >= 1, "the operator had no connection open"
             stalled_at = time.monotonic()
             boxes = [{"address": "a@stall.test"}, {"address": "b@stall.test"}]
             changed = {**spec, "mailboxes": boxes}
-            generation = api.apply(server_body("s", ns, changed))["metadata"]["generation"]
+            generation = api.apply(server_body("s", namespace, changed))["metadata"]["generation"]
 
             def reconciled() -> bool:
-                obj = api.get(API_VERSION, "PersonalMailServer", ns, "s") or {}
+                obj = api.get(API_VERSION, "PersonalMailServer", namespace, "s") or {}
                 return (obj.get("status") or {}).get("observedGeneration") == generation
 
             wait_for(reconciled, "the change reconciled through new streams", RECOVERY_BOUND)
