@@ -62,22 +62,22 @@ test-unit: install ## the fast tier: no servers
 test-integration: install system-deps k8s stripe-mock ## against a real control plane
 	$(VENV)/bin/pytest -m integration tests/integration
 
-images: system-deps ## build the base, tenant and backup images (cached by a hash of their inputs), save them to ~/.cache/vpes/images
-	@bash images/build.sh tenant backup
+images: system-deps k8s ## build the base, tenant, backup, pause and CoreDNS images (cached by a hash of their inputs), save them to ~/.cache/vpes/images
+	@bash images/build.sh tenant backup pause coredns
 
 test-images: install system-deps images ## the real tenant image under podman, real mail clients
 	$(VENV)/bin/pytest -m images tests/images
 
-test-e2e: install system-deps k8s images ## everything together: pods really run on a podlet (podman), S3, restic
+test-e2e: install system-deps k8s images ## everything together on a real node (kubelet, containerd, kube-router, CoreDNS): S3, restic
 	$(VENV)/bin/pytest -m e2e tests/e2e
 
-cluster: install k8s ## start a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)
+cluster: install system-deps k8s images ## start a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) and a real node
 	$(VENV)/bin/vpes-cluster up --state $(STATE)/cluster
 
 cluster-down: install ## stop exactly what `make cluster` started
 	$(VENV)/bin/vpes-cluster down --state $(STATE)/cluster
 
-demo: install system-deps k8s stripe-mock images ## control plane, podlet, S3, operator, billing and a sample customer whose server takes and serves mail
+demo: install system-deps k8s stripe-mock images ## control plane, a real node, S3, operator, billing and two customers whose servers take and serve mail
 	$(PY) -m vpes_devcluster.demo up --state $(STATE)/demo
 
 demo-down: install ## stop the demo

@@ -45,9 +45,11 @@ def backup_env(s3: S3Server, image: str, **extra: str) -> dict[str, str]:
     }
 
 
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+def s3_server(
+    tmp_path_factory: pytest.TempPathFactory, host: str = "127.0.0.1"
+) -> Iterator[S3Server]:
     """A module's S3 server (a fixture's body): its secret key joins those no log may hold."""
-    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server = S3Server(tmp_path_factory.mktemp("s3"), host=host)
     server.start()
     SECRET_VALUES.add(server.secret_access_key)
     try:

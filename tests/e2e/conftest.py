@@ -1,28 +1,28 @@
-"""End-to-end tests: a real control plane (as in ``tests/integration``) whose pods
-really run, on a podlet (``vpes_devcluster.podlet``: a node agent that runs the pods
-bound to it with podman, a stand-in for a kubelet) beside one kwok node.
+"""End-to-end tests: a real control plane (as in ``tests/integration``) with a real
+node: kubelet and kube-proxy on containerd + runc + CNI (a bridge), CoreDNS and
+kube-router enforcing NetworkPolicy (``vpes_devcluster.node``). Pods really run,
+each in its own network namespace; the host reaches pods and ClusterIPs directly.
 
-One cluster and one in-process podlet (Node ``podlet-0``, label ``type: podlet``, no
-taint) serve the session; pods choose it with a nodeSelector (a pod without one may
-land on the kwok node and only pretend to run). Set ``VPES_TEST_KUBECONFIG``
-to the admin kubeconfig printed by ``vpes-cluster up`` to reuse a running cluster (the
-podlet still runs in this process). Needs root, podman and the base image
-(``make images``).
+One cluster serves the session (no kwok node: every pod lands on the real one).
+Set ``VPES_TEST_KUBECONFIG`` to the admin kubeconfig printed by ``vpes-cluster up``
+(a cluster started with its node, as ``make cluster`` does) to reuse it. Needs root
+and the images (``make images``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vpes_devcluster import ApiError, Cluster, Rest, wait_for
-from vpes_devcluster.podlet import Podlet
-from vpes_devcluster.podlet_podman import default_env
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from vpes_devcluster import Cluster
+from vpes_devcluster.node import build_images
+
+from tests.e2e.support import make_namespace
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,42 +33,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", *args],
-        check=check,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=default_env(),
-    )
-
-
-@pytest.fixture(scope="session")
-def base_image() -> str:
-    """The newest ``localhost/vpes-base:<tag>`` (built by ``make images``)."""
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed: run `make system-deps`")
-    out = podman(
-        "images",
-        "--filter",
-        "reference=localhost/vpes-base",
-        "--format",
-        "{{.Repository}}:{{.Tag}}",
-    )
-    found = [line for line in out.stdout.split() if not line.endswith(":<none>")]
-    if not found:
-        pytest.fail("no localhost/vpes-base image: run `make images`")
-    return found[0]
-
-
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     reuse = os.environ.get("VPES_TEST_KUBECONFIG")
     if reuse:
-        yield Cluster.from_kubeconfig(Path(reuse))
+        attached = Cluster.from_kubeconfig(Path(reuse))
+        if not attached.node:
+            pytest.fail(f"{reuse}: that cluster runs no real node (start it with `make cluster`)")
+        yield attached
         return
-    running = Cluster(tmp_path_factory.mktemp("cluster"), nodes=1)
+    running = Cluster(tmp_path_factory.mktemp("cluster"), nodes=0, node=True)
     running.start()
     try:
         yield running
@@ -77,61 +51,33 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
-def admin(cluster: Cluster) -> Iterator[Rest]:
-    """Plain JSON calls as admin (system:masters), for the whole session."""
-    rest = cluster.rest()
-    try:
-        yield rest
-    finally:
-        rest.api.close()  # type: ignore[no-untyped-call]
+def images(cluster: Cluster) -> dict[str, str]:
+    """The tenant and backup images, built by ``images/build.sh`` and imported into
+    the node's containerd."""
+    refs = build_images("tenant", "backup")
+    cluster.real_node().import_images(refs.values())
+    return refs
 
 
 @pytest.fixture(scope="session")
-def podlet(
-    cluster: Cluster, admin: Rest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Podlet]:
-    """A podlet in this process; its Node is deleted at the end of the session."""
-    name = f"podlet-e2e-{os.getpid()}" if os.environ.get("VPES_TEST_KUBECONFIG") else "podlet-0"
-    running = Podlet(admin, name, tmp_path_factory.mktemp("podlet"))
-    running.start()
+def core(cluster: Cluster) -> Iterator[client.CoreV1Api]:
+    api = cluster.api_client()
     try:
-        yield running
+        yield client.CoreV1Api(api)
     finally:
-        running.stop()
-        try:
-            admin.delete(f"/api/v1/nodes/{name}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
-def rest(admin: Rest) -> Rest:
-    return admin
-
-
-@pytest.fixture
-def namespace(rest: Rest) -> Iterator[str]:
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """A fresh namespace for one test (its ``default`` ServiceAccount exists), deleted
-    afterwards (the podlet then stops and removes its pods)."""
-    name = f"e-{uuid.uuid4().hex[:10]}"
-    rest.create("/api/v1/namespaces", {"metadata": {"name": name}})
-
-    def has_default_sa() -> bool:
-        try:
-            rest.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
+    afterwards (the kubelet then stops its pods)."""
+    name = make_namespace(core, f"e-{uuid.uuid4().hex[:10]}")
     try:
-        wait_for(has_default_sa, 30, f"the default ServiceAccount of {name}")
         yield name
     finally:
         try:
-            rest.delete(f"/api/v1/namespaces/{name}")
-        except ApiError as exc:
+            core.delete_namespace(name)
+        except ApiException as exc:
             if exc.status != 404:
                 raise

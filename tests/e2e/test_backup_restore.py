@@ -1,8 +1,8 @@
 """Backup and restore, end to end: mail in through SMTP, out through IMAP, via S3.
 
 The operator runs as the chart's ServiceAccount; the tenant StatefulSet's pod
-and the backup and restore Jobs' pods really run (on the podlet, under podman)
-with the tenant and backup images; S3 is moto's server with real key checks.
+and the backup and restore Jobs' pods really run (on the real node: kubelet,
+containerd) with the tenant and backup images; S3 is moto's server with real key checks.
 200 messages go in over SMTP, get flags and folders over IMAP, are backed up;
 the server and its volume are deleted; a MailRestore brings them back into a
 new server, where IMAP shows the same messages, flags, folders and bytes, and
@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 from vpes_devcluster import Cluster
-from vpes_devcluster.podlet import Podlet
+from vpes_devcluster.node_config import NODE_IP, POD_CIDR
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
 from tests.backup_support import backup_env, install_credentials, s3_server
-from tests.images.tenant import build_images
+from tests.e2e.support import service_ip
 from tests.integration.operator_support import (
     OperatorProcess,
     condition,
@@ -46,18 +46,12 @@ DOMAIN = "restore.example"
 ADDRESS = f"alice@{DOMAIN}"
 PASSWORD = "alice-" + uuid.uuid4().hex[:12]
 MESSAGES = 200
-HOST = "127.0.0.1"  # podlet pods share the host network
-
-
-@pytest.fixture(scope="module")
-def images() -> tuple[str, str]:
-    tenant, backup = build_images("tenant", "backup")
-    return tenant, backup
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    yield from s3_server(tmp_path_factory)
+    # On the node's address: the backup Jobs' pods reach it there.
+    yield from s3_server(tmp_path_factory, host=NODE_IP)
 
 
 @pytest.fixture(scope="module")
@@ -68,21 +62,19 @@ def api(cluster: Cluster) -> Kube:
 @pytest.fixture(scope="module")
 def operator(
     cluster: Cluster,
-    podlet: Podlet,
     api: Kube,
     s3: S3Server,
-    images: tuple[str, str],
+    images: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    tenant, backup = images
+    tenant, backup = images["tenant"], images["backup"]
     kubeconfig = install_platform(cluster)
     install_credentials(api, s3)
     env = backup_env(
         s3,
         backup,
         VPES_TENANT_IMAGE=tenant,
-        VPES_TENANT_NODE_SELECTOR="type=podlet",
-        VPES_EDGE_NETWORKS="127.0.0.0/8",
+        VPES_EDGE_NETWORKS=POD_CIDR,
         VPES_DNS_DEFAULT_PROVIDER="manual",
     )
     op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator-e2e"), env)
@@ -133,16 +125,16 @@ def tls() -> ssl.SSLContext:
     return ctx
 
 
-def imap() -> imaplib.IMAP4_SSL:
-    client = imaplib.IMAP4_SSL(HOST, 993, ssl_context=tls(), timeout=30)
+def imap(host: str) -> imaplib.IMAP4_SSL:
+    client = imaplib.IMAP4_SSL(host, 993, ssl_context=tls(), timeout=30)
     client.login(ADDRESS, PASSWORD)
     return client
 
 
-def send_all() -> dict[str, bytes]:
+def send_all(host: str) -> dict[str, bytes]:
     """200 messages in through port 25; Message-ID → the bytes sent."""
     sent: dict[str, bytes] = {}
-    with smtplib.SMTP(HOST, 25, timeout=30) as smtp:
+    with smtplib.SMTP(host, 25, timeout=30) as smtp:
         smtp.ehlo("sender.example")
         for i in range(MESSAGES):
             msg = EmailMessage()
@@ -217,9 +209,10 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     )
     api.apply(server_body("alice", ns, spec(plan)))
     wait_ready(api, ns, "alice", timeout=240)
+    host = service_ip(api, ns, "alice")
 
-    sent = send_all()
-    client = wait_for(lambda: imap(), "IMAP login", timeout=60)
+    sent = send_all(host)
+    client = wait_for(lambda: imap(host), "IMAP login", timeout=60)
     wait_for(
         lambda: client.select("INBOX")[1][0] == str(MESSAGES).encode(),
         f"{MESSAGES} messages delivered",
@@ -251,8 +244,13 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     assert status["files"] >= MESSAGES and status["totalBytes"] > 0
     assert status["repository"].startswith(f"{ns}/alice-")
     assert s3.keys(f"vpes/{status['repository']}/snapshots/")
-    server = api.get(API_VERSION, "PersonalMailServer", ns, "alice")
-    assert (server or {})["status"]["lastBackup"]["name"] == "before-delete"
+
+    def last_backup() -> str | None:
+        server = api.get(API_VERSION, "PersonalMailServer", ns, "alice") or {}
+        return str(((server.get("status") or {}).get("lastBackup") or {}).get("name") or "")
+
+    # The server's status follows the MailBackup's (a write of its own, just after).
+    assert wait_for(last_backup, "the server's lastBackup", timeout=30) == "before-delete"
     # The Job's Secret (S3 credentials, the key) left the namespace with the Job's end.
     assert api.get("v1", "Secret", ns, f"{status['job']}-env") is None
 
@@ -282,8 +280,9 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     assert restored["status"]["files"] >= MESSAGES
     wait_ready(api, ns, "alice-restored", timeout=240)
     assert dkim_keys(api, ns, "alice-restored") == keys_before
+    host = service_ip(api, ns, "alice-restored")
 
-    client = wait_for(lambda: imap(), "IMAP login on the restored server", timeout=60)
+    client = wait_for(lambda: imap(host), "IMAP login on the restored server", timeout=60)
     after = mailbox_state(client)
     client.logout()
     assert after == before
@@ -302,6 +301,6 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     assert c is not None and c["reason"] == "VolumeNotEmpty"
     assert "overwrite: true" in c["message"]
     wait_ready(api, ns, "alice-restored", timeout=240)
-    client = wait_for(lambda: imap(), "IMAP login after the refused restore", timeout=60)
+    client = wait_for(lambda: imap(host), "IMAP login after the refused restore", timeout=60)
     assert mailbox_state(client) == before
     client.logout()

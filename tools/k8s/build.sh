@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl in one multi-call binary; kwok and helm beside it) from
-# the Go module proxy, into a cache outside the checkout keyed by this module's
-# inputs. A second run with the same inputs builds nothing.
+# Builds the control-plane and node binaries (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, kubelet and kube-proxy in one
+# multi-call binary; kwok, helm, CoreDNS and kube-router beside it) from the Go
+# module proxy, into a cache outside the checkout keyed by these modules' inputs.
+# A second run with the same inputs builds nothing.
 # Prints the directory that holds the binaries on its last line of stdout.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${VPES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vpes}
-key=$(cat "$here/go.mod" "$here/go.sum" "$here/main.go" "$here/kwok/go.mod" "$here/kwok/go.sum" "$here/build.sh" \
-  | sha256sum | cut -c1-16)
+inputs=(go.mod go.sum main.go build.sh kwok/go.mod kwok/go.sum coredns/go.mod coredns/go.sum
+  coredns/main.go kube-router/go.mod kube-router/go.sum)
+key=$(cd "$here" && cat "${inputs[@]}" | sha256sum | cut -c1-16)
 out="$cache_root/k8s-$key"
-if [[ -x "$out/bin/vpes-k8s" && -x "$out/bin/helm" && -x "$out/bin/kwok" && -f "$out/.complete" ]]; then
+if [[ -f "$out/.complete" ]]; then
   echo "$out/bin"
   exit 0
 fi
@@ -43,7 +45,10 @@ echo "building control plane $k8s_version, helm $helm_version, kwok $kwok_versio
 go build -trimpath -ldflags "-s -w $kv" -o "$tmp/bin/vpes-k8s" .
 go build -trimpath -ldflags "-s -w $kv $hv" -o "$tmp/bin/helm" helm.sh/helm/v3/cmd/helm
 (cd kwok && go build -trimpath -ldflags "-s -w $wv" -o "$tmp/bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
-for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+(cd coredns && go build -trimpath -ldflags "-s -w" -o "$tmp/bin/coredns" .)
+(cd kube-router && go build -trimpath -ldflags "-s -w" -o "$tmp/bin/kube-router" \
+  github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
   ln -s vpes-k8s "$tmp/bin/$c"
 done
 touch "$tmp/.complete"

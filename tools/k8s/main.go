@@ -1,9 +1,10 @@
 // Command vpes-k8s is one binary that holds every control-plane component the
-// vpes tests and demo need. It is called through symlinks (argv[0]) or with the
+// vpes tests and demo need, and the node's kubelet and kube-proxy. It is called through symlinks (argv[0]) or with the
 // component name as its first argument, e.g. `vpes-k8s kube-apiserver --help`.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 	kubectl "k8s.io/kubectl/pkg/cmd"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 // components maps a name to a function that runs it with os.Args already set
@@ -33,6 +36,10 @@ var components = map[string]func() int{
 		return cli.Run(controllermanager.NewControllerManagerCommand())
 	},
 	"kube-scheduler": func() int { return cli.Run(scheduler.NewSchedulerCommand()) },
+	"kubelet": func() int {
+		return cli.Run(kubelet.NewKubeletCommand(context.Background()))
+	},
+	"kube-proxy": func() int { return cli.Run(proxy.NewProxyCommand()) },
 	"kubectl": func() int {
 		return cli.Run(kubectl.NewDefaultKubectlCommand())
 	},

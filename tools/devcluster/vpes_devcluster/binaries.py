@@ -1,4 +1,4 @@
-"""Locate (building on first use) the control-plane binaries made by ``tools/k8s``."""
+"""Locate (building on first use) the control-plane and node binaries made by ``tools/k8s``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ REQUIRED = (
     "kube-scheduler",
     "kubectl",
     "kwok",
+    "kubelet",
+    "kube-proxy",
+    "kube-router",
+    "coredns",
 )
 
 

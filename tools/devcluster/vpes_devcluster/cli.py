@@ -1,7 +1,9 @@
 """``vpes-cluster``: run the local control plane in the background for the demo and
 for ``make cluster``.
 
-    vpes-cluster up [--state DIR] [--nodes N]   start it (processes outlive the command)
+    vpes-cluster up [--state DIR] [--nodes N] [--no-node]
+                                                start it (processes outlive the command):
+                                                the real node and N kwok nodes
     vpes-cluster status [--state DIR]           what runs, and whether the API answers
     vpes-cluster env [--state DIR]              export lines for KUBECONFIG and PATH
     vpes-cluster down [--state DIR]             stop what `up` started, delete DIR
@@ -35,7 +37,8 @@ def _up(cluster: Cluster) -> int:
     began = time.monotonic()
     cluster.start()
     took = time.monotonic() - began
-    print(f"cluster up in {took:.1f} s: {cluster.server} ({cluster.nodes} kwok nodes)")
+    real = "a real node and " if cluster.node else ""
+    print(f"cluster up in {took:.1f} s: {cluster.server} ({real}{cluster.nodes} kwok nodes)")
     print(f"kubeconfig: {cluster.kubeconfig}")
     print(f"logs:       {cluster.logs_dir}")
     print("use it with:")
@@ -94,7 +97,15 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="start the cluster in the background")
-    up.add_argument("--nodes", type=int, default=2, help="number of kwok nodes (default 2)")
+    up.add_argument(
+        "--nodes", type=int, default=None, help="kwok nodes (default 0 with the real node, else 2)"
+    )
+    up.add_argument(
+        "--no-node",
+        dest="node",
+        action="store_false",
+        help="no real node (kubelet, containerd, CoreDNS, kube-router): kwok nodes only",
+    )
     sub.add_parser("down", parents=[common], help="stop the cluster and delete its state")
     sub.add_parser("status", parents=[common], help="show the cluster's processes")
     sub.add_parser("env", parents=[common], help="print export lines for the shell")
@@ -105,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         state = args.state if args.state is not None else default_state()
-        cluster = Cluster(state, nodes=getattr(args, "nodes", 2))
+        node = bool(getattr(args, "node", False))
+        kwok = getattr(args, "nodes", None)
+        cluster = Cluster(state, nodes=(0 if node else 2) if kwok is None else kwok, node=node)
         commands = {"up": _up, "down": _down, "status": _status, "env": _env}
         return commands[args.command](cluster)
     except (ClusterError, ValueError) as exc:

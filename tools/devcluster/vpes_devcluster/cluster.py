@@ -1,5 +1,6 @@
 """One local control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, kwok and the hostPath provisioner, all on 127.0.0.1 random ports."""
+kube-scheduler, kwok and the hostPath provisioner, all on random ports; with
+``node=True`` also a real node (:mod:`vpes_devcluster.node`)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from typing import Self
 
 from kubernetes import client
 
-from vpes_devcluster import binaries, components, kubeconfig, nodes, pki, podlet_component, procs
+from vpes_devcluster import binaries, components, kubeconfig, nodes, pki, procs
 from vpes_devcluster.errors import ClusterError
 from vpes_devcluster.kube import ApiError, Rest, api_client
+from vpes_devcluster.node import Node
 from vpes_devcluster.storage import SC_PATH, STORAGE_CLASS
 
 __all__ = ["Cluster", "ClusterError"]
@@ -38,26 +40,39 @@ OWNED = (
     "kwok-home",
     "flexvolume",
     "kubectl-cache",
-    podlet_component.STATE_DIR,
+    "node",
 )
 PORT_ATTEMPTS = 3
-CLIENT_COMPONENTS = ("kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
+CLIENT_COMPONENTS = (
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "provisioner",
+    "kubelet",
+    "kube-proxy",
+    "kube-router",
+)
+NODE_SECONDS = 600.0  # first run: builds the pause and CoreDNS images, imports them
 
 
 class Cluster:
     """A local Kubernetes control plane whose state (data, certificates, logs, volumes)
     lives in ``state_dir``. ``start()`` brings it up with ``nodes`` fake nodes and
     returns once they are Ready; ``stop()`` ends every process ``start()`` started.
+    With ``node``, a real node (kubelet on containerd) runs pods for real.
 
     A cluster started by another process (``vpes-cluster up``) is attached to with
     ``Cluster(state_dir)``: ``server``, ``kubeconfig`` and ``stop()`` then work on it.
     """
 
-    def __init__(self, state_dir: Path, nodes: int = 2, bin_dir: Path | None = None) -> None:
-        if not 1 <= nodes <= 100:
+    def __init__(
+        self, state_dir: Path, nodes: int = 2, bin_dir: Path | None = None, node: bool = False
+    ) -> None:
+        if not (0 if node else 1) <= nodes <= 100:
             raise ValueError(f"nodes must be between 1 and 100, not {nodes}")
         self.state_dir = state_dir.resolve()
         self.nodes = nodes
+        self.node = node
         self._bin_dir = bin_dir
         self._server: str | None = None
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
@@ -125,6 +140,7 @@ class Cluster:
             return
         info = json.loads(self.info_file.read_text())
         self._server = str(info["server"])
+        self.node = bool(info.get("node", self.node))
         if self._bin_dir is None and info.get("bin_dir"):
             self._bin_dir = Path(info["bin_dir"])
 
@@ -147,8 +163,10 @@ class Cluster:
 
     def _start_once(self, timeout: float) -> None:
         bin_dir = self.bin_dir
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout + (NODE_SECONDS if self.node else 0)
         self._clean()
+        if self.node:
+            Node.prepare_host()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         keys = pki.create(self.state_dir / "pki")
         lay = components.Layout(
@@ -158,6 +176,7 @@ class Cluster:
             etcd_client_port=procs.free_port(),
             etcd_peer_port=procs.free_port(),
             apiserver_port=procs.free_port(),
+            node=self.node,
         )
         self._server = lay.server
         self._write_kubeconfigs(lay, keys)
@@ -168,6 +187,7 @@ class Cluster:
                     "bin_dir": str(bin_dir),
                     "kubeconfig": str(self.kubeconfig),
                     "nodes": self.nodes,
+                    "node": self.node,
                 },
                 indent=2,
             )
@@ -189,6 +209,12 @@ class Cluster:
                 self._settle(Rest(api), deadline, started)
             finally:
                 api.close()  # type: ignore[no-untyped-call]
+            if self.node:
+                self.real_node().start(
+                    lambda name, argv: self._spawn(started, name, argv),
+                    lambda what, ready: self._wait(what, deadline, started, ready),
+                    self.kubectl,
+                )
         except BaseException:
             self.stop(remove=False)
             raise
@@ -212,28 +238,22 @@ class Cluster:
             lambda: _exists(rest, f"{SC_PATH}/{STORAGE_CLASS}"),
         )
 
-    def start_podlet(self, index: int = 0, timeout: float = 60.0) -> str:
-        """Run podlet ``podlet-<index>`` (a node agent whose pods really run under podman,
-        a stand-in for a kubelet: see :mod:`vpes_devcluster.podlet`) as one more recorded
-        component; return its node name once the node is Ready. ``stop()`` stops it,
-        and so removes its containers, with the rest."""
-        name, argv = podlet_component.prepare(self.state_dir, self.server, index)
-        started = self.processes()
-        self._spawn(started, name, argv, _python_env())
-        rest = self.rest()
-        try:
-            ready = lambda: podlet_component.node_ready(rest, name)  # noqa: E731
-            self._wait(f"node {name}", time.monotonic() + timeout, started[-1:], ready)
-        finally:
-            rest.api.close()  # type: ignore[no-untyped-call]
-        return name
-
     def stop(self, remove: bool = False) -> None:
         """Stop every recorded process, newest first (SIGTERM, then SIGKILL), with its
         children. With ``remove``, delete the state directory afterwards."""
         recorded = self.processes()
+        node = self.real_node() if self.node else None
+        if node is not None and recorded:
+            # Nothing may recreate or reschedule pods while the node drains.
+            controllers = [
+                p for p in recorded if p.name in ("kube-controller-manager", "kube-scheduler")
+            ]
+            procs.stop(controllers, popens=self._popens)
+            node.drain(self.kubectl)
         procs.stop(reversed(recorded), popens=self._popens)
         self._popens.clear()
+        if node is not None:
+            node.cleanup()
         if remove:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         elif self.pids_file.exists():
@@ -250,6 +270,13 @@ class Cluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def real_node(self) -> Node:
+        """The real node's handle (its processes are this cluster's)."""
+        keys = pki.Pki(self.state_dir / "pki")
+        return Node(
+            self.state_dir / "node", self.bin_dir, keys.ca.cert, self.state_dir / "kubeconfig"
+        )
 
     # -- using it -----------------------------------------------------------------------
 

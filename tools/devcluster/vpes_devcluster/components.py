@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from vpes_devcluster.node_config import NODE_IP
 from vpes_devcluster.pki import Pki
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -25,6 +26,7 @@ class Layout:
     etcd_client_port: int
     etcd_peer_port: int
     apiserver_port: int
+    node: bool = False
 
     @property
     def etcd_url(self) -> str:
@@ -65,18 +67,43 @@ def etcd(lay: Layout) -> list[str]:
 
 
 def kube_apiserver(lay: Layout) -> list[str]:
+    return [*_apiserver_common(lay), *(_apiserver_node(lay) if lay.node else _apiserver_local())]
+
+
+def _apiserver_local() -> list[str]:
+    return [
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        "--authorization-mode=RBAC",
+    ]
+
+
+def _apiserver_node(lay: Layout) -> list[str]:
+    """Pods reach the API server through the `kubernetes` Service at the node's
+    address; it reaches the kubelet (logs, exec, port-forward) at the node's InternalIP;
+    the kubelet is authorised as its Node."""
+    kubelet_client = lay.pki.client("kube-apiserver-kubelet-client")
+    return [
+        "--bind-address=0.0.0.0",
+        f"--advertise-address={NODE_IP}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-client-certificate={kubelet_client.cert}",
+        f"--kubelet-client-key={kubelet_client.key}",
+    ]
+
+
+def _apiserver_common(lay: Layout) -> list[str]:
     pki = lay.pki
     return [
         str(lay.bin_dir / "kube-apiserver"),
         f"--etcd-servers={lay.etcd_url}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
         f"--secure-port={lay.apiserver_port}",
         f"--cert-dir={lay.state / 'apiserver-certs'}",
         f"--tls-cert-file={pki.serving.cert}",
         f"--tls-private-key-file={pki.serving.key}",
         f"--client-ca-file={pki.ca.cert}",
-        "--authorization-mode=RBAC",
         "--anonymous-auth=false",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--service-account-issuer={ISSUER}",

@@ -1,15 +1,16 @@
-"""`make demo`: a local control plane, vpes installed, the operator, a sample customer
-whose mail server really runs and really takes and serves mail.
+"""`make demo`: a local control plane with a real node, vpes installed, the operator,
+two customers whose mail servers really run side by side and take and serve mail.
 
     python -m vpes_devcluster.demo up   [--state DIR]   everything, then a mail in and out
     python -m vpes_devcluster.demo down [--state DIR]   stop all of it
 
-`up` starts the control plane with a podlet (its pods really run, under podman:
-a stand-in for a kubelet), an S3 server for backups (moto's, on loopback),
-the operator as the chart's ServiceAccount, and the billing service against
-stripe-mock; applies the sample plan and customer; waits until the customer's
-server is Ready; sends it a message over SMTP and reads it back over IMAP; and
-backs it up. Everything keeps running after `up` returns, so the demo can be
+`up` starts the control plane with a real node (kubelet on containerd, kube-proxy,
+CoreDNS, kube-router enforcing NetworkPolicy), an S3 server for backups (moto's,
+on the node's address), the operator as the chart's ServiceAccount, and the
+billing service against stripe-mock; applies two plans and two customers (Alice
+on Personal, Carol on Family, each in a namespace of its own); waits until both
+servers are Ready; sends each a message through its Service and reads it back
+over IMAP; and backs Alice's up. Everything keeps running after `up` returns, so the demo can be
 explored with kubectl and any mail client (the command prints how).
 """
 
@@ -32,6 +33,8 @@ from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip
 from .errors import ClusterError
+from .node import build_images
+from .node_config import NODE_IP, POD_CIDR
 from .platform import OPERATOR_NAMESPACE, install_platform
 from .s3 import S3Server
 
@@ -39,6 +42,18 @@ SAMPLE_NAMESPACE = "customer-alice"
 SAMPLE = "alice"
 SAMPLE_ADDRESS = "alice@example.org"
 SAMPLE_PASSWORD = "correct-horse-battery-staple"  # noqa: S105 (examples/server-alice.yaml)
+# (namespace, server, login, password, plan file, server file)
+CUSTOMERS = (
+    (SAMPLE_NAMESPACE, SAMPLE, SAMPLE_ADDRESS, SAMPLE_PASSWORD, "plan-personal", "server-alice"),
+    (
+        "customer-carol",
+        "carol",
+        "carol@example.com",
+        "staple-battery-horse-correct",  # examples/server-carol.yaml
+        "plan-family",
+        "server-carol",
+    ),
+)
 SAMPLE_PRICE = "price_personal"  # examples/plan-personal.yaml
 S3_SECRET = "vpes-backup-s3"  # noqa: S105 (a Secret's name)
 
@@ -55,17 +70,6 @@ def _operator_pid(state: Path) -> int | None:
     return pid if b"vpes_operator" in cmdline else None
 
 
-def build_images() -> dict[str, str]:
-    """The tenant and backup images (built once, then cached by images/build.sh)."""
-    out = subprocess.run(
-        ["bash", str(repo_root() / "images" / "build.sh"), "tenant", "backup"],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    ).stdout.split()
-    return dict(zip(("tenant", "backup"), out, strict=True))
-
-
 def start_s3(state: Path) -> S3Server:
     """The demo's S3 server; its address and keys in state/s3.json while it runs."""
     record = state / "s3.json"
@@ -74,11 +78,12 @@ def start_s3(state: Path) -> S3Server:
         if _alive(int(saved["pid"]), b"moto_server"):
             return S3Server(
                 state / "s3",
+                host=NODE_IP,
                 port=int(saved["port"]),
                 access_key_id=saved["key"],
                 secret_access_key=saved["secret"],
             )
-    s3 = S3Server(state / "s3")
+    s3 = S3Server(state / "s3", host=NODE_IP)  # the backup Jobs' pods reach it there
     s3.start(detach=True)
     assert s3.proc is not None
     record.write_text(
@@ -105,8 +110,7 @@ def _alive(pid: int, marker: bytes) -> bool:
 def operator_env(images: dict[str, str], s3: S3Server) -> dict[str, str]:
     return {
         "VPES_TENANT_IMAGE": images["tenant"],
-        "VPES_TENANT_NODE_SELECTOR": "type=podlet",
-        "VPES_EDGE_NETWORKS": "127.0.0.0/8",
+        "VPES_EDGE_NETWORKS": POD_CIDR,
         "VPES_DNS_DEFAULT_PROVIDER": "manual",
         "VPES_BACKUP_IMAGE": images["backup"],
         "VPES_BACKUP_S3_BUCKET": s3.bucket,
@@ -132,15 +136,15 @@ def start_operator(state: Path, kubeconfig: Path, env: dict[str, str]) -> int:
     return proc.pid
 
 
-def wait_ready(cluster: Cluster, timeout: float = 300) -> None:
+def wait_ready(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = cluster.kubectl(
             "get",
             "pms",
-            SAMPLE,
+            name,
             "-n",
-            SAMPLE_NAMESPACE,
+            namespace,
             "-o",
             "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
             check=False,
@@ -148,7 +152,14 @@ def wait_ready(cluster: Cluster, timeout: float = 300) -> None:
         if out.stdout.strip() == "True":
             return
         time.sleep(1)
-    raise ClusterError(f"the sample server did not become Ready within {timeout:.0f}s")
+    raise ClusterError(f"server {namespace}/{name} did not become Ready within {timeout:.0f}s")
+
+
+def service_ip(cluster: Cluster, namespace: str, name: str) -> str:
+    out = cluster.kubectl(
+        "get", "service", name, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}"
+    )
+    return out.stdout.strip()
 
 
 def s3_secret(s3: S3Server) -> str:
@@ -203,12 +214,12 @@ def start_billing(cluster: Cluster, state: Path) -> str:
 def up(state: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
     print("building the tenant and backup images (once; then cached) ...", flush=True)
-    images = build_images()
-    cluster = Cluster(state / "cluster")
+    images = build_images("tenant", "backup")
+    cluster = Cluster(state / "cluster", nodes=0, node=True)
     if not cluster.running():
-        print("starting the control plane and a podlet ...", flush=True)
+        print("starting the control plane and a real node ...", flush=True)
         cluster.start()
-        cluster.start_podlet()
+    cluster.real_node().import_images(images.values())
     print("installing vpes (CRDs, RBAC) ...", flush=True)
     kubeconfig = install_platform(cluster)
     s3 = start_s3(state)
@@ -216,40 +227,41 @@ def up(state: Path) -> int:
     pid = start_operator(state, kubeconfig, operator_env(images, s3))
     print(f"operator running (pid {pid}, log {state / 'operator.log'})", flush=True)
     examples = repo_root() / "examples"
-    cluster.kubectl("apply", "--server-side", "-f", str(examples / "plan-personal.yaml"))
-    cluster.kubectl("apply", "--server-side", "-f", str(examples / "server-alice.yaml"))
-    print("waiting for the sample customer's mail server to be Ready ...", flush=True)
-    wait_ready(cluster)
+    for *_, plan, server in CUSTOMERS:
+        for doc in (plan, server):
+            cluster.kubectl("apply", "--server-side", "-f", str(examples / f"{doc}.yaml"))
+    print("waiting for both customers' mail servers to be Ready ...", flush=True)
+    for namespace, name, *_ in CUSTOMERS:
+        wait_ready(cluster, namespace, name)
     print(cluster.kubectl("get", "vpes", "-A").stdout)
-    print(cluster.kubectl("get", "pms", "-A", "-o", "wide").stdout)
-    subject = round_trip("127.0.0.1", SAMPLE_ADDRESS, SAMPLE_PASSWORD)
-    print(f"mail works: {subject!r} went in over SMTP (127.0.0.1:25) and was read over IMAP")
+    print(cluster.kubectl("get", "pods", "-A", "-o", "wide").stdout)
+    for namespace, name, address, password, *_ in CUSTOMERS:
+        host = service_ip(cluster, namespace, name)
+        subject = round_trip(host, address, password)
+        print(f"{name}: {subject!r} went in over SMTP ({host}:25) and was read over IMAP")
     print(f"backed up to S3: {backup_sample(cluster)}", flush=True)
     url = start_billing(cluster, state)
     print(f"billing (Stripe test mode, stripe-mock): sign up at {url}/signup")
-    shown = cluster.kubectl(
-        "get",
-        "secret",
-        f"{SAMPLE}-initial-passwords",
-        "-n",
-        SAMPLE_NAMESPACE,
-        "-o",
-        "jsonpath={.data.passwords\\.json}",
-        check=False,
-    ).stdout
-    if shown:
-        passwords = json.loads(base64.b64decode(shown))
-        print("generated passwords (shown once, in Secret alice-initial-passwords):")
-        for address in sorted(passwords):
-            print(f"  {address}")
-    print("read mail with any client: IMAP 127.0.0.1:993 (TLS, self-signed), SMTP 127.0.0.1:25,")
-    print(f"  submission 127.0.0.1:465/587; login {SAMPLE_ADDRESS} / {SAMPLE_PASSWORD}")
+    _print_access(cluster)
+    return 0
+
+
+def _print_access(cluster: Cluster) -> None:
     print("explore it with:")
     print(f"  export KUBECONFIG={shlex.quote(str(cluster.kubeconfig))}")
     print(f'  export PATH={shlex.quote(str(cluster.bin_dir))}:"$PATH"')
     print("  kubectl get vpes -A; kubectl describe pms alice -n customer-alice")
+    for namespace, name, address, password, *_ in CUSTOMERS:
+        host = service_ip(cluster, namespace, name)
+        print(f"{name} ({address} / {password}):")
+        print(f"  kubectl logs -n {namespace} statefulset/{name}")
+        print(f"  kubectl exec -it -n {namespace} {name}-0 -- bash")
+        print(f"  mail client on this machine: IMAP {host}:993, SMTP {host}:25 (its Service's")
+        print(
+            "  ClusterIP, which kube-proxy routes here), or from elsewhere through a port-forward:"
+        )
+        print(f"  kubectl port-forward -n {namespace} service/{name} 10993:993 10025:25")
     print("stop it with: make demo-down")
-    return 0
 
 
 def down(state: Path) -> int:

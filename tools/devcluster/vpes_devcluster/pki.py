@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from vpes_devcluster.node_config import NODE_IP, NODE_NAME
+
 VALIDITY = dt.timedelta(days=365)
 SERVICE_IP = "10.96.0.1"
 SERVING_DNS_NAMES = (
@@ -22,7 +24,7 @@ SERVING_DNS_NAMES = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-SERVING_IPS = ("127.0.0.1", SERVICE_IP)
+SERVING_IPS = ("127.0.0.1", SERVICE_IP, NODE_IP)
 
 # name -> (common name, organisations); the name is also the file stem.
 CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -31,6 +33,12 @@ CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kube-scheduler": ("system:kube-scheduler", ()),
     "kwok": ("vpes:devcluster-kwok", ("system:masters",)),
     "provisioner": ("vpes:devcluster-provisioner", ("system:masters",)),
+    # The real node: the kubelet as its Node (Node authorizer), kube-proxy as the
+    # user the bootstrap RBAC binds to system:node-proxier, kube-router (dev only).
+    "kubelet": (f"system:node:{NODE_NAME}", ("system:nodes",)),
+    "kube-proxy": ("system:kube-proxy", ()),
+    "kube-router": ("vpes:devcluster-kube-router", ("system:masters",)),
+    "kube-apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ()),
 }
 
 

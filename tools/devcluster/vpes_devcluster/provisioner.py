@@ -185,7 +185,11 @@ class HostPathProvisioner:
     def _provision(self, claim: Obj) -> None:
         volume = persistent_volume(claim, self.root)
         name = volume["metadata"]["name"]
-        (self.root / name).mkdir(parents=True, exist_ok=True)
+        directory = self.root / name
+        directory.mkdir(parents=True, exist_ok=True)
+        # The kubelet applies no fsGroup to hostPath volumes: like Rancher's
+        # local-path-provisioner, leave the directory writable by the pod's user.
+        directory.chmod(0o777)
         try:
             created = self.rest.create(PV_PATH, volume)
         except ApiError as exc:
