@@ -58,16 +58,26 @@ def _managed() -> dict[str, str]:
     return {n.LABEL_MANAGED_BY: n.MANAGED_BY}
 
 
+def _meta(
+    name: str,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> JSON:
+    given = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def namespace(signup: Signup) -> JSON:
     """The customer's namespace, labelled and annotated with what links it to Stripe."""
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {
-            "name": signup.namespace,
-            "labels": {**link_labels(signup), n.LABEL_TENANT: "true"},
-            "annotations": link_annotations(signup),
-        },
+        "metadata": _meta(
+            signup.namespace,
+            labels={**link_labels(signup), n.LABEL_TENANT: "true"},
+            annotations=link_annotations(signup),
+        ),
     }
 
 
@@ -76,11 +86,7 @@ def role_binding(namespace_name: str, settings: Settings) -> JSON:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": {
-            "name": n.TENANT_ROLE_BINDING,
-            "namespace": namespace_name,
-            "labels": _managed(),
-        },
+        "metadata": _meta(n.TENANT_ROLE_BINDING, namespace_name, _managed()),
         "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "ClusterRole",
@@ -128,11 +134,7 @@ def resource_quota(namespace_name: str, plan: Plan) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
-        "metadata": {
-            "name": n.QUOTA_NAME,
-            "namespace": namespace_name,
-            "labels": {**_managed(), "vpes.io/plan": plan.name},
-        },
+        "metadata": _meta(n.QUOTA_NAME, namespace_name, {**_managed(), "vpes.io/plan": plan.name}),
         "spec": {"hard": quota(plan.spec)},
     }
 
@@ -142,11 +144,7 @@ def first_password(namespace_name: str, password: str) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": n.FIRST_PASSWORD_SECRET,
-            "namespace": namespace_name,
-            "labels": _managed(),
-        },
+        "metadata": _meta(n.FIRST_PASSWORD_SECRET, namespace_name, _managed()),
         "type": "Opaque",
         "stringData": {"password": password},
     }
@@ -157,12 +155,9 @@ def server(signup: Signup, plan: Plan, *, suspended: bool) -> JSON:
     return {
         "apiVersion": API_VERSION,
         "kind": "PersonalMailServer",
-        "metadata": {
-            "name": n.SERVER_NAME,
-            "namespace": signup.namespace,
-            "labels": link_labels(signup),
-            "annotations": link_annotations(signup),
-        },
+        "metadata": _meta(
+            n.SERVER_NAME, signup.namespace, link_labels(signup), link_annotations(signup)
+        ),
         "spec": {
             "plan": plan.name,
             "suspended": suspended,
@@ -183,11 +178,11 @@ def domain_claim(settings: Settings, domain: str, subscription: str) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": n.domain_claim_name(domain),
-            "namespace": settings.namespace,
-            "labels": {**_managed(), n.LABEL_KIND: "domain-claim"},
-        },
+        "metadata": _meta(
+            n.domain_claim_name(domain),
+            settings.namespace,
+            {**_managed(), n.LABEL_KIND: "domain-claim"},
+        ),
         "data": {"domain": domain, "subscription": subscription},
     }
 
@@ -202,11 +197,7 @@ def billing_state(
     return {
         "apiVersion": API_VERSION,
         "kind": "PersonalMailServer",
-        "metadata": {
-            "name": server_meta["name"],
-            "namespace": server_meta["namespace"],
-            "annotations": annotations,
-        },
+        "metadata": _meta(server_meta["name"], server_meta["namespace"], annotations=annotations),
         "spec": spec,
     }
 
@@ -220,10 +211,6 @@ def final_backup(server_meta: JSON) -> JSON:
     return {
         "apiVersion": API_VERSION,
         "kind": "MailBackup",
-        "metadata": {
-            "name": final_backup_name(server_meta),
-            "namespace": server_meta["namespace"],
-            "labels": _managed(),
-        },
+        "metadata": _meta(final_backup_name(server_meta), server_meta["namespace"], _managed()),
         "spec": {"server": server_meta["name"], "trigger": "Final"},
     }

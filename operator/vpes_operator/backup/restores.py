@@ -258,26 +258,14 @@ def _end(
     )
 
 
-def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
-    status = MailRestoreStatus.model_validate(body.get("status") or {})
-    phase = status.phase
-    if phase in TERMINAL:
-        return Step()
-    try:
-        if phase != RestorePhase.RUNNING:
-            step = _start(kube, settings, body)
-            started = status.started_at or at_second(now)
-            step.status = _with(step.status, started_at=started)
-            return step
-        meta = body["metadata"]
-        job_name = str(status.job)
-        result = runner.outcome(kube, meta["namespace"], job_name)
-        if result is None:
-            return Step(retry_in=5)
-        if not result.ok:
-            step = _end(kube, body, now, False, result.reason, result.message)
-            step.finished_job = job_name
-            return step
+def _finish(kube: Kube, body: dict[str, Any], now: dt.datetime, job_name: str) -> Step:
+    """The restore Job's outcome, once it ended (else: look again soon)."""
+    result = runner.outcome(kube, body["metadata"]["namespace"], job_name)
+    if result is None:
+        return Step(retry_in=5)
+    if not result.ok:
+        step = _end(kube, body, now, False, result.reason, result.message)
+    else:
         step = _end(
             kube,
             body,
@@ -288,12 +276,25 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
             f"{result.total_bytes} bytes",
         )
         step.status = _with(step.status, files=result.files, restored_bytes=result.total_bytes)
-        step.finished_job = job_name
+    step.finished_job = job_name
+    return step
+
+
+def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
+    """The next step of the restore, from what is observed (none once it ended)."""
+    status = MailRestoreStatus.model_validate(body.get("status") or {})
+    if status.phase in TERMINAL:
+        return Step()
+    try:
+        if status.phase == RestorePhase.RUNNING:
+            return _finish(kube, body, now, str(status.job))
+        step = _start(kube, settings, body)
+        step.status = _with(step.status, started_at=status.started_at or at_second(now))
         return step
     except WaitingError as e:
         return Step(
             status=MailRestoreStatus(
-                phase=phase or RestorePhase.PENDING, message=f"{e.reason}: {e}"
+                phase=status.phase or RestorePhase.PENDING, message=f"{e.reason}: {e}"
             ),
             retry_in=e.delay,
         )
