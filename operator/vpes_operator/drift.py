@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import naming
+from .dns import ownership
 
 JSON = dict[str, Any]
 
@@ -146,3 +147,18 @@ def edited_children(
             if writer:
                 out[(str(meta.get("uid")), str(meta.get("resourceVersion")))] = writer
     return out
+
+
+def orphaned_dns(config_maps: Iterable[JSON], server_uids: Iterable[str]) -> list[JSON]:
+    """`<server>-dns` ConfigMaps being deleted whose server is gone, still held by
+    their finalizer: the server went without its DNS cleanup (its own finalizer
+    removed by hand, say), and nothing else would ever release them."""
+    alive = set(server_uids)
+    return [
+        meta
+        for meta in config_maps
+        if meta.get("deletionTimestamp")
+        and ownership.CM_FINALIZER in (meta.get("finalizers") or [])
+        and (meta.get("labels") or {}).get(naming.LABEL_COMPONENT) == "dns"
+        and owner_uid(meta) not in alive
+    ]

@@ -81,6 +81,12 @@ READY = Gauge(
     registry=REGISTRY,
 )
 
+DNS_RECORDS_LEFT = Counter(
+    "vpes_dns_records_left_total",
+    "Records of deleted servers left in DNS after removing them kept failing "
+    "(each is named in the log and in an event).",
+    registry=REGISTRY,
+)
 DRIFT_CORRECTIONS = Counter(
     "vpes_drift_corrections_total",
     "Servers reconciled again because a child was deleted or edited by hand.",

@@ -93,6 +93,9 @@ class OperatorSettings(BaseModel):
     # Re-verification: a kopf timer ticks; a check runs when due. Failing
     # checks back off from min to max; passing ones repeat every ok interval.
     dns_verify_tick: float = Field(default=15.0, gt=0)
+    # Attempts to remove a deleted server's records before the deletion goes on
+    # and what is left is reported (5 s doubling to 5 min between attempts).
+    dns_cleanup_attempts: int = Field(default=20, ge=1, le=100)
     dns_verify_min_interval: float = Field(default=30.0, gt=0)
     dns_verify_max_interval: float = Field(default=3600.0, gt=0)
     dns_verify_ok_interval: float = Field(default=21600.0, gt=0)

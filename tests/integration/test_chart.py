@@ -470,6 +470,7 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
         "VpesDNSVerificationFailing",
         "VpesOperatorErrors",
         "VpesOperatorNotProcessing",
+        "VpesDNSRecordsLeftBehind",
         "VpesOperatorStalled",
     }
     not_ready = alerts["VpesTenantNotReady"]

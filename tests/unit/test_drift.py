@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from vpes_operator import drift, naming
+from vpes_operator.dns import ownership
 
 pytestmark = pytest.mark.unit
 OURS = "vpes-operator"
@@ -79,3 +80,31 @@ def test_servers_being_deleted_or_never_handled_are_left_alone() -> None:
     gone = server(deletionTimestamp="2026-12-02T00:00:00Z")
     new = {**server(name="n", uid="u2"), "finalizers": []}
     assert find([gone, new], {}) == []
+
+
+def dns_cm(owner: str, **meta: Any) -> dict[str, Any]:
+    return {
+        "name": "s-dns",
+        "namespace": "ns",
+        "labels": {naming.LABEL_COMPONENT: "dns"},
+        "finalizers": [ownership.CM_FINALIZER],
+        "ownerReferences": [{"kind": "PersonalMailServer", "uid": owner, "name": "s"}],
+        **meta,
+    }
+
+
+def test_a_dns_config_map_whose_server_went_without_cleanup_is_an_orphan() -> None:
+    gone = dns_cm("u-gone", deletionTimestamp="2026-12-02T00:00:00Z")
+    assert drift.orphaned_dns([gone], ["u1"]) == [gone]
+
+
+@pytest.mark.parametrize(
+    "cm",
+    [
+        dns_cm("u1", deletionTimestamp="2026-12-02T00:00:00Z"),  # its server still cleans up
+        dns_cm("u-gone"),  # not being deleted: a server created since the list, say
+        dns_cm("u-gone", deletionTimestamp="x", finalizers=[]),  # already released
+    ],
+)
+def test_other_dns_config_maps_are_left_alone(cm: dict[str, Any]) -> None:
+    assert drift.orphaned_dns([cm], ["u1"]) == []

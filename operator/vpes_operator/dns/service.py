@@ -314,8 +314,15 @@ def _write_status(
     return update_server_status(kube, owner.namespace, owner.name, mutate).events
 
 
-def cleanup(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> list[DNSError]:
-    """Remove every record this server published (only those); release the ownership ConfigMap."""
+def cleanup(
+    kube: Kube, settings: OperatorSettings, body: dict[str, Any], *, final: bool = False
+) -> list[DNSError]:
+    """Remove every record this server published (only those); release the ownership ConfigMap.
+
+    On the `final` attempt the ConfigMap is released even when some records
+    could not be removed: nothing stays Terminating forever; the caller reports
+    what was left in DNS (the problems returned).
+    """
     owner = owner_of(body)
     owned = ownership.read(kube, owner.namespace, owner.name)
     problems: list[DNSError] = []
@@ -328,8 +335,13 @@ def cleanup(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> lis
             owned = result.owned
         except DNSError as e:
             problems = [e]
-    if problems:
-        ownership.write(kube, owner, owned)
-        return problems
-    ownership.write(kube, owner, owned, keep=False)
-    return []
+    ownership.write(kube, owner, owned, keep=bool(problems) and not final)
+    return problems
+
+
+def cleanup_orphan(kube: Kube, settings: OperatorSettings, cm: dict[str, Any]) -> list[DNSError]:
+    """The last attempt for a `<server>-dns` ConfigMap whose server is gone without its
+    cleanup (its finalizer removed by hand, say): remove the records, release it."""
+    ref = next(r for r in cm.get("ownerReferences") or [] if r.get("kind") == "PersonalMailServer")
+    body = {"metadata": {"name": ref["name"], "namespace": cm["namespace"], "uid": ref["uid"]}}
+    return cleanup(kube, settings, body, final=True)

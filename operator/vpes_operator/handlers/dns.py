@@ -7,6 +7,7 @@ A kopf timer ticks for every server; a check runs only when its back-off
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -21,6 +22,9 @@ from .events import post
 PLURAL = "personalmailservers"
 # The tick is read once, at import: kopf fixes a timer's interval when it registers it.
 TICK = OperatorSettings.from_env().dns_verify_tick
+# Attempts to remove a deleted server's records (back-off 5 s doubling to 5 min).
+ATTEMPTS = OperatorSettings.from_env().dns_cleanup_attempts
+log = logging.getLogger(__name__)
 
 
 SCHEDULE = Schedule()
@@ -70,22 +74,32 @@ async def dns_timer(
     post(body, outcome.events)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, id="dns-cleanup", retries=20)
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="dns-cleanup", retries=ATTEMPTS)
 def dns_cleanup(
     body: kopf.Body, meta: kopf.Meta, memo: Any, retry: int, logger: kopf.Logger, **_: Any
 ) -> None:
-    """Remove the records the server published (its finalizer holds the deletion until then)."""
+    """Remove the records the server published (its finalizer holds the deletion until then).
+
+    After the last attempt the deletion goes on (nothing stays Terminating
+    forever) and what was left in DNS is reported: an event, the log, a metric.
+    """
     uid = str(meta.get("uid"))
     SCHEDULE.forget(uid)
     # The server's series goes with it: a deleted tenant is not a failing one.
     metrics.DNS_VERIFICATION_FAILURES.remove(str(meta.get("namespace")), str(meta.get("name")))
+    final = retry >= ATTEMPTS - 1
     with SCHEDULE.run_lock(uid):  # a publish still running finishes first
-        problems = service.cleanup(memo.kube, memo.settings, dict(body))
+        problems = service.cleanup(memo.kube, memo.settings, dict(body), final=final)
     if not problems:
         return
     text = "; ".join(p.message for p in problems)
-    if retry >= 19:
-        logger.error("giving up removing the DNS records of %s: %s", meta.get("name"), text)
+    if final:
+        report_left(f"{meta.get('namespace')}/{meta.get('name')}", text, len(problems))
         kopf.warn(body, reason="DNSCleanupFailed", message=f"records left in DNS: {text}")
         return
     raise kopf.TemporaryError(f"DNS records not removed yet: {text}", delay=min(5 * 2**retry, 300))
+
+
+def report_left(server: str, text: str, count: int) -> None:
+    log.error("gave up removing the DNS records of %s; left in DNS: %s", server, text)
+    metrics.DNS_RECORDS_LEFT.inc(count)

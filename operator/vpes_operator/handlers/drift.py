@@ -1,5 +1,6 @@
 """The drift sweep: servers whose children were deleted or edited by hand are
-reconciled again (see `drift.py`), every `drift_interval_seconds`.
+reconciled again (see `drift.py`), every `drift_interval_seconds`; the DNS
+ConfigMaps of servers that went without their cleanup get it, and are released.
 
 A drifted server is "kicked" by writing the annotation `vpes.io/drift` (what
 was found, and when) on it: kopf sees the change and runs the server's update
@@ -20,7 +21,9 @@ import kopf
 from .. import API_VERSION, drift, health, metrics, naming
 from ..clients import inventory
 from ..clients.kube import Kube
+from ..dns import service
 from ..settings import OperatorSettings
+from .dns import report_left
 
 log = logging.getLogger(__name__)
 ANNOTATION = f"{naming.PREFIX}/drift"
@@ -54,6 +57,7 @@ class Sweeper:
             for meta in inventory.list_metadata(self.kube, path)
         ]
         children = self.children()
+        self.release_orphans(children["ConfigMap"], [s.uid for s in servers])
         found = drift.find(servers, children, self.settings.field_manager, self.reported)
         # An edit a reconcile cannot take back is reported once per version of the child.
         self.reported = drift.edited_children(children, self.settings.field_manager)
@@ -72,6 +76,14 @@ class Sweeper:
             kicked.append(d)
         self.kicked = {u: t for u, t in self.kicked.items() if u in uids.values()}
         return kicked
+
+    def release_orphans(self, config_maps: list[dict[str, Any]], uids: list[str]) -> None:
+        for cm in drift.orphaned_dns(config_maps, uids):
+            where = f"{cm.get('namespace')}/{cm.get('name')}"
+            log.warning("DNS ConfigMap %s outlived its server: last cleanup, then released", where)
+            problems = service.cleanup_orphan(self.kube, self.settings, cm)
+            if problems:
+                report_left(where, "; ".join(p.message for p in problems), len(problems))
 
     def kick(self, d: drift.Drift) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

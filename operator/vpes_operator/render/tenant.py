@@ -116,6 +116,9 @@ TLS12_CIPHERS = ":".join(
 
 # Process limits: a personal server has a handful of users.
 POSTFIX_PROCESS_LIMIT = 8
+# One client may hold at most this many of a service's processes at once, so
+# that a client holding idle connections leaves room for at least three others.
+SMTPD_CLIENT_CONNECTIONS = 2
 DOVECOT_PROCESS_LIMIT = 16
 IMAP_PROCESS_LIMIT = 48
 POP3_PROCESS_LIMIT = 8
@@ -229,6 +232,7 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         "vmail_uid": VMAIL_UID,
         "vmail_gid": VMAIL_GID,
         "postfix_process_limit": POSTFIX_PROCESS_LIMIT,
+        "smtpd_client_connections": SMTPD_CLIENT_CONNECTIONS,
         "dovecot_process_limit": DOVECOT_PROCESS_LIMIT,
         "imap_process_limit": IMAP_PROCESS_LIMIT,
         "pop3_process_limit": POP3_PROCESS_LIMIT,
