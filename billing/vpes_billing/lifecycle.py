@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from vpes_operator.models.backup import RequestPhase
+
 from . import naming as n
 from .stripe_gateway import ACTIVE, DELINQUENT, ENDED, SubscriptionState
 
@@ -104,7 +106,7 @@ def removal(final_backup_phase: str | None, overdue_seconds: float, wait_seconds
     (`overdue_seconds`): a Failed backup is not taken again by itself, and deleting
     the namespace would delete the only copy of the mail.
     """
-    if final_backup_phase == "Completed":
+    if final_backup_phase == RequestPhase.COMPLETED:
         return Removal.REMOVE
     if overdue_seconds >= wait_seconds:
         return Removal.GIVE_UP

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from vpes_operator.clients.kube import ApiError, Kube
+from vpes_operator.models.backup import RequestPhase
 from vpes_operator.models.common import DOMAIN_PATTERN, MAILBOX_ADDRESS_PATTERN
 
 from . import naming as n
@@ -306,7 +307,7 @@ class BillingService:
         phase = tenant.final_backup_phase(self.kube, server)
         if phase:
             notes[n.ANNOTATION_FINAL_BACKUP_PHASE] = phase
-        if phase == "Failed" and marks.get(n.ANNOTATION_FINAL_BACKUP_PHASE) != "Failed":
+        if phase == RequestPhase.FAILED and marks.get(n.ANNOTATION_FINAL_BACKUP_PHASE) != phase:
             self.metrics.errors.labels("final-backup-failed").inc()
             log.error(
                 "subscription %s: the final backup of %s/%s failed; its namespace is kept "

@@ -144,7 +144,7 @@ class TenantCollector(Collector):
         counts: dict[tuple[str, str], int] = {}
         now = dt.datetime.now(dt.UTC)
         for s in self.summaries():
-            key = (s.phase or "Pending", s.plan or "")
+            key = (s.phase or Phase.PENDING.value, s.plan or "")
             counts[key] = counts.get(key, 0) + 1
             labels = [s.namespace, s.name]
             ready.add_metric(labels, 1.0 if s.ready else 0.0)

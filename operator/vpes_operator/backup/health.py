@@ -9,6 +9,7 @@ from .. import API_VERSION, naming
 from ..clients.kube import Kube
 from ..clients.status import Written, update_server_status
 from ..conditions import Cond, set_condition, timestamp
+from ..models.backup import RequestPhase
 from ..models.conditions import ConditionType, Reason
 from ..models.plan import MailPlanSpec
 from ..models.server import BackupRef, PersonalMailServerStatus
@@ -128,7 +129,7 @@ def forgotten(backups: list[dict[str, Any]], server: str, remaining: tuple[str, 
         snapshot = str(status.get("snapshotId") or "")
         if spec.get("server") != server or spec.get("trigger") != "Schedule" or not snapshot:
             continue
-        if status.get("phase") == "Completed" and not any(
+        if status.get("phase") == RequestPhase.COMPLETED and not any(
             s.startswith(snapshot) or snapshot.startswith(s) for s in remaining
         ):
             out.append(str(backup["metadata"]["name"]))

@@ -17,7 +17,7 @@ import kopf
 
 from .. import API_VERSION, GROUP, VERSION, metrics
 from ..backup import backups, cron, restores, schedule
-from ..models.backup import MailBackupStatus
+from ..models.backup import MailBackupStatus, RequestPhase
 from ..models.conditions import ConditionType
 from ..models.plan import MailPlanSpec
 from ..settings import OperatorSettings
@@ -44,7 +44,7 @@ def _report(body: kopf.Body, step: backups.Step, kind: str, terminal: tuple[str,
     post(body, step.events)
     phase = step.phase
     if phase in terminal:
-        result = "Completed" if phase == "Completed" else step.events[0].reason
+        result = "Completed" if phase == RequestPhase.COMPLETED else step.events[0].reason
         metrics.BACKUP_RESULTS.labels(kind, result).inc()
     return phase
 
@@ -57,7 +57,7 @@ def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     step = backups.advance(memo.kube, memo.settings, dict(body), now)
     backups.write(memo.kube, dict(body), step)
     phase = _report(body, step, "backup", backups.TERMINAL)
-    if phase == "Completed":
+    if phase == RequestPhase.COMPLETED:
         _completed(memo, dict(body), step, now)
 
 

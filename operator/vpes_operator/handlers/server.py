@@ -8,6 +8,7 @@ import kopf
 
 from .. import GROUP, VERSION, health, metrics, reconcile
 from ..errors import ConfigError, WaitingError
+from . import backup
 from .backup import NO_INDEX
 from .events import post
 
@@ -67,7 +68,5 @@ def server_deleted(
     hooks in: the server's backups are kept for the provider's retention (or
     removed now), its DNS records go in the DNS handler.
     """
-    from . import backup
-
     backup.server_deleted(memo, dict(body), logger)
     logger.info("server %s/%s deleted; its objects are garbage-collected", namespace, name)

@@ -34,7 +34,7 @@ class Kind:
 
 def _ready(priority: int = 0) -> dict[str, Any]:
     return {
-        "name": "Ready",
+        "name": ConditionType.READY.value,
         "type": "string",
         "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.READY}")].status',
         "priority": priority,

@@ -129,13 +129,8 @@ class StripeMock:
         self._start(self.fixtures)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            _terminate(self.proc)
         self.proc = None
         (self.workdir / "stripe-mock.pid").unlink(missing_ok=True)
 
