@@ -180,19 +180,14 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
         _new_server(
             kube, settings, namespace, spec.target, name, repository, snapshot, s3.credentials
         )
+        created = f"created {spec.target} from"
         return Step(
             status=MailRestoreStatus(
                 phase=RestorePhase.PENDING,
-                message=f"created {spec.target} from the backup; waiting for its volume",
+                message=f"{created} the backup; waiting for its volume",
                 snapshot_id=snapshot,
             ),
-            events=[
-                Event(
-                    "Normal",
-                    Reason.SERVER_CREATED,
-                    f"created {spec.target} from snapshot {snapshot}",
-                )
-            ],
+            events=[Event("Normal", Reason.SERVER_CREATED, f"{created} snapshot {snapshot}")],
             retry_in=3,
         )
     _check_fits(kube, spec, target, bstatus.total_bytes or 0)
