@@ -70,10 +70,18 @@ def gather(
     dkim_bits: int,
     dkim_ed25519: bool = False,
     now: dt.datetime | None = None,
+    shown: dict[str, str] | None = None,
 ) -> Material:
-    """The material for `spec`, from what is `stored` (decoded Secret data) plus what is new."""
+    """The material for `spec`, from what is `stored` (decoded Secret data) plus what is new.
+
+    `shown` holds the generated passwords the initial-passwords Secret still
+    shows: a mailbox with no stored hash yet takes its password from there
+    rather than a new one, so a reconcile cut short between the two Secrets
+    never leaves a shown password that does not work.
+    """
     m = Material()
-    missing, invalid = _passwords(m, spec, _previous_hashes(stored), read_secret, bcrypt_rounds)
+    previous = _previous_hashes(stored)
+    missing, invalid = _passwords(m, spec, previous, read_secret, bcrypt_rounds, shown or {})
     for domain in sorted(spec.domains):
         pem = stored.get(dkim_key_name(domain))
         m.dkim_keys[domain] = pem or crypto.generate_dkim_key(dkim_bits)
@@ -92,6 +100,7 @@ def _passwords(
     previous: dict[str, dict[str, str]],
     read_secret: SecretReader,
     bcrypt_rounds: int,
+    shown: dict[str, str],
 ) -> tuple[list[str], list[str]]:
     """Each mailbox's password hash into `m`; the mailboxes whose Secret is missing, and
     those whose password is unusable (both keep their previous hash meanwhile)."""
@@ -105,7 +114,7 @@ def _passwords(
             if old and old["source"] == GENERATED:
                 m.password_hashes[address] = old["hash"]
             else:
-                password = crypto.generate_password()
+                password = shown.get(address) or crypto.generate_password()
                 m.generated_passwords[address] = password
                 m.password_hashes[address] = crypto.hash_password(password, bcrypt_rounds)
             m.password_sources[address] = GENERATED

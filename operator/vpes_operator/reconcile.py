@@ -88,6 +88,8 @@ def _material(
 ) -> tuple[credentials.Material, WaitingError | None]:
     """The server's secret material, and what it still waits for (a password Secret)."""
     stored = kube.get("v1", "Secret", owner.namespace, naming.credentials_secret(owner.name))
+    shown = _shown_passwords(kube, owner)
+    waiting: WaitingError | None = None
     try:
         material = credentials.gather(
             spec,
@@ -97,29 +99,31 @@ def _material(
             bcrypt_rounds=settings.bcrypt_rounds,
             dkim_bits=settings.dkim_key_bits,
             dkim_ed25519=settings.dkim_ed25519,
+            shown=shown,
         )
     except credentials.MissingPasswordsError as e:
-        return e.material, e
-    return material, None
+        material, waiting = e.material, e
+    _keep_shown_passwords(shown, material)
+    return material, waiting
 
 
-def _keep_shown_passwords(kube: Kube, owner: Owner, material: credentials.Material) -> None:
-    """Generated passwords are shown once: keep showing the ones still unread (their
-    Secret not deleted), drop those of removed mailboxes."""
+def _shown_passwords(kube: Kube, owner: Owner) -> dict[str, str]:
+    """The generated passwords the initial-passwords Secret shows (until it is deleted)."""
     shown = kube.get("v1", "Secret", owner.namespace, naming.initial_passwords_secret(owner.name))
-    if shown is None:
-        return
     try:
         old = json.loads(_decode(shown).get("passwords.json") or "{}")
     except json.JSONDecodeError:
-        old = {}
-    if isinstance(old, dict):
-        keep = {
-            a: p
-            for a, p in old.items()
-            if material.password_sources.get(a) == credentials.GENERATED
-        }
-        material.generated_passwords = {**keep, **material.generated_passwords}
+        return {}
+    return {str(a): str(p) for a, p in old.items()} if isinstance(old, dict) else {}
+
+
+def _keep_shown_passwords(shown: dict[str, str], material: credentials.Material) -> None:
+    """Generated passwords are shown once: keep showing the ones still unread (their
+    Secret not deleted), drop those of removed mailboxes."""
+    keep = {
+        a: p for a, p in shown.items() if material.password_sources.get(a) == credentials.GENERATED
+    }
+    material.generated_passwords = {**keep, **material.generated_passwords}
 
 
 def apply_server(
@@ -139,7 +143,6 @@ def apply_server(
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=spec.plan)
 
     material, waiting = _material(kube, settings, spec, owner)
-    _keep_shown_passwords(kube, owner, material)
     pvc = kube.get("v1", "PersistentVolumeClaim", owner.namespace, naming.volume_claim(owner.name))
     current_storage = (
         (pvc or {}).get("spec", {}).get("resources", {}).get("requests", {}).get("storage")

@@ -58,7 +58,9 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
     if dedicated:
         objects.insert(4, network.public_service(owner, settings))
     if inputs.material.generated_passwords:
+        # Before the hashes: a reconcile cut short in between leaves a shown password
+        # that the next one hashes (credentials.gather), never a hash nobody can use.
         objects.insert(
-            2, config.initial_passwords_secret(owner, inputs.material.generated_passwords)
+            1, config.initial_passwords_secret(owner, inputs.material.generated_passwords)
         )
     return objects
