@@ -74,7 +74,7 @@ def shown_password(kube: FailingKube) -> str:
 
 def stored_hash(kube: FailingKube) -> str:
     creds = decoded(kube, naming.credentials_secret(NAME))
-    for key, value in creds.items():
+    for value in creds.values():
         for line in value.splitlines():
             if line.startswith("alice@example.org:"):
                 return line.split(":")[1]
