@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from vpes_operator import API_VERSION
+from vpes_operator.backup.repository import LABEL_REPOSITORY, Repository
 from vpes_operator.clients.kube import Kube
 
 from tests.backup_support import backup_env, install_credentials, s3_server
@@ -261,3 +262,66 @@ def test_a_deleted_servers_backups_are_kept_for_the_retention_then_removed(
         timeout=60,
     )
     assert api.get(API_VERSION, "MailBackup", namespace, "kept") is None
+
+
+def test_a_restore_waits_while_its_repository_is_in_use(
+    api: Kube, operator: OperatorProcess, s3: S3Server, plan: str, namespace: str
+) -> None:
+    """A backup's `unlock --remove-all` or `forget --prune` must never run under a
+    restore of the same repository, whichever server or namespace each is for."""
+    api.apply(server_body("bob", namespace, spec(plan)))
+    wait_ready(api, namespace, "bob")
+    repository = Repository.parse(f"{namespace}/src-0123abcd")
+    api.create(backup_body("done", namespace, "src-gone"))
+    wait_phase(api, "MailBackup", namespace, "done", "Failed")
+    api.request(
+        "PATCH",
+        f"/apis/{API_VERSION}/namespaces/{namespace}/mailbackups/done/status",
+        body={
+            "status": {
+                "phase": "Completed",
+                "snapshotId": "0123abcd",
+                "repository": repository.path,
+                "totalBytes": 1024,
+                "completedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        },
+        content_type="application/merge-patch+json",
+    )
+    # A backup Job of that repository, still running (of another server, elsewhere).
+    running = api.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "backup-running",
+                "namespace": namespace,
+                "labels": {
+                    "vpes.io/server": "src",
+                    "vpes.io/component": "backup",
+                    LABEL_REPOSITORY: repository.label,
+                },
+            },
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "localhost/none"}],
+                    }
+                },
+            },
+        }
+    )
+    api.create(restore_body("meanwhile", namespace, "done", "bob"))
+
+    def waiting() -> dict[str, Any] | None:
+        obj = api.get(API_VERSION, "MailRestore", namespace, "meanwhile") or {}
+        message = (obj.get("status") or {}).get("message") or ""
+        return obj if "waiting for" in message and "backup-running" in message else None
+
+    obj = wait_for(waiting, "the restore to wait for the running backup", timeout=60)
+    assert obj["status"]["phase"] == "Pending"
+    assert not api.list("batch/v1", "Job", namespace, labels="vpes.io/component=restore")
+    api.delete("batch/v1", "Job", namespace, running["metadata"]["name"], propagation="Background")
+    wait_for(lambda: waiting() is None, "the restore to go on once the backup ended", timeout=60)

@@ -102,7 +102,8 @@ def _start(
             f"there is no PersonalMailServer {spec.server!r} in {namespace}: fix spec.server",
         )
     job_name = repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
-    other = runner.busy(kube, namespace, spec.server, job_name)
+    repository = Repository.of(namespace, spec.server, server["metadata"]["uid"])
+    other = runner.busy(kube, namespace, spec.server, job_name, repository)
     if other:
         return Step(
             status=MailBackupStatus(
@@ -112,7 +113,6 @@ def _start(
         )
     s3 = store.connect(kube, settings)
     s3.check()
-    repository = Repository.of(namespace, spec.server, server["metadata"]["uid"])
     password = keys.ensure(kube, settings, repository)
     plan = plan_of(kube, str((server.get("spec") or {}).get("plan", "")))
     scheduled = spec.trigger == BackupTrigger.SCHEDULE.value

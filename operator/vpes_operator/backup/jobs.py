@@ -74,6 +74,7 @@ def labels(spec: JobSpec) -> dict[str, str]:
         "app.kubernetes.io/managed-by": naming.MANAGED_BY,
         naming.LABEL_SERVER: spec.server,
         naming.LABEL_COMPONENT: spec.action,
+        repo.LABEL_REPOSITORY: spec.repository.label,
     }
 
 

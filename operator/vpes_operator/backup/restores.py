@@ -215,6 +215,14 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
         snapshot=snapshot,
         overwrite=spec.overwrite,
     )
+    other = runner.busy(kube, namespace, spec.target, job_spec.job_name, repository)
+    if other:
+        return Step(
+            status=MailRestoreStatus(
+                phase=RestorePhase.PENDING, message=f"waiting for {other} to end"
+            ),
+            retry_in=10,
+        )
     password = keys.require(kube, settings, repository)
     runner.start(kube, settings, job_spec, password, s3.credentials)
     return Step(

@@ -57,13 +57,20 @@ def finish(kube: Kube, namespace: str, job_name: str) -> None:
     kube.delete("batch/v1", "Job", namespace, job_name, propagation="Background")
 
 
-def busy(kube: Kube, namespace: str, server: str, own_job: str) -> str | None:
-    """Another backup or restore Job of the server that has not ended, if any."""
-    for job in kube.list("batch/v1", "Job", namespace, labels=f"{naming.LABEL_SERVER}={server}"):
+def busy(
+    kube: Kube, namespace: str, server: str, own_job: str, repository: repo.Repository
+) -> str | None:
+    """Another backup or restore Job that has not ended, of the server (its volume) or
+    of the repository (a restore into another server reads it): never two at once."""
+    mine = kube.list("batch/v1", "Job", namespace, labels=f"{naming.LABEL_SERVER}={server}")
+    same_repository = kube.list(
+        "batch/v1", "Job", None, labels=f"{repo.LABEL_REPOSITORY}={repository.label}"
+    )
+    for job in [*mine, *same_repository]:
         labels = job["metadata"].get("labels") or {}
         name = str(job["metadata"]["name"])
         if labels.get(naming.LABEL_COMPONENT) not in ACTIONS or name == own_job:
             continue
         if results.job_state(job) == "Running":
-            return name
+            return f"{job['metadata']['namespace']}/{name}"
     return None
