@@ -23,3 +23,12 @@ vpes.io/component: billing
 {{- range $k, $v := . -}}{{- $out = append $out (printf "%s=%s" $k $v) -}}{{- end -}}
 {{- join "," $out -}}
 {{- end -}}
+
+{{- /* An image reference: pinned by digest when one is given, else by tag. */ -}}
+{{- define "vpes.image" -}}
+{{- if .digest -}}
+{{ .repository }}@{{ .digest }}
+{{- else -}}
+{{ .repository }}:{{ .tag }}
+{{- end -}}
+{{- end -}}
