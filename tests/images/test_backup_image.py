@@ -197,6 +197,55 @@ def test_a_corrupted_repository_fails_the_restore_and_says_so(
     assert "restic restore failed" in failed["message"]
 
 
+def test_a_failed_overwrite_restore_puts_the_previous_mail_back(
+    runner: Runner, s3: S3Server, tmp_path: Path
+) -> None:
+    volume, target = tmp_path / "volume", tmp_path / "target"
+    volume.mkdir(), target.mkdir()
+    maildir(volume, 10)
+    code, snap = runner.run("backup", volume, VPES_INIT="1")
+    assert code == 0, snap
+    maildir(target, 4)
+    (target / "newer-mail").write_text("written after the backup")
+    before = tree(target)
+    prefix = runner.url.split(f"{s3.bucket}/", 1)[1]
+    for key in s3.keys(f"{prefix}/data/"):
+        s3.s3().put_object(Bucket=s3.bucket, Key=key, Body=os.urandom(2048))
+    code, failed = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"], VPES_OVERWRITE="1")
+    assert (code, failed["reason"]) == (1, "RestoreFailed"), failed
+    assert "back in place" in failed["message"]
+    assert tree(target) == before, "the mail the volume held is not what it was"
+
+
+@pytest.mark.parametrize("state", [".vpes-restore-moving", ".vpes-restore-previous"])
+def test_an_interrupted_overwrite_restore_is_undone_by_the_next_run(
+    runner: Runner, tmp_path: Path, state: str
+) -> None:
+    """A restore killed while setting the mail aside, or while restoring: the next
+    run puts the previous mail back before anything else (here it then refuses,
+    as no overwrite is asked for)."""
+    volume, target = tmp_path / "volume", tmp_path / "target"
+    volume.mkdir(), target.mkdir()
+    maildir(volume, 3)
+    code, snap = runner.run("backup", volume, VPES_INIT="1")
+    assert code == 0, snap
+    maildir(target, 6)
+    before = tree(target)
+    aside = target / state
+    aside.mkdir()
+    moved = sorted(p for p in target.iterdir() if p != aside)
+    if state.endswith("moving"):
+        moved = moved[: max(1, len(moved) // 2)]  # cut short half-way
+    for entry in moved:
+        entry.rename(aside / entry.name)
+    if state.endswith("previous"):
+        (target / "example.org").mkdir()  # what a restore had written before it died
+        (target / "example.org" / "partial").write_text("half a message")
+    code, refused = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"])
+    assert (code, refused["reason"]) == (1, "VolumeNotEmpty"), refused
+    assert tree(target) == before
+
+
 def test_an_interrupted_backup_leaves_the_repository_consistent(
     runner: Runner, s3: S3Server, tmp_path: Path
 ) -> None:
