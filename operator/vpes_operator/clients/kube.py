@@ -136,16 +136,15 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
-    def create(self, obj: JSON) -> JSON:
-        """Create (POST) with strict field validation, as `kubectl create` does."""
+    def create(self, obj: JSON, *, dry_run: bool = False) -> JSON:
+        """Create (POST) with strict field validation, as `kubectl create` does;
+        `dry_run`: admission and validation only, nothing is stored."""
         meta = obj["metadata"]
         res = self.resource(obj["apiVersion"], obj["kind"])
-        return self.request(
-            "POST",
-            res.path(meta.get("namespace")),
-            body=obj,
-            query={"fieldManager": self.field_manager, "fieldValidation": "Strict"},
-        )
+        query = {"fieldManager": self.field_manager, "fieldValidation": "Strict"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.request("POST", res.path(meta.get("namespace")), body=obj, query=query)
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
         try:

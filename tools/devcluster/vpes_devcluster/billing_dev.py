@@ -239,12 +239,11 @@ def wait_for_scope_policy(kubeconfig: Path, namespace: str, timeout: float = 60.
         },
         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
     }
-    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"
     deadline = time.monotonic() + timeout
     try:
         while True:
             try:
-                kube.request("POST", path, body=probe, query={"dryRun": "All"})
+                kube.create(probe, dry_run=True)
             except ApiError as e:
                 if SCOPE_POLICY in e.body:
                     return
