@@ -1,0 +1,124 @@
+"""Install the platform the way a provider does: ``helm install charts/vpes``, with the
+operator image (operator and billing) imported into the real node's containerd.
+
+Used by ``make demo`` and the e2e tier: the chart's Deployments, RBAC, probes, leader
+election and metrics then run for real."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vpes_devcluster.binaries import repo_root
+from vpes_devcluster.cluster import Cluster
+from vpes_devcluster.errors import ClusterError
+from vpes_devcluster.node import build_images
+from vpes_devcluster.node_config import POD_CIDR
+
+STRIPE_SECRET = "vpes-stripe"  # noqa: S105 (a Secret's name)
+S3_SECRET = "vpes-backup-s3"  # noqa: S105 (a Secret's name)
+
+
+def values(
+    operator_image: str,
+    tenant_image: str,
+    backup_image: str,
+    *,
+    s3_endpoint: str = "",
+    s3_bucket: str = "",
+    bcrypt_rounds: int = 10,
+    dkim_key_bits: int = 2048,
+) -> dict[str, Any]:
+    """The chart values for the dev cluster: images by tag (never pulled), the edge's
+    networks as the node's pod range, DNS records left to the customer, S3 if given."""
+    repository, tag = operator_image.rsplit(":", 1)
+    image = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+    out: dict[str, Any] = {
+        "operator": {"image": image, "logFormat": "plain"},
+        "tenant": {
+            "image": tenant_image,
+            "imagePullPolicy": "Never",
+            "bcryptRounds": bcrypt_rounds,
+            "dkimKeyBits": dkim_key_bits,
+        },
+        "edge": {"networks": [POD_CIDR]},
+        "dns": {"defaultProvider": "manual"},
+        "billing": {"image": dict(image), "publicUrl": "http://127.0.0.1:8080"},
+        "backup": {"image": backup_image},
+    }
+    if s3_bucket:
+        out["backup"]["s3"] = {
+            "endpoint": s3_endpoint,
+            "bucket": s3_bucket,
+            "credentialsSecret": S3_SECRET,
+        }
+    return out
+
+
+def _secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": encoded,
+    }
+
+
+def install(
+    cluster: Cluster,
+    release: str,
+    namespace: str,
+    chart_values: dict[str, Any],
+    secrets: dict[str, dict[str, str]] | None = None,
+    timeout: str = "3m",
+) -> None:
+    """``helm upgrade --install`` into ``namespace`` (created, with ``secrets`` and a
+    test-mode Stripe Secret for billing), waiting until every Deployment is Ready."""
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    stripe = {"api-key": "sk_test_devcluster", "webhook-secret": "whsec_devcluster"}
+    docs = [_secret(namespace, STRIPE_SECRET, stripe)]
+    docs += [_secret(namespace, name, data) for name, data in (secrets or {}).items()]
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs))
+    path = cluster.state_dir / f"helm-{release}.yaml"
+    path.write_text(yaml.safe_dump(chart_values, sort_keys=False))
+    argv = [
+        "upgrade", "--install", release, str(repo_root() / "charts" / "vpes"),
+        "--namespace", namespace, "--values", str(path), "--wait", "--timeout", timeout,
+    ]  # fmt: skip
+    helm(cluster, *argv)
+
+
+def uninstall(cluster: Cluster, release: str, namespace: str) -> None:
+    helm(cluster, "uninstall", release, "--namespace", namespace, "--wait", check=False)
+
+
+def helm(cluster: Cluster, *args: str, check: bool = True) -> str:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "HELM_CACHE_HOME": str(cluster.state_dir / "helm" / "cache"),
+        "HELM_CONFIG_HOME": str(cluster.state_dir / "helm" / "config"),
+        "HELM_DATA_HOME": str(cluster.state_dir / "helm" / "data"),
+    }
+    proc = subprocess.run(
+        [str(Path(cluster.bin_dir) / "helm"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise ClusterError(f"helm {' '.join(args[:3])} exited {proc.returncode}: {proc.stderr}")
+    return proc.stdout
+
+
+def operator_images() -> dict[str, str]:
+    """The operator, tenant and backup images, built once and then cached."""
+    return build_images("operator", "tenant", "backup")
