@@ -78,7 +78,7 @@ def issue(kube: Kube, namespace: str, mailbox: str, ttl_seconds: float) -> str |
 
 def inspect(kube: Kube, token: str) -> tuple[Link, str]:
     """The link a token stands for, and the Secret's resourceVersion; LinkError if none."""
-    m = TOKEN.match(token)
+    m = TOKEN.fullmatch(token)
     if not m:
         raise LinkError("This link is not valid.")
     namespace, secret = m.groups()

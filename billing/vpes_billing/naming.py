@@ -48,7 +48,7 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 def valid_stripe_id(value: str, prefix: str) -> bool:
-    return value.startswith(prefix) and bool(_STRIPE_ID.match(value))
+    return value.startswith(prefix) and bool(_STRIPE_ID.fullmatch(value))
 
 
 def digest(value: str, length: int = 40) -> str:
@@ -57,7 +57,7 @@ def digest(value: str, length: int = 40) -> str:
 
 def label_value(stripe_id: str) -> str:
     """The id itself when it is a valid label value, else a stable hash of it."""
-    return stripe_id if _LABEL_VALUE.match(stripe_id) else "h-" + digest(stripe_id, 60)
+    return stripe_id if _LABEL_VALUE.fullmatch(stripe_id) else "h-" + digest(stripe_id, 60)
 
 
 def namespace_for(subscription_id: str) -> str:

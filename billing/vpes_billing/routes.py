@@ -58,7 +58,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _session(value: str | None) -> str | None:
-    return value if value and SESSION_ID.match(value) else None
+    return value if value and SESSION_ID.fullmatch(value) else None
 
 
 def _page(title: str, text: str, status: int = 200, *, error: bool = False) -> HTMLResponse:

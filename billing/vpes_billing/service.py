@@ -201,7 +201,7 @@ class BillingService:
         email = str(details.get("email") or session.get("customer_email") or "")
         domain = str(meta.get("domain") or "")
         mailbox = str(meta.get("mailbox") or "")
-        if not re.match(DOMAIN_PATTERN, domain) or not re.match(
+        if not re.fullmatch(DOMAIN_PATTERN, domain) or not re.fullmatch(
             MAILBOX_ADDRESS_PATTERN, f"{mailbox}@{domain}"
         ):
             raise UnfulfillableError(

@@ -39,16 +39,16 @@ def parse(settings: Settings, form: dict[str, str]) -> SignupForm:
     domain = form.get("domain", "").strip().lower().rstrip(".")
     subdomain = form.get("subdomain", "").strip().lower()
     mailbox = form.get("mailbox", "").strip().lower() or "me"
-    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", plan):
+    if not re.fullmatch(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", plan):
         raise SignupError("Choose a plan.")
-    if len(email) > 254 or not re.match(ADDRESS_PATTERN, email):
+    if len(email) > 254 or not re.fullmatch(ADDRESS_PATTERN, email):
         raise SignupError("Enter your email address, e.g. you@example.net.")
     if subdomain and domain:
         raise SignupError("Enter either your own domain or a name under ours, not both.")
     if subdomain:
         if not settings.provider_domain:
             raise SignupError("This provider does not offer names under its own domain.")
-        if not LABEL.match(subdomain):
+        if not LABEL.fullmatch(subdomain):
             raise SignupError("The name may hold lowercase letters, digits and '-' (63 at most).")
         domain = f"{subdomain}.{settings.provider_domain}"
     if not domain:
@@ -57,11 +57,11 @@ def parse(settings: Settings, form: dict[str, str]) -> SignupForm:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError:
         raise SignupError(f"{domain} is not a valid domain name.") from None
-    if len(domain) > 253 or not re.match(DOMAIN_PATTERN, domain):
+    if len(domain) > 253 or not re.fullmatch(DOMAIN_PATTERN, domain):
         raise SignupError(f"{domain} is not a valid domain name, e.g. example.org.")
     if settings.provider_domain and domain == settings.provider_domain:
         raise SignupError("Choose a name under our domain, not the domain itself.")
-    if not re.match(MAILBOX_ADDRESS_PATTERN, f"{mailbox}@{domain}"):
+    if not re.fullmatch(MAILBOX_ADDRESS_PATTERN, f"{mailbox}@{domain}"):
         raise SignupError("The mailbox name may hold lowercase letters, digits, '.', '_' and '-'.")
     return SignupForm(plan=plan, email=email, domain=domain, mailbox=mailbox)
 

@@ -315,3 +315,20 @@ def test_redact_removes_stripe_keys_an_error_echoes() -> None:
     assert redact(line) == (
         "Authorization was 'Bearer sk_test_[redacted]'; rk_live_[redacted] whsec_[redacted]"
     )
+
+
+@pytest.mark.parametrize("value", ["sub_123\n", "sub_123\r\n", " sub_123"])
+def test_ids_with_a_trailing_newline_are_not_valid(value: str) -> None:
+    # Python's `$` matches before a final newline: every pattern must match whole.
+    assert not n.valid_stripe_id(value, "sub_")
+    assert n.label_value(value).startswith("h-")
+
+
+def test_session_ids_and_link_tokens_must_match_whole() -> None:
+    from vpes_billing.links import TOKEN
+    from vpes_billing.routes import _session
+
+    assert _session("cs_test_abc") == "cs_test_abc"
+    assert _session("cs_test_abc\n") is None
+    token = "vpes-c-0123456789abcdef." + "A" * 43
+    assert TOKEN.fullmatch(token) and not TOKEN.fullmatch(token + "\n")
