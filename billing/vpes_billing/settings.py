@@ -30,6 +30,50 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+# Hosts a provider runs under its own domain, and names that would pass for its staff.
+RESERVED_SUBDOMAINS = frozenset(
+    [
+        "abuse",
+        "admin",
+        "administrator",
+        "api",
+        "app",
+        "autoconfig",
+        "autodiscover",
+        "billing",
+        "blog",
+        "cdn",
+        "dav",
+        "dns",
+        "docs",
+        "ftp",
+        "help",
+        "hostmaster",
+        "imap",
+        "info",
+        "mail",
+        "mta-sts",
+        "mx",
+        "ns",
+        "ns1",
+        "ns2",
+        "panel",
+        "pop",
+        "pop3",
+        "portal",
+        "postmaster",
+        "root",
+        "security",
+        "smtp",
+        "status",
+        "support",
+        "webmail",
+        "webmaster",
+        "www",
+    ]
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     stripe_api_key: str = field(repr=False)
@@ -40,6 +84,9 @@ class Settings:
     service_account: str = "vpes-billing"
     tenant_cluster_role: str = "vpes-billing-tenant"
     provider_domain: str | None = None  # customers may take <name>.<provider_domain>
+    # Names under provider_domain no customer may take: the provider's own hosts and
+    # the role addresses' look-alikes (RESERVED_SUBDOMAINS, plus any the provider adds).
+    reserved_subdomains: frozenset[str] = RESERVED_SUBDOMAINS
     grace_seconds: float = 7 * DAY  # from a failed payment to suspension
     retention_seconds: float = 30 * DAY  # from cancellation to deletion
     # After the retention period, how long a namespace is kept while its final backup
@@ -62,6 +109,12 @@ class Settings:
             service_account=env("VPES_BILLING_SERVICE_ACCOUNT", cls.service_account),
             tenant_cluster_role=env("VPES_BILLING_TENANT_ROLE", cls.tenant_cluster_role),
             provider_domain=env("VPES_PROVIDER_DOMAIN") or None,
+            reserved_subdomains=RESERVED_SUBDOMAINS
+            | {
+                name.strip().lower()
+                for name in env("VPES_RESERVED_SUBDOMAINS", "").split(",")
+                if name.strip()
+            },
             grace_seconds=_seconds("VPES_BILLING_GRACE_SECONDS", cls.grace_seconds),
             retention_seconds=_seconds("VPES_BILLING_RETENTION_SECONDS", cls.retention_seconds),
             final_backup_wait_seconds=_seconds(

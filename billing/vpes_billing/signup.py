@@ -50,6 +50,8 @@ def parse(settings: Settings, form: dict[str, str]) -> SignupForm:
             raise SignupError("This provider does not offer names under its own domain.")
         if not LABEL.fullmatch(subdomain):
             raise SignupError("The name may hold lowercase letters, digits and '-' (63 at most).")
+        if subdomain in settings.reserved_subdomains:
+            raise SignupError(f"{subdomain} is reserved. Choose another name.")
         domain = f"{subdomain}.{settings.provider_domain}"
     if not domain:
         raise SignupError("Enter the domain your mail should use, e.g. example.org.")

@@ -332,3 +332,22 @@ def test_session_ids_and_link_tokens_must_match_whole() -> None:
     assert _session("cs_test_abc\n") is None
     token = "vpes-c-0123456789abcdef." + "A" * 43
     assert TOKEN.fullmatch(token) and not TOKEN.fullmatch(token + "\n")
+
+
+@pytest.mark.parametrize("name", ["www", "postmaster", "WebMail", "mx"])
+def test_reserved_subdomains_are_refused(name: str) -> None:
+    form = {"plan": "basic", "email": "a@example.net", "subdomain": name}
+    with pytest.raises(SignupError, match="is reserved"):
+        parse(settings(provider_domain="mail.test"), form)
+
+
+def test_a_provider_adds_reserved_subdomains(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_x")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_x")
+    monkeypatch.setenv("VPES_PROVIDER_DOMAIN", "mail.test")
+    monkeypatch.setenv("VPES_RESERVED_SUBDOMAINS", " Shop, , news ")
+    configured = Settings.from_env()
+    assert {"shop", "news", "www"} <= configured.reserved_subdomains
+    with pytest.raises(SignupError, match="is reserved"):
+        parse(configured, {"plan": "basic", "email": "a@example.net", "subdomain": "shop"})
+    assert parse(configured, {"plan": "b", "email": "a@example.net", "subdomain": "alice"})
