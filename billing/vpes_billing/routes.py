@@ -21,6 +21,7 @@ from vpes_operator.models.server import PersonalMailServerStatus
 
 from . import links, pages, signup, tenant
 from . import naming as n
+from .ratelimit import RateLimit
 from .service import BillingService
 from .stripe_gateway import StripeUnavailableError
 
@@ -71,6 +72,7 @@ class Routes:
     def __init__(self, service: BillingService) -> None:
         self.service = service
         self.settings = service.settings
+        self.signups = RateLimit(self.settings.signup_burst, self.settings.signup_every_seconds)
 
     def table(self) -> list[Route]:
         return [
@@ -116,6 +118,15 @@ class Routes:
 
     async def signup_post(self, request: Request) -> Response:
         values = await _form(request)
+        wait = self.signups.allow(request.client.host if request.client else "")
+        if wait:
+            page = pages.signup_form(
+                values.get("plan", ""),
+                self.settings.provider_domain,
+                values,
+                f"Too many signups from your address. Try again in {wait:.0f} seconds.",
+            )
+            return HTMLResponse(page, 429, headers={"Retry-After": str(int(wait) + 1)})
         try:
             form = signup.parse(self.settings, values)
             session = await run_in_threadpool(

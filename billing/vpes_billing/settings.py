@@ -94,6 +94,9 @@ class Settings:
     final_backup_wait_seconds: float = 7 * DAY
     sweep_seconds: float = 300.0
     link_ttl_seconds: float = 2 * DAY
+    # Signups one client address may start at once, then one per signup_every_seconds.
+    signup_burst: int = 5
+    signup_every_seconds: float = 120.0
     max_body_bytes: int = 256 * 1024
     event_record_days: int = 30  # Stripe retries for 3 days; records outlive that
 
@@ -122,4 +125,8 @@ class Settings:
             ),
             sweep_seconds=_seconds("VPES_BILLING_SWEEP_SECONDS", cls.sweep_seconds),
             link_ttl_seconds=_seconds("VPES_BILLING_LINK_TTL_SECONDS", cls.link_ttl_seconds),
+            signup_burst=int(env("VPES_BILLING_SIGNUP_BURST") or cls.signup_burst),
+            signup_every_seconds=_seconds(
+                "VPES_BILLING_SIGNUP_EVERY_SECONDS", cls.signup_every_seconds
+            ),
         )
