@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -37,9 +38,13 @@ from .tenant import (
 
 HERE = Path(__file__).resolve().parent
 SINK_PORT = 2525
-# Containers publish their ports on <VPES_IMAGES_NET>.11-14: another prefix
-# (e.g. 127.0.1) lets a second run go side by side with one on the default.
-IMAGES_NET = os.environ.get("VPES_IMAGES_NET", "127.0.0")
+# Containers publish their ports on <VPES_IMAGES_NET>.11-14, a loopback prefix
+# drawn per run unless given: runs go side by side, and the port forwards a
+# killed run may leave behind (podman keeps them when its teardown never ran)
+# cannot catch this run's connections.
+IMAGES_NET = os.environ.get("VPES_IMAGES_NET") or (
+    f"127.{random.randint(64, 254)}.{random.randint(0, 255)}"
+)
 
 
 def host_address(n: int) -> str:

@@ -180,3 +180,43 @@ def _delete_all(api: Kube, prefix: str, op: OperatorProcess) -> None:
         )
 
     wait_for(gone, "every server deleted", timeout=300)
+
+
+def test_a_server_held_only_by_another_finalizer_is_not_waiting_work(
+    kubeconfig: Path, api: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """A server being deleted whose cleanup is done (our finalizer gone) but which another
+    finalizer holds gets no handler: it must not count as waiting, or the operator would
+    never say ready and, after five minutes, call itself stalled."""
+    plan = f"h-{uuid.uuid4().hex[:6]}"
+    api.apply(plan_body(plan))
+    body = server_body(
+        "held",
+        namespace,
+        {
+            "plan": plan,
+            "owner": {"email": "o@example.net"},
+            "domains": ["held.test"],
+            "mailboxes": [{"address": "a@held.test"}],
+            "dns": {"mode": "Manual"},
+        },
+    )
+    body["metadata"]["finalizers"] = ["example.net/hold"]
+    api.apply(body)
+    api.delete(API_VERSION, "PersonalMailServer", namespace, "held")
+    port = free_port("127.0.0.1")
+    op = OperatorProcess(kubeconfig, tmp_path, args=["--metrics-port", str(port)])
+    op.start()
+    try:
+        wait_for(lambda: probe(port, "/readyz")[0] == 200, "readiness", 120)
+        wait_for(
+            lambda: metrics(port).get("vpes_servers_waiting", -1) == 0,
+            "no server waiting for a handler",
+            60,
+        )
+        held = api.get(API_VERSION, "PersonalMailServer", namespace, "held")
+        assert held is not None and held["metadata"].get("deletionTimestamp")
+    finally:
+        op.stop()
+        api.patch_metadata(API_VERSION, "PersonalMailServer", namespace, "held", {"finalizers": []})
+        api.delete(API_VERSION, "MailPlan", None, plan)

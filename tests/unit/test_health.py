@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 from vpes_operator import health
+from vpes_operator.clients import inventory
 from vpes_operator.health import Health
+from vpes_operator.naming import FINALIZER
 
 pytestmark = pytest.mark.unit
 
@@ -144,3 +146,19 @@ def test_assess_forever_merges_the_api_view_with_the_watch(clock: Clock) -> None
     asyncio.run(run())
     v = h.verdict()
     assert not v.alive and "2 servers" in v.why
+
+
+@pytest.mark.parametrize(
+    ("meta", "work"),
+    [
+        ({}, True),
+        ({"finalizers": ["example.net/hold"]}, True),
+        ({"deletionTimestamp": "2026-12-04T00:00:00Z", "finalizers": [FINALIZER]}, True),
+        ({"deletionTimestamp": "2026-12-04T00:00:00Z", "finalizers": ["example.net/hold"]}, False),
+        ({"deletionTimestamp": "2026-12-04T00:00:00Z"}, False),
+    ],
+)
+def test_a_server_is_work_unless_deleted_without_our_finalizer(
+    meta: dict[str, Any], work: bool
+) -> None:
+    assert inventory.awaits_handler(meta) is work

@@ -1,6 +1,8 @@
 """What the operator reads about its own kinds: are the CRDs Established, how
 many servers exist, which generation each one is at.
 
+A server counts as work only while a handler will take it (see `awaits_handler`).
+
 The operator waits for its CRDs before kopf starts watching: right after
 `helm install` the API server may still answer `429 storage is
 (re)initializing` for a new CRD, and a watch that begins with errors backs off.
@@ -11,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from .. import GROUP, VERSION
+from .. import GROUP, VERSION, naming
 from .kube import JSON, ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -71,27 +74,9 @@ async def wait_established(
         await asyncio.sleep(interval)
 
 
-def count(kube: Kube, path: str) -> int:
-    """How many objects a list path holds, from a one-item page where the API says."""
-    page = kube.request("GET", path, query={"limit": "1"})
-    total = len(page.get("items") or [])
-    meta = page.get("metadata") or {}
-    if meta.get("remainingItemCount") is not None or not meta.get("continue"):
-        return total + int(meta.get("remainingItemCount") or 0)
-    while meta.get("continue"):  # no count given: page through
-        page = kube.request("GET", path, query={"limit": "500", "continue": meta["continue"]})
-        total += len(page.get("items") or [])
-        meta = page.get("metadata") or {}
-    return total
-
-
 def server_paths(namespaces: Iterable[str] = ()) -> list[str]:
     """The list paths of PersonalMailServers in the watched namespaces (all when none)."""
     return namespaced_paths(f"/apis/{GROUP}/{VERSION}/personalmailservers", namespaces)
-
-
-def count_servers(kube: Kube, namespaces: Iterable[str] = ()) -> int:
-    return sum(count(kube, path) for path in server_paths(namespaces))
 
 
 def list_metadata(kube: Kube, path: str, labels: str = "") -> list[JSON]:
@@ -116,6 +101,14 @@ def namespaced_paths(path: str, namespaces: Iterable[str] = ()) -> list[str]:
     return [f"{head}/namespaces/{ns}/{plural}" for ns in watched]
 
 
+def awaits_handler(meta: Mapping[str, Any], finalizer: str = naming.FINALIZER) -> bool:
+    """Whether a handler will take this server: not when it is being deleted and our
+    finalizer is gone (its cleanup ran; another finalizer holds it), as nothing runs then."""
+    if not meta.get("deletionTimestamp"):
+        return True
+    return finalizer in (meta.get("finalizers") or [])
+
+
 def server_generations(kube: Kube, namespaces: Iterable[str] = ()) -> list[tuple[str, int]]:
     """(uid, generation) of every server, from metadata-only pages: the API's own view,
     independent of the operator's watch (so a stalled watch shows as waiting work)."""
@@ -123,4 +116,5 @@ def server_generations(kube: Kube, namespaces: Iterable[str] = ()) -> list[tuple
         (str(meta.get("uid")), int(meta.get("generation") or 0))
         for path in server_paths(namespaces)
         for meta in list_metadata(kube, path)
+        if awaits_handler(meta)
     ]

@@ -50,8 +50,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     # Watches start only after the start-up handlers: none begins on a CRD that
     # the API server cannot serve yet.
     await inventory.wait_established(memo.kube)
-    expected = await asyncio.to_thread(inventory.count_servers, memo.kube, health.HEALTH.namespaces)
-    health.HEALTH.started(expected_servers=expected)
+    present = await asyncio.to_thread(
+        inventory.server_generations, memo.kube, health.HEALTH.namespaces
+    )
+    health.HEALTH.started(expected_servers=len(present))
     index: kopf.Index[str, int] = kwargs["server_generations"]
     kube = memo.kube
 
@@ -70,5 +72,8 @@ async def stop_health(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, "personalmailservers")
 async def server_generations(uid: str, meta: kopf.Meta, **_: Any) -> dict[str, int]:
-    """Every server the watch delivered, with its generation: the work to be done."""
+    """Every server the watch delivered that a handler will take, with its generation:
+    the work to be done (an empty mapping drops a server from the index)."""
+    if not inventory.awaits_handler(meta):
+        return {}
     return {uid: int(meta.get("generation") or 0)}
