@@ -160,7 +160,8 @@ HEALTH = Health()
 
 
 def tracks(fn: F) -> F:
-    """Decorate a server handler: its end (success or not) is progress on that server."""
+    """Decorate every change handler of servers: its end (success or not) is progress
+    on that server. A server whose only pending handler is untracked would look stalled."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -171,6 +172,7 @@ def tracks(fn: F) -> F:
             meta = kwargs["body"]["metadata"]
             HEALTH.handled(str(meta["uid"]), int(meta.get("generation") or 0))
 
+    wrapper.tracked = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

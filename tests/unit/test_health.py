@@ -162,3 +162,20 @@ def test_a_server_is_work_unless_deleted_without_our_finalizer(
     meta: dict[str, Any], work: bool
 ) -> None:
     assert inventory.awaits_handler(meta) is work
+
+
+def test_every_change_handler_of_servers_is_tracked() -> None:
+    """A server whose only pending handler is untracked (say, a DNS cleanup retrying
+    with back-off after its other delete handler finished) would count as stalled."""
+    import kopf
+    from vpes_operator import handlers  # noqa: F401  (registers the handlers)
+
+    registry = kopf.get_default_registry()
+    found = [
+        h
+        for h in registry._changing.get_all_handlers()
+        if h.selector is not None and h.selector.any_name == "personalmailservers"
+    ]
+    assert len(found) >= 3
+    untracked = [h.id for h in found if not getattr(h.fn, "tracked", False)]
+    assert not untracked, f"change handlers of servers not tracked by health: {untracked}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, metrics
+from .. import GROUP, VERSION, health, metrics
 from ..dns import service
 from ..dns.schedule import Schedule
 from ..settings import OperatorSettings
@@ -75,6 +75,7 @@ async def dns_timer(
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="dns-cleanup", retries=ATTEMPTS)
+@health.tracks
 def dns_cleanup(
     body: kopf.Body, meta: kopf.Meta, memo: Any, retry: int, logger: kopf.Logger, **_: Any
 ) -> None:
