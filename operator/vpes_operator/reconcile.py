@@ -26,6 +26,7 @@ from .errors import ConfigError, ReconcileError, WaitingError
 from .models.conditions import Reason
 from .models.plan import MailPlanSpec
 from .models.server import Endpoints, PersonalMailServerSpec, PersonalMailServerStatus, Usage
+from .podstate import UNSEEN, Blocker, Unseen
 from .render import RenderError
 from .settings import OperatorSettings
 
@@ -232,6 +233,7 @@ def write_status(
     provisioned: Cond | None = None,
     endpoints: Endpoints | None = None,
     usage: Usage | None = None,
+    pod: Blocker | Unseen | None = UNSEEN,
 ) -> Outcome:
     """Compute the server's status from what is observed and write it if it changed.
 
@@ -254,6 +256,7 @@ def write_status(
             endpoints=endpoints,
             usage=usage,
             now=now,
+            pod=pod,
         )
 
     written = update_server_status(kube, namespace, name, mutate)
@@ -269,3 +272,16 @@ def refresh_readiness(
 ) -> Outcome:
     """Recompute Ready and the phase after the workload changed (no apply)."""
     return write_status(kube, namespace, name, lambda: sts, now=now or dt.datetime.now(dt.UTC))
+
+
+def refresh_pod_state(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    sts: dict[str, Any] | None,
+    pod: Blocker | None,
+    now: dt.datetime | None = None,
+) -> Outcome:
+    """Recompute Ready after the pod changed: say what keeps it from running, if anything."""
+    at = now or dt.datetime.now(dt.UTC)
+    return write_status(kube, namespace, name, lambda: sts, now=at, pod=pod)

@@ -6,8 +6,16 @@ import datetime as dt
 from typing import Any
 
 from .conditions import Cond, find, set_condition
-from .models.conditions import Condition, ConditionType, Permanence, Reason, permanence
+from .models.conditions import (
+    POD_BLOCKED,
+    Condition,
+    ConditionType,
+    Permanence,
+    Reason,
+    permanence,
+)
 from .models.server import Endpoints, PersonalMailServerStatus, Phase, Usage
+from .podstate import UNSEEN, Blocker, Unseen
 
 PROVISIONED = ConditionType.PROVISIONED
 READY = ConditionType.READY
@@ -54,8 +62,12 @@ def compute(
     usage: Usage | None = None,
     now: dt.datetime,
     restoring: str | None = None,
+    pod: Blocker | Unseen | None = UNSEEN,
 ) -> PersonalMailServerStatus:
     """The new status from the previous one and what was observed.
+
+    `pod` is what keeps the pod from running, from a pod event (None: nothing);
+    UNSEEN (a reconcile or a StatefulSet event) keeps the cause Ready last named.
 
     `provisioned` is given by a reconcile (None keeps the previous one, as a
     workload event does); Ready comes from the StatefulSet; phase and message
@@ -66,6 +78,8 @@ def compute(
         conditions = set_condition(conditions, provisioned, generation=generation, now=now)
     prov = find(conditions, PROVISIONED)
     ok, reason, message = workload_ready(sts)
+    if not ok and reason == Reason.POD_NOT_READY:
+        reason, message = _blocked(previous, pod, reason, message)
     if restoring and not ok:
         reason, message = (
             Reason.RESTORING,
@@ -77,6 +91,8 @@ def compute(
         conditions, Cond(READY, ok, reason, message), generation=generation, now=now
     )
     phase, summary = _phase(prov, ok, message, suspended)
+    if not ok and reason in POD_BLOCKED and phase is Phase.PROVISIONING:
+        phase, summary = Phase.FAILED, f"{reason}: {message}"
     if restoring and not ok:
         phase, summary = Phase.RESTORING, message
     update: dict[str, object] = {"conditions": conditions, "phase": phase.value, "message": summary}
@@ -87,6 +103,19 @@ def compute(
     if provisioned is not None:
         update["observed_generation"] = generation
     return previous.model_copy(update=update)
+
+
+def _blocked(
+    previous: PersonalMailServerStatus, pod: Blocker | Unseen | None, reason: str, message: str
+) -> tuple[str, str]:
+    """Ready's reason while the pod is not ready: the cause a pod event found, if any."""
+    if isinstance(pod, Blocker):
+        return pod.reason, pod.message
+    if pod is UNSEEN:
+        before = find(previous.conditions, READY)
+        if before is not None and before.status != "True" and before.reason in POD_BLOCKED:
+            return before.reason, before.message
+    return reason, message
 
 
 def _phase(prov: Condition | None, ready: bool, message: str, suspended: bool) -> tuple[Phase, str]:

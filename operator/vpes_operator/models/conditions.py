@@ -82,6 +82,9 @@ class Reason(StrEnum):
     SUSPENDING = "Suspending"
     SUSPENDED = "Suspended"
     RESTORING = "Restoring"
+    IMAGE_UNAVAILABLE = "ImageUnavailable"
+    UNSCHEDULABLE = "Unschedulable"
+    VOLUME_NOT_BOUND = "VolumeNotBound"
     # DNSPublished and DNSVerified
     PUBLISHED = "Published"
     MANUAL_MODE = "ManualMode"
@@ -156,6 +159,10 @@ _PERMANENCE: dict[str, Permanence] = {
     Reason.S3_ERROR: Permanence.WAITING,
     Reason.S3_UNREACHABLE: Permanence.WAITING,
 }
+# Ready reasons that say what keeps the pod from running (see podstate).
+POD_BLOCKED: frozenset[str] = frozenset(
+    {Reason.IMAGE_UNAVAILABLE, Reason.UNSCHEDULABLE, Reason.VOLUME_NOT_BOUND}
+)
 # Reasons asked for, not suffered: never a warning, even when a good condition turns bad.
 REQUESTED: frozenset[str] = frozenset({Reason.SUSPENDED})
 
