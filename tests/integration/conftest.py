@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from vpes_devcluster import Cluster, Rest, wait_for
+from vpes_devcluster import Cluster, wait_for
 from vpes_operator.clients.kube import Kube
 
 HERE = Path(__file__).resolve().parent
@@ -48,12 +48,6 @@ def kube(cluster: Cluster) -> Iterator[client.ApiClient]:
         yield api
     finally:
         api.close()  # type: ignore[no-untyped-call]
-
-
-@pytest.fixture
-def rest(kube: client.ApiClient) -> Rest:
-    """Plain JSON calls as admin."""
-    return Rest(kube)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -87,6 +87,32 @@ class Kube:
         config.connection_pool_maxsize = pool_size
         return cls(kubernetes.client.ApiClient(config), field_manager)
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any,
+        query: dict[str, str] | None,
+        content_type: str,
+        accept: str,
+        timeout: float | tuple[float, float],
+    ) -> Any:
+        """The response (`status`, `read()`, `response`: the urllib3 one) of one call."""
+        url_path = path + ("?" + urlencode(query) if query else "")
+        headers = {"Accept": accept, "Content-Type": content_type}
+        _, url, hdrs, _, _ = self.api.param_serialize(
+            method=method,
+            resource_path=url_path,
+            header_params=headers,
+            body=None,
+            auth_settings=["BearerToken"],
+        )
+        # The REST layer serialises dicts for JSON and structured-YAML types.
+        return self.api.call_api(
+            method, url, header_params=hdrs, body=body, _request_timeout=timeout
+        )
+
     def request(
         self,
         method: str,
@@ -98,26 +124,59 @@ class Kube:
         timeout: float = 30.0,
         accept: str = "application/json",
     ) -> JSON:
-        url_path = path + ("?" + urlencode(query) if query else "")
-        headers = {"Accept": accept, "Content-Type": content_type}
-        _, url, hdrs, _, _ = self.api.param_serialize(
-            method=method,
-            resource_path=url_path,
-            header_params=headers,
-            body=None,
-            auth_settings=["BearerToken"],
+        resp = self._send(
+            method,
+            path,
+            body=body,
+            query=query,
+            content_type=content_type,
+            accept=accept,
+            timeout=timeout,
         )
-        # The REST layer serialises dicts for JSON and structured-YAML types.
-        payload = body
-        resp = self.api.call_api(
-            method, url, header_params=hdrs, body=payload, _request_timeout=timeout
-        )
-        data = resp.read()  # type: ignore[no-untyped-call]
+        data = resp.read()
         text = data.decode() if isinstance(data, bytes) else str(data or "")
         if not 200 <= resp.status < 300:
             raise ApiError(resp.status, text, method, path)
         result: JSON = json.loads(text) if text else {}
         return result
+
+    def watch(
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+    ) -> Iterator[tuple[str, JSON]]:
+        """The events `(type, object)` of the collection at `path` after
+        `resource_version`, bookmarks included, until the server ends the watch.
+        An ERROR event (410 Gone: the version is too old, relist) raises ApiError."""
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+            "allowWatchBookmarks": "true",
+        }
+        resp = self._send(
+            "GET",
+            path,
+            body=None,
+            query=query,
+            content_type="application/json",
+            accept="application/json",
+            timeout=(10.0, timeout_seconds + 30.0),
+        )
+        raw = resp.response
+        try:
+            if not 200 <= resp.status < 300:
+                raise ApiError(resp.status, resp.read().decode(errors="replace"), "WATCH", path)
+            for line in raw:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj: JSON = event.get("object") or {}
+                kind = str(event.get("type", ""))
+                if kind == "ERROR":
+                    raise ApiError(int(obj.get("code", 500)), json.dumps(obj), "WATCH", path)
+                yield kind, obj
+        finally:
+            raw.close()  # a half-read stream must not go back to the pool
+            raw.release_conn()
 
     # -- objects ---------------------------------------------------------------
 

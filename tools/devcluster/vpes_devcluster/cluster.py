@@ -7,24 +7,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from kubernetes import client
+from vpes_operator.clients.kube import Kube
 
-from vpes_devcluster import binaries, components, kubeconfig, nodes, pki, procs
+from vpes_devcluster import binaries, components, kubeconfig, pki, procs
 from vpes_devcluster.errors import ClusterError
-from vpes_devcluster.kube import ApiError, Rest, api_client
+from vpes_devcluster.launch import Launch, apiserver_ready
 from vpes_devcluster.node import Node
-from vpes_devcluster.storage import SC_PATH, STORAGE_CLASS
 
 __all__ = ["Cluster", "ClusterError"]
 
@@ -53,6 +49,7 @@ CLIENT_COMPONENTS = (
     "kube-router",
 )
 NODE_SECONDS = 600.0  # first run: builds the pause and CoreDNS images, imports them
+FIELD_MANAGER = "vpes-devcluster"
 
 
 class Cluster:
@@ -193,50 +190,27 @@ class Cluster:
             )
             + "\n"
         )
-        started: list[procs.Proc] = []
+        launch = Launch(self.logs_dir, self.pids_file, self._popens, deadline)
         try:
-            self._spawn(started, "etcd", components.etcd(lay))
-            self._spawn(started, "kube-apiserver", components.kube_apiserver(lay))
-            self._wait("kube-apiserver /readyz", deadline, started, self._apiserver_ready)
-            self._spawn(started, "kube-controller-manager", components.kube_controller_manager(lay))
-            self._spawn(started, "kube-scheduler", components.kube_scheduler(lay))
+            launch.spawn("etcd", components.etcd(lay))
+            launch.spawn("kube-apiserver", components.kube_apiserver(lay))
+            launch.wait("kube-apiserver /readyz", lambda: apiserver_ready(lay.server, keys))
+            launch.spawn("kube-controller-manager", components.kube_controller_manager(lay))
+            launch.spawn("kube-scheduler", components.kube_scheduler(lay))
             kwok_home = self.state_dir / "kwok-home"  # keeps kwok off ~/.kwok/kwok.yaml
             kwok_home.mkdir(exist_ok=True)
-            self._spawn(started, "kwok", components.kwok(lay), {"HOME": str(kwok_home)})
-            self._spawn(started, "provisioner", components.provisioner(lay), _python_env())
-            api = api_client(self.kubeconfig)
+            launch.spawn("kwok", components.kwok(lay), {"HOME": str(kwok_home)})
+            launch.spawn("provisioner", components.provisioner(lay), components.python_env())
+            api = self.api_client()
             try:
-                self._settle(Rest(api), deadline, started)
+                launch.settle(Kube(api, FIELD_MANAGER), self.nodes)
             finally:
                 api.close()  # type: ignore[no-untyped-call]
             if self.node:
-                self.real_node().start(
-                    lambda name, argv: self._spawn(started, name, argv),
-                    lambda what, ready: self._wait(what, deadline, started, ready),
-                    self.kubectl,
-                )
+                self.real_node().start(launch.spawn, launch.wait, self.kubectl)
         except BaseException:
             self.stop(remove=False)
             raise
-
-    def _settle(self, rest: Rest, deadline: float, started: list[procs.Proc]) -> None:
-        """Create the fake nodes; wait for them, the default ServiceAccount and the
-        StorageClass."""
-        for index in range(self.nodes):
-            _create_or_keep(rest, "/api/v1/nodes", nodes.fake_node(index))
-        self._wait("Ready fake nodes", deadline, started, lambda: self._nodes_ready(rest))
-        self._wait(
-            "the default ServiceAccount",
-            deadline,
-            started,
-            lambda: _exists(rest, "/api/v1/namespaces/default/serviceaccounts/default"),
-        )
-        self._wait(
-            f"StorageClass {STORAGE_CLASS}",
-            deadline,
-            started,
-            lambda: _exists(rest, f"{SC_PATH}/{STORAGE_CLASS}"),
-        )
 
     def stop(self, remove: bool = False) -> None:
         """Stop every recorded process, newest first (SIGTERM, then SIGKILL), with its
@@ -309,10 +283,7 @@ class Cluster:
 
     def api_client(self) -> client.ApiClient:
         """A ``kubernetes.client.ApiClient`` for the admin kubeconfig."""
-        return api_client(self.kubeconfig)
-
-    def rest(self) -> Rest:
-        return Rest(self.api_client())
+        return kubeconfig.api_client(self.kubeconfig)
 
     def token_for(
         self,
@@ -329,7 +300,11 @@ class Cluster:
             "spec": {"audiences": [components.ISSUER], "expirationSeconds": seconds},
         }
         path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
-        answer = self.rest().create(path, body)
+        api = self.api_client()
+        try:
+            answer = Kube(api, FIELD_MANAGER).request("POST", path, body=body)
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
         return str(answer["status"]["token"])
 
     def write_kubeconfig_for_token(self, token: str, path: Path) -> Path:
@@ -354,82 +329,3 @@ class Cluster:
             kubeconfig.write_for_cert(
                 lay.kubeconfig(who), lay.server, keys.ca.cert, pair.cert, pair.key, who
             )
-
-    def _spawn(
-        self,
-        started: list[procs.Proc],
-        name: str,
-        argv: list[str],
-        env_extra: dict[str, str] | None = None,
-    ) -> None:
-        env = {**os.environ, **(env_extra or {})}
-        env.pop("KUBECONFIG", None)
-        proc, popen = procs.spawn(name, argv, self.logs_dir, env)
-        self._popens[proc.pid] = popen
-        started.append(proc)
-        procs.save(self.pids_file, started)
-
-    def _wait(
-        self,
-        what: str,
-        deadline: float,
-        started: list[procs.Proc],
-        ready: Callable[[], bool],
-    ) -> None:
-        while True:
-            for proc in started:
-                popen = self._popens.get(proc.pid)
-                if popen is not None and popen.poll() is not None:
-                    raise ClusterError(
-                        f"{proc.name} exited with code {popen.returncode} while waiting for "
-                        f"{what}; last lines of {proc.log}:\n{procs.log_tail(proc)}"
-                    )
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.log} ---\n{procs.log_tail(p, 15)}" for p in started)
-                raise ClusterError(f"timed out waiting for {what}\n{tails}")
-            time.sleep(0.2)
-
-    def _apiserver_ready(self) -> bool:
-        keys = pki.Pki(self.state_dir / "pki")
-        admin = keys.client("admin")
-        context = ssl.create_default_context(cafile=str(keys.ca.cert))
-        context.load_cert_chain(str(admin.cert), str(admin.key))
-        try:
-            with urllib.request.urlopen(  # noqa: S310 - our own https URL
-                f"{self.server}/readyz", context=context, timeout=2
-            ) as answer:
-                return bool(answer.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def _nodes_ready(self, rest: Rest) -> bool:
-        listing = rest.get("/api/v1/nodes", labelSelector="type=kwok")
-        ready = [n for n in listing.get("items") or [] if nodes.is_ready(n)]
-        return len(ready) >= self.nodes
-
-
-def _python_env() -> dict[str, str]:
-    """Lets ``python -m vpes_devcluster...`` import this package even when not installed."""
-    here = str(Path(__file__).resolve().parent.parent)
-    path = os.environ.get("PYTHONPATH")
-    return {"PYTHONPATH": f"{here}{os.pathsep}{path}" if path else here}
-
-
-def _exists(rest: Rest, path: str) -> bool:
-    try:
-        rest.get(path)
-    except ApiError as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def _create_or_keep(rest: Rest, path: str, body: dict[str, object]) -> None:
-    try:
-        rest.create(path, body)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from vpes_devcluster.binaries import repo_root
 from vpes_devcluster.node_config import NODE_IP
 from vpes_devcluster.pki import Pki
 
@@ -145,10 +147,16 @@ def kube_controller_manager(lay: Layout) -> list[str]:
     ]
 
 
+def _config_file(lay: Layout, name: str, doc: dict[str, object]) -> Path:
+    """``doc`` written as ``name``.yaml into the config directory."""
+    path = lay.config_dir / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def kube_scheduler(lay: Layout) -> list[str]:
-    config = lay.config_dir / "kube-scheduler.yaml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
+    doc: dict[str, object] = {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
         "clientConnection": {
@@ -158,7 +166,7 @@ def kube_scheduler(lay: Layout) -> list[str]:
         },
         "leaderElection": {"leaderElect": False},
     }
-    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = _config_file(lay, "kube-scheduler", doc)
     return [
         str(lay.bin_dir / "kube-scheduler"),
         f"--config={config}",
@@ -169,9 +177,7 @@ def kube_scheduler(lay: Layout) -> list[str]:
 
 
 def kwok(lay: Layout) -> list[str]:
-    config = lay.config_dir / "kwok.yaml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
+    doc: dict[str, object] = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokConfiguration",
         "options": {
@@ -180,7 +186,7 @@ def kwok(lay: Layout) -> list[str]:
             "nodeLeaseParallelism": 4,
         },
     }
-    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = _config_file(lay, "kwok", doc)
     return [
         str(lay.bin_dir / "kwok"),
         f"--config={config}",
@@ -199,3 +205,11 @@ def provisioner(lay: Layout) -> list[str]:
         f"--kubeconfig={lay.kubeconfig('provisioner')}",
         f"--root={lay.volumes_dir}",
     ]
+
+
+def python_env() -> dict[str, str]:
+    """Lets ``python -m vpes_devcluster...`` import this package and the operator's
+    (whose Kubernetes client it uses) even when they are not installed."""
+    here = [str(Path(__file__).resolve().parent.parent), str(repo_root() / "operator")]
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join([*here, path] if path else here)}

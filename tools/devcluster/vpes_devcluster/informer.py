@@ -6,16 +6,16 @@ import logging
 import threading
 from typing import Protocol
 
-from vpes_devcluster.kube import ApiError, Obj, Rest
+from vpes_operator.clients.kube import JSON, ApiError, Kube
 
 log = logging.getLogger(__name__)
 
 
 class Handler(Protocol):
-    def replace(self, items: list[Obj]) -> None:
+    def replace(self, items: list[JSON]) -> None:
         """The full current list (first list and every relist)."""
 
-    def event(self, kind: str, obj: Obj) -> None:
+    def event(self, kind: str, obj: JSON) -> None:
         """One watch event: ADDED, MODIFIED or DELETED."""
 
 
@@ -23,9 +23,9 @@ class Informer(threading.Thread):
     """Hands ``handler`` the full list of ``path``, then each watch event; relists when
     the watch ends or expires. ``synced`` is set once the first list was handled."""
 
-    def __init__(self, rest: Rest, path: str, handler: Handler, stop: threading.Event) -> None:
+    def __init__(self, kube: Kube, path: str, handler: Handler, stop: threading.Event) -> None:
         super().__init__(name=f"informer {path}", daemon=True)
-        self.rest = rest
+        self.kube = kube
         self.path = path
         self.handler = handler
         self.stop = stop
@@ -44,20 +44,20 @@ class Informer(threading.Thread):
                 self.stop.wait(1.0)
 
     def _list_and_watch(self) -> None:
-        listing = self.rest.get(self.path)
+        listing = self.kube.request("GET", self.path)
         try:
             self.handler.replace(list(listing.get("items") or []))
         except Exception:
             log.exception("%s: handler failed on the list", self.path)
         self.synced.set()
         version = str(listing["metadata"]["resourceVersion"])
-        for kind, obj in self.rest.watch(self.path, version):
+        for kind, obj in self.kube.watch(self.path, version):
             if self.stop.is_set():
                 return
             if kind != "BOOKMARK":
                 self._dispatch(kind, obj)
 
-    def _dispatch(self, kind: str, obj: Obj) -> None:
+    def _dispatch(self, kind: str, obj: JSON) -> None:
         try:
             self.handler.event(kind, obj)
         except Exception:

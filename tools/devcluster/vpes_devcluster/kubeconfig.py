@@ -1,4 +1,5 @@
-"""Self-contained kubeconfig files (certificates embedded, so a copy works anywhere)."""
+"""Self-contained kubeconfig files (certificates embedded, so a copy works anywhere),
+and API clients configured from one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client, config
 
 CLUSTER_NAME = "vpes-dev"
 
@@ -50,3 +52,13 @@ def write_for_cert(path: Path, server: str, ca: Path, cert: Path, key: Path, use
 def write_for_token(path: Path, server: str, ca: Path, token: str, user: str) -> Path:
     """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""
     return _write(path, _document(server, ca, {"token": token}, user))
+
+
+def api_client(kubeconfig: Path, pool_size: int = 16) -> client.ApiClient:
+    """An ApiClient for ``kubeconfig`` with room for ``pool_size`` parallel requests."""
+    conf = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=conf, persist_config=False
+    )
+    conf.connection_pool_maxsize = pool_size
+    return client.ApiClient(conf)

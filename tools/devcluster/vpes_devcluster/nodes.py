@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from vpes_operator.clients.kube import JSON
+
 from vpes_devcluster.components import KWOK_NODE_ANNOTATION
-from vpes_devcluster.kube import Obj
 
 NODE_LABEL = {"type": "kwok"}
 CAPACITY = {"cpu": "64", "memory": "512Gi", "pods": "2000", "ephemeral-storage": "1Ti"}
@@ -13,7 +14,7 @@ def node_name(index: int) -> str:
     return f"kwok-node-{index}"
 
 
-def fake_node(index: int) -> Obj:
+def fake_node(index: int) -> JSON:
     """Node number ``index``; each gets its own /16 of pod IPs (kwok reads spec.podCIDR)."""
     name = node_name(index)
     cidr = f"10.{128 + index}.0.0/16"
@@ -36,6 +37,6 @@ def fake_node(index: int) -> Obj:
     }
 
 
-def is_ready(node: Obj) -> bool:
+def is_ready(node: JSON) -> bool:
     conditions = (node.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -23,9 +23,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from vpes_operator.clients.kube import JSON, ApiError, Kube
+from vpes_operator.quantity import parse_quantity
+
 from vpes_devcluster.informer import Informer
-from vpes_devcluster.kube import ApiError, Obj, Rest, api_client
-from vpes_devcluster.quantity import parse_quantity
+from vpes_devcluster.kubeconfig import api_client
 from vpes_devcluster.storage import (
     ANN_PROVISIONED_BY,
     PROVISIONER,
@@ -40,14 +42,15 @@ from vpes_devcluster.storage import (
 )
 
 log = logging.getLogger("vpes_devcluster.provisioner")
+MERGE_PATCH = "application/merge-patch+json"
 
 
-def _key(obj: Obj) -> str:
+def _key(obj: JSON) -> str:
     meta = obj["metadata"]
     return f"{meta.get('namespace', '')}/{meta['name']}"
 
 
-def _is_ours(volume: Obj) -> bool:
+def _is_ours(volume: JSON) -> bool:
     annotations = volume["metadata"].get("annotations") or {}
     return bool(annotations.get(ANN_PROVISIONED_BY) == PROVISIONER)
 
@@ -57,26 +60,26 @@ class _Feed:
 
     def __init__(
         self,
-        replace: Callable[[list[Obj]], None],
-        event: Callable[[str, Obj], None],
+        replace: Callable[[list[JSON]], None],
+        event: Callable[[str, JSON], None],
     ) -> None:
         self.replace = replace
         self.event = event
 
 
 class HostPathProvisioner:
-    def __init__(self, rest: Rest, root: Path, workers: int = 8) -> None:
-        self.rest = rest
+    def __init__(self, kube: Kube, root: Path, workers: int = 8) -> None:
+        self.kube = kube
         self.root = root.resolve()
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        self._claims: dict[str, Obj] = {}  # namespace/name -> claim of our class
-        self._volumes: dict[str, Obj] = {}  # name -> volume we made
+        self._claims: dict[str, JSON] = {}  # namespace/name -> claim of our class
+        self._volumes: dict[str, JSON] = {}  # name -> volume we made
         self._busy: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provision")
         self.informers = [
-            Informer(rest, PV_PATH, _Feed(self._replace_volumes, self._on_volume), self.stop),
-            Informer(rest, PVC_PATH, _Feed(self._replace_claims, self._on_claim), self.stop),
+            Informer(kube, PV_PATH, _Feed(self._replace_volumes, self._on_volume), self.stop),
+            Informer(kube, PVC_PATH, _Feed(self._replace_claims, self._on_claim), self.stop),
         ]
 
     def run(self) -> None:
@@ -92,7 +95,7 @@ class HostPathProvisioner:
     def _ensure_storage_class(self) -> None:
         while not self.stop.is_set():
             try:
-                self.rest.create(SC_PATH, storage_class())
+                self.kube.request("POST", SC_PATH, body=storage_class())
                 return
             except ApiError as exc:
                 if exc.status == 409:
@@ -104,19 +107,19 @@ class HostPathProvisioner:
 
     # -- events -------------------------------------------------------------------------
 
-    def _replace_volumes(self, items: list[Obj]) -> None:
+    def _replace_volumes(self, items: list[JSON]) -> None:
         with self._lock:
             self._volumes = {v["metadata"]["name"]: v for v in items if _is_ours(v)}
         for volume in items:
             self._on_volume("ADDED", volume)
 
-    def _replace_claims(self, items: list[Obj]) -> None:
+    def _replace_claims(self, items: list[JSON]) -> None:
         with self._lock:
             self._claims = {}
         for claim in items:
             self._on_claim("ADDED", claim)
 
-    def _on_volume(self, kind: str, volume: Obj) -> None:
+    def _on_volume(self, kind: str, volume: JSON) -> None:
         if not _is_ours(volume):
             return
         name = volume["metadata"]["name"]
@@ -133,7 +136,7 @@ class HostPathProvisioner:
         elif claim is not None:
             self._check_size(claim, volume)
 
-    def _on_claim(self, kind: str, claim: Obj) -> None:
+    def _on_claim(self, kind: str, claim: JSON) -> None:
         spec = claim.get("spec") or {}
         if spec.get("storageClassName") != STORAGE_CLASS:
             return
@@ -152,7 +155,7 @@ class HostPathProvisioner:
         elif phase == "Bound" and volume is not None:
             self._check_size(claim, volume)
 
-    def _check_size(self, claim: Obj, volume: Obj) -> None:
+    def _check_size(self, claim: JSON, volume: JSON) -> None:
         want = requested(claim)
         status = claim.get("status") or {}
         have = (status.get("capacity") or {}).get("storage")
@@ -182,7 +185,7 @@ class HostPathProvisioner:
 
     # -- actions ------------------------------------------------------------------------
 
-    def _provision(self, claim: Obj) -> None:
+    def _provision(self, claim: JSON) -> None:
         volume = persistent_volume(claim, self.root)
         name = volume["metadata"]["name"]
         directory = self.root / name
@@ -191,7 +194,7 @@ class HostPathProvisioner:
         # local-path-provisioner, leave the directory writable by the pod's user.
         directory.chmod(0o777)
         try:
-            created = self.rest.create(PV_PATH, volume)
+            created = self.kube.request("POST", PV_PATH, body=volume)
         except ApiError as exc:
             if exc.status != 409:
                 raise
@@ -200,10 +203,10 @@ class HostPathProvisioner:
             self._volumes.setdefault(name, created)
         log.info("provisioned %s for %s (%s)", name, _key(claim), requested(claim))
 
-    def _delete(self, volume: Obj) -> None:
+    def _delete(self, volume: JSON) -> None:
         name = volume["metadata"]["name"]
         try:
-            self.rest.delete(f"{PV_PATH}/{name}")
+            self.kube.request("DELETE", f"{PV_PATH}/{name}")
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -212,14 +215,15 @@ class HostPathProvisioner:
             shutil.rmtree(path, ignore_errors=True)
         log.info("deleted released volume %s", name)
 
-    def _resize(self, claim: Obj, volume: Obj) -> None:
+    def _resize(self, claim: JSON, volume: JSON) -> None:
         want = requested(claim)
         if want is None:
             return
         name = volume["metadata"]["name"]
         holds = volume["spec"].get("capacity", {}).get("storage", "0")
         if parse_quantity(want) > parse_quantity(holds):
-            self.rest.patch(f"{PV_PATH}/{name}", {"spec": {"capacity": {"storage": want}}})
+            grow = {"spec": {"capacity": {"storage": want}}}
+            self.kube.request("PATCH", f"{PV_PATH}/{name}", body=grow, content_type=MERGE_PATCH)
         meta = claim["metadata"]
         status = {
             "capacity": {"storage": want},
@@ -228,7 +232,9 @@ class HostPathProvisioner:
             "conditions": None,
         }
         path = f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims/{meta['name']}"
-        self.rest.patch(f"{path}/status", {"status": status})
+        self.kube.request(
+            "PATCH", f"{path}/status", body={"status": status}, content_type=MERGE_PATCH
+        )
         log.info("resized %s (%s) to %s", name, _key(claim), want)
 
 
@@ -240,7 +246,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     provisioner = HostPathProvisioner(
-        Rest(api_client(args.kubeconfig, pool_size=args.workers + 4)), args.root, args.workers
+        Kube(api_client(args.kubeconfig, pool_size=args.workers + 4), PROVISIONER),
+        args.root,
+        args.workers,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

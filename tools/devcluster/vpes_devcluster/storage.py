@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vpes_devcluster.kube import Obj
+from vpes_operator.clients.kube import JSON
 
 STORAGE_CLASS = "vpes-local"
 PROVISIONER = "vpes.io/devcluster-hostpath"
@@ -16,7 +16,7 @@ PV_PATH = "/api/v1/persistentvolumes"
 SC_PATH = "/apis/storage.k8s.io/v1/storageclasses"
 
 
-def storage_class() -> Obj:
+def storage_class() -> JSON:
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
@@ -28,16 +28,16 @@ def storage_class() -> Obj:
     }
 
 
-def volume_name(claim: Obj) -> str:
+def volume_name(claim: JSON) -> str:
     return f"pvc-{claim['metadata']['uid']}"
 
 
-def requested(claim: Obj) -> str | None:
+def requested(claim: JSON) -> str | None:
     value = ((claim.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
     return str(value) if value is not None else None
 
 
-def persistent_volume(claim: Obj, root: Path) -> Obj:
+def persistent_volume(claim: JSON, root: Path) -> JSON:
     """The hostPath volume for ``claim``, bound to it in advance."""
     meta, spec = claim["metadata"], claim.get("spec") or {}
     name = volume_name(claim)
