@@ -25,12 +25,14 @@ class Plan:
 class Signup:
     """What the customer asked for at checkout."""
 
-    checkout_session: str
     customer: str
     subscription: str
     email: str
     domain: str
     mailbox: str  # local part of the first mailbox
+    # n.signup_key_digest of the key the signup's browser holds (None: a Checkout
+    # Session not made by this service's signup form). Never the Checkout Session id.
+    signup_key: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -42,7 +44,6 @@ def link_labels(signup: Signup) -> dict[str, str]:
         n.LABEL_MANAGED_BY: n.MANAGED_BY,
         n.LABEL_CUSTOMER: n.label_value(signup.customer),
         n.LABEL_SUBSCRIPTION: n.label_value(signup.subscription),
-        n.LABEL_CHECKOUT: n.label_value(n.digest(signup.checkout_session)),
     }
 
 
@@ -50,7 +51,6 @@ def link_annotations(signup: Signup) -> dict[str, str]:
     return {
         n.ANNOTATION_CUSTOMER: signup.customer,
         n.ANNOTATION_SUBSCRIPTION: signup.subscription,
-        n.ANNOTATION_CHECKOUT: signup.checkout_session,
     }
 
 
@@ -151,13 +151,15 @@ def first_password(namespace_name: str, password: str) -> JSON:
 
 
 def server(signup: Signup, plan: Plan, *, suspended: bool) -> JSON:
-    """The customer's PersonalMailServer: one domain, one mailbox."""
+    """The customer's PersonalMailServer: one domain, one mailbox; labelled with the
+    signup key's hash, by which the return page finds it."""
+    labels = link_labels(signup)
+    if signup.signup_key:
+        labels[n.LABEL_SIGNUP_KEY] = signup.signup_key
     return {
         "apiVersion": API_VERSION,
         "kind": "PersonalMailServer",
-        "metadata": _meta(
-            n.SERVER_NAME, signup.namespace, link_labels(signup), link_annotations(signup)
-        ),
+        "metadata": _meta(n.SERVER_NAME, signup.namespace, labels, link_annotations(signup)),
         "spec": {
             "plan": plan.name,
             "suspended": suspended,

@@ -32,7 +32,7 @@ class Record:
     type: str
     outcome: str  # done, ignored, refused, failed (not final)
     message: str
-    checkout_session: str | None = None
+    signup_key: str | None = None  # n.signup_key_digest: how the return page finds a refusal
 
 
 class Ledger:
@@ -52,8 +52,8 @@ class Ledger:
             n.LABEL_KIND: KIND,
             f"{n.PREFIX}/outcome": rec.outcome,
         }
-        if rec.checkout_session:
-            labels[n.LABEL_CHECKOUT] = n.label_value(n.digest(rec.checkout_session))
+        if rec.signup_key:
+            labels[n.LABEL_SIGNUP_KEY] = rec.signup_key
         self.kube.apply(
             {
                 "apiVersion": "v1",
@@ -73,11 +73,11 @@ class Ledger:
             }
         )
 
-    def refusal(self, checkout_session: str) -> str | None:
-        """The message for the customer if their paid checkout was refused."""
+    def refusal(self, signup_key: str) -> str | None:
+        """The message for the customer if their paid checkout was refused
+        (`signup_key`: n.signup_key_digest of the signup's key)."""
         selector = (
-            f"{n.LABEL_KIND}={KIND},{n.PREFIX}/outcome=refused,"
-            f"{n.LABEL_CHECKOUT}={n.label_value(n.digest(checkout_session))}"
+            f"{n.LABEL_KIND}={KIND},{n.PREFIX}/outcome=refused,{n.LABEL_SIGNUP_KEY}={signup_key}"
         )
         for obj in self.kube.list("v1", "ConfigMap", self.namespace, labels=selector):
             return str((obj.get("data") or {}).get("message", ""))

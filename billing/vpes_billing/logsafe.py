@@ -1,12 +1,12 @@
 """Keep bearer values out of the service's log.
 
 Two things in a URL act as credentials here: the one-time password link
-(`/password/<namespace>.<secret>`) and the Checkout Session id (`session_id=cs_…`,
-which lets its holder see the server's state and ask for that link). The
-access log prints every request's path and query, so every log record passes
-through `Redact` on the way out, whichever logger wrote it. Stripe keys and
-webhook secrets are never logged on purpose; they are redacted too in case an
-error message echoes one.
+(`/password/<namespace>.<secret>`) and the signup key (`key=…`, which lets its
+holder see the server's state and ask for that link). The access log prints
+every request's path and query, so every log record passes through `Redact` on
+the way out, whichever logger wrote it. Checkout Session ids (`cs_…`) prove
+nothing any more but are kept out too. Stripe keys and webhook secrets are never
+logged on purpose; they are redacted too in case an error message echoes one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ REDACTED = "[redacted]"
 _PATTERNS = [
     re.compile(r"(/password/)[^\s\"'?#]+"),
     re.compile(r"(session_id=)[^\s\"'&#]+"),
+    re.compile(r"([?&;]key=)[^\s\"'&#]+"),
     re.compile(r"\b(cs_(?:test_|live_)?)[A-Za-z0-9_]+"),
     re.compile(r"\b(vpes-c-[0-9a-f]{16}\.)[A-Za-z0-9_-]+"),
     # Stripe keys and webhook secrets, should an error message ever echo one.

@@ -40,7 +40,7 @@ def signup_form(
     )
 
 
-def status(state: dict[str, object], session_id: str) -> str:
+def status(state: dict[str, object], key: str) -> str:
     kind = state.get("state")
     ready = bool(state.get("ready"))
     if kind == "refused":
@@ -59,7 +59,7 @@ def status(state: dict[str, object], session_id: str) -> str:
         ready=ready,
         phase=str(state.get("phase") or "Pending"),
         message=str(state.get("message") or ""),
-        session_id=session_id,
+        key=key,
     )
 
 

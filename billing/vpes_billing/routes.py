@@ -5,7 +5,6 @@ the Kubernetes and Stripe APIs) and renders a page; `web.build_app` assembles th
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,13 +25,14 @@ from .service import BillingService
 from .stripe_gateway import StripeUnavailableError
 
 log = logging.getLogger("vpes.billing")
-SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def server_state(service: BillingService, session_id: str) -> dict[str, object]:
-    """What the return page and /signup/status show of the checkout's server."""
-    selector = f"{n.LABEL_CHECKOUT}={n.label_value(n.digest(session_id))}"
+def server_state(service: BillingService, key: str) -> dict[str, object]:
+    """What the return page and /signup/status show of the server of the signup whose
+    key is `key` (found by the key's hash: the cluster never holds the key itself)."""
+    digest = n.signup_key_digest(key)
+    selector = f"{n.LABEL_SIGNUP_KEY}={digest}"
     servers = service.kube.list(API_VERSION, "PersonalMailServer", labels=selector)
     if servers:
         obj = servers[0]
@@ -47,7 +47,7 @@ def server_state(service: BillingService, session_id: str) -> dict[str, object]:
             "message": status.message or (ready.message if ready else ""),
             "endpoints": status.endpoints.wire() if status.endpoints else {},
         }
-    refusal = service.ledger.refusal(session_id)
+    refusal = service.ledger.refusal(digest)
     if refusal is not None:
         return {"state": "refused", "message": refusal}
     return {"state": "waiting", "message": "Waiting for the payment to be confirmed."}
@@ -58,8 +58,9 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _session(value: str | None) -> str | None:
-    return value if value and SESSION_ID.fullmatch(value) else None
+def _key(value: str | None) -> str | None:
+    """A well-formed signup key (n.new_signup_key), else None."""
+    return value if value and n.SIGNUP_KEY.fullmatch(value) else None
 
 
 def _page(title: str, text: str, status: int = 200, *, error: bool = False) -> HTMLResponse:
@@ -127,10 +128,11 @@ class Routes:
                 f"Too many signups from your address. Try again in {wait:.0f} seconds.",
             )
             return HTMLResponse(page, 429, headers={"Retry-After": str(int(wait) + 1)})
+        key = n.new_signup_key()
         try:
             form = signup.parse(self.settings, values)
             session = await run_in_threadpool(
-                signup.start, self.service.kube, self.service.stripe, self.settings, form
+                signup.start, self.service.kube, self.service.stripe, self.settings, form, key
             )
         except signup.SignupError as e:
             page = pages.signup_form(
@@ -140,20 +142,21 @@ class Routes:
         except StripeUnavailableError as e:
             log.error("signup: %s", e)
             return _page("Try again", "Payment is unavailable.", 503, error=True)
-        return RedirectResponse(session.url or f"/signup/return?session_id={session.id}", 303)
+        return RedirectResponse(session.url or f"/signup/return?key={key}", 303)
 
     async def return_page(self, request: Request) -> Response:
-        session_id = _session(request.query_params.get("session_id"))
-        if not session_id:
+        key = _key(request.query_params.get("key"))
+        if not key:
             return _page("Not found", "Unknown checkout.", 404, error=True)
-        state = await run_in_threadpool(server_state, self.service, session_id)
-        return HTMLResponse(pages.status(state, session_id))
+        state = await run_in_threadpool(server_state, self.service, key)
+        return HTMLResponse(pages.status(state, key), headers=NO_STORE)
 
     async def status_json(self, request: Request) -> Response:
-        session_id = _session(request.query_params.get("session_id"))
-        if not session_id:
+        key = _key(request.query_params.get("key"))
+        if not key:
             return JSONResponse({"error": "unknown checkout"}, 404)
-        return JSONResponse(await run_in_threadpool(server_state, self.service, session_id))
+        state = await run_in_threadpool(server_state, self.service, key)
+        return JSONResponse(state, headers=NO_STORE)
 
     def _issue_link(self, state: dict[str, object]) -> str | None:
         """A one-time password link for the server's first mailbox (None: issued before)."""
@@ -166,10 +169,10 @@ class Routes:
         return links.issue(self.service.kube, ns, address, self.settings.link_ttl_seconds)
 
     async def password_link(self, request: Request) -> Response:
-        session_id = _session((await _form(request)).get("session_id"))
-        if not session_id:
+        key = _key((await _form(request)).get("key"))
+        if not key:
             return _page("Not found", "Unknown checkout.", 404, error=True)
-        state = await run_in_threadpool(server_state, self.service, session_id)
+        state = await run_in_threadpool(server_state, self.service, key)
         if state.get("state") != "server":
             return _page("Not yet", "Your server is not there yet.", 409)
         token = await run_in_threadpool(self._issue_link, state)

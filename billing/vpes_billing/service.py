@@ -119,6 +119,15 @@ def _id(value: Any) -> str | None:
     return None
 
 
+def signup_key(session: JSON) -> str | None:
+    """The hash of the signup's key, from the Checkout Session's metadata (set by our
+    signup form; None for a session made elsewhere). The session id is not used: Stripe's
+    events, its dashboard and earlier versions' annotations show it to others."""
+    meta = session.get("metadata") or {}
+    value = meta.get(n.METADATA_SIGNUP_KEY) if isinstance(meta, dict) else None
+    return value if n.valid_signup_key_digest(value) else None
+
+
 def invoice_subscription(invoice: JSON) -> str | None:
     """The subscription of an invoice, in the old (`subscription`) and the new
     (`parent.subscription_details.subscription`) API shapes."""
@@ -159,10 +168,10 @@ class BillingService:
             log.info("event %s (%s) already processed", event_id, etype)
             return Outcome("duplicate")
         started = time.monotonic()
-        checkout: str | None = None
+        key: str | None = None
         try:
             if etype == "checkout.session.completed":
-                checkout = _id(_obj(event).get("id"))
+                key = signup_key(_obj(event))
                 result = self._checkout_completed(_obj(event))
             elif etype in SUBSCRIPTION_EVENTS:
                 result = self._sync(_id(_obj(event).get("id")))
@@ -181,7 +190,7 @@ class BillingService:
             log.error(
                 "event %s (%s) cannot be fulfilled now, Stripe will retry: %s", event_id, etype, e
             )
-        self.ledger.record(Record(event_id, etype, result.outcome, result.message, checkout))
+        self.ledger.record(Record(event_id, etype, result.outcome, result.message, key))
         self.metrics.events.labels(etype, result.outcome).inc()
         self.metrics.seconds.observe(time.monotonic() - started)
         log.info("event %s (%s): %s %s", event_id, etype, result.outcome, result.message)
@@ -215,12 +224,12 @@ class BillingService:
                 "unknown-price", f"no MailPlan has stripePriceId {sub.price_id!r}"
             )
         signup = Signup(
-            checkout_session=str(session.get("id")),
             customer=customer,
             subscription=sub_id,
             email=email,
             domain=domain,
             mailbox=mailbox,
+            signup_key=signup_key(session),
         )
         try:
             tenant.claim_domain(self.kube, self.settings, domain, sub_id)
@@ -251,6 +260,8 @@ class BillingService:
         server = tenant.server_of(self.kube, sub_id)
         if server is None:
             return Outcome("ignored", f"no server for {sub_id} (yet)")
+        if tenant.forget_checkout_session(self.kube, server):
+            log.info("subscription %s: removed the session id earlier versions kept", sub_id)
         sub = self._subscription(sub_id)
         marks = dict(server["metadata"].get("annotations") or {})
         desired = decide(

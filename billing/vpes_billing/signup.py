@@ -69,8 +69,11 @@ def parse(settings: Settings, form: dict[str, str]) -> SignupForm:
 
 
 def start(
-    kube: Kube, stripe: StripeGateway, settings: Settings, form: SignupForm
+    kube: Kube, stripe: StripeGateway, settings: Settings, form: SignupForm, key: str
 ) -> CheckoutSession:
+    """A Checkout Session for `form`. `key` (n.new_signup_key) comes back in the return
+    URL, to the browser that pays; only its hash goes to Stripe's metadata, and from
+    there, through the signed webhook, onto the server."""
     plan = tenant.get_plan(kube, form.plan)
     if plan is None or not plan.spec.stripe_price_id:
         raise SignupError(f"There is no plan {form.plan!r} for sale.")
@@ -79,8 +82,13 @@ def start(
     return stripe.create_checkout(
         price_id=plan.spec.stripe_price_id,
         email=form.email,
-        metadata={"plan": form.plan, "domain": form.domain, "mailbox": form.mailbox},
-        success_url=f"{settings.public_url}/signup/return?session_id={{CHECKOUT_SESSION_ID}}",
+        metadata={
+            "plan": form.plan,
+            "domain": form.domain,
+            "mailbox": form.mailbox,
+            n.METADATA_SIGNUP_KEY: n.signup_key_digest(key),
+        },
+        success_url=f"{settings.public_url}/signup/return?key={key}",
         cancel_url=f"{settings.public_url}/signup?plan={form.plan}",
     )
 

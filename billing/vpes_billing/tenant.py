@@ -147,6 +147,26 @@ def apply_billing_state(
     _retry_forbidden(lambda: kube.apply(state))
 
 
+def forget_checkout_session(kube: Kube, server: JSON) -> bool:
+    """Remove the Checkout Session id (and its hash) that earlier versions wrote on the
+    server and its namespace, where other readers saw it; True if there was one."""
+    meta = server["metadata"]
+    if n.LEGACY_ANNOTATION_CHECKOUT not in (
+        meta.get("annotations") or {}
+    ) and n.LEGACY_LABEL_CHECKOUT not in (meta.get("labels") or {}):
+        return False
+    patch: JSON = {
+        "labels": {n.LEGACY_LABEL_CHECKOUT: None},
+        "annotations": {n.LEGACY_ANNOTATION_CHECKOUT: None},
+    }
+    namespace, name = meta["namespace"], meta["name"]
+    _retry_forbidden(
+        lambda: kube.patch_metadata(API_VERSION, "PersonalMailServer", namespace, name, patch)
+    )
+    kube.patch_metadata("v1", "Namespace", None, namespace, patch)
+    return True
+
+
 def request_final_backup(kube: Kube, server: JSON) -> bool:
     backup = build.final_backup(server["metadata"])
     return _retry_forbidden(lambda: _create_once(kube, backup))

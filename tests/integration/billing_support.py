@@ -89,7 +89,8 @@ class Billing:
 class Customer:
     customer: str
     subscription: str
-    session: str
+    session: str  # the Checkout Session id: Stripe's, shown to others, proves nothing
+    key: str  # the signup key the return URL carries: the only proof of being the customer
     domain: str
     email: str
 
@@ -100,24 +101,25 @@ class Customer:
             customer=f"cus_{tag}",
             subscription=f"sub_{tag}",
             session=f"cs_test_{tag}{'a' * 50}",
+            key=n.new_signup_key(),
             domain=domain or f"c{tag}.example",
             email=f"owner-{tag}@example.net",
         )
 
     def checkout(self, plan: str, event_id: str | None = None) -> dict[str, Any]:
-        return event(
-            "checkout.session.completed",
-            checkout_session(
-                session=self.session,
-                customer=self.customer,
-                subscription=self.subscription,
-                email=self.email,
-                domain=self.domain,
-                mailbox="alice",
-                plan=plan,
-            ),
-            event_id,
+        """The signed event of a Checkout Session made by the signup form: its metadata
+        carries the hash of the signup key, as `signup.start` puts it there."""
+        session = checkout_session(
+            session=self.session,
+            customer=self.customer,
+            subscription=self.subscription,
+            email=self.email,
+            domain=self.domain,
+            mailbox="alice",
+            plan=plan,
         )
+        session["metadata"][n.METADATA_SIGNUP_KEY] = n.signup_key_digest(self.key)
+        return event("checkout.session.completed", session, event_id)
 
     def subscription_event(self, etype: str) -> dict[str, Any]:
         return event(etype, {"id": self.subscription, "object": "subscription"})

@@ -62,7 +62,7 @@ def test_signup_checkout_to_ready_and_password_link(billing: Billing) -> None:
     assert r.status_code == 303, r.text
     assert r.headers["location"].startswith("https://checkout.stripe.com/")
 
-    r = b.client.get(f"/signup/status?session_id={c.session}")
+    r = b.client.get(f"/signup/status?key={c.key}")
     assert r.json()["state"] == "waiting"
 
     signed_up(b, c)
@@ -83,7 +83,12 @@ def test_signup_checkout_to_ready_and_password_link(billing: Billing) -> None:
     assert [s["metadata"]["namespace"] for s in found] == [ns]
     ann = found[0]["metadata"]["annotations"]
     assert ann[n.ANNOTATION_SUBSCRIPTION] == c.subscription
-    assert ann[n.ANNOTATION_CHECKOUT] == c.session
+    # Neither the Checkout Session id nor the signup key is written anywhere: only the
+    # key's hash, on the server, by which the return page finds it.
+    assert n.LEGACY_ANNOTATION_CHECKOUT not in ann
+    assert found[0]["metadata"]["labels"][n.LABEL_SIGNUP_KEY] == n.signup_key_digest(c.key)
+    for obj in (found[0], namespace):
+        assert c.session not in json.dumps(obj) and c.key not in json.dumps(obj)
     spec = found[0]["spec"]
     assert spec["domains"] == [c.domain] and spec["owner"]["email"] == c.email
     assert spec["mailboxes"][0]["address"] == f"alice@{c.domain}"
@@ -91,19 +96,19 @@ def test_signup_checkout_to_ready_and_password_link(billing: Billing) -> None:
     wait_ready(b.admin, ns, n.SERVER_NAME, timeout=120)
     pods = b.admin.list("v1", "Pod", ns, labels=f"vpes.io/server={n.SERVER_NAME}")
     assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
-    state = b.client.get(f"/signup/status?session_id={c.session}").json()
+    state = b.client.get(f"/signup/status?key={c.key}").json()
     assert state["state"] == "server" and state["ready"] is True
-    page = b.client.get(f"/signup/return?session_id={c.session}")
+    page = b.client.get(f"/signup/return?key={c.key}")
     assert "Your server is ready" in page.text
 
     # The one-time password link: issued once, used once, only its hash stored.
-    r = b.client.post("/signup/password-link", data={"session_id": c.session})
+    r = b.client.post("/signup/password-link", data={"key": c.key})
     assert r.status_code == 303
     token = r.headers["location"].removeprefix("/password/")
     TOKENS.add(token)
     link = b.admin.get("v1", "Secret", ns, n.PASSWORD_LINK_SECRET)
     assert link is not None and token.split(".")[1] not in json.dumps(link)
-    again = b.client.post("/signup/password-link", data={"session_id": c.session})
+    again = b.client.post("/signup/password-link", data={"key": c.key})
     assert again.status_code == 409
     assert b.client.get(f"/password/{token}").status_code == 200
     short = b.client.post(f"/password/{token}", data={"password": "short", "confirm": "short"})
@@ -435,7 +440,7 @@ def test_domain_taken_is_refused_with_a_message(billing: Billing) -> None:
     r = b.deliver(second.checkout(b.plan_a))
     assert r.json()["outcome"] == "refused"
     assert b.admin.get("v1", "Namespace", None, n.namespace_for(second.subscription)) is None
-    page = b.client.get(f"/signup/return?session_id={second.session}")
+    page = b.client.get(f"/signup/return?key={second.key}")
     assert "already served by another customer" in page.text
 
 

@@ -1,5 +1,5 @@
 """`billing` started as in production (uvicorn, access log on) logs no one-time link
-token and no Checkout Session id. A real server process, so not in the unit tier; it
+token, no signup key and no Checkout Session id. A real server process, so not in the unit tier; it
 needs no cluster (the API server it is pointed at refuses connections)."""
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def test_the_real_server_logs_no_token_or_session_id(tmp_path: Path) -> None:
         "VPES_BILLING_SWEEP_SECONDS": "0",
     }
     token = f"vpes-c-{secrets.token_hex(8)}.{secrets.token_urlsafe(32)}"
+    key = secrets.token_urlsafe(32)
     session = f"cs_test_{secrets.token_hex(30)}"
     out = tmp_path / "billing.log"
     with out.open("wb") as sink:
@@ -81,10 +82,11 @@ def test_the_real_server_logs_no_token_or_session_id(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.1)
         _get(f"{base}/password/{token}")
-        _get(f"{base}/signup/return?session_id={session}")
-        _get(f"{base}/signup/status?session_id={session}")
+        _get(f"{base}/signup/return?key={key}")
+        _get(f"{base}/signup/status?key={key}")
+        _get(f"{base}/signup/status?session_id={session}")  # an old link
         deadline = time.monotonic() + 10
-        while out.read_text().count("[redacted]") < 3 and time.monotonic() < deadline:
+        while out.read_text().count("[redacted]") < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         proc.terminate()
@@ -92,6 +94,7 @@ def test_the_real_server_logs_no_token_or_session_id(tmp_path: Path) -> None:
     text = out.read_text()
     assert '"GET /healthz HTTP/1.1" 200' in text, "no access log: the check proves nothing"
     assert "GET /password/[redacted]" in text
-    assert text.count("session_id=[redacted]") >= 2
+    assert text.count("key=[redacted]") >= 2 and "session_id=[redacted]" in text
+    assert key not in text
     assert token.split(".")[1] not in text
     assert session not in text and session.removeprefix("cs_test_") not in text

@@ -1,9 +1,11 @@
 """Billing's security against the real control plane: its admission policy refuses every
-write outside the namespaces it manages, and the real server logs no token or session id.
+write outside the namespaces it manages, knowing a Checkout Session id does not make one
+the customer, and the real server logs no token, signup key or session id.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from pathlib import Path
@@ -17,6 +19,7 @@ from vpes_devcluster.billing_dev import (
     start_billing,
     stop_billing,
 )
+from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import ApiError, Kube
 
 from . import billing_support
@@ -24,8 +27,10 @@ from .billing_support import (
     TOKENS,
     Billing,
     Customer,
+    secret_value,
     signed_up,
 )
+from .operator_support import SECRET_VALUES
 
 # The service and the operator, shared with the other billing module.
 operator = billing_support.operator
@@ -168,6 +173,86 @@ def test_billing_cannot_unlabel_its_own_namespace(billing: Billing) -> None:
     )
 
 
+# -- the signup key, not the Checkout Session id, proves the customer -------------------
+
+
+def readable_objects(b: Billing, c: Customer) -> list[dict[str, Any]]:
+    """What billing writes of a signup, which other roles may read: the namespace, the
+    server and the event records."""
+    ns = n.namespace_for(c.subscription)
+    objects = [
+        b.admin.get("v1", "Namespace", None, ns),
+        b.server(c.subscription),
+        *b.admin.list("v1", "ConfigMap", b.service.settings.namespace),
+    ]
+    return [obj for obj in objects if obj is not None]
+
+
+def test_the_checkout_session_id_alone_cannot_act_as_the_customer(billing: Billing) -> None:
+    """Stripe's events and dashboard show the Checkout Session id (and earlier versions
+    kept it in the server's annotations): knowing it must neither show the server's state
+    nor get the link that sets the first mailbox's password."""
+    b, c = billing, Customer.new()
+    signed_up(b, c)
+    ns = n.namespace_for(c.subscription)
+    server = b.server(c.subscription)
+    assert server is not None
+    text = json.dumps(readable_objects(b, c))
+    assert c.session not in text and c.key not in text
+    stored = server["metadata"]["labels"][n.LABEL_SIGNUP_KEY]
+
+    # Whoever knows the session id, or the stored hash, is not the customer.
+    for guess in (c.session, stored):
+        for name in ("session_id", "key"):
+            assert b.client.get(f"/signup/status?{name}={guess}").status_code == 404
+            assert b.client.get(f"/signup/return?{name}={guess}").status_code == 404
+            r = b.client.post("/signup/password-link", data={name: guess})
+            assert r.status_code == 404, r.text
+    # A well-formed key that is not this signup's finds nothing either.
+    for other in (n.new_signup_key(), stored[:43]):
+        assert b.client.get(f"/signup/status?key={other}").json()["state"] == "waiting"
+        assert b.client.post("/signup/password-link", data={"key": other}).status_code == 409
+    assert b.admin.get("v1", "Secret", ns, n.PASSWORD_LINK_SECRET) is None
+
+    # The customer's key does both, and the link sets the password.
+    state = b.client.get(f"/signup/status?key={c.key}").json()
+    assert state["state"] == "server" and state["namespace"] == ns
+    r = b.client.post("/signup/password-link", data={"key": c.key})
+    assert r.status_code == 303, r.text
+    token = r.headers["location"].removeprefix("/password/")
+    TOKENS.add(token)
+    pw = "a password only the customer knows"
+    SECRET_VALUES.add(pw)
+    r = b.client.post(f"/password/{token}", data={"password": pw, "confirm": pw})
+    assert r.status_code == 200, r.text
+    assert secret_value(b.admin, ns, n.FIRST_PASSWORD_SECRET, "password") == pw
+
+
+def test_the_session_id_earlier_versions_wrote_is_removed(billing: Billing) -> None:
+    """A server made by an earlier version carries the session id in plain (annotation)
+    and hashed (label), on it and on its namespace: billing's next look at the
+    subscription removes both."""
+    b, c = billing, Customer.new()
+    signed_up(b, c)
+    ns = n.namespace_for(c.subscription)
+    legacy = {
+        "labels": {n.LEGACY_LABEL_CHECKOUT: n.digest(c.session)},
+        "annotations": {n.LEGACY_ANNOTATION_CHECKOUT: c.session},
+    }
+    b.admin.patch_metadata(API_VERSION, "PersonalMailServer", ns, n.SERVER_NAME, legacy)
+    b.admin.patch_metadata("v1", "Namespace", None, ns, legacy)
+    assert c.session in json.dumps(b.server(c.subscription))
+    r = b.deliver(c.invoice_event("invoice.paid"))
+    assert r.status_code == 200 and r.json()["outcome"] == "done", r.text
+    for obj in (b.server(c.subscription), b.admin.get("v1", "Namespace", None, ns)):
+        assert obj is not None
+        meta = obj["metadata"]
+        assert n.LEGACY_ANNOTATION_CHECKOUT not in (meta.get("annotations") or {})
+        assert n.LEGACY_LABEL_CHECKOUT not in (meta.get("labels") or {})
+        assert c.session not in json.dumps(obj)
+    assert n.LABEL_SIGNUP_KEY in b.server(c.subscription)["metadata"]["labels"]  # type: ignore[index]
+
+
 # -- the real server --------------------------------------------------------------
 
 
@@ -177,7 +262,7 @@ def test_real_server_provisions_and_logs_no_token_or_session_id(
     """`billing_dev.start_billing` (what `make demo` needs): stripe-mock and
     `python -m vpes_billing` (uvicorn with its access log) against billing's
     kubeconfig. A signed checkout makes a server; the pages that carry the one-time
-    token and the session id are visited; neither appears in the server's output."""
+    token and the signup key are visited; neither appears in the server's output."""
     b, c = billing, Customer.new()
     workdir = tmp_path / "billing"
     dev = start_billing(
@@ -196,13 +281,13 @@ def test_real_server_provisions_and_logs_no_token_or_session_id(
         assert status == 200 and body["outcome"] == "done", body
         assert b.server(c.subscription) is not None
         with httpx.Client(base_url=dev.url, follow_redirects=False, timeout=60) as client:
-            r = client.post("/signup/password-link", data={"session_id": c.session})
+            r = client.post("/signup/password-link", data={"key": c.key})
             assert r.status_code == 303, r.text
             token = r.headers["location"].removeprefix("/password/")
             TOKENS.add(token)
             assert client.get(f"/password/{token}").status_code == 200
-            assert client.get(f"/signup/return?session_id={c.session}").status_code == 200
-            assert client.get(f"/signup/status?session_id={c.session}").status_code == 200
+            assert client.get(f"/signup/return?key={c.key}").status_code == 200
+            assert client.get(f"/signup/status?key={c.key}").status_code == 200
     finally:
         stop_billing(workdir)
         assert dev.stripe.proc is not None
@@ -212,7 +297,8 @@ def test_real_server_provisions_and_logs_no_token_or_session_id(
     assert not (workdir / "billing.pid").exists()
     text = dev.log.read_text()
     assert '"POST /stripe/webhook HTTP/1.1" 200' in text, "no access log: proves nothing"
-    assert "/password/[redacted]" in text and "session_id=[redacted]" in text
+    assert "/password/[redacted]" in text and "key=[redacted]" in text
+    assert c.key not in text
     assert token.split(".")[1] not in text
     assert c.session not in text and c.session.removeprefix("cs_test_") not in text
     assert dev.webhook_secret not in text and "sk_test" not in text

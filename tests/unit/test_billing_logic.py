@@ -13,14 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from vpes_billing import builders
 from vpes_billing import naming as n
-from vpes_billing.builders import quota
+from vpes_billing.builders import Plan, Signup, quota
 from vpes_billing.lifecycle import Removal, decide, parse_stamp, removal, stamp
 from vpes_billing.logsafe import redact
-from vpes_billing.service import invoice_subscription
+from vpes_billing.service import invoice_subscription, signup_key
 from vpes_billing.settings import Settings
-from vpes_billing.signup import SignupError, parse
-from vpes_billing.stripe_gateway import StripeGateway, SubscriptionState
+from vpes_billing.signup import SignupError, SignupForm, parse, start
+from vpes_billing.stripe_gateway import CheckoutSession, StripeGateway, SubscriptionState
 from vpes_billing.web import BodyLimit
 from vpes_devcluster.billing_dev import event, sign
 from vpes_operator.models.plan import MailPlanSpec
@@ -291,6 +292,7 @@ def test_body_limit_through_starlette_counts_every_refusal() -> None:
 
 TOKEN = "vpes-c-0123456789abcdef." + "S3cr3t_" * 6 + "x"
 SESSION = "cs_test_" + "a1B2" * 15
+KEY = "K3y-_" * 8 + "abc"
 
 
 @pytest.mark.parametrize(
@@ -301,11 +303,14 @@ SESSION = "cs_test_" + "a1B2" * 15
         f'127.0.0.1:5 - "GET /signup/return?session_id={SESSION} HTTP/1.1" 200',
         f'"GET /signup/status?foo=1&session_id={SESSION}&b=2 HTTP/1.1"',
         f"looked up {SESSION} and {TOKEN}",
+        f'127.0.0.1:5 - "GET /signup/return?key={KEY} HTTP/1.1" 200',
+        f'"GET /signup/status?foo=1&key={KEY}&b=2 HTTP/1.1"',
+        f"success_url: https://billing.test/signup/return?key={KEY}",
     ],
 )
 def test_redact_removes_tokens_and_session_ids(line: str) -> None:
     clean = redact(line)
-    assert TOKEN.split(".")[1] not in clean and SESSION not in clean
+    assert TOKEN.split(".")[1] not in clean and SESSION not in clean and KEY not in clean
     assert "[redacted]" in clean
     assert redact("GET /healthz HTTP/1.1 200") == "GET /healthz HTTP/1.1 200"
 
@@ -324,12 +329,15 @@ def test_ids_with_a_trailing_newline_are_not_valid(value: str) -> None:
     assert n.label_value(value).startswith("h-")
 
 
-def test_session_ids_and_link_tokens_must_match_whole() -> None:
+def test_signup_keys_and_link_tokens_must_match_whole() -> None:
     from vpes_billing.links import TOKEN
-    from vpes_billing.routes import _session
+    from vpes_billing.routes import _key
 
-    assert _session("cs_test_abc") == "cs_test_abc"
-    assert _session("cs_test_abc\n") is None
+    key = n.new_signup_key()
+    assert _key(key) == key and n.SIGNUP_KEY.fullmatch(key)
+    assert _key(key + "\n") is None and _key(key[:-1]) is None
+    # A Checkout Session id is not a signup key: it proves nothing.
+    assert _key(SESSION) is None
     token = "vpes-c-0123456789abcdef." + "A" * 43
     assert TOKEN.fullmatch(token) and not TOKEN.fullmatch(token + "\n")
 
@@ -351,3 +359,70 @@ def test_a_provider_adds_reserved_subdomains(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(SignupError, match="is reserved"):
         parse(configured, {"plan": "basic", "email": "a@example.net", "subdomain": "shop"})
     assert parse(configured, {"plan": "b", "email": "a@example.net", "subdomain": "alice"})
+
+
+# -- the signup key: the return URL's secret, of which only the hash is stored ---------
+
+
+class FakeKube:
+    """What `signup.start` reads: one plan for sale, no server, no domain claim."""
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Any:
+        if kind == "MailPlan" and name == "basic":
+            return {"metadata": {"name": name}, "spec": {"stripePriceId": "price_basic"}}
+        return None
+
+    def list(self, api_version: str, kind: str, *args: Any, **kw: Any) -> list[Any]:
+        return []
+
+
+class FakeStripe:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def create_checkout(self, **kw: Any) -> CheckoutSession:
+        self.calls.append(kw)
+        return CheckoutSession("cs_test_" + "z" * 40, "https://checkout.stripe.test/x")
+
+
+def test_signup_gives_stripe_the_key_hash_and_the_browser_the_key() -> None:
+    stripe = FakeStripe()
+    form = SignupForm(plan="basic", email="a@example.net", domain="example.org", mailbox="me")
+    key = n.new_signup_key()
+    kube: Any = FakeKube()
+    gateway: Any = stripe
+    start(kube, gateway, settings(public_url="https://billing.test"), form, key)
+    [call] = stripe.calls
+    # The browser comes back with the key, not with the Checkout Session id.
+    assert call["success_url"] == f"https://billing.test/signup/return?key={key}"
+    assert "CHECKOUT_SESSION_ID" not in call["success_url"]
+    # Stripe's metadata (and so the webhook, and the cluster) gets only the hash.
+    assert call["metadata"][n.METADATA_SIGNUP_KEY] == n.signup_key_digest(key)
+    assert key not in json.dumps(call["metadata"])
+    assert n.new_signup_key() != key
+
+
+def test_the_cluster_keeps_the_key_hash_never_the_key_or_session_id() -> None:
+    key = n.new_signup_key()
+    digest = n.signup_key_digest(key)
+    assert len(digest) == 60 and n.valid_signup_key_digest(digest)
+    assert not n.valid_signup_key_digest(key) and not n.valid_signup_key_digest(digest + "\n")
+    session = {"id": SESSION, "metadata": {n.METADATA_SIGNUP_KEY: digest}}
+    assert signup_key(session) == digest
+    # A session the form did not make, or metadata that is not a hash: no key at all.
+    assert signup_key({"id": SESSION, "metadata": {}}) is None
+    assert signup_key({"id": SESSION, "metadata": {n.METADATA_SIGNUP_KEY: key}}) is None
+    su = Signup("cus_1", "sub_1", "a@example.net", "example.org", "me", signup_key=digest)
+    plan = Plan("basic", MailPlanSpec.model_validate({}))
+    server = builders.server(su, plan, suspended=False)
+    assert server["metadata"]["labels"][n.LABEL_SIGNUP_KEY] == digest
+    for obj in (server, builders.namespace(su)):
+        text = json.dumps(obj)
+        assert key not in text and SESSION not in text
+        assert (
+            n.LEGACY_ANNOTATION_CHECKOUT not in text and n.LEGACY_LABEL_CHECKOUT + '"' not in text
+        )
+    unkeyed = builders.server(
+        Signup("cus_1", "sub_1", "a@x.org", "x.org", "me"), plan, suspended=False
+    )
+    assert n.LABEL_SIGNUP_KEY not in unkeyed["metadata"]["labels"]
