@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +21,34 @@ def _secret(name: str) -> str:
     return value
 
 
-def _seconds(name: str, default: float) -> float:
+def _seconds(name: str, default: float, *, positive: bool = False) -> float:
+    """`name` as a number of seconds (zero or more; more than zero if `positive`), or
+    `default` if unset; a clear error naming the variable otherwise."""
     raw = os.environ.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
-    value = float(raw)
-    if value < 0:
-        raise SystemExit(f"{name} must be zero or more seconds, not {raw!r}")
+    wanted = "more than zero" if positive else "zero or more"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be {wanted} seconds, not {raw!r}") from None
+    if math.isnan(value) or value < 0 or (positive and value == 0):
+        raise SystemExit(f"{name} must be {wanted} seconds, not {raw!r}")
+    return value
+
+
+def _count(name: str, default: int, *, minimum: int = 0) -> int:
+    """`name` as a whole number of at least `minimum`, or `default` if unset; a clear
+    error naming the variable otherwise."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"{name} must be {minimum} or more, not {raw!r}")
     return value
 
 
@@ -125,8 +147,8 @@ class Settings:
             ),
             sweep_seconds=_seconds("VPES_BILLING_SWEEP_SECONDS", cls.sweep_seconds),
             link_ttl_seconds=_seconds("VPES_BILLING_LINK_TTL_SECONDS", cls.link_ttl_seconds),
-            signup_burst=int(env("VPES_BILLING_SIGNUP_BURST") or cls.signup_burst),
+            signup_burst=_count("VPES_BILLING_SIGNUP_BURST", cls.signup_burst, minimum=1),
             signup_every_seconds=_seconds(
-                "VPES_BILLING_SIGNUP_EVERY_SECONDS", cls.signup_every_seconds
+                "VPES_BILLING_SIGNUP_EVERY_SECONDS", cls.signup_every_seconds, positive=True
             ),
         )

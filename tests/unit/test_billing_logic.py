@@ -426,3 +426,49 @@ def test_the_cluster_keeps_the_key_hash_never_the_key_or_session_id() -> None:
         Signup("cus_1", "sub_1", "a@x.org", "x.org", "me"), plan, suspended=False
     )
     assert n.LABEL_SIGNUP_KEY not in unkeyed["metadata"]["labels"]
+
+
+# -- settings from the environment: a bad value is named, not a traceback ---------------
+
+
+@pytest.fixture
+def billing_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_x")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_x")
+    for name in ("VPES_BILLING_SIGNUP_BURST", "VPES_BILLING_SIGNUP_EVERY_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_signup_rate_settings_from_env(billing_env: pytest.MonkeyPatch) -> None:
+    defaults = Settings.from_env()
+    assert (defaults.signup_burst, defaults.signup_every_seconds) == (5, 120.0)
+    billing_env.setenv("VPES_BILLING_SIGNUP_BURST", " 12 ")
+    billing_env.setenv("VPES_BILLING_SIGNUP_EVERY_SECONDS", "7.5")
+    configured = Settings.from_env()
+    assert (configured.signup_burst, configured.signup_every_seconds) == (12, 7.5)
+    billing_env.setenv("VPES_BILLING_SIGNUP_BURST", "")
+    assert Settings.from_env().signup_burst == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("VPES_BILLING_SIGNUP_BURST", "five", "must be a whole number, not 'five'"),
+        ("VPES_BILLING_SIGNUP_BURST", "2.5", "must be a whole number, not '2.5'"),
+        ("VPES_BILLING_SIGNUP_BURST", "0", "must be 1 or more, not '0'"),
+        ("VPES_BILLING_SIGNUP_BURST", "-3", "must be 1 or more, not '-3'"),
+        ("VPES_BILLING_SIGNUP_EVERY_SECONDS", "2m", "must be more than zero seconds, not '2m'"),
+        ("VPES_BILLING_SIGNUP_EVERY_SECONDS", "0", "must be more than zero seconds, not '0'"),
+        ("VPES_BILLING_SIGNUP_EVERY_SECONDS", "nan", "must be more than zero seconds, not 'nan'"),
+        ("VPES_BILLING_GRACE_SECONDS", "7d", "must be zero or more seconds, not '7d'"),
+        ("VPES_BILLING_GRACE_SECONDS", "-1", "must be zero or more seconds, not '-1'"),
+    ],
+)
+def test_a_bad_setting_names_its_variable(
+    billing_env: pytest.MonkeyPatch, name: str, raw: str, message: str
+) -> None:
+    billing_env.setenv(name, raw)
+    with pytest.raises(SystemExit) as info:
+        Settings.from_env()
+    assert str(info.value) == f"{name} {message}"
