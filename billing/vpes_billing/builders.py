@@ -3,9 +3,12 @@ settings) to Kubernetes objects, like the operator's `builders`. `tenant` applie
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import kubernetes.utils
 from vpes_operator import API_VERSION
 from vpes_operator.models.plan import MailPlanSpec
 
@@ -122,12 +125,27 @@ def quota(plan: MailPlanSpec) -> dict[str, str]:
     return hard
 
 
+def parse_quantity(quantity: str) -> Decimal:
+    """The exact value of a Kubernetes quantity (the official client's parser, typed);
+    ValueError if `quantity` is not one."""
+    value: Decimal = kubernetes.utils.parse_quantity(quantity)  # type: ignore[no-untyped-call]
+    return value
+
+
+_SUFFIX = re.compile(r"(?:Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])$")
+
+
 def _double(quantity: str) -> str:
-    """Twice a quantity, in its own unit ("50m" → "100m"; the API server validated it)."""
-    digits = "".join(ch for ch in quantity if ch.isdigit() or ch == ".")
-    unit = quantity[len(digits) :]
-    value = float(digits) * 2
-    return f"{value:g}{unit}"
+    """Twice a quantity, computed exactly (Kubernetes' own parser) and written in the
+    quantity's own suffix: "50m" → "100m", "1.5" → "3", "256Mi" → "512Mi",
+    "0.75Gi" → "1.5Gi". Exponent forms ("1e3") come back as plain numbers ("2000").
+    ValueError if `quantity` is not one (the API server validated it)."""
+    doubled = parse_quantity(quantity) * 2
+    suffix = _SUFFIX.search(quantity)
+    unit = suffix.group(0) if suffix else ""
+    amount = doubled / parse_quantity("1" + unit) if unit else doubled
+    text = format(amount.normalize(), "f")
+    return text + unit
 
 
 def resource_quota(namespace_name: str, plan: Plan) -> JSON:

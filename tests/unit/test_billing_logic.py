@@ -472,3 +472,29 @@ def test_a_bad_setting_names_its_variable(
     with pytest.raises(SystemExit) as info:
         Settings.from_env()
     assert str(info.value) == f"{name} {message}"
+
+
+@pytest.mark.parametrize(
+    ("quantity", "doubled"),
+    [
+        ("50m", "100m"),
+        ("1500m", "3000m"),
+        ("1.5", "3"),
+        ("0.3", "0.6"),
+        ("2", "4"),
+        ("256Mi", "512Mi"),
+        ("1Gi", "2Gi"),
+        ("0.75Gi", "1.5Gi"),
+        ("100k", "200k"),
+        ("128974848", "257949696"),  # not "2.5795e+08", which is no quantity
+        ("1e3", "2000"),
+    ],
+)
+def test_quota_doubles_quantities_exactly(quantity: str, doubled: str) -> None:
+    assert builders._double(quantity) == doubled
+    assert builders.parse_quantity(doubled) == 2 * builders.parse_quantity(quantity)
+
+
+def test_quota_doubling_refuses_what_is_no_quantity() -> None:
+    with pytest.raises(ValueError, match="lots"):
+        builders._double("lots")
