@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
@@ -13,9 +14,13 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
+
+if TYPE_CHECKING:  # imported at run time only after kopf is configured
+    from . import metrics
+    from .leader import Elector
 
 log = logging.getLogger("vpes_operator")
 M_ARENA_MAX = -8  # glibc mallopt parameter
@@ -117,6 +122,101 @@ async def run_kopf(
         stop.set()  # kopf stopped for its own reasons: so does whatever waits on `stop`
 
 
+@dataclasses.dataclass
+class Flags:
+    """What the main thread, kopf, the metrics server and the lease keeper share."""
+
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    ready: threading.Event = dataclasses.field(default_factory=threading.Event)
+    standby: threading.Event = dataclasses.field(default_factory=threading.Event)
+    heartbeat: Heartbeat = dataclasses.field(default_factory=Heartbeat)
+    # kopf has stopped: nothing reconciles any more
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldLease:
+    """The Lease this replica leads with, and the thread that renews it."""
+
+    elector: Elector
+    keeper: threading.Thread
+
+
+def register_stop_flag(stop: threading.Event) -> None:
+    @kopf.on.cleanup(id="vpes-stop-flag")
+    def stopping(**_: Any) -> None:
+        # On SIGTERM kopf's own signal handler stops it, not `stop`: set it, or
+        # kopf's task that waits for it keeps kopf from exiting for 5 more seconds.
+        stop.set()
+
+
+def handle_signals(stop: threading.Event) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def start_metrics(port: int, flags: Flags) -> metrics.Server:
+    from . import metrics
+    from .health import HEALTH
+
+    server = metrics.Server(
+        port,
+        # A standby replica is ready to take over; a leader once it processes.
+        ready=lambda: flags.standby.is_set() or (flags.ready.is_set() and HEALTH.ready()),
+        healthy=lambda: flags.heartbeat.healthy() and HEALTH.alive(),
+        explain=lambda: (
+            "standing by for the Lease" if flags.standby.is_set() else HEALTH.verdict().why
+        ),
+    )
+    server.start()
+    return server
+
+
+def exit_on_lost_lease() -> None:
+    # Stop at once: another replica may lead as soon as the lease expires.
+    log.error("leadership lost: exiting so that only one replica reconciles")
+    logging.shutdown()
+    os._exit(70)
+
+
+def take_lease(args: argparse.Namespace, flags: Flags) -> HeldLease:
+    """Stand by until this replica leads, then keep the Lease renewed; exit if stopped first."""
+    from .clients.kube import Kube
+    from .leader import Elector, LeaseConfig
+
+    cfg = LeaseConfig(args.lease_namespace, args.lease_name, args.identity)
+    elector = Elector(Kube.connect(field_manager="vpes-operator-leader"), cfg)
+    flags.standby.set()
+    leading = elector.wait_for_leadership(flags.stop, beat=flags.heartbeat.beat)
+    flags.standby.clear()
+    if not leading:  # stopped while standing by
+        sys.exit(0)
+    # Renewed until kopf has stopped, not merely been asked to.
+    keeper = threading.Thread(
+        target=elector.keep, args=(flags.done, exit_on_lost_lease), daemon=True, name="lease"
+    )
+    keeper.start()
+    return HeldLease(elector, keeper)
+
+
+def wind_down(flags: Flags, lease: HeldLease | None, server: metrics.Server | None) -> None:
+    # kopf's loop took over the signals, and its handlers are gone with it: a
+    # second signal must not kill us before the lease is given back.
+    handle_signals(flags.stop)
+    flags.stop.set()
+    flags.done.set()
+    if lease is not None:
+        lease.keeper.join(timeout=lease.elector.cfg.renew_every + 30)
+        # Only now that nothing reconciles: another replica may lead at once.
+        lease.elector.release()
+    if server is not None:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     limit_malloc_arenas()
@@ -125,84 +225,20 @@ def main(argv: list[str] | None = None) -> None:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
     from . import handlers, metrics  # noqa: F401  (importing handlers registers them)
-    from .clients.kube import Kube
     from .health import HEALTH
-    from .leader import Elector, LeaseConfig
 
     HEALTH.stall_after = args.stall_seconds
     HEALTH.namespaces = tuple(args.namespace)
 
-    stop = threading.Event()
-    ready = threading.Event()
-    standby = threading.Event()
-    heartbeat = Heartbeat()
-    done = threading.Event()  # kopf has stopped: nothing reconciles any more
-
-    @kopf.on.cleanup(id="vpes-stop-flag")
-    def stopping(**_: Any) -> None:
-        # On SIGTERM kopf's own signal handler stops it, not `stop`: set it, or
-        # kopf's task that waits for it keeps kopf from exiting for 5 more seconds.
-        stop.set()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    def handle_signals() -> None:
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-
-    handle_signals()
-    server = None
-    if args.metrics_port:
-        server = metrics.Server(
-            args.metrics_port,
-            # A standby replica is ready to take over; a leader once it processes.
-            ready=lambda: standby.is_set() or (ready.is_set() and HEALTH.ready()),
-            healthy=lambda: heartbeat.healthy() and HEALTH.alive(),
-            explain=lambda: (
-                "standing by for the Lease" if standby.is_set() else HEALTH.verdict().why
-            ),
-        )
-        server.start()
-
-    elector = None
-    lease_keeper = None
-    if args.leader_elect:
-        cfg = LeaseConfig(args.lease_namespace, args.lease_name, args.identity)
-        elector = Elector(Kube.connect(field_manager="vpes-operator-leader"), cfg)
-        standby.set()
-        leading = elector.wait_for_leadership(stop, beat=heartbeat.beat)
-        standby.clear()
-        if not leading:  # stopped while standing by
-            sys.exit(0)
-
-        def lost() -> None:
-            # Stop at once: another replica may lead as soon as the lease expires.
-            log.error("leadership lost: exiting so that only one replica reconciles")
-            logging.shutdown()
-            os._exit(70)
-
-        # Renewed until kopf has stopped, not merely been asked to.
-        lease_keeper = threading.Thread(
-            target=elector.keep, args=(done, lost), daemon=True, name="lease"
-        )
-        lease_keeper.start()
-
+    flags = Flags()
+    register_stop_flag(flags.stop)
+    handle_signals(flags.stop)
+    server = start_metrics(args.metrics_port, flags) if args.metrics_port else None
+    lease = take_lease(args, flags) if args.leader_elect else None
     try:
-        asyncio.run(run_kopf(args, ready, stop, heartbeat))
+        asyncio.run(run_kopf(args, flags.ready, flags.stop, flags.heartbeat))
     finally:
-        # kopf's loop took over the signals, and its handlers are gone with it: a
-        # second signal must not kill us before the lease is given back.
-        handle_signals()
-        stop.set()
-        done.set()
-        if elector is not None and lease_keeper is not None:
-            lease_keeper.join(timeout=elector.cfg.renew_every + 30)
-            # Only now that nothing reconciles: another replica may lead at once.
-            elector.release()
-        if server is not None:
-            server.stop()
+        wind_down(flags, lease, server)
     sys.exit(0)
 
 
