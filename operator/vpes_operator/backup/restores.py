@@ -180,16 +180,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
         _new_server(
             kube, settings, namespace, spec.target, name, repository, snapshot, s3.credentials
         )
-        created = f"created {spec.target} from"
-        return Step(
-            status=MailRestoreStatus(
-                phase=RestorePhase.PENDING,
-                message=f"{created} the backup; waiting for its volume",
-                snapshot_id=snapshot,
-            ),
-            events=[Event("Normal", Reason.SERVER_CREATED, f"{created} snapshot {snapshot}")],
-            retry_in=3,
-        )
+        return _created(spec.target, snapshot)
     _check_fits(kube, spec, target, bstatus.total_bytes or 0)
     _hold(kube, namespace, target, name)
     if not _stopped(kube, namespace, spec.target):
@@ -215,7 +206,29 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
         snapshot=snapshot,
         overwrite=spec.overwrite,
     )
-    other = runner.busy(kube, namespace, spec.target, job_spec.job_name, repository)
+    return _run_job(kube, settings, job_spec, s3.credentials)
+
+
+def _created(target: str, snapshot: str) -> Step:
+    """The target did not exist and was created from the snapshot: wait for its volume."""
+    created = f"created {target} from"
+    return Step(
+        status=MailRestoreStatus(
+            phase=RestorePhase.PENDING,
+            message=f"{created} the backup; waiting for its volume",
+            snapshot_id=snapshot,
+        ),
+        events=[Event("Normal", Reason.SERVER_CREATED, f"{created} snapshot {snapshot}")],
+        retry_in=3,
+    )
+
+
+def _run_job(
+    kube: Kube, settings: OperatorSettings, job_spec: JobSpec, credentials: store.Credentials
+) -> Step:
+    """Start the restore Job once no other Job works on the server or the repository."""
+    namespace, repository = job_spec.request.namespace, job_spec.repository
+    other = runner.busy(kube, namespace, job_spec.server, job_spec.job_name, repository)
     if other:
         return Step(
             status=MailRestoreStatus(
@@ -224,13 +237,13 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
             retry_in=10,
         )
     password = keys.require(kube, settings, repository)
-    runner.start(kube, settings, job_spec, password, s3.credentials)
+    runner.start(kube, settings, job_spec, password, credentials)
     return Step(
         status=MailRestoreStatus(
             phase=RestorePhase.RUNNING,
-            message=f"Job {job_spec.job_name} is restoring snapshot {snapshot}",
+            message=f"Job {job_spec.job_name} is restoring snapshot {job_spec.snapshot}",
             job=job_spec.job_name,
-            snapshot_id=snapshot,
+            snapshot_id=job_spec.snapshot,
         ),
         events=[Event("Normal", Reason.STARTED, f"Job {job_spec.job_name} started")],
         retry_in=5,
