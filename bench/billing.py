@@ -30,10 +30,10 @@ from vpes_devcluster.billing_dev import (
     BillingOptions,
     checkout_session,
     event,
-    install_billing,
     sign,
     start_billing,
 )
+from vpes_devcluster.billing_rbac import install_billing
 from vpes_devcluster.cluster import Cluster
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube

@@ -21,13 +21,9 @@ from vpes_billing.service import BillingService
 from vpes_billing.settings import Settings
 from vpes_billing.stripe_gateway import StripeGateway
 from vpes_billing.web import build_app
-from vpes_devcluster.billing_dev import (
-    StripeMock,
-    checkout_session,
-    event,
-    install_billing,
-    sign,
-)
+from vpes_devcluster.billing_dev import checkout_session, event, sign
+from vpes_devcluster.billing_rbac import install_billing
+from vpes_devcluster.stripe_mock import StripeMock
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 

@@ -23,6 +23,7 @@ import dns.query
 import dns.rdatatype
 import dns.tsigkeyring
 import dns.update
+from vpes_devcluster.procs import terminate
 
 HOST = "127.0.77.1"
 ZONE = "vpes-dns.test"
@@ -141,13 +142,8 @@ log:
         raise RuntimeError("knotd did not answer in 20s: " + self.log())
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         self.proc = None
 
     def log(self) -> str:

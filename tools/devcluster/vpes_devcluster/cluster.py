@@ -11,7 +11,6 @@ import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from kubernetes import client
@@ -237,12 +236,7 @@ class Cluster:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def real_node(self) -> Node:

@@ -204,8 +204,9 @@ def backup_sample(cluster: Cluster, timeout: float = 180) -> str:
 
 def start_billing(cluster: Cluster, state: Path) -> str:
     from vpes_devcluster import billing_dev as devtools
+    from vpes_devcluster.billing_rbac import install_billing
 
-    kubeconfig = devtools.install_billing(cluster)
+    kubeconfig = install_billing(cluster)
     options = devtools.BillingOptions(price=SAMPLE_PRICE, detach=True)
     billing = devtools.start_billing(kubeconfig, state / "billing", options)
     return str(billing.url)

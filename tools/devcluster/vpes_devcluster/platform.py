@@ -16,8 +16,13 @@ OPERATOR_NAMESPACE = "vpes-system"
 SERVICE_ACCOUNT = "vpes-operator"
 
 
-def chart_rbac(cluster: Cluster, namespace: str = OPERATOR_NAMESPACE) -> str:
-    """The operator's RBAC exactly as `helm template` renders it from the chart."""
+RBAC_TEMPLATE = "templates/operator-rbac.yaml"
+
+
+def chart_rbac(
+    cluster: Cluster, namespace: str = OPERATOR_NAMESPACE, template: str = RBAC_TEMPLATE
+) -> str:
+    """RBAC (the operator's by default) exactly as `helm template` renders it from the chart."""
     return subprocess.run(
         [
             str(Path(cluster.bin_dir) / "helm"),
@@ -27,7 +32,7 @@ def chart_rbac(cluster: Cluster, namespace: str = OPERATOR_NAMESPACE) -> str:
             "-n",
             namespace,
             "--show-only",
-            "templates/operator-rbac.yaml",
+            template,
         ],
         check=True,
         capture_output=True,
@@ -51,10 +56,25 @@ def install_crds(cluster: Cluster) -> None:
 def install_platform(cluster: Cluster, token_seconds: int = 24 * 3600) -> Path:
     """CRDs, the operator namespace and the chart's RBAC; returns the SA's kubeconfig."""
     install_crds(cluster)
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", "-", input=chart_rbac(cluster)
+    return install_rbac(
+        cluster, OPERATOR_NAMESPACE, RBAC_TEMPLATE, SERVICE_ACCOUNT, "operator", token_seconds
     )
-    token = cluster.token_for(OPERATOR_NAMESPACE, SERVICE_ACCOUNT, token_seconds)
-    path = Path(cluster.kubeconfig).parent / "operator.kubeconfig"
+
+
+def install_rbac(
+    cluster: Cluster,
+    namespace: str,
+    template: str,
+    service_account: str,
+    kubeconfig_name: str,
+    token_seconds: int = 24 * 3600,
+) -> Path:
+    """The chart's RBAC `template` applied in `namespace` (created if missing); returns
+    a kubeconfig (`<kubeconfig_name>.kubeconfig` beside the admin's) of a token of
+    `service_account`, valid for `token_seconds`."""
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    rbac = chart_rbac(cluster, namespace, template)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=rbac)
+    token = cluster.token_for(namespace, service_account, token_seconds)
+    path = Path(cluster.kubeconfig).parent / f"{kubeconfig_name}.kubeconfig"
     return Path(cluster.write_kubeconfig_for_token(token, path))

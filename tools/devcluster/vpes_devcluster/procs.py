@@ -36,6 +36,18 @@ def free_port() -> int:
         return port
 
 
+def terminate(popen: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """End a child started with ``subprocess.Popen``: SIGTERM, then SIGKILL after
+    ``timeout`` seconds; reaped either way. Nothing if it already exited."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
 def spawn(
     name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | None = None
 ) -> tuple[Proc, subprocess.Popen[bytes]]:

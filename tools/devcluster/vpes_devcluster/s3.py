@@ -23,7 +23,7 @@ from typing import Any
 
 import boto3
 
-from vpes_devcluster.procs import free_port
+from vpes_devcluster.procs import free_port, terminate
 
 POLICY = {
     "Version": "2012-10-17",
@@ -97,10 +97,6 @@ class S3Server:
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            terminate(self.proc)
         self.proc = None
