@@ -8,20 +8,16 @@ Deployment's environment), which is what the pod would run with.
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
+from .chart_support import CHART, helm, render, values_file
 from .operator_support import (
-    REPO,
     OperatorProcess,
     harvest_secrets,
     server_body,
@@ -29,10 +25,10 @@ from .operator_support import (
     wait_ready,
 )
 
-CHART = REPO / "charts" / "vpes"
 RELEASE = "chart"
 NAMESPACE = "vpes-chart"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
+DEPLOYMENT = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{RELEASE}-operator"
 # Every kind the chart makes, where to list it: none may be left after uninstall.
 RELEASE_OBJECTS = [
     ("Deployment", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
@@ -53,24 +49,6 @@ RELEASE_OBJECTS = [
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
     ),
 ]
-
-
-def helm(cluster: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(
-        [str(Path(cluster.bin_dir) / "helm"), "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "HELM_CACHE_HOME": str(Path(cluster.kubeconfig).parent / "helm")},
-    )
-    if check and out.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)}: {out.stderr}")
-    return out
-
-
-@pytest.fixture(scope="module")
-def api(cluster: Any) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
 
 
 def test_lint_and_values_schema(cluster: Any) -> None:
@@ -133,15 +111,21 @@ def test_template_passes_a_server_side_dry_run(cluster: Any) -> None:
 
 def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: Path) -> None:
     plan = f"chart-{uuid.uuid4().hex[:6]}"
-    values = tmp_path / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "plans": [{"name": plan, "spec": {"storage": "1Gi", "maxMailboxes": 3}}],
-                "tenant": {"image": "localhost/vpes-tenant:test", "bcryptRounds": 4},
-            }
-        )
+    values = values_file(
+        tmp_path,
+        {
+            "plans": [{"name": plan, "spec": {"storage": "1Gi", "maxMailboxes": 3}}],
+            "tenant": {"image": "localhost/vpes-tenant:test", "bcryptRounds": 4},
+        },
     )
+    dep = install(cluster, api, values, plan)
+    ns = reconcile_as_the_chart_runs_the_operator(cluster, api, dep, plan, tmp_path)
+    upgrade_to_three_replicas(cluster, api, values)
+    uninstall_keeps_crds_plans_and_servers(cluster, api, plan, ns)
+
+
+def install(cluster: Any, api: Kube, values: Path, plan: str) -> dict[str, Any]:
+    """helm install --wait; returns the operator's Deployment."""
     out = helm(
         cluster,
         "install",
@@ -157,11 +141,17 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
         "120s",
     )
     assert "CRDs, the plans and every customer's data stay" in out.stdout  # NOTES.txt
-    dep = api.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{RELEASE}-operator")
+    dep = api.request("GET", DEPLOYMENT)
     assert dep["status"].get("readyReplicas") == 2
     assert api.get(API_VERSION, "MailPlan", None, plan) is not None
+    return dep
 
-    # The operator as the chart configures it: its ServiceAccount, its settings.
+
+def reconcile_as_the_chart_runs_the_operator(
+    cluster: Any, api: Kube, dep: dict[str, Any], plan: str, tmp_path: Path
+) -> str:
+    """The operator as the chart configures it (its ServiceAccount, its settings, its
+    arguments) makes a server Ready; returns the server's namespace."""
     config = api.get("v1", "ConfigMap", NAMESPACE, f"{RELEASE}-operator")
     assert config is not None
     token = cluster.token_for(NAMESPACE, "vpes-operator", 3600)
@@ -199,7 +189,10 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
     finally:
         op.stop()
     assert "leading as chart-op-0" in op.log_text()
+    return ns
 
+
+def upgrade_to_three_replicas(cluster: Any, api: Kube, values: Path) -> None:
     helm(
         cluster,
         "upgrade",
@@ -215,21 +208,15 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
         "--timeout",
         "120s",
     )
-    dep = api.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{RELEASE}-operator")
+    dep = api.request("GET", DEPLOYMENT)
     assert dep["spec"]["replicas"] == 3
 
+
+def uninstall_keeps_crds_plans_and_servers(cluster: Any, api: Kube, plan: str, ns: str) -> None:
+    """Every object of the release goes; kept, as users expect: the CRDs, the plans the
+    servers are on, the servers. Then the test's own plan and namespace are removed."""
     helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s")
-
-    def left_over() -> list[str]:
-        release = {"labelSelector": f"app.kubernetes.io/instance={RELEASE}"}
-        return [
-            f"{kind} {item['metadata']['name']}"
-            for kind, path in RELEASE_OBJECTS
-            for item in api.request("GET", path, query=release)["items"]
-        ]
-
-    wait_for(lambda: not left_over(), "every object of the release to be gone")
-    # Kept, as users expect: the CRDs, the plans the servers are on, the servers.
+    wait_for(lambda: not release_left_over(api), "every object of the release to be gone")
     crd = api.request(
         "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/personalmailservers.vpes.io"
     )
@@ -242,6 +229,16 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
     api.delete(API_VERSION, "MailPlan", None, plan)
     harvest_secrets(api, ns)
     api.delete("v1", "Namespace", None, ns)
+
+
+def release_left_over(api: Kube) -> list[str]:
+    """The objects of the release still there, as "Kind name"."""
+    release = {"labelSelector": f"app.kubernetes.io/instance={RELEASE}"}
+    return [
+        f"{kind} {item['metadata']['name']}"
+        for kind, path in RELEASE_OBJECTS
+        for item in api.request("GET", path, query=release)["items"]
+    ]
 
 
 def test_every_chart_setting_is_an_operator_setting(cluster: Any, tmp_path: Path) -> None:
@@ -290,32 +287,6 @@ BACKUP_VALUES: dict[str, Any] = {
     },
     "tenant": {"nodeSelector": {"vpes.io/pool": "tenants", "disk": "ssd"}},
 }
-
-
-def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
-    path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
-
-def render(cluster: Any, template: str, *args: str) -> list[dict[str, Any]]:
-    """The objects one template renders for release "r" in namespace "ns1" (maybe none)."""
-    out = helm(
-        cluster,
-        "template",
-        "r",
-        str(CHART),
-        "-n",
-        "ns1",
-        "--show-only",
-        template,
-        *args,
-        check=False,
-    )
-    if out.returncode != 0 and "could not find template" in out.stderr:
-        return []  # helm's way of saying it rendered nothing
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 def test_backup_values_become_the_operator_environment(cluster: Any, tmp_path: Path) -> None:
@@ -387,113 +358,3 @@ def test_liveness_probe_asks_the_metrics_server(cluster: Any) -> None:
     assert f"--metrics-port={ports['metrics']}" in container["args"]
     assert "--liveness=" in container["args"], "kopf's own liveness endpoint is not used"
     assert "--leader-elect" in container["args"]
-
-
-MONITORING = [
-    "--set",
-    "monitoring.serviceMonitor.enabled=true",
-    "--set",
-    "monitoring.prometheusRule.enabled=true",
-    "--set",
-    "monitoring.serviceMonitor.labels.release=prometheus",
-]
-# Series the alerts use that the backup work exports (not yet in the registry).
-BACKUP_SERIES = {"vpes_backup_interval_seconds"}
-
-
-def exported_series() -> set[str]:
-    from vpes_operator import metrics
-
-    names = set()
-    for family in metrics.REGISTRY.collect():
-        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
-        names |= {family.name + s for s in suffixes.get(family.type, [""])}
-    return names
-
-
-def test_monitoring_is_rendered_only_when_enabled(cluster: Any) -> None:
-    assert render(cluster, "templates/monitoring.yaml") == []
-    kinds = [o["kind"] for o in render(cluster, "templates/monitoring.yaml", *MONITORING)]
-    assert sorted(kinds) == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor"]
-    no_billing = render(
-        cluster, "templates/monitoring.yaml", *MONITORING, "--set", "billing.enabled=false"
-    )
-    assert [o["metadata"]["name"] for o in no_billing if o["kind"] == "ServiceMonitor"] == [
-        "r-operator"
-    ]
-
-
-def test_service_monitors_select_the_metrics_services(cluster: Any) -> None:
-    objs = render(cluster, "templates/monitoring.yaml", *MONITORING)
-    monitors = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ServiceMonitor"}
-    services = {
-        o["metadata"]["name"]: o
-        for t in ("templates/operator-service.yaml", "templates/billing-deployment.yaml")
-        for o in render(cluster, t)
-        if o["kind"] == "Service"
-    }
-    for monitor, service, port in [
-        ("r-operator", "r-operator-metrics", "metrics"),
-        ("r-billing", "r-billing", "http"),
-    ]:
-        sm = monitors[monitor]["spec"]
-        svc = services[service]
-        assert monitors[monitor]["metadata"]["labels"]["release"] == "prometheus"
-        assert sm["namespaceSelector"] == {"matchNames": ["ns1"]}
-        wanted = sm["selector"]["matchLabels"]
-        assert wanted.items() <= svc["metadata"]["labels"].items(), (monitor, wanted)
-        # Only that Service: the selector names its component.
-        for name, other in services.items():
-            if name != service:
-                assert not wanted.items() <= other["metadata"]["labels"].items(), name
-        (endpoint,) = sm["endpoints"]
-        assert (
-            endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
-            and endpoint["port"] == port
-        )
-        assert endpoint["path"] == "/metrics" and endpoint["interval"] == "30s"
-    # Tenant series carry the tenant's namespace label: it must survive the scrape.
-    assert monitors["r-operator"]["spec"]["endpoints"][0]["honorLabels"] is True
-
-
-def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
-    (rule,) = [
-        o
-        for o in render(cluster, "templates/monitoring.yaml", *MONITORING)
-        if o["kind"] == "PrometheusRule"
-    ]
-    (group,) = rule["spec"]["groups"]
-    alerts = {r["alert"]: r for r in group["rules"]}
-    assert set(alerts) == {
-        "VpesTenantNotReady",
-        "VpesBackupTooOld",
-        "VpesDNSVerificationFailing",
-        "VpesOperatorErrors",
-        "VpesOperatorNotProcessing",
-        "VpesDNSRecordsLeftBehind",
-        "VpesOperatorStalled",
-    }
-    not_ready = alerts["VpesTenantNotReady"]
-    assert not_ready["for"] == "15m"
-    # Per server, not an aggregate: the alert's labels say which one.
-    assert "max by (namespace, server) (vpes_tenant_ready) == 0" in not_ready["expr"]
-    assert "vpes_tenant_suspended" in not_ready["expr"], "a suspended server is not an alert"
-    assert "$labels.server" in not_ready["annotations"]["summary"]
-    too_old = " ".join(alerts["VpesBackupTooOld"]["expr"].split())
-    assert too_old == (
-        "max by (namespace, server) (vpes_backup_age_seconds) > 2 * "
-        "max by (namespace, server) (vpes_backup_interval_seconds)"
-    )
-    assert "vpes_tenant_dns_verified" in alerts["VpesDNSVerificationFailing"]["expr"]
-    assert 'vpes_reconciles_total{result="error"}' in alerts["VpesOperatorErrors"]["expr"]
-    # A start-up that never completes, or a wedged operator, pages someone.
-    assert "absent(vpes_operator_ready)" in alerts["VpesOperatorNotProcessing"]["expr"]
-    assert "vpes_operator_stalled" in alerts["VpesOperatorStalled"]["expr"]
-    assert alerts["VpesOperatorStalled"]["labels"]["severity"] == "critical"
-    for alert in alerts.values():
-        assert alert["labels"]["severity"] in {"info", "warning", "critical"}
-        assert alert["annotations"]["summary"]
-    # Every series an alert reads is one the operator exports (or the backup work will).
-    used = {m for a in alerts.values() for m in re.findall(r"\bvpes_[a-z_]+", a["expr"])}
-    unknown = used - exported_series() - BACKUP_SERIES
-    assert unknown == set(), f"alerts on series nobody exports: {sorted(unknown)}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .test_chart import CHART, helm, render
+from .chart_support import CHART, helm, render
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 POLICIES = "templates/networkpolicies.yaml"
