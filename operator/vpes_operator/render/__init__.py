@@ -1,22 +1,17 @@
 """The tenant configuration renderer: a PMS → Postfix and Dovecot configuration.
 
-``build_context`` (context.py) computes every value; ``render_config`` and
-``render_passwd`` (tenant.py) print them through Jinja2 templates; ``layout``
-says where the files, sockets and mail live and which ports a tenant opens.
+``build_context`` (context.py) computes every value: who receives which
+address (addresses.py), each single value checked (checks.py);
+``render_config`` and ``render_passwd`` (tenant.py) print them through Jinja2
+templates; ``layout`` says where the files, sockets and mail live and which ports a tenant opens.
 """
 
 from __future__ import annotations
 
 from . import layout
-from .context import (
-    DkimKey,
-    MailboxContext,
-    RenderError,
-    SenderLogin,
-    TenantContext,
-    VirtualAlias,
-    build_context,
-)
+from .addresses import MailboxContext, SenderLogin, VirtualAlias
+from .checks import RenderError
+from .context import DkimKey, TenantContext, build_context
 from .layout import (
     CONFIG_DIR,
     MAIL_DIR,

@@ -64,7 +64,8 @@ from typing import Any
 
 import jinja2
 
-from .context import RenderError, TenantContext
+from .checks import RenderError
+from .context import TenantContext
 from .layout import (
     CONFIG_FILES,
     DOVECOT_AUTH_SOCKET,
