@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 # A DNS name made of A-labels (IDNA-encoded once, at the edge): lowercase
@@ -32,6 +32,9 @@ LABEL_PATTERN = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # A Kubernetes resource quantity, e.g. 500m, 64Mi, 5Gi.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 BYTES_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+# A size in bytes written as a quantity, e.g. 5Gi: a field's type, given its default
+# and description by the field.
+ByteSize = Annotated[str, StringConstraints(pattern=BYTES_PATTERN, max_length=32)]
 
 
 class Model(BaseModel):

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from .common import BYTES_PATTERN, ComputeResources, Model, x_validation
+from .common import ByteSize, ComputeResources, Model, x_validation
 
 
 class AntispamLevel(StrEnum):
@@ -57,10 +57,8 @@ class MailPlanSpec(Model):
         default_factory=ComputeResources,
         description="CPU and memory requests and limits of each tenant pod on this plan.",
     )
-    storage: str = Field(
+    storage: ByteSize = Field(
         default="1Gi",
-        pattern=BYTES_PATTERN,
-        max_length=32,
         description="Size of each tenant's volume (mail and indexes), e.g. 5Gi.",
     )
     storage_class_name: str | None = Field(
@@ -70,16 +68,12 @@ class MailPlanSpec(Model):
     )
     max_domains: int = Field(default=3, ge=1, le=100, description="Domains per server.")
     max_mailboxes: int = Field(default=10, ge=1, le=1000, description="Mailboxes per server.")
-    default_quota: str = Field(
+    default_quota: ByteSize = Field(
         default="512Mi",
-        pattern=BYTES_PATTERN,
-        max_length=32,
         description="Quota of a mailbox that does not set its own.",
     )
-    max_message_size: str = Field(
+    max_message_size: ByteSize = Field(
         default="25Mi",
-        pattern=BYTES_PATTERN,
-        max_length=32,
         description="Largest message accepted or sent, e.g. 25Mi.",
     )
     outbound_per_hour: int = Field(

@@ -11,10 +11,10 @@ from pydantic import Field, StringConstraints
 from .common import (
     ADDRESS_PATTERN,
     ALIAS_PATTERN,
-    BYTES_PATTERN,
     DOMAIN_PATTERN,
     MAILBOX_ADDRESS_PATTERN,
     NAME_PATTERN,
+    ByteSize,
     Model,
     SecretKeyRef,
     friendly,
@@ -85,10 +85,8 @@ class Mailbox(Model):
         description="The address and login, e.g. alice@example.org. Its domain must be "
         "one of spec.domains.",
     )
-    quota: str | None = Field(
+    quota: ByteSize | None = Field(
         default=None,
-        pattern=BYTES_PATTERN,
-        max_length=32,
         description="Storage quota, e.g. 2Gi, from 1Mi to 16Ti; the plan's defaultQuota "
         "when unset.",
         json_schema_extra={
