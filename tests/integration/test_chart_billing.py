@@ -14,9 +14,8 @@ import yaml
 from vpes_devcluster import binaries
 from vpes_devcluster.errors import ClusterError
 
-from .conftest import REPO
-
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 CHART = REPO / "charts" / "vpes"
 
