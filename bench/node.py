@@ -701,10 +701,10 @@ def run(args: argparse.Namespace) -> Results:
             api = cluster.api_client()
             kube = Kube(api, field_manager="bench")
             core = client.CoreV1Api(api)
-            kube.apply(plan_body(PLAN, resources=RESOURCES, backup={"enabled": False}))
-            for ns in (NS_OP, NS_BASE, NS_MEM):
-                make_namespace(core, ns)
-            with operator(cluster, env, logs):
+            with operator(cluster, env, logs):  # installs the CRDs first
+                kube.apply(plan_body(PLAN, resources=RESOURCES, backup={"enabled": False}))
+                for ns in (NS_OP, NS_BASE, NS_MEM):
+                    make_namespace(core, ns)
                 results.put("first_mail", run_first_mail(kube, settings, args.single, args.burst))
                 print("removing the first-mail tenants ...", flush=True)
                 delete_tenants(cluster, kube, [NS_OP, NS_BASE])
