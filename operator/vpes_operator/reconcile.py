@@ -267,21 +267,20 @@ def refresh_readiness(
     kube: Kube,
     namespace: str,
     name: str,
-    sts: dict[str, Any] | None,
+    *,
+    pod: Blocker | Unseen | None = UNSEEN,
     now: dt.datetime | None = None,
 ) -> Outcome:
-    """Recompute Ready and the phase after the workload changed (no apply)."""
-    return write_status(kube, namespace, name, lambda: sts, now=now or dt.datetime.now(dt.UTC))
+    """Recompute Ready and the phase after the workload or its pod changed (no apply).
 
+    The StatefulSet is read afresh for every attempt, never taken from the event
+    that woke us: the watch may lag behind what a reconcile already read, and an
+    older state must not undo a newer one (Ready flapping, its events posted twice).
+    `pod` is what keeps the pod from running, when a pod event looked.
+    """
 
-def refresh_pod_state(
-    kube: Kube,
-    namespace: str,
-    name: str,
-    sts: dict[str, Any] | None,
-    pod: Blocker | None,
-    now: dt.datetime | None = None,
-) -> Outcome:
-    """Recompute Ready after the pod changed: say what keeps it from running, if anything."""
+    def workload() -> dict[str, Any] | None:
+        return kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
+
     at = now or dt.datetime.now(dt.UTC)
-    return write_status(kube, namespace, name, lambda: sts, now=at, pod=pod)
+    return write_status(kube, namespace, name, workload, now=at, pod=pod)

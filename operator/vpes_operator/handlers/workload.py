@@ -18,7 +18,6 @@ from .events import post
 )
 def statefulset_event(
     body: kopf.Body,
-    type: str,
     labels: kopf.Labels,
     namespace: str | None,
     memo: Any,
@@ -29,8 +28,7 @@ def statefulset_event(
     # that was cut short may not run again, and readiness must still follow.
     if not server or not namespace:
         return
-    sts = None if type == "DELETED" else dict(body)
-    outcome = reconcile.refresh_readiness(memo.kube, namespace, server, sts)
+    outcome = reconcile.refresh_readiness(memo.kube, namespace, server)
     if outcome.events:
         uid = owner_uid(dict(body.get("metadata", {})))
         post(server_reference(server, namespace, uid), outcome.events)
@@ -64,10 +62,10 @@ def pod_event(
             _BLOCKED.pop(key, None)
         else:
             _BLOCKED[key] = now
-    sts = memo.kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(server))
-    outcome = reconcile.refresh_pod_state(memo.kube, namespace, server, sts, found)
-    if outcome.events and sts is not None:
-        uid = owner_uid(dict(sts.get("metadata", {})))
+    outcome = reconcile.refresh_readiness(memo.kube, namespace, server, pod=found)
+    if outcome.events:
+        sts = memo.kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(server))
+        uid = owner_uid(dict((sts or {}).get("metadata", {})))
         post(server_reference(server, namespace, uid), outcome.events)
 
 
