@@ -21,6 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from vpes_devcluster import Cluster
 from vpes_devcluster.node import build_images
+from vpes_operator.clients.kube import Kube
 
 from tests.e2e.support import make_namespace
 
@@ -66,6 +67,12 @@ def core(cluster: Cluster) -> Iterator[client.CoreV1Api]:
         yield client.CoreV1Api(api)
     finally:
         api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Cluster) -> Kube:
+    """The product's own client (vpes_operator.clients.kube) as admin."""
+    return Kube(cluster.api_client(), field_manager="tests")
 
 
 @pytest.fixture

@@ -26,11 +26,6 @@ DOMAIN = "life.example"
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Cluster) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture(scope="module")
 def operator(
     cluster: Cluster, images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:

@@ -24,11 +24,6 @@ NAMESPACE = "vpes-platform"
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Cluster) -> Kube:
-    return Kube(cluster.api_client(), field_manager="tests")
-
-
-@pytest.fixture(scope="module")
 def platform(cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]) -> Iterator[str]:
     operator_image = build_images("operator")["operator"]
     cluster.real_node().import_images([operator_image])
