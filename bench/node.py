@@ -33,6 +33,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import smtplib
 import socket
 import statistics
@@ -71,7 +72,6 @@ PLAN = "bench-node"
 RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}
 NS_OP, NS_BASE, NS_MEM = "bn-operator", "bn-baseline", "bn-memory"
 EVICTION_HARD_MIB = 100  # the dev kubelet's evictionHard memory.available
-SENDER = "bench@sender.example"
 
 
 def spec(name: str) -> dict[str, Any]:
@@ -96,19 +96,22 @@ def pct(values: list[float], p: float) -> float:
 # -- 1. first mail ------------------------------------------------------------------
 
 
-def first_mail(host: str, to: str) -> float | None:
-    """One SMTP session; the monotonic time of the 250 after DATA, or None."""
+def first_mail(host: str, to: str) -> float | str:
+    """One SMTP session; the monotonic time of the 250 after DATA, or why not."""
+    # From the server's own domain: Postfix rejects senders whose domain does not
+    # resolve (reject_unknown_sender_domain), and nothing outside resolves here.
+    sender = "carol@" + to.split("@", 1)[1]
     msg = (
-        f"From: {SENDER}\r\nTo: {to}\r\nSubject: first\r\n"
+        f"From: {sender}\r\nTo: {to}\r\nSubject: first\r\n"
         f"Message-ID: <{uuid.uuid4().hex}@bench.example>\r\n\r\nfirst\r\n"
     )
     try:
         with smtplib.SMTP(host, 25, timeout=5) as smtp:
             smtp.ehlo("sender.example")
-            smtp.sendmail(SENDER, [to], msg)
+            smtp.sendmail(sender, [to], msg)
             return time.monotonic()
-    except (OSError, smtplib.SMTPException):
-        return None
+    except (OSError, smtplib.SMTPException) as exc:
+        return repr(exc)[:200]
 
 
 class FirstMail:
@@ -130,6 +133,7 @@ class FirstMail:
         """Apply every name at once (a thread each) and probe until each took a mail."""
         done: dict[str, float] = {}
         errors: list[str] = []
+        last: dict[str, str] = {}  # the last refusal of each server without a mail
         deadline = time.monotonic() + timeout
         with (
             cf.ThreadPoolExecutor(len(names)) as appliers,
@@ -152,8 +156,10 @@ class FirstMail:
                 tries = {n: probes.submit(first_mail, ips[n], f"me@{n}.example") for n in todo}
                 for n, probe in tries.items():
                     when = probe.result()
-                    if when is not None:
+                    if isinstance(when, float):
                         done[n] = when - self.started[n]
+                    else:
+                        last[n] = when
                 time.sleep(0.5)
         times = list(done.values())
         return {
@@ -164,6 +170,7 @@ class FirstMail:
             "max_s": round(max(times), 2) if times else None,
             "seconds": {n: round(t, 2) for n, t in sorted(done.items())},
             "errors": errors[:5],
+            "last_refusals": {n: e for n, e in last.items() if n not in done},
         }
 
 
@@ -779,6 +786,10 @@ def table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=3, help="repetitions of 1 server")
@@ -788,6 +799,10 @@ def main() -> None:
     parser.add_argument("--skip-podman", action="store_true")
     parser.add_argument("--wait-minutes", type=float, default=60, help="for another node")
     args = parser.parse_args()
+    # Stopped by a signal (even when started in the background, where SIGINT is
+    # ignored), the finally blocks still stop the operator, the tenants and the cluster.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     results = run(args)
     text = table(results.data)
     results.put("table", text)
