@@ -38,7 +38,7 @@ from .tenant import (
 
 HERE = Path(__file__).resolve().parent
 SINK_PORT = 2525
-# Containers publish their ports on <VPES_IMAGES_NET>.11-14, a loopback prefix
+# Containers publish their ports on <VPES_IMAGES_NET>.11-15, a loopback prefix
 # drawn per run unless given: runs go side by side, and the port forwards a
 # killed run may leave behind (podman keeps them when its teardown never ran)
 # cannot catch this run's connections.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vpes_operator import credentials
-from vpes_operator.builders.workload import CAPABILITIES
+from vpes_operator.builders.workload import CAPABILITIES, POD_SECURITY_CONTEXT, SECRET_ITEMS
 from vpes_operator.models.plan import MailPlanSpec
 from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_operator.render import (
@@ -33,11 +33,11 @@ from vpes_operator.render import (
     PORTS,
     RUN_DIR,
     SECRETS_DIR,
-    VMAIL_GID,
     build_context,
     render_config,
     render_passwd,
 )
+from vpes_operator.render.layout import PASSWD_KEY
 from vpes_operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,19 +120,39 @@ def secret_name(address: str) -> str:
 PLAN = MailPlanSpec(max_message_size="1Mi")
 
 
-def _atomic_write(directory: Path, files: Mapping[str, str], group: int | None) -> None:
-    """Write ``files`` (relative path → content) as the kubelet's atomic writer does."""
+def secret_volume_files(secret: Mapping[str, str]) -> dict[str, tuple[str, int]]:
+    """The files the kubelet writes for the pod's Secret volume: path → (content, mode).
+
+    Only the StatefulSet's ``items``, each with its mode; with a pod fsGroup the
+    kubelet would add group read to each (``SetVolumeOwnership``), so this does too.
+    """
+    fs_group = POD_SECURITY_CONTEXT.get("fsGroup")
+    extra = 0o440 if fs_group is not None else 0
+    return {
+        item["path"]: (secret[item["key"]], item["mode"] | extra)
+        for item in SECRET_ITEMS
+        if item["key"] in secret
+    }
+
+
+def _atomic_write(directory: Path, files: Mapping[str, str | tuple[str, int]]) -> None:
+    """Write ``files`` (relative path → content, or (content, mode) for a Secret's
+    files) as the kubelet's atomic writer does. Secret files get the pod's fsGroup
+    as their group if it has one (the kubelet's ``SetVolumeOwnership``), else root."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = f"..{dt.datetime.now(dt.UTC):%Y_%m_%d_%H_%M_%S}.{uuid.uuid4().hex[:8]}"
     version = directory / stamp
-    for rel, content in files.items():
+    fs_group = POD_SECURITY_CONTEXT.get("fsGroup")
+    for rel, entry in files.items():
         path = version / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        if group is not None:  # a Secret volume: defaultMode 0440, group fsGroup
-            os.chown(path, 0, group)
-            path.chmod(0o440)
+        if isinstance(entry, tuple):  # a Secret volume's file
+            content, mode = entry
+            path.write_text(content)
+            os.chown(path, 0, fs_group if fs_group is not None else 0)
+            path.chmod(mode)
         else:
+            path.write_text(entry)
             path.chmod(0o644)
     for sub in [version, *[p for p in version.rglob("*") if p.is_dir()]]:
         sub.chmod(0o755)
@@ -197,9 +217,9 @@ class TenantFiles:
         config = {CONFIG_FILES[k]: v for k, v in render_config(ctx).items()}
         if edit is not None:
             edit(config)
-        secrets = {**self.stored, "passwd": render_passwd(ctx, material.password_hashes)}
-        _atomic_write(self.config_dir, config, None)
-        _atomic_write(self.secrets_dir, secrets, VMAIL_GID)
+        secret = {**self.stored, PASSWD_KEY: render_passwd(ctx, material.password_hashes)}
+        _atomic_write(self.config_dir, config)
+        _atomic_write(self.secrets_dir, secret_volume_files(secret))
 
 
 def published_ports() -> list[int]:
@@ -284,8 +304,10 @@ class Tenant:
     def pid(self) -> int:
         return int(podman("inspect", "--format", "{{.State.Pid}}", self.name).stdout)
 
-    def exec(self, *cmd: str) -> subprocess.CompletedProcess[str]:
-        return podman("exec", self.name, *cmd, check=False)
+    def exec(self, *cmd: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` in the container (as ``user``, a name or uid[:gid], if given)."""
+        as_user = ["--user", user] if user is not None else []
+        return podman("exec", *as_user, self.name, *cmd, check=False)
 
     def remove(self) -> None:
         podman("rm", "--force", "--time", "5", self.name, check=False)

@@ -434,7 +434,7 @@ def test_vmail_ids_reach_dovecot(rendered: dict[str, str]) -> None:
     assert f"mail_uid = {VMAIL_UID}\n" in dovecot
     assert f"mail_gid = {VMAIL_GID}\n" in dovecot
     assert "mail_location = maildir:/var/mail/vpes/%d/%n/Maildir:INDEX=" in dovecot
-    assert "args = /etc/vpes/secrets/passwd\n" in dovecot
+    assert "args = /run/vpes/dovecot-auth/passwd\n" in dovecot
 
 
 # --- ports --------------------------------------------------------------------------------

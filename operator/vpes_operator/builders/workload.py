@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .. import naming
@@ -10,19 +11,44 @@ from ..render import layout
 from ..settings import OperatorSettings
 from .meta import Owner, metadata
 
-# Capabilities Postfix's master and Dovecot need to bind low ports, drop to
-# their own users and (Dovecot's login and anvil processes) chroot into an
-# empty directory; everything else is dropped.
+# What root (vpes-init, Postfix's master, Dovecot's master and config) needs;
+# every other capability is dropped, and the mail user's processes have none.
+# Each was removed in turn: the images tier (tests/images) fails without it.
 CAPABILITIES = [
+    # vpes-init: the mail volume's group, the auth copy of passwd; Postfix's
+    # post-install (run by `postfix check` at each start) hands the queue and
+    # data directories to user postfix.
     "CHOWN",
-    "DAC_OVERRIDE",
+    # post-install then searches those postfix-owned 0700 directories. Read
+    # and search only: DAC_OVERRIDE (write anywhere) is not needed.
+    "DAC_READ_SEARCH",
+    # ... and chmods them after the chown (root no longer owns them).
     "FOWNER",
+    # Dovecot's master stops idle processes running as other users
+    # (default_idle_kill) with a signal; without it they pile up.
     "KILL",
+    # Ports 25, 110, 143, 465, 587, 993, 995.
     "NET_BIND_SERVICE",
+    # Both masters start their processes as vmail, postfix, dovecot, dovenull.
     "SETGID",
     "SETUID",
+    # Dovecot's login and anvil processes chroot into empty directories.
     "SYS_CHROOT",
 ]
+
+
+# The keys of the credentials Secret the tenant reads, each root-only (0400):
+# the password hashes' store and the DKIM keys (the outbound relay signs) stay
+# out of the pod.
+SECRET_ITEMS: list[dict[str, Any]] = [
+    {"key": key, "path": key, "mode": layout.SECRET_MODE} for key in layout.SECRET_FILES
+]
+
+# No fsGroup: with one, the kubelet gives every file of the Secret volume that
+# group and adds group read to its mode (0400 becomes 0440), so the mail
+# user's sessions could read the keys and hashes. vpes-init gives the mail
+# volume's top directory to the vmail group instead.
+POD_SECURITY_CONTEXT: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def _resources(plan: MailPlanSpec) -> dict[str, Any]:
@@ -87,7 +113,8 @@ def _volumes(owner: Owner) -> list[dict[str, Any]]:
             "name": "secrets",
             "secret": {
                 "secretName": naming.credentials_secret(owner.name),
-                "defaultMode": 0o440,
+                "defaultMode": layout.SECRET_MODE,
+                "items": copy.deepcopy(SECRET_ITEMS),
             },
         },
         {
@@ -108,11 +135,7 @@ def statefulset(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
-        "securityContext": {
-            "seccompProfile": {"type": "RuntimeDefault"},
-            "fsGroup": layout.VMAIL_GID,
-            "fsGroupChangePolicy": "OnRootMismatch",
-        },
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "containers": [_container(plan, settings)],
         "volumes": _volumes(owner),
     }

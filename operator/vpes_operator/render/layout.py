@@ -11,23 +11,34 @@ Mounts (the container's root filesystem is read-only):
   mounted with ``items`` (``CONFIG_FILES``: key → path): ``postfix/main.cf``,
   ``postfix/master.cf``, the Postfix lookup tables ``postfix/virtual``,
   ``postfix/vmailbox``, ``postfix/sender_login``, and ``dovecot/dovecot.conf``.
-- ``/etc/vpes/secrets`` (``SECRETS_DIR``), the tenant Secret, read-only:
-  ``passwd`` (Dovecot's passwd-file: hashes and quotas), ``tls.crt``,
-  ``tls.key``, ``dkim-<domain>.key``. Files are root-owned with group fsGroup
-  (``VMAIL_GID``); Dovecot's auth process reads ``passwd`` through that group
-  (``extra_groups``), so mode 0440 is enough. ``tls.key`` may be 0400: both
-  daemons read it as root.
-- ``/var/mail/vpes`` (``MAIL_DIR``), the PVC, read-write, fsGroup
-  ``VMAIL_GID``: ``<domain>/<local>/`` is a mailbox's home, holding
-  ``Maildir/``, ``index/`` (Dovecot indexes, kept apart so backups may skip
-  them) and the sieve scripts; ``postfix-queue/`` is Postfix's queue, here so
+- ``/etc/vpes/secrets`` (``SECRETS_DIR``), the tenant Secret, read-only,
+  mounted with ``items`` (``SECRET_FILES``, mode ``SECRET_MODE``: 0400) so
+  that only what the tenant reads is there: ``passwd`` (Dovecot's
+  passwd-file: hashes and quotas), ``tls.crt`` and ``tls.key``. The Secret's
+  other keys (the operator's hash store, DKIM keys: signing is the outbound
+  relay's job) never reach the pod. The pod sets no fsGroup (the kubelet
+  would give every file of a Secret volume group fsGroup and add group read,
+  whatever its mode), so the files are root:root 0400: readable by root
+  only. Dovecot's config process and every Postfix daemon open the TLS files
+  as root before dropping privileges; Dovecot's auth process (user
+  ``DOVECOT_AUTH_USER``) reads its own copy of ``passwd`` (below).
+- ``/var/mail/vpes`` (``MAIL_DIR``), the PVC, read-write: vpes-init makes
+  its top directory root:``VMAIL_GROUP``, mode 2775, at each start (no
+  fsGroup does it, see above). ``<domain>/<local>/`` is a mailbox's home
+  (created and owned by ``VMAIL_USER``), holding ``Maildir/``, ``index/``
+  (Dovecot indexes, kept apart so backups may skip them) and the sieve
+  scripts; ``postfix-queue/`` is Postfix's queue, here so
   mail accepted but not yet delivered (to a mailbox or out through the relay)
   survives a restart. Its name holds no dot, so it is never a domain's
   directory.
 - ``/run/vpes`` (``RUN_DIR``), an emptyDir, read-write: ``dovecot/``
   (base_dir: the LMTP, auth and quota-status sockets Postfix uses),
   ``dovecot-state/`` (state_dir) and ``postfix/`` (data_directory: TLS and
-  other caches). Nothing there needs to outlive the pod.
+  other caches), ``dovecot-auth/passwd`` (``DOVECOT_PASSWD_PATH``: vpes-init
+  copies the Secret's ``passwd`` there at start and on every change,
+  root:``DOVECOT_AUTH_USER`` 0440 in a directory of the same owners, mode
+  0750: the auth process reads it, the mail user's sessions cannot). Nothing
+  there needs to outlive the pod.
 """
 
 from __future__ import annotations
@@ -38,10 +49,13 @@ from typing import Literal
 __all__ = [
     "CONFIG_DIR",
     "CONFIG_FILES",
+    "DOVECOT_AUTH_DIR",
     "DOVECOT_AUTH_SOCKET",
+    "DOVECOT_AUTH_USER",
     "DOVECOT_BASE_DIR",
     "DOVECOT_CONFIG_PATH",
     "DOVECOT_LMTP_SOCKET",
+    "DOVECOT_PASSWD_PATH",
     "DOVECOT_QUOTA_STATUS_SOCKET",
     "DOVECOT_STATE_DIR",
     "HOSTNAME_SUFFIX",
@@ -56,6 +70,8 @@ __all__ = [
     "PROXY_OFFSET",
     "RUN_DIR",
     "SECRETS_DIR",
+    "SECRET_FILES",
+    "SECRET_MODE",
     "TLS_CERT_KEY",
     "TLS_CERT_PATH",
     "TLS_KEY_KEY",
@@ -73,8 +89,8 @@ __all__ = [
 ]
 
 # The single system user that owns every mailbox (Dovecot mail_uid/mail_gid).
-# The image creates it with exactly these ids; the StatefulSet uses the gid as
-# fsGroup so the mail volume is writable by it.
+# The image creates it with exactly these ids; vpes-init gives the mail
+# volume's top directory this group (the pod sets no fsGroup: see above).
 VMAIL_USER = "vmail"
 VMAIL_GROUP = "vmail"
 VMAIL_UID = 5000
@@ -99,10 +115,13 @@ CONFIG_FILES: dict[str, str] = {
 POSTFIX_CONFIG_DIR = f"{CONFIG_DIR}/postfix"
 DOVECOT_CONFIG_PATH = f"{CONFIG_DIR}/dovecot/dovecot.conf"
 
-# Keys of the tenant Secret(s) mounted at SECRETS_DIR.
+# Keys of the tenant Secret mounted at SECRETS_DIR: only these are mounted
+# (``items``), each readable by root only.
 PASSWD_KEY = "passwd"  # noqa: S105 - the name of a key, not a password
 TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
+SECRET_FILES: tuple[str, ...] = (PASSWD_KEY, TLS_CERT_KEY, TLS_KEY_KEY)
+SECRET_MODE = 0o400
 PASSWD_PATH = f"{SECRETS_DIR}/{PASSWD_KEY}"
 TLS_CERT_PATH = f"{SECRETS_DIR}/{TLS_CERT_KEY}"
 TLS_KEY_PATH = f"{SECRETS_DIR}/{TLS_KEY_KEY}"
@@ -111,6 +130,14 @@ POSTFIX_QUEUE_DIR = f"{MAIL_DIR}/postfix-queue"
 POSTFIX_DATA_DIR = f"{RUN_DIR}/postfix"
 DOVECOT_BASE_DIR = f"{RUN_DIR}/dovecot"
 DOVECOT_STATE_DIR = f"{RUN_DIR}/dovecot-state"
+
+# Dovecot's auth process runs as its default_internal_user ("dovecot", the
+# Debian package's user), never as root nor as the mail user; the passwd-file
+# it reads is vpes-init's copy of the Secret's, readable by that user only
+# (and root).
+DOVECOT_AUTH_USER = "dovecot"
+DOVECOT_AUTH_DIR = f"{RUN_DIR}/dovecot-auth"
+DOVECOT_PASSWD_PATH = f"{DOVECOT_AUTH_DIR}/{PASSWD_KEY}"
 
 # Unix sockets Dovecot offers Postfix (in base_dir; never a port).
 DOVECOT_LMTP_SOCKET = f"{DOVECOT_BASE_DIR}/lmtp"

@@ -23,8 +23,10 @@ Files and mounts (see ``layout`` for the constants):
   ========================  ================================  ============================
 
 - ``render_passwd(ctx, hashes)`` returns Dovecot's passwd-file, key ``passwd``
-  of the tenant Secret, mounted read-only at ``/etc/vpes/secrets`` beside
-  ``tls.crt``, ``tls.key`` and ``dkim-<domain>.key``. It holds hashes only.
+  of the tenant Secret, mounted read-only (root only) at ``/etc/vpes/secrets``
+  beside ``tls.crt`` and ``tls.key`` (the Secret's DKIM keys are not
+  mounted). It holds hashes only. Dovecot reads vpes-init's copy of it,
+  ``/run/vpes/dovecot-auth/passwd``, readable by the auth process's user only.
 - ``/var/mail/vpes`` (the PVC): maildirs and indexes, and the Postfix queue
   (``postfix-queue``) so that queued mail survives restarts.
 - ``/run/vpes`` (emptyDir): Dovecot's base_dir (``dovecot``, with the LMTP,
@@ -69,13 +71,14 @@ from .context import TenantContext
 from .layout import (
     CONFIG_FILES,
     DOVECOT_AUTH_SOCKET,
+    DOVECOT_AUTH_USER,
     DOVECOT_BASE_DIR,
     DOVECOT_LMTP_SOCKET,
+    DOVECOT_PASSWD_PATH,
     DOVECOT_QUOTA_STATUS_SOCKET,
     DOVECOT_STATE_DIR,
     INTERNAL_SUBMISSION,
     MAIL_DIR,
-    PASSWD_PATH,
     PORTS,
     POSTFIX_CONFIG_DIR,
     POSTFIX_DATA_DIR,
@@ -226,7 +229,8 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         **_listeners(),
         "base_dir": DOVECOT_BASE_DIR,
         "state_dir": DOVECOT_STATE_DIR,
-        "passwd_path": PASSWD_PATH,
+        "passwd_path": DOVECOT_PASSWD_PATH,
+        "dovecot_auth_user": DOVECOT_AUTH_USER,
         "mail_root": MAIL_DIR,
         "vmail_user": VMAIL_USER,
         "vmail_group": VMAIL_GROUP,
