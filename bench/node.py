@@ -532,13 +532,10 @@ def slope(readings: list[dict[str, Any]], value: Callable[[dict[str, Any]], floa
 
 
 def density(kube: Kube, node: dict[str, Any]) -> dict[str, Any]:
+    """What a node could hold: the measured slope and the node's facts, then caps()."""
     readings = [r for r in node["readings"] if r["tenants"]]
     if len(readings) < 2:
         return {}
-    first = node["readings"][0]
-    mib_avail = -slope(readings, lambda r: r["mem_available_mib"])
-    mib_sum = slope(readings, lambda r: r["sum_node_spend_mib"])
-    tasks = slope(readings, lambda r: r["tasks"])
     status = (kube.get("v1", "Node", None, NODE_NAME) or {})["status"]
     others = [
         p
@@ -547,40 +544,59 @@ def density(kube: Kube, node: dict[str, Any]) -> dict[str, Any]:
         and p["metadata"]["namespace"] != NS_MEM
         and (p.get("status") or {}).get("phase") in ("Running", "Pending")
     ]
-    cpu_others = sum(milli(c) for p in others for c in requests(p, "cpu"))
-    mem_others = sum(mib(c) for p in others for c in requests(p, "memory"))
-    alloc_cpu = milli(status["allocatable"]["cpu"])
-    alloc_mem = mib(status["allocatable"]["memory"])
-    prefix = int(POD_SUBNET.split("/")[1])
-    pid_max = int(_read("/proc/sys/kernel/pid_max").strip())
-    tenant_cpu = milli(RESOURCES["requests"]["cpu"])
-    tenant_mem = mib(RESOURCES["requests"]["memory"])
-    limits = {
-        # What is free for tenants with none running, over what each more one takes.
-        "memory (MemAvailable slope)": int(
-            (first["mem_available_mib"] - EVICTION_HARD_MIB) / mib_avail
-        ),
-        "scheduler: CPU requests": int((alloc_cpu - cpu_others) // tenant_cpu),
-        "scheduler: memory requests": int((alloc_mem - mem_others) // tenant_mem),
-        "PIDs (kernel.pid_max)": int((pid_max - first["tasks"]) / tasks) if tasks > 0 else None,
-        f"pod IPs ({POD_SUBNET})": 2 ** (32 - prefix) - 3 - len(others),
-        "kubelet maxPods (as configured)": int(status["capacity"]["pods"]) - len(others),
-    }
-    raised = {k: v for k, v in limits.items() if v is not None and "maxPods" not in k}
-    first_limit = min(raised, key=lambda k: raised[k])
-    return {
-        "mib_per_tenant_mem_available": round(mib_avail, 2),
-        "mib_per_tenant_sum": round(mib_sum, 2),
-        "tasks_per_tenant": round(tasks, 1),
-        "mem_available_no_tenants_mib": round(first["mem_available_mib"]),
-        "mem_total_mib": round(mib(status["capacity"]["memory"])),
-        "pid_max": pid_max,
-        "pod_cidr": POD_CIDR,
+    inputs = {
+        # Per additional tenant, 20 -> 50: the sum of working set + shim (robust),
+        # and the drop of MemAvailable (moved by anything else on the machine).
+        "mib_per_tenant_sum": slope(readings, lambda r: r["sum_node_spend_mib"]),
+        "mib_per_tenant_mem_available": -slope(readings, lambda r: r["mem_available_mib"]),
+        "tasks_per_tenant": readings[-1]["per_tenant"]["tasks_with_shim"],
+        "mem_available_no_tenants_mib": node["readings"][0]["mem_available_mib"],
+        "tasks_no_tenants": node["readings"][0]["tasks"],
+        "mem_total_mib": mib(status["capacity"]["memory"]),
+        "allocatable_cpu_m": milli(status["allocatable"]["cpu"]),
+        "allocatable_memory_mib": mib(status["allocatable"]["memory"]),
+        "others_cpu_m": sum(milli(c) for p in others for c in requests(p, "cpu")),
+        "others_memory_mib": sum(mib(c) for p in others for c in requests(p, "memory")),
+        "other_pods": len(others),
+        "max_pods": int(status["capacity"]["pods"]),
+        "pid_max": int(_read("/proc/sys/kernel/pid_max").strip()),
         "pod_subnet": POD_SUBNET,
-        "allocatable_cpu_m": alloc_cpu,
         "tenant_requests": RESOURCES["requests"],
+    }
+    return {"inputs": inputs, **caps(inputs)}
+
+
+def caps(i: dict[str, Any]) -> dict[str, Any]:
+    """Tenants per node by each limit (what is free with no tenant over what each
+    more one takes), and the first limit once kubelet's maxPods is raised."""
+    free_mib = i["mem_available_no_tenants_mib"] - EVICTION_HARD_MIB
+    by_avail = i["mib_per_tenant_mem_available"]
+    prefix = int(i["pod_subnet"].split("/")[1])
+    limits: dict[str, int | None] = {
+        "memory (working set + shim slope)": int(free_mib / i["mib_per_tenant_sum"]),
+        # Meaningless when other work on the machine moved MemAvailable meanwhile.
+        "memory (MemAvailable slope)": int(free_mib / by_avail) if by_avail > 0 else None,
+        "scheduler: CPU requests": int(
+            (i["allocatable_cpu_m"] - i["others_cpu_m"]) // milli(i["tenant_requests"]["cpu"])
+        ),
+        "scheduler: memory requests": int(
+            (i["allocatable_memory_mib"] - i["others_memory_mib"])
+            // mib(i["tenant_requests"]["memory"])
+        ),
+        "PIDs (kernel.pid_max)": int(
+            (i["pid_max"] - i["tasks_no_tenants"]) / i["tasks_per_tenant"]
+        ),
+        f"pod IPs ({i['pod_subnet']}, host-local)": 2 ** (32 - prefix) - 3 - i["other_pods"],
+        "kubelet maxPods (as configured)": i["max_pods"] - i["other_pods"],
+    }
+    raised = {
+        k: v
+        for k, v in limits.items()
+        if v is not None and "maxPods" not in k and "MemAvailable" not in k
+    }
+    return {
         "tenants_per_node": limits,
-        "first_limit_with_max_pods_raised": first_limit,
+        "first_limit_with_max_pods_raised": min(raised, key=lambda k: raised[k]),
     }
 
 
@@ -772,10 +788,11 @@ def table(data: dict[str, Any]) -> str:
         lines.append("")
     d = data.get("density")
     if d:
+        i = d["inputs"]
         lines += [
-            f"Slope 20 → 50: {d['mib_per_tenant_mem_available']} MiB per tenant "
-            f"(MemAvailable), {d['mib_per_tenant_sum']} MiB (working set + shim); "
-            f"{d['tasks_per_tenant']} PIDs per tenant.",
+            f"Slope 20 -> 50: {i['mib_per_tenant_sum']:.1f} MiB per tenant (working set + "
+            f"shim), {i['mib_per_tenant_mem_available']:.1f} MiB (MemAvailable drop); "
+            f"{i['tasks_per_tenant']:.1f} PIDs per tenant (threads, shim included).",
             "",
             "| what caps tenants per node | tenants |",
             "|---|---:|",
@@ -798,7 +815,14 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=40, help="seconds idle before a reading")
     parser.add_argument("--skip-podman", action="store_true")
     parser.add_argument("--wait-minutes", type=float, default=60, help="for another node")
+    parser.add_argument("--table", type=Path, help="print the tables of a results file, only")
     args = parser.parse_args()
+    if args.table:
+        data = json.loads(args.table.read_text())
+        if "inputs" in data.get("density", {}):
+            data["density"].update(caps(data["density"]["inputs"]))
+        print(table(data))
+        return
     # Stopped by a signal (even when started in the background, where SIGINT is
     # ignored), the finally blocks still stop the operator, the tenants and the cluster.
     for sig in (signal.SIGTERM, signal.SIGINT):
