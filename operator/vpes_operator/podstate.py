@@ -67,6 +67,14 @@ def blocker(pod: dict[str, Any] | None, claim: dict[str, Any] | None) -> Blocker
     )
 
 
+def unscheduled(pod: dict[str, Any]) -> bool:
+    """The scheduler found no node for the pod (yet)."""
+    return any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
 def _image_problem(pod: dict[str, Any], status: dict[str, Any]) -> Blocker | None:
     node = (pod.get("spec") or {}).get("nodeName") or "its node"
     for container in status.get("containerStatuses") or []:

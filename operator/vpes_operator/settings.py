@@ -127,6 +127,9 @@ class OperatorSettings(BaseModel):
     # How often servers' children are checked for deletion or edits by hand
     # (drift); a drifted server is reconciled again within about this time.
     drift_interval_seconds: float = Field(default=120.0, gt=0)
+    # How often the tenants' Pending pods are looked at for what keeps them from
+    # running (a missing image, no node, an unbound volume claim).
+    pod_check_seconds: float = Field(default=30.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

@@ -214,7 +214,13 @@ class Kube:
             raise
 
     def list(
-        self, api_version: str, kind: str, namespace: str | None = None, *, labels: str = ""
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        labels: str = "",
+        fields: str = "",
     ) -> list[JSON]:
         res = self.resource(api_version, kind)
         path = (
@@ -222,8 +228,11 @@ class Kube:
             if namespace or not res.namespaced
             else (("/api/v1" if api_version == "v1" else f"/apis/{api_version}") + f"/{res.plural}")
         )
-        query = {"labelSelector": labels} if labels else None
-        items: list[JSON] = self.request("GET", path, query=query).get("items", [])
+        query = {
+            **({"labelSelector": labels} if labels else {}),
+            **({"fieldSelector": fields} if fields else {}),
+        }
+        items: list[JSON] = self.request("GET", path, query=query or None).get("items", [])
         return items
 
     def delete(
