@@ -49,6 +49,7 @@ from typing import Any
 
 from kubernetes import client
 from vpes_devcluster import Cluster
+from vpes_devcluster.errors import ClusterError
 from vpes_devcluster.node import build_images
 from vpes_devcluster.node_config import KUBELET_HEALTHZ_PORT, NODE_NAME, POD_CIDR, POD_SUBNET
 from vpes_operator import API_VERSION
@@ -708,18 +709,15 @@ def mem_total() -> int:
 def run(args: argparse.Namespace) -> Results:
     counts = [int(c) for c in args.tenants.split(",")]
     results = Results(args)
-    wait_for_free_node(args.wait_minutes * 60)
     image = build_images("tenant")["tenant"]
     results.put("tenant_image", image)
-    if not args.skip_podman:
-        results.put("podman", run_podman(image, counts, args.idle))
     env = settings_env(image)
     settings = OperatorSettings.from_env(env)
     logs = RESULTS / f"{results.path.stem}-operator"
     with tempfile.TemporaryDirectory(prefix="vpes-bench-node-") as tmp:
         cluster = Cluster(Path(tmp) / "cluster", nodes=0, node=True)
         try:
-            cluster.start()
+            start_when_free(cluster, args.wait_minutes * 60)
             cluster.real_node().import_images([image])
             api = cluster.api_client()
             kube = Kube(api, field_manager="bench")
@@ -736,7 +734,23 @@ def run(args: argparse.Namespace) -> Results:
                 results.put("density", density(kube, node))
         finally:
             cluster.stop()
+    if not args.skip_podman:  # after the node: nothing of its own then runs beside
+        results.put("podman", run_podman(image, counts, args.idle))
     return results
+
+
+def start_when_free(cluster: Cluster, limit: float) -> None:
+    """Start the cluster once no other dev node runs (another session may start one
+    at any time: wait again if it won the race)."""
+    deadline = time.monotonic() + limit
+    while True:
+        wait_for_free_node(max(60.0, deadline - time.monotonic()))
+        try:
+            cluster.start()
+            return
+        except ClusterError as exc:
+            if "another dev node" not in str(exc) or time.monotonic() > deadline:
+                raise
 
 
 # -- tables ------------------------------------------------------------------------
