@@ -6,15 +6,13 @@ delivered to it. Its RBAC and admission policy: `vpes_devcluster.billing_rbac`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import signal
+import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpes_devcluster import proc_records
 from vpes_devcluster.binaries import repo_root
 from vpes_devcluster.procs import free_port, terminate
 from vpes_devcluster.stripe_mock import StripeMock
@@ -118,7 +117,7 @@ class BillingDev:
 
     def stop(self) -> None:
         terminate(self.proc)
-        (self.workdir / "billing.pid").unlink(missing_ok=True)
+        _record(self.workdir).unlink(missing_ok=True)
         self.stripe.stop()
 
 
@@ -129,8 +128,9 @@ class BillingOptions:
     stripe-mock answers for one subscription of `customer`, active, on `price` (a
     MailPlan's stripePriceId). The service verifies webhooks with `webhook_secret`, a
     test value: `BillingDev.deliver` signs with it. `settings_env` adds VPES_BILLING_*
-    settings. `detach` (the demo): both processes outlive the caller, their pids in the
-    work directory; `stop_billing(workdir)` stops them later.
+    settings. `detach` (the demo): both processes outlive the caller, recorded in the
+    work directory (`proc_records`); `running_billing(workdir)` finds them again and
+    `stop_billing(workdir)` stops them.
     """
 
     price: str | None = None
@@ -181,45 +181,89 @@ def _wait_healthy(dev: BillingDev, timeout: float) -> None:
         time.sleep(0.1)
 
 
+def _record(workdir: Path) -> Path:
+    return workdir / "billing.pid"
+
+
+def _stripe_record(workdir: Path) -> Path:
+    return workdir / "stripe-mock" / "stripe-mock.pid"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _recorded_port(workdir: Path) -> int | None:
+    record = proc_records.read(_record(workdir))
+    port = record.data.get("port") if record is not None else None
+    return port if isinstance(port, int) else None
+
+
 def start_billing(
     kubeconfig: Path, workdir: Path, options: BillingOptions | None = None
 ) -> BillingDev:
     """stripe-mock, then the billing service against `kubeconfig` (billing's
     ServiceAccount, from `install_billing`), on loopback; returns once /healthz answers.
-    Logs: `workdir/billing.log`."""
+    Whatever an earlier call recorded in `workdir` is stopped first (its port is
+    reused when free). Logs: `workdir/billing.log`."""
     options = options or BillingOptions()
     workdir.mkdir(parents=True, exist_ok=True)
+    previous = _recorded_port(workdir)
+    stop_billing(workdir)  # the record would be overwritten: nothing could stop it then
+    # A replaced service answers on the URL printed before, if that port is free.
+    if previous is not None and not _port_free(previous):
+        previous = None
+    port = options.port or previous or free_port()
     stripe = StripeMock(workdir / "stripe-mock", detach=options.detach)
     stripe.set_subscription(customer=options.customer, status="active", price=options.price)
-    port = options.port or free_port()
     env = _service_env(kubeconfig, options, stripe, port)
     log = workdir / "billing.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vpes_billing", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=options.detach,
-        cwd=repo_root(),
+    record = _record(workdir)
+    argv = proc_records.python_argv(
+        record, "-m", "vpes_billing", "--host", "127.0.0.1", "--port", str(port)
     )
-    (workdir / "billing.pid").write_text(str(proc.pid))
-    dev = BillingDev(
-        f"http://127.0.0.1:{port}", options.webhook_secret, stripe, proc, log, workdir, env
+    try:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=options.detach,
+            cwd=repo_root(),
+        )
+    except BaseException:
+        stripe.stop()
+        raise
+    url = f"http://127.0.0.1:{port}"
+    proc_records.write(
+        record, proc.pid, proc_records.python_marker(record), url=url, port=port, stripe=stripe.url
     )
+    dev = BillingDev(url, options.webhook_secret, stripe, proc, log, workdir, env)
     _wait_healthy(dev, options.timeout)
     return dev
 
 
+def running_billing(workdir: Path) -> str | None:
+    """The URL of the billing service a detached `start_billing` left running in
+    `workdir`, if it and the stripe-mock it talks to both still run; else None."""
+    billing = proc_records.running(_record(workdir))
+    stripe = proc_records.running(_stripe_record(workdir))
+    if billing is None or stripe is None:
+        return None
+    if billing.data.get("stripe") != f"http://127.0.0.1:{stripe.data.get('port')}":
+        return None
+    url = billing.data.get("url")
+    return url if isinstance(url, str) else None
+
+
 def stop_billing(workdir: Path) -> None:
-    """Stop what `start_billing(..., detach=True)` left running in `workdir`."""
-    for pid_file, marker in (
-        (workdir / "billing.pid", b"vpes_billing"),
-        (workdir / "stripe-mock" / "stripe-mock.pid", b"stripe-mock"),
-    ):
-        if not pid_file.exists():
-            continue
-        pid = int(pid_file.read_text())
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGTERM)
-        pid_file.unlink()
+    """Stop what `start_billing(..., detach=True)` left running in `workdir` (the
+    service, then its stripe-mock) and remove their records."""
+    proc_records.stop(_record(workdir))
+    proc_records.stop(_stripe_record(workdir))

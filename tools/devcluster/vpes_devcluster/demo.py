@@ -23,12 +23,12 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from . import proc_records
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip
@@ -58,53 +58,30 @@ SAMPLE_PRICE = "price_personal"  # examples/plan-personal.yaml
 S3_SECRET = "vpes-backup-s3"  # noqa: S105 (a Secret's name)
 
 
-def _operator_pid(state: Path) -> int | None:
-    pid_file = state / "operator.pid"
-    if not pid_file.exists():
-        return None
-    pid = int(pid_file.read_text())
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return None
-    return pid if b"vpes_operator" in cmdline else None
+# Every process `up` starts is recorded in the state directory (`proc_records`): a
+# second `up` reuses what still runs and replaces what does not; `down` stops them all.
+OPERATOR_RECORD = "operator.pid"
+S3_RECORD = "s3.json"
+BILLING_DIR = "billing"
 
 
-def start_s3(state: Path) -> S3Server:
-    """The demo's S3 server; its address and keys in state/s3.json while it runs."""
-    record = state / "s3.json"
-    if record.exists():
-        saved = json.loads(record.read_text())
-        if _alive(int(saved["pid"]), b"moto_server"):
-            return S3Server(
-                state / "s3",
-                host=NODE_IP,
-                port=int(saved["port"]),
-                access_key_id=saved["key"],
-                secret_access_key=saved["secret"],
-            )
-    s3 = S3Server(state / "s3", host=NODE_IP)  # the backup Jobs' pods reach it there
-    s3.start(detach=True)
-    assert s3.proc is not None
-    record.write_text(
-        json.dumps(
-            {
-                "pid": s3.proc.pid,
-                "port": s3.port,
-                "key": s3.access_key_id,
-                "secret": s3.secret_access_key,
-            }
+def start_s3(state: Path, host: str = NODE_IP) -> S3Server:
+    """The demo's S3 server (on `host`: the backup Jobs' pods reach it on the node's
+    address); its pid, address and keys recorded in state/s3.json."""
+    record = state / S3_RECORD
+    saved = proc_records.running(record)
+    if saved is not None and "secret" in saved.data and saved.data.get("host") == host:
+        return S3Server(
+            state / "s3",
+            host=host,
+            port=int(saved.data["port"]),
+            access_key_id=str(saved.data["key"]),
+            secret_access_key=str(saved.data["secret"]),
         )
-    )
-    record.chmod(0o600)
+    proc_records.stop(record)  # one that never finished starting, or on another address
+    s3 = S3Server(state / "s3", host=host)
+    s3.start(detach=True, record=record)
     return s3
-
-
-def _alive(pid: int, marker: bytes) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False
 
 
 def operator_env(images: dict[str, str], s3: S3Server) -> dict[str, str]:
@@ -120,19 +97,23 @@ def operator_env(images: dict[str, str], s3: S3Server) -> dict[str, str]:
 
 
 def start_operator(state: Path, kubeconfig: Path, env: dict[str, str]) -> int:
-    running = _operator_pid(state)
-    if running:
-        return running
+    record = state / OPERATOR_RECORD
+    running = proc_records.running(record)
+    if running is not None:
+        return running.pid
+    proc_records.stop(record)  # recorded but gone: only the record is left to remove
     log = (state / "operator.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vpes_operator", "--liveness", "", "--metrics-port", "0"],
+        proc_records.python_argv(
+            record, "-m", "vpes_operator", "--liveness", "", "--metrics-port", "0"
+        ),
         env={**os.environ, "KUBECONFIG": str(kubeconfig), **env},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
         cwd=repo_root(),
     )
-    (state / "operator.pid").write_text(str(proc.pid))
+    proc_records.write(record, proc.pid, proc_records.python_marker(record))
     return proc.pid
 
 
@@ -203,13 +184,29 @@ def backup_sample(cluster: Cluster, timeout: float = 180) -> str:
 
 
 def start_billing(cluster: Cluster, state: Path) -> str:
+    """The billing service and its stripe-mock, recorded in state/billing; the URL of
+    those already running there if both still run (else both are replaced)."""
     from vpes_devcluster import billing_dev as devtools
     from vpes_devcluster.billing_rbac import install_billing
 
+    workdir = state / BILLING_DIR
+    url = devtools.running_billing(workdir)
+    if url is not None:
+        return url
     kubeconfig = install_billing(cluster)
     options = devtools.BillingOptions(price=SAMPLE_PRICE, detach=True)
-    billing = devtools.start_billing(kubeconfig, state / "billing", options)
+    billing = devtools.start_billing(kubeconfig, workdir, options)
     return str(billing.url)
+
+
+def stop_processes(state: Path) -> None:
+    """Stop every process `up` recorded in `state` (SIGTERM, SIGKILL after a bound)
+    and remove the records: the operator, billing and its stripe-mock, S3."""
+    from vpes_devcluster import billing_dev as devtools
+
+    proc_records.stop(state / OPERATOR_RECORD)
+    devtools.stop_billing(state / BILLING_DIR)
+    proc_records.stop(state / S3_RECORD)
 
 
 def up(state: Path) -> int:
@@ -266,32 +263,14 @@ def _print_access(cluster: Cluster) -> None:
 
 
 def down(state: Path) -> int:
-    pid = _operator_pid(state)
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if _operator_pid(state) is None:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        from vpes_devcluster import billing_dev as devtools
-
-        devtools.stop_billing(state / "billing")
-    record = state / "s3.json"
-    if record.exists():
-        saved = json.loads(record.read_text())
-        if _alive(int(saved["pid"]), b"moto_server"):
-            os.kill(int(saved["pid"]), signal.SIGTERM)
-        record.unlink()
+    stop_processes(state)
     cluster = Cluster(state / "cluster")
     if (state / "cluster").exists():
         cluster.stop(remove=True)
     if state.exists():
-        for f in ("operator.pid", "operator.log"):
+        for f in (OPERATOR_RECORD, "operator.log"):
             (state / f).unlink(missing_ok=True)
-        for d in ("s3", "billing"):
+        for d in ("s3", BILLING_DIR):
             shutil.rmtree(state / d, ignore_errors=True)
         with contextlib.suppress(OSError):
             state.rmdir()

@@ -23,6 +23,7 @@ from typing import Any
 
 import boto3
 
+from vpes_devcluster import proc_records
 from vpes_devcluster.procs import free_port, terminate
 
 POLICY = {
@@ -47,19 +48,24 @@ class S3Server:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, *, detach: bool = False) -> None:
+    def start(self, *, detach: bool = False, record: Path | None = None) -> None:
+        """`record` (the demo): the process, its port and keys are recorded there
+        (`proc_records`), so that a later command reuses or stops it."""
         self.port = self.port or free_port()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / "moto.log").open("wb")
         env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
         moto = Path(sys.executable).with_name("moto_server")
+        args = [str(moto), "-H", self.host, "-p", str(self.port)]
         self.proc = subprocess.Popen(
-            [str(moto), "-H", self.host, "-p", str(self.port)],
+            proc_records.python_argv(record, *args) if record else args,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=detach,  # the demo's outlives the command that started it
         )
+        if record:  # at once: stopped by `down` even if what follows fails
+            proc_records.write(record, self.proc.pid, proc_records.python_marker(record))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -76,6 +82,16 @@ class S3Server:
         iam.put_user_policy(UserName="vpes", PolicyName="s3", PolicyDocument=json.dumps(POLICY))
         self.access_key_id, self.secret_access_key = key["AccessKeyId"], key["SecretAccessKey"]
         self.s3().create_bucket(Bucket=self.bucket)
+        if record:
+            proc_records.write(
+                record,
+                self.proc.pid,
+                proc_records.python_marker(record),
+                host=self.host,
+                port=self.port,
+                key=self.access_key_id,
+                secret=self.secret_access_key,
+            )
 
     def client(self, service: str, key: str | None = None, secret: str | None = None) -> Any:
         make: Any = boto3.client  # typed per service name; one signature here

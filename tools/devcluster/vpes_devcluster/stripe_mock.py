@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vpes_devcluster import proc_records
 from vpes_devcluster.binaries import repo_root
 from vpes_devcluster.procs import free_port, terminate
 
@@ -33,7 +34,8 @@ def stripe_mock_dir() -> Path:
 class StripeMock:
     def __init__(self, workdir: Path, *, detach: bool = False) -> None:
         """`detach`: stripe-mock runs in a session of its own and outlives this process
-        (the demo), its pid in `workdir/stripe-mock.pid`."""
+        (the demo). Its pid, port and marker (the fixtures file, an argument of its
+        command line) are recorded in `workdir/stripe-mock.pid` (`proc_records`)."""
         self.dir = stripe_mock_dir()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +44,10 @@ class StripeMock:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.detach = detach
+
+    @property
+    def record(self) -> Path:
+        return self.workdir / "stripe-mock.pid"
 
     @property
     def url(self) -> str:
@@ -65,7 +71,7 @@ class StripeMock:
     def _start(self, fixtures: dict[str, Any]) -> None:
         self.stop()
         self.starts += 1
-        path = self.workdir / f"fixtures-{self.starts}.json"
+        path = (self.workdir / f"fixtures-{self.starts}.json").absolute()
         path.write_text(json.dumps(fixtures))
         log = (self.workdir / f"stripe-mock-{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(
@@ -84,7 +90,7 @@ class StripeMock:
             stderr=subprocess.STDOUT,
             start_new_session=self.detach,
         )
-        (self.workdir / "stripe-mock.pid").write_text(str(self.proc.pid))
+        proc_records.write(self.record, self.proc.pid, str(path), port=self.port)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -105,4 +111,4 @@ class StripeMock:
         if self.proc is not None:
             terminate(self.proc)
         self.proc = None
-        (self.workdir / "stripe-mock.pid").unlink(missing_ok=True)
+        self.record.unlink(missing_ok=True)

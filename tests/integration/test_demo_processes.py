@@ -1,0 +1,134 @@
+"""`make demo` twice, then `make demo-down` (issue 14, item 13): the processes `up`
+starts beside the cluster (billing with its stripe-mock, the S3 server) are started
+once, reused by a second `up` (the same billing URL), replaced when one has died, and
+all stopped by `down`.
+
+The parts of `up` that start them (`demo.start_billing`, `demo.start_s3`) run against
+the real control plane with a temporary state directory; /proc is scanned for every
+process tied to that directory, whatever any record says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vpes_devcluster import Cluster, demo, wait_for
+from vpes_devcluster.platform import install_platform
+
+KINDS = ("billing", "stripe-mock", "s3")
+
+
+def _kind(argv: list[str]) -> str | None:
+    names = [Path(a).name for a in argv]
+    if "vpes_billing" in argv:
+        return "billing"
+    if names and names[0] == "stripe-mock":
+        return "stripe-mock"
+    if "moto_server" in names:
+        return "s3"
+    return None
+
+
+def demo_processes(state: Path) -> dict[str, list[int]]:
+    """The live processes of the demo in `state`, by kind: those with an argument of
+    their command line, or the file their output goes to, under `state`."""
+    found: dict[str, list[int]] = {k: [] for k in KINDS}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if not raw:  # exited (a zombie) or a kernel thread
+            continue
+        argv = raw.rstrip(b"\0").decode(errors="replace").split("\0")
+        try:
+            output = os.readlink(entry / "fd" / "1")
+        except OSError:
+            output = ""
+        if not any(str(state) in a for a in [*argv, output]):
+            continue
+        kind = _kind(argv)
+        if kind is not None:
+            found[kind].append(int(entry.name))
+    return found
+
+
+def kill(pid: int) -> None:
+    """SIGKILL `pid` and wait until it has exited (signals are delivered asynchronously)."""
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _exited(pid), 10, f"pid {pid} to exit")
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return not Path(f"/proc/{pid}/cmdline").read_bytes()  # empty: a zombie
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[Path]:
+    """The demo's state directory; whatever of it still runs afterwards is killed (so
+    a failing test leaves nothing behind)."""
+    path = tmp_path / "demo"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for pids in demo_processes(path).values():
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def test_billing_up_up_down_leaves_nothing(cluster: Cluster, state: Path) -> None:
+    install_platform(cluster)  # as `up` does before it starts billing
+
+    url = demo.start_billing(cluster, state)
+    first = demo_processes(state)
+    assert len(first["billing"]) == 1 and len(first["stripe-mock"]) == 1, first
+
+    again = demo.start_billing(cluster, state)
+    assert again == url, "a second `up` prints another billing URL"
+    assert demo_processes(state) == first, "a second `up` started billing or stripe-mock again"
+
+    # One of the pair died: both are replaced, once, on the URL printed before.
+    kill(first["stripe-mock"][0])
+    replaced = demo.start_billing(cluster, state)
+    now = demo_processes(state)
+    assert len(now["billing"]) == 1 and len(now["stripe-mock"]) == 1, now
+    assert now["billing"] != first["billing"] and now["stripe-mock"] != first["stripe-mock"]
+    assert replaced == url
+
+    assert demo.down(state) == 0
+    assert demo_processes(state) == {k: [] for k in KINDS}, "`down` left processes running"
+
+
+def test_s3_up_up_down_leaves_nothing(state: Path) -> None:
+    s3 = demo.start_s3(state, host="127.0.0.1")
+    first = demo_processes(state)
+    assert len(first["s3"]) == 1, first
+
+    again = demo.start_s3(state, host="127.0.0.1")
+    assert demo_processes(state) == first, "a second `up` started S3 again"
+    assert (again.endpoint, again.access_key_id, again.secret_access_key) == (
+        s3.endpoint,
+        s3.access_key_id,
+        s3.secret_access_key,
+    )
+    assert again.keys("") == []  # the same server, and the recorded keys work on it
+
+    kill(first["s3"][0])
+    demo.start_s3(state, host="127.0.0.1")
+    now = demo_processes(state)
+    assert len(now["s3"]) == 1 and now["s3"] != first["s3"], now
+
+    assert demo.down(state) == 0
+    assert demo_processes(state) == {k: [] for k in KINDS}, "`down` left processes running"
