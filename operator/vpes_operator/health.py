@@ -1,9 +1,9 @@
 """What /readyz and /healthz answer, from what the operator really does.
 
-Ready means the operator is watching, has indexed every existing server and is
-processing: kopf calls no handler before every object of every indexed kind
-has been indexed, so the first server handler that finishes proves all three
-(with no server at start-up there is nothing to wait for).
+Ready means the operator is watching, its watch has delivered every server the
+API lists, and it is processing: a server handler has finished (with no server
+at start-up there is nothing to wait for). Once ready, only a stall (below)
+takes readiness back.
 
 Alive means the event loop beats (see `__main__.Heartbeat`) and the operator
 is not wedged: work is waiting (a server seen by the watch whose generation no
@@ -11,9 +11,9 @@ handler has taken since start-up) while no handler has finished for
 `stall_after` seconds. Kubernetes then restarts it, and the gauges below let an
 alert fire.
 
-`assess` runs in kopf's event loop every few seconds over the live index of
-server generations (kept by kopf from the watch, including removals); the
-probes only read its verdict, from any thread.
+`assess` runs in kopf's event loop every few seconds over the server
+generations the watch delivered (`watched.GENERATIONS`, including removals);
+the probes only read its verdict, from any thread.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .metrics import (
     HANDLERS_IN_FLIGHT,
@@ -60,6 +60,7 @@ class Health:
         self._expected = 0
         self._handled: dict[str, int] = {}  # uid → the generation a handler last took
         self._handled_any = False
+        self._was_ready = False  # ready once: then only a stall takes it back
         self._last_progress = 0.0
         self._waiting_since: dict[str, float] = {}
         self._in_flight = 0
@@ -99,8 +100,9 @@ class Health:
 
     # -- the verdict -----------------------------------------------------------------
 
-    def assess(self, generations: Iterable[tuple[str, int]]) -> Verdict:
-        """Judge from the index (uid, generation) of every server the watch delivered."""
+    def assess(self, generations: Iterable[tuple[str, int]], undelivered: int = 0) -> Verdict:
+        """Judge from (uid, generation) of every server known to exist; `undelivered`
+        of them the API lists but the watch has not delivered yet."""
         now = self.clock()
         with self._lock:
             seen: set[str] = set()
@@ -114,7 +116,7 @@ class Health:
                 del self._waiting_since[uid]
             for uid in set(self._handled) - seen:
                 del self._handled[uid]
-            self._verdict = self._judge(now, len(seen))
+            self._verdict = self._judge(now, len(seen), undelivered)
             verdict = self._verdict
             oldest = min(self._waiting_since.values(), default=now)
             WAITING.set(len(self._waiting_since))
@@ -123,7 +125,7 @@ class Health:
         READY.set(1.0 if verdict.ready else 0.0)
         return verdict
 
-    def _judge(self, now: float, indexed: int) -> Verdict:
+    def _judge(self, now: float, indexed: int, undelivered: int = 0) -> Verdict:
         if self._started is None:
             return Verdict(False, True, "kopf has not started")
         waiting = len(self._waiting_since)
@@ -136,13 +138,21 @@ class Health:
                 f"stalled: {waiting} servers have waited {now - oldest:.0f}s for a handler "
                 f"and none finished for {idle:.0f}s",
             )
-        if self._expected and not self._handled_any:
+        if not self._was_ready and self._expected and not self._handled_any:
             return Verdict(
                 False,
                 True,
-                f"indexing: {indexed} of the {self._expected} servers present at start-up "
-                "delivered, no handler has run yet",
+                f"starting: {self._expected} servers present at start-up, "
+                "no handler has finished yet",
             )
+        if not self._was_ready and undelivered:
+            return Verdict(
+                False,
+                True,
+                f"starting: the watch has not delivered {undelivered} of the {indexed} "
+                "servers the API lists",
+            )
+        self._was_ready = True
         return Verdict(True, True, f"ok: {waiting} servers waiting")
 
     def verdict(self) -> Verdict:
@@ -176,21 +186,27 @@ def tracks(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def generations(index: Mapping[Any, Iterable[int]]) -> list[tuple[str, int]]:
-    """(uid, generation) pairs from the kopf index {uid: [generation]}; call in kopf's loop."""
-    return [(str(uid), max(store, default=0)) for uid, store in list(index.items())]
+class Delivered(Protocol):
+    """What the watch delivered: (uid, [generation]) per server (`watched.GENERATIONS`)."""
+
+    def items(self) -> list[tuple[str, list[int]]]: ...
+
+
+def generations(index: Delivered) -> list[tuple[str, int]]:
+    """(uid, generation) pairs of the servers the watch delivered."""
+    return [(str(uid), max(store, default=0)) for uid, store in index.items()]
 
 
 async def assess_forever(
     health: Health,
-    index: Mapping[Any, Iterable[int]],
+    index: Delivered,
     listed: Callable[[], list[tuple[str, int]]],
     every: float = 5.0,
     list_every: float = 30.0,
 ) -> None:
     """kopf's loop task: keep the verdict current (the probes only read it).
 
-    The work to be done is what the watch delivered (the index) and, every
+    The work to be done is what the watch delivered and, every
     `list_every` seconds, what the API itself lists: a server the watch never
     delivered (a stalled stream, a start-up that never indexes) still counts.
     The list runs on a thread of its own, so handlers filling kopf's pool
@@ -211,9 +227,11 @@ async def assess_forever(
                 except Exception as e:  # the API is unreachable: judge from the watch alone
                     log.info("listing the servers for the health check failed: %s", e)
             merged = dict(api_view)
-            for uid, generation in generations(index):
+            delivered = generations(index)
+            for uid, generation in delivered:
                 merged[uid] = max(merged.get(uid, 0), generation)
-            verdict = health.assess(merged.items())
+            undelivered = len(set(api_view) - {uid for uid, _ in delivered})
+            verdict = health.assess(merged.items(), undelivered)
             if verdict.why != last_why and not verdict.ready:
                 log.warning("%s", verdict.why)
             last_why = verdict.why

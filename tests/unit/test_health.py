@@ -10,6 +10,7 @@ from vpes_operator import health
 from vpes_operator.clients import inventory
 from vpes_operator.health import Health
 from vpes_operator.naming import FINALIZER
+from vpes_operator.watched import Watched
 
 pytestmark = pytest.mark.unit
 
@@ -46,13 +47,17 @@ def test_ready_at_once_when_there_was_nothing_to_index(h: Health) -> None:
     assert h.assess([]).ready
 
 
-def test_not_ready_while_indexing_then_ready_once_a_handler_ran(h: Health) -> None:
+def test_not_ready_until_a_handler_ran_and_the_watch_delivered_all(h: Health) -> None:
     h.started(expected_servers=100)
-    v = h.assess(servers(64))
+    v = h.assess(servers(100), undelivered=36)
     assert not v.ready and v.alive
-    assert "64 of the 100" in v.why
+    assert "no handler has finished" in v.why
     h.handled("uid-0", 1)
+    v = h.assess(servers(100), undelivered=36)
+    assert not v.ready and "not delivered 36 of the 100" in v.why
     assert h.assess(servers(100)).ready
+    # Once ready, a watch lagging behind a new listing does not take it back.
+    assert h.assess(servers(100), undelivered=5).ready
 
 
 def test_the_start_up_deadlock_fails_liveness(h: Health, clock: Clock) -> None:
@@ -133,7 +138,8 @@ def test_assess_forever_merges_the_api_view_with_the_watch(clock: Clock) -> None
     """A server the watch never delivered still counts as waiting work."""
     h = Health(stall_after=0.05)
     h.started(expected_servers=2)
-    index = {"uid-0": [1]}
+    index: Watched[int] = Watched()
+    index.put("uid-0", "uid-0", 1)
     listed = [("uid-0", 1), ("uid-1", 1)]
 
     async def run() -> None:
@@ -179,3 +185,15 @@ def test_every_change_handler_of_servers_is_tracked() -> None:
     assert len(found) >= 3
     untracked = [h.id for h in found if not getattr(h.fn, "tracked", False)]
     assert not untracked, f"change handlers of servers not tracked by health: {untracked}"
+
+
+def test_watched_keeps_each_object_in_one_group() -> None:
+    store: Watched[str] = Watched()
+    store.put("a", "gold", "a1")
+    store.put("b", "gold", "b1")
+    store.put("a", "silver", "a2")  # moved to another plan
+    assert sorted(store.get("gold")) == ["b1"] and store.get("silver") == ["a2"]
+    store.drop("b")
+    assert store.get("gold") == [] and dict(store.items()) == {"silver": ["a2"]}
+    assert store.first("silver") == "a2" and store.first("gold") is None
+    assert len(store) == 1 and store.objects() == {"a"}

@@ -15,10 +15,9 @@ from typing import Any
 
 import kopf
 
-from .. import API_VERSION, GROUP, VERSION, metrics
+from .. import GROUP, VERSION, metrics, watched
 from ..backup import backups, cron, restores, schedule
 from ..models.backup import MailBackupStatus, RequestPhase
-from ..models.conditions import ConditionType
 from ..models.plan import MailPlanSpec
 from ..settings import OperatorSettings
 from .events import post
@@ -26,9 +25,6 @@ from .events import post
 log = logging.getLogger(__name__)
 _SETTINGS = OperatorSettings.from_env()  # kopf fixes timer intervals at registration
 TICK = _SETTINGS.backup_tick
-# kopf always passes an index to the handlers that name it; the default only lets
-# such a handler match kopf's handler protocols.
-NO_INDEX: Any = {}
 SCHEDULE_TICK = _SETTINGS.backup_schedule_tick
 
 
@@ -80,51 +76,18 @@ def restore_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     _report(body, step, "restore", restores.TERMINAL)
 
 
-@kopf.index(GROUP, VERSION, "personalmailservers")
-def backup_view(
-    name: str,
-    namespace: str | None,
-    meta: kopf.Meta,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    **_: Any,
-) -> dict[str, dict[str, Any]]:
-    """Servers by plan, with just what their schedule needs, kept from the watch stream."""
-    conditions = [
-        c for c in status.get("conditions") or [] if c.get("type") == ConditionType.BACKUP_HEALTHY
-    ]
-    return {
-        str(spec.get("plan", "")): {
-            "apiVersion": API_VERSION,
-            "kind": "PersonalMailServer",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": meta.get("uid"),
-                "creationTimestamp": meta.get("creationTimestamp"),
-                "deletionTimestamp": meta.get("deletionTimestamp"),
-            },
-            "status": {
-                "lastBackup": dict(status.get("lastBackup") or {}),
-                "conditions": [dict(c) for c in conditions],
-            },
-        }
-    }
-
-
 # One timer per plan (a few), not one per server (thousands): each tick looks at
-# the plan's servers from the index and calls the API only when a backup is due
+# the plan's servers from what the watch delivered and calls the API only when a backup is due
 # or BackupHealthy changes.
 @kopf.timer(GROUP, VERSION, "mailplans", id="backup-schedule", interval=SCHEDULE_TICK)
 def schedule_timer(
     name: str,
     spec: kopf.Spec,
     memo: Any,
-    backup_view: kopf.Index[str, dict[str, Any]] = NO_INDEX,
     **_: Any,
 ) -> None:
     """Request the backups the plan's schedule says are due; keep BackupHealthy current."""
-    servers = list(backup_view.get(name, []))
+    servers = watched.BACKUP_VIEW.get(name)
     if not servers:
         return
     plan = MailPlanSpec.model_validate(dict(spec))

@@ -1,4 +1,6 @@
-"""Keep the metrics' view of every server current from the watch stream."""
+"""What the watch streams deliver, kept in memory: the metrics' view of every server,
+the plans, each plan's servers for their backup schedule, and the work to be done
+(see `watched.py` for why these are not kopf indexes)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,31 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, metrics
+from .. import GROUP, VERSION, metrics, watched
+from ..clients import inventory
 
 
 @kopf.on.event(GROUP, VERSION, "personalmailservers")
-async def server_seen(body: kopf.Body, type: str, **_: Any) -> None:
-    metrics.SERVERS.update(dict(body), deleted=type == "DELETED")
+async def server_seen(
+    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, type: str, **_: Any
+) -> None:
+    deleted = type == "DELETED"
+    metrics.SERVERS.update(dict(body), deleted=deleted)
+    uid = str(meta.get("uid"))
+    if deleted:
+        watched.BACKUP_VIEW.drop(uid)
+        watched.GENERATIONS.drop(uid)
+        return
+    watched.BACKUP_VIEW.put(uid, str(spec.get("plan", "")), watched.backup_view(meta, status))
+    if inventory.awaits_handler(meta):
+        watched.GENERATIONS.put(uid, uid, int(meta.get("generation") or 0))
+    else:
+        watched.GENERATIONS.drop(uid)
+
+
+@kopf.on.event(GROUP, VERSION, "mailplans")
+async def plan_seen(name: str, spec: kopf.Spec, type: str, **_: Any) -> None:
+    if type == "DELETED":
+        watched.PLANS.drop(name)
+    else:
+        watched.PLANS.put(name, name, dict(spec))

@@ -6,26 +6,23 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, health, metrics, reconcile
+from .. import API_VERSION, GROUP, VERSION, health, metrics, reconcile, watched
 from ..errors import ConfigError, WaitingError
 from . import backup
-from .backup import NO_INDEX
 from .events import post
 
 PLURAL = "personalmailservers"
 KIND = "PersonalMailServer"
 
 
-@kopf.index(GROUP, VERSION, "mailplans")
-def plans(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
-    """MailPlans by name, kept in memory from their watch: no GET per reconcile."""
-    return {name: dict(spec)}
-
-
-def plan_spec(index: kopf.Index[str, dict[str, Any]], name: str) -> dict[str, Any] | None:
-    for spec in index.get(name, []):
+def plan_spec(kube: Any, name: str) -> dict[str, Any] | None:
+    """The plan as the watch delivered it; read from the API only when the watch has
+    not delivered it (yet): a server may be handled before its plan's first event."""
+    spec = watched.PLANS.first(name)
+    if spec is not None or not name:
         return spec
-    return None
+    plan = kube.get(API_VERSION, "MailPlan", None, name)
+    return dict(plan.get("spec") or {}) if plan is not None else None
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -36,14 +33,13 @@ def reconcile_server(
     body: kopf.Body,
     spec: kopf.Spec,
     memo: Any,
-    plans: kopf.Index[str, dict[str, Any]] = NO_INDEX,
     **_: Any,
 ) -> None:
     result = "error"
     try:
         with metrics.RECONCILE_SECONDS.labels(KIND).time():
             outcome = reconcile.reconcile(
-                memo.kube, memo.settings, dict(body), plan_spec(plans, spec.get("plan", ""))
+                memo.kube, memo.settings, dict(body), plan_spec(memo.kube, spec.get("plan", ""))
             )
         post(body, outcome.events)
         if isinstance(outcome.error, WaitingError):
