@@ -38,16 +38,12 @@ from vpes_devcluster.cluster import Cluster
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
+from bench.stats import pct
 from tests.integration.operator_support import OperatorProcess, install_platform, plan_body
 
 SECRET = "whsec_bench_" + "b" * 20
 PRICE = "price_bench"
 PLAN = "bench-billing"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def ready(kube: Kube, sub: str) -> bool:

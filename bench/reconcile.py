@@ -35,15 +35,13 @@ from typing import Any
 
 from vpes_devcluster.cluster import Cluster
 from vpes_operator import API_VERSION
-from vpes_operator.builders import ServerInputs, desired_objects
-from vpes_operator.builders.meta import Owner
 from vpes_operator.clients.kube import Kube
-from vpes_operator.credentials import gather
 from vpes_operator.handlers.drift import Sweeper
 from vpes_operator.models.plan import MailPlanSpec
-from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_operator.settings import OperatorSettings
 
+from bench.direct import apply_children
+from bench.stats import pct
 from tests.integration.operator_support import OperatorProcess, install_platform, plan_body
 
 PLAN = "bench"
@@ -74,11 +72,6 @@ def reconciles(metrics_port: int, kind: str = "PersonalMailServer") -> float:
         if line.startswith("vpes_reconciles_total{") and f'kind="{kind}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def watch_ready(
@@ -202,28 +195,7 @@ def run_baseline(kube: Kube, n: int, workers: int, settings: OperatorSettings) -
     def build_and_apply(i: int) -> None:
         name, ns = f"base{n}-{i}", f"bench-{i % NAMESPACES}"
         t0 = time.monotonic()
-        s = PersonalMailServerSpec.model_validate(spec(i))
-        # The same material work the operator does for a new server.
-        material = gather(
-            s,
-            {},
-            lambda _n, _k: None,
-            service_host=f"{name}.{ns}.svc",
-            bcrypt_rounds=settings.bcrypt_rounds,
-            dkim_bits=settings.dkim_key_bits,
-        )
-        owner_obj = kube.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": f"{name}-owner", "namespace": ns},
-            }
-        )
-        owner = Owner(name=name, namespace=ns, uid=owner_obj["metadata"]["uid"], plan=PLAN)
-        for obj in desired_objects(ServerInputs(owner, s, plan, settings, material)):
-            for ref in obj["metadata"]["ownerReferences"]:
-                ref.update(apiVersion="v1", kind="ConfigMap", name=f"{name}-owner")
-            kube.apply(obj)
+        apply_children(kube, name, ns, spec(i), (PLAN, plan), settings)
         done[name] = t0
 
     start = time.monotonic()
