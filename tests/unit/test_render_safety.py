@@ -313,11 +313,3 @@ def test_edge_networks_are_normalised() -> None:
     settings = OperatorSettings(edge_networks=("fd00::1/8", "192.168.1.7/24", "10.0.0.0/8"))
     ctx = ctx_of(settings=settings)
     assert ctx.edge_networks == ("10.0.0.0/8", "192.168.1.0/24", "fd00::/8")
-
-
-def test_dkim_keys_name_each_domain() -> None:
-    ctx = ctx_of()
-    assert [(k.domain, k.selector, k.path) for k in ctx.dkim_keys] == [
-        ("example.net", "vpes", "/etc/vpes/secrets/dkim-example.net.key"),
-        ("example.org", "vpes", "/etc/vpes/secrets/dkim-example.org.key"),
-    ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import layout
 from .addresses import MailboxContext, SenderLogin, VirtualAlias
 from .checks import RenderError
-from .context import DkimKey, TenantContext, build_context
+from .context import TenantContext, build_context
 from .layout import (
     CONFIG_DIR,
     MAIL_DIR,
@@ -44,7 +44,6 @@ __all__ = [
     "VMAIL_GROUP",
     "VMAIL_UID",
     "VMAIL_USER",
-    "DkimKey",
     "MailboxContext",
     "PasswdEntry",
     "Port",

@@ -30,14 +30,6 @@ from vpes_operator.settings import OperatorSettings
 
 from . import addresses, checks
 from .addresses import MailboxContext, SenderLogin, VirtualAlias
-from .layout import dkim_key_path
-
-
-@dataclass(frozen=True)
-class DkimKey:
-    domain: str
-    selector: str
-    path: str  # the private key, under the secrets mount
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,6 @@ class TenantContext:
     relay_host: str  # Postfix relayhost syntax; "" delivers directly
     edge_networks: tuple[str, ...]  # CIDRs, IPv4 first, normalised
     dkim_selector: str
-    dkim_keys: tuple[DkimKey, ...]
 
     @property
     def forwards(self) -> tuple[VirtualAlias, ...]:
@@ -113,5 +104,4 @@ def build_context(
         relay_host=checks.relay_host(settings.relay_host),
         edge_networks=checks.networks(settings.edge_networks),
         dkim_selector=selector,
-        dkim_keys=tuple(DkimKey(d, selector, dkim_key_path(d)) for d in domains),
     )

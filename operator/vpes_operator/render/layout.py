@@ -84,7 +84,6 @@ __all__ = [
     "Port",
     "Protocol",
     "dkim_key_name",
-    "dkim_key_path",
     "maildir_path",
 ]
 
@@ -166,10 +165,6 @@ def maildir_path(address: str) -> str:
 def dkim_key_name(domain: str) -> str:
     """The Secret key holding a domain's DKIM private key."""
     return f"dkim-{domain}.key"
-
-
-def dkim_key_path(domain: str) -> str:
-    return f"{SECRETS_DIR}/{dkim_key_name(domain)}"
 
 
 Daemon = Literal["postfix", "dovecot"]
