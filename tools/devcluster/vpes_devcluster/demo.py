@@ -5,9 +5,11 @@ two customers whose mail servers really run side by side and take and serve mail
     python -m vpes_devcluster.demo down [--state DIR]   stop all of it
 
 `up` starts the control plane with a real node (kubelet on containerd, kube-proxy,
-CoreDNS, kube-router enforcing NetworkPolicy), an S3 server for backups (moto's,
-on the node's address), the operator as the chart's ServiceAccount, and the
-billing service against stripe-mock; applies two plans and two customers (Alice
+CoreDNS, kube-router enforcing NetworkPolicy), an S3 server for backups (moto's)
+and stripe-mock for billing (both on the node's address, which pods reach); installs
+the platform the way a provider does, `helm install charts/vpes` with the operator
+image (the operator, two replicas electing a leader, and billing); applies two
+plans and two customers (Alice
 on Personal, Carol on Family, each in a namespace of its own); waits until both
 servers are Ready; sends each a message through its Service and reads it back
 over IMAP; and backs Alice's up. Everything keeps running after `up` returns, so the demo can be
@@ -17,25 +19,22 @@ explored with kubectl and any mail client (the command prints how).
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
-import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import proc_records
+from . import chart, proc_records
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip
 from .errors import ClusterError
 from .node import build_images
-from .node_config import NODE_IP, POD_CIDR
-from .platform import OPERATOR_NAMESPACE, install_platform
+from .node_config import NODE_IP
+from .platform import OPERATOR_NAMESPACE
 from .s3 import S3Server
 
 SAMPLE_NAMESPACE = "customer-alice"
@@ -60,8 +59,11 @@ S3_SECRET = "vpes-backup-s3"  # noqa: S105 (a Secret's name)
 
 # Every process `up` starts is recorded in the state directory (`proc_records`): a
 # second `up` reuses what still runs and replaces what does not; `down` stops them all.
-OPERATOR_RECORD = "operator.pid"
 S3_RECORD = "s3.json"
+STRIPE_DIR = "stripe"
+RELEASE = "vpes"
+# What demos started before the platform ran in the cluster left: `down` stops it.
+OPERATOR_RECORD = "operator.pid"
 BILLING_DIR = "billing"
 
 
@@ -84,37 +86,40 @@ def start_s3(state: Path, host: str = NODE_IP) -> S3Server:
     return s3
 
 
-def operator_env(images: dict[str, str], s3: S3Server) -> dict[str, str]:
-    return {
-        "VPES_TENANT_IMAGE": images["tenant"],
-        "VPES_EDGE_NETWORKS": POD_CIDR,
-        "VPES_DNS_DEFAULT_PROVIDER": "manual",
-        "VPES_BACKUP_IMAGE": images["backup"],
-        "VPES_BACKUP_S3_BUCKET": s3.bucket,
-        "VPES_BACKUP_S3_ENDPOINT": s3.endpoint,
-        "VPES_BACKUP_S3_CREDENTIALS_SECRET": f"{OPERATOR_NAMESPACE}/{S3_SECRET}",
-    }
+def start_stripe(state: Path, host: str = NODE_IP) -> str:
+    """stripe-mock, Stripe's API for the in-cluster billing (on `host`: pods reach the
+    node's address); its pid and port recorded in state/stripe; its URL."""
+    from .stripe_mock import StripeMock
+
+    mock = StripeMock(state / STRIPE_DIR, detach=True, host=host)
+    saved = proc_records.running(mock.record)
+    if saved is not None and saved.data.get("host") == host:
+        return f"http://{host}:{saved.data['port']}"
+    proc_records.stop(mock.record)  # one that died, or on another address
+    mock.start()
+    return mock.url
 
 
-def start_operator(state: Path, kubeconfig: Path, env: dict[str, str]) -> int:
-    record = state / OPERATOR_RECORD
-    running = proc_records.running(record)
-    if running is not None:
-        return running.pid
-    proc_records.stop(record)  # recorded but gone: only the record is left to remove
-    log = (state / "operator.log").open("ab")
-    proc = subprocess.Popen(
-        proc_records.python_argv(
-            record, "-m", "vpes_operator", "--liveness", "", "--metrics-port", "0"
-        ),
-        env={**os.environ, "KUBECONFIG": str(kubeconfig), **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=repo_root(),
+def install(cluster: Cluster, images: dict[str, str], s3: S3Server, stripe_url: str) -> None:
+    """`helm upgrade --install` the platform, its S3 credentials in a Secret."""
+    values = chart.values(
+        images["operator"],
+        images["tenant"],
+        images["backup"],
+        s3_endpoint=s3.endpoint,
+        s3_bucket=s3.bucket,
     )
-    proc_records.write(record, proc.pid, proc_records.python_marker(record))
-    return proc.pid
+    values["billing"]["stripeApiBase"] = stripe_url
+    keys = {"access-key-id": s3.access_key_id, "secret-access-key": s3.secret_access_key}
+    chart.install(cluster, RELEASE, OPERATOR_NAMESPACE, values, {S3_SECRET: keys})
+
+
+def billing_url(cluster: Cluster) -> str:
+    out = cluster.kubectl(
+        "get", "service", f"{RELEASE}-billing", "-n", OPERATOR_NAMESPACE,
+        "-o", "jsonpath={.spec.clusterIP}",
+    )  # fmt: skip
+    return f"http://{out.stdout.strip()}"
 
 
 def wait_ready(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> None:
@@ -143,23 +148,6 @@ def service_ip(cluster: Cluster, namespace: str, name: str) -> str:
     return out.stdout.strip()
 
 
-def s3_secret(s3: S3Server) -> str:
-    def b64(v: str) -> str:
-        return base64.b64encode(v.encode()).decode()
-
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": S3_SECRET, "namespace": OPERATOR_NAMESPACE},
-            "data": {
-                "access-key-id": b64(s3.access_key_id),
-                "secret-access-key": b64(s3.secret_access_key),
-            },
-        }
-    )
-
-
 def backup_sample(cluster: Cluster, timeout: float = 180) -> str:
     name = f"{SAMPLE}-demo-{int(time.time())}"
     body = {
@@ -183,47 +171,31 @@ def backup_sample(cluster: Cluster, timeout: float = 180) -> str:
     raise ClusterError(f"the sample backup did not complete within {timeout:.0f}s")
 
 
-def start_billing(cluster: Cluster, state: Path) -> str:
-    """The billing service and its stripe-mock, recorded in state/billing; the URL of
-    those already running there if both still run (else both are replaced)."""
-    from vpes_devcluster import billing_dev as devtools
-    from vpes_devcluster.billing_rbac import install_billing
-
-    workdir = state / BILLING_DIR
-    url = devtools.running_billing(workdir)
-    if url is not None:
-        return url
-    kubeconfig = install_billing(cluster)
-    options = devtools.BillingOptions(price=SAMPLE_PRICE, detach=True)
-    billing = devtools.start_billing(kubeconfig, workdir, options)
-    return str(billing.url)
-
-
 def stop_processes(state: Path) -> None:
     """Stop every process `up` recorded in `state` (SIGTERM, SIGKILL after a bound)
-    and remove the records: the operator, billing and its stripe-mock, S3."""
+    and remove the records: stripe-mock and S3 (and the host operator and billing
+    of demos started before the platform ran in the cluster)."""
     from vpes_devcluster import billing_dev as devtools
 
+    proc_records.stop(state / STRIPE_DIR / "stripe-mock.pid")
+    proc_records.stop(state / S3_RECORD)
     proc_records.stop(state / OPERATOR_RECORD)
     devtools.stop_billing(state / BILLING_DIR)
-    proc_records.stop(state / S3_RECORD)
 
 
 def up(state: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
-    print("building the tenant and backup images (once; then cached) ...", flush=True)
-    images = build_images("tenant", "backup")
+    print("building the operator, tenant and backup images (once; then cached) ...", flush=True)
+    images = build_images("operator", "tenant", "backup")
     cluster = Cluster(state / "cluster", nodes=0, node=True)
     if not cluster.running():
         print("starting the control plane and a real node ...", flush=True)
         cluster.start()
     cluster.real_node().import_images(images.values())
-    print("installing vpes (CRDs, RBAC) ...", flush=True)
-    kubeconfig = install_platform(cluster)
     s3 = start_s3(state)
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=s3_secret(s3))
-    pid = start_operator(state, kubeconfig, operator_env(images, s3))
-    print(f"operator running (pid {pid}, log {state / 'operator.log'})", flush=True)
+    stripe_url = start_stripe(state)
+    print("helm install charts/vpes (CRDs, RBAC, the operator and billing) ...", flush=True)
+    install(cluster, images, s3, stripe_url)
     examples = repo_root() / "examples"
     for *_, plan, server in CUSTOMERS:
         for doc in (plan, server):
@@ -238,8 +210,7 @@ def up(state: Path) -> int:
         subject = round_trip(host, address, password)
         print(f"{name}: {subject!r} went in over SMTP ({host}:25) and was read over IMAP")
     print(f"backed up to S3: {backup_sample(cluster)}", flush=True)
-    url = start_billing(cluster, state)
-    print(f"billing (Stripe test mode, stripe-mock): sign up at {url}/signup")
+    print(f"billing (Stripe test mode, stripe-mock): sign up at {billing_url(cluster)}/signup")
     _print_access(cluster)
     return 0
 
@@ -270,7 +241,7 @@ def down(state: Path) -> int:
     if state.exists():
         for f in (OPERATOR_RECORD, "operator.log"):
             (state / f).unlink(missing_ok=True)
-        for d in ("s3", BILLING_DIR):
+        for d in ("s3", STRIPE_DIR, BILLING_DIR):
             shutil.rmtree(state / d, ignore_errors=True)
         with contextlib.suppress(OSError):
             state.rmdir()

@@ -32,7 +32,7 @@ def stripe_mock_dir() -> Path:
 
 
 class StripeMock:
-    def __init__(self, workdir: Path, *, detach: bool = False) -> None:
+    def __init__(self, workdir: Path, *, detach: bool = False, host: str = "127.0.0.1") -> None:
         """`detach`: stripe-mock runs in a session of its own and outlives this process
         (the demo). Its pid, port and marker (the fixtures file, an argument of its
         command line) are recorded in `workdir/stripe-mock.pid` (`proc_records`)."""
@@ -40,7 +40,8 @@ class StripeMock:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.fixtures: dict[str, Any] = json.loads((self.dir / "fixtures3.json").read_text())
-        self.port = free_port()
+        self.host = host  # the demo's in-cluster billing reaches it on the node's address
+        self.port = free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.detach = detach
@@ -51,7 +52,7 @@ class StripeMock:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def set_subscription(
         self, *, customer: str, status: str = "active", price: str | None = None
@@ -78,11 +79,11 @@ class StripeMock:
             [
                 str(self.dir / "stripe-mock"),
                 "-http-addr",
-                f"127.0.0.1:{self.port}",
+                f"{self.host}:{self.port}",
                 # Without this it also listens for HTTPS on *:12112, so a second
                 # stripe-mock could not start (and it would listen beyond loopback).
                 "-https-addr",
-                "127.0.0.1:0",
+                f"{self.host}:0",
                 "-fixtures",
                 str(path),
             ],
@@ -90,7 +91,7 @@ class StripeMock:
             stderr=subprocess.STDOUT,
             start_new_session=self.detach,
         )
-        proc_records.write(self.record, self.proc.pid, str(path), port=self.port)
+        proc_records.write(self.record, self.proc.pid, str(path), port=self.port, host=self.host)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -98,7 +99,7 @@ class StripeMock:
                     f"stripe-mock exited with {self.proc.returncode}; see {log.name}"
                 )
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.host, self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.05)
