@@ -62,14 +62,6 @@ class Watched(Generic[V]):
         with self._lock:
             return [(g, list(members.values())) for g, members in self._groups.items()]
 
-    def objects(self) -> set[str]:
-        with self._lock:
-            return set(self._group_of)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._group_of)
-
 
 # MailPlan specs by plan name.
 PLANS: Watched[dict[str, Any]] = Watched()

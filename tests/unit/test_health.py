@@ -196,4 +196,3 @@ def test_watched_keeps_each_object_in_one_group() -> None:
     store.drop("b")
     assert store.get("gold") == [] and dict(store.items()) == {"silver": ["a2"]}
     assert store.first("silver") == "a2" and store.first("gold") is None
-    assert len(store) == 1 and store.objects() == {"a"}

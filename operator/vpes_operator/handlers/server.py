@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from .. import API_VERSION, GROUP, VERSION, health, metrics, reconcile, watched
+from ..clients.kube import Kube
 from ..errors import ConfigError, WaitingError
 from . import backup
 from .events import post
@@ -15,7 +16,7 @@ PLURAL = "personalmailservers"
 KIND = "PersonalMailServer"
 
 
-def plan_spec(kube: Any, name: str) -> dict[str, Any] | None:
+def plan_spec(kube: Kube, name: str) -> dict[str, Any] | None:
     """The plan as the watch delivered it; read from the API only when the watch has
     not delivered it (yet): a server may be handled before its plan's first event."""
     spec = watched.PLANS.first(name)
