@@ -33,6 +33,7 @@ class ConditionType(StrEnum):
     CERTIFICATE_READY = "CertificateReady"
     BACKUP_HEALTHY = "BackupHealthy"
     DELIVERABLE = "Deliverable"
+    STORAGE_HEALTHY = "StorageHealthy"
     # MailBackup and MailRestore: which terminal state they reached.
     COMPLETED = "Completed"
     FAILED = "Failed"
@@ -47,6 +48,7 @@ SERVER_TYPES = (
     ConditionType.CERTIFICATE_READY,
     ConditionType.BACKUP_HEALTHY,
     ConditionType.DELIVERABLE,
+    ConditionType.STORAGE_HEALTHY,
 )
 GOOD_WHEN_TRUE: frozenset[str] = frozenset(SERVER_TYPES)
 
@@ -135,6 +137,13 @@ class Reason(StrEnum):
     BUCKET_NOT_FOUND = "BucketNotFound"
     S3_ERROR = "S3Error"
     S3_UNREACHABLE = "S3Unreachable"
+    # StorageHealthy (independent of Ready: a full volume defers mail, it does not stop
+    # the server)
+    STORAGE_AVAILABLE = "StorageAvailable"
+    VOLUME_NEARLY_FULL = "VolumeNearlyFull"
+    VOLUME_FULL = "VolumeFull"
+    QUOTAS_OVERCOMMITTED = "QuotasOvercommitted"
+    USAGE_UNKNOWN = "UsageUnknown"
     # Limits of the plan
     PLAN_LIMIT_EXCEEDED = "PlanLimitExceeded"
     INVALID_MAILBOXES = "InvalidMailboxes"
@@ -150,6 +159,7 @@ _PERMANENCE: dict[str, Permanence] = {
     Reason.SUSPENDING: Permanence.PROGRESS,
     Reason.SUSPENDED: Permanence.PROGRESS,
     Reason.RESTORING: Permanence.PROGRESS,
+    Reason.USAGE_UNKNOWN: Permanence.PROGRESS,
     Reason.PASSWORD_SECRET_MISSING: Permanence.WAITING,
     Reason.PASSWORD_INVALID: Permanence.WAITING,
     Reason.API_ERROR: Permanence.WAITING,

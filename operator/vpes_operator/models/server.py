@@ -267,11 +267,56 @@ class DNSRecord(Model):
     fix: str | None = Field(default=None, description="What to do when the check failed.")
 
 
+class MailboxUsage(Model):
+    """One mailbox's storage: Dovecot's quota accounting, measured in the pod."""
+
+    address: str = Field(description="The mailbox (one of spec.mailboxes[].address).")
+    quota_bytes: int = Field(ge=0, description="Its quota in bytes.")
+    used_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bytes its mail takes, as Dovecot counts them for the quota (unset "
+        "until Dovecot has counted: before its first mail).",
+    )
+    messages: int | None = Field(default=None, ge=0, description="Messages it holds.")
+
+
 class Usage(Model):
+    """What the server uses. The storage figures are measured in the pod every
+    few minutes (measuredAt says when); the rest comes from the spec."""
+
     mailboxes: int = Field(default=0, description="Mailboxes configured.")
     domains: int = Field(default=0, description="Domains configured.")
     storage_requested: str | None = Field(default=None, description="Volume size.")
-    storage_used_bytes: int | None = Field(default=None, description="Bytes used, if known.")
+    quota_committed_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="The mailboxes' quotas added up. More than the volume is allowed "
+        "(StorageHealthy says so): they cannot all fill up at once.",
+    )
+    storage_capacity_bytes: int | None = Field(
+        default=None, ge=0, description="Size of the mail volume's file system, measured."
+    )
+    storage_used_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bytes used on the mail volume (mail, indexes and Postfix's queue), measured.",
+    )
+    storage_available_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bytes Postfix and Dovecot can still write, measured. Under the "
+        "reserve (StorageHealthy's message gives it) new mail is deferred.",
+    )
+    measured_at: datetime | None = Field(
+        default=None, description="When the storage figures were measured."
+    )
+    mailbox_usage: list[MailboxUsage] = Field(
+        default_factory=list,
+        max_length=MAX_MAILBOXES,
+        description="Each mailbox's quota and use.",
+        json_schema_extra=list_map("address"),
+    )
 
 
 class BackupRef(Model):
