@@ -37,7 +37,7 @@ from vpes_operator.render import (
     render_config,
     render_passwd,
 )
-from vpes_operator.render.layout import PASSWD_KEY
+from vpes_operator.render.layout import PASSWD_KEY, USAGE_PORT
 from vpes_operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -223,7 +223,7 @@ class TenantFiles:
 
 
 def published_ports() -> list[int]:
-    return [p.port for p in PORTS]
+    return [*(p.port for p in PORTS), USAGE_PORT]
 
 
 @dataclass
@@ -241,6 +241,8 @@ class Tenant:
     name: str = field(default_factory=lambda: f"vpes-test-{uuid.uuid4().hex[:8]}")
     volume: str = ""
     publish: bool = True
+    # A size-limited tmpfs as the mail volume ("32m"), instead of a podman volume.
+    mail_size: str = ""
 
     def run_args(self) -> list[str]:
         args = [
@@ -262,8 +264,11 @@ class Tenant:
             f"{self.files.config_dir}:{CONFIG_DIR}:ro",
             "--volume",
             f"{self.files.secrets_dir}:{SECRETS_DIR}:ro",
-            "--volume",
-            f"{self.volume}:{MAIL_DIR}",
+            *(
+                ["--tmpfs", f"{MAIL_DIR}:rw,mode=2775,size={self.mail_size}"]
+                if self.mail_size
+                else ["--volume", f"{self.volume}:{MAIL_DIR}"]
+            ),
             "--env",
             "VPES_WATCH_INTERVAL=1",
         ]
@@ -273,7 +278,7 @@ class Tenant:
         return [*args, self.image]
 
     def start(self) -> None:
-        self.volume = self.volume or f"{self.name}-mail"
+        self.volume = self.volume or ("" if self.mail_size else f"{self.name}-mail")
         podman(*self.run_args())
         if not self.publish:
             self.host = container_address(self.name)

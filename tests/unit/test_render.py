@@ -413,10 +413,11 @@ def test_only_a_loopback_listener_relays_for_dovecot(rendered: dict[str, str]) -
     )
     assert "smtpd_upstream_proxy_protocol" not in options
     assert f"submission_host = {layout.INTERNAL_SUBMISSION}\n" in rendered["dovecot.conf"]
-    # Every other listener is a published port (no other inet service).
+    # Every other listener is a published port or the usage report (no other inet service).
     inet = {name for name, f in services.items() if f[0] == "inet"}
     assert inet == {str(p.port) for p in PORTS if p.daemon == "postfix"} | {
-        layout.INTERNAL_SUBMISSION
+        layout.INTERNAL_SUBMISSION,
+        str(layout.USAGE_PORT),
     }
     assert int(layout.INTERNAL_SUBMISSION.rpartition(":")[2]) not in {p.port for p in PORTS}
 
@@ -467,3 +468,21 @@ def test_every_port_is_rendered(rendered: dict[str, str], port: Any) -> None:
 
 
 # --- StrictUndefined --------------------------------------------------------------------
+
+
+def test_the_usage_report_runs_unprivileged_and_alone(rendered: dict[str, str]) -> None:
+    usage = master_services(rendered["postfix-master.cf"])[str(layout.USAGE_PORT)]
+    # spawn itself is privileged (unpriv n) to become the mail user; one at a time.
+    assert usage[:7] == ["inet", "n", "n", "n", "-", "1", "spawn"]
+    assert usage[7:] == [f"user={layout.VMAIL_USER}", f"argv={layout.USAGE_COMMAND}"]
+    assert layout.USAGE_PORT not in {p.port for p in PORTS}  # not on the Service
+
+
+def test_postfix_keeps_the_reserve_free_and_dovecot_never_bounces_a_full_disk(
+    rendered: dict[str, str],
+) -> None:
+    main = main_cf(rendered["postfix-main.cf"])
+    # The default plan: a 1 GiB volume, 25 MiB messages: 5 % of the volume.
+    assert int(main["queue_minfree"]) == (1 << 30) // 20
+    assert int(main["queue_minfree"]) >= 1.5 * int(main["message_size_limit"])
+    assert "\nquota_full_tempfail = yes\n" in rendered["dovecot.conf"]

@@ -71,6 +71,8 @@ def network_policy(
 ) -> dict[str, Any]:
     """Only the edge and the operator reach the pod; it reaches DNS and the relay.
 
+    The mail ports admit both; the usage report's port only the operator.
+
     Other tenants, even in the same namespace, are not among the allowed peers.
     """
     platform = [
@@ -84,7 +86,12 @@ def network_policy(
         },
     ]
     ingress: list[dict[str, Any]] = [
-        {"from": platform, "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS]}
+        {"from": platform, "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS]},
+        # The storage usage report, for the operator alone (not the edge).
+        {
+            "from": platform[1:],
+            "ports": [{"port": layout.USAGE_PORT_NAME, "protocol": "TCP"}],
+        },
     ]
     if dedicated_address:
         # Postfix trusts any PROXY header on its PROXY ports: only the

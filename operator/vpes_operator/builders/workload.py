@@ -67,7 +67,9 @@ def _container(plan: MailPlanSpec, settings: OperatorSettings) -> dict[str, Any]
         "image": settings.tenant_image,
         "imagePullPolicy": settings.image_pull_policy,
         "ports": [
-            {"name": p.name, "containerPort": p.port, "protocol": "TCP"} for p in layout.PORTS
+            *({"name": p.name, "containerPort": p.port, "protocol": "TCP"} for p in layout.PORTS),
+            # The usage report: only the operator reaches it (network.py).
+            {"name": layout.USAGE_PORT_NAME, "containerPort": layout.USAGE_PORT, "protocol": "TCP"},
         ],
         "resources": _resources(plan),
         "securityContext": {

@@ -14,6 +14,9 @@ Decisions made here:
 - Host name: ``<name>.<namespace>.vpes.internal`` (``layout.HOSTNAME_SUFFIX``).
   It does not change when the customer's domains change and names no customer.
 - Quotas and the message size limit are bytes (``vpes_operator.quantity``).
+- The free space Postfix keeps on the mail volume (``queue_minfree``) is
+  ``storage.reserve_bytes`` of the plan's volume and message size; a plan
+  whose messages are too large for its volume is refused.
 - ``edge_networks`` (from the settings) are trusted to send PROXY protocol
   headers and, for Dovecot, to forward the client's address (``login_trusted_
   networks``); they are *not* Postfix ``mynetworks``: Postfix lets only
@@ -27,9 +30,11 @@ from dataclasses import dataclass
 from vpes_operator.models.plan import MailPlanSpec
 from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_operator.settings import OperatorSettings
+from vpes_operator.storage import reserve_bytes, reserve_problem
 
 from . import addresses, checks
 from .addresses import MailboxContext, SenderLogin, VirtualAlias
+from .checks import RenderError
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class TenantContext:
     sender_logins: tuple[SenderLogin, ...]
     default_quota_bytes: int
     max_message_size_bytes: int
+    # Free space Postfix keeps on the mail volume: below it new mail gets 452.
+    queue_minfree_bytes: int
     relay_host: str  # Postfix relayhost syntax; "" delivers directly
     edge_networks: tuple[str, ...]  # CIDRs, IPv4 first, normalised
     dkim_selector: str
@@ -88,6 +95,11 @@ def build_context(
     senders += [SenderLogin(address=a, logins=tuple(sorted(o))) for a, o in claims.items()]
 
     selector = checks.dkim_selector(settings.dkim_selector)
+    message_size = checks.positive_bytes(plan.max_message_size, "the plan's maxMessageSize")
+    storage = checks.positive_bytes(plan.storage, "the plan's storage")
+    problem = reserve_problem(storage, message_size)
+    if problem is not None:
+        raise RenderError(problem)
     return TenantContext(
         name=name,
         namespace=namespace,
@@ -98,9 +110,8 @@ def build_context(
         virtual_aliases=virtual,
         sender_logins=tuple(sorted(senders, key=lambda s: s.address)),
         default_quota_bytes=default_quota,
-        max_message_size_bytes=checks.positive_bytes(
-            plan.max_message_size, "the plan's maxMessageSize"
-        ),
+        max_message_size_bytes=message_size,
+        queue_minfree_bytes=reserve_bytes(storage, message_size),
         relay_host=checks.relay_host(settings.relay_host),
         edge_networks=checks.networks(settings.edge_networks),
         dkim_selector=selector,

@@ -76,6 +76,9 @@ __all__ = [
     "TLS_CERT_PATH",
     "TLS_KEY_KEY",
     "TLS_KEY_PATH",
+    "USAGE_COMMAND",
+    "USAGE_PORT",
+    "USAGE_PORT_NAME",
     "VMAIL_GID",
     "VMAIL_GROUP",
     "VMAIL_UID",
@@ -148,6 +151,15 @@ DOVECOT_QUOTA_STATUS_SOCKET = f"{DOVECOT_BASE_DIR}/quota-status"
 # (everywhere else mynetworks is empty: a PROXY header may claim 127.0.0.1).
 # Not in PORTS: nothing outside the pod reaches it.
 INTERNAL_SUBMISSION = "127.0.0.1:10026"
+
+# The usage report (vpes-usage, images/tenant): Postfix's spawn runs it as the
+# mail user for each connection to this port and it writes the mail volume's
+# statfs and each mailbox's Dovecot quota usage, reading nothing from the
+# connection. Not in PORTS (neither the Service nor the edge has it): the
+# NetworkPolicy admits only the operator to it.
+USAGE_PORT = 9145
+USAGE_PORT_NAME = "usage"
+USAGE_COMMAND = "/usr/local/sbin/vpes-usage"
 
 # A tenant's own host name is <pms>.<namespace>.HOSTNAME_SUFFIX: stable whatever
 # domains the customer adds or removes, never resolvable on the internet, and

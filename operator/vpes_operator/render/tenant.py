@@ -85,6 +85,8 @@ from .layout import (
     POSTFIX_QUEUE_DIR,
     TLS_CERT_PATH,
     TLS_KEY_PATH,
+    USAGE_COMMAND,
+    USAGE_PORT,
     VMAIL_GID,
     VMAIL_GROUP,
     VMAIL_UID,
@@ -209,6 +211,8 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
             {"address": s.address, "logins": ", ".join(s.logins)} for s in ctx.sender_logins
         ],
         "message_size_limit": ctx.max_message_size_bytes,
+        "queue_minfree": ctx.queue_minfree_bytes,
+        "usage": {"port": USAGE_PORT, "command": USAGE_COMMAND},
         "default_quota_bytes": ctx.default_quota_bytes,
         "relay_host": ctx.relay_host,
         "event_limit_exceptions": " ".join(postfix_edge),
