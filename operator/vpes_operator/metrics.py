@@ -20,8 +20,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from .conditions import find, is_true
-from .models.conditions import ConditionType
-from .models.server import PersonalMailServerStatus, Phase
+from .models.conditions import ConditionType, Reason
+from .models.server import PersonalMailServerStatus, Phase, Usage
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -113,7 +113,8 @@ class TenantCollector(Collector):
     vpes_tenants{phase,plan} counts servers; vpes_tenant_ready,
     vpes_tenant_suspended and vpes_tenant_dns_verified{namespace,server} are 1 or
     0 per server (so that an alert names the server, and holds while it stays
-    so); vpes_backup_age_seconds{namespace,server} is the age of its last backup.
+    so); vpes_backup_age_seconds{namespace,server} is the age of its last backup;
+    vpes_tenant_storage_*{namespace,server} its mail volume (StorageGauges).
     """
 
     def __init__(self, summaries: Summaries) -> None:
@@ -141,9 +142,11 @@ class TenantCollector(Collector):
             "Time since each server's last good backup.",
             labels=who,
         )
+        storage = StorageGauges(who)
         counts: dict[tuple[str, str], int] = {}
         now = dt.datetime.now(dt.UTC)
         for s in self.summaries():
+            storage.add(s)
             key = (s.phase or Phase.PENDING.value, s.plan or "")
             counts[key] = counts.get(key, 0) + 1
             labels = [s.namespace, s.name]
@@ -155,10 +158,50 @@ class TenantCollector(Collector):
                 backup_age.add_metric(labels, (now - s.last_backup).total_seconds())
         for (phase, plan), n in sorted(counts.items()):
             tenants.add_metric([phase, plan], n)
-        yield from (tenants, ready, suspended, dns_verified, backup_age)
+        yield from (tenants, ready, suspended, dns_verified, backup_age, *storage.families())
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+
+class StorageGauges:
+    """Each server's mail volume as last measured, and its StorageHealthy condition."""
+
+    def __init__(self, who: list[str]) -> None:
+        self.used = GaugeMetricFamily(
+            "vpes_tenant_storage_used_bytes",
+            "Bytes used on the server's mail volume (mail, indexes, queue), last measured.",
+            labels=who,
+        )
+        self.capacity = GaugeMetricFamily(
+            "vpes_tenant_storage_capacity_bytes",
+            "Size of the server's mail volume, last measured.",
+            labels=who,
+        )
+        self.committed = GaugeMetricFamily(
+            "vpes_tenant_quota_committed_bytes",
+            "The server's mailbox quotas added up (above the capacity: overcommitted).",
+            labels=who,
+        )
+        self.healthy = GaugeMetricFamily(
+            "vpes_tenant_storage_healthy",
+            "1 when StorageHealthy is True, 0 when the volume is (nearly) full or the "
+            "quotas overcommit it (absent until measured).",
+            labels=who,
+        )
+
+    def add(self, s: ServerSummary) -> None:
+        labels = [s.namespace, s.name]
+        if s.storage_used is not None and s.storage_capacity:
+            self.used.add_metric(labels, float(s.storage_used))
+            self.capacity.add_metric(labels, float(s.storage_capacity))
+        if s.quota_committed is not None:
+            self.committed.add_metric(labels, float(s.quota_committed))
+        if s.storage_healthy is not None:
+            self.healthy.add_metric(labels, 1.0 if s.storage_healthy else 0.0)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.used, self.capacity, self.committed, self.healthy)
 
 
 @dataclass(frozen=True)
@@ -173,12 +216,18 @@ class ServerSummary:
     suspended: bool
     dns_verified: bool | None  # None: not checked yet
     last_backup: dt.datetime | None
+    storage_used: int | None = None
+    storage_capacity: int | None = None
+    quota_committed: int | None = None
+    storage_healthy: bool | None = None  # None: not measured (UsageUnknown) or no condition
 
 
 def summary(body: dict[str, Any]) -> ServerSummary:
     status = PersonalMailServerStatus.model_validate(body.get("status") or {})
     spec = body.get("spec") or {}
     verified = find(status.conditions, ConditionType.DNS_VERIFIED)
+    stored = find(status.conditions, ConditionType.STORAGE_HEALTHY)
+    usage = status.usage or Usage()
     return ServerSummary(
         namespace=body["metadata"]["namespace"],
         name=body["metadata"]["name"],
@@ -188,6 +237,14 @@ def summary(body: dict[str, Any]) -> ServerSummary:
         suspended=bool(spec.get("suspended")) or status.phase == Phase.SUSPENDED,
         dns_verified=None if verified is None else verified.status == "True",
         last_backup=status.last_backup.completed_at if status.last_backup else None,
+        storage_used=usage.storage_used_bytes,
+        storage_capacity=usage.storage_capacity_bytes,
+        quota_committed=usage.quota_committed_bytes,
+        storage_healthy=(
+            None
+            if stored is None or stored.reason == Reason.USAGE_UNKNOWN
+            else stored.status == "True"
+        ),
     )
 
 

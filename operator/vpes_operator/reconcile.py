@@ -29,6 +29,9 @@ from .models.server import Endpoints, PersonalMailServerSpec, PersonalMailServer
 from .podstate import UNSEEN, Blocker, Unseen
 from .render import RenderError
 from .settings import OperatorSettings
+from .storage import Limits
+from .usage import limits as storage_limits
+from .usage import spec_usage
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +201,9 @@ def reconcile(
 
     spec = body.get("spec") or {}
     owner = Owner(name=name, namespace=namespace, uid=meta["uid"], plan=str(spec.get("plan", "")))
-    usage = Usage(
-        mailboxes=len(spec.get("mailboxes") or []),
-        domains=len(spec.get("domains") or []),
-        storage_requested=(plan_spec or {}).get("storage"),
-    )
+    # The spec's side of the usage (quotas): StorageHealthy's overcommit check
+    # follows a spec change at once; the figures measured in the pod are kept.
+    usage, reserve = spec_usage(spec, plan_spec)
 
     def workload() -> dict[str, Any] | None:
         # Read afresh for every attempt: a StatefulSet event may have reported
@@ -218,6 +219,7 @@ def reconcile(
         provisioned=provisioned,
         endpoints=endpoints(owner, settings),
         usage=usage,
+        storage_limits=storage_limits(settings, reserve),
     )
     outcome.error = error
     return outcome
@@ -233,6 +235,7 @@ def write_status(
     provisioned: Cond | None = None,
     endpoints: Endpoints | None = None,
     usage: Usage | None = None,
+    storage_limits: Limits | None = None,
     pod: Blocker | Unseen | None = UNSEEN,
 ) -> Outcome:
     """Compute the server's status from what is observed and write it if it changed.
@@ -255,6 +258,7 @@ def write_status(
             provisioned=provisioned,
             endpoints=endpoints,
             usage=usage,
+            storage_limits=storage_limits,
             now=now,
             pod=pod,
         )

@@ -130,6 +130,12 @@ class OperatorSettings(BaseModel):
     # How often the tenants' Pending pods are looked at for what keeps them from
     # running (a missing image, no node, an unbound volume claim).
     pod_check_seconds: float = Field(default=30.0, gt=0)
+    # How often each running server's storage is measured in its pod (status.usage,
+    # StorageHealthy), with how many pods asked at once.
+    usage_interval_seconds: float = Field(default=300.0, gt=0)
+    usage_concurrency: int = Field(default=4, ge=1, le=64)
+    # StorageHealthy warns when the mail volume is this full (percent of its size).
+    storage_warning_percent: float = Field(default=85.0, gt=0, le=100)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

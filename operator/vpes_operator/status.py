@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from . import storage
 from .conditions import Cond, find, set_condition
 from .models.conditions import (
     POD_BLOCKED,
@@ -60,6 +61,7 @@ def compute(
     provisioned: Cond | None = None,
     endpoints: Endpoints | None = None,
     usage: Usage | None = None,
+    storage_limits: storage.Limits | None = None,
     now: dt.datetime,
     restoring: str | None = None,
     pod: Blocker | Unseen | None = UNSEEN,
@@ -71,7 +73,10 @@ def compute(
 
     `provisioned` is given by a reconcile (None keeps the previous one, as a
     workload event does); Ready comes from the StatefulSet; phase and message
-    summarise the first thing that is wrong, in order.
+    summarise the first thing that is wrong, in order. `usage` (the spec's
+    side: counts and quotas) keeps the figures last measured in the pod, and
+    with `storage_limits` StorageHealthy is computed again (independent of
+    Ready and the phase: a full volume defers mail, the server still runs).
     """
     conditions = list(previous.conditions)
     if provisioned is not None:
@@ -99,7 +104,11 @@ def compute(
     if endpoints is not None:
         update["endpoints"] = endpoints
     if usage is not None:
+        usage = storage.keep_measured(usage, previous.usage)
         update["usage"] = usage
+        if storage_limits is not None:
+            cond = storage.condition(usage, storage_limits, now=now)
+            update["conditions"] = set_condition(conditions, cond, generation=generation, now=now)
     if provisioned is not None:
         update["observed_generation"] = generation
     return previous.model_copy(update=update)
