@@ -6,7 +6,8 @@ From inside tenant A's pod, every mail port of tenant B (pod IP and Service), th
 API server's ClusterIP and a metadata address (169.254.169.254, served here by a
 listener on the host) are unreachable while the NetworkPolicies exist, and reachable
 once they are removed (so this test can fail). Pods with the edge's and the
-operator's labels in the operator's namespace reach every mail port.
+operator's labels in the operator's namespace reach every mail port; only the
+operator's reach the storage usage report.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from vpes_devcluster.node_config import BRIDGE
 from vpes_devcluster.platform import OPERATOR_NAMESPACE
 from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import Kube
-from vpes_operator.render.layout import PORTS
+from vpes_operator.render.layout import PORTS, USAGE_PORT
 from vpes_operator.settings import OperatorSettings
 
 from tests.e2e import support
@@ -125,7 +126,8 @@ def test_two_customers_each_receive_and_read_only_their_own_mail(
 
 def _targets(bob_pod_ip: str, bob_service_ip: str, metadata: str) -> set[tuple[str, int]]:
     mail = {(ip, p.port) for ip in (bob_pod_ip, bob_service_ip) for p in PORTS}
-    return mail | {(API_CLUSTER_IP, 443), (metadata, 80)}
+    usage = (bob_pod_ip, USAGE_PORT)  # the storage report: the operator's alone
+    return mail | {usage, (API_CLUSTER_IP, 443), (metadata, 80)}
 
 
 def _probe_pod(api: Kube, labels: dict[str, str], image: str) -> dict[str, Any]:
@@ -185,11 +187,16 @@ def test_policy_isolates_tenants_and_admits_only_edge_and_operator(
     settings = OperatorSettings()
     a_pod_ip = support.tenant_pod(api, alice.ns, alice.name)["status"]["podIP"]
     mail_a = {(a_pod_ip, p.port) for p in PORTS}
-    for labels in (settings.edge_pod_labels, settings.operator_pod_labels):
+    usage_a = {(a_pod_ip, USAGE_PORT)}
+    for labels, admitted in (
+        (settings.edge_pod_labels, mail_a),  # not the usage report
+        (settings.operator_pod_labels, mail_a | usage_a),
+    ):
         probe = _probe_pod(api, dict(labels), images["tenant"])
         name = probe["metadata"]["name"]
         try:
-            assert support.open_ports(cluster, OPERATOR_NAMESPACE, name, mail_a) == mail_a
+            opened = support.open_ports(cluster, OPERATOR_NAMESPACE, name, mail_a | usage_a)
+            assert opened == admitted
         finally:
             api.delete("v1", "Pod", OPERATOR_NAMESPACE, name)
 
