@@ -4,6 +4,7 @@ is written (pure parts, and the pass with a stand-in API and pods)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -192,7 +193,7 @@ def test_a_pass_measures_every_running_pod_page_by_page() -> None:
 
     poll = usage.UsagePoll(
         api,  # type: ignore[arg-type]
-        OperatorSettings(),
+        OperatorSettings(usage_interval_seconds=0.1),
         plan=lambda name: PLAN_RAW,
         post=lambda ref, events: posted.append((ref["metadata"]["uid"], events)),
         read=read,
@@ -206,3 +207,21 @@ def test_a_pass_measures_every_running_pod_page_by_page() -> None:
     assert [(uid, [(e.type, e.reason) for e in evs]) for uid, evs in posted] == [
         ("u1", [("Warning", Reason.VOLUME_FULL)])
     ]
+
+
+def test_a_pass_is_spread_over_the_interval_and_stops_when_asked() -> None:
+    api = Api([_pod(f"s{i}", f"10.0.0.{i}") for i in range(1, 5)])
+    times: list[float] = []
+
+    def read(ip: str) -> storage.Report:
+        times.append(time.monotonic())
+        return _report(1, 1000)
+
+    settings = OperatorSettings(usage_interval_seconds=1.0)
+    poll = usage.UsagePoll(api, settings, plan=lambda _: PLAN_RAW, post=lambda *_: None, read=read)  # type: ignore[arg-type]
+    start = time.monotonic()
+    assert poll.run() == (4, 0)
+    # 4 pods over 80 % of 1 s: 0.2 s apart.
+    assert 0.55 < times[-1] - times[0] < 0.8 and time.monotonic() - start < 1.0
+    poll.stopping.set()
+    assert poll.run() == (0, 0)  # stopping: nothing more is asked

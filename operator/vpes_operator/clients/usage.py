@@ -15,12 +15,14 @@ from ..render.layout import USAGE_PORT
 from ..storage import MAX_REPORT_BYTES, Report, ReportError, parse_report
 
 
-def read_report(host: str, port: int = USAGE_PORT, timeout: float = 5.0) -> Report:
+def read_report(
+    host: str, port: int = USAGE_PORT, timeout: float = 5.0, connect_timeout: float = 2.0
+) -> Report:
     """Connect, read until the pod closes, parse; OSError or ReportError on failure."""
-    deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0
-    with socket.create_connection((host, port), timeout=timeout) as conn:
+    with socket.create_connection((host, port), timeout=connect_timeout) as conn:
+        deadline = time.monotonic() + timeout
         conn.shutdown(socket.SHUT_WR)  # nothing to say: the pod only writes
         while True:
             left = deadline - time.monotonic()

@@ -37,11 +37,15 @@ async def start_usage(memo: kopf.Memo, **_: Any) -> None:
         namespaces=health.HEALTH.namespaces,
     )
     every = memo.settings.usage_interval_seconds
+    memo.usage = poll
     memo.usage_poll = asyncio.create_task(measure_forever(poll, every))
 
 
 @kopf.on.cleanup()
 async def stop_usage(memo: kopf.Memo, **_: Any) -> None:
+    poll = getattr(memo, "usage", None)
+    if poll is not None:
+        poll.stopping.set()  # a pass in its thread ends now, not at its end
     task = getattr(memo, "usage_poll", None)
     if task is not None:
         task.cancel()
