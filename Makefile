@@ -101,6 +101,10 @@ bench-backup: install system-deps images ## backup/restore rates (backup image, 
 bench-memory: install system-deps images ## tenant memory (PSS) and SMTP throughput next to bare Postfix + Dovecot
 	$(PY) -m bench.memory
 
+.PHONY: bench-usage
+bench-usage: install system-deps images ## what measuring storage costs: a usage report in a tenant (10 and 1,000 mailboxes), one operator pass over 1,000 servers
+	$(PY) -m bench.usage
+
 .PHONY: bench-node
 bench-node: install system-deps k8s images ## on the real node: PersonalMailServer to first mail accepted (1 and 20 at once, operator vs direct apply), memory per idle tenant (20 and 50, next to podman), tenants per node
 	$(PY) -m bench.node

@@ -181,7 +181,7 @@ class UsagePoll:
 
         The pods are asked evenly over most of the interval, not all at once:
         the API server sees a steady trickle of status writes (at 1,000
-        servers and 300 s, about 3.4 a second), never a burst of a thousand.
+        servers and 300 s, about 4 a second), never a burst of a thousand.
         """
         targets = list(self.targets())
         spread = SPREAD * self.settings.usage_interval_seconds
