@@ -198,6 +198,18 @@ def _requested(text: str | None) -> int:
         return 0
 
 
+def _largest(usage: Usage, count: int = 3) -> str:
+    """The mailboxes that take the most room: where space can be freed."""
+    boxes = sorted(
+        (b for b in usage.mailbox_usage if b.used_bytes),
+        key=lambda b: (-(b.used_bytes or 0), b.address),
+    )[:count]
+    if not boxes:
+        return ""
+    listed = ", ".join(f"{b.address} {_mib(b.used_bytes or 0)}" for b in boxes)
+    return f" (largest mailboxes: {listed})"
+
+
 def condition(usage: Usage, limits: Limits, *, now: dt.datetime) -> Cond:
     """StorageHealthy: the first of full, nearly full, overcommitted, unmeasured."""
     cap, used = usage.storage_capacity_bytes, usage.storage_used_bytes
@@ -213,7 +225,7 @@ def condition(usage: Usage, limits: Limits, *, now: dt.datetime) -> Cond:
         avail = usage.storage_available_bytes if usage.storage_available_bytes is not None else 0
         percent = 100.0 * used / cap
         where = f"{_mib(used)} of {_mib(cap)} used ({percent:.0f}%)"
-        also = f"; also, {overcommit}" if over else ""
+        also = _largest(usage) + (f"; also, {overcommit}" if over else "")
         if avail <= limits.reserve:
             return Cond(
                 STORAGE_HEALTHY,

@@ -111,7 +111,8 @@ def test_a_reconcile_keeps_what_was_measured() -> None:
 
 def _volume(used_mib: int, avail_mib: int) -> str:
     blocks = 1024  # 1 GiB in 1 MiB blocks
-    return f"vpes-usage 1\nvolume {MIB} {blocks} {blocks - used_mib} {avail_mib} 9 9\nend\n"
+    volume = f"volume {MIB} {blocks} {blocks - used_mib} {avail_mib} 9 9"
+    return f"vpes-usage 1\n{volume}\nmailbox alice@example.org 2048000 12\nend\n"
 
 
 @pytest.mark.parametrize(
@@ -142,6 +143,8 @@ def test_condition(report: str, committed: int, at: dt.datetime, status: bool, r
 def test_condition_messages_say_what_to_do() -> None:
     full = storage.condition(_measured(_volume(990, 30), 2 << 30), LIMITS, now=NOW)
     assert "deferred (452)" in full.message and "also" in full.message
+    # Where room can be made: the mailboxes Dovecot counted, largest first.
+    assert "(largest mailboxes: alice@example.org 2 MiB)" in full.message
     over = storage.condition(_measured(_volume(100, 900), 2 << 30), LIMITS, now=NOW)
     assert "2048 MiB, more than the 1024 MiB volume" in over.message
     # Before any measurement, the plan's size stands for the volume.
