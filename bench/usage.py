@@ -9,7 +9,9 @@
    in pages of 100, realistic pod and server objects, a 10-mailbox report each;
    the API and the pods stood in for in process, so that only the operator's
    own work is counted): its CPU, its peak of extra memory (tracemalloc), and
-   the API requests it makes.
+   the API requests it makes; then the per-server part (the status read and
+   write) again through a real API server (`--api` servers, a local control
+   plane), for what HTTP and JSON add.
 
     python -m bench.usage [--servers 1000] [--reports 50]
 
@@ -28,9 +30,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from vpes_operator import storage, usage
+from vpes_operator import API_VERSION, storage, usage
 from vpes_operator.builders.meta import Owner
 from vpes_operator.builders.workload import statefulset
+from vpes_operator.clients.kube import Kube
 from vpes_operator.clients.usage import read_report
 from vpes_operator.models.plan import MailPlanSpec
 from vpes_operator.settings import OperatorSettings
@@ -168,6 +171,47 @@ def operator_cost(servers: int, report_text: str) -> dict[str, float]:
     }
 
 
+def api_cost(servers: int, report_text: str) -> dict[str, float]:
+    """The per-server work of a pass against a real API server (a local control
+    plane, as the integration tier runs it): the status read and write over HTTP,
+    with the operator's own client and RBAC. No pods: the report is canned."""
+    from vpes_devcluster import Cluster, kubeconfig
+    from vpes_devcluster.platform import install_platform
+
+    from tests.integration.operator_support import plan_body, server_body
+
+    root = Path(tempfile.mkdtemp(prefix="bench-usage-api-"))
+    cluster = Cluster(root, nodes=1)
+    cluster.start()
+    try:
+        operator = Kube(kubeconfig.api_client(install_platform(cluster)), "vpes-operator")
+        admin = Kube(cluster.api_client(), field_manager="bench")
+        admin.apply(plan_body("bench", storage="1Gi"))
+        admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
+        spec = sample_spec().model_dump(by_alias=True, exclude_none=True, mode="json")
+        spec["mailboxes"] = [{**m, "quota": "100Mi"} for m in spec["mailboxes"]]
+        applied = {"type": "Provisioned", "status": "True", "reason": "Applied"}
+        provisioned = {"conditions": [{**applied, "lastTransitionTime": "2026-12-04T00:00:00Z"}]}
+        for i in range(servers):
+            admin.apply(server_body(f"s{i}", "bench", {**spec, "plan": "bench"}))
+            admin.update_status(API_VERSION, "PersonalMailServer", "bench", f"s{i}",
+                                lambda _obj: provisioned)  # fmt: skip
+        poll = usage.UsagePoll(operator, OperatorSettings(), plan=lambda _: PLAN,
+                               post=lambda *_: None,
+                               read=lambda _ip: storage.parse_report(report_text))  # fmt: skip
+        cpu, wall = time.process_time(), time.perf_counter()
+        for i in range(servers):
+            assert poll.measure(usage.Target("bench", f"s{i}", "10.0.0.1"))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        return {
+            "servers": servers,
+            "cpu_ms_per_server": 1000 * cpu / servers,
+            "wall_ms_per_server": 1000 * wall / servers,
+        }
+    finally:
+        cluster.stop(remove=True)
+
+
 def table(results: dict[str, Any]) -> str:
     rows = ["| what | figure |", "|---|---|"]
     for t in results["tenant"]:
@@ -185,6 +229,13 @@ def table(results: dict[str, Any]) -> str:
         f"{o['status_writes_per_second_at_300s']:.1f} |",
         f"| ... status size of a 3-mailbox server | {o['status_bytes_per_server']} bytes |",
     ]
+    a = results.get("api")
+    if a:
+        rows.append(
+            f"| ... the same per server with a real API server (status read and write over "
+            f"HTTP, {a['servers']} servers) | {a['cpu_ms_per_server']:.2f} ms CPU, "
+            f"{a['wall_ms_per_server']:.1f} ms wall |"
+        )
     return "\n".join(rows)
 
 
@@ -192,6 +243,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", type=int, default=1000)
     parser.add_argument("--reports", type=int, default=50)
+    parser.add_argument(
+        "--api", type=int, default=200, help="servers written through a real API server; 0: skip"
+    )
     args = parser.parse_args()
     tenant = [tenant_cost(n, args.reports) for n in (10, 1000)]
     lines = ["vpes-usage 1", "volume 4096 262144 131072 120000 65536 60000"]
@@ -200,6 +254,7 @@ def main() -> None:
         "when": dt.datetime.now(dt.UTC).isoformat(),
         "tenant": tenant,
         "operator": operator_cost(args.servers, "\n".join(lines) + "\n"),
+        "api": api_cost(args.api, "\n".join(lines) + "\n") if args.api else None,
     }
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
