@@ -188,3 +188,29 @@ def _usage(host: str) -> Usage:
     quotas = {m.address: parse_bytes(m.quota or "512Mi") for m in sample_spec().mailboxes}
     base = Usage(storage_requested=PLAN.storage, quota_committed_bytes=sum(quotas.values()))
     return storage.measured(base, read_report(host), quotas, dt.datetime.now(dt.UTC))
+
+
+def test_a_delivery_over_quota_is_deferred_not_bounced(small: Tenant) -> None:
+    # full@example.net (40 KiB quota, empty) passes the RCPT check (nothing
+    # stored yet, no SIZE given); the message is larger than its room, so
+    # Dovecot refuses to store it: 452, deferred in the queue (as a volume
+    # limited by a project quota is, EDQUOT), never a bounce.
+    full = "full@example.net"
+    data = message("carol@example.org", full, unique("too big"), size=60 * 1024)
+    with smtplib.SMTP(small.host, 25, timeout=15) as smtp:
+        smtp.ehlo("mx.edge.example")
+        assert smtp.mail("carol@example.org")[0] == 250  # no SIZE=
+        assert smtp.rcpt(full)[0] == 250
+        assert smtp.data(data)[0] == 250
+
+    def deferred() -> list[str]:
+        return [
+            str(r["delay_reason"])
+            for m in _queue(small)
+            for r in m["recipients"]  # type: ignore[attr-defined]
+            if r.get("delay_reason")
+        ]
+
+    reasons = wait_until(deferred, 30, "the delivery tried and deferred")
+    assert "452 4.2.2" in reasons[0], reasons
+    assert "status=bounced" not in small.logs()
