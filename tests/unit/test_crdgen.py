@@ -289,6 +289,13 @@ def test_pms_printer_columns() -> None:
     assert cols["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert cols["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     assert cols["Message"]["priority"] == 1
+    # -o wide: how the mail volume is doing (StorageAvailable, VolumeNearlyFull, ...).
+    assert cols["Storage"] == {
+        "name": "Storage",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="StorageHealthy")].reason',
+        "priority": 1,
+    }
     for name in ("Plan", "Domains", "Phase", "Ready", "Age"):
         assert cols[name].get("priority", 0) == 0, f"{name} is hidden by default"
 

@@ -80,6 +80,13 @@ KINDS: tuple[Kind, ...] = (
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             _ready(),
             _AGE,
+            {
+                "name": "Storage",
+                "type": "string",
+                "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.STORAGE_HEALTHY}")]'
+                ".reason",
+                "priority": 1,
+            },
             _MESSAGE,
         ],
     ),
