@@ -108,8 +108,19 @@ class OperatorSettings(BaseModel):
     backup_job_s3_endpoint: str = Field(default="")
     backup_s3_region: str = Field(default="us-east-1")
     backup_s3_prefix: str = Field(default="vpes")
-    # "<namespace>/<name>" of a Secret with keys access-key-id and secret-access-key.
+    # "<namespace>/<name>" of a Secret with keys access-key-id and secret-access-key:
+    # the provider's keys, which only the operator holds.
     backup_s3_credentials_secret: str = Field(default="")
+    # "bucket": each server's repository in a bucket of its own (named
+    # "<bucket>-<20 hex>"), and each Job gets the key of an IAM user whose policy
+    # reaches that bucket only (the operator's keys need IAM for that).
+    # "shared": every repository under the one bucket, and the Jobs carry the
+    # provider's keys (for an S3 without IAM: a Job's pod can then delete any
+    # customer's backups).
+    backup_s3_isolation: Literal["bucket", "shared"] = Field(default="bucket")
+    # The IAM API (users, policies, access keys); empty: the S3 endpoint when
+    # one is set (MinIO-like and test servers), else AWS IAM.
+    backup_s3_iam_endpoint: str = Field(default="")
     backup_image: str = Field(default="localhost/vpes-backup:dev")
     # How long a deleted server's backups (and their key) are kept; 0: removed with it.
     backup_retention_after_delete_days: float = Field(default=30.0, ge=0)

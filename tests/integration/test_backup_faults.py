@@ -7,11 +7,13 @@ before a Job starts (the mail itself moves in tests/e2e/test_backup_restore.py).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import botocore.exceptions
 import pytest
 from vpes_operator import API_VERSION
 from vpes_operator.backup.repository import LABEL_REPOSITORY, Repository
@@ -147,14 +149,26 @@ def test_wrong_s3_credentials_fail_the_backup_and_say_which(
 def test_a_missing_bucket_is_named(
     api: Kube, operator: OperatorProcess, s3: S3Server, plan: str, namespace: str
 ) -> None:
-    api.apply(server_body("alice", namespace, spec(plan)))
+    """A repository made before buckets of their own (its key records no bucket) lives in
+    the provider's bucket: when that is gone, the backup says which bucket to create."""
+    server = api.apply(server_body("alice", namespace, spec(plan)))
     wait_ready(api, namespace, "alice")
+    repository = Repository.of(namespace, "alice", server["metadata"]["uid"])
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": repository.key_secret, "namespace": "vpes-system"},
+            "data": {"restic-password": base64.b64encode(b"an older repository").decode()},
+        }
+    )
     s3.s3().delete_bucket(Bucket=s3.bucket)
     try:
         api.create(backup_body("no-bucket", namespace, "alice"))
         failed = wait_phase(api, "MailBackup", namespace, "no-bucket", "Failed")
     finally:
         s3.s3().create_bucket(Bucket=s3.bucket)
+        api.delete("v1", "Secret", "vpes-system", repository.key_secret)
     c = condition(failed, "Failed")
     assert c is not None and c["reason"] == "BucketNotFound"
     assert s3.bucket in c["message"]
@@ -251,9 +265,14 @@ def test_a_deleted_servers_backups_are_kept_for_the_retention_then_removed(
         "the backup's repository",
     )
     key = f"backup-key-{namespace}-alice-{server['metadata']['uid'].replace('-', '')[:8]}"
-    assert api.get("v1", "Secret", "vpes-system", key) is not None  # the key: not in the namespace
+    secret = api.get("v1", "Secret", "vpes-system", key)  # the key: not in the namespace
+    assert secret is not None
+    bucket = base64.b64decode(secret["data"]["bucket"]).decode()
+    user = f"vpes-repository-{Repository.parse(repository).label}"
+    assert bucket == f"{s3.bucket}-{Repository.parse(repository).label}"
+    assert s3.client("iam").get_user(UserName=user)["User"]["Path"] == "/vpes/"
     prefix = f"vpes/{repository}"
-    s3.s3().put_object(Bucket=s3.bucket, Key=f"{prefix}/config", Body=b"a repository")
+    s3.s3().put_object(Bucket=bucket, Key=f"{prefix}/config", Body=b"a repository")
 
     api.delete(API_VERSION, "PersonalMailServer", namespace, "alice")
     kept = wait_for(
@@ -265,13 +284,17 @@ def test_a_deleted_servers_backups_are_kept_for_the_retention_then_removed(
         "the key marked with its expiry",
     )
     assert kept.endswith("Z")
-    assert s3.keys(prefix)  # still there during the retention
+    assert s3.s3().list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # kept for the retention
     wait_for(
-        lambda: api.get("v1", "Secret", "vpes-system", key) is None and not s3.keys(prefix),
+        lambda: api.get("v1", "Secret", "vpes-system", key) is None,
         "the repository and its key removed after the retention",
         timeout=60,
     )
     assert api.get(API_VERSION, "MailBackup", namespace, "kept") is None
+    # Its bucket and its identity went with it.
+    assert bucket not in {b["Name"] for b in s3.s3().list_buckets()["Buckets"]}
+    with pytest.raises(botocore.exceptions.ClientError, match="NoSuchEntity"):
+        s3.client("iam").get_user(UserName=user)
 
 
 def test_a_restore_waits_while_its_repository_is_in_use(

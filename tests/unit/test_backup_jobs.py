@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from typing import Any
 
 import pytest
-from vpes_operator.backup import health, results, schedule
+from vpes_operator.backup import health, results, schedule, scoping
+from vpes_operator.backup.access import Access
 from vpes_operator.backup.jobs import JobSpec, Request, job, job_secret, objects_of
 from vpes_operator.backup.repository import Repository, job_name
+from vpes_operator.backup.store import Credentials
+from vpes_operator.errors import ConfigError
 from vpes_operator.models.plan import MailPlanSpec, Retention
 from vpes_operator.naming import selector_labels
 from vpes_operator.settings import OperatorSettings
@@ -50,8 +54,9 @@ def test_repository_names() -> None:
     assert REPO.path == "customer-a/alice-0f3c2b1a"
     assert Repository.parse(REPO.path) == REPO
     assert REPO.prefix(SETTINGS) == "vpes/customer-a/alice-0f3c2b1a"
-    assert REPO.url(SETTINGS) == "s3:https://s3.example.net/backups/vpes/customer-a/alice-0f3c2b1a"
-    assert REPO.url(SETTINGS, for_job=True).startswith("s3:http://s3.internal:9000/backups/")
+    url = REPO.url(SETTINGS, "backups-x")
+    assert url == "s3:https://s3.example.net/backups-x/vpes/customer-a/alice-0f3c2b1a"
+    assert REPO.url(SETTINGS, "b", for_job=True).startswith("s3:http://s3.internal:9000/b/")
     assert REPO.key_secret == "backup-key-customer-a-alice-0f3c2b1a"
     assert job_name("backup", "abc-123-def-456") == "backup-abc123def456"
     with pytest.raises(ValueError, match="not a repository path"):
@@ -87,7 +92,7 @@ def test_secrets_reach_the_pod_only_through_the_job_secret() -> None:
     env = env_of(obj)
     for key in ("RESTIC_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"):
         assert env[key] == {"secretKeyRef": {"name": "backup-abc123def456-env", "key": key}}
-    secret = job_secret(backup_spec(), SETTINGS, "pw", "AKID", "SK")
+    secret = job_secret(backup_spec(), SETTINGS, Access("pw", "bk", Credentials("AKID", "SK")))
     assert secret["metadata"]["name"] == "backup-abc123def456-env"
     assert "RESTIC_PASSWORD" in secret["data"] and "object-server.json" in secret["data"]
     assert "pw" not in json.dumps(obj)
@@ -255,3 +260,39 @@ def test_only_scheduled_backups_whose_snapshot_retention_forgot_are_dropped() ->
     ]
     assert health.forgotten(backups, "alice", ("aaaa1111",)) == ["forgotten"]
     assert health.forgotten(backups, "alice", ()) == []  # no list from the job: keep all
+
+
+def test_a_job_gets_the_key_of_its_repository_and_names_its_bucket() -> None:
+    own = Access("pw", "backups-0123456789abcdef0123", Credentials("AKIDOWN", "SKOWN"))
+    data = job_secret(backup_spec(), SETTINGS, own)["data"]
+
+    def value(key: str) -> str:
+        return base64.b64decode(data[key]).decode()
+
+    assert value("AWS_ACCESS_KEY_ID") == "AKIDOWN" and value("AWS_SECRET_ACCESS_KEY") == "SKOWN"
+    assert value("RESTIC_REPOSITORY") == (
+        "s3:http://s3.internal:9000/backups-0123456789abcdef0123/vpes/customer-a/alice-0f3c2b1a"
+    )
+    assert "Credentials(***)" in repr(own.credentials) and "SKOWN" not in repr(own)
+
+
+def test_a_repositorys_own_bucket_user_and_policy() -> None:
+    bucket = scoping.bucket_name(SETTINGS, REPO)
+    assert bucket == f"backups-{REPO.label}" and len(bucket) <= 63
+    assert scoping.user_name(REPO) == f"vpes-repository-{REPO.label}"
+    assert len(scoping.user_name(REPO)) <= 64
+    prefix = REPO.prefix(SETTINGS)
+    statements = scoping.policy(bucket, prefix)["Statement"]
+    resources = {r for s in statements for r in s["Resource"]}
+    # Its own bucket and, within it, its own prefix: nothing else, no wildcard bucket.
+    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*"}
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+    }
+    with pytest.raises(ConfigError, match="at most 42 characters"):
+        scoping.bucket_name(SETTINGS.model_copy(update={"backup_s3_bucket": "b" * 43}), REPO)

@@ -21,7 +21,7 @@ from ..models.conditions import ConditionType, Reason
 from ..models.plan import MailPlanSpec
 from ..models.restore import MailRestoreStatus
 from ..settings import OperatorSettings
-from . import jobs, keys, runner, store
+from . import access, jobs, runner, store
 from . import repository as repo
 from .jobs import JobSpec, Request
 from .repository import Repository
@@ -112,8 +112,7 @@ def _start(
             retry_in=10,
         )
     s3 = store.connect(kube, settings)
-    s3.check()
-    password = keys.ensure(kube, settings, repository)
+    reach = access.grant(kube, settings, s3, repository, now, create=True)
     plan = plan_of(kube, str((server.get("spec") or {}).get("plan", "")))
     scheduled = spec.trigger == BackupTrigger.SCHEDULE.value
     secret = kube.get("v1", "Secret", namespace, naming.credentials_secret(spec.server))
@@ -123,13 +122,13 @@ def _start(
         repository=repository,
         action=repo.COMPONENT_BACKUP,
         tags=("vpes", f"trigger={str(spec.trigger).lower()}", f"backup={meta['name']}"),
-        init=not s3.repository_exists(repository.prefix(settings)),
+        init=not s3.repository_exists(reach.bucket, repository.prefix(settings)),
         retention=plan.backup.retention if plan is not None and scheduled else None,
         forget_tag=SCHEDULE_TAG if scheduled else "",
         tenant_running=_tenant_running(kube, namespace, spec.server),
         objects=jobs.objects_of(server, secret),
     )
-    runner.start(kube, settings, job_spec, password, s3.credentials)
+    runner.start(kube, settings, job_spec, reach)
     return Step(
         status=MailBackupStatus(
             phase=BackupPhase.RUNNING,

@@ -21,6 +21,7 @@ from ..builders.meta import owner_reference
 from ..models.plan import Retention
 from ..settings import OperatorSettings
 from . import repository as repo
+from .access import Access
 from .repository import Repository
 
 BACKUP_CAPABILITIES = ["DAC_READ_SEARCH"]  # read every file of the volume, whoever owns it
@@ -87,15 +88,14 @@ def _meta(spec: JobSpec, name: str) -> dict[str, Any]:
     }
 
 
-def job_secret(
-    spec: JobSpec, settings: OperatorSettings, password: str, access_key: str, secret_key: str
-) -> dict[str, Any]:
-    """What the Job's pod reads: the repository, its key, S3 credentials, the objects."""
+def job_secret(spec: JobSpec, settings: OperatorSettings, access: Access) -> dict[str, Any]:
+    """What the Job's pod reads: the repository, its key, the S3 key of that repository
+    alone (access), the objects."""
     data = {
-        "RESTIC_REPOSITORY": spec.repository.url(settings, for_job=True),
-        "RESTIC_PASSWORD": password,
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "RESTIC_REPOSITORY": spec.repository.url(settings, access.bucket, for_job=True),
+        "RESTIC_PASSWORD": access.password,
+        "AWS_ACCESS_KEY_ID": access.credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": access.credentials.secret_access_key,
         **{f"object-{k}": v for k, v in spec.objects.items()},
     }
     return {

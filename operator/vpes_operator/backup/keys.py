@@ -1,10 +1,16 @@
-"""Each server's repository key, in a Secret of the operator's namespace."""
+"""Each server's repository key, in a Secret of the operator's namespace.
+
+The same Secret records where the repository lives (its bucket) and, with
+isolation "bucket", the access key of the repository's own IAM user: what a Job
+of that repository is given, and nothing of any other repository.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from .. import naming
@@ -13,9 +19,30 @@ from ..errors import ConfigError
 from ..settings import OperatorSettings
 from . import repository as repo
 from .repository import Repository
+from .store import ACCESS_KEY, SECRET_KEY, Credentials
+
+KEY_BUCKET = "bucket"
+ANNOTATION_ISSUED = f"{naming.PREFIX}/identity-issued-at"
 
 
-def key_secret(repository: Repository, settings: OperatorSettings, password: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Stored:
+    """What the key Secret holds: the restic password, the bucket (empty: made before
+    buckets were recorded, so the shared one), the repository's own S3 key if issued."""
+
+    password: str
+    bucket: str
+    credentials: Credentials | None
+    issued_at: dt.datetime | None
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def key_secret(
+    repository: Repository, settings: OperatorSettings, password: str, bucket: str
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -32,16 +59,61 @@ def key_secret(repository: Repository, settings: OperatorSettings, password: str
         },
         "type": "Opaque",
         "data": {
-            repo.KEY_PASSWORD: base64.b64encode(password.encode()).decode(),
-            repo.KEY_REPOSITORY: base64.b64encode(repository.path.encode()).decode(),
+            repo.KEY_PASSWORD: _b64(password),
+            repo.KEY_REPOSITORY: _b64(repository.path),
+            KEY_BUCKET: _b64(bucket),
         },
     }
 
 
-def read(kube: Kube, settings: OperatorSettings, repository: Repository) -> str | None:
+def stored(kube: Kube, settings: OperatorSettings, repository: Repository) -> Stored | None:
     secret = kube.get("v1", "Secret", settings.operator_namespace, repository.key_secret)
-    raw = ((secret or {}).get("data") or {}).get(repo.KEY_PASSWORD)
-    return base64.b64decode(raw).decode() if raw else None
+    data = {k: base64.b64decode(v).decode() for k, v in ((secret or {}).get("data") or {}).items()}
+    if not data.get(repo.KEY_PASSWORD):
+        return None
+    issued = ((secret or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION_ISSUED)
+    has_key = data.get(ACCESS_KEY) and data.get(SECRET_KEY)
+    return Stored(
+        password=data[repo.KEY_PASSWORD],
+        bucket=data.get(KEY_BUCKET, ""),
+        credentials=Credentials(data[ACCESS_KEY], data[SECRET_KEY]) if has_key else None,
+        issued_at=_parse(issued) if issued else None,
+    )
+
+
+def read(kube: Kube, settings: OperatorSettings, repository: Repository) -> str | None:
+    found = stored(kube, settings, repository)
+    return found.password if found else None
+
+
+def record_identity(
+    kube: Kube,
+    settings: OperatorSettings,
+    repository: Repository,
+    credentials: Credentials,
+    now: dt.datetime,
+) -> None:
+    """Keep the repository's newly issued S3 key beside its password."""
+    kube.request(
+        "PATCH",
+        kube.resource("v1", "Secret").path(settings.operator_namespace, repository.key_secret),
+        body={
+            "metadata": {"annotations": {ANNOTATION_ISSUED: _format(now)}},
+            "data": {
+                ACCESS_KEY: _b64(credentials.access_key_id),
+                SECRET_KEY: _b64(credentials.secret_access_key),
+            },
+        },
+        content_type="application/merge-patch+json",
+    )
+
+
+def _format(at: dt.datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(value: str) -> dt.datetime:
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def require(kube: Kube, settings: OperatorSettings, repository: Repository) -> str:
@@ -56,13 +128,13 @@ def require(kube: Kube, settings: OperatorSettings, repository: Repository) -> s
     return password
 
 
-def ensure(kube: Kube, settings: OperatorSettings, repository: Repository) -> str:
-    """The repository's key, made once (created, never overwritten)."""
+def ensure(kube: Kube, settings: OperatorSettings, repository: Repository, bucket: str) -> str:
+    """The repository's key, made once (created, never overwritten), with its bucket."""
     existing = read(kube, settings, repository)
     if existing is not None:
         return existing
     try:
-        kube.create(key_secret(repository, settings, secrets.token_urlsafe(32)))
+        kube.create(key_secret(repository, settings, secrets.token_urlsafe(32), bucket))
     except ApiError as e:
         if e.status != 409:
             raise
@@ -80,7 +152,7 @@ def mark_expiry(
         "Secret",
         settings.operator_namespace,
         repository.key_secret,
-        {"annotations": {repo.ANNOTATION_EXPIRES: at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+        {"annotations": {repo.ANNOTATION_EXPIRES: _format(at)}},
     )
     return True
 
@@ -100,7 +172,7 @@ def expired(kube: Kube, settings: OperatorSettings, now: dt.datetime) -> list[Re
         if not when or not path:
             continue
         try:
-            at = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+            at = _parse(when)
             repository = Repository.parse(path)
         except ValueError:
             continue

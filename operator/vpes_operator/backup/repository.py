@@ -1,7 +1,8 @@
 """Where one server's backups live and what they are called: pure names.
 
-Each server has its own restic repository under the provider's bucket prefix,
-`<prefix>/<namespace>/<server>-<uid8>`, encrypted with its own key. The key is
+Each server has its own restic repository, `<prefix>/<namespace>/<server>-<uid8>`
+in a bucket of its own (or, with isolation "shared", in the provider's one
+bucket), encrypted with its own key. The key is
 kept in a Secret in the operator's namespace, not the customer's: deleting a
 customer's namespace (billing does on cancellation) must not make the backups
 kept for the retention period unreadable. The uid part keeps a new server of
@@ -62,13 +63,13 @@ class Repository:
         base = settings.backup_s3_prefix.strip("/")
         return f"{base}/{self.path}" if base else self.path
 
-    def url(self, settings: OperatorSettings, *, for_job: bool = False) -> str:
+    def url(self, settings: OperatorSettings, bucket: str, *, for_job: bool = False) -> str:
         """restic's repository URL: s3:<endpoint>/<bucket>/<prefix>."""
         endpoint = (settings.backup_job_s3_endpoint if for_job else "") or (
             settings.backup_s3_endpoint or f"s3.{settings.backup_s3_region}.amazonaws.com"
         )
         endpoint = endpoint.rstrip("/")
-        return f"s3:{endpoint}/{settings.backup_s3_bucket}/{self.prefix(settings)}"
+        return f"s3:{endpoint}/{bucket}/{self.prefix(settings)}"
 
     @property
     def key_secret(self) -> str:

@@ -13,15 +13,14 @@ import tempfile
 
 from ..errors import ConfigError, WaitingError
 from ..settings import OperatorSettings
+from .access import Access
 from .repository import Repository
-from .store import Credentials
 
 
 def dump(
     settings: OperatorSettings,
     repository: Repository,
-    password: str,
-    credentials: Credentials,
+    access: Access,
     snapshot: str,
     path: str,
     *,
@@ -33,10 +32,10 @@ def dump(
             "ResticMissing", "restic is not installed where the operator runs (it reads objects)"
         )
     env = {
-        "RESTIC_REPOSITORY": repository.url(settings),
-        "RESTIC_PASSWORD": password,
-        "AWS_ACCESS_KEY_ID": credentials.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
+        "RESTIC_REPOSITORY": repository.url(settings, access.bucket),
+        "RESTIC_PASSWORD": access.password,
+        "AWS_ACCESS_KEY_ID": access.credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": access.credentials.secret_access_key,
         "AWS_DEFAULT_REGION": settings.backup_s3_region,
         "PATH": "/usr/bin:/bin",
     }

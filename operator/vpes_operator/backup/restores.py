@@ -22,7 +22,7 @@ from ..models.conditions import ConditionType, Reason
 from ..models.restore import MailRestoreSpec, MailRestoreStatus, RestorePhase
 from ..quantity import parse_bytes
 from ..settings import OperatorSettings
-from . import keys, restic, runner, store
+from . import access, restic, runner, store
 from . import repository as repo
 from .backups import RequestStatus, Step, plan_of, write_status
 from .jobs import JobSpec, Request
@@ -60,15 +60,12 @@ def _new_server(
     restore_name: str,
     repository: Repository,
     snapshot: str,
-    credentials: store.Credentials,
+    reach: access.Access,
 ) -> None:
     """Create the target from the snapshot's objects, held for the restore."""
-    password = keys.require(kube, settings, repository)
 
     def read(name: str) -> dict[str, Any]:
-        raw = restic.dump(
-            settings, repository, password, credentials, snapshot, f"{repo.OBJECTS_PATH}/{name}"
-        )
+        raw = restic.dump(settings, repository, reach, snapshot, f"{repo.OBJECTS_PATH}/{name}")
         doc = json.loads(raw)
         if not isinstance(doc, dict):
             raise ConfigError(
@@ -167,19 +164,17 @@ def _check_fits(kube: Kube, spec: MailRestoreSpec, target: dict[str, Any], neede
         )
 
 
-def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step:
+def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     spec = MailRestoreSpec.model_validate(body.get("spec") or {})
     bstatus = _backup(kube, namespace, spec.backup)
     repository, snapshot = _source(spec, bstatus)
     s3 = store.connect(kube, settings)
-    s3.check()
     target = kube.get(API_VERSION, PMS, namespace, spec.target)
     if target is None:
-        _new_server(
-            kube, settings, namespace, spec.target, name, repository, snapshot, s3.credentials
-        )
+        reach = access.grant(kube, settings, s3, repository, now, create=False)
+        _new_server(kube, settings, namespace, spec.target, name, repository, snapshot, reach)
         return _created(spec.target, snapshot)
     _check_fits(kube, spec, target, bstatus.total_bytes or 0)
     _hold(kube, namespace, target, name)
@@ -206,7 +201,7 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> Step
         snapshot=snapshot,
         overwrite=spec.overwrite,
     )
-    return _run_job(kube, settings, job_spec, s3.credentials)
+    return _run_job(kube, settings, job_spec, s3, now)
 
 
 def _created(target: str, snapshot: str) -> Step:
@@ -224,7 +219,7 @@ def _created(target: str, snapshot: str) -> Step:
 
 
 def _run_job(
-    kube: Kube, settings: OperatorSettings, job_spec: JobSpec, credentials: store.Credentials
+    kube: Kube, settings: OperatorSettings, job_spec: JobSpec, s3: store.S3Store, now: dt.datetime
 ) -> Step:
     """Start the restore Job once no other Job works on the server or the repository."""
     namespace, repository = job_spec.request.namespace, job_spec.repository
@@ -236,8 +231,8 @@ def _run_job(
             ),
             retry_in=10,
         )
-    password = keys.require(kube, settings, repository)
-    runner.start(kube, settings, job_spec, password, credentials)
+    reach = access.grant(kube, settings, s3, repository, now, create=False)
+    runner.start(kube, settings, job_spec, reach)
     return Step(
         status=MailRestoreStatus(
             phase=RestorePhase.RUNNING,
@@ -304,7 +299,7 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
     try:
         if status.phase == RestorePhase.RUNNING:
             return _finish(kube, body, now, str(status.job))
-        step = _start(kube, settings, body)
+        step = _start(kube, settings, body, now)
         step.status = _with(step.status, started_at=status.started_at or at_second(now))
         return step
     except WaitingError as e:

@@ -7,9 +7,9 @@ from ..clients.kube import Kube
 from ..settings import OperatorSettings
 from . import jobs, results
 from . import repository as repo
+from .access import Access
 from .jobs import JobSpec
 from .results import JobResult
-from .store import Credentials
 
 ACTIONS = (repo.COMPONENT_BACKUP, repo.COMPONENT_RESTORE)
 
@@ -18,15 +18,10 @@ def start(
     kube: Kube,
     settings: OperatorSettings,
     spec: JobSpec,
-    password: str,
-    credentials: Credentials,
+    access: Access,
 ) -> None:
     """Apply the Job's Secret, then the Job (both idempotent: a restart re-applies them)."""
-    kube.apply(
-        jobs.job_secret(
-            spec, settings, password, credentials.access_key_id, credentials.secret_access_key
-        )
-    )
+    kube.apply(jobs.job_secret(spec, settings, access))
     kube.apply(jobs.job(spec, settings))
 
 
@@ -50,7 +45,7 @@ def outcome(kube: Kube, namespace: str, job_name: str) -> JobResult | None:
 
 
 def finish(kube: Kube, namespace: str, job_name: str) -> None:
-    """Once its result is recorded: the Job's Secret (S3 credentials, the key) leaves the
+    """Once its result is recorded: the Job's Secret (S3 key, restic key) leaves the
     customer's namespace at once, and the Job goes with its pod, which would otherwise
     keep the server's volume from being deleted (PVC protection counts it as a user)."""
     kube.delete("v1", "Secret", namespace, repo.job_secret_name(job_name))

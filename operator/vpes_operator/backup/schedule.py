@@ -13,7 +13,7 @@ from ..models.backup import MailBackupStatus
 from ..models.plan import MailPlanSpec
 from ..models.server import BackupRef
 from ..settings import OperatorSettings
-from . import cron, health, keys, store
+from . import access, cron, health, keys, store
 from . import repository as repo
 from .backups import plan_of
 from .repository import Repository
@@ -139,8 +139,9 @@ def server_deleted(
 
 
 def remove(kube: Kube, settings: OperatorSettings, repository: Repository) -> int:
-    """Delete a repository's objects, then its key (in that order: never an unreadable half)."""
-    removed = store.connect(kube, settings).delete_prefix(repository.prefix(settings))
+    """Delete a repository's objects, bucket and identity, then its key (in that order:
+    never an unreadable half, never a bucket or identity nothing records)."""
+    removed = access.revoke(kube, settings, store.connect(kube, settings), repository)
     for backup in kube.list(API_VERSION, "MailBackup", repository.namespace):
         status = backup.get("status") or {}
         if status.get("repository") == repository.path:

@@ -137,6 +137,10 @@ class Reason(StrEnum):
     BUCKET_NOT_FOUND = "BucketNotFound"
     S3_ERROR = "S3Error"
     S3_UNREACHABLE = "S3Unreachable"
+    # The provider's S3 cannot give a job credentials of its own repository only.
+    S3_IDENTITY_UNAVAILABLE = "S3IdentityUnavailable"
+    S3_IDENTITY_PENDING = "S3IdentityPending"
+    BUCKET_NAME_TOO_LONG = "BucketNameTooLong"
     # StorageHealthy (independent of Ready: a full volume defers mail, it does not stop
     # the server)
     STORAGE_AVAILABLE = "StorageAvailable"
@@ -168,6 +172,7 @@ _PERMANENCE: dict[str, Permanence] = {
     Reason.RESTIC_FAILED: Permanence.WAITING,
     Reason.S3_ERROR: Permanence.WAITING,
     Reason.S3_UNREACHABLE: Permanence.WAITING,
+    Reason.S3_IDENTITY_PENDING: Permanence.WAITING,
 }
 # Ready reasons that say what keeps the pod from running (see podstate).
 POD_BLOCKED: frozenset[str] = frozenset(

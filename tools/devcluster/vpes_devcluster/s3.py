@@ -5,8 +5,15 @@ starts in about a second, speaks the S3 REST protocol with SigV4 (restic's
 minio-go client and boto3 both talk to it unchanged) and, with
 INITIAL_NO_AUTH_ACTION_COUNT, checks access keys and signatures like S3 does:
 after the first few calls (which create the IAM user and its key) every
-request with a wrong key or signature is refused with 403. It keeps objects in
-memory, which suits tests and benchmarks of a few GiB on this machine.
+request with a wrong key or signature is refused with 403, and every request is
+checked against its user's IAM policies: the action, and the resource ARN
+(bucket, or bucket/key). It serves the IAM API on the same port, so the
+operator makes each repository's own user there as it would at AWS. What it
+does not evaluate: policy Conditions (an `s3:prefix` condition is ignored, so
+listing is confined only by the bucket in the resource ARN; hence a bucket per
+repository) and Resource ARNs of IAM actions (it checks them against "*"). It
+keeps objects in memory, which suits tests and benchmarks of a few GiB on this
+machine.
 """
 
 from __future__ import annotations
@@ -26,15 +33,22 @@ import boto3
 from vpes_devcluster import proc_records
 from vpes_devcluster.procs import free_port, terminate
 
+# The provider's keys, as the operator holds them: S3, and IAM to make each
+# repository's own user (at AWS the IAM part would be confined to the users under
+# the path /vpes/; moto checks IAM actions against "*" only).
 POLICY = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+    ],
 }
 
 
 @dataclass
 class S3Server:
-    """moto_server on 127.0.0.1 with one IAM user allowed everything on S3."""
+    """moto_server on 127.0.0.1 with one IAM user (the provider's) allowed everything on
+    S3 and IAM."""
 
     log_dir: Path
     bucket: str = "vpes-backups"
