@@ -26,6 +26,7 @@ import pytest
 from vpes_devcluster import Cluster
 from vpes_devcluster.node_config import NODE_IP, POD_CIDR
 from vpes_operator import API_VERSION
+from vpes_operator.backup.repository import Repository
 from vpes_operator.clients.kube import Kube
 
 from tests.backup_support import backup_env, install_credentials, s3_server
@@ -238,7 +239,9 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     assert re.fullmatch(r"[0-9a-f]{8,64}", status["snapshotId"])
     assert status["files"] >= MESSAGES and status["totalBytes"] > 0
     assert status["repository"].startswith(f"{ns}/alice-")
-    assert s3.keys(f"vpes/{status['repository']}/snapshots/")
+    # In the server's own bucket (isolation "bucket": the Job had that bucket's key only).
+    own = f"{s3.bucket}-{Repository.parse(status['repository']).label}"
+    assert s3.keys(f"vpes/{status['repository']}/snapshots/", bucket=own)
 
     def last_backup() -> str | None:
         server = api.get(API_VERSION, "PersonalMailServer", ns, "alice") or {}

@@ -282,7 +282,7 @@ def test_a_repositorys_own_bucket_user_and_policy() -> None:
     assert scoping.user_name(REPO) == f"vpes-repository-{REPO.label}"
     assert len(scoping.user_name(REPO)) <= 64
     prefix = REPO.prefix(SETTINGS)
-    statements = scoping.policy(bucket, prefix)["Statement"]
+    statements = scoping.policy(bucket, prefix, own_bucket=True)["Statement"]
     resources = {r for s in statements for r in s["Resource"]}
     # Its own bucket and, within it, its own prefix: nothing else, no wildcard bucket.
     assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*"}
@@ -293,6 +293,12 @@ def test_a_repositorys_own_bucket_user_and_policy() -> None:
         "s3:DeleteObject",
         "s3:ListBucket",
         "s3:GetBucketLocation",
+        "s3:HeadBucket",  # moto's name of HeadBucket's action
     }
+    assert not any("Condition" in s for s in statements)
+    # In the shared bucket (a repository made before buckets of their own): its prefix.
+    shared = scoping.policy("backups", prefix, own_bucket=False)["Statement"]
+    listing = next(s for s in shared if s["Action"] == ["s3:ListBucket"])
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}
     with pytest.raises(ConfigError, match="at most 42 characters"):
         scoping.bucket_name(SETTINGS.model_copy(update={"backup_s3_bucket": "b" * 43}), REPO)

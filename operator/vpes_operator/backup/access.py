@@ -82,7 +82,7 @@ def grant(
             scoping.user_name(repository),
             scoping.IAM_PATH,
             scoping.POLICY_NAME,
-            scoping.policy(bucket, prefix),
+            scoping.policy(bucket, prefix, own_bucket=bucket != settings.backup_s3_bucket),
         )
         keys.record_identity(kube, settings, repository, credentials, now)
         refused = s3.works_for(credentials, bucket, prefix)

@@ -49,9 +49,23 @@ def user_name(repository: Repository) -> str:
     return f"vpes-repository-{repository.label}"
 
 
-def policy(bucket: str, prefix: str) -> dict[str, Any]:
-    """The inline policy of a repository's user: its objects, and listing its prefix."""
-    objects = f"arn:aws:s3:::{bucket}/{prefix}/*"
+def policy(bucket: str, prefix: str, *, own_bucket: bool) -> dict[str, Any]:
+    """The inline policy of a repository's user: its objects, and listing its prefix.
+
+    In its own bucket, listing needs no condition (the bucket holds nothing else), and
+    must have none: `restic init` asks whether the bucket exists (HeadBucket, which S3
+    authorizes as s3:ListBucket with no prefix). A repository made before buckets of
+    their own lives in the shared bucket: listing is then confined by `s3:prefix`.
+    "s3:HeadBucket" is moto's name for HeadBucket's action; AWS has none by that name
+    and ignores it."""
+    listing: dict[str, Any] = {
+        "Sid": "ListRepository",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": [f"arn:aws:s3:::{bucket}"],
+    }
+    if not own_bucket:
+        listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -59,19 +73,13 @@ def policy(bucket: str, prefix: str) -> dict[str, Any]:
                 "Sid": "RepositoryObjects",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": [objects],
+                "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
             },
+            listing,
             {
-                "Sid": "ListRepository",
+                "Sid": "Bucket",
                 "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}},
-            },
-            {
-                "Sid": "BucketLocation",
-                "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation"],
+                "Action": ["s3:GetBucketLocation", "s3:HeadBucket"],
                 "Resource": [f"arn:aws:s3:::{bucket}"],
             },
         ],

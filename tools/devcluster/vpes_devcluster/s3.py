@@ -120,9 +120,12 @@ class S3Server:
     def s3(self) -> Any:
         return self.client("s3")
 
-    def keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str, bucket: str = "") -> list[str]:
+        """Keys under `prefix` in `bucket` (empty: the provider's bucket)."""
         pages = (
-            self.s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            self.s3()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket or self.bucket, Prefix=prefix)
         )
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
