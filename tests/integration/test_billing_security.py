@@ -161,6 +161,40 @@ def test_billing_creates_only_labelled_namespaces_with_its_prefix(
     assert billing.admin.get("v1", "Namespace", None, metadata["name"]) is None
 
 
+def test_billing_reads_no_secret_in_a_customer_namespace_but_its_own(billing: Billing) -> None:
+    """A backup Job's Secret (its repository's S3 key and restic key) and the server's
+    credentials live in the customer's namespace; billing may read, change or delete only
+    the two Secrets it writes there."""
+    b, c = billing, Customer.new()
+    signed_up(b, c)
+    ns = n.namespace_for(c.subscription)
+    job_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "backup-0123456789ab-env", "namespace": ns},
+        "stringData": {"AWS_SECRET_ACCESS_KEY": "a repository's own key"},
+    }
+    b.admin.apply(job_secret)
+    own = {n.FIRST_PASSWORD_SECRET, n.PASSWORD_LINK_SECRET}
+    others = {s["metadata"]["name"] for s in b.admin.list("v1", "Secret", ns)} - own
+    assert "backup-0123456789ab-env" in others
+    for name in sorted(others):
+        with pytest.raises(ApiError) as info:
+            b.sa.get("v1", "Secret", ns, name)
+        assert info.value.status == 403, name
+    for call in (
+        lambda: b.sa.apply({**job_secret, "stringData": {"AWS_SECRET_ACCESS_KEY": "mine"}}),
+        lambda: b.sa.delete("v1", "Secret", ns, "backup-0123456789ab-env"),
+    ):
+        with pytest.raises(ApiError) as info:
+            call()
+        assert info.value.status == 403
+    assert secret_value(b.admin, ns, "backup-0123456789ab-env", "AWS_SECRET_ACCESS_KEY") == (
+        "a repository's own key"
+    )
+    assert b.sa.get("v1", "Secret", ns, n.FIRST_PASSWORD_SECRET) is not None
+
+
 def test_billing_cannot_unlabel_its_own_namespace(billing: Billing) -> None:
     b, c = billing, Customer.new()
     signed_up(b, c)
