@@ -281,6 +281,8 @@ BACKUP_VALUES: dict[str, Any] = {
             "prefix": "prod/vpes",
             "credentialsSecret": "vpes-s3",
             "jobEndpoint": "http://minio.storage.svc:9000",
+            "isolation": "shared",
+            "iamEndpoint": "https://iam.example.net",
         },
         "image": "registry.example.net/vpes-backup:1.2.3",
         "retentionAfterDeleteDays": 0,
@@ -302,6 +304,8 @@ def test_backup_values_become_the_operator_environment(cluster: Any, tmp_path: P
         # The release namespace is filled in: the value is the Secret's name only.
         "VPES_BACKUP_S3_CREDENTIALS_SECRET": "ns1/vpes-s3",
         "VPES_BACKUP_JOB_S3_ENDPOINT": "http://minio.storage.svc:9000",
+        "VPES_BACKUP_S3_ISOLATION": "shared",
+        "VPES_BACKUP_S3_IAM_ENDPOINT": "https://iam.example.net",
         "VPES_BACKUP_IMAGE": "registry.example.net/vpes-backup:1.2.3",
         "VPES_BACKUP_RETENTION_AFTER_DELETE_DAYS": "0",
         "VPES_TENANT_NODE_SELECTOR": "disk=ssd,vpes.io/pool=tenants",
@@ -315,6 +319,7 @@ def test_backup_values_become_the_operator_environment(cluster: Any, tmp_path: P
     assert env["VPES_BACKUP_IMAGE"] == "localhost/vpes-backup:0.1.0"
     assert env["VPES_BACKUP_RETENTION_AFTER_DELETE_DAYS"] == "30"
     assert "VPES_BACKUP_S3_CREDENTIALS_SECRET" not in env
+    assert env["VPES_BACKUP_S3_ISOLATION"] == "bucket"  # no Job gets the provider's keys
     assert "VPES_TENANT_NODE_SELECTOR" not in env
 
 
@@ -344,8 +349,14 @@ def test_notes_tell_the_provider_what_to_do_next(cluster: Any, api: Kube) -> Non
         cluster, "--set", "backup.s3.bucket=mail-backups", "--set", "backup.s3.credentialsSecret=s3"
     )
     assert "OFF" not in text
-    assert "to s3://mail-backups/vpes at AWS (us-east-1)" in text
+    assert "to s3://mail-backups-<hash of the server>/vpes at AWS (us-east-1)" in text
+    assert "S3IdentityUnavailable" in text
     assert "kubectl -n vpes-notes create secret generic s3" in text
+    shared = notes(
+        cluster, "--set", "backup.s3.bucket=mail-backups", "--set", "backup.s3.isolation=shared"
+    )
+    assert "to s3://mail-backups/vpes at AWS (us-east-1)" in shared
+    assert "delete every customer's backups" in shared
 
 
 def test_liveness_probe_asks_the_metrics_server(cluster: Any) -> None:
