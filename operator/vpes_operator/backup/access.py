@@ -67,8 +67,8 @@ def grant(
     stored = keys.stored(kube, settings, repository)
     assert stored is not None  # ensured or required just above
     bucket = stored.bucket or settings.backup_s3_bucket
-    if bucket != settings.backup_s3_bucket:
-        s3.ensure_bucket(bucket)
+    if create and bucket != settings.backup_s3_bucket:
+        s3.ensure_bucket(bucket)  # its own, made by its first backup
     else:
         s3.check(bucket)
     if settings.backup_s3_isolation == "shared":
