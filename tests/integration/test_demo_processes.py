@@ -11,6 +11,7 @@ directory, whatever any record says (billing too: demos before the chart ran it)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -119,11 +120,22 @@ def test_s3_up_up_down_leaves_nothing(state: Path) -> None:
         s3.secret_access_key,
     )
     assert again.keys("") == []  # the same server, and the recorded keys work on it
+    # The operator makes each repository's own IAM user with these keys.
+    assert again.client("iam").list_users()["Users"]
 
     kill(first["s3"][0])
     demo.start_s3(state, host="127.0.0.1")
     now = demo_processes(state)
     assert len(now["s3"]) == 1 and now["s3"] != first["s3"], now
+
+    # One recorded before the provider's user could manage IAM is replaced, not reused.
+    record = state / demo.S3_RECORD
+    saved = json.loads(record.read_text())
+    del saved["data"]["iam"]
+    record.write_text(json.dumps(saved))
+    demo.start_s3(state, host="127.0.0.1")
+    replaced = demo_processes(state)
+    assert len(replaced["s3"]) == 1 and replaced["s3"] != now["s3"], replaced
 
     assert demo.down(state) == 0
     assert demo_processes(state) == {k: [] for k in KINDS}, "`down` left processes running"

@@ -72,7 +72,10 @@ def start_s3(state: Path, host: str = NODE_IP) -> S3Server:
     address); its pid, address and keys recorded in state/s3.json."""
     record = state / S3_RECORD
     saved = proc_records.running(record)
-    if saved is not None and "secret" in saved.data and saved.data.get("host") == host:
+    # One started before the operator gave each repository its own IAM user (no "iam"
+    # in its record) cannot serve backups now: it is replaced.
+    reusable = saved is not None and "secret" in saved.data and saved.data.get("iam")
+    if saved is not None and reusable and saved.data.get("host") == host:
         return S3Server(
             state / "s3",
             host=host,

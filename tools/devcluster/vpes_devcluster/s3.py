@@ -105,6 +105,7 @@ class S3Server:
                 port=self.port,
                 key=self.access_key_id,
                 secret=self.secret_access_key,
+                iam=True,  # the provider's user may manage IAM (older records: S3 only)
             )
 
     def client(self, service: str, key: str | None = None, secret: str | None = None) -> Any:
