@@ -34,6 +34,15 @@ _CREDENTIAL_CODES = {
     "403",
 }
 _GONE_CODES = {"NoSuchBucket", "NoSuchEntity", "404", "NotFound"}
+# Errors of the IAM API that pass: the request is tried again later.
+_PASSING_CODES = {
+    "Throttling",
+    "ServiceFailure",
+    "ServiceUnavailable",
+    "InternalError",
+    "500",
+    "503",
+}
 _CONFIG = Config(
     connect_timeout=5,
     read_timeout=30,
@@ -207,6 +216,10 @@ class S3Store:
     def _iam_error(self, e: Exception, doing: str) -> ReconcileError:
         if isinstance(e, botocore.exceptions.ClientError):
             code = _code(e)
+            if code in _PASSING_CODES:
+                return WaitingError(
+                    Reason.S3_ERROR, f"{self.iam_where} failed while {doing}: {code}"
+                )
             return ConfigError(
                 Reason.S3_IDENTITY_UNAVAILABLE,
                 f"{self.iam_where} refused {doing} ({code}), so the backup Job cannot get "
