@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENV_PREFIX = "VPES_"
 
@@ -106,6 +107,10 @@ class OperatorSettings(BaseModel):
     backup_s3_endpoint: str = Field(default="", description="S3 endpoint URL; empty: AWS.")
     # The endpoint as backup pods reach it, when it differs from the operator's view.
     backup_job_s3_endpoint: str = Field(default="")
+    # The networks backup pods may reach S3 at (their NetworkPolicy); empty: the
+    # addresses the job endpoint's host resolves to as each Job starts. Needed
+    # where S3 answers from a changing pool (AWS: the region's S3 prefixes).
+    backup_s3_egress_cidrs: tuple[str, ...] = Field(default=())
     backup_s3_region: str = Field(default="us-east-1")
     backup_s3_prefix: str = Field(default="vpes")
     # "<namespace>/<name>" of a Secret with keys access-key-id and secret-access-key:
@@ -147,6 +152,15 @@ class OperatorSettings(BaseModel):
     usage_concurrency: int = Field(default=4, ge=1, le=64)
     # StorageHealthy warns when the mail volume is this full (percent of its size).
     storage_warning_percent: float = Field(default=85.0, gt=0, le=100)
+
+    @field_validator("backup_s3_egress_cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each a network (an address alone is a /32 or /128), written canonically."""
+        try:
+            return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+        except ValueError as e:
+            raise ValueError(f"backup.s3.egressCIDRs: {e}") from e
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

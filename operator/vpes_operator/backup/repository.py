@@ -65,10 +65,7 @@ class Repository:
 
     def url(self, settings: OperatorSettings, bucket: str, *, for_job: bool = False) -> str:
         """restic's repository URL: s3:<endpoint>/<bucket>/<prefix>."""
-        endpoint = (settings.backup_job_s3_endpoint if for_job else "") or (
-            settings.backup_s3_endpoint or f"s3.{settings.backup_s3_region}.amazonaws.com"
-        )
-        endpoint = endpoint.rstrip("/")
+        endpoint = s3_endpoint(settings, for_job=for_job)
         return f"s3:{endpoint}/{bucket}/{self.prefix(settings)}"
 
     @property
@@ -94,6 +91,14 @@ class Repository:
 def job_name(kind: str, uid: str) -> str:
     """`backup-<uid12>` / `restore-<uid12>`: unique per request, stable across restarts."""
     return f"{kind}-{uid.replace('-', '')[:12]}"
+
+
+def s3_endpoint(settings: OperatorSettings, *, for_job: bool = False) -> str:
+    """The S3 endpoint (URL, or host[:port] for https) the operator or a Job uses."""
+    endpoint = (settings.backup_job_s3_endpoint if for_job else "") or (
+        settings.backup_s3_endpoint or f"s3.{settings.backup_s3_region}.amazonaws.com"
+    )
+    return endpoint.rstrip("/")
 
 
 def job_secret_name(job: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import naming
 from ..clients.kube import Kube
 from ..settings import OperatorSettings
-from . import jobs, results
+from . import egress, jobs, results
 from . import repository as repo
 from .access import Access
 from .jobs import JobSpec
@@ -20,7 +20,11 @@ def start(
     spec: JobSpec,
     access: Access,
 ) -> None:
-    """Apply the Job's Secret, then the Job (both idempotent: a restart re-applies them)."""
+    """Apply the Job's NetworkPolicy, its Secret, then the Job (each idempotent: a
+    restart re-applies them). The policy comes first, so that the pod never runs
+    without it; an S3 endpoint whose addresses cannot be named stops everything
+    before anything is made (ConfigError or WaitingError)."""
+    kube.apply(egress.network_policy(spec, settings, egress.resolve(settings)))
     kube.apply(jobs.job_secret(spec, settings, access))
     kube.apply(jobs.job(spec, settings))
 
@@ -46,10 +50,12 @@ def outcome(kube: Kube, namespace: str, job_name: str) -> JobResult | None:
 
 def finish(kube: Kube, namespace: str, job_name: str) -> None:
     """Once its result is recorded: the Job's Secret (S3 key, restic key) leaves the
-    customer's namespace at once, and the Job goes with its pod, which would otherwise
-    keep the server's volume from being deleted (PVC protection counts it as a user)."""
+    customer's namespace at once, and the Job goes with its pod (and its NetworkPolicy),
+    which would otherwise keep the server's volume from being deleted (PVC protection
+    counts it as a user)."""
     kube.delete("v1", "Secret", namespace, repo.job_secret_name(job_name))
     kube.delete("batch/v1", "Job", namespace, job_name, propagation="Background")
+    kube.delete("networking.k8s.io/v1", "NetworkPolicy", namespace, job_name)
 
 
 def busy(

@@ -141,6 +141,8 @@ class Reason(StrEnum):
     S3_IDENTITY_UNAVAILABLE = "S3IdentityUnavailable"
     S3_IDENTITY_PENDING = "S3IdentityPending"
     BUCKET_NAME_TOO_LONG = "BucketNameTooLong"
+    S3_ENDPOINT_UNRESOLVABLE = "S3EndpointUnresolvable"
+    S3_EGRESS_CIDRS_REQUIRED = "S3EgressCIDRsRequired"
     # StorageHealthy (independent of Ready: a full volume defers mail, it does not stop
     # the server)
     STORAGE_AVAILABLE = "StorageAvailable"
