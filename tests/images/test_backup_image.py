@@ -1,10 +1,14 @@
 """The backup image under podman against a real S3-protocol server (moto) on loopback.
 
 The same container the backup and restore Jobs run, with the Job's security
-settings (read-only root, every capability dropped but the one it needs), on
-a volume written like a tenant's: what goes in comes back byte for byte with
-owners and modes; faults end in a result that names them; an interrupted
-backup leaves the repository consistent and the previous snapshot intact.
+settings (the mail user, 5000:5000, no capability, read-only root, no new
+privileges; a restore first runs the Job's `prepare` step as root with
+CAP_CHOWN alone), on a volume written like a tenant's (root:vmail 2775 at the
+top, vmail's mailboxes, root's lost+found, postfix's 0700 queue): the mail
+comes back byte for byte with owners and modes, the queue and lost+found stay
+out and the server's own queue stays where it is; faults end in a result that
+names them; an interrupted backup leaves the repository consistent and the
+previous snapshot intact.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from tests.s3_support import S3Server
 from .tenant import build_images, podman, podman_env
 
 HOST = "tenant-a.alice"
-BACKUP_CAPS = "DAC_READ_SEARCH"
-RESTORE_CAPS = "CHOWN,DAC_OVERRIDE,FOWNER,FSETID"
+MAIL_USER = "5000:5000"  # layout.VMAIL_UID/GID: the Job's runAsUser/runAsGroup
+POSTFIX = (101, 103)  # any other owner: the tenant's postfix user
+NOT_MAIL = ("postfix-queue", "lost+found")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +57,13 @@ class Runner:
         term = self.work / f"term-{time.monotonic_ns()}"
         term.write_text("")
         self.last_term = term
-        caps = BACKUP_CAPS if action == "backup" else RESTORE_CAPS
+        term.chmod(0o666)  # as the kubelet leaves it for a non-root container
         mode = "ro" if action == "backup" else "rw"
+        scratch = {}
+        for name in ("tmp", "data"):  # the Job's emptyDirs (0777)
+            scratch[name] = self.work / f"{name}-{time.monotonic_ns()}"
+            scratch[name].mkdir(mode=0o777)
+            scratch[name].chmod(0o777)
         base = {
             "RESTIC_REPOSITORY": self.url,
             "RESTIC_PASSWORD": self.password,
@@ -63,8 +73,9 @@ class Runner:
             **env,
         }
         out = ["run", "--rm", "--network", "host", "--read-only", "--cap-drop", "ALL"]
-        out += ["--cap-add", caps, "--security-opt", "no-new-privileges"]
-        out += ["--tmpfs", "/tmp", "--tmpfs", "/data", "-v", f"{volume}:/data/mail:{mode}"]
+        out += ["--user", MAIL_USER, "--security-opt", "no-new-privileges"]
+        out += ["-v", f"{scratch['tmp']}:/tmp", "-v", f"{scratch['data']}:/data"]
+        out += ["-v", f"{volume}:/data/mail:{mode}"]
         out += ["-v", f"{term}:/dev/termination-log"]
         objects = self.work / "objects"
         if action == "backup" and objects.is_dir():
@@ -73,18 +84,32 @@ class Runner:
             out += ["-e", f"{k}={v}"]
         return [*out, self.image, action]
 
+    def prepare(self, volume: Path) -> None:
+        """The restore Job's init container: root, CAP_CHOWN alone."""
+        podman(
+            *["run", "--rm", "--read-only", "--cap-drop", "ALL", "--cap-add", "CHOWN"],
+            *["--user", "0:0", "--security-opt", "no-new-privileges"],
+            *["-v", f"{volume}:/data/mail", self.image, "prepare"],
+            timeout=60,
+        )
+
     def run(
         self, action: str, volume: Path, secret: str | None = None, **env: str
     ) -> tuple[int, dict[str, Any]]:
+        if action == "restore":
+            self.prepare(volume)
         done = podman(*self.args(action, volume, env, secret), check=False, timeout=300)
         text = self.last_term.read_text().strip()
         assert text, f"no termination message; stderr: {done.stderr[-2000:]}"
         assert len(text.encode()) <= 4096  # the kubelet keeps at most 4 KiB
         return done.returncode, json.loads(text)
 
-    def restic(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """restic itself, from the image (for checks the Jobs do not do)."""
+    def restic(self, *args: str, volume: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """restic itself, from the image (for checks the Jobs do not do); with a
+        volume, as root, as backups ran before they ran as the mail user."""
         cmd = ["run", "--rm", "--network", "host", "--entrypoint", "restic"]
+        if volume is not None:
+            cmd += ["--user", "0:0", "-v", f"{volume}:/data/mail:ro"]
         for k, v in {
             "RESTIC_REPOSITORY": self.url,
             "RESTIC_PASSWORD": self.password,
@@ -105,9 +130,24 @@ def maildir(root: Path, messages: int, size: int = 10_240) -> None:
         body = f"Subject: message {i}\r\n\r\n".encode() + os.urandom(size // 2).hex().encode()
         (box / folder / f"{1700000000 + i}.M{i}P1.host:2,S").write_bytes(body[:size])
     (box / "dovecot.index").write_bytes(os.urandom(4096))
-    for path in [root, *root.rglob("*")]:
-        os.chown(path, 5000, 5000)
+    for path in root.rglob("*"):
+        if not str(path.relative_to(root)).startswith(NOT_MAIL):
+            os.chown(path, 5000, 5000)
+    # The top directory as vpes-init leaves it; what is not the mail user's.
+    os.chown(root, 0, 5000)
     os.chmod(root, 0o2775)
+    (root / "lost+found").mkdir(mode=0o700, exist_ok=True)
+    deferred = root / "postfix-queue" / "deferred" / "A"
+    deferred.mkdir(parents=True, exist_ok=True)
+    (deferred / f"A{messages}BC").write_bytes(b"queued mail " + os.urandom(64).hex().encode())
+    for path in [deferred.parent, deferred, *deferred.iterdir()]:
+        os.chown(path, *POSTFIX)
+        os.chmod(path, 0o700)
+
+
+def mail(tree: dict[str, tuple[int, int, int, bytes]]) -> dict[str, tuple[int, int, int, bytes]]:
+    """What a backup holds of a volume: not the queue, not lost+found."""
+    return {k: v for k, v in tree.items() if not k.startswith(NOT_MAIL)}
 
 
 def tree(root: Path) -> dict[str, tuple[int, int, int, bytes]]:
@@ -142,7 +182,8 @@ def test_backup_then_restore_gives_back_every_byte_owner_and_mode(
 
     code, restored = runner.run("restore", target, VPES_SNAPSHOT=first["snapshot"])
     assert (code, restored["ok"]) == (0, True), restored
-    assert tree(target) == tree(volume)
+    assert tree(target) == mail(tree(volume))
+    assert oct(target.stat().st_mode)[-4:] == "2775" and target.stat().st_gid == 5000
 
     # Nothing changed: the second backup adds next to nothing.
     code, second = runner.run("backup", volume, VPES_TAGS="vpes,trigger=manual")
@@ -162,7 +203,7 @@ def test_a_restore_never_overwrites_mail_unless_asked(runner: Runner, tmp_path: 
     assert (target / "newer-mail").read_text() == "written after the backup"
     code, done = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"], VPES_OVERWRITE="1")
     assert code == 0, done
-    assert not (target / "newer-mail").exists() and tree(target) == tree(volume)
+    assert not (target / "newer-mail").exists() and tree(target) == mail(tree(volume))
 
 
 def test_faults_are_named(runner: Runner, s3: S3Server, tmp_path: Path) -> None:
@@ -209,8 +250,14 @@ def test_a_failed_overwrite_restore_puts_the_previous_mail_back(
     (target / "newer-mail").write_text("written after the backup")
     before = tree(target)
     prefix = runner.url.split(f"{s3.bucket}/", 1)[1]
-    for key in s3.keys(f"{prefix}/data/"):
-        s3.s3().put_object(Bucket=s3.bucket, Key=key, Body=os.urandom(2048))
+    # The mail's contents (the largest pack), not the trees: the snapshot can be
+    # listed, and the restore fails once the mail has been set aside.
+    sizes = {
+        k: s3.s3().head_object(Bucket=s3.bucket, Key=k)["ContentLength"]
+        for k in s3.keys(f"{prefix}/data/")
+    }
+    largest = max(sizes, key=lambda k: sizes[k])
+    s3.s3().put_object(Bucket=s3.bucket, Key=largest, Body=os.urandom(2048))
     code, failed = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"], VPES_OVERWRITE="1")
     assert (code, failed["reason"]) == (1, "RestoreFailed"), failed
     assert "back in place" in failed["message"]
@@ -233,7 +280,8 @@ def test_an_interrupted_overwrite_restore_is_undone_by_the_next_run(
     before = tree(target)
     aside = target / state
     aside.mkdir()
-    moved = sorted(p for p in target.iterdir() if p != aside)
+    os.chown(aside, 5000, 5000)  # made by the restore, as the mail user
+    moved = sorted(p for p in target.iterdir() if p != aside and p.name not in NOT_MAIL)
     if state.endswith("moving"):
         moved = moved[: max(1, len(moved) // 2)]  # cut short half-way
     for entry in moved:
@@ -241,6 +289,8 @@ def test_an_interrupted_overwrite_restore_is_undone_by_the_next_run(
     if state.endswith("previous"):
         (target / "example.org").mkdir()  # what a restore had written before it died
         (target / "example.org" / "partial").write_text("half a message")
+        for path in (target / "example.org", target / "example.org" / "partial"):
+            os.chown(path, 5000, 5000)
     code, refused = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"])
     assert (code, refused["reason"]) == (1, "VolumeNotEmpty"), refused
     assert tree(target) == before
@@ -309,3 +359,27 @@ def test_retention_forgets_only_scheduled_snapshots_and_keeps_the_newest(
     # manual snapshot is not the plan's to forget.
     assert sorted(out["snapshots"]) == sorted([manual["snapshot"], scheduled[-1]])
     assert runner.restic("check").returncode == 0
+
+
+def test_a_snapshot_taken_as_root_restores_its_mail_and_leaves_the_servers_queue(
+    runner: Runner, tmp_path: Path
+) -> None:
+    """Snapshots taken as root (before backups ran as the mail user) hold the queue
+    and lost+found: a restore leaves both out, and the server's own queue (mail
+    in flight, delivered once it is back) where it is."""
+    volume, target = tmp_path / "volume", tmp_path / "target"
+    volume.mkdir()
+    target.mkdir()
+    maildir(volume, 7)
+    code, _ = runner.run("backup", volume, VPES_INIT="1")
+    assert code == 0
+    old = runner.restic("backup", "--json", "--host", HOST, "/data/mail", volume=volume)
+    assert old.returncode == 0, old.stderr
+    snapshot = json.loads(old.stdout.strip().splitlines()[-1])["snapshot_id"]
+    listed = runner.restic("ls", snapshot, "/data/mail/postfix-queue/deferred/A")
+    assert "A7BC" in listed.stdout  # the old snapshot does hold a queue file
+    maildir(target, 2)
+    queue = {k: v for k, v in tree(target).items() if k.startswith("postfix-queue")}
+    code, done = runner.run("restore", target, VPES_SNAPSHOT=snapshot, VPES_OVERWRITE="1")
+    assert (code, done["ok"]) == (0, True), done
+    assert tree(target) == mail(tree(volume)) | queue | {"lost+found": tree(target)["lost+found"]}

@@ -16,6 +16,7 @@ from vpes_operator.backup.store import Credentials
 from vpes_operator.errors import ConfigError
 from vpes_operator.models.plan import MailPlanSpec, Retention
 from vpes_operator.naming import selector_labels
+from vpes_operator.render import layout
 from vpes_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -74,11 +75,21 @@ def test_backup_job_mounts_the_volume_read_only_beside_the_running_server() -> N
     term = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["labelSelector"]["matchLabels"] == selector_labels("alice")
     assert pod["nodeSelector"] == {"vpes.io/mail": "true"}
-    assert container["securityContext"]["capabilities"] == {
-        "drop": ["ALL"],
-        "add": ["DAC_READ_SEARCH"],
+    # The mail user, nothing more: every mailbox file is its own.
+    assert container["securityContext"] == {
+        "runAsUser": layout.VMAIL_UID,
+        "runAsGroup": layout.VMAIL_GID,
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
     }
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert "initContainers" not in pod
+    # The objects are readable by that user (a Secret volume's files are root's).
+    objects = next(v for v in pod["volumes"] if v["name"] == "objects")["secret"]
+    assert objects["defaultMode"] == 0o444
     assert pod["restartPolicy"] == "Never" and obj["spec"]["backoffLimit"] == 0
     assert pod["automountServiceAccountToken"] is False
     # The pod must not look like the tenant to its Service and NetworkPolicy.
@@ -125,8 +136,19 @@ def test_restore_job_writes_the_volume() -> None:
     assert mail["readOnly"] is False
     assert env_of(obj)["VPES_SNAPSHOT"] == "7a28598e"
     assert env_of(obj)["VPES_OVERWRITE"] == "0"
-    assert "FOWNER" in container["securityContext"]["capabilities"]["add"]
+    assert container["securityContext"]["runAsUser"] == layout.VMAIL_UID
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert obj["metadata"]["name"] == "restore-abc123def456"
+    # The one root step: the new volume's top directory for the mail group, with
+    # CAP_CHOWN alone, before the restore runs.
+    (prepare,) = obj["spec"]["template"]["spec"]["initContainers"]
+    assert prepare["args"] == ["prepare"] and prepare["image"] == container["image"]
+    assert prepare["securityContext"]["runAsUser"] == 0
+    assert prepare["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert prepare["securityContext"]["allowPrivilegeEscalation"] is False
+    assert prepare["securityContext"]["readOnlyRootFilesystem"] is True
+    assert prepare["volumeMounts"] == [{"name": "mail", "mountPath": "/data/mail"}]
 
 
 def test_objects_of_a_server() -> None:

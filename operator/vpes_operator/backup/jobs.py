@@ -12,6 +12,7 @@ can be anywhere.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,14 +20,40 @@ from typing import Any
 from .. import naming
 from ..builders.meta import owner_reference
 from ..models.plan import Retention
+from ..render import layout
 from ..settings import OperatorSettings
 from . import repository as repo
 from .access import Access
 from .repository import Repository
 
-BACKUP_CAPABILITIES = ["DAC_READ_SEARCH"]  # read every file of the volume, whoever owns it
-RESTORE_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]  # write them back as they were
 OBJECTS_MOUNT = "/run/vpes/objects"
+
+# Backups and restores run as the mail user, who owns every mailbox file, with
+# no capability: what is not the mail user's (lost+found, the Postfix queue)
+# is never backed up nor restored (images/backup/vpes-backup says why).
+RUN_AS = {
+    "runAsUser": layout.VMAIL_UID,
+    "runAsGroup": layout.VMAIL_GID,
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+# The one root step, before a restore: a new volume's top directory is root's
+# (0755 on most provisioners), closed to the mail user. `vpes-backup prepare`
+# makes it root:vmail 2775, as the tenant's vpes-init does at each start; it
+# needs CAP_CHOWN (to give the group) and nothing else: root owns the
+# directory once it chowned it, so chmod needs no CAP_FOWNER.
+PREPARE_AS = {
+    "runAsUser": 0,
+    "runAsGroup": 0,
+    "runAsNonRoot": False,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+}
 
 
 @dataclass(frozen=True)
@@ -183,7 +210,9 @@ def _storage(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
                 "name": "objects",
                 "secret": {
                     "secretName": repo.job_secret_name(spec.job_name),
-                    "defaultMode": 0o400,
+                    # Readable by the pod's one user: a Secret volume's files are
+                    # root's (no fsGroup here: it would chgrp the mail volume).
+                    "defaultMode": 0o444,
                     "items": [{"key": f"object-{k}", "path": k} for k in sorted(spec.objects)],
                 },
             }
@@ -191,8 +220,20 @@ def _storage(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     return mounts, volumes
 
 
+def _prepare(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The restore's init container: the volume's top directory for the mail group."""
+    return {
+        "name": "prepare",
+        "image": settings.backup_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": ["prepare"],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": copy.deepcopy(PREPARE_AS),
+        "volumeMounts": [{"name": "mail", "mountPath": repo.MAIL_PATH}],
+    }
+
+
 def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
-    backup = spec.action == "backup"
     mounts, volumes = _storage(spec)
     container = {
         "name": spec.action,
@@ -204,17 +245,7 @@ def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"memory": settings.backup_job_memory_limit},
         },
-        "securityContext": {
-            "runAsUser": 0,
-            "runAsGroup": 0,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {
-                "drop": ["ALL"],
-                "add": BACKUP_CAPABILITIES if backup else RESTORE_CAPABILITIES,
-            },
-        },
+        "securityContext": copy.deepcopy(RUN_AS),
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
         "volumeMounts": mounts,
@@ -226,6 +257,7 @@ def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
+        **({"initContainers": [_prepare(spec, settings)]} if spec.action == "restore" else {}),
         **_placement(spec, settings),
     }
     return {
