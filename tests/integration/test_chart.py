@@ -67,6 +67,7 @@ def test_lint_and_values_schema(cluster: Any) -> None:
         ("backup.s3.endpoint=s3.example.net", "/backup/s3/endpoint"),
         ("backup.s3.prefix=/vpes/", "/backup/s3/prefix"),
         ("backup.retentionAfterDeleteDays=-1", "/backup/retentionAfterDeleteDays"),
+        ("backup.s3.egressCIDRs[0]=s3.example.net", "/backup/s3/egressCIDRs/0"),
         ("tenant.nodeSelector.pool=two words", "/tenant/nodeSelector/pool"),
         ("monitoring.serviceMonitor.interval=often", "/monitoring/serviceMonitor/interval"),
     ]:
@@ -269,6 +270,7 @@ def test_every_chart_setting_is_an_operator_setting(cluster: Any, tmp_path: Path
     assert settings.backup_s3_bucket == "mail-backups.example"
     assert settings.backup_s3_credentials_secret == "default/vpes-s3"
     assert settings.backup_retention_after_delete_days == 0
+    assert settings.backup_s3_egress_cidrs == ("10.20.0.0/16", "2001:db8::/64")
     assert settings.tenant_node_selector == {"vpes.io/pool": "tenants", "disk": "ssd"}
 
 
@@ -283,6 +285,7 @@ BACKUP_VALUES: dict[str, Any] = {
             "jobEndpoint": "http://minio.storage.svc:9000",
             "isolation": "shared",
             "iamEndpoint": "https://iam.example.net",
+            "egressCIDRs": ["10.20.0.0/16", "2001:db8::/64"],
         },
         "image": "registry.example.net/vpes-backup:1.2.3",
         "retentionAfterDeleteDays": 0,
@@ -306,6 +309,7 @@ def test_backup_values_become_the_operator_environment(cluster: Any, tmp_path: P
         "VPES_BACKUP_JOB_S3_ENDPOINT": "http://minio.storage.svc:9000",
         "VPES_BACKUP_S3_ISOLATION": "shared",
         "VPES_BACKUP_S3_IAM_ENDPOINT": "https://iam.example.net",
+        "VPES_BACKUP_S3_EGRESS_CIDRS": "10.20.0.0/16,2001:db8::/64",
         "VPES_BACKUP_IMAGE": "registry.example.net/vpes-backup:1.2.3",
         "VPES_BACKUP_RETENTION_AFTER_DELETE_DAYS": "0",
         "VPES_TENANT_NODE_SELECTOR": "disk=ssd,vpes.io/pool=tenants",
@@ -320,6 +324,7 @@ def test_backup_values_become_the_operator_environment(cluster: Any, tmp_path: P
     assert env["VPES_BACKUP_RETENTION_AFTER_DELETE_DAYS"] == "30"
     assert "VPES_BACKUP_S3_CREDENTIALS_SECRET" not in env
     assert env["VPES_BACKUP_S3_ISOLATION"] == "bucket"  # no Job gets the provider's keys
+    assert env["VPES_BACKUP_S3_EGRESS_CIDRS"] == ""  # the endpoint's addresses
     assert "VPES_TENANT_NODE_SELECTOR" not in env
 
 
