@@ -6,8 +6,8 @@ folders and Dovecot's index files, everything owned by vmail 5000:5000; text of
 random words that compresses about as much as mail does), then, side by side:
 
 - the backup image (images/backup) run exactly as the backup and restore Jobs
-  run it (tests/images/test_backup_image.py's Runner: read-only root, every
-  capability dropped but the ones it needs, the Job's memory limit) against
+  run it (tests/images/test_backup_image.py's Runner: the mail user, no
+  capability, read-only root, a restore's `prepare` step first, the Job's memory limit) against
   moto's S3 server on loopback with real key checks (tests/s3_support.py):
   a first backup into a new repository, a restore of that snapshot into an
   empty directory, and a second backup with nothing changed (repeated on the
@@ -225,6 +225,8 @@ class JobRunner(Runner):
         return [*args[:-2], *extra, *args[-2:]]
 
     def job(self, action: str, volume: Path, **env: str) -> dict[str, Any]:
+        if action == "restore":
+            self.prepare(volume)  # the Job's init container: part of a restore
         done = podman(*self.command(action, volume, env), check=False, timeout=TIMEOUT)
         text = self.last_term.read_text().strip()
         result: dict[str, Any] = json.loads(text) if text else {}
