@@ -11,8 +11,10 @@ from typing import Any
 import kopf
 
 from .. import health, naming, podstate, reconcile
-from ..builders.meta import owner_uid, server_reference
+from ..builders.meta import PMS, server_reference
 from ..clients.kube import Kube
+from ..models.common import ObjectMeta
+from ..models.kube import PersistentVolumeClaim, Pod, StatefulSet
 from .events import post
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ def statefulset_event(
         return
     outcome = reconcile.refresh_readiness(memo.kube, namespace, server)
     if outcome.events:
-        uid = owner_uid(dict(body.get("metadata", {})))
+        uid = ObjectMeta.model_validate(dict(body.metadata)).owner_uid(PMS)
         post(server_reference(server, namespace, uid), outcome.events)
 
 
@@ -58,20 +60,19 @@ class PodCheck:
         found: dict[tuple[str, str], podstate.Blocker | None] = {}
         selector = f"app.kubernetes.io/name={naming.TENANT_APP}"
         for ns in self.namespaces or (None,):
-            pods = self.kube.list("v1", "Pod", ns, labels=selector, fields="status.phase=Pending")
+            pods = self.kube.read_list(Pod, ns, labels=selector, fields="status.phase=Pending")
             for pod in pods:
-                meta = pod["metadata"]
-                server = (meta.get("labels") or {}).get(naming.LABEL_SERVER)
-                if server and not meta.get("deletionTimestamp"):
-                    found[(meta["namespace"], server)] = podstate.blocker(pod, self._claim(pod))
+                meta = pod.metadata
+                server = meta.labels.get(naming.LABEL_SERVER)
+                if server and not meta.deletion_timestamp:
+                    found[(meta.namespace, server)] = podstate.blocker(pod, self._claim(pod))
         return found
 
-    def _claim(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+    def _claim(self, pod: Pod) -> PersistentVolumeClaim | None:
         if not podstate.unscheduled(pod):
             return None
-        server = pod["metadata"]["labels"][naming.LABEL_SERVER]
-        claim = naming.volume_claim(server)
-        return self.kube.get("v1", "PersistentVolumeClaim", pod["metadata"]["namespace"], claim)
+        claim = naming.volume_claim(pod.metadata.labels[naming.LABEL_SERVER])
+        return self.kube.read(PersistentVolumeClaim, pod.metadata.namespace, claim)
 
     def run(self) -> int:
         """One pass; how many servers' Ready was recomputed."""
@@ -85,8 +86,8 @@ class PodCheck:
             namespace, server = key
             outcome = reconcile.refresh_readiness(self.kube, namespace, server, pod=cause)
             if outcome.events:
-                sts = self.kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(server))
-                uid = owner_uid(dict((sts or {}).get("metadata", {})))
+                sts = self.kube.read(StatefulSet, namespace, naming.statefulset(server))
+                uid = sts.metadata.owner_uid(PMS) if sts else ""
                 post(server_reference(server, namespace, uid), outcome.events)
             if reason is None:
                 self.blocked.pop(key, None)
