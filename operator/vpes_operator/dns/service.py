@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .. import crypto, naming
 from ..builders.meta import Owner, owner_of
-from ..clients.kube import JSON, Kube
+from ..clients.kube import Kube
 from ..clients.status import update_server_status
 from ..conditions import Cond, Event, set_condition
 from ..credentials import dkim_ed25519_key_name, dkim_key_name
@@ -338,11 +338,9 @@ def cleanup(
     return problems
 
 
-def cleanup_orphan(kube: Kube, settings: OperatorSettings, cm: JSON) -> list[DNSError]:
-    """The last attempt for a `<server>-dns` ConfigMap (its metadata, as listed) whose
-    server is gone without its cleanup (its finalizer removed by hand, say): remove the
-    records, release it."""
-    meta = ObjectMeta.model_validate(cm)
-    ref = next(r for r in meta.owner_references if r.kind == PersonalMailServer.KIND)
-    gone = ObjectMeta(name=ref.name, namespace=meta.namespace, uid=ref.uid)
+def cleanup_orphan(kube: Kube, settings: OperatorSettings, cm: ObjectMeta) -> list[DNSError]:
+    """The last attempt for a `<server>-dns` ConfigMap (its metadata) whose server is gone
+    without its cleanup (its finalizer removed by hand, say): remove the records, release it."""
+    ref = next(r for r in cm.owner_references if r.kind == PersonalMailServer.KIND)
+    gone = ObjectMeta(name=ref.name, namespace=cm.namespace, uid=ref.uid)
     return cleanup(kube, settings, PersonalMailServer(metadata=gone), final=True)

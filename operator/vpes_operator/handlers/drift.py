@@ -22,6 +22,7 @@ from .. import API_VERSION, drift, health, metrics, naming
 from ..clients import inventory
 from ..clients.kube import Kube
 from ..dns import service
+from ..models.common import ObjectMeta
 from ..settings import OperatorSettings
 from .dns import report_left
 
@@ -38,7 +39,7 @@ class Sweeper:
     kicked: dict[str, float] = field(default_factory=dict)  # server uid → last kick
     reported: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def children(self) -> dict[str, list[dict[str, Any]]]:
+    def children(self) -> dict[str, list[ObjectMeta]]:
         labels = f"app.kubernetes.io/managed-by={naming.MANAGED_BY}"
         return {
             child.kind: [
@@ -77,9 +78,9 @@ class Sweeper:
         self.kicked = {u: t for u, t in self.kicked.items() if u in uids.values()}
         return kicked
 
-    def release_orphans(self, config_maps: list[dict[str, Any]], uids: list[str]) -> None:
+    def release_orphans(self, config_maps: list[ObjectMeta], uids: list[str]) -> None:
         for cm in drift.orphaned_dns(config_maps, uids):
-            where = f"{cm.get('namespace')}/{cm.get('name')}"
+            where = f"{cm.namespace}/{cm.name}"
             log.warning("DNS ConfigMap %s outlived its server: last cleanup, then released", where)
             problems = service.cleanup_orphan(self.kube, self.settings, cm)
             if problems:

@@ -14,7 +14,7 @@ from ..models.server import PersonalMailServer
 
 
 @kopf.on.event(GROUP, VERSION, "personalmailservers")
-async def server_seen(body: kopf.Body, meta: kopf.Meta, type: str, **_: Any) -> None:
+async def server_seen(body: kopf.Body, type: str, **_: Any) -> None:
     deleted = type == "DELETED"
     server = PersonalMailServer.model_validate(dict(body))
     metrics.SERVERS.update(server, deleted=deleted)
@@ -24,8 +24,8 @@ async def server_seen(body: kopf.Body, meta: kopf.Meta, type: str, **_: Any) -> 
         watched.GENERATIONS.drop(uid)
         return
     watched.BACKUP_VIEW.put(uid, server.plan, watched.backup_view(server))
-    if inventory.awaits_handler(meta):
-        watched.GENERATIONS.put(uid, uid, int(meta.get("generation") or 0))
+    if inventory.awaits_handler(server.metadata):
+        watched.GENERATIONS.put(uid, uid, server.metadata.generation or 0)
     else:
         watched.GENERATIONS.drop(uid)
 

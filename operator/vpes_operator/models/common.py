@@ -81,6 +81,12 @@ class OwnerReference(View):
     uid: str = ""
 
 
+class ManagedFieldsEntry(View):
+    manager: str = ""
+    subresource: str = ""
+    time: str = ""
+
+
 class ObjectMeta(View):
     """The metadata the operator reads of any object."""
 
@@ -90,10 +96,13 @@ class ObjectMeta(View):
     generation: int | None = None
     resource_version: str = ""
     creation_timestamp: datetime | None = None
-    deletion_timestamp: datetime | None = None
+    # Set: the object is being deleted (only its presence is read).
+    deletion_timestamp: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    finalizers: list[str] = Field(default_factory=list)
     owner_references: list[OwnerReference] = Field(default_factory=list)
+    managed_fields: list[ManagedFieldsEntry] = Field(default_factory=list)
 
     def owner_uid(self, kind: str) -> str:
         """The uid of the object's owner of `kind` ("" when it has none)."""
