@@ -12,13 +12,13 @@ import datetime as dt
 import json
 
 from .. import API_VERSION, naming
-from ..builders.meta import Owner, metadata
+from ..builders.meta import metadata, owner_of
 from ..clients.kube import JSON, ApiError, Kube
 from ..conditions import Cond, Event, at_second, set_condition
 from ..errors import ConfigError, ReconcileError, WaitingError
 from ..models.backup import MailBackup, MailBackupStatus, RequestPhase
 from ..models.conditions import ConditionType, Reason
-from ..models.kube import Pod, StatefulSet
+from ..models.kube import PersistentVolumeClaim, Pod, StatefulSet
 from ..models.restore import MailRestore, MailRestoreSpec, MailRestoreStatus, RestorePhase
 from ..models.server import PersonalMailServer
 from ..quantity import parse_bytes
@@ -98,7 +98,7 @@ def _new_server(
             Reason.SERVER_INVALID, f"the backed-up server cannot be created again: {e.message}"
         ) from e
     creds = read(repo.OBJECT_CREDENTIALS)
-    owner = Owner(target, namespace, created["metadata"]["uid"], str(spec.get("plan", "")))
+    owner = owner_of(PersonalMailServer.model_validate(created))
     kube.apply(
         {
             "apiVersion": "v1",
@@ -186,7 +186,7 @@ def _start(kube: Kube, settings: OperatorSettings, restore: MailRestore, now: dt
             ),
             retry_in=3,
         )
-    pvc = kube.get("v1", "PersistentVolumeClaim", namespace, naming.volume_claim(spec.target))
+    pvc = kube.read(PersistentVolumeClaim, namespace, naming.volume_claim(spec.target))
     if pvc is None:
         return Step(
             status=MailRestoreStatus(message=f"waiting for the volume of {spec.target}"),

@@ -13,6 +13,14 @@ from pydantic import Field
 from .common import ObjectMeta, View
 
 
+class ConfigMap(View):
+    API_VERSION: ClassVar[str] = "v1"
+    KIND: ClassVar[str] = "ConfigMap"
+
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    data: dict[str, str] = Field(default_factory=dict)
+
+
 class Secret(View):
     API_VERSION: ClassVar[str] = "v1"
     KIND: ClassVar[str] = "Secret"
