@@ -7,10 +7,10 @@ remembered in memory), so a restart continues where the last run stopped.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
@@ -24,6 +24,7 @@ from ..models.plan import MailPlanSpec
 from ..models.restore import MailRestore
 from ..models.server import PersonalMailServer
 from ..settings import OperatorSettings
+from .background import background, repeat
 from .events import post
 
 log = logging.getLogger(__name__)
@@ -131,26 +132,20 @@ def server_deleted(memo: Any, meta: ObjectMeta, logger: kopf.Logger) -> None:
     logger.info("server %s/%s deleted: %s", meta.namespace, meta.name, outcome)
 
 
-async def _sweep_forever(memo: Any) -> None:
+def _sweep_forever(memo: Any) -> Coroutine[Any, Any, None]:
+    """The retention sweep: repositories whose servers' retention ran out go."""
     every = memo.settings.backup_sweep_seconds
-    await asyncio.sleep(min(60.0, every))
-    while True:
-        try:
-            await asyncio.to_thread(
-                schedule.sweep, memo.kube, memo.settings, dt.datetime.now(dt.UTC)
-            )
-        except Exception:
-            log.exception("the backup retention sweep failed; it runs again later")
-        await asyncio.sleep(every)
+
+    def sweep() -> None:
+        schedule.sweep(memo.kube, memo.settings, dt.datetime.now(dt.UTC))
+
+    return repeat(
+        sweep,
+        every,
+        log=log,
+        failed="the backup retention sweep failed; it runs again later",
+        first=min(60.0, every),
+    )
 
 
-@kopf.on.startup()
-async def start_sweep(memo: kopf.Memo, **_: Any) -> None:
-    memo.backup_sweep = asyncio.create_task(_sweep_forever(memo))
-
-
-@kopf.on.cleanup()
-async def stop_sweep(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "backup_sweep", None)
-    if task is not None:
-        task.cancel()
+background("backup_sweep", _sweep_forever)

@@ -9,14 +9,12 @@ handler, serialised with every other handler of that server.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-
-import kopf
 
 from .. import API_VERSION, drift, health, metrics, naming
 from ..clients import inventory
@@ -24,6 +22,7 @@ from ..clients.kube import Kube
 from ..dns import service
 from ..models.common import ObjectMeta
 from ..settings import OperatorSettings
+from .background import background, repeat
 from .dns import report_left
 
 log = logging.getLogger(__name__)
@@ -99,25 +98,11 @@ class Sweeper:
         metrics.DRIFT_CORRECTIONS.inc()
 
 
-async def sweep_forever(sweeper: Sweeper) -> None:
-    every = sweeper.settings.drift_interval_seconds
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await asyncio.to_thread(sweeper.sweep)
-        except Exception:
-            log.exception("the drift sweep failed; it runs again in %.0fs", every)
-
-
-@kopf.on.startup()
-async def start_drift_sweep(memo: kopf.Memo, **_: Any) -> None:
-    # After `configure` (kopf runs start-up handlers in the order they were registered).
+def _sweep_forever(memo: Any) -> Coroutine[Any, Any, None]:
     sweeper = Sweeper(memo.kube, memo.settings, health.HEALTH.namespaces)
-    memo.drift_sweep = asyncio.create_task(sweep_forever(sweeper))
+    every = sweeper.settings.drift_interval_seconds
+    failed = f"the drift sweep failed; it runs again in {every:.0f}s"
+    return repeat(sweeper.sweep, every, log=log, failed=failed, first=every)
 
 
-@kopf.on.cleanup()
-async def stop_drift_sweep(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "drift_sweep", None)
-    if task is not None:
-        task.cancel()
+background("drift_sweep", _sweep_forever)

@@ -3,8 +3,8 @@ pod from running (a missing image, no node, a volume that never binds)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ from ..builders.meta import PMS, server_reference
 from ..clients.kube import Kube
 from ..models.common import ObjectMeta
 from ..models.kube import PersistentVolumeClaim, Pod, StatefulSet
+from .background import background, repeat
 from .events import post
 
 log = logging.getLogger(__name__)
@@ -97,24 +98,11 @@ class PodCheck:
         return changed
 
 
-async def check_forever(check: PodCheck, every: float) -> None:
-    while True:
-        try:
-            await asyncio.to_thread(check.run)
-        except Exception:
-            log.exception("looking at the tenants' pending pods failed; again in %.0fs", every)
-        await asyncio.sleep(every)
-
-
-@kopf.on.startup()
-async def start_pod_check(memo: kopf.Memo, **_: Any) -> None:
-    # After `configure` (kopf runs start-up handlers in the order they were registered).
+def _check_forever(memo: Any) -> Coroutine[Any, Any, None]:
     check = PodCheck(memo.kube, health.HEALTH.namespaces)
-    memo.pod_check = asyncio.create_task(check_forever(check, memo.settings.pod_check_seconds))
+    every = memo.settings.pod_check_seconds
+    failed = f"looking at the tenants' pending pods failed; again in {every:.0f}s"
+    return repeat(check.run, every, log=log, failed=failed)
 
 
-@kopf.on.cleanup()
-async def stop_pod_check(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "pod_check", None)
-    if task is not None:
-        task.cancel()
+background("pod_check", _check_forever)

@@ -9,7 +9,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from .. import API_VERSION
-from .common import NAME_PATTERN, Model, ObjectMeta, View, x_validation
+from .common import NAME_PATTERN, Model, Object, x_validation
 from .conditions import Condition, conditions_field
 
 
@@ -81,12 +81,11 @@ class MailBackupStatus(Model):
     conditions: list[Condition] = conditions_field("Completed and Failed, with reasons.")
 
 
-class MailBackup(View):
+class MailBackup(Object):
     """A MailBackup as read (its spec is immutable and checked by the API server)."""
 
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "MailBackup"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: MailBackupSpec
     status: MailBackupStatus = Field(default_factory=MailBackupStatus)

@@ -109,6 +109,12 @@ class ObjectMeta(View):
         return next((r.uid for r in self.owner_references if r.kind == kind), "")
 
 
+class Object(View):
+    """A whole object as read: its metadata, and what the view of its kind adds."""
+
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+
 class SecretKeyRef(Model):
     """A key of a Secret in the same namespace."""
 

@@ -10,22 +10,20 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .common import ObjectMeta, View
+from .common import Object, View
 
 
-class ConfigMap(View):
+class ConfigMap(Object):
     API_VERSION: ClassVar[str] = "v1"
     KIND: ClassVar[str] = "ConfigMap"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     data: dict[str, str] = Field(default_factory=dict)
 
 
-class Secret(View):
+class Secret(Object):
     API_VERSION: ClassVar[str] = "v1"
     KIND: ClassVar[str] = "Secret"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     data: dict[str, str] = Field(default_factory=dict)
 
 
@@ -40,11 +38,10 @@ class StatefulSetStatus(View):
     observed_generation: int = 0
 
 
-class StatefulSet(View):
+class StatefulSet(Object):
     API_VERSION: ClassVar[str] = "apps/v1"
     KIND: ClassVar[str] = "StatefulSet"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: StatefulSetSpec = Field(default_factory=StatefulSetSpec)
     status: StatefulSetStatus = Field(default_factory=StatefulSetStatus)
 
@@ -62,11 +59,10 @@ class ClaimStatus(View):
     phase: str | None = None
 
 
-class PersistentVolumeClaim(View):
+class PersistentVolumeClaim(Object):
     API_VERSION: ClassVar[str] = "v1"
     KIND: ClassVar[str] = "PersistentVolumeClaim"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ClaimSpec = Field(default_factory=ClaimSpec)
     status: ClaimStatus = Field(default_factory=ClaimStatus)
 
@@ -111,11 +107,10 @@ class PodStatus(View):
     container_statuses: list[ContainerStatus] = Field(default_factory=list)
 
 
-class Pod(View):
+class Pod(Object):
     API_VERSION: ClassVar[str] = "v1"
     KIND: ClassVar[str] = "Pod"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: PodSpec = Field(default_factory=PodSpec)
     status: PodStatus = Field(default_factory=PodStatus)
 
@@ -126,9 +121,8 @@ class JobStatus(View):
     failed: int = 0
 
 
-class Job(View):
+class Job(Object):
     API_VERSION: ClassVar[str] = "batch/v1"
     KIND: ClassVar[str] = "Job"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     status: JobStatus = Field(default_factory=JobStatus)

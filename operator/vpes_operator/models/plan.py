@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from .. import API_VERSION
-from .common import ByteSize, ComputeResources, Model, ObjectMeta, View, x_validation
+from .common import ByteSize, ComputeResources, Model, Object, x_validation
 
 # A MailPlan's spec as stored (JSON), where an invalid plan must be reported rather than
 # raised: `reconcile.parse_plan` validates it into a MailPlanSpec.
@@ -114,11 +114,10 @@ PLAN_SPEC_VALIDATIONS = [
 ]
 
 
-class MailPlan(View):
+class MailPlan(Object):
     """A MailPlan as read, its spec validated (an invalid one raises pydantic's error)."""
 
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "MailPlan"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: MailPlanSpec = Field(default_factory=MailPlanSpec)

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from .. import API_VERSION
 from .backup import RequestPhase
-from .common import NAME_PATTERN, Model, ObjectMeta, View
+from .common import NAME_PATTERN, Model, Object
 from .conditions import Condition, conditions_field
 
 RestorePhase = RequestPhase
@@ -51,12 +51,11 @@ class MailRestoreStatus(Model):
     conditions: list[Condition] = conditions_field("Completed and Failed, with reasons.")
 
 
-class MailRestore(View):
+class MailRestore(Object):
     """A MailRestore as read (its spec is immutable and checked by the API server)."""
 
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "MailRestore"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: MailRestoreSpec
     status: MailRestoreStatus = Field(default_factory=MailRestoreStatus)

@@ -17,9 +17,8 @@ from .common import (
     NAME_PATTERN,
     ByteSize,
     Model,
-    ObjectMeta,
+    Object,
     SecretKeyRef,
-    View,
     friendly,
     list_map,
     x_validation,
@@ -345,7 +344,7 @@ class PersonalMailServerStatus(Model):
     last_backup: BackupRef | None = Field(default=None, description="Last good backup.")
 
 
-class PersonalMailServer(View):
+class PersonalMailServer(Object):
     """A PersonalMailServer as read: metadata and status typed. The spec stays as stored
     (JSON): `parsed_spec` validates it where an invalid one is reported (Provisioned says
     why), and a snapshot keeps it whole."""
@@ -353,7 +352,6 @@ class PersonalMailServer(View):
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "PersonalMailServer"
 
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: dict[str, Any] = Field(default_factory=dict)
     status: PersonalMailServerStatus = Field(default_factory=PersonalMailServerStatus)
 
