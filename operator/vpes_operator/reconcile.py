@@ -52,7 +52,7 @@ class Outcome:
 
 
 def _decode(secret: Secret | None) -> dict[str, str]:
-    if not secret:
+    if secret is None:
         return {}
     return {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
 
