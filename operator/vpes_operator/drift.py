@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from . import naming
 from .dns import ownership
+from .models.common import ObjectMeta
 
-JSON = dict[str, Any]
+PMS = "PersonalMailServer"
 
 
 @dataclass(frozen=True)
@@ -63,41 +63,32 @@ class Drift:
     reason: str  # for a person: what was found
 
 
-def server_of(meta: JSON) -> Server:
+def server_of(meta: ObjectMeta) -> Server:
     """A PersonalMailServer's metadata (from a metadata-only list) → what the sweep needs."""
     return Server(
-        namespace=str(meta.get("namespace")),
-        name=str(meta.get("name")),
-        uid=str(meta.get("uid")),
-        settled=not meta.get("deletionTimestamp")
-        and naming.FINALIZER in (meta.get("finalizers") or []),
+        namespace=meta.namespace,
+        name=meta.name,
+        uid=meta.uid,
+        settled=not meta.deletion_timestamp and naming.FINALIZER in meta.finalizers,
     )
 
 
-def foreign_writer(meta: JSON, field_manager: str) -> str | None:
+def foreign_writer(meta: ObjectMeta, field_manager: str) -> str | None:
     """The manager (other than ours) that last wrote a child's spec or data, if any."""
     entries = [
         e
-        for e in meta.get("managedFields") or []
-        if e.get("manager") != field_manager
-        and e.get("subresource", "") not in IGNORED_SUBRESOURCES
+        for e in meta.managed_fields
+        if e.manager != field_manager and e.subresource not in IGNORED_SUBRESOURCES
     ]
     if not entries:
         return None
-    latest = max(entries, key=lambda e: str(e.get("time") or ""))
-    return str(latest.get("manager") or "unknown")
-
-
-def owner_uid(meta: JSON) -> str | None:
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == "PersonalMailServer":
-            return str(ref.get("uid"))
-    return None
+    latest = max(entries, key=lambda e: e.time)
+    return latest.manager or "unknown"
 
 
 def find(
     servers: Iterable[Server],
-    children: Mapping[str, list[JSON]],
+    children: Mapping[str, list[ObjectMeta]],
     field_manager: str,
     already: Mapping[tuple[str, str], str] | None = None,
 ) -> list[Drift]:
@@ -110,12 +101,12 @@ def find(
     every sweep.
     """
     seen = already or {}
-    by_owner: dict[tuple[str, str], dict[str, JSON]] = {}
+    by_owner: dict[tuple[str, str], dict[str, ObjectMeta]] = {}
     for kind, metas in children.items():
         for meta in metas:
-            uid = owner_uid(meta)
+            uid = meta.owner_uid(PMS)
             if uid:
-                by_owner.setdefault((uid, kind), {})[str(meta.get("name"))] = meta
+                by_owner.setdefault((uid, kind), {})[meta.name] = meta
     found: list[Drift] = []
     for server in servers:
         if not server.settled:
@@ -128,7 +119,7 @@ def find(
                 continue
             meta = found_meta
             writer = foreign_writer(meta, field_manager)
-            key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+            key = (meta.uid, meta.resource_version)
             if writer and key not in seen:
                 reasons.append(f"{child.kind} {child.name(server.name)} was changed by {writer}")
         if reasons:
@@ -137,7 +128,7 @@ def find(
 
 
 def edited_children(
-    children: Mapping[str, list[JSON]], field_manager: str
+    children: Mapping[str, list[ObjectMeta]], field_manager: str
 ) -> dict[tuple[str, str], str]:
     """(uid, resourceVersion) → writer of every child another manager wrote."""
     out = {}
@@ -145,11 +136,11 @@ def edited_children(
         for meta in metas:
             writer = foreign_writer(meta, field_manager)
             if writer:
-                out[(str(meta.get("uid")), str(meta.get("resourceVersion")))] = writer
+                out[(meta.uid, meta.resource_version)] = writer
     return out
 
 
-def orphaned_dns(config_maps: Iterable[JSON], server_uids: Iterable[str]) -> list[JSON]:
+def orphaned_dns(config_maps: Iterable[ObjectMeta], server_uids: Iterable[str]) -> list[ObjectMeta]:
     """`<server>-dns` ConfigMaps being deleted whose server is gone, still held by
     their finalizer: the server went without its DNS cleanup (its own finalizer
     removed by hand, say), and nothing else would ever release them."""
@@ -157,8 +148,8 @@ def orphaned_dns(config_maps: Iterable[JSON], server_uids: Iterable[str]) -> lis
     return [
         meta
         for meta in config_maps
-        if meta.get("deletionTimestamp")
-        and ownership.CM_FINALIZER in (meta.get("finalizers") or [])
-        and (meta.get("labels") or {}).get(naming.LABEL_COMPONENT) == "dns"
-        and owner_uid(meta) not in alive
+        if meta.deletion_timestamp
+        and ownership.CM_FINALIZER in meta.finalizers
+        and meta.labels.get(naming.LABEL_COMPONENT) == "dns"
+        and meta.owner_uid(PMS) not in alive
     ]

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from .conditions import find, is_true
 from .models.conditions import ConditionType, Reason
-from .models.server import PersonalMailServerStatus, Phase, Usage
+from .models.server import PersonalMailServer, Phase, Usage
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -222,19 +222,18 @@ class ServerSummary:
     storage_healthy: bool | None = None  # None: not measured (UsageUnknown) or no condition
 
 
-def summary(body: dict[str, Any]) -> ServerSummary:
-    status = PersonalMailServerStatus.model_validate(body.get("status") or {})
-    spec = body.get("spec") or {}
+def summary(server: PersonalMailServer) -> ServerSummary:
+    status = server.status
     verified = find(status.conditions, ConditionType.DNS_VERIFIED)
     stored = find(status.conditions, ConditionType.STORAGE_HEALTHY)
     usage = status.usage or Usage()
     return ServerSummary(
-        namespace=body["metadata"]["namespace"],
-        name=body["metadata"]["name"],
+        namespace=server.metadata.namespace,
+        name=server.metadata.name,
         phase=status.phase,
-        plan=spec.get("plan"),
+        plan=server.spec.get("plan"),
         ready=is_true(status.conditions, ConditionType.READY),
-        suspended=bool(spec.get("suspended")) or status.phase == Phase.SUSPENDED,
+        suspended=server.suspended or status.phase == Phase.SUSPENDED,
         dns_verified=None if verified is None else verified.status == "True",
         last_backup=status.last_backup.completed_at if status.last_backup else None,
         storage_used=usage.storage_used_bytes,
@@ -311,13 +310,13 @@ class ServerSummaries:
         self._lock = threading.Lock()
         self._by_key: dict[tuple[str, str], ServerSummary] = {}
 
-    def update(self, body: dict[str, Any], deleted: bool) -> None:
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    def update(self, server: PersonalMailServer, deleted: bool) -> None:
+        key = (server.metadata.namespace, server.metadata.name)
         with self._lock:
             if deleted:
                 self._by_key.pop(key, None)
             else:
-                self._by_key[key] = summary(body)
+                self._by_key[key] = summary(server)
 
     def __call__(self) -> list[ServerSummary]:
         with self._lock:

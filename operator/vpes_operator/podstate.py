@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from .models.conditions import Reason
+from .models.kube import PersistentVolumeClaim, Pod
 
 # Container waiting reasons of the kubelet that mean the image cannot be had.
 IMAGE_REASONS = frozenset(
@@ -36,24 +37,20 @@ class Blocker:
     message: str
 
 
-def blocker(pod: dict[str, Any] | None, claim: dict[str, Any] | None) -> Blocker | None:
+def blocker(pod: Pod | None, claim: PersistentVolumeClaim | None) -> Blocker | None:
     """What keeps the pod from running, or None when nothing is known to (or no pod)."""
     if pod is None:
         return None
-    status = pod.get("status") or {}
-    image = _image_problem(pod, status)
+    image = _image_problem(pod)
     if image is not None:
         return image
-    scheduled = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None
-    )
-    if scheduled is None or scheduled.get("status") != "False":
+    scheduled = next((c for c in pod.status.conditions if c.type == "PodScheduled"), None)
+    if scheduled is None or scheduled.status != "False":
         return None
-    why = str(scheduled.get("message") or scheduled.get("reason") or "no reason given")
-    phase = ((claim or {}).get("status") or {}).get("phase")
-    if claim is not None and phase != "Bound":
-        name = claim["metadata"]["name"]
-        storage_class = (claim.get("spec") or {}).get("storageClassName") or "the default class"
+    why = scheduled.message or scheduled.reason or "no reason given"
+    if claim is not None and claim.status.phase != "Bound":
+        name, phase = claim.metadata.name, claim.status.phase
+        storage_class = claim.spec.storage_class_name or "the default class"
         return Blocker(
             Reason.VOLUME_NOT_BOUND,
             f"the mail volume claim {name} is {phase or 'not bound'} (storage class "
@@ -67,24 +64,21 @@ def blocker(pod: dict[str, Any] | None, claim: dict[str, Any] | None) -> Blocker
     )
 
 
-def unscheduled(pod: dict[str, Any]) -> bool:
+def unscheduled(pod: Pod) -> bool:
     """The scheduler found no node for the pod (yet)."""
-    return any(
-        c.get("type") == "PodScheduled" and c.get("status") == "False"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
+    return any(c.type == "PodScheduled" and c.status == "False" for c in pod.status.conditions)
 
 
-def _image_problem(pod: dict[str, Any], status: dict[str, Any]) -> Blocker | None:
-    node = (pod.get("spec") or {}).get("nodeName") or "its node"
-    for container in status.get("containerStatuses") or []:
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        reason = waiting.get("reason")
-        if reason in IMAGE_REASONS:
-            detail = str(waiting.get("message") or reason)
+def _image_problem(pod: Pod) -> Blocker | None:
+    node = pod.spec.node_name or "its node"
+    for container in pod.status.container_statuses:
+        waiting = container.state.waiting
+        reason = waiting.reason if waiting is not None else None
+        if waiting is not None and reason in IMAGE_REASONS:
+            detail = str(waiting.message or reason)
             return Blocker(
                 Reason.IMAGE_UNAVAILABLE,
-                f"the tenant image {container.get('image')} is not available on {node} "
+                f"the tenant image {container.image} is not available on {node} "
                 f"({reason}: {detail}). Import it into that node's containerd, or set the "
                 "operator's tenant image to one the nodes have.",
             )

@@ -12,20 +12,26 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
 from . import credentials, limits, naming, status
 from .builders import ServerInputs, desired_objects
-from .builders.meta import Owner
+from .builders.meta import Owner, owner_of
 from .clients.kube import ApiError, Kube
 from .clients.status import update_server_status
 from .conditions import Cond, Event, find
 from .errors import ConfigError, ReconcileError, WaitingError
 from .models.conditions import Reason
-from .models.plan import MailPlanSpec
-from .models.server import Endpoints, PersonalMailServerSpec, PersonalMailServerStatus, Usage
+from .models.kube import PersistentVolumeClaim, Secret, StatefulSet
+from .models.plan import MailPlanSpec, PlanJSON
+from .models.server import (
+    Endpoints,
+    PersonalMailServer,
+    PersonalMailServerSpec,
+    PersonalMailServerStatus,
+    Usage,
+)
 from .podstate import UNSEEN, Blocker, Unseen
 from .render import RenderError
 from .settings import OperatorSettings
@@ -45,21 +51,21 @@ class Outcome:
     error: ReconcileError | None = None
 
 
-def _decode(secret: dict[str, Any] | None) -> dict[str, str]:
-    if not secret:
+def _decode(secret: Secret | None) -> dict[str, str]:
+    if secret is None:
         return {}
-    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
 
 
 def _secret_reader(kube: Kube, namespace: str) -> credentials.SecretReader:
     def read(name: str, key: str) -> tuple[str, str] | None:
-        secret = kube.get("v1", "Secret", namespace, name)
+        secret = kube.read(Secret, namespace, name)
         if secret is None:
             return None
-        raw = (secret.get("data") or {}).get(key)
+        raw = secret.data.get(key)
         if raw is None:
             return None
-        return base64.b64decode(raw).decode(), str(secret["metadata"]["resourceVersion"])
+        return base64.b64decode(raw).decode(), secret.metadata.resource_version
 
     return read
 
@@ -74,7 +80,7 @@ def endpoints(owner: Owner, settings: OperatorSettings) -> Endpoints:
     )
 
 
-def parse_plan(name: str, raw: dict[str, Any] | None) -> MailPlanSpec:
+def parse_plan(name: str, raw: PlanJSON | None) -> MailPlanSpec:
     if raw is None:
         raise ConfigError(
             Reason.PLAN_NOT_FOUND,
@@ -91,7 +97,7 @@ def _material(
     kube: Kube, settings: OperatorSettings, spec: PersonalMailServerSpec, owner: Owner
 ) -> tuple[credentials.Material, WaitingError | None]:
     """The server's secret material, and what it still waits for (a password Secret)."""
-    stored = kube.get("v1", "Secret", owner.namespace, naming.credentials_secret(owner.name))
+    stored = kube.read(Secret, owner.namespace, naming.credentials_secret(owner.name))
     shown = _shown_passwords(kube, owner)
     waiting: WaitingError | None = None
     try:
@@ -113,7 +119,7 @@ def _material(
 
 def _shown_passwords(kube: Kube, owner: Owner) -> dict[str, str]:
     """The generated passwords the initial-passwords Secret shows (until it is deleted)."""
-    shown = kube.get("v1", "Secret", owner.namespace, naming.initial_passwords_secret(owner.name))
+    shown = kube.read(Secret, owner.namespace, naming.initial_passwords_secret(owner.name))
     try:
         old = json.loads(_decode(shown).get("passwords.json") or "{}")
     except json.JSONDecodeError:
@@ -133,24 +139,21 @@ def _keep_shown_passwords(shown: dict[str, str], material: credentials.Material)
 def apply_server(
     kube: Kube,
     settings: OperatorSettings,
-    body: dict[str, Any],
-    plan_spec: dict[str, Any] | None,
+    server: PersonalMailServer,
+    plan_spec: PlanJSON | None,
 ) -> None:
     """Build and apply every child of the server."""
-    meta = body["metadata"]
     try:
-        spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
+        spec = server.parsed_spec()
     except ValidationError as e:
         raise ConfigError(Reason.INVALID_SPEC, f"the server's spec is invalid: {e}") from e
     plan = parse_plan(spec.plan, plan_spec)
     limits.check(spec.plan, spec, plan)
-    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=spec.plan)
+    owner = owner_of(server)
 
     material, waiting = _material(kube, settings, spec, owner)
-    pvc = kube.get("v1", "PersistentVolumeClaim", owner.namespace, naming.volume_claim(owner.name))
-    current_storage = (
-        (pvc or {}).get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
-    )
+    pvc = kube.read(PersistentVolumeClaim, owner.namespace, naming.volume_claim(owner.name))
+    current_storage = pvc.spec.resources.requests.get("storage") if pvc else None
     inputs = ServerInputs(
         owner=owner,
         spec=spec,
@@ -158,7 +161,7 @@ def apply_server(
         settings=settings,
         material=material,
         current_storage=current_storage,
-        restoring=naming.ANNOTATION_RESTORE in (meta.get("annotations") or {}),
+        restoring=naming.ANNOTATION_RESTORE in server.metadata.annotations,
     )
     try:
         objects = desired_objects(inputs)
@@ -173,17 +176,16 @@ def apply_server(
 def reconcile(
     kube: Kube,
     settings: OperatorSettings,
-    body: dict[str, Any],
-    plan_spec: dict[str, Any] | None,
+    server: PersonalMailServer,
+    plan_spec: PlanJSON | None,
     now: dt.datetime | None = None,
 ) -> Outcome:
     """Apply the server and write its status; never raises for a reportable problem."""
     now = now or dt.datetime.now(dt.UTC)
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
+    name, namespace = server.metadata.name, server.metadata.namespace
     error: ReconcileError | None = None
     try:
-        apply_server(kube, settings, body, plan_spec)
+        apply_server(kube, settings, server, plan_spec)
         provisioned = Cond(
             status.PROVISIONED, True, Reason.APPLIED, "all objects of the server are applied"
         )
@@ -199,16 +201,14 @@ def reconcile(
             error = WaitingError(Reason.API_ERROR, f"the API server failed: {e.message}", delay=15)
         provisioned = Cond(status.PROVISIONED, False, error.reason, error.message)
 
-    spec = body.get("spec") or {}
-    owner = Owner(name=name, namespace=namespace, uid=meta["uid"], plan=str(spec.get("plan", "")))
     # The spec's side of the usage (quotas): StorageHealthy's overcommit check
     # follows a spec change at once; the figures measured in the pod are kept.
-    usage, reserve = spec_usage(spec, plan_spec)
+    usage, reserve = spec_usage(server.spec, plan_spec)
 
-    def workload() -> dict[str, Any] | None:
+    def workload() -> StatefulSet | None:
         # Read afresh for every attempt: a StatefulSet event may have reported
         # a newer state since the apply, and must not be undone.
-        return kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
+        return kube.read(StatefulSet, namespace, naming.statefulset(name))
 
     outcome = write_status(
         kube,
@@ -217,7 +217,7 @@ def reconcile(
         workload,
         now=now,
         provisioned=provisioned,
-        endpoints=endpoints(owner, settings),
+        endpoints=endpoints(owner_of(server), settings),
         usage=usage,
         storage_limits=storage_limits(settings, reserve),
     )
@@ -229,7 +229,7 @@ def write_status(
     kube: Kube,
     namespace: str,
     name: str,
-    workload: Callable[[], dict[str, Any] | None],
+    workload: Callable[[], StatefulSet | None],
     *,
     now: dt.datetime,
     provisioned: Cond | None = None,
@@ -244,17 +244,16 @@ def write_status(
     left alone: its reconcile writes the first status.
     """
 
-    def mutate(
-        current: dict[str, Any], before: PersonalMailServerStatus
-    ) -> PersonalMailServerStatus | None:
+    def mutate(current: PersonalMailServer) -> PersonalMailServerStatus | None:
+        before = current.status
         if provisioned is None and find(before.conditions, status.PROVISIONED) is None:
             return None  # not reconciled yet (DNS may have written its conditions first)
         return status.compute(
             before,
-            generation=int(current["metadata"].get("generation", 1)),
+            generation=current.generation,
             sts=workload(),
-            suspended=bool((current.get("spec") or {}).get("suspended")),
-            restoring=(current["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTORE),
+            suspended=current.suspended,
+            restoring=current.metadata.annotations.get(naming.ANNOTATION_RESTORE),
             provisioned=provisioned,
             endpoints=endpoints,
             usage=usage,
@@ -283,8 +282,8 @@ def refresh_readiness(
     `pod` is what keeps the pod from running, when a pod event looked.
     """
 
-    def workload() -> dict[str, Any] | None:
-        return kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(name))
+    def workload() -> StatefulSet | None:
+        return kube.read(StatefulSet, namespace, naming.statefulset(name))
 
     at = now or dt.datetime.now(dt.UTC)
     return write_status(kube, namespace, name, workload, now=at, pod=pod)

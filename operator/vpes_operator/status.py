@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from . import storage
 from .conditions import Cond, find, set_condition
@@ -15,6 +14,7 @@ from .models.conditions import (
     Reason,
     permanence,
 )
+from .models.kube import StatefulSet
 from .models.server import Endpoints, PersonalMailServerStatus, Phase, Usage
 from .podstate import UNSEEN, Blocker, Unseen
 
@@ -22,19 +22,17 @@ PROVISIONED = ConditionType.PROVISIONED
 READY = ConditionType.READY
 
 
-def workload_ready(sts: dict[str, Any] | None) -> tuple[bool, str, str]:
+def workload_ready(sts: StatefulSet | None) -> tuple[bool, str, str]:
     """(ready, reason, message) of a server's StatefulSet."""
     if sts is None:
         return False, Reason.WORKLOAD_MISSING, "the mail server's StatefulSet does not exist yet"
-    spec, status = sts.get("spec", {}), sts.get("status", {})
-    want = int(spec.get("replicas", 1))
-    ready = int(status.get("readyReplicas", 0) or 0)
-    current = int(status.get("observedGeneration", 0) or 0) >= int(
-        sts.get("metadata", {}).get("generation", 0)
-    )
-    updated = int(status.get("updatedReplicas", 0) or 0)
+    status = sts.status
+    want = sts.spec.replicas
+    ready = status.ready_replicas
+    current = status.observed_generation >= (sts.metadata.generation or 0)
+    updated = status.updated_replicas
     if want == 0:
-        if ready == 0 and int(status.get("replicas", 0) or 0) == 0:
+        if ready == 0 and status.replicas == 0:
             return (
                 False,
                 Reason.SUSPENDED,
@@ -56,7 +54,7 @@ def compute(
     previous: PersonalMailServerStatus,
     *,
     generation: int,
-    sts: dict[str, Any] | None,
+    sts: StatefulSet | None,
     suspended: bool,
     provisioned: Cond | None = None,
     endpoints: Endpoints | None = None,

@@ -33,7 +33,7 @@ from .clients.usage import read_report
 from .conditions import Event, find, set_condition
 from .models.conditions import ConditionType
 from .models.plan import MailPlanSpec
-from .models.server import MailboxUsage, PersonalMailServerStatus, Usage
+from .models.server import MailboxUsage, PersonalMailServer, PersonalMailServerStatus, Usage
 from .quantity import QuantityError, parse_bytes
 from .settings import OperatorSettings
 
@@ -96,7 +96,7 @@ def limits(settings: OperatorSettings, reserve: int) -> storage.Limits:
 
 
 def with_measurement(
-    current: dict[str, Any],
+    current: PersonalMailServer,
     before: PersonalMailServerStatus,
     report: storage.Report,
     plan_raw: dict[str, Any] | None,
@@ -106,11 +106,11 @@ def with_measurement(
     """The status with ``report`` measured in (None: not reconciled yet, leave it)."""
     if find(before.conditions, ConditionType.PROVISIONED) is None:
         return None
-    base, reserve = spec_usage(current.get("spec") or {}, plan_raw)
+    base, reserve = spec_usage(current.spec, plan_raw)
     quotas = {b.address: b.quota_bytes for b in base.mailbox_usage}
     usage = storage.measured(base, report, quotas, now)
     cond = storage.condition(usage, limits(settings, reserve), now=now)
-    generation = int(current["metadata"].get("generation", 1))
+    generation = current.generation
     conditions = set_condition(before.conditions, cond, generation=generation, now=now)
     return before.model_copy(update={"usage": usage, "conditions": conditions})
 
@@ -163,13 +163,11 @@ class UsagePoll:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)  # as status keeps it
         uid = ""
 
-        def mutate(
-            current: dict[str, Any], before: PersonalMailServerStatus
-        ) -> PersonalMailServerStatus | None:
+        def mutate(current: PersonalMailServer) -> PersonalMailServerStatus | None:
             nonlocal uid
-            uid = str(current["metadata"].get("uid", ""))
-            plan_raw = self.plan(str((current.get("spec") or {}).get("plan", "")))
-            return with_measurement(current, before, report, plan_raw, self.settings, now)
+            uid = current.metadata.uid
+            plan_raw = self.plan(current.plan)
+            return with_measurement(current, current.status, report, plan_raw, self.settings, now)
 
         written = update_server_status(self.kube, target.namespace, target.server, mutate)
         if written.events:

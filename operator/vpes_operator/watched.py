@@ -13,11 +13,12 @@ A store groups values by a key (a plan's name, a server's uid); each object
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from . import API_VERSION
+from .models.common import ObjectMeta
 from .models.conditions import ConditionType
+from .models.plan import PlanJSON
+from .models.server import PersonalMailServer, PersonalMailServerStatus
 
 V = TypeVar("V")
 
@@ -63,30 +64,29 @@ class Watched(Generic[V]):
             return [(g, list(members.values())) for g, members in self._groups.items()]
 
 
-# MailPlan specs by plan name.
-PLANS: Watched[dict[str, Any]] = Watched()
+# MailPlan specs by plan name, as stored (`reconcile.parse_plan` reports an invalid one).
+PLANS: Watched[PlanJSON] = Watched()
 # Servers by plan name, with what their backup schedule needs.
-BACKUP_VIEW: Watched[dict[str, Any]] = Watched()
+BACKUP_VIEW: Watched[PersonalMailServer] = Watched()
 # The generation of every server a handler will take, by uid (the work to be done).
 GENERATIONS: Watched[int] = Watched()
 
 
-def backup_view(meta: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
-    """Just what a server's backup schedule needs, from its watch event."""
+def backup_view(server: PersonalMailServer) -> PersonalMailServer:
+    """Just what a server's backup schedule needs, from its watch event: who it is, when
+    it was made (or deleted), its last backup and BackupHealthy."""
+    meta, status = server.metadata, server.status
     wanted = ConditionType.BACKUP_HEALTHY
-    conditions = [c for c in status.get("conditions") or [] if c.get("type") == wanted]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "PersonalMailServer",
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-            "creationTimestamp": meta.get("creationTimestamp"),
-            "deletionTimestamp": meta.get("deletionTimestamp"),
-        },
-        "status": {
-            "lastBackup": dict(status.get("lastBackup") or {}),
-            "conditions": [dict(c) for c in conditions],
-        },
-    }
+    return PersonalMailServer(
+        metadata=ObjectMeta(
+            name=meta.name,
+            namespace=meta.namespace,
+            uid=meta.uid,
+            creation_timestamp=meta.creation_timestamp,
+            deletion_timestamp=meta.deletion_timestamp,
+        ),
+        status=PersonalMailServerStatus(
+            last_backup=status.last_backup,
+            conditions=[c for c in status.conditions if c.type == wanted],
+        ),
+    )

@@ -14,7 +14,11 @@ from vpes_operator.backup.jobs import JobSpec, Request, job, job_secret, objects
 from vpes_operator.backup.repository import Repository, job_name
 from vpes_operator.backup.store import Credentials
 from vpes_operator.errors import ConfigError
+from vpes_operator.models.backup import MailBackup
+from vpes_operator.models.common import ObjectMeta
+from vpes_operator.models.kube import Job, Pod, Secret
 from vpes_operator.models.plan import MailPlanSpec, Retention
+from vpes_operator.models.server import PersonalMailServer
 from vpes_operator.naming import selector_labels
 from vpes_operator.render import layout
 from vpes_operator.settings import OperatorSettings
@@ -159,16 +163,19 @@ def test_objects_of_a_server() -> None:
         "spec": {"plan": "personal"},
         "status": {"phase": "Ready"},
     }
-    out = objects_of(server, {"data": {"passwd": "aGFzaA=="}})
+    out = objects_of(
+        PersonalMailServer.model_validate(server),
+        Secret.model_validate({"data": {"passwd": "aGFzaA=="}}),
+    )
     doc = json.loads(out["server.json"])
     assert doc["spec"] == {"plan": "personal"} and "status" not in doc
     assert "resourceVersion" not in doc["metadata"]
     assert json.loads(out["credentials.json"]) == {"data": {"passwd": "aGFzaA=="}}
 
 
-def pod(code: int, message: str, finished: str = "2026-12-01T12:00:00Z") -> dict[str, Any]:
+def pod(code: int, message: str, finished: str = "2026-12-01T12:00:00Z") -> Pod:
     term = {"exitCode": code, "message": message, "finishedAt": finished}
-    return {"status": {"containerStatuses": [{"state": {"terminated": term}}]}}
+    return Pod.model_validate({"status": {"containerStatuses": [{"state": {"terminated": term}}]}})
 
 
 def test_results_from_termination_messages() -> None:
@@ -206,7 +213,7 @@ def test_results_from_termination_messages() -> None:
     ],
 )
 def test_job_state(status: dict[str, Any], state: str) -> None:
-    assert results.job_state({"status": status}) == state
+    assert results.job_state(Job.model_validate({"status": status})) == state
     assert results.job_state(None) == "Missing"
 
 
@@ -259,17 +266,19 @@ def test_due_backup_is_the_latest_recent_firing_after_creation() -> None:
     daily = plan(schedule="0 3 * * *")  # due at 03:00, 9 hours ago: beyond the grace
     assert schedule.due_backup(daily, T0 - dt.timedelta(days=1), T0, grace) is None
     assert schedule.due_backup(plan(enabled=False), T0 - dt.timedelta(days=1), T0, grace) is None
-    request = schedule.backup_request({"metadata": {"name": "alice", "namespace": "a"}}, T0)
+    request = schedule.backup_request(ObjectMeta(name="alice", namespace="a"), T0)
     assert request["metadata"]["name"] == "alice-202612011200"
     assert request["spec"] == {"server": "alice", "trigger": "Schedule"}
 
 
 def mbk(name: str, server: str, trigger: str, snapshot: str, phase: str = "Completed") -> Any:
-    return {
-        "metadata": {"name": name},
-        "spec": {"server": server, "trigger": trigger},
-        "status": {"phase": phase, "snapshotId": snapshot},
-    }
+    return MailBackup.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {"server": server, "trigger": trigger},
+            "status": {"phase": phase, "snapshotId": snapshot},
+        }
+    )
 
 
 def test_only_scheduled_backups_whose_snapshot_retention_forgot_are_dropped() -> None:

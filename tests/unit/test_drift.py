@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from vpes_operator import drift, naming
 from vpes_operator.dns import ownership
+from vpes_operator.models.common import ObjectMeta
 
 pytestmark = pytest.mark.unit
 OURS = "vpes-operator"
@@ -16,28 +17,31 @@ def server(name: str = "s", uid: str = "u1", **meta: Any) -> dict[str, Any]:
     return {"name": name, "namespace": "ns", "uid": uid, "finalizers": [naming.FINALIZER], **meta}
 
 
-def child(kind: str, name: str, owner: str = "u1", *managers: tuple[str, str]) -> dict[str, Any]:
+def child(kind: str, name: str, owner: str = "u1", *managers: tuple[str, str]) -> ObjectMeta:
     fields = [{"manager": OURS, "operation": "Apply", "time": "2026-12-01T00:00:00Z"}]
     fields += [
         {"manager": m, "operation": "Update", "time": "2026-12-02T00:00:00Z", "subresource": sub}
         for m, sub in managers
     ]
-    return {
-        "name": name,
-        "namespace": "ns",
-        "uid": f"{kind}-{name}",
-        "resourceVersion": "7",
-        "ownerReferences": [{"kind": "PersonalMailServer", "uid": owner}],
-        "managedFields": fields,
-    }
+    return ObjectMeta.model_validate(
+        {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"{kind}-{name}",
+            "resourceVersion": "7",
+            "ownerReferences": [{"kind": "PersonalMailServer", "uid": owner}],
+            "managedFields": fields,
+        }
+    )
 
 
-def complete(name: str = "s", owner: str = "u1") -> dict[str, list[dict[str, Any]]]:
+def complete(name: str = "s", owner: str = "u1") -> dict[str, list[ObjectMeta]]:
     return {c.kind: [child(c.kind, c.name(name), owner)] for c in drift.CHILDREN}
 
 
 def find(servers: list[dict[str, Any]], children: Any, already: Any = None) -> list[drift.Drift]:
-    return drift.find([drift.server_of(s) for s in servers], children, OURS, already)
+    metas = [ObjectMeta.model_validate(s) for s in servers]
+    return drift.find([drift.server_of(m) for m in metas], children, OURS, already)
 
 
 def test_a_complete_server_has_no_drift() -> None:
@@ -82,15 +86,17 @@ def test_servers_being_deleted_or_never_handled_are_left_alone() -> None:
     assert find([gone, new], {}) == []
 
 
-def dns_cm(owner: str, **meta: Any) -> dict[str, Any]:
-    return {
-        "name": "s-dns",
-        "namespace": "ns",
-        "labels": {naming.LABEL_COMPONENT: "dns"},
-        "finalizers": [ownership.CM_FINALIZER],
-        "ownerReferences": [{"kind": "PersonalMailServer", "uid": owner, "name": "s"}],
-        **meta,
-    }
+def dns_cm(owner: str, **meta: Any) -> ObjectMeta:
+    return ObjectMeta.model_validate(
+        {
+            "name": "s-dns",
+            "namespace": "ns",
+            "labels": {naming.LABEL_COMPONENT: "dns"},
+            "finalizers": [ownership.CM_FINALIZER],
+            "ownerReferences": [{"kind": "PersonalMailServer", "uid": owner, "name": "s"}],
+            **meta,
+        }
+    )
 
 
 def test_a_dns_config_map_whose_server_went_without_cleanup_is_an_orphan() -> None:
@@ -106,5 +112,5 @@ def test_a_dns_config_map_whose_server_went_without_cleanup_is_an_orphan() -> No
         dns_cm("u-gone", deletionTimestamp="x", finalizers=[]),  # already released
     ],
 )
-def test_other_dns_config_maps_are_left_alone(cm: dict[str, Any]) -> None:
+def test_other_dns_config_maps_are_left_alone(cm: ObjectMeta) -> None:
     assert drift.orphaned_dns([cm], ["u1"]) == []

@@ -9,6 +9,7 @@ import pytest
 from vpes_operator import health
 from vpes_operator.clients import inventory
 from vpes_operator.health import Health
+from vpes_operator.models.common import ObjectMeta
 from vpes_operator.naming import FINALIZER
 from vpes_operator.watched import Watched
 
@@ -167,7 +168,7 @@ def test_assess_forever_merges_the_api_view_with_the_watch(clock: Clock) -> None
 def test_a_server_is_work_unless_deleted_without_our_finalizer(
     meta: dict[str, Any], work: bool
 ) -> None:
-    assert inventory.awaits_handler(meta) is work
+    assert inventory.awaits_handler(ObjectMeta.model_validate(meta)) is work
 
 
 def test_every_change_handler_of_servers_is_tracked() -> None:

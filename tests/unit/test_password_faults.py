@@ -15,7 +15,8 @@ from typing import Any
 import bcrypt
 import pytest
 from vpes_operator import naming, reconcile
-from vpes_operator.clients.kube import ApiError
+from vpes_operator.clients.kube import ApiError, Kube
+from vpes_operator.models.server import PersonalMailServer
 from vpes_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -27,15 +28,17 @@ PLAN = {
     "maxDomains": 3,
     "maxMailboxes": 5,
 }
-BODY = {
-    "metadata": {"name": NAME, "namespace": NS, "uid": "u-1", "generation": 1},
-    "spec": {
-        "plan": "p",
-        "owner": {"email": "o@example.net"},
-        "domains": ["example.org"],
-        "mailboxes": [{"address": "alice@example.org"}],
-    },
-}
+BODY = PersonalMailServer.model_validate(
+    {
+        "metadata": {"name": NAME, "namespace": NS, "uid": "u-1", "generation": 1},
+        "spec": {
+            "plan": "p",
+            "owner": {"email": "o@example.net"},
+            "domains": ["example.org"],
+            "mailboxes": [{"address": "alice@example.org"}],
+        },
+    }
+)
 
 
 class FailingKube:
@@ -48,6 +51,8 @@ class FailingKube:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
         return copy.deepcopy(self.objects.get((kind, name)))
+
+    read = Kube.read  # the typed read, over `get`
 
     def apply(self, obj: dict[str, Any], **_: Any) -> dict[str, Any]:
         n, self.applies = self.applies, self.applies + 1

@@ -10,6 +10,7 @@ from vpes_operator import status
 from vpes_operator.clients.status import status_wire
 from vpes_operator.conditions import Cond
 from vpes_operator.models.conditions import Reason
+from vpes_operator.models.kube import PersistentVolumeClaim, Pod, StatefulSet
 from vpes_operator.models.server import PersonalMailServerStatus
 from vpes_operator.podstate import Blocker, blocker
 
@@ -17,15 +18,18 @@ pytestmark = pytest.mark.unit
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 APPLIED = Cond(status.PROVISIONED, True, Reason.APPLIED, "applied")
-NOT_READY_STS: dict[str, Any] = {
+NOT_READY: dict[str, Any] = {
     "metadata": {"name": "alice-mail", "generation": 1},
     "spec": {"replicas": 1},
     "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 0, "updatedReplicas": 1},
 }
-READY_STS = {**NOT_READY_STS, "status": {**NOT_READY_STS["status"], "readyReplicas": 1}}
+NOT_READY_STS = StatefulSet.model_validate(NOT_READY)
+READY_STS = StatefulSet.model_validate(
+    {**NOT_READY, "status": {**NOT_READY["status"], "readyReplicas": 1}}
+)
 
 
-def pod(*, waiting: str | None = None, unschedulable: str | None = None) -> dict[str, Any]:
+def pod(*, waiting: str | None = None, unschedulable: str | None = None) -> Pod:
     st: dict[str, Any] = {"phase": "Pending", "conditions": []}
     if waiting:
         st["containerStatuses"] = [
@@ -49,15 +53,19 @@ def pod(*, waiting: str | None = None, unschedulable: str | None = None) -> dict
                 "message": unschedulable,
             }
         )
-    return {"metadata": {"name": "alice-mail-0"}, "spec": {"nodeName": "node-1"}, "status": st}
+    return Pod.model_validate(
+        {"metadata": {"name": "alice-mail-0"}, "spec": {"nodeName": "node-1"}, "status": st}
+    )
 
 
-def claim(phase: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "alice-mail"},
-        "spec": {"storageClassName": "fast"},
-        "status": {"phase": phase},
-    }
+def claim(phase: str) -> PersistentVolumeClaim:
+    return PersistentVolumeClaim.model_validate(
+        {
+            "metadata": {"name": "alice-mail"},
+            "spec": {"storageClassName": "fast"},
+            "status": {"phase": phase},
+        }
+    )
 
 
 @pytest.mark.parametrize("reason", ["ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff"])

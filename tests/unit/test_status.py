@@ -9,6 +9,7 @@ import pytest
 from vpes_operator import conditions, status
 from vpes_operator.clients.status import status_wire
 from vpes_operator.conditions import Cond, Event, timestamp
+from vpes_operator.models.kube import StatefulSet
 from vpes_operator.models.server import Endpoints, PersonalMailServerStatus, Usage
 from vpes_operator.status import PROVISIONED, READY, workload_ready
 
@@ -48,22 +49,24 @@ def sts(
     current: int | None = None,
     generation: int = 1,
     observed: int = 1,
-) -> dict[str, Any]:
+) -> StatefulSet:
     """A StatefulSet as the API server returns it (only what readiness reads)."""
-    return {
-        "metadata": {"name": "alice-mail", "generation": generation},
-        "spec": {"replicas": replicas},
-        "status": {
-            "observedGeneration": observed,
-            "replicas": ready if current is None else current,
-            "readyReplicas": ready,
-            "updatedReplicas": ready if updated is None else updated,
-        },
-    }
+    return StatefulSet.model_validate(
+        {
+            "metadata": {"name": "alice-mail", "generation": generation},
+            "spec": {"replicas": replicas},
+            "status": {
+                "observedGeneration": observed,
+                "replicas": ready if current is None else current,
+                "readyReplicas": ready,
+                "updatedReplicas": ready if updated is None else updated,
+            },
+        }
+    )
 
 
 # The StatefulSet states a server goes through: (StatefulSet, spec.suspended).
-STATES: dict[str, tuple[dict[str, Any] | None, bool]] = {
+STATES: dict[str, tuple[StatefulSet | None, bool]] = {
     "missing": (None, False),
     "not-ready": (sts(ready=0, current=1, updated=1), False),
     "stale": (sts(generation=2, observed=1), False),
@@ -106,9 +109,15 @@ def test_workload_ready(state: str, expected: tuple[bool, str, str]) -> None:
     ("obj", "expected_reason"),
     [
         pytest.param(sts(ready=1, updated=0), "Updating", id="ready-old-revision"),
-        pytest.param({"metadata": {"generation": 1}, "spec": {}}, "PodNotReady", id="no-status"),
         pytest.param(
-            {"metadata": {}, "spec": {}, "status": {"readyReplicas": 1, "updatedReplicas": 1}},
+            StatefulSet.model_validate({"metadata": {"generation": 1}, "spec": {}}),
+            "PodNotReady",
+            id="no-status",
+        ),
+        pytest.param(
+            StatefulSet.model_validate(
+                {"metadata": {}, "spec": {}, "status": {"readyReplicas": 1, "updatedReplicas": 1}}
+            ),
             "MailServerRunning",
             id="replicas-default-to-one",
         ),
@@ -116,7 +125,7 @@ def test_workload_ready(state: str, expected: tuple[bool, str, str]) -> None:
         pytest.param(sts(replicas=0, ready=0, current=1), "Suspending", id="pod-terminating"),
     ],
 )
-def test_workload_ready_edges(obj: dict[str, Any], expected_reason: str) -> None:
+def test_workload_ready_edges(obj: StatefulSet, expected_reason: str) -> None:
     ok, reason, _ = workload_ready(obj)
     assert reason == expected_reason
     assert ok is (expected_reason == "MailServerRunning")

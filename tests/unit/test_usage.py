@@ -15,7 +15,7 @@ from vpes_operator.builders.workload import statefulset
 from vpes_operator.conditions import Cond, Event, find
 from vpes_operator.metrics import summary
 from vpes_operator.models.conditions import ConditionType, Reason
-from vpes_operator.models.server import PersonalMailServerStatus
+from vpes_operator.models.server import PersonalMailServer, PersonalMailServerStatus
 from vpes_operator.render.layout import USAGE_PORT, USAGE_PORT_NAME
 from vpes_operator.settings import OperatorSettings
 
@@ -88,9 +88,13 @@ def _current() -> dict[str, Any]:
     return {"metadata": {"name": "alice", "generation": 2, "uid": "u1"}, "spec": SPEC}
 
 
+def _server() -> PersonalMailServer:
+    return PersonalMailServer.model_validate(_current())
+
+
 def test_a_measurement_writes_usage_and_storage_healthy() -> None:
     after = usage.with_measurement(
-        _current(), _provisioned(), _report(900, 100), PLAN_RAW, OperatorSettings(), NOW
+        _server(), _provisioned(), _report(900, 100), PLAN_RAW, OperatorSettings(), NOW
     )
     assert after is not None and after.usage is not None
     assert after.usage.storage_used_bytes == 900 * MIB
@@ -100,12 +104,12 @@ def test_a_measurement_writes_usage_and_storage_healthy() -> None:
     assert (cond.status, cond.reason) == ("False", Reason.VOLUME_NEARLY_FULL)
     # Not reconciled yet: left alone (its reconcile writes the first status).
     empty = PersonalMailServerStatus()
-    assert usage.with_measurement(_current(), empty, _report(1, 1), None, SETTINGS, NOW) is None
+    assert usage.with_measurement(_server(), empty, _report(1, 1), None, SETTINGS, NOW) is None
 
 
 def test_a_reconcile_keeps_the_measurement_and_rechecks_the_quotas() -> None:
     measured = usage.with_measurement(
-        _current(), _provisioned(), _report(100, 900), PLAN_RAW, OperatorSettings(), NOW
+        _server(), _provisioned(), _report(100, 900), PLAN_RAW, OperatorSettings(), NOW
     )
     assert measured is not None
     bigger = {**SPEC, "mailboxes": [*SPEC["mailboxes"], {"address": "c@example.org"}]}
@@ -131,7 +135,7 @@ def test_a_reconcile_keeps_the_measurement_and_rechecks_the_quotas() -> None:
 
 def test_the_gauges_read_the_status() -> None:
     after = usage.with_measurement(
-        _current(), _provisioned(), _report(1000, 10), PLAN_RAW, OperatorSettings(), NOW
+        _server(), _provisioned(), _report(1000, 10), PLAN_RAW, OperatorSettings(), NOW
     )
     assert after is not None
     body = {
@@ -139,7 +143,7 @@ def test_the_gauges_read_the_status() -> None:
         "spec": SPEC,
         "status": after.model_dump(by_alias=True, exclude_none=True, mode="json"),
     }
-    s = summary(body)
+    s = summary(PersonalMailServer.model_validate(body))
     assert (s.storage_used, s.storage_capacity) == (1000 * MIB, 1 << 30)
     assert s.quota_committed == (1 << 30) + 512 * MIB
     assert s.storage_healthy is False

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import API_VERSION, naming
-from ..clients.kube import Kube
+from ..clients.kube import JSON, Kube
 from ..clients.status import status_wire
 from ..conditions import Cond, Event, at_second, set_condition
 from ..errors import ConfigError, ReconcileError, WaitingError
-from ..models.backup import BackupPhase, BackupTrigger, MailBackupSpec, MailBackupStatus
+from ..models.backup import BackupPhase, BackupTrigger, MailBackup, MailBackupStatus
+from ..models.common import ObjectMeta
 from ..models.conditions import ConditionType, Reason
-from ..models.plan import MailPlanSpec
-from ..models.restore import MailRestoreStatus
+from ..models.kube import Pod, Secret
+from ..models.plan import MailPlan, MailPlanSpec
+from ..models.restore import MailRestore, MailRestoreStatus
+from ..models.server import PersonalMailServer
 from ..settings import OperatorSettings
 from . import access, jobs, runner, store
 from . import repository as repo
-from .jobs import JobSpec, Request
+from .jobs import JobSpec
 from .repository import Repository
 from .results import JobResult
 
@@ -35,6 +37,8 @@ SCHEDULE_TAG = "trigger=schedule"
 
 # The status of a MailBackup or a MailRestore: what a step sets of it.
 RequestStatus = MailBackupStatus | MailRestoreStatus
+# A MailBackup or a MailRestore, as read.
+RequestObject = MailBackup | MailRestore
 
 
 @dataclass
@@ -57,14 +61,14 @@ class Step:
 
 def _tenant_running(kube: Kube, namespace: str, server: str) -> bool:
     return any(
-        (p.get("spec") or {}).get("nodeName") and not p["metadata"].get("deletionTimestamp")
-        for p in kube.list("v1", "Pod", namespace, labels=naming.pod_selector(server))
+        p.spec.node_name and not p.metadata.deletion_timestamp
+        for p in kube.read_list(Pod, namespace, labels=naming.pod_selector(server))
     )
 
 
 def plan_of(kube: Kube, name: str) -> MailPlanSpec | None:
-    raw = kube.get(API_VERSION, "MailPlan", None, name)
-    return MailPlanSpec.model_validate(raw.get("spec") or {}) if raw else None
+    plan = kube.read(MailPlan, None, name)
+    return plan.spec if plan else None
 
 
 def _failed(reason: str, message: str, now: dt.datetime, previous: MailBackupStatus) -> Step:
@@ -85,24 +89,17 @@ def _failed(reason: str, message: str, now: dt.datetime, previous: MailBackupSta
     )
 
 
-def _start(
-    kube: Kube,
-    settings: OperatorSettings,
-    body: dict[str, Any],
-    status: MailBackupStatus,
-    now: dt.datetime,
-) -> Step:
-    meta = body["metadata"]
-    namespace = meta["namespace"]
-    spec = MailBackupSpec.model_validate(body.get("spec") or {})
-    server = kube.get(API_VERSION, PMS, namespace, spec.server)
+def _start(kube: Kube, settings: OperatorSettings, backup: MailBackup, now: dt.datetime) -> Step:
+    meta, spec, status = backup.metadata, backup.spec, backup.status
+    namespace = meta.namespace
+    server = kube.read(PersonalMailServer, namespace, spec.server)
     if server is None:
         raise ConfigError(
             Reason.SERVER_NOT_FOUND,
             f"there is no PersonalMailServer {spec.server!r} in {namespace}: fix spec.server",
         )
-    job_name = repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
-    repository = Repository.of(namespace, spec.server, server["metadata"]["uid"])
+    job_name = repo.job_name(repo.COMPONENT_BACKUP, meta.uid)
+    repository = Repository.of(namespace, spec.server, server.metadata.uid)
     other = runner.busy(kube, namespace, spec.server, job_name, repository)
     if other:
         return Step(
@@ -113,15 +110,15 @@ def _start(
         )
     s3 = store.connect(kube, settings)
     reach = access.grant(kube, settings, s3, repository, now, create=True)
-    plan = plan_of(kube, str((server.get("spec") or {}).get("plan", "")))
+    plan = plan_of(kube, server.plan)
     scheduled = spec.trigger == BackupTrigger.SCHEDULE.value
-    secret = kube.get("v1", "Secret", namespace, naming.credentials_secret(spec.server))
+    secret = kube.read(Secret, namespace, naming.credentials_secret(spec.server))
     job_spec = JobSpec(
-        request=Request(API_VERSION, KIND, meta["name"], namespace, meta["uid"]),
+        request=jobs.Request(API_VERSION, KIND, meta.name, namespace, meta.uid),
         server=spec.server,
         repository=repository,
         action=repo.COMPONENT_BACKUP,
-        tags=("vpes", f"trigger={str(spec.trigger).lower()}", f"backup={meta['name']}"),
+        tags=("vpes", f"trigger={str(spec.trigger).lower()}", f"backup={meta.name}"),
         init=not s3.repository_exists(reach.bucket, repository.prefix(settings)),
         retention=plan.backup.retention if plan is not None and scheduled else None,
         forget_tag=SCHEDULE_TAG if scheduled else "",
@@ -168,17 +165,17 @@ def _record(status: MailBackupStatus, result: JobResult, now: dt.datetime) -> St
     )
 
 
-def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
-    status = MailBackupStatus.model_validate(body.get("status") or {})
+def advance(kube: Kube, settings: OperatorSettings, backup: MailBackup, now: dt.datetime) -> Step:
+    status = backup.status
     phase = status.phase
     if phase in TERMINAL:
         return Step()
     try:
         if phase != BackupPhase.RUNNING:
-            return _start(kube, settings, body, status, now)
-        meta = body["metadata"]
-        job_name = status.job or repo.job_name(repo.COMPONENT_BACKUP, meta["uid"])
-        result = runner.outcome(kube, meta["namespace"], job_name)
+            return _start(kube, settings, backup, now)
+        meta = backup.metadata
+        job_name = status.job or repo.job_name(repo.COMPONENT_BACKUP, meta.uid)
+        result = runner.outcome(kube, meta.namespace, job_name)
         if result is None:
             return Step(retry_in=5)
         step = (
@@ -200,28 +197,26 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
         return _failed(e.reason, e.message, now, status)
 
 
-def write_status(
-    kube: Kube, kind: str, terminal: tuple[str, ...], body: dict[str, Any], step: Step
-) -> None:
+def write_status(kube: Kube, terminal: tuple[str, ...], request: RequestObject, step: Step) -> None:
     """Merge the step's fields into the request's status, unless it already ended."""
     if step.status is None:
         return
-    meta = body["metadata"]
-    kind_status = type(step.status)
+    meta: ObjectMeta = request.metadata
+    view = type(request)
     fields = {k: getattr(step.status, k) for k in step.status.model_fields_set}
     update = {k: v for k, v in fields.items() if v is not None}
 
-    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
-        before = kind_status.model_validate(current.get("status") or {})
+    def mutate(current: JSON) -> JSON | None:
+        before = view.model_validate(current).status
         if before.phase in terminal:
             return None
         new = before.model_copy(update=update)
         return None if new == before else status_wire(new)
 
-    kube.update_status(API_VERSION, kind, meta["namespace"], meta["name"], mutate)
+    kube.update_status(view.API_VERSION, view.KIND, meta.namespace, meta.name, mutate)
     if step.finished_job:
-        runner.finish(kube, meta["namespace"], step.finished_job)
+        runner.finish(kube, meta.namespace, step.finished_job)
 
 
-def write(kube: Kube, body: dict[str, Any], step: Step) -> None:
-    write_status(kube, KIND, TERMINAL, body, step)
+def write(kube: Kube, backup: MailBackup, step: Step) -> None:
+    write_status(kube, TERMINAL, backup, step)

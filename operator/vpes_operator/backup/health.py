@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from .. import API_VERSION, naming
+from .. import naming
 from ..clients.kube import Kube
 from ..clients.status import Written, update_server_status
 from ..conditions import Cond, set_condition, timestamp
-from ..models.backup import RequestPhase
+from ..models.backup import BackupTrigger, MailBackup, RequestPhase
 from ..models.conditions import ConditionType, Reason
 from ..models.plan import MailPlanSpec
-from ..models.server import BackupRef, PersonalMailServerStatus
+from ..models.server import BackupRef, PersonalMailServer, PersonalMailServerStatus
 from . import cron
 
 BACKUP_HEALTHY = ConditionType.BACKUP_HEALTHY
-
-
-def parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def check(
@@ -96,9 +86,8 @@ def write(
 ) -> Written:
     """Set BackupHealthy and/or lastBackup on the server."""
 
-    def mutate(
-        current: dict[str, Any], before: PersonalMailServerStatus
-    ) -> PersonalMailServerStatus | None:
+    def mutate(current: PersonalMailServer) -> PersonalMailServerStatus | None:
+        before = current.status
         if not before.conditions:
             return None  # not reconciled yet: its first reconcile writes the status
         update: dict[str, object] = {}
@@ -111,7 +100,7 @@ def write(
             update["conditions"] = set_condition(
                 before.conditions,
                 cond,
-                generation=int(current["metadata"].get("generation", 1)),
+                generation=current.generation,
                 now=now,
             )
         return before.model_copy(update=update)
@@ -119,26 +108,26 @@ def write(
     return update_server_status(kube, namespace, server, mutate)
 
 
-def forgotten(backups: list[dict[str, Any]], server: str, remaining: tuple[str, ...]) -> list[str]:
+def forgotten(backups: list[MailBackup], server: str, remaining: tuple[str, ...]) -> list[str]:
     """The scheduled, completed MailBackups of `server` whose snapshot retention removed."""
     if not remaining:
         return []  # no list: never guess
     out = []
     for backup in backups:
-        spec, status = backup.get("spec") or {}, backup.get("status") or {}
-        snapshot = str(status.get("snapshotId") or "")
-        if spec.get("server") != server or spec.get("trigger") != "Schedule" or not snapshot:
+        spec, status = backup.spec, backup.status
+        snapshot = status.snapshot_id or ""
+        if spec.server != server or spec.trigger != BackupTrigger.SCHEDULE or not snapshot:
             continue
-        if status.get("phase") == RequestPhase.COMPLETED and not any(
+        if status.phase == RequestPhase.COMPLETED and not any(
             s.startswith(snapshot) or snapshot.startswith(s) for s in remaining
         ):
-            out.append(str(backup["metadata"]["name"]))
+            out.append(backup.metadata.name)
     return out
 
 
 def drop_forgotten(kube: Kube, namespace: str, server: str, remaining: tuple[str, ...]) -> int:
     """Delete the MailBackups whose snapshots the plan's retention forgot."""
-    names = forgotten(kube.list(API_VERSION, "MailBackup", namespace), server, remaining)
+    names = forgotten(kube.read_list(MailBackup, namespace), server, remaining)
     for name in names:
-        kube.delete(API_VERSION, "MailBackup", namespace, name)
+        kube.delete(MailBackup.API_VERSION, MailBackup.KIND, namespace, name)
     return len(names)

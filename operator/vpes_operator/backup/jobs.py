@@ -19,7 +19,9 @@ from typing import Any
 
 from .. import naming
 from ..builders.meta import owner_reference
+from ..models.kube import Secret
 from ..models.plan import Retention
+from ..models.server import PersonalMailServer
 from ..render import layout
 from ..settings import OperatorSettings
 from . import repository as repo
@@ -273,23 +275,21 @@ def job(spec: JobSpec, settings: OperatorSettings) -> dict[str, Any]:
     }
 
 
-def objects_of(server: dict[str, Any], credentials: dict[str, Any] | None) -> dict[str, str]:
+def objects_of(server: PersonalMailServer, credentials: Secret | None) -> dict[str, str]:
     """The server's own objects as they go into a snapshot: its spec, its credentials."""
-    meta = server["metadata"]
+    meta = server.metadata
     doc = {
-        "apiVersion": server["apiVersion"],
-        "kind": server["kind"],
+        "apiVersion": server.API_VERSION,
+        "kind": server.KIND,
         "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-            "labels": meta.get("labels") or {},
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "uid": meta.uid,
+            "labels": meta.labels,
         },
-        "spec": server.get("spec") or {},
+        "spec": server.spec,
     }
     out = {repo.OBJECT_SERVER: json.dumps(doc, sort_keys=True)}
     if credentials is not None:
-        out[repo.OBJECT_CREDENTIALS] = json.dumps(
-            {"data": credentials.get("data") or {}}, sort_keys=True
-        )
+        out[repo.OBJECT_CREDENTIALS] = json.dumps({"data": credentials.data}, sort_keys=True)
     return out

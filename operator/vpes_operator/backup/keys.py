@@ -16,6 +16,7 @@ from typing import Any
 from .. import naming
 from ..clients.kube import ApiError, Kube
 from ..errors import ConfigError
+from ..models.kube import Secret
 from ..settings import OperatorSettings
 from . import repository as repo
 from .repository import Repository
@@ -67,11 +68,13 @@ def key_secret(
 
 
 def stored(kube: Kube, settings: OperatorSettings, repository: Repository) -> Stored | None:
-    secret = kube.get("v1", "Secret", settings.operator_namespace, repository.key_secret)
-    data = {k: base64.b64decode(v).decode() for k, v in ((secret or {}).get("data") or {}).items()}
+    secret = kube.read(Secret, settings.operator_namespace, repository.key_secret)
+    if secret is None:
+        return None
+    data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
     if not data.get(repo.KEY_PASSWORD):
         return None
-    issued = ((secret or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION_ISSUED)
+    issued = secret.metadata.annotations.get(ANNOTATION_ISSUED)
     has_key = data.get(ACCESS_KEY) and data.get(SECRET_KEY)
     return Stored(
         password=data[repo.KEY_PASSWORD],
@@ -160,13 +163,10 @@ def mark_expiry(
 def expired(kube: Kube, settings: OperatorSettings, now: dt.datetime) -> list[Repository]:
     """Repositories whose retention after their server's deletion has run out."""
     out = []
-    for secret in kube.list(
-        "v1",
-        "Secret",
-        settings.operator_namespace,
-        labels=f"{naming.LABEL_COMPONENT}={repo.COMPONENT_KEY}",
+    for secret in kube.read_list(
+        Secret, settings.operator_namespace, labels=f"{naming.LABEL_COMPONENT}={repo.COMPONENT_KEY}"
     ):
-        annotations = secret["metadata"].get("annotations") or {}
+        annotations = secret.metadata.annotations
         when = annotations.get(repo.ANNOTATION_EXPIRES)
         path = annotations.get(f"{naming.PREFIX}/repository")
         if not when or not path:

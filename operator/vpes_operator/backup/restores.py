@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
 
 from .. import API_VERSION, naming
-from ..builders.meta import Owner, metadata
-from ..clients.kube import ApiError, Kube
+from ..builders.meta import metadata, owner_of
+from ..clients.kube import JSON, ApiError, Kube
 from ..conditions import Cond, Event, at_second, set_condition
 from ..errors import ConfigError, ReconcileError, WaitingError
-from ..models.backup import MailBackupStatus, RequestPhase
+from ..models.backup import MailBackup, MailBackupStatus, RequestPhase
 from ..models.conditions import ConditionType, Reason
-from ..models.restore import MailRestoreSpec, MailRestoreStatus, RestorePhase
+from ..models.kube import PersistentVolumeClaim, Pod, StatefulSet
+from ..models.restore import MailRestore, MailRestoreSpec, MailRestoreStatus, RestorePhase
+from ..models.server import PersonalMailServer
 from ..quantity import parse_bytes
 from ..settings import OperatorSettings
 from . import access, restic, runner, store
@@ -35,12 +36,12 @@ TERMINAL = (RestorePhase.COMPLETED.value, RestorePhase.FAILED.value)
 
 def _backup(kube: Kube, namespace: str, name: str) -> MailBackupStatus:
     """The status of the completed MailBackup `name`."""
-    backup = kube.get(API_VERSION, "MailBackup", namespace, name)
+    backup = kube.read(MailBackup, namespace, name)
     if backup is None:
         raise ConfigError(
             Reason.BACKUP_NOT_FOUND, f"there is no MailBackup {name!r} in {namespace}"
         )
-    status = MailBackupStatus.model_validate(backup.get("status") or {})
+    status = backup.status
     if status.phase == RequestPhase.FAILED:
         raise ConfigError(
             Reason.BACKUP_NOT_USABLE, f"MailBackup {name} failed; choose another backup"
@@ -64,7 +65,7 @@ def _new_server(
 ) -> None:
     """Create the target from the snapshot's objects, held for the restore."""
 
-    def read(name: str) -> dict[str, Any]:
+    def read(name: str) -> JSON:
         raw = restic.dump(settings, repository, reach, snapshot, f"{repo.OBJECTS_PATH}/{name}")
         doc = json.loads(raw)
         if not isinstance(doc, dict):
@@ -97,7 +98,7 @@ def _new_server(
             Reason.SERVER_INVALID, f"the backed-up server cannot be created again: {e.message}"
         ) from e
     creds = read(repo.OBJECT_CREDENTIALS)
-    owner = Owner(target, namespace, created["metadata"]["uid"], str(spec.get("plan", "")))
+    owner = owner_of(PersonalMailServer.model_validate(created))
     kube.apply(
         {
             "apiVersion": "v1",
@@ -109,9 +110,8 @@ def _new_server(
     )
 
 
-def _hold(kube: Kube, namespace: str, server: dict[str, Any], restore_name: str) -> None:
-    annotations = server["metadata"].get("annotations") or {}
-    holder = annotations.get(repo.ANNOTATION_RESTORE)
+def _hold(kube: Kube, server: PersonalMailServer, restore_name: str) -> None:
+    holder = server.metadata.annotations.get(repo.ANNOTATION_RESTORE)
     if holder == restore_name:
         return
     if holder:
@@ -121,27 +121,27 @@ def _hold(kube: Kube, namespace: str, server: dict[str, Any], restore_name: str)
     kube.patch_metadata(
         API_VERSION,
         PMS,
-        namespace,
-        server["metadata"]["name"],
+        server.metadata.namespace,
+        server.metadata.name,
         {"annotations": {repo.ANNOTATION_RESTORE: restore_name}},
     )
 
 
 def release(kube: Kube, namespace: str, target: str, restore_name: str) -> None:
-    server = kube.get(API_VERSION, PMS, namespace, target)
+    server = kube.read(PersonalMailServer, namespace, target)
     if server is None:
         return
-    if (server["metadata"].get("annotations") or {}).get(repo.ANNOTATION_RESTORE) == restore_name:
+    if server.metadata.annotations.get(repo.ANNOTATION_RESTORE) == restore_name:
         kube.patch_metadata(
             API_VERSION, PMS, namespace, target, {"annotations": {repo.ANNOTATION_RESTORE: None}}
         )
 
 
 def _stopped(kube: Kube, namespace: str, target: str) -> bool:
-    sts = kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(target))
-    if sts is None or int((sts.get("spec") or {}).get("replicas", 1)) != 0:
+    sts = kube.read(StatefulSet, namespace, naming.statefulset(target))
+    if sts is None or sts.spec.replicas != 0:
         return False
-    return not kube.list("v1", "Pod", namespace, labels=naming.pod_selector(target))
+    return not kube.read_list(Pod, namespace, labels=naming.pod_selector(target))
 
 
 def _source(spec: MailRestoreSpec, backup: MailBackupStatus) -> tuple[Repository, str]:
@@ -153,31 +153,30 @@ def _source(spec: MailRestoreSpec, backup: MailBackupStatus) -> tuple[Repository
     return repository, str(backup.snapshot_id)
 
 
-def _check_fits(kube: Kube, spec: MailRestoreSpec, target: dict[str, Any], needed: int) -> None:
+def _check_fits(kube: Kube, spec: MailRestoreSpec, target: PersonalMailServer, needed: int) -> None:
     """The target's plan must hold the backed-up mail."""
-    plan = plan_of(kube, str((target.get("spec") or {}).get("plan", "")))
+    plan = plan_of(kube, target.plan)
     if plan is not None and needed > parse_bytes(plan.storage):
         raise ConfigError(
             Reason.TARGET_TOO_SMALL,
-            f"the backup holds {needed} bytes of mail but plan {target['spec']['plan']!r} gives "
+            f"the backup holds {needed} bytes of mail but plan {target.plan!r} gives "
             f"{plan.storage}: move {spec.target} to a bigger plan, then restore again",
         )
 
 
-def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
-    meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    spec = MailRestoreSpec.model_validate(body.get("spec") or {})
+def _start(kube: Kube, settings: OperatorSettings, restore: MailRestore, now: dt.datetime) -> Step:
+    meta, spec = restore.metadata, restore.spec
+    namespace, name = meta.namespace, meta.name
     bstatus = _backup(kube, namespace, spec.backup)
     repository, snapshot = _source(spec, bstatus)
     s3 = store.connect(kube, settings)
-    target = kube.get(API_VERSION, PMS, namespace, spec.target)
+    target = kube.read(PersonalMailServer, namespace, spec.target)
     if target is None:
         reach = access.grant(kube, settings, s3, repository, now, create=False)
         _new_server(kube, settings, namespace, spec.target, name, repository, snapshot, reach)
         return _created(spec.target, snapshot)
     _check_fits(kube, spec, target, bstatus.total_bytes or 0)
-    _hold(kube, namespace, target, name)
+    _hold(kube, target, name)
     if not _stopped(kube, namespace, spec.target):
         return Step(
             status=MailRestoreStatus(
@@ -187,14 +186,14 @@ def _start(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt
             ),
             retry_in=3,
         )
-    pvc = kube.get("v1", "PersistentVolumeClaim", namespace, naming.volume_claim(spec.target))
+    pvc = kube.read(PersistentVolumeClaim, namespace, naming.volume_claim(spec.target))
     if pvc is None:
         return Step(
             status=MailRestoreStatus(message=f"waiting for the volume of {spec.target}"),
             retry_in=3,
         )
     job_spec = JobSpec(
-        request=Request(API_VERSION, KIND, name, namespace, meta["uid"]),
+        request=Request(API_VERSION, KIND, name, namespace, meta.uid),
         server=spec.target,
         repository=repository,
         action=repo.COMPONENT_RESTORE,
@@ -246,12 +245,10 @@ def _run_job(
 
 
 def _end(
-    kube: Kube, body: dict[str, Any], now: dt.datetime, ok: bool, reason: str, message: str
+    kube: Kube, restore: MailRestore, now: dt.datetime, ok: bool, reason: str, message: str
 ) -> Step:
-    meta = body["metadata"]
-    status = MailRestoreStatus.model_validate(body.get("status") or {})
-    spec = body.get("spec") or {}
-    release(kube, meta["namespace"], str(spec.get("target", "")), meta["name"])
+    meta, status = restore.metadata, restore.status
+    release(kube, meta.namespace, restore.spec.target, meta.name)
     conditions = set_condition(
         status.conditions,
         Cond(ConditionType.COMPLETED if ok else ConditionType.FAILED, True, reason, message),
@@ -269,17 +266,17 @@ def _end(
     )
 
 
-def _finish(kube: Kube, body: dict[str, Any], now: dt.datetime, job_name: str) -> Step:
+def _finish(kube: Kube, restore: MailRestore, now: dt.datetime, job_name: str) -> Step:
     """The restore Job's outcome, once it ended (else: look again soon)."""
-    result = runner.outcome(kube, body["metadata"]["namespace"], job_name)
+    result = runner.outcome(kube, restore.metadata.namespace, job_name)
     if result is None:
         return Step(retry_in=5)
     if not result.ok:
-        step = _end(kube, body, now, False, result.reason, result.message)
+        step = _end(kube, restore, now, False, result.reason, result.message)
     else:
         step = _end(
             kube,
-            body,
+            restore,
             now,
             True,
             Reason.RESTORED,
@@ -291,15 +288,15 @@ def _finish(kube: Kube, body: dict[str, Any], now: dt.datetime, job_name: str) -
     return step
 
 
-def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: dt.datetime) -> Step:
+def advance(kube: Kube, settings: OperatorSettings, restore: MailRestore, now: dt.datetime) -> Step:
     """The next step of the restore, from what is observed (none once it ended)."""
-    status = MailRestoreStatus.model_validate(body.get("status") or {})
+    status = restore.status
     if status.phase in TERMINAL:
         return Step()
     try:
         if status.phase == RestorePhase.RUNNING:
-            return _finish(kube, body, now, str(status.job))
-        step = _start(kube, settings, body, now)
+            return _finish(kube, restore, now, str(status.job))
+        step = _start(kube, settings, restore, now)
         step.status = _with(step.status, started_at=status.started_at or at_second(now))
         return step
     except WaitingError as e:
@@ -310,7 +307,7 @@ def advance(kube: Kube, settings: OperatorSettings, body: dict[str, Any], now: d
             retry_in=e.delay,
         )
     except ReconcileError as e:
-        return _end(kube, body, now, False, e.reason, e.message)
+        return _end(kube, restore, now, False, e.reason, e.message)
 
 
 def _with(status: RequestStatus | None, **update: object) -> RequestStatus:
@@ -318,5 +315,5 @@ def _with(status: RequestStatus | None, **update: object) -> RequestStatus:
     return (status or MailRestoreStatus()).model_copy(update=update)
 
 
-def write(kube: Kube, body: dict[str, Any], step: Step) -> None:
-    write_status(kube, KIND, TERMINAL, body, step)
+def write(kube: Kube, restore: MailRestore, step: Step) -> None:
+    write_status(kube, TERMINAL, restore, step)

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.kube import Job, Pod
+
 
 @dataclass(frozen=True)
 class JobResult:
@@ -20,41 +22,40 @@ class JobResult:
     retention: str = ""
 
 
-def job_state(job: dict[str, Any] | None) -> str:
+def job_state(job: Job | None) -> str:
     """Running, Complete or Failed (from the Job's conditions and counts)."""
     if job is None:
         return "Missing"
-    status = job.get("status") or {}
-    for c in status.get("conditions") or []:
-        if c.get("status") == "True" and c.get("type") in ("Complete", "SuccessCriteriaMet"):
+    status = job.status
+    for c in status.conditions:
+        if c.status == "True" and c.type in ("Complete", "SuccessCriteriaMet"):
             return "Complete"
-        if c.get("status") == "True" and c.get("type") in ("Failed", "FailureTarget"):
+        if c.status == "True" and c.type in ("Failed", "FailureTarget"):
             return "Failed"
-    if int(status.get("succeeded") or 0) > 0:
+    if status.succeeded > 0:
         return "Complete"
-    if int(status.get("failed") or 0) > 0:
+    if status.failed > 0:
         return "Failed"
     return "Running"
 
 
-def job_failure_reason(job: dict[str, Any]) -> str:
-    for c in (job.get("status") or {}).get("conditions") or []:
-        if c.get("type") in ("Failed", "FailureTarget") and c.get("status") == "True":
-            return f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
+def job_failure_reason(job: Job) -> str:
+    for c in job.status.conditions:
+        if c.type in ("Failed", "FailureTarget") and c.status == "True":
+            return f"{c.reason}: {c.message}".strip(": ")
     return ""
 
 
-def termination(pods: list[dict[str, Any]]) -> tuple[int | None, str]:
+def termination(pods: list[Pod]) -> tuple[int | None, str]:
     """(exit code, message) of the newest terminated container among a Job's pods."""
     best: tuple[str, int | None, str] | None = None
     for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            term = (cs.get("state") or {}).get("terminated")
-            if not term:
+        for cs in pod.status.container_statuses:
+            term = cs.state.terminated
+            if term is None:
                 continue
-            key = str(term.get("finishedAt") or "")
-            if best is None or key >= best[0]:
-                best = (key, term.get("exitCode"), str(term.get("message") or ""))
+            if best is None or term.finished_at >= best[0]:
+                best = (term.finished_at, term.exit_code, term.message)
     return (None, "") if best is None else (best[1], best[2])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import naming
 from ..clients.kube import Kube
+from ..models.kube import Job, Pod
 from ..settings import OperatorSettings
 from . import egress, jobs, results
 from . import repository as repo
@@ -31,7 +32,7 @@ def start(
 
 def outcome(kube: Kube, namespace: str, job_name: str) -> JobResult | None:
     """The Job's result once it ended; None while it runs."""
-    job = kube.get("batch/v1", "Job", namespace, job_name)
+    job = kube.read(Job, namespace, job_name)
     state = results.job_state(job)
     if state == "Running":
         return None
@@ -39,7 +40,7 @@ def outcome(kube: Kube, namespace: str, job_name: str) -> JobResult | None:
         return JobResult(
             ok=False, reason="JobMissing", message=f"the Job {job_name} was deleted before it ended"
         )
-    pods = kube.list("v1", "Pod", namespace, labels=f"job-name={job_name}")
+    pods = kube.read_list(Pod, namespace, labels=f"job-name={job_name}")
     code, message = results.termination(pods)
     assert job is not None
     result = results.parse(code, message, fallback=results.job_failure_reason(job))
@@ -63,15 +64,14 @@ def busy(
 ) -> str | None:
     """Another backup or restore Job that has not ended, of the server (its volume) or
     of the repository (a restore into another server reads it): never two at once."""
-    mine = kube.list("batch/v1", "Job", namespace, labels=f"{naming.LABEL_SERVER}={server}")
-    same_repository = kube.list(
-        "batch/v1", "Job", None, labels=f"{repo.LABEL_REPOSITORY}={repository.label}"
+    mine = kube.read_list(Job, namespace, labels=f"{naming.LABEL_SERVER}={server}")
+    same_repository = kube.read_list(
+        Job, None, labels=f"{repo.LABEL_REPOSITORY}={repository.label}"
     )
     for job in [*mine, *same_repository]:
-        labels = job["metadata"].get("labels") or {}
-        name = str(job["metadata"]["name"])
-        if labels.get(naming.LABEL_COMPONENT) not in ACTIONS or name == own_job:
+        meta = job.metadata
+        if meta.labels.get(naming.LABEL_COMPONENT) not in ACTIONS or meta.name == own_job:
             continue
         if results.job_state(job) == "Running":
-            return f"{job['metadata']['namespace']}/{name}"
+            return f"{meta.namespace}/{meta.name}"
     return None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from .. import API_VERSION, naming
-from ..clients.kube import ApiError, Kube
-from ..conditions import Event, find, parse
-from ..models.backup import MailBackupStatus
+from ..clients.kube import JSON, ApiError, Kube
+from ..conditions import Event, find
+from ..models.backup import MailBackup, MailBackupStatus
+from ..models.common import ObjectMeta
 from ..models.plan import MailPlanSpec
-from ..models.server import BackupRef
+from ..models.server import BackupRef, PersonalMailServer
 from ..settings import OperatorSettings
 from . import access, cron, health, keys, store
 from . import repository as repo
@@ -39,95 +39,93 @@ def due_backup(
     return fire
 
 
-def backup_request(server: dict[str, Any], fire: dt.datetime) -> dict[str, Any]:
-    meta = server["metadata"]
-    name = repo.scheduled_backup_name(meta["name"], fire.strftime("%Y%m%d%H%M"))
+def backup_request(server: ObjectMeta, fire: dt.datetime) -> JSON:
+    """The scheduled MailBackup of `server` (its metadata) for the firing at `fire`."""
+    name = repo.scheduled_backup_name(server.name, fire.strftime("%Y%m%d%H%M"))
     return {
         "apiVersion": API_VERSION,
         "kind": "MailBackup",
         "metadata": {
             "name": name,
-            "namespace": meta["namespace"],
+            "namespace": server.namespace,
             "labels": {
-                naming.LABEL_SERVER: meta["name"],
+                naming.LABEL_SERVER: server.name,
                 "app.kubernetes.io/managed-by": naming.MANAGED_BY,
             },
         },
-        "spec": {"server": meta["name"], "trigger": "Schedule"},
+        "spec": {"server": server.name, "trigger": "Schedule"},
     }
 
 
 def tick(
     kube: Kube,
     settings: OperatorSettings,
-    server: dict[str, Any],
+    server: PersonalMailServer,
     plan: MailPlanSpec | None,
     now: dt.datetime,
 ) -> list[Event]:
     """Request the backup that is due, if any; refresh BackupHealthy; the events it deserves."""
     if not settings.backup_s3_bucket:
         return []
-    meta, status = server["metadata"], server.get("status") or {}
-    created = health.parse_time(meta.get("creationTimestamp")) or now
+    meta, status = server.metadata, server.status
+    created = meta.creation_timestamp or now
     grace = dt.timedelta(seconds=settings.backup_grace_seconds)
-    if plan is not None and not meta.get("deletionTimestamp"):
+    if plan is not None and not meta.deletion_timestamp:
         fire = due_backup(plan, created, now, grace)
-        request = backup_request(server, fire) if fire is not None else None
-        key = f"{meta['namespace']}/{request['metadata']['name']}" if request else ""
+        request = backup_request(meta, fire) if fire is not None else None
+        key = f"{meta.namespace}/{request['metadata']['name']}" if request else ""
         if request is not None and key not in _REQUESTED:
             try:
                 kube.create(request)
-                log.info("scheduled backup of %s/%s", meta["namespace"], meta["name"])
+                log.info("scheduled backup of %s/%s", meta.namespace, meta.name)
             except ApiError as e:
                 if e.status != 409:
                     raise
             if len(_REQUESTED) > 100_000:
                 _REQUESTED.clear()
             _REQUESTED.add(key)
-    last = health.parse_time((status.get("lastBackup") or {}).get("completedAt"))
+    last = status.last_backup.completed_at if status.last_backup else None
     cond = health.check(plan, last_completed=last, created=created, now=now, grace=grace)
-    current = find(parse(status.get("conditions")), health.BACKUP_HEALTHY)
+    current = find(status.conditions, health.BACKUP_HEALTHY)
     if current is not None and (current.status, current.reason, current.message) == (
         cond.status_text,
         cond.reason,
         cond.message,
     ):
         return []  # the common tick: nothing changed, no API call
-    return health.write(kube, meta["namespace"], meta["name"], now=now, cond=cond).events
+    return health.write(kube, meta.namespace, meta.name, now=now, cond=cond).events
 
 
 def after_backup(
     kube: Kube,
     settings: OperatorSettings,
-    backup: dict[str, Any],
+    backup: MailBackup,
     done: MailBackupStatus,
     remaining: tuple[str, ...],
     now: dt.datetime,
-) -> tuple[dict[str, Any] | None, list[Event]]:
+) -> tuple[PersonalMailServer | None, list[Event]]:
     """A backup completed: its server shows it as its newest good backup, the backups
     retention forgot go, BackupHealthy is refreshed. The server (None: gone) and the
     events its condition transitions deserve."""
-    meta, server = backup["metadata"], str((backup.get("spec") or {}).get("server"))
-    record = BackupRef(
-        name=meta["name"], completed_at=done.completed_at, snapshot_id=done.snapshot_id
-    )
-    health.write(kube, meta["namespace"], server, now=now, last_backup=record)
-    dropped = health.drop_forgotten(kube, meta["namespace"], server, remaining)
+    meta, server = backup.metadata, backup.spec.server
+    record = BackupRef(name=meta.name, completed_at=done.completed_at, snapshot_id=done.snapshot_id)
+    health.write(kube, meta.namespace, server, now=now, last_backup=record)
+    dropped = health.drop_forgotten(kube, meta.namespace, server, remaining)
     if dropped:
-        log.info("%d backups of %s/%s aged out", dropped, meta["namespace"], server)
-    found = kube.get(API_VERSION, "PersonalMailServer", meta["namespace"], server)
+        log.info("%d backups of %s/%s aged out", dropped, meta.namespace, server)
+    found = kube.read(PersonalMailServer, meta.namespace, server)
     if found is None:
         return None, []
-    plan = plan_of(kube, str((found.get("spec") or {}).get("plan")))
+    plan = plan_of(kube, found.plan)
     return found, tick(kube, settings, found, plan, now)
 
 
 def server_deleted(
-    kube: Kube, settings: OperatorSettings, server: dict[str, Any], now: dt.datetime
+    kube: Kube, settings: OperatorSettings, server: ObjectMeta, now: dt.datetime
 ) -> str:
-    """Keep the deleted server's backups for the retention period, or remove them now."""
-    meta = server["metadata"]
-    repository = Repository.of(meta["namespace"], meta["name"], meta["uid"])
+    """Keep the deleted server's (its metadata) backups for the retention period, or
+    remove them now."""
+    repository = Repository.of(server.namespace, server.name, server.uid)
     if keys.read(kube, settings, repository) is None:
         return "no backups"
     days = settings.backup_retention_after_delete_days
@@ -142,10 +140,9 @@ def remove(kube: Kube, settings: OperatorSettings, repository: Repository) -> in
     """Delete a repository's objects, bucket and identity, then its key (in that order:
     never an unreadable half, never a bucket or identity nothing records)."""
     removed = access.revoke(kube, settings, store.connect(kube, settings), repository)
-    for backup in kube.list(API_VERSION, "MailBackup", repository.namespace):
-        status = backup.get("status") or {}
-        if status.get("repository") == repository.path:
-            kube.delete(API_VERSION, "MailBackup", repository.namespace, backup["metadata"]["name"])
+    for backup in kube.read_list(MailBackup, repository.namespace):
+        if backup.status.repository == repository.path:
+            kube.delete(API_VERSION, MailBackup.KIND, repository.namespace, backup.metadata.name)
     kube.delete("v1", "Secret", settings.operator_namespace, repository.key_secret)
     log.info("removed repository %s (%d objects)", repository.path, removed)
     return removed

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import API_VERSION, naming
+from ..models.server import PersonalMailServer
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,12 @@ class Owner:
 
 
 PMS = "PersonalMailServer"
+
+
+def owner_of(server: PersonalMailServer) -> Owner:
+    """The server as the owner of the objects built for it."""
+    meta = server.metadata
+    return Owner(name=meta.name, namespace=meta.namespace, uid=meta.uid, plan=server.plan)
 
 
 def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
@@ -51,11 +58,3 @@ def server_reference(name: str, namespace: str, uid: str) -> dict[str, Any]:
         "kind": PMS,
         "metadata": {"name": name, "namespace": namespace, "uid": uid},
     }
-
-
-def owner_uid(meta: dict[str, Any], kind: str = PMS) -> str:
-    """The uid of the object's owner of `kind` ("" when it has none)."""
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == kind:
-            return str(ref.get("uid", ""))
-    return ""

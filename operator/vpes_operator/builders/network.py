@@ -66,6 +66,28 @@ def _namespace(name: str) -> dict[str, Any]:
     return {"matchLabels": {"kubernetes.io/metadata.name": name}}
 
 
+def _egress(settings: OperatorSettings, edge: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where the pod may connect: cluster DNS, the edge (its relay), and without a relay
+    the internet's port 25."""
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"namespaceSelector": _namespace(settings.cluster_dns_namespace)}],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        },
+        {"to": edge},
+    ]
+    if not settings.relay_host:
+        # No relay configured: the server delivers outbound mail itself, to the
+        # internet only (never to other pods).
+        egress.append(
+            {
+                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                "ports": [{"port": 25, "protocol": "TCP"}],
+            }
+        )
+    return egress
+
+
 def network_policy(
     owner: Owner, settings: OperatorSettings, *, dedicated_address: bool
 ) -> dict[str, Any]:
@@ -102,22 +124,6 @@ def network_policy(
                 "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS if p.proxy],
             }
         )
-    egress: list[dict[str, Any]] = [
-        {
-            "to": [{"namespaceSelector": _namespace(settings.cluster_dns_namespace)}],
-            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-        },
-        {"to": platform[:1]},
-    ]
-    if not settings.relay_host:
-        # No relay configured: the server delivers outbound mail itself, to the
-        # internet only (never to other pods).
-        egress.append(
-            {
-                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
-                "ports": [{"port": 25, "protocol": "TCP"}],
-            }
-        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -126,6 +132,6 @@ def network_policy(
             "podSelector": {"matchLabels": naming.selector_labels(owner.name)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
-            "egress": egress,
+            "egress": _egress(settings, platform[:1]),
         },
     }

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from .. import GROUP, VERSION, naming
-from .kube import JSON, ApiError, Kube
+from ..models.common import ObjectMeta
+from .kube import ApiError, Kube
 
 log = logging.getLogger(__name__)
 PLURALS = ("personalmailservers", "mailplans", "mailbackups", "mailrestores")
@@ -79,13 +79,16 @@ def server_paths(namespaces: Iterable[str] = ()) -> list[str]:
     return namespaced_paths(f"/apis/{GROUP}/{VERSION}/personalmailservers", namespaces)
 
 
-def list_metadata(kube: Kube, path: str, labels: str = "") -> list[JSON]:
+def list_metadata(kube: Kube, path: str, labels: str = "") -> list[ObjectMeta]:
     """The metadata of every object a list path holds, in pages of 500 (no specs)."""
-    found: list[JSON] = []
+    found: list[ObjectMeta] = []
     query = {"limit": "500", **({"labelSelector": labels} if labels else {})}
     while True:
         page = kube.request("GET", path, query=query, accept=METADATA_LIST)
-        found.extend(dict(item.get("metadata") or {}) for item in page.get("items") or [])
+        found.extend(
+            ObjectMeta.model_validate(item.get("metadata") or {})
+            for item in page.get("items") or []
+        )
         token = (page.get("metadata") or {}).get("continue")
         if not token:
             return found
@@ -101,19 +104,19 @@ def namespaced_paths(path: str, namespaces: Iterable[str] = ()) -> list[str]:
     return [f"{head}/namespaces/{ns}/{plural}" for ns in watched]
 
 
-def awaits_handler(meta: Mapping[str, Any], finalizer: str = naming.FINALIZER) -> bool:
+def awaits_handler(meta: ObjectMeta, finalizer: str = naming.FINALIZER) -> bool:
     """Whether a handler will take this server: not when it is being deleted and our
     finalizer is gone (its cleanup ran; another finalizer holds it), as nothing runs then."""
-    if not meta.get("deletionTimestamp"):
+    if not meta.deletion_timestamp:
         return True
-    return finalizer in (meta.get("finalizers") or [])
+    return finalizer in meta.finalizers
 
 
 def server_generations(kube: Kube, namespaces: Iterable[str] = ()) -> list[tuple[str, int]]:
     """(uid, generation) of every server, from metadata-only pages: the API's own view,
     independent of the operator's watch (so a stalled watch shows as waiting work)."""
     return [
-        (str(meta.get("uid")), int(meta.get("generation") or 0))
+        (meta.uid, meta.generation or 0)
         for path in server_paths(namespaces)
         for meta in list_metadata(kube, path)
         if awaits_handler(meta)

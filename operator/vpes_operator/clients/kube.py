@@ -12,12 +12,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import kubernetes
 
+from ..models.common import View
+
+# An object as JSON, as it enters from the API server or leaves for it.
 JSON = dict[str, Any]
+V = TypeVar("V", bound=View)
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,18 @@ class Kube:
             if e.status == 404:
                 return None
             raise
+
+    def read(self, view: type[V], namespace: str | None, name: str) -> V | None:
+        """The object, parsed into its typed view (None: not found)."""
+        found = self.get(view.API_VERSION, view.KIND, namespace, name)
+        return None if found is None else view.model_validate(found)
+
+    def read_list(
+        self, view: type[V], namespace: str | None = None, *, labels: str = "", fields: str = ""
+    ) -> list[V]:
+        """The objects of the view's kind, parsed (all namespaces when `namespace` is None)."""
+        found = self.list(view.API_VERSION, view.KIND, namespace, labels=labels, fields=fields)
+        return [view.model_validate(obj) for obj in found]
 
     def list(
         self,

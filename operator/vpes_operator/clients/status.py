@@ -11,24 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import API_VERSION
 from ..conditions import Event, events
 from ..models.common import Model
-from ..models.server import PersonalMailServerStatus
-from .kube import Kube
+from ..models.server import PersonalMailServer, PersonalMailServerStatus
+from .kube import JSON, Kube
 
 PMS = "PersonalMailServer"
-# (the object as read, its current status) → the new status, or None: nothing to write.
-Mutation = Callable[[dict[str, Any], PersonalMailServerStatus], PersonalMailServerStatus | None]
+# The server as read (its current status in `.status`) → the new status, or None:
+# nothing to write.
+Mutation = Callable[[PersonalMailServer], PersonalMailServerStatus | None]
 
 
-def server_status(obj: dict[str, Any]) -> PersonalMailServerStatus:
-    return PersonalMailServerStatus.model_validate(obj.get("status") or {})
-
-
-def status_wire(status: Model) -> dict[str, Any]:
+def status_wire(status: Model) -> JSON:
     """What was read plus what was set: never defaults nobody wrote."""
     return status.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, mode="json")
 
@@ -50,14 +46,15 @@ def update_server_status(kube: Kube, namespace: str, name: str, mutate: Mutation
     """Apply `mutate` to the server's current status and write the result if it changed."""
     out = Written()
 
-    def raw(obj: dict[str, Any]) -> dict[str, Any] | None:
-        out.before = out.after = server_status(obj)
-        new = mutate(obj, out.before)
+    def raw(obj: JSON) -> JSON | None:
+        server = PersonalMailServer.model_validate(obj)
+        out.before = out.after = server.status
+        new = mutate(server)
         if new is None or new == out.before:
             return None
         return status_wire(new)
 
     written = kube.update_status(API_VERSION, PMS, namespace, name, raw)
     if written is not None:
-        out.after, out.written = server_status(written), True
+        out.after, out.written = PersonalMailServer.model_validate(written).status, True
     return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .. import naming
 from ..builders.meta import Owner, metadata
 from ..clients.kube import Kube
+from ..models.kube import ConfigMap
 
 OWNED_KEY = "owned.json"
 CM_FINALIZER = f"{naming.PREFIX}/dns-records"
@@ -79,8 +80,8 @@ class Owned:
 
 
 def read(kube: Kube, namespace: str, server: str) -> Owned:
-    cm = kube.get("v1", "ConfigMap", namespace, config_map_name(server))
-    return Owned.load(((cm or {}).get("data") or {}).get(OWNED_KEY))
+    cm = kube.read(ConfigMap, namespace, config_map_name(server))
+    return Owned.load(cm.data.get(OWNED_KEY) if cm else None)
 
 
 def write(kube: Kube, owner: Owner, owned: Owned, *, keep: bool = True) -> None:
@@ -90,7 +91,7 @@ def write(kube: Kube, owner: Owner, owned: Owned, *, keep: bool = True) -> None:
     collection then takes it with the server.
     """
     name = config_map_name(owner.name)
-    if not owned and kube.get("v1", "ConfigMap", owner.namespace, name) is None:
+    if not owned and kube.read(ConfigMap, owner.namespace, name) is None:
         return
     meta = metadata(owner, name, finalizers=[CM_FINALIZER] if keep else [])
     meta["labels"][naming.LABEL_COMPONENT] = "dns"

@@ -12,18 +12,25 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import ValidationError
 
 from .. import crypto, naming
-from ..builders.meta import Owner
+from ..builders.meta import Owner, owner_of
 from ..clients.kube import Kube
 from ..clients.status import update_server_status
 from ..conditions import Cond, Event, set_condition
 from ..credentials import dkim_ed25519_key_name, dkim_key_name
+from ..models.common import ObjectMeta
 from ..models.conditions import ConditionType, Reason
-from ..models.server import DNSMode, DNSRecord, PersonalMailServerSpec, PersonalMailServerStatus
+from ..models.kube import Secret
+from ..models.server import (
+    DNSMode,
+    DNSRecord,
+    PersonalMailServer,
+    PersonalMailServerSpec,
+    PersonalMailServerStatus,
+)
 from ..settings import OperatorSettings
 from . import ownership, providers, verify
 from .errors import DNSError
@@ -71,18 +78,12 @@ class Publishing:
     publish: bool
 
 
-def owner_of(body: dict[str, Any]) -> Owner:
-    meta = body["metadata"]
-    plan = str((body.get("spec") or {}).get("plan", ""))
-    return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], plan=plan)
-
-
 def dkim_values(
     kube: Kube, owner: Owner, domains: Sequence[str], selector: str
 ) -> dict[str, dict[str, str]]:
     """selector → TXT value per domain, from the keys in the server's credentials Secret."""
-    secret = kube.get("v1", "Secret", owner.namespace, naming.credentials_secret(owner.name))
-    data = (secret or {}).get("data") or {}
+    secret = kube.read(Secret, owner.namespace, naming.credentials_secret(owner.name))
+    data = secret.data if secret else {}
     out: dict[str, dict[str, str]] = {}
     for d in domains:
         raw = data.get(dkim_key_name(d))
@@ -177,7 +178,7 @@ def _record_status(check: verify.Check | None, record: Record) -> DNSRecord:
 def run(
     kube: Kube,
     settings: OperatorSettings,
-    body: dict[str, Any],
+    server: PersonalMailServer,
     *,
     publish: bool = True,
     now: dt.datetime | None = None,
@@ -185,10 +186,10 @@ def run(
     """Publish (managed servers) and verify one server's records; write its DNS status."""
     now = now or dt.datetime.now(dt.UTC)
     try:
-        spec = PersonalMailServerSpec.model_validate(body.get("spec") or {})
+        spec = server.parsed_spec()
     except ValidationError:
         return Outcome()  # the main reconcile reports an invalid spec
-    owner = owner_of(body)
+    owner = owner_of(server)
     domains = sorted(spec.domains)
     resolvers = verify.Resolvers(settings.dns_resolvers, settings.dns_timeout)
     dkim = dkim_values(kube, owner, domains, settings.dkim_selector)
@@ -301,10 +302,8 @@ def _write_status(
     records: list[DNSRecord],
     now: dt.datetime,
 ) -> list[Event]:
-    def mutate(
-        current: dict[str, Any], before: PersonalMailServerStatus
-    ) -> PersonalMailServerStatus:
-        generation = int(current["metadata"].get("generation", 1))
+    def mutate(current: PersonalMailServer) -> PersonalMailServerStatus:
+        generation, before = current.generation, current.status
         conditions = before.conditions
         if published is not None:
             conditions = set_condition(conditions, published, generation=generation, now=now)
@@ -315,7 +314,7 @@ def _write_status(
 
 
 def cleanup(
-    kube: Kube, settings: OperatorSettings, body: dict[str, Any], *, final: bool = False
+    kube: Kube, settings: OperatorSettings, server: PersonalMailServer, *, final: bool = False
 ) -> list[DNSError]:
     """Remove every record this server published (only those); release the ownership ConfigMap.
 
@@ -323,7 +322,7 @@ def cleanup(
     could not be removed: nothing stays Terminating forever; the caller reports
     what was left in DNS (the problems returned).
     """
-    owner = owner_of(body)
+    owner = owner_of(server)
     owned = ownership.read(kube, owner.namespace, owner.name)
     problems: list[DNSError] = []
     if owned:
@@ -339,9 +338,9 @@ def cleanup(
     return problems
 
 
-def cleanup_orphan(kube: Kube, settings: OperatorSettings, cm: dict[str, Any]) -> list[DNSError]:
-    """The last attempt for a `<server>-dns` ConfigMap whose server is gone without its
-    cleanup (its finalizer removed by hand, say): remove the records, release it."""
-    ref = next(r for r in cm.get("ownerReferences") or [] if r.get("kind") == "PersonalMailServer")
-    body = {"metadata": {"name": ref["name"], "namespace": cm["namespace"], "uid": ref["uid"]}}
-    return cleanup(kube, settings, body, final=True)
+def cleanup_orphan(kube: Kube, settings: OperatorSettings, cm: ObjectMeta) -> list[DNSError]:
+    """The last attempt for a `<server>-dns` ConfigMap (its metadata) whose server is gone
+    without its cleanup (its finalizer removed by hand, say): remove the records, release it."""
+    ref = next(r for r in cm.owner_references if r.kind == PersonalMailServer.KIND)
+    gone = ObjectMeta(name=ref.name, namespace=cm.namespace, uid=ref.uid)
+    return cleanup(kube, settings, PersonalMailServer(metadata=gone), final=True)

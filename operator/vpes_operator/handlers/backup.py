@@ -7,19 +7,24 @@ remembered in memory), so a restart continues where the last run stopped.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
 
 from .. import GROUP, VERSION, metrics, watched
 from ..backup import backups, cron, restores, schedule
-from ..models.backup import MailBackupStatus, RequestPhase
+from ..builders.meta import server_reference
+from ..models.backup import MailBackup, MailBackupStatus, RequestPhase
+from ..models.common import ObjectMeta
 from ..models.plan import MailPlanSpec
+from ..models.restore import MailRestore
+from ..models.server import PersonalMailServer
 from ..settings import OperatorSettings
+from .background import background, repeat
 from .events import post
 
 log = logging.getLogger(__name__)
@@ -50,29 +55,36 @@ def _report(body: kopf.Body, step: backups.Step, kind: str, terminal: tuple[str,
 )
 def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     now = dt.datetime.now(dt.UTC)
-    step = backups.advance(memo.kube, memo.settings, dict(body), now)
-    backups.write(memo.kube, dict(body), step)
+    backup = MailBackup.model_validate(dict(body))
+    step = backups.advance(memo.kube, memo.settings, backup, now)
+    backups.write(memo.kube, backup, step)
     phase = _report(body, step, "backup", backups.TERMINAL)
     if phase == RequestPhase.COMPLETED:
-        _completed(memo, dict(body), step, now)
+        _completed(memo, backup, step, now)
 
 
-def _completed(memo: Any, body: dict[str, Any], step: backups.Step, now: dt.datetime) -> None:
+def _completed(memo: Any, backup: MailBackup, step: backups.Step, now: dt.datetime) -> None:
     done = step.status
     assert isinstance(done, MailBackupStatus)  # a MailBackup's step
     server, events = schedule.after_backup(
-        memo.kube, memo.settings, body, done, step.remaining, now
+        memo.kube, memo.settings, backup, done, step.remaining, now
     )
     if server is not None:
-        post(server, events)
+        post(_reference(server), events)
+
+
+def _reference(server: PersonalMailServer) -> Any:
+    meta = server.metadata
+    return server_reference(meta.name, meta.namespace, meta.uid)
 
 
 @kopf.timer(
     GROUP, VERSION, "mailrestores", id="advance", interval=TICK, when=_pending(restores.TERMINAL)
 )
 def restore_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
-    step = restores.advance(memo.kube, memo.settings, dict(body), dt.datetime.now(dt.UTC))
-    restores.write(memo.kube, dict(body), step)
+    restore = MailRestore.model_validate(dict(body))
+    step = restores.advance(memo.kube, memo.settings, restore, dt.datetime.now(dt.UTC))
+    restores.write(memo.kube, restore, step)
     _report(body, step, "restore", restores.TERMINAL)
 
 
@@ -97,52 +109,43 @@ def schedule_timer(
         with contextlib.suppress(cron.CronError):
             period = cron.interval(cron.parse(plan.backup.schedule), now)
     for server in servers:
-        meta = server["metadata"]
+        meta = server.metadata
         if period is not None:
-            metrics.BACKUP_INTERVAL.labels(meta["namespace"], meta["name"]).set(
-                period.total_seconds()
-            )
+            metrics.BACKUP_INTERVAL.labels(meta.namespace, meta.name).set(period.total_seconds())
         try:
             changed = schedule.tick(memo.kube, memo.settings, server, plan, now)
         except Exception:  # one server's trouble never stops the others' schedule
-            log.exception("backup schedule of %s/%s failed", meta["namespace"], meta["name"])
+            log.exception("backup schedule of %s/%s failed", meta.namespace, meta.name)
             continue
-        post(server, changed)
+        post(_reference(server), changed)
 
 
-def server_deleted(memo: Any, body: dict[str, Any], logger: kopf.Logger) -> None:
+def server_deleted(memo: Any, meta: ObjectMeta, logger: kopf.Logger) -> None:
     """Called from the server's delete handler: its backups outlive it for the retention."""
-    meta = body["metadata"]
     with contextlib.suppress(KeyError):
-        metrics.BACKUP_INTERVAL.remove(meta["namespace"], meta["name"])
+        metrics.BACKUP_INTERVAL.remove(meta.namespace, meta.name)
     try:
-        outcome = schedule.server_deleted(memo.kube, memo.settings, body, dt.datetime.now(dt.UTC))
+        outcome = schedule.server_deleted(memo.kube, memo.settings, meta, dt.datetime.now(dt.UTC))
     except Exception as e:  # never hold a deletion for the backups' sake
-        logger.error("backups of %s/%s not handled: %s", meta["namespace"], meta["name"], e)
+        logger.error("backups of %s/%s not handled: %s", meta.namespace, meta.name, e)
         return
-    logger.info("server %s/%s deleted: %s", meta["namespace"], meta["name"], outcome)
+    logger.info("server %s/%s deleted: %s", meta.namespace, meta.name, outcome)
 
 
-async def _sweep_forever(memo: Any) -> None:
+def _sweep_forever(memo: Any) -> Coroutine[Any, Any, None]:
+    """The retention sweep: repositories whose servers' retention ran out go."""
     every = memo.settings.backup_sweep_seconds
-    await asyncio.sleep(min(60.0, every))
-    while True:
-        try:
-            await asyncio.to_thread(
-                schedule.sweep, memo.kube, memo.settings, dt.datetime.now(dt.UTC)
-            )
-        except Exception:
-            log.exception("the backup retention sweep failed; it runs again later")
-        await asyncio.sleep(every)
+
+    def sweep() -> None:
+        schedule.sweep(memo.kube, memo.settings, dt.datetime.now(dt.UTC))
+
+    return repeat(
+        sweep,
+        every,
+        log=log,
+        failed="the backup retention sweep failed; it runs again later",
+        first=min(60.0, every),
+    )
 
 
-@kopf.on.startup()
-async def start_sweep(memo: kopf.Memo, **_: Any) -> None:
-    memo.backup_sweep = asyncio.create_task(_sweep_forever(memo))
-
-
-@kopf.on.cleanup()
-async def stop_sweep(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "backup_sweep", None)
-    if task is not None:
-        task.cancel()
+background("backup_sweep", _sweep_forever)

@@ -16,6 +16,7 @@ import kopf
 from .. import GROUP, VERSION, health, metrics
 from ..dns import service
 from ..dns.schedule import Schedule
+from ..models.server import PersonalMailServer
 from ..settings import OperatorSettings
 from .events import post
 
@@ -30,19 +31,17 @@ log = logging.getLogger(__name__)
 SCHEDULE = Schedule()
 
 
-def _run(body: dict[str, Any], memo: Any) -> service.Outcome:
-    meta = body["metadata"]
-    with SCHEDULE.run_lock(meta["uid"]):
-        if SCHEDULE.gone(meta["uid"]) or meta.get("deletionTimestamp"):
+def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
+    meta = server.metadata
+    with SCHEDULE.run_lock(meta.uid):
+        if SCHEDULE.gone(meta.uid) or meta.deletion_timestamp:
             return service.Outcome()
-        outcome = service.run(memo.kube, memo.settings, body)
+        outcome = service.run(memo.kube, memo.settings, server)
     if outcome.failures:
-        metrics.DNS_VERIFICATION_FAILURES.labels(meta["namespace"], meta["name"]).inc(
-            outcome.failures
-        )
+        metrics.DNS_VERIFICATION_FAILURES.labels(meta.namespace, meta.name).inc(outcome.failures)
     SCHEDULE.done(
-        meta["uid"],
-        int(meta.get("generation", 1)),
+        meta.uid,
+        server.generation,
         outcome.verified,
         memo.settings,
         time.monotonic(),
@@ -66,7 +65,8 @@ async def dns_timer(
     if not SCHEDULE.is_due(uid, generation, time.monotonic()):
         return  # the common case: no thread, no API call
     try:
-        outcome = await asyncio.to_thread(_run, dict(body), memo)
+        server = PersonalMailServer.model_validate(dict(body))
+        outcome = await asyncio.to_thread(_run, server, memo)
     except Exception:  # a check never crashes the operator; it is retried with back-off
         logger.exception("DNS of %s failed", meta.get("name"))
         SCHEDULE.done(uid, generation, False, memo.settings, time.monotonic())
@@ -90,7 +90,8 @@ def dns_cleanup(
     metrics.DNS_VERIFICATION_FAILURES.remove(str(meta.get("namespace")), str(meta.get("name")))
     final = retry >= ATTEMPTS - 1
     with SCHEDULE.run_lock(uid):  # a publish still running finishes first
-        problems = service.cleanup(memo.kube, memo.settings, dict(body), final=final)
+        server = PersonalMailServer.model_validate(dict(body))
+        problems = service.cleanup(memo.kube, memo.settings, server, final=final)
     if not problems:
         return
     text = "; ".join(p.message for p in problems)

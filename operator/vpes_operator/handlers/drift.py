@@ -9,20 +9,20 @@ handler, serialised with every other handler of that server.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-
-import kopf
 
 from .. import API_VERSION, drift, health, metrics, naming
 from ..clients import inventory
 from ..clients.kube import Kube
 from ..dns import service
+from ..models.common import ObjectMeta
 from ..settings import OperatorSettings
+from .background import background, repeat
 from .dns import report_left
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Sweeper:
     kicked: dict[str, float] = field(default_factory=dict)  # server uid → last kick
     reported: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def children(self) -> dict[str, list[dict[str, Any]]]:
+    def children(self) -> dict[str, list[ObjectMeta]]:
         labels = f"app.kubernetes.io/managed-by={naming.MANAGED_BY}"
         return {
             child.kind: [
@@ -77,9 +77,9 @@ class Sweeper:
         self.kicked = {u: t for u, t in self.kicked.items() if u in uids.values()}
         return kicked
 
-    def release_orphans(self, config_maps: list[dict[str, Any]], uids: list[str]) -> None:
+    def release_orphans(self, config_maps: list[ObjectMeta], uids: list[str]) -> None:
         for cm in drift.orphaned_dns(config_maps, uids):
-            where = f"{cm.get('namespace')}/{cm.get('name')}"
+            where = f"{cm.namespace}/{cm.name}"
             log.warning("DNS ConfigMap %s outlived its server: last cleanup, then released", where)
             problems = service.cleanup_orphan(self.kube, self.settings, cm)
             if problems:
@@ -98,25 +98,11 @@ class Sweeper:
         metrics.DRIFT_CORRECTIONS.inc()
 
 
-async def sweep_forever(sweeper: Sweeper) -> None:
-    every = sweeper.settings.drift_interval_seconds
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await asyncio.to_thread(sweeper.sweep)
-        except Exception:
-            log.exception("the drift sweep failed; it runs again in %.0fs", every)
-
-
-@kopf.on.startup()
-async def start_drift_sweep(memo: kopf.Memo, **_: Any) -> None:
-    # After `configure` (kopf runs start-up handlers in the order they were registered).
+def _sweep_forever(memo: Any) -> Coroutine[Any, Any, None]:
     sweeper = Sweeper(memo.kube, memo.settings, health.HEALTH.namespaces)
-    memo.drift_sweep = asyncio.create_task(sweep_forever(sweeper))
+    every = sweeper.settings.drift_interval_seconds
+    failed = f"the drift sweep failed; it runs again in {every:.0f}s"
+    return repeat(sweeper.sweep, every, log=log, failed=failed, first=every)
 
 
-@kopf.on.cleanup()
-async def stop_drift_sweep(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "drift_sweep", None)
-    if task is not None:
-        task.cancel()
+background("drift_sweep", _sweep_forever)

@@ -10,22 +10,22 @@ import kopf
 
 from .. import GROUP, VERSION, metrics, watched
 from ..clients import inventory
+from ..models.server import PersonalMailServer
 
 
 @kopf.on.event(GROUP, VERSION, "personalmailservers")
-async def server_seen(
-    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, type: str, **_: Any
-) -> None:
+async def server_seen(body: kopf.Body, type: str, **_: Any) -> None:
     deleted = type == "DELETED"
-    metrics.SERVERS.update(dict(body), deleted=deleted)
-    uid = str(meta.get("uid"))
+    server = PersonalMailServer.model_validate(dict(body))
+    metrics.SERVERS.update(server, deleted=deleted)
+    uid = server.metadata.uid
     if deleted:
         watched.BACKUP_VIEW.drop(uid)
         watched.GENERATIONS.drop(uid)
         return
-    watched.BACKUP_VIEW.put(uid, str(spec.get("plan", "")), watched.backup_view(meta, status))
-    if inventory.awaits_handler(meta):
-        watched.GENERATIONS.put(uid, uid, int(meta.get("generation") or 0))
+    watched.BACKUP_VIEW.put(uid, server.plan, watched.backup_view(server))
+    if inventory.awaits_handler(server.metadata):
+        watched.GENERATIONS.put(uid, uid, server.metadata.generation or 0)
     else:
         watched.GENERATIONS.drop(uid)
 

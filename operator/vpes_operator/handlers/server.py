@@ -9,6 +9,9 @@ import kopf
 from .. import API_VERSION, GROUP, VERSION, health, metrics, reconcile, watched
 from ..clients.kube import Kube
 from ..errors import ConfigError, WaitingError
+from ..models.common import ObjectMeta
+from ..models.plan import PlanJSON
+from ..models.server import PersonalMailServer
 from . import backup
 from .events import post
 
@@ -16,7 +19,7 @@ PLURAL = "personalmailservers"
 KIND = "PersonalMailServer"
 
 
-def plan_spec(kube: Kube, name: str) -> dict[str, Any] | None:
+def plan_spec(kube: Kube, name: str) -> PlanJSON | None:
     """The plan as the watch delivered it; read from the API only when the watch has
     not delivered it (yet): a server may be handled before its plan's first event."""
     spec = watched.PLANS.first(name)
@@ -30,17 +33,13 @@ def plan_spec(kube: Kube, name: str) -> dict[str, Any] | None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @health.tracks
-def reconcile_server(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    memo: Any,
-    **_: Any,
-) -> None:
+def reconcile_server(body: kopf.Body, memo: Any, **_: Any) -> None:
     result = "error"
     try:
+        server = PersonalMailServer.model_validate(dict(body))
         with metrics.RECONCILE_SECONDS.labels(KIND).time():
             outcome = reconcile.reconcile(
-                memo.kube, memo.settings, dict(body), plan_spec(memo.kube, spec.get("plan", ""))
+                memo.kube, memo.settings, server, plan_spec(memo.kube, server.plan)
             )
         post(body, outcome.events)
         if isinstance(outcome.error, WaitingError):
@@ -65,5 +64,5 @@ def server_deleted(
     hooks in: the server's backups are kept for the provider's retention (or
     removed now), its DNS records go in the DNS handler.
     """
-    backup.server_deleted(memo, dict(body), logger)
+    backup.server_deleted(memo, ObjectMeta.model_validate(dict(body.metadata)), logger)
     logger.info("server %s/%s deleted; its objects are garbage-collected", namespace, name)

@@ -14,6 +14,7 @@ from .. import health, naming, watched
 from ..clients import inventory
 from ..clients.kube import Kube
 from ..settings import OperatorSettings
+from .background import cancel
 
 WORKER_LIMIT = 64
 
@@ -71,6 +72,4 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def stop_health(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "health_task", None)
-    if task is not None:
-        task.cancel()
+    cancel(memo, "health_task")

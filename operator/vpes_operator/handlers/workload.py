@@ -3,16 +3,19 @@ pod from running (a missing image, no node, a volume that never binds)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from .. import health, naming, podstate, reconcile
-from ..builders.meta import owner_uid, server_reference
+from ..builders.meta import PMS, server_reference
 from ..clients.kube import Kube
+from ..models.common import ObjectMeta
+from ..models.kube import PersistentVolumeClaim, Pod, StatefulSet
+from .background import background, repeat
 from .events import post
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ def statefulset_event(
         return
     outcome = reconcile.refresh_readiness(memo.kube, namespace, server)
     if outcome.events:
-        uid = owner_uid(dict(body.get("metadata", {})))
+        uid = ObjectMeta.model_validate(dict(body.metadata)).owner_uid(PMS)
         post(server_reference(server, namespace, uid), outcome.events)
 
 
@@ -58,20 +61,19 @@ class PodCheck:
         found: dict[tuple[str, str], podstate.Blocker | None] = {}
         selector = f"app.kubernetes.io/name={naming.TENANT_APP}"
         for ns in self.namespaces or (None,):
-            pods = self.kube.list("v1", "Pod", ns, labels=selector, fields="status.phase=Pending")
+            pods = self.kube.read_list(Pod, ns, labels=selector, fields="status.phase=Pending")
             for pod in pods:
-                meta = pod["metadata"]
-                server = (meta.get("labels") or {}).get(naming.LABEL_SERVER)
-                if server and not meta.get("deletionTimestamp"):
-                    found[(meta["namespace"], server)] = podstate.blocker(pod, self._claim(pod))
+                meta = pod.metadata
+                server = meta.labels.get(naming.LABEL_SERVER)
+                if server and not meta.deletion_timestamp:
+                    found[(meta.namespace, server)] = podstate.blocker(pod, self._claim(pod))
         return found
 
-    def _claim(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+    def _claim(self, pod: Pod) -> PersistentVolumeClaim | None:
         if not podstate.unscheduled(pod):
             return None
-        server = pod["metadata"]["labels"][naming.LABEL_SERVER]
-        claim = naming.volume_claim(server)
-        return self.kube.get("v1", "PersistentVolumeClaim", pod["metadata"]["namespace"], claim)
+        claim = naming.volume_claim(pod.metadata.labels[naming.LABEL_SERVER])
+        return self.kube.read(PersistentVolumeClaim, pod.metadata.namespace, claim)
 
     def run(self) -> int:
         """One pass; how many servers' Ready was recomputed."""
@@ -85,8 +87,8 @@ class PodCheck:
             namespace, server = key
             outcome = reconcile.refresh_readiness(self.kube, namespace, server, pod=cause)
             if outcome.events:
-                sts = self.kube.get("apps/v1", "StatefulSet", namespace, naming.statefulset(server))
-                uid = owner_uid(dict((sts or {}).get("metadata", {})))
+                sts = self.kube.read(StatefulSet, namespace, naming.statefulset(server))
+                uid = sts.metadata.owner_uid(PMS) if sts else ""
                 post(server_reference(server, namespace, uid), outcome.events)
             if reason is None:
                 self.blocked.pop(key, None)
@@ -96,24 +98,11 @@ class PodCheck:
         return changed
 
 
-async def check_forever(check: PodCheck, every: float) -> None:
-    while True:
-        try:
-            await asyncio.to_thread(check.run)
-        except Exception:
-            log.exception("looking at the tenants' pending pods failed; again in %.0fs", every)
-        await asyncio.sleep(every)
-
-
-@kopf.on.startup()
-async def start_pod_check(memo: kopf.Memo, **_: Any) -> None:
-    # After `configure` (kopf runs start-up handlers in the order they were registered).
+def _check_forever(memo: Any) -> Coroutine[Any, Any, None]:
     check = PodCheck(memo.kube, health.HEALTH.namespaces)
-    memo.pod_check = asyncio.create_task(check_forever(check, memo.settings.pod_check_seconds))
+    every = memo.settings.pod_check_seconds
+    failed = f"looking at the tenants' pending pods failed; again in {every:.0f}s"
+    return repeat(check.run, every, log=log, failed=failed)
 
 
-@kopf.on.cleanup()
-async def stop_pod_check(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "pod_check", None)
-    if task is not None:
-        task.cancel()
+background("pod_check", _check_forever)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import Field
 
-from .common import NAME_PATTERN, Model, x_validation
+from .. import API_VERSION
+from .common import NAME_PATTERN, Model, Object, x_validation
 from .conditions import Condition, conditions_field
 
 
@@ -77,3 +79,13 @@ class MailBackupStatus(Model):
     started_at: datetime | None = Field(default=None, description="When the backup started.")
     completed_at: datetime | None = Field(default=None, description="When it ended.")
     conditions: list[Condition] = conditions_field("Completed and Failed, with reasons.")
+
+
+class MailBackup(Object):
+    """A MailBackup as read (its spec is immutable and checked by the API server)."""
+
+    API_VERSION: ClassVar[str] = API_VERSION
+    KIND: ClassVar[str] = "MailBackup"
+
+    spec: MailBackupSpec
+    status: MailBackupStatus = Field(default_factory=MailBackupStatus)

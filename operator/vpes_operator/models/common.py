@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 # A DNS name made of A-labels (IDNA-encoded once, at the edge): lowercase
@@ -51,6 +52,67 @@ class Model(BaseModel):
     def wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase, no unset optionals."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class View(BaseModel):
+    """Base of a typed view of an object as the API server returned it: parsed once, where
+    it enters the operator; camelCase on the wire; what the operator does not read is
+    ignored (a view, not a schema: the CRDs come from the `Model`s)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    # The kind a view of a whole object reads (`Kube.read` asks for it).
+    API_VERSION: ClassVar[str] = ""
+    KIND: ClassVar[str] = ""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_is_unset(cls, value: Any, info: Any) -> Any:
+        """A JSON null reads as the field's default (Kubernetes omits or nulls alike)."""
+        if value is None:
+            field = cls.model_fields[info.field_name]
+            if not field.is_required():
+                return field.get_default(call_default_factory=True)
+        return value
+
+
+class OwnerReference(View):
+    kind: str = ""
+    name: str = ""
+    uid: str = ""
+
+
+class ManagedFieldsEntry(View):
+    manager: str = ""
+    subresource: str = ""
+    time: str = ""
+
+
+class ObjectMeta(View):
+    """The metadata the operator reads of any object."""
+
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    generation: int | None = None
+    resource_version: str = ""
+    creation_timestamp: datetime | None = None
+    # Set: the object is being deleted (only its presence is read).
+    deletion_timestamp: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    finalizers: list[str] = Field(default_factory=list)
+    owner_references: list[OwnerReference] = Field(default_factory=list)
+    managed_fields: list[ManagedFieldsEntry] = Field(default_factory=list)
+
+    def owner_uid(self, kind: str) -> str:
+        """The uid of the object's owner of `kind` ("" when it has none)."""
+        return next((r.uid for r in self.owner_references if r.kind == kind), "")
+
+
+class Object(View):
+    """A whole object as read: its metadata, and what the view of its kind adds."""
+
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
 
 
 class SecretKeyRef(Model):

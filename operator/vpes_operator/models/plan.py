@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from .common import ByteSize, ComputeResources, Model, x_validation
+from .. import API_VERSION
+from .common import ByteSize, ComputeResources, Model, Object, x_validation
+
+# A MailPlan's spec as stored (JSON), where an invalid plan must be reported rather than
+# raised: `reconcile.parse_plan` validates it into a MailPlanSpec.
+PlanJSON = dict[str, Any]
 
 
 class AntispamLevel(StrEnum):
@@ -106,3 +112,12 @@ PLAN_SPEC_VALIDATIONS = [
     ),
     x_validation(_not_below("cpu"), "resources.limits.cpu must be at least resources.requests.cpu"),
 ]
+
+
+class MailPlan(Object):
+    """A MailPlan as read, its spec validated (an invalid one raises pydantic's error)."""
+
+    API_VERSION: ClassVar[str] = API_VERSION
+    KIND: ClassVar[str] = "MailPlan"
+
+    spec: MailPlanSpec = Field(default_factory=MailPlanSpec)

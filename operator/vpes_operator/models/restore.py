@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from pydantic import Field
 
+from .. import API_VERSION
 from .backup import RequestPhase
-from .common import NAME_PATTERN, Model
+from .common import NAME_PATTERN, Model, Object
 from .conditions import Condition, conditions_field
 
 RestorePhase = RequestPhase
@@ -47,3 +49,13 @@ class MailRestoreStatus(Model):
     started_at: datetime | None = Field(default=None, description="When the restore started.")
     completed_at: datetime | None = Field(default=None, description="When it ended.")
     conditions: list[Condition] = conditions_field("Completed and Failed, with reasons.")
+
+
+class MailRestore(Object):
+    """A MailRestore as read (its spec is immutable and checked by the API server)."""
+
+    API_VERSION: ClassVar[str] = API_VERSION
+    KIND: ClassVar[str] = "MailRestore"
+
+    spec: MailRestoreSpec
+    status: MailRestoreStatus = Field(default_factory=MailRestoreStatus)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, StringConstraints
 
+from .. import API_VERSION
 from .common import (
     ADDRESS_PATTERN,
     ALIAS_PATTERN,
@@ -16,6 +17,7 @@ from .common import (
     NAME_PATTERN,
     ByteSize,
     Model,
+    Object,
     SecretKeyRef,
     friendly,
     list_map,
@@ -340,3 +342,31 @@ class PersonalMailServerStatus(Model):
     )
     usage: Usage | None = Field(default=None, description="What the server uses.")
     last_backup: BackupRef | None = Field(default=None, description="Last good backup.")
+
+
+class PersonalMailServer(Object):
+    """A PersonalMailServer as read: metadata and status typed. The spec stays as stored
+    (JSON): `parsed_spec` validates it where an invalid one is reported (Provisioned says
+    why), and a snapshot keeps it whole."""
+
+    API_VERSION: ClassVar[str] = API_VERSION
+    KIND: ClassVar[str] = "PersonalMailServer"
+
+    spec: dict[str, Any] = Field(default_factory=dict)
+    status: PersonalMailServerStatus = Field(default_factory=PersonalMailServerStatus)
+
+    @property
+    def plan(self) -> str:
+        return str(self.spec.get("plan", ""))
+
+    @property
+    def generation(self) -> int:
+        return 1 if self.metadata.generation is None else self.metadata.generation
+
+    @property
+    def suspended(self) -> bool:
+        return bool(self.spec.get("suspended"))
+
+    def parsed_spec(self) -> PersonalMailServerSpec:
+        """The spec, validated (pydantic's ValidationError when it is not valid)."""
+        return PersonalMailServerSpec.model_validate(self.spec)

@@ -9,6 +9,7 @@ from pathlib import Path
 from ...builders.meta import Owner
 from ...clients.kube import Kube
 from ...models.conditions import Reason
+from ...models.kube import Secret
 from ...settings import OperatorSettings
 from ..errors import ProviderNotConfiguredError
 from . import externaldns, manual, rfc2136, route53
@@ -40,8 +41,8 @@ def tsig_key(settings: OperatorSettings, kube: Kube | None) -> rfc2136.TSIGKey |
             raise ProviderNotConfiguredError(
                 f"VPES_DNS_RFC2136_TSIG_SECRET_REF {ref!r} must be <namespace>/<name>/<key>"
             )
-        obj = kube.get("v1", "Secret", parts[0], parts[1])
-        raw = ((obj or {}).get("data") or {}).get(parts[2])
+        obj = kube.read(Secret, parts[0], parts[1])
+        raw = obj.data.get(parts[2]) if obj else None
         if raw is None:
             raise ProviderNotConfiguredError(
                 f"the TSIG secret {ref} does not exist: create that Secret and key"
