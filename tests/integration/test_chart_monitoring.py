@@ -91,6 +91,7 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
         "VpesOperatorNotProcessing",
         "VpesDNSRecordsLeftBehind",
         "VpesOperatorStalled",
+        "VpesTenantStorage",
     }
     not_ready = alerts["VpesTenantNotReady"]
     assert not_ready["for"] == "15m"
@@ -103,6 +104,9 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
         "max by (namespace, server) (vpes_backup_age_seconds) > 2 * "
         "max by (namespace, server) (vpes_backup_interval_seconds)"
     )
+    storage = alerts["VpesTenantStorage"]
+    assert storage["expr"] == "max by (namespace, server) (vpes_tenant_storage_healthy) == 0"
+    assert "StorageHealthy" in storage["annotations"]["description"]
     assert "vpes_tenant_dns_verified" in alerts["VpesDNSVerificationFailing"]["expr"]
     assert 'vpes_reconciles_total{result="error"}' in alerts["VpesOperatorErrors"]["expr"]
     # A start-up that never completes, or a wedged operator, pages someone.
