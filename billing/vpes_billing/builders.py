@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-import kubernetes.utils
 from vpes_operator import API_VERSION
 from vpes_operator.models.plan import MailPlanSpec
+from vpes_operator.quantity import parse_quantity
 
 from . import naming as n
 from .settings import Settings
@@ -123,13 +122,6 @@ def quota(plan: MailPlanSpec) -> dict[str, str]:
             if resource_name in amounts:
                 hard[f"{section}.{resource_name}"] = _double(str(amounts[resource_name]))
     return hard
-
-
-def parse_quantity(quantity: str) -> Decimal:
-    """The exact value of a Kubernetes quantity (the official client's parser, typed);
-    ValueError if `quantity` is not one."""
-    value: Decimal = kubernetes.utils.parse_quantity(quantity)  # type: ignore[no-untyped-call]
-    return value
 
 
 _SUFFIX = re.compile(r"(?:Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])$")

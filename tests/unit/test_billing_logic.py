@@ -25,6 +25,7 @@ from vpes_billing.stripe_gateway import CheckoutSession, StripeGateway, Subscrip
 from vpes_billing.web import BodyLimit
 from vpes_devcluster.billing_dev import event, sign
 from vpes_operator.models.plan import MailPlanSpec
+from vpes_operator.quantity import parse_quantity
 
 pytestmark = pytest.mark.unit
 
@@ -492,7 +493,7 @@ def test_a_bad_setting_names_its_variable(
 )
 def test_quota_doubles_quantities_exactly(quantity: str, doubled: str) -> None:
     assert builders._double(quantity) == doubled
-    assert builders.parse_quantity(doubled) == 2 * builders.parse_quantity(quantity)
+    assert parse_quantity(doubled) == 2 * parse_quantity(quantity)
 
 
 def test_quota_doubling_refuses_what_is_no_quantity() -> None:
