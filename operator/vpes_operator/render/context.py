@@ -83,9 +83,7 @@ def build_context(
     resolved = addresses.resolve(spec, domains, default_quota)
     mailboxes = resolved.mailboxes
     senders = [SenderLogin(address=m.address, logins=(m.address,)) for m in mailboxes]
-    senders += [
-        SenderLogin(address=a, logins=tuple(sorted(o))) for a, o in resolved.claims.items()
-    ]
+    senders += [SenderLogin(address=a, logins=tuple(sorted(o))) for a, o in resolved.claims.items()]
 
     selector = checks.dkim_selector(settings.dkim_selector)
     message_size = checks.positive_bytes(plan.max_message_size, "the plan's maxMessageSize")
