@@ -288,8 +288,7 @@ def test_an_invalid_spec_keeps_its_previous_recipients_or_defers() -> None:
         fresh = build([bad], {}, SETTINGS, previous=prev)
         assert fresh.maps.files["recipients"] == ""
         assert fresh.maps.files["access"] == (
-            "a.example 450 4.3.0 a.example: this mail server is being configured, "
-            "try again later\n"
+            "a.example 450 4.3.0 a.example: this mail server is being configured, try again later\n"
         )
 
 

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .. import health, watched
+from ..clients.kube import ApiError
 from ..edgemaps import Publisher, undelivered
 from .background import background
 from .events import post
@@ -71,6 +72,9 @@ async def keep_current(memo: Any) -> None:
                     {name: specs[0] for name, specs in plans.items() if specs},
                 )
                 due = time.monotonic() + RESYNC
+            except ApiError as e:  # refused or unreachable: no traceback every few seconds
+                log.warning("publishing the edge's maps failed, again in %.0fs: %s", RETRY, e)
+                due = time.monotonic() + RETRY
             except Exception:
                 log.exception("publishing the edge's maps failed; again in %.0fs", RETRY)
                 due = time.monotonic() + RETRY
