@@ -103,6 +103,19 @@ HANDLERS_IN_FLIGHT_PEAK = Gauge(
     registry=REGISTRY,
 )
 
+# The shared edge's maps (edgemaps.py sets them).
+EDGE_MAPS_LAST_SUCCESS = Gauge(
+    "vpes_edge_maps_last_success_timestamp_seconds",
+    "When the edge's maps were last built and found or made current in their ConfigMap "
+    "(Unix time; 0 before the first time).",
+    registry=REGISTRY,
+)
+EDGE_MAPS_DOMAINS = Gauge(
+    "vpes_edge_maps_domains",
+    "Domains the edge's maps route (as last built).",
+    registry=REGISTRY,
+)
+
 # What the gauges are computed from: (namespace, name) → a server's summary.
 Summaries = Callable[[], Iterable["ServerSummary"]]
 
@@ -111,9 +124,10 @@ class TenantCollector(Collector):
     """The per-server gauges, computed from the servers' latest summaries.
 
     vpes_tenants{phase,plan} counts servers; vpes_tenant_ready,
-    vpes_tenant_suspended and vpes_tenant_dns_verified{namespace,server} are 1 or
-    0 per server (so that an alert names the server, and holds while it stays
-    so); vpes_backup_age_seconds{namespace,server} is the age of its last backup;
+    vpes_tenant_suspended, vpes_tenant_dns_verified and
+    vpes_tenant_domains_routed{namespace,server} are 1 or 0 per server (so that an
+    alert names the server, and holds while it stays so);
+    vpes_backup_age_seconds{namespace,server} is the age of its last backup;
     vpes_tenant_storage_*{namespace,server} its mail volume (StorageGauges).
     """
 
@@ -137,6 +151,12 @@ class TenantCollector(Collector):
             "(absent before its first check).",
             labels=who,
         )
+        domains_routed = GaugeMetricFamily(
+            "vpes_tenant_domains_routed",
+            "1 when the edge routes every domain of the server to it (DomainsRouted), 0 "
+            "when another server has one of them (absent before the maps were built).",
+            labels=who,
+        )
         backup_age = GaugeMetricFamily(
             "vpes_backup_age_seconds",
             "Time since each server's last good backup.",
@@ -154,11 +174,21 @@ class TenantCollector(Collector):
             suspended.add_metric(labels, 1.0 if s.suspended else 0.0)
             if s.dns_verified is not None:
                 dns_verified.add_metric(labels, 1.0 if s.dns_verified else 0.0)
+            if s.domains_routed is not None:
+                domains_routed.add_metric(labels, 1.0 if s.domains_routed else 0.0)
             if s.last_backup is not None:
                 backup_age.add_metric(labels, (now - s.last_backup).total_seconds())
         for (phase, plan), n in sorted(counts.items()):
             tenants.add_metric([phase, plan], n)
-        yield from (tenants, ready, suspended, dns_verified, backup_age, *storage.families())
+        yield from (
+            tenants,
+            ready,
+            suspended,
+            dns_verified,
+            domains_routed,
+            backup_age,
+            *storage.families(),
+        )
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -220,12 +250,14 @@ class ServerSummary:
     storage_capacity: int | None = None
     quota_committed: int | None = None
     storage_healthy: bool | None = None  # None: not measured (UsageUnknown) or no condition
+    domains_routed: bool | None = None  # None: the edge's maps have not been built yet
 
 
 def summary(server: PersonalMailServer) -> ServerSummary:
     status = server.status
     verified = find(status.conditions, ConditionType.DNS_VERIFIED)
     stored = find(status.conditions, ConditionType.STORAGE_HEALTHY)
+    routed = find(status.conditions, ConditionType.DOMAINS_ROUTED)
     usage = status.usage or Usage()
     return ServerSummary(
         namespace=server.metadata.namespace,
@@ -244,6 +276,7 @@ def summary(server: PersonalMailServer) -> ServerSummary:
             if stored is None or stored.reason == Reason.USAGE_UNKNOWN
             else stored.status == "True"
         ),
+        domains_routed=None if routed is None else routed.status == "True",
     )
 
 

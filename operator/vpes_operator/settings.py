@@ -45,6 +45,11 @@ class OperatorSettings(BaseModel):
         }
     )
     cluster_dns_namespace: str = Field(default="kube-system")
+    # The cluster's DNS domain: the edge reaches a tenant's Service at
+    # <server>.<namespace>.svc.<cluster_domain>.
+    cluster_domain: str = Field(default="cluster.local")
+    # The ConfigMap (in operator_namespace) holding the shared edge's maps.
+    edge_maps_name: str = Field(default="vpes-edge-maps")
     # Annotations of a dedicated address's LoadBalancer Service: whatever the
     # provider's cloud needs to send PROXY protocol headers.
     dedicated_service_annotations: dict[str, str] = Field(default_factory=dict)

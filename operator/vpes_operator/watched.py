@@ -30,16 +30,25 @@ class Watched(Generic[V]):
         self._lock = threading.Lock()
         self._groups: dict[str, dict[str, V]] = {}
         self._group_of: dict[str, str] = {}
+        # Counts the puts and drops that changed something: a reader that keeps the
+        # number it last saw knows whether anything changed since.
+        self.version = 0
 
     def put(self, obj: str, group: str, value: V) -> None:
         with self._lock:
+            group_before = self._group_of.get(obj)
+            if group_before == group and self._groups[group][obj] == value:
+                return
             self._discard(obj)
             self._groups.setdefault(group, {})[obj] = value
             self._group_of[obj] = group
+            self.version += 1
 
     def drop(self, obj: str) -> None:
         with self._lock:
-            self._discard(obj)
+            if obj in self._group_of:
+                self._discard(obj)
+                self.version += 1
 
     def _discard(self, obj: str) -> None:
         group = self._group_of.pop(obj, None)
@@ -58,6 +67,15 @@ class Watched(Generic[V]):
         found = self.get(group)
         return found[0] if found else None
 
+    def groups(self) -> set[str]:
+        with self._lock:
+            return set(self._groups)
+
+    def values(self) -> list[V]:
+        """Every value of every group (a snapshot)."""
+        with self._lock:
+            return [v for members in self._groups.values() for v in members.values()]
+
     def items(self) -> list[tuple[str, list[V]]]:
         """Every group and its values (a snapshot)."""
         with self._lock:
@@ -70,6 +88,8 @@ PLANS: Watched[PlanJSON] = Watched()
 BACKUP_VIEW: Watched[PersonalMailServer] = Watched()
 # The generation of every server a handler will take, by uid (the work to be done).
 GENERATIONS: Watched[int] = Watched()
+# Every server, by uid, with what the edge's maps are built from (`edge_view`).
+EDGE: Watched[PersonalMailServer] = Watched()
 
 
 def backup_view(server: PersonalMailServer) -> PersonalMailServer:
@@ -87,6 +107,27 @@ def backup_view(server: PersonalMailServer) -> PersonalMailServer:
         ),
         status=PersonalMailServerStatus(
             last_backup=status.last_backup,
+            conditions=[c for c in status.conditions if c.type == wanted],
+        ),
+    )
+
+
+def edge_view(server: PersonalMailServer) -> PersonalMailServer:
+    """What the edge's maps need of a server: who it is, when it was made (or deleted),
+    its spec and its DomainsRouted."""
+    meta, status = server.metadata, server.status
+    wanted = ConditionType.DOMAINS_ROUTED
+    return PersonalMailServer(
+        metadata=ObjectMeta(
+            name=meta.name,
+            namespace=meta.namespace,
+            uid=meta.uid,
+            generation=meta.generation,
+            creation_timestamp=meta.creation_timestamp,
+            deletion_timestamp=meta.deletion_timestamp,
+        ),
+        spec=server.spec,
+        status=PersonalMailServerStatus(
             conditions=[c for c in status.conditions if c.type == wanted],
         ),
     )

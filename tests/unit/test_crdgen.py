@@ -296,6 +296,13 @@ def test_pms_printer_columns() -> None:
         "jsonPath": '.status.conditions[?(@.type=="StorageHealthy")].reason',
         "priority": 1,
     }
+    # -o wide: whether the edge routes every domain to it (Routed, DomainTaken).
+    assert cols["Routing"] == {
+        "name": "Routing",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="DomainsRouted")].reason',
+        "priority": 1,
+    }
     for name in ("Plan", "Domains", "Phase", "Ready", "Age"):
         assert cols[name].get("priority", 0) == 0, f"{name} is hidden by default"
 

@@ -29,6 +29,11 @@ def service(owner: Owner) -> dict[str, Any]:
     }
 
 
+def service_host(server: str, namespace: str, cluster_domain: str) -> str:
+    """The fully qualified name of a server's Service, as the edge's pods reach it."""
+    return f"{naming.service(server)}.{namespace}.svc.{cluster_domain}"
+
+
 def public_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
     """A plan's dedicated address: a LoadBalancer on the standard ports.
 

@@ -3,7 +3,18 @@
 # `startup` first: kopf runs start-up handlers in the order they were registered,
 # and the others use what its `configure` puts in `memo`.
 from . import startup  # isort: skip
-from . import backup, dns, drift, observe, plan, server, usage, workload  # isort: skip
+from . import backup, dns, drift, edge, observe, plan, server, usage, workload  # isort: skip
 
 
-__all__ = ["backup", "dns", "drift", "observe", "plan", "server", "startup", "usage", "workload"]
+__all__ = [
+    "backup",
+    "dns",
+    "drift",
+    "edge",
+    "observe",
+    "plan",
+    "server",
+    "startup",
+    "usage",
+    "workload",
+]

@@ -1,6 +1,7 @@
 """What the watch streams deliver, kept in memory: the metrics' view of every server,
-the plans, each plan's servers for their backup schedule, and the work to be done
-(see `watched.py` for why these are not kopf indexes)."""
+the plans, each plan's servers for their backup schedule, what the edge's maps are
+built from, and the work to be done (see `watched.py` for why these are not kopf
+indexes)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ async def server_seen(body: kopf.Body, type: str, **_: Any) -> None:
     if deleted:
         watched.BACKUP_VIEW.drop(uid)
         watched.GENERATIONS.drop(uid)
+        watched.EDGE.drop(uid)
         return
     watched.BACKUP_VIEW.put(uid, server.plan, watched.backup_view(server))
+    watched.EDGE.put(uid, uid, watched.edge_view(server))
     if inventory.awaits_handler(server.metadata):
         watched.GENERATIONS.put(uid, uid, server.metadata.generation or 0)
     else:

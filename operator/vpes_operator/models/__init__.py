@@ -87,6 +87,13 @@ KINDS: tuple[Kind, ...] = (
                 ".reason",
                 "priority": 1,
             },
+            {
+                "name": "Routing",
+                "type": "string",
+                "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.DOMAINS_ROUTED}")]'
+                ".reason",
+                "priority": 1,
+            },
             _MESSAGE,
         ],
     ),

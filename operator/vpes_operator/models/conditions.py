@@ -34,6 +34,8 @@ class ConditionType(StrEnum):
     BACKUP_HEALTHY = "BackupHealthy"
     DELIVERABLE = "Deliverable"
     STORAGE_HEALTHY = "StorageHealthy"
+    # True when the shared edge routes every one of spec.domains to this server.
+    DOMAINS_ROUTED = "DomainsRouted"
     # MailBackup and MailRestore: which terminal state they reached.
     COMPLETED = "Completed"
     FAILED = "Failed"
@@ -49,6 +51,7 @@ SERVER_TYPES = (
     ConditionType.BACKUP_HEALTHY,
     ConditionType.DELIVERABLE,
     ConditionType.STORAGE_HEALTHY,
+    ConditionType.DOMAINS_ROUTED,
 )
 GOOD_WHEN_TRUE: frozenset[str] = frozenset(SERVER_TYPES)
 
@@ -150,11 +153,17 @@ class Reason(StrEnum):
     VOLUME_FULL = "VolumeFull"
     QUOTAS_OVERCOMMITTED = "QuotasOvercommitted"
     USAGE_UNKNOWN = "UsageUnknown"
+    # DomainsRouted (written by the edge's maps, independent of Ready: a server that
+    # lost a domain still serves its others)
+    ROUTED = "Routed"
+    DOMAIN_TAKEN = "DomainTaken"
     # Limits of the plan
     PLAN_LIMIT_EXCEEDED = "PlanLimitExceeded"
     INVALID_MAILBOXES = "InvalidMailboxes"
     # Events only
     DNS_CLEANUP_FAILED = "DNSCleanupFailed"
+    # On the edge's maps ConfigMap: they could not be built (the last ones stay).
+    EDGE_MAPS_FAILED = "EdgeMapsFailed"
 
 
 # Reasons that are not PERMANENT (the default for every other reason).

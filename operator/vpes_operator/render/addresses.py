@@ -225,3 +225,42 @@ def with_aliases(
         )
         for m in mailboxes
     )
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Every address a server receives, decided by the rules above."""
+
+    # The mailboxes, each with the alias addresses it receives.
+    mailboxes: tuple[MailboxContext, ...]
+    # Aliases, forwards, postmasters, catch-alls (``@domain``) and the identity entries of
+    # caught mailboxes, one entry per address, sorted.
+    virtual_aliases: tuple[VirtualAlias, ...]
+    # address → the mailboxes an alias delivers to (each may send as it).
+    claims: dict[str, set[str]]
+    owner_email: str
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """Every address (and ``@domain`` of a catch-all) mail is accepted for, sorted."""
+        found = {m.address for m in self.mailboxes} | {v.address for v in self.virtual_aliases}
+        return tuple(sorted(found))
+
+
+def resolve(
+    spec: PersonalMailServerSpec, domains: tuple[str, ...], default_quota: int
+) -> Addresses:
+    """Who receives which address of `domains` (checked: ``RenderError`` when the spec
+    cannot make a working configuration)."""
+    mailboxes = checked_mailboxes(spec, domains, default_quota)
+    mailbox_addresses = {m.address for m in mailboxes}
+    forwards = forward_entries(spec, domains, mailbox_addresses)
+    claims = alias_claims(spec, domains, mailbox_addresses | {f.address for f in forwards})
+    owner_email = checks.address(spec.owner.email, "spec.owner.email")
+    virtual = virtual_aliases(spec, domains, mailboxes, forwards, claims, owner_email)
+    return Addresses(
+        mailboxes=with_aliases(mailboxes, claims),
+        virtual_aliases=virtual,
+        claims=claims,
+        owner_email=owner_email,
+    )

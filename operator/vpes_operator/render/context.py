@@ -80,19 +80,10 @@ def build_context(
     hostname = checks.hostname(name, namespace)
     domains = checks.domains(spec.domains)
     default_quota = checks.positive_bytes(plan.default_quota, "the plan's defaultQuota")
-    mailboxes = addresses.checked_mailboxes(spec, domains, default_quota)
-    mailbox_addresses = {m.address for m in mailboxes}
-    forwards = addresses.forward_entries(spec, domains, mailbox_addresses)
-    claims = addresses.alias_claims(
-        spec, domains, mailbox_addresses | {f.address for f in forwards}
-    )
-    owner_email = checks.address(spec.owner.email, "spec.owner.email")
-
-    virtual = addresses.virtual_aliases(spec, domains, mailboxes, forwards, claims, owner_email)
-
-    mailboxes = addresses.with_aliases(mailboxes, claims)
+    resolved = addresses.resolve(spec, domains, default_quota)
+    mailboxes = resolved.mailboxes
     senders = [SenderLogin(address=m.address, logins=(m.address,)) for m in mailboxes]
-    senders += [SenderLogin(address=a, logins=tuple(sorted(o))) for a, o in claims.items()]
+    senders += [SenderLogin(address=a, logins=tuple(sorted(o))) for a, o in resolved.claims.items()]
 
     selector = checks.dkim_selector(settings.dkim_selector)
     message_size = checks.positive_bytes(plan.max_message_size, "the plan's maxMessageSize")
@@ -104,10 +95,10 @@ def build_context(
         name=name,
         namespace=namespace,
         hostname=hostname,
-        owner_email=owner_email,
+        owner_email=resolved.owner_email,
         domains=domains,
         mailboxes=mailboxes,
-        virtual_aliases=virtual,
+        virtual_aliases=resolved.virtual_aliases,
         sender_logins=tuple(sorted(senders, key=lambda s: s.address)),
         default_quota_bytes=default_quota,
         max_message_size_bytes=message_size,

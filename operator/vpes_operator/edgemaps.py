@@ -1,0 +1,164 @@
+"""The shared edge's maps kept current in one ConfigMap, and DomainsRouted on each server.
+
+One pass (`Publisher.publish`) builds the maps from every server and plan the
+watches delivered (`watched.EDGE`, `watched.PLANS`), reads the ConfigMap, and
+applies it only when its data differs (so a by-hand edit is put back on the
+next pass); then it writes DomainsRouted on each server whose condition
+changed (read-modify-write of its status; its transitions become events).
+
+A pass that cannot build the maps (a builder raised) leaves the ConfigMap as
+it was: the edge goes on with the last good maps. The failure is logged, and
+posted once as a Warning event on the ConfigMap (again only when the failure
+changes); `vpes_edge_maps_last_success_timestamp_seconds` stops advancing.
+
+The maps must never be published from a partial view of the fleet (a domain
+missing from them is refused by the edge): `undelivered` says how many servers
+and plans the API has that the watches have not delivered yet, and the first
+pass waits until there are none.
+
+Only the leader runs this: with leader election the operator starts kopf
+(and with it every background loop) only once it holds the Lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import GROUP, VERSION, metrics
+from .builders.meta import server_reference
+from .clients import inventory
+from .clients.kube import ApiError, Kube
+from .clients.status import update_server_status
+from .conditions import Cond, Event, find, set_condition
+from .edge import Edge, ServerKey, build, config_map
+from .models.conditions import Reason
+from .models.plan import PlanJSON
+from .models.server import PersonalMailServer, PersonalMailServerStatus
+from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+Poster = Callable[[dict[str, Any], list[Event]], None]
+PLANS_PATH = f"/apis/{GROUP}/{VERSION}/mailplans"
+
+
+def undelivered(
+    kube: Kube, servers: set[str], plans: set[str], namespaces: Iterable[str] = ()
+) -> int:
+    """How many servers (by uid) and plans (by name) exist that are not in `servers`
+    and `plans` (what the watches delivered); metadata-only pages."""
+    paths = inventory.server_paths(namespaces)
+    uids = {m.uid for path in paths for m in inventory.list_metadata(kube, path)}
+    names = {m.name for m in inventory.list_metadata(kube, PLANS_PATH)}
+    return len(uids - servers) + len(names - plans)
+
+
+def unchanged(current: PersonalMailServer, cond: Cond) -> bool:
+    """Whether the server already says `cond` (status, reason and message)."""
+    old = find(current.status.conditions, cond.type)
+    return (
+        old is not None
+        and old.status == cond.status_text
+        and old.reason == cond.reason
+        and old.message == cond.message
+    )
+
+
+def with_condition(
+    current: PersonalMailServer, cond: Cond, now: dt.datetime
+) -> PersonalMailServerStatus | None:
+    """The status with `cond` set (None: it says so already)."""
+    if unchanged(current, cond):
+        return None
+    status = current.status
+    conditions = set_condition(status.conditions, cond, generation=current.generation, now=now)
+    return status.model_copy(update={"conditions": conditions})
+
+
+@dataclass
+class Publisher:
+    kube: Kube
+    settings: OperatorSettings
+    post: Poster
+    # The failure last posted as an event (posted again only when it changes).
+    failure: str | None = None
+    published: str = ""  # the version of the maps last found or made current
+    invalid: dict[ServerKey, str] = field(default_factory=dict)
+
+    def reference(self, uid: str = "") -> dict[str, Any]:
+        s = self.settings
+        meta = {"name": s.edge_maps_name, "namespace": s.operator_namespace, "uid": uid}
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+    def publish(self, servers: list[PersonalMailServer], plans: Mapping[str, PlanJSON]) -> bool:
+        """One pass; False when the maps could not be built (the next change may mend
+        that). An API error is raised: the caller tries again soon."""
+        s = self.settings
+        live = self.kube.get("v1", "ConfigMap", s.operator_namespace, s.edge_maps_name)
+        data = dict((live or {}).get("data") or {})
+        try:
+            edge = build(servers, plans, s, previous=data or None)
+            body = config_map(edge.maps, s)
+        except Exception as e:
+            self.build_failed(e, live)
+            return False
+        if body["data"] != data or not _labelled(live, body):
+            self.kube.apply(body)
+            log.info("edge maps %s applied: %d domains", edge.maps.version, edge.maps.domain_count)
+        self.failure = None
+        self.published = edge.maps.version
+        metrics.EDGE_MAPS_LAST_SUCCESS.set(time.time())
+        metrics.EDGE_MAPS_DOMAINS.set(edge.maps.domain_count)
+        self.report_invalid(edge)
+        self.write_conditions(servers, edge)
+        return True
+
+    def build_failed(self, error: Exception, live: dict[str, Any] | None) -> None:
+        text = f"{type(error).__name__}: {error}"
+        if text == self.failure:
+            log.debug("building the edge's maps still fails: %s", text)
+            return
+        log.error("building the edge's maps failed; the last maps stay: %s", text, exc_info=error)
+        self.failure = text
+        uid = str(((live or {}).get("metadata") or {}).get("uid") or "")
+        message = f"the edge's maps could not be built, the last ones stay in place: {text}"
+        self.post(self.reference(uid), [Event("Warning", Reason.EDGE_MAPS_FAILED, message)])
+
+    def report_invalid(self, edge: Edge) -> None:
+        for key, why in edge.invalid.items():
+            if self.invalid.get(key) != why:
+                log.warning("edge maps: %s keeps its previous recipients: %s", key, why)
+        self.invalid = dict(edge.invalid)
+
+    def write_conditions(self, servers: list[PersonalMailServer], edge: Edge) -> None:
+        """DomainsRouted on every live server whose condition changed."""
+        now = dt.datetime.now(dt.UTC)
+        for server in servers:
+            key = ServerKey(server.metadata.namespace, server.metadata.name)
+            cond = edge.conditions.get(key)
+            if cond is None or unchanged(server, cond):
+                continue
+            try:
+                self.write_condition(key, server.metadata.uid, cond, now)
+            except ApiError as e:
+                log.warning("writing DomainsRouted of %s failed: %s", key, e.message)
+
+    def write_condition(self, key: ServerKey, uid: str, cond: Cond, now: dt.datetime) -> None:
+        def mutate(current: PersonalMailServer) -> PersonalMailServerStatus | None:
+            if current.metadata.uid != uid or current.metadata.deletion_timestamp:
+                return None  # a namesake, or on its way out
+            return with_condition(current, cond, now)
+
+        written = update_server_status(self.kube, key.namespace, key.name, mutate)
+        if written.events:
+            self.post(server_reference(key.name, key.namespace, uid), written.events)
+
+
+def _labelled(live: dict[str, Any] | None, body: dict[str, Any]) -> bool:
+    labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in body["metadata"]["labels"].items())
