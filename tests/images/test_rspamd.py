@@ -11,6 +11,7 @@ message). Redis is read with a minimal RESP client.
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import time
@@ -44,8 +45,13 @@ strict.example     strict
 SECURITY = ["--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
 
 
-def tmpfs(path: str) -> list[str]:
-    return ["--tmpfs", f"{path}:rw,mode=1777,size=64m"]
+def empty_dir(root: Path, path: str) -> list[str]:
+    """A host directory as the kubelet makes an emptyDir: root's, mode 0777.
+    (Podman 4.3 ignores a tmpfs's ``mode`` under /run.)"""
+    host = root / path.strip("/").replace("/", "-")
+    host.mkdir()
+    host.chmod(0o777)
+    return ["--volume", f"{host}:{path}"]
 
 
 @dataclass
@@ -62,7 +68,7 @@ class Antispam:
         """Scan ``message`` for ``rcpt`` through the scanner's HTTP protocol."""
         r = httpx.post(
             f"http://{self.host}:{SCANNER}/checkv2",
-            content=message,
+            content=addressed(message, rcpt),
             headers={
                 "Rcpt": rcpt,
                 "From": "sender@sender.example",
@@ -92,12 +98,22 @@ class Antispam:
         return out.stdout + out.stderr
 
     def main_pid(self) -> int:
-        """Rspamd's main process (its pidfile, in the container's namespace)."""
-        out = podman("exec", self.rspamd, "cat", "/run/vpes/rspamd/rspamd.pid")
-        return int(out.stdout)
+        """Rspamd's main process, as vpes-rspamd logged it; it must be alive and
+        be Rspamd's main process, and vpes-rspamd must have started only one."""
+        started = re.findall(r"started Rspamd \(pid (\d+)\)", self.logs())
+        assert len(started) == 1, started
+        pid = int(started[0])
+        cmdline = podman("exec", self.rspamd, "cat", f"/proc/{pid}/cmdline").stdout
+        assert "main process" in cmdline, cmdline
+        return pid
 
     def redis_keys(self) -> list[str]:
         return [k.decode() for k in redis(self.host, "KEYS", "*")]
+
+
+def addressed(message: bytes, rcpt: str) -> bytes:
+    """``message`` with its To header naming ``rcpt`` (else FORGED_RECIPIENTS)."""
+    return message.replace(b"To: someone@standard.example", f"To: {rcpt}".encode(), 1)
 
 
 def redis(host: str, *command: str, password: str = REDIS_PASSWORD) -> Any:
@@ -139,13 +155,12 @@ class RedisError(Exception):
     pass
 
 
-def message(subject: str, body: str, *, html: bool = False, headers: bool = True) -> bytes:
+def message(subject: str, body: str, *, html: bool = False) -> bytes:
     msg = EmailMessage()
     msg["From"] = "Sender <sender@sender.example>"
-    if headers:
-        msg["To"] = "someone@standard.example"
-        msg["Message-ID"] = f"<{uuid.uuid4().hex}@sender.example>"
-        msg["Date"] = "Sat, 05 Dec 2026 08:00:00 +0000"
+    msg["To"] = "someone@standard.example"
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@sender.example>"
+    msg["Date"] = "Sat, 05 Dec 2026 08:00:00 +0000"
     msg["Subject"] = subject
     if html:
         msg.set_content(body, subtype="html")
@@ -167,15 +182,14 @@ HAM = (
 
 def spammy() -> bytes:
     """A moderately spammy message: between Strict's add-header threshold (4) and
-    Standard's (6). No Date and no Message-ID, an HTML-only body, a shouting
-    subject: symbols that fire with no network (see the measured score in
-    test_spammy_message_score)."""
+    Standard's (6). A shouting subject and an HTML-only body, from a sender
+    domain that does not resolve (.example) with no SPF, DKIM or DMARC: symbols
+    that fire with no network (the measured score is in images/README.md)."""
     return message(
         "CHEAP MEDS ONLINE NOW",
         "<html><body><p>Dear friend, best prices on all medications. Order today and "
         "save big on your purchase, limited time only.</p></body></html>",
         html=True,
-        headers=False,
     )
 
 
@@ -196,12 +210,16 @@ def antispam(antispam_image: str, tmp_path_factory: pytest.TempPathFactory) -> I
     host = host_address(21)
     tag = uuid.uuid4().hex[:8]
     redis_name, rspamd_name = f"vpes-test-redis-{tag}", f"vpes-test-rspamd-{tag}"
-    maps = tmp_path_factory.mktemp("maps")
+    root = tmp_path_factory.mktemp("antispam")
+    maps = root / "maps"
+    (root / "redis").mkdir()
+    (root / "rspamd").mkdir()
     spam = Antispam(host, rspamd_name, redis_name, maps)
     spam.write_map(MAP)
     try:
         podman(
-            "run", "--detach", "--name", redis_name, *SECURITY, *tmpfs("/run/vpes"),
+            "run", "--detach", "--name", redis_name, *SECURITY,
+            *empty_dir(root / "redis", "/run/vpes"),
             "--env", f"VPES_REDIS_PASSWORD={REDIS_PASSWORD}",
             "--env", "VPES_REDIS_MAXMEMORY=32mb",
             "--publish", f"{host}:{REDIS}:{REDIS}",
@@ -210,7 +228,7 @@ def antispam(antispam_image: str, tmp_path_factory: pytest.TempPathFactory) -> I
         redis_at = f"{container_address(redis_name)}:{REDIS}"
         podman(
             "run", "--detach", "--name", rspamd_name, *SECURITY,
-            *tmpfs("/run/vpes"), *tmpfs("/tmp"),
+            *empty_dir(root / "rspamd", "/run/vpes"), *empty_dir(root / "rspamd", "/tmp"),
             "--volume", f"{maps}:/etc/vpes/maps:ro",
             "--env", f"VPES_REDIS={redis_at}",
             "--env", f"VPES_REDIS_PASSWORD={REDIS_PASSWORD}",
@@ -243,7 +261,9 @@ def antispam(antispam_image: str, tmp_path_factory: pytest.TempPathFactory) -> I
         ("alice@strict.example", "reject"),
         ("alice@standard.example", "reject"),
         ("alice@unlisted.example", "reject"),
-        ("alice@off.example", "no action"),
+        # Rspamd 3.4 checks GTUBE while parsing, before settings apply: Off
+        # cannot let it through (images/README.md).
+        ("alice@off.example", "reject"),
     ],
 )
 def test_gtube(antispam: Antispam, rcpt: str, action: str) -> None:
@@ -306,7 +326,7 @@ def test_map_change_applies_without_restart(antispam: Antispam) -> None:
         assert elapsed < 15
         antispam.write_map(MAP + "moving.example off\n")
         wait_until(
-            lambda: antispam.action(gtube(), "x@moving.example") == "no action",
+            lambda: antispam.check(spammy(), "x@moving.example")["score"] == 0,
             20,
             "moving.example to become off",
         )
@@ -315,7 +335,7 @@ def test_map_change_applies_without_restart(antispam: Antispam) -> None:
     finally:
         antispam.write_map(MAP)
         wait_until(
-            lambda: antispam.action(gtube(), "x@moving.example") == "reject",
+            lambda: antispam.check(spammy(), "x@moving.example")["score"] > 4,
             20,
             "moving.example to be standard again",
         )
@@ -333,12 +353,12 @@ def test_bad_map_keeps_the_last_levels(antispam: Antispam) -> None:
         assert logs.count(line) == 1, logs
         assert "/etc/vpes/maps/antispam line 4: unknown level paranoid" in logs
         assert antispam.action(spammy(), "a@strict.example") == "add header"
-        assert antispam.action(gtube(), "a@off-now.example") == "reject"
+        assert antispam.check(spammy(), "a@off-now.example")["score"] > 4
     finally:
         antispam.write_map(MAP)
     antispam.write_map(MAP + "off-now.example off\n")
     wait_until(
-        lambda: antispam.action(gtube(), "a@off-now.example") == "no action",
+        lambda: antispam.check(spammy(), "a@off-now.example")["score"] == 0,
         20,
         "the next good map",
     )
@@ -368,15 +388,13 @@ class Milter:
         return packet[:1], packet[1:]
 
     def negotiate(self) -> tuple[int, int, int]:
+        """Offers every action; Rspamd answers with the steps it wants no reply
+        to (SMFIP_NR_*: all of them, so ``deliver`` reads only after EOM)."""
         self.send(SMFIC_OPTNEG, struct.pack(">III", SMFI_VERSION, 0x1FF, 0))
         cmd, data = self.read()
         assert cmd == SMFIC_OPTNEG, (cmd, data)
         version, actions, protocol = struct.unpack(">III", data[:12])
         return version, actions, protocol
-
-    def step(self, cmd: bytes, data: bytes) -> tuple[bytes, bytes]:
-        self.send(cmd, data)
-        return self.read()
 
     def deliver(self, rcpt: str, body: bytes) -> tuple[str, list[tuple[bytes, bytes]]]:
         """One message through the milter: its final verdict and any changes."""
@@ -388,15 +406,13 @@ class Milter:
             (b"R", f"<{rcpt}>".encode() + z),
         ]
         for cmd, data in steps:
-            reply, _ = self.step(cmd, data)
-            assert reply == b"c", (cmd, reply)
-        head, _, text = body.partition(b"\r\n\r\n")
+            self.send(cmd, data)
+        head, _, text = addressed(body, rcpt).partition(b"\r\n\r\n")
         for line in head.split(b"\r\n"):
             name, _, value = line.partition(b":")
-            reply, _ = self.step(b"L", name + z + value.strip() + z)
-            assert reply == b"c", (line, reply)
-        assert self.step(b"N", b"")[0] == b"c"
-        assert self.step(b"B", text)[0] == b"c"
+            self.send(b"L", name + z + value.strip() + z)
+        self.send(b"N")
+        self.send(b"B", text)
         self.send(b"E")
         changes: list[tuple[bytes, bytes]] = []
         while True:
@@ -415,18 +431,19 @@ class Milter:
 def test_milter_negotiates(antispam: Antispam) -> None:
     milter = Milter(antispam.host)
     try:
-        version, actions, _ = milter.negotiate()
+        version, actions, protocol = milter.negotiate()
     finally:
         milter.close()
     assert version >= 2
+    assert protocol & 0xFF000 == 0xFF000  # SMFIP_NR_*: replies only at end of message
     assert actions & 0x01  # SMFIF_ADDHDRS: it may add X-Spam
 
 
 @pytest.mark.parametrize(
     ("rcpt", "verdict"),
-    [("a@strict.example", "554 5.7.1"), ("a@off.example", "accept")],
+    [("a@strict.example", "554 5.7.1"), ("a@standard.example", "554 5.7.1")],
 )
-def test_milter_applies_the_levels(antispam: Antispam, rcpt: str, verdict: str) -> None:
+def test_milter_rejects_gtube(antispam: Antispam, rcpt: str, verdict: str) -> None:
     milter = Milter(antispam.host)
     try:
         milter.negotiate()
@@ -436,16 +453,18 @@ def test_milter_applies_the_levels(antispam: Antispam, rcpt: str, verdict: str) 
     assert final.startswith(verdict), final
 
 
-def test_milter_adds_the_spam_header_under_strict(antispam: Antispam) -> None:
+@pytest.mark.parametrize(("rcpt", "marked"), [("a@strict.example", True), ("a@off.example", False)])
+def test_milter_marks_by_level(antispam: Antispam, rcpt: str, marked: bool) -> None:
     milter = Milter(antispam.host)
     try:
         milter.negotiate()
-        final, changes = milter.deliver("a@strict.example", spammy())
+        final, changes = milter.deliver(rcpt, spammy())
     finally:
         milter.close()
     assert final in ("accept", "continue"), final
-    added = [d for c, d in changes if c in (b"h", b"i")]
-    assert any(b"X-Spam\0Yes" in d for d in added), changes
+    # SMFIR_ADDHEADER, SMFIR_INSHEADER or SMFIR_CHGHEADER (what Rspamd sends)
+    added = [d for c, d in changes if c in (b"h", b"i", b"m")]
+    assert any(b"X-Spam\0Yes" in d for d in added) == marked, changes
 
 
 # --- Bayes, per user, and the controller's password --------------------------------------
@@ -464,15 +483,15 @@ def test_learn_spam_is_per_user(antispam: Antispam) -> None:
     alice = [k for k in keys if "alice@standard.example" in k]
     assert alice, keys
     assert not [k for k in keys if "bob@standard.example" in k], keys
-    learns = redis(antispam.host, "HGET", "BAYES_SPAMalice@standard.example", "learns")
+    learns = redis(antispam.host, "HGET", "RSalice@standard.example", "learns_spam")
     assert learns == b"1", (learns, keys)
-    assert redis(antispam.host, "HGET", "BAYES_SPAMbob@standard.example", "learns") is None
+    assert redis(antispam.host, "HGET", "RSbob@standard.example", "learns_spam") is None
 
 
 @pytest.mark.parametrize("password", ["wrong-password-1234", ""])
 def test_controller_refuses_a_wrong_password(antispam: Antispam, password: str) -> None:
     r = antispam.learn("ham", message("minutes", HAM), "bob@standard.example", password)
-    assert r.status_code == 403, r.text
+    assert r.status_code == 401, r.text
     assert not [k for k in antispam.redis_keys() if "bob@standard.example" in k]
 
 
