@@ -19,6 +19,7 @@ from pathlib import Path
 from .tenant import _atomic_write, podman
 
 MAPS_DIR = "/etc/vpes/maps"
+TLS_DIR = "/etc/vpes/tls"
 MAPS_WORK_DIR = "/var/lib/vpes/maps"
 RUN_DIR = "/run/vpes"
 QUEUE_DIR = "/var/spool/postfix"
@@ -65,6 +66,8 @@ class Edge:
     maps: EdgeMaps
     role: str = "mx"
     env: Mapping[str, str] = field(default_factory=dict)
+    # A directory with tls.crt and tls.key (a Secret), mounted at TLS_DIR.
+    tls_dir: Path | None = None
     name: str = field(default_factory=lambda: f"vpes-test-edge-{uuid.uuid4().hex[:8]}")
 
     def run_args(self) -> list[str]:
@@ -87,6 +90,7 @@ class Edge:
             f"{MAPS_WORK_DIR}:rw,mode=0755,size=16m",
             "--volume",
             f"{self.maps.directory}:{MAPS_DIR}:ro",
+            *(["--volume", f"{self.tls_dir}:{TLS_DIR}:ro"] if self.tls_dir else []),
             *(arg for k, v in self.env.items() for arg in ("--env", f"{k}={v}")),
         ]
         for port in MX_PORTS:
