@@ -6,27 +6,39 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from vpes_operator.settings import OperatorSettings
 
 from .chart_support import CHART, helm, render
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 POLICIES = "templates/networkpolicies.yaml"
+# component: (template, Deployment name)
 DEPLOYMENTS = {
-    "operator": "templates/operator-deployment.yaml",
-    "billing": "templates/billing-deployment.yaml",
+    "operator": ("templates/operator-deployment.yaml", "r-operator"),
+    "billing": ("templates/billing-deployment.yaml", "r-billing"),
+    "edge-mx": ("templates/edge-mx.yaml", "r-edge-mx"),
+    "antispam": ("templates/edge-antispam.yaml", "r-antispam"),
+    "antispam-redis": ("templates/edge-antispam.yaml", "r-antispam-redis"),
 }
 
 
 def deployment(cluster: Any, component: str, *args: str) -> dict[str, Any]:
+    template, name = DEPLOYMENTS[component]
     return next(
-        o for o in render(cluster, DEPLOYMENTS[component], *args) if o["kind"] == "Deployment"
+        o
+        for o in render(cluster, template, *args)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == name
     )
 
 
-@pytest.mark.parametrize("component", ["operator", "billing"])
+def probe_port(probe: dict[str, Any]) -> int | str:
+    return (probe.get("httpGet") or probe.get("tcpSocket") or {})["port"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("component", sorted(DEPLOYMENTS))
 def test_each_pod_admits_only_the_ports_it_serves(cluster: Any, component: str) -> None:
     policies = {o["metadata"]["name"]: o for o in render(cluster, POLICIES)}
-    policy = policies[f"r-{component}"]["spec"]
+    policy = policies[DEPLOYMENTS[component][1]]["spec"]
     pod = deployment(cluster, component)["spec"]["template"]
     wanted = policy["podSelector"]["matchLabels"]
     assert wanted.items() <= pod["metadata"]["labels"].items(), "the policy misses its pods"
@@ -37,25 +49,60 @@ def test_each_pod_admits_only_the_ports_it_serves(cluster: Any, component: str) 
     # Probes reach a port the policy admits.
     for container in pod["spec"]["containers"]:
         for probe in ("livenessProbe", "readinessProbe"):
-            port = container[probe]["httpGet"]["port"]
+            if probe not in container:
+                continue
+            port = probe_port(container[probe])
             named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
             assert named.get(port, port) in served, (probe, port)
-    # The other component's pods are not selected by this policy.
-    other = deployment(cluster, "billing" if component == "operator" else "operator")
-    assert not wanted.items() <= other["spec"]["template"]["metadata"]["labels"].items()
+    # No other component's pods are selected by this policy.
+    for other in set(DEPLOYMENTS) - {component}:
+        labels = deployment(cluster, other)["spec"]["template"]["metadata"]["labels"]
+        assert not wanted.items() <= labels.items(), f"{component}'s policy selects {other}"
+
+
+def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: Any) -> None:
+    """Tenants admit pods labelled as the operator's edge_pod_labels: the MX carries
+    them, Rspamd and Redis do not (a compromised Rspamd cannot reach a tenant); Rspamd
+    admits only the MX and Redis only Rspamd."""
+    edge = dict(OperatorSettings().edge_pod_labels)
+    labels = {
+        c: deployment(cluster, c)["spec"]["template"]["metadata"]["labels"] for c in DEPLOYMENTS
+    }
+    assert edge.items() <= labels["edge-mx"].items()
+    for other in ("antispam", "antispam-redis", "operator", "billing"):
+        assert not edge.items() <= labels[other].items(), other
+    policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
+    (milter,) = policies["r-antispam"]["ingress"]
+    (peer,) = milter["from"]
+    assert peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
+    (bayes,) = policies["r-antispam-redis"]["ingress"]
+    (peer,) = bayes["from"]
+    assert peer["podSelector"]["matchLabels"].items() <= labels["antispam"].items()
+    assert not peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
 
 
 def test_policies_can_be_turned_off(cluster: Any) -> None:
     assert render(cluster, POLICIES, "--set", "networkPolicy.enabled=false") == []
 
 
-@pytest.mark.parametrize("component", ["operator", "billing"])
-def test_images_pinned_by_digest(cluster: Any, component: str) -> None:
+@pytest.mark.parametrize(
+    ("component", "values", "repository"),
+    [
+        ("operator", "operator", "localhost/vpes-operator"),
+        ("billing", "billing", "localhost/vpes-operator"),
+        ("edge-mx", "edge.mx", "localhost/vpes-edge"),
+        ("antispam", "edge.antispam", "localhost/vpes-rspamd"),
+        ("antispam-redis", "edge.antispam", "localhost/vpes-rspamd"),
+    ],
+)
+def test_images_pinned_by_digest(
+    cluster: Any, component: str, values: str, repository: str
+) -> None:
     tagged = deployment(cluster, component)["spec"]["template"]["spec"]["containers"][0]
-    assert tagged["image"] == "localhost/vpes-operator:0.1.0"
-    pinned = deployment(cluster, component, "--set", f"{component}.image.digest={DIGEST}")
+    assert tagged["image"] == f"{repository}:0.1.0"
+    pinned = deployment(cluster, component, "--set", f"{values}.image.digest={DIGEST}")
     image = pinned["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == f"localhost/vpes-operator@{DIGEST}"
+    assert image == f"{repository}@{DIGEST}"
 
 
 def test_a_malformed_digest_fails_at_install_naming_the_value(cluster: Any) -> None:

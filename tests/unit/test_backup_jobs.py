@@ -324,12 +324,12 @@ def test_a_repositorys_own_bucket_user_and_policy() -> None:
         "s3:DeleteObject",
         "s3:ListBucket",
         "s3:GetBucketLocation",
-        "s3:HeadBucket",  # moto's name of HeadBucket's action
-    }
+        "s3:AbortMultipartUpload",
+    } | {a for names in scoping.MOTO_ACTIONS.values() for a in names}
     assert not any("Condition" in s for s in statements)
     # In the shared bucket (a repository made before buckets of their own): its prefix.
     shared = scoping.policy("backups", prefix, own_bucket=False)["Statement"]
-    listing = next(s for s in shared if s["Action"] == ["s3:ListBucket"])
+    listing = next(s for s in shared if "s3:ListBucket" in s["Action"])
     assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}
     with pytest.raises(ConfigError, match="at most 42 characters"):
         scoping.bucket_name(SETTINGS.model_copy(update={"backup_s3_bucket": "b" * 43}), REPO)

@@ -32,3 +32,25 @@ vpes.io/component: billing
 {{ .repository }}:{{ .tag }}
 {{- end -}}
 {{- end -}}
+
+{{- /* The inbound MX's pods: the tenants' NetworkPolicies admit pods labelled
+part-of=vpes, component=edge in this namespace (the operator's edgePodLabels). */ -}}
+{{- define "vpes.edgeMxSelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: edge
+vpes.io/edge-role: mx
+{{- end -}}
+
+{{- /* Rspamd's pods: not "edge", so that they never reach a tenant. */ -}}
+{{- define "vpes.antispamSelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: antispam
+{{- end -}}
+
+{{- define "vpes.redisSelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: antispam-redis
+{{- end -}}

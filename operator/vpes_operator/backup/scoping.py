@@ -29,6 +29,20 @@ from .repository import Repository
 IAM_PATH = "/vpes/"
 POLICY_NAME = "vpes-repository"
 BUCKET_MAX = 63
+# What moto 5.2 calls the operations restic and the operator use (its action is
+# "s3:<operation>"); on AWS these are s3:ListBucket (the bucket's) and
+# s3:GetObject / s3:PutObject (the objects').
+MOTO_ACTIONS = {
+    "listing": ["s3:ListObjectsV2", "s3:ListObjects"],
+    "bucket": ["s3:HeadBucket"],
+    "object": [
+        "s3:HeadObject",
+        "s3:CreateMultipartUpload",
+        "s3:UploadPart",
+        "s3:CompleteMultipartUpload",
+        "s3:ListParts",
+    ],
+}
 
 
 def bucket_name(settings: OperatorSettings, repository: Repository) -> str:
@@ -56,12 +70,13 @@ def policy(bucket: str, prefix: str, *, own_bucket: bool) -> dict[str, Any]:
     must have none: `restic init` asks whether the bucket exists (HeadBucket, which S3
     authorizes as s3:ListBucket with no prefix). A repository made before buckets of
     their own lives in the shared bucket: listing is then confined by `s3:prefix`.
-    "s3:HeadBucket" is moto's name for HeadBucket's action; AWS has none by that name
-    and ignores it."""
+    MOTO_ACTIONS: moto 5.2 (the S3 whose IAM the tests run against) authorizes each
+    request by its operation's name; AWS by the actions above, has no actions by
+    those names and ignores them (IAM accepts unknown actions in a policy)."""
     listing: dict[str, Any] = {
         "Sid": "ListRepository",
         "Effect": "Allow",
-        "Action": ["s3:ListBucket"],
+        "Action": ["s3:ListBucket", *MOTO_ACTIONS["listing"]],
         "Resource": [f"arn:aws:s3:::{bucket}"],
     }
     if not own_bucket:
@@ -72,14 +87,20 @@ def policy(bucket: str, prefix: str, *, own_bucket: bool) -> dict[str, Any]:
             {
                 "Sid": "RepositoryObjects",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    *MOTO_ACTIONS["object"],
+                ],
                 "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
             },
             listing,
             {
                 "Sid": "Bucket",
                 "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation", "s3:HeadBucket"],
+                "Action": ["s3:GetBucketLocation", *MOTO_ACTIONS["bucket"]],
                 "Resource": [f"arn:aws:s3:::{bucket}"],
             },
         ],

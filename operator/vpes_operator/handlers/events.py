@@ -1,16 +1,40 @@
-"""The one way the operator posts Kubernetes events (on transitions, never repeats)."""
+"""The one way the operator posts Kubernetes events (on transitions, never repeats).
+
+Inside a kopf handler the event goes through kopf's queue (posted in the
+background, with its retries). The operator's own background loops (usage,
+edge maps, sweeps) run outside any handler, where kopf has no queue: there the
+event is created directly through the product's client, in the same shape.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
+from ..clients.kube import ApiError, Kube
 from ..conditions import Event
+
+log = logging.getLogger(__name__)
 
 # The API server refuses an event whose message is longer than this.
 MAX_MESSAGE = 1024
+COMPONENT = "vpes-operator"
+
+
+class _Direct:
+    kube: Kube | None = None
+
+
+_DIRECT = _Direct()
+
+
+def use(kube: Kube) -> None:
+    """The client that posts events from outside kopf's handlers (set at start-up)."""
+    _DIRECT.kube = kube
 
 
 def post(body: Any, events: Iterable[Event]) -> None:
@@ -18,4 +42,46 @@ def post(body: Any, events: Iterable[Event]) -> None:
         message = e.message
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 3] + "..."
-        kopf.event(body, type=e.type, reason=e.reason, message=message)
+        try:
+            kopf.event(body, type=e.type, reason=e.reason, message=message)
+        except LookupError:  # not in a handler: kopf's event queue is not in this context
+            _post_directly(body, e.type, e.reason, message)
+
+
+def event_body(
+    body: Any, type_: str, reason: str, message: str, now: dt.datetime
+) -> dict[str, Any]:
+    """A core/v1 Event about `body` (what kopf would post)."""
+    meta = body["metadata"]
+    stamp = now.isoformat().replace("+00:00", "Z")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": "vpes-event-", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message,
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+def _post_directly(body: Any, type_: str, reason: str, message: str) -> None:
+    kube = _DIRECT.kube
+    if kube is None:
+        log.warning("event %s not posted (no client yet): %s", reason, message)
+        return
+    try:
+        kube.create(event_body(body, type_, reason, message, dt.datetime.now(dt.UTC)))
+    except ApiError as e:  # an event is never worth failing the work that caused it
+        log.warning("event %s not posted: %s", reason, e)

@@ -14,6 +14,7 @@ from .. import health, naming, watched
 from ..clients import inventory
 from ..clients.kube import Kube
 from ..settings import OperatorSettings
+from . import events
 from .background import cancel
 
 WORKER_LIMIT = 64
@@ -52,6 +53,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     platform = OperatorSettings.from_env()
     memo.settings = platform
     memo.kube = Kube.connect(platform.field_manager)
+    events.use(memo.kube)
     configure_kopf(settings)
     # Watches start only after the start-up handlers: none begins on a CRD that
     # the API server cannot serve yet.
