@@ -33,9 +33,13 @@ def values(
     s3_bucket: str = "",
     bcrypt_rounds: int = 10,
     dkim_key_bits: int = 2048,
+    edge_image: str = "",
+    antispam_image: str = "",
 ) -> dict[str, Any]:
     """The chart values for the dev cluster: images by tag (never pulled), the edge's
-    networks as the node's pod range, DNS records left to the customer, S3 if given."""
+    networks as the node's pod range, DNS records left to the customer, S3 if given.
+    The edge's inbound MX and antispam run (one replica each, the MX on a ClusterIP:
+    no load balancer here) when their images are given, else they are off."""
     repository, tag = operator_image.rsplit(":", 1)
     image = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
     out: dict[str, Any] = {
@@ -46,7 +50,20 @@ def values(
             "bcryptRounds": bcrypt_rounds,
             "dkimKeyBits": dkim_key_bits,
         },
-        "edge": {"networks": [POD_CIDR]},
+        "edge": {
+            "networks": [POD_CIDR],
+            "mx": {
+                "enabled": bool(edge_image),
+                **({"image": _image(edge_image)} if edge_image else {}),
+                "replicas": 1,
+                "service": {"type": "ClusterIP"},
+            },
+            "antispam": {
+                "enabled": bool(antispam_image),
+                **({"image": _image(antispam_image)} if antispam_image else {}),
+                "replicas": 1,
+            },
+        },
         "dns": {"defaultProvider": "manual"},
         "billing": {"image": dict(image), "publicUrl": "http://127.0.0.1:8080"},
         "backup": {"image": backup_image},
@@ -58,6 +75,11 @@ def values(
             "credentialsSecret": S3_SECRET,
         }
     return out
+
+
+def _image(ref: str) -> dict[str, str]:
+    repository, tag = ref.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
 
 
 def _secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:

@@ -1,0 +1,186 @@
+"""The shared edge on the real node, installed by the chart as a provider installs it:
+the operator renders the edge's maps from every PersonalMailServer, the inbound MX
+(Postfix with postscreen, PROXY protocol on port 25) takes mail for every hosted
+domain and hands it to the right tenant, Rspamd judges it as a milter.
+
+Mail comes from "outside": a client on the host through the MX's Service, with the
+PROXY header a load balancer would send, claiming a public client address."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+import socket
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from kubernetes import client
+from vpes_devcluster import Cluster, chart
+from vpes_devcluster.node import build_images
+from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import Kube
+
+from tests.e2e import support
+from tests.integration.operator_support import wait_for, wait_ready
+
+RELEASE = "mail"  # not "vpes" (the other modules' operators) nor "platform"
+NAMESPACE = "vpes-mail"
+CLIENT = "203.0.113.7"  # the client's public address, as the load balancer saw it
+GTUBE = "XJS*C4JDBQADN1.NSBGR*C.9#M1C4EPR?D"
+
+
+@pytest.fixture(scope="module")
+def edge(cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]) -> Iterator[str]:
+    """The platform with its edge; the MX Service's address."""
+    built = build_images("operator", "edge", "rspamd")
+    cluster.real_node().import_images(built.values())
+    values = chart.values(
+        built["operator"],
+        images["tenant"],
+        images["backup"],
+        bcrypt_rounds=4,
+        dkim_key_bits=1024,
+        edge_image=built["edge"],
+        antispam_image=built["rspamd"],
+    )
+    values["operator"]["replicas"] = 1
+    values["billing"]["enabled"] = False
+    chart.install(cluster, RELEASE, NAMESPACE, values, timeout="5m")
+    try:
+        svc = core.read_namespaced_service(f"{RELEASE}-edge-mx", NAMESPACE)
+        assert svc.spec is not None
+        yield str(svc.spec.cluster_ip)
+    finally:
+        chart.uninstall(cluster, RELEASE, NAMESPACE)
+        core.delete_namespace(NAMESPACE)
+
+
+class ProxiedSMTP(smtplib.SMTP):
+    """SMTP through a load balancer that speaks the PROXY protocol (v1): the header
+    names the client's address before the SMTP dialogue starts."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = socket.create_connection((host, port), timeout)
+        sock.sendall(f"PROXY TCP4 {CLIENT} {host} 40000 {port}\r\n".encode())
+        return sock
+
+
+def message(to: str, subject: str, body: str = "") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "someone@sender.example"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@sender.example>"
+    msg.set_content((body or subject) + "\n")
+    return msg
+
+
+def deliver(mx: str, msg: EmailMessage) -> None:
+    with ProxiedSMTP(mx, 25, timeout=60) as smtp:
+        smtp.ehlo("mail.sender.example")
+        smtp.send_message(msg)
+
+
+def rcpt(mx: str, to: str) -> tuple[int, bytes]:
+    """The MX's answer to RCPT TO `to` (no mail is sent)."""
+    with ProxiedSMTP(mx, 25, timeout=60) as smtp:
+        smtp.ehlo("mail.sender.example")
+        smtp.mail("someone@sender.example")
+        return smtp.rcpt(to)
+
+
+def inbox(host: str, address: str) -> dict[str, bytes]:
+    """Subject → the whole message, of every message in the INBOX."""
+    imap = imaplib.IMAP4_SSL(host, 993, ssl_context=support.tls(), timeout=30)
+    try:
+        imap.login(address, support.PASSWORD)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.fetch("1:*", "(BODY.PEEK[])")
+    finally:
+        imap.logout()
+    found = {}
+    for item in data:
+        if isinstance(item, tuple):
+            raw = item[1]
+            head = raw.split(b"\r\n\r\n", 1)[0]
+            subject = next(
+                (
+                    ln[8:].strip().decode()
+                    for ln in head.split(b"\r\n")
+                    if ln.startswith(b"Subject:")
+                ),
+                "",
+            )
+            found[subject] = raw
+    return found
+
+
+def routed(api: Kube, *domains: str) -> dict[str, Any] | None:
+    maps = api.get("v1", "ConfigMap", NAMESPACE, f"{RELEASE}-edge-maps")
+    text = ((maps or {}).get("data") or {}).get("domains", "")
+    present = {line.split()[0] for line in text.splitlines() if line.strip()}
+    return maps if set(domains) <= present else None
+
+
+def test_the_edge_takes_mail_for_each_tenant_and_refuses_what_it_must(
+    api: Kube, edge: str, namespace: str
+) -> None:
+    plan = support.small_plan(api)
+    alice = support.create_server(api, namespace, "alice", plan, "alice-edge.example")
+    bob = support.create_server(api, namespace, "bob", plan, "bob-edge.example")
+    wait_ready(api, namespace, "alice", timeout=240)
+    wait_ready(api, namespace, "bob", timeout=240)
+    wait_for(lambda: routed(api, "alice-edge.example", "bob-edge.example"), "both routed", 60)
+
+    # Mail from outside reaches each tenant through the one MX, with the client's
+    # real address (from the PROXY header) recorded by the edge.
+    deliver(edge, message(alice, "to alice through the edge"))
+    deliver(edge, message(bob, "to bob through the edge"))
+    for name, address in (("alice", alice), ("bob", bob)):
+        host = support.service_ip(api, namespace, name)
+        subject = f"to {name} through the edge"
+
+        def arrived(host: str = host, address: str = address, subject: str = subject) -> bytes:
+            try:
+                return inbox(host, address).get(subject, b"")
+            except (OSError, imaplib.IMAP4.error):
+                return b""
+
+        raw = wait_for(arrived, f"{subject} in {address}'s INBOX", timeout=120)
+        assert f"[{CLIENT}]".encode() in raw, "the client's real address is lost"
+        assert b"X-Spam: Yes" not in raw  # ham stays unmarked
+
+    # An unknown recipient is refused at RCPT, at the edge, never accepted and bounced.
+    code, _ = rcpt(edge, "nobody@alice-edge.example")
+    assert code == 550
+    # A domain nobody hosts: no relaying.
+    code, _ = rcpt(edge, "victim@elsewhere.example")
+    assert code >= 500
+
+    # GTUBE is rejected for a Standard plan, at the end of DATA, by Rspamd.
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        deliver(edge, message(alice, "gtube", GTUBE))
+    assert refused.value.smtp_code == 554
+
+    # A suspended server: 4xx at the edge (the sender retries), not a bounce.
+    server = api.get(API_VERSION, "PersonalMailServer", namespace, "bob")
+    assert server is not None
+    api.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "PersonalMailServer",
+            "metadata": {"name": "bob", "namespace": namespace},
+            "spec": {**server["spec"], "suspended": True},
+        }
+    )
+
+    def deferred() -> int | None:
+        code, _ = rcpt(edge, bob)
+        return code if 400 <= code < 500 else None
+
+    assert wait_for(deferred, "bob's mail deferred at the edge", timeout=60) == 450
+    # alice is untouched by bob's suspension.
+    assert rcpt(edge, alice)[0] == 250
