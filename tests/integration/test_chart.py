@@ -117,6 +117,11 @@ def test_install_reconcile_upgrade_uninstall(cluster: Any, api: Kube, tmp_path: 
         {
             "plans": [{"name": plan, "spec": {"storage": "1Gi", "maxMailboxes": 3}}],
             "tenant": {"image": "localhost/vpes-tenant:test", "bcryptRounds": 4},
+            # No load balancer here: helm --wait would wait for their addresses.
+            "edge": {
+                "mx": {"service": {"type": "ClusterIP"}},
+                "proxy": {"service": {"type": "ClusterIP"}},
+            },
         },
     )
     dep = install(cluster, api, values, plan)

@@ -17,6 +17,7 @@ DEPLOYMENTS = {
     "operator": ("templates/operator-deployment.yaml", "r-operator"),
     "billing": ("templates/billing-deployment.yaml", "r-billing"),
     "edge-mx": ("templates/edge-mx.yaml", "r-edge-mx"),
+    "edge-proxy": ("templates/edge-proxy.yaml", "r-edge-proxy"),
     "antispam": ("templates/edge-antispam.yaml", "r-antispam"),
     "antispam-redis": ("templates/edge-antispam.yaml", "r-antispam-redis"),
 }
@@ -44,8 +45,8 @@ def test_each_pod_admits_only_the_ports_it_serves(cluster: Any, component: str) 
     assert wanted.items() <= pod["metadata"]["labels"].items(), "the policy misses its pods"
     assert policy["policyTypes"] == ["Ingress"]
     served = {p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
-    (rule,) = policy["ingress"]
-    assert {p["port"] for p in rule["ports"]} == served, "admits more, or less, than served"
+    admitted = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
+    assert admitted == served, "admits more, or less, than served"
     # Probes reach a port the policy admits.
     for container in pod["spec"]["containers"]:
         for probe in ("livenessProbe", "readinessProbe"):
@@ -69,6 +70,7 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
         c: deployment(cluster, c)["spec"]["template"]["metadata"]["labels"] for c in DEPLOYMENTS
     }
     assert edge.items() <= labels["edge-mx"].items()
+    assert edge.items() <= labels["edge-proxy"].items()
     for other in ("antispam", "antispam-redis", "operator", "billing"):
         assert not edge.items() <= labels[other].items(), other
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
@@ -91,6 +93,7 @@ def test_policies_can_be_turned_off(cluster: Any) -> None:
         ("operator", "operator", "localhost/vpes-operator"),
         ("billing", "billing", "localhost/vpes-operator"),
         ("edge-mx", "edge.mx", "localhost/vpes-edge"),
+        ("edge-proxy", "edge.mx", "localhost/vpes-edge"),
         ("antispam", "edge.antispam", "localhost/vpes-rspamd"),
         ("antispam-redis", "edge.antispam", "localhost/vpes-rspamd"),
     ],
@@ -116,3 +119,31 @@ def test_a_malformed_digest_fails_at_install_naming_the_value(cluster: Any) -> N
         check=False,
     )
     assert out.returncode != 0 and "/operator/image/digest" in out.stderr
+
+
+def test_plain_edge_ports_admit_cluster_pods_only_and_are_never_published(cluster: Any) -> None:
+    """The ports without a PROXY header (the MX's 2525, the proxy's +20000 twins) are
+    on ClusterIP Services and admitted from the cluster's pods only: from outside, a
+    client could claim any address there."""
+    policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
+    for name, plain in (("r-edge-mx", {2525}), ("r-edge-proxy", {20143, 20110, 24190, 20587})):
+        public, internal = policies[name]["ingress"]
+        assert "from" not in public and not plain & {p["port"] for p in public["ports"]}
+        assert internal["from"] == [{"namespaceSelector": {}}]
+        assert {p["port"] for p in internal["ports"]} == plain
+    for template, name in (
+        ("templates/edge-mx.yaml", "r-edge-mx"),
+        ("templates/edge-proxy.yaml", "r-edge-proxy"),
+    ):
+        services = {
+            o["metadata"]["name"]: o for o in render(cluster, template) if o["kind"] == "Service"
+        }
+        assert services[name]["spec"]["type"] == "LoadBalancer"
+        assert services[f"{name}-internal"]["spec"]["type"] == "ClusterIP"
+        public_targets = {p["targetPort"] for p in services[name]["spec"]["ports"]}
+        assert not any(str(t).endswith("plain") or t == "smtp" for t in public_targets), (
+            public_targets
+        )
+    mx = deployment(cluster, "edge-mx")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in mx["env"]}
+    assert env["VPES_MESSAGE_SIZE_LIMIT"] == "52428800"  # an integer, not 5.24288e+07

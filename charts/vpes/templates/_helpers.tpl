@@ -54,3 +54,11 @@ app.kubernetes.io/part-of: vpes
 app.kubernetes.io/instance: {{ .Release.Name }}
 vpes.io/component: antispam-redis
 {{- end -}}
+
+{{- /* The login proxy's pods: edge too (they reach the tenants). */ -}}
+{{- define "vpes.edgeProxySelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: edge
+vpes.io/edge-role: proxy
+{{- end -}}

@@ -58,6 +58,11 @@ def values(
                 "replicas": 1,
                 "service": {"type": "ClusterIP"},
             },
+            "proxy": {
+                "enabled": bool(edge_image),
+                "replicas": 1,
+                "service": {"type": "ClusterIP"},
+            },
             "antispam": {
                 "enabled": bool(antispam_image),
                 **({"image": _image(antispam_image)} if antispam_image else {}),
