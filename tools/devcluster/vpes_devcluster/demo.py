@@ -111,10 +111,33 @@ def install(cluster: Cluster, images: dict[str, str], s3: S3Server, stripe_url: 
         images["backup"],
         s3_endpoint=s3.endpoint,
         s3_bucket=s3.bucket,
+        edge_image=images["edge"],
+        antispam_image=images["rspamd"],
     )
     values["billing"]["stripeApiBase"] = stripe_url
     keys = {"access-key-id": s3.access_key_id, "secret-access-key": s3.secret_access_key}
     chart.install(cluster, RELEASE, OPERATOR_NAMESPACE, values, {S3_SECRET: keys})
+
+
+def _through_the_edge(cluster: Cluster) -> None:
+    """Each customer's mail in through the shared MX and read through the login proxy."""
+    mx, proxy = edge_address(cluster, "edge-mx"), edge_address(cluster, "edge-proxy")
+    for _, name, address, password, *_ in CUSTOMERS:
+        subject = round_trip(mx, address, password, 120, imap_host=proxy, proxied=True)
+        print(
+            f"{name}: {subject!r} went in through the edge's MX ({mx}:25) and was read"
+            f" through its login proxy ({proxy}:143), both behind a PROXY header"
+        )
+
+
+def edge_address(cluster: Cluster, component: str) -> str:
+    """The ClusterIP of the edge's MX or login proxy Service (kube-proxy routes the
+    host's own connections to it, as a load balancer would)."""
+    out = cluster.kubectl(
+        "get", "service", f"{RELEASE}-{component}", "-n", OPERATOR_NAMESPACE,
+        "-o", "jsonpath={.spec.clusterIP}",
+    )  # fmt: skip
+    return out.stdout.strip()
 
 
 def billing_url(cluster: Cluster) -> str:
@@ -188,8 +211,8 @@ def stop_processes(state: Path) -> None:
 
 def up(state: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
-    print("building the operator, tenant and backup images (once; then cached) ...", flush=True)
-    images = build_images("operator", "tenant", "backup")
+    print("building the operator, tenant, backup, edge and rspamd images (once) ...", flush=True)
+    images = build_images("operator", "tenant", "backup", "edge", "rspamd")
     cluster = Cluster(state / "cluster", nodes=0, node=True)
     if not cluster.running():
         print("starting the control plane and a real node ...", flush=True)
@@ -212,6 +235,7 @@ def up(state: Path) -> int:
         host = service_ip(cluster, namespace, name)
         subject = round_trip(host, address, password)
         print(f"{name}: {subject!r} went in over SMTP ({host}:25) and was read over IMAP")
+    _through_the_edge(cluster)
     print(f"backed up to S3: {backup_sample(cluster)}", flush=True)
     print(f"billing (Stripe test mode, stripe-mock): sign up at {billing_url(cluster)}/signup")
     _print_access(cluster)

@@ -1,15 +1,21 @@
-"""The demo's proof that the sample customer's server really works: a mail in, read back."""
+"""The demo's proof that the sample customer's server really works: a mail in, read back,
+straight to the server or through the shared edge (its MX and its login proxy), as a
+client on the internet reaches it: behind a load balancer that sends a PROXY header."""
 
 from __future__ import annotations
 
 import imaplib
 import smtplib
+import socket
 import ssl
 import time
 import uuid
 from email.message import EmailMessage
 
 from .errors import ClusterError
+
+# The address the demo's "internet client" claims in its PROXY header.
+CLIENT = "203.0.113.25"
 
 
 def _tls() -> ssl.SSLContext:
@@ -19,8 +25,42 @@ def _tls() -> ssl.SSLContext:
     return ctx
 
 
-def round_trip(host: str, address: str, password: str, timeout: float = 60) -> str:
-    """Send one message to `address` over SMTP (port 25) and find it over IMAP (993)."""
+def _proxied(host: str, port: int, timeout: float | None) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout)
+    sock.sendall(f"PROXY TCP4 {CLIENT} {host} 40000 {port}\r\n".encode())
+    return sock
+
+
+class _ProxiedSMTP(smtplib.SMTP):
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return _proxied(host, port, timeout)
+
+
+class _ProxiedIMAP(imaplib.IMAP4):
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return _proxied(self.host, self.port, timeout)
+
+
+def _imap(host: str, proxied: bool) -> imaplib.IMAP4:
+    if not proxied:
+        return imaplib.IMAP4_SSL(host, 993, ssl_context=_tls(), timeout=15)
+    imap = _ProxiedIMAP(host, 143, timeout=15)
+    imap.starttls(ssl_context=_tls())
+    return imap
+
+
+def round_trip(
+    host: str,
+    address: str,
+    password: str,
+    timeout: float = 60,
+    *,
+    imap_host: str = "",
+    proxied: bool = False,
+) -> str:
+    """Send one message to `address` over SMTP (port 25 of `host`) and find it over IMAP
+    (993 of `imap_host`, default `host`). `proxied`: both through the edge, whose
+    public ports take a PROXY header first (IMAP then on 143 with STARTTLS)."""
     domain = address.split("@", 1)[1]
     subject = f"hello from the vpes demo {uuid.uuid4().hex[:8]}"
     msg = EmailMessage()
@@ -28,11 +68,12 @@ def round_trip(host: str, address: str, password: str, timeout: float = 60) -> s
     msg["To"] = address
     msg["Subject"] = subject
     msg.set_content("This message went in through SMTP and came back out through IMAP.\n")
+    smtp_class = _ProxiedSMTP if proxied else smtplib.SMTP
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with smtplib.SMTP(host, 25, timeout=15) as smtp:
+            with smtp_class(host, 25, timeout=15) as smtp:
                 smtp.send_message(msg)
             break
         except (OSError, smtplib.SMTPException) as e:
@@ -42,7 +83,7 @@ def round_trip(host: str, address: str, password: str, timeout: float = 60) -> s
         raise ClusterError(f"SMTP to {host}:25 failed: {last}")
     while time.monotonic() < deadline:
         try:
-            with imaplib.IMAP4_SSL(host, 993, ssl_context=_tls(), timeout=15) as imap:
+            with _imap(imap_host or host, proxied) as imap:
                 imap.login(address, password)
                 imap.select("INBOX", readonly=True)
                 _, found = imap.search(None, "SUBJECT", f'"{subject}"')
