@@ -109,5 +109,9 @@ bench-usage: install system-deps images ## what measuring storage costs: a usage
 bench-node: install system-deps k8s images ## on the real node: PersonalMailServer to first mail accepted (1 and 20 at once, operator vs direct apply), memory per idle tenant (20 and 50, next to podman), tenants per node
 	$(PY) -m bench.node
 
+.PHONY: bench-edge
+bench-edge: install system-deps images ## the shared edge: SMTP through the MX (with and without Rspamd) next to straight into a tenant, MX memory and maps-change time for 100 and 1,000 tenants, the maps builder's CPU
+	$(PY) -m bench.edge
+
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)
