@@ -15,6 +15,7 @@ until it answers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,7 +57,16 @@ class Routing:
     taken: dict[ServerKey, tuple[Taken, ...]]
 
     def domains_of(self, server: ServerKey) -> tuple[str, ...]:
-        return tuple(d for d, owner in self.owners.items() if owner == server)
+        """The domains `server` has, in domain order (one index for the whole fleet:
+        a scan of every domain per server made the build quadratic)."""
+        return self._by_owner.get(server, ())
+
+    @functools.cached_property
+    def _by_owner(self) -> dict[ServerKey, tuple[str, ...]]:
+        index: dict[ServerKey, list[str]] = {}
+        for domain, owner in self.owners.items():
+            index.setdefault(owner, []).append(domain)
+        return {owner: tuple(domains) for owner, domains in index.items()}
 
 
 def key_of(server: PersonalMailServer) -> ServerKey:
