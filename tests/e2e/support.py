@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import imaplib
 import smtplib
+import socket
 import ssl
 import uuid
 from collections.abc import Iterable, Iterator
@@ -109,10 +110,23 @@ def create_server(api: Kube, ns: str, name: str, plan: str, domain: str) -> str:
     return address
 
 
-def service_ip(api: Kube, ns: str, server: str) -> str:
+def service_ip(api: Kube, ns: str, server: str, port: int = 25) -> str:
+    """The server's Service address, once it takes connections on ``port``: the
+    pod turns Ready a moment before kube-proxy has programmed its endpoint, and a
+    Service without endpoints refuses connections."""
     svc = api.get("v1", "Service", ns, naming.service(server))
     assert svc is not None, f"no Service {ns}/{server}"
-    return str(svc["spec"]["clusterIP"])
+    ip = str(svc["spec"]["clusterIP"])
+
+    def accepting() -> bool:
+        try:
+            socket.create_connection((ip, port), timeout=3).close()
+        except OSError:
+            return False
+        return True
+
+    wait_for(accepting, f"Service {ns}/{server} ({ip}:{port}) taking connections", timeout=60)
+    return ip
 
 
 def tenant_pod(api: Kube, ns: str, server: str) -> dict[str, Any]:
