@@ -334,7 +334,9 @@ def test_edge_networks_are_trusted_for_proxy_but_never_relay(rendered: dict[str,
     assert params["smtpd_relay_restrictions"] == "reject_unauth_destination"
     assert "permit_mynetworks" not in rendered["postfix-main.cf"]
     dovecot = rendered["dovecot.conf"]
-    assert "haproxy_trusted_networks = 10.0.0.0/8 fd00::/8\n" in dovecot
+    # PROXY headers from whoever reaches a PROXY port (the NetworkPolicy: the edge and
+    # a dedicated load balancer); forwarded addresses and logins trusted from the edge.
+    assert "haproxy_trusted_networks = 0.0.0.0/0 ::/0\n" in dovecot
     assert "login_trusted_networks = 10.0.0.0/8 fd00::/8\n" in dovecot
 
 

@@ -98,25 +98,26 @@ def network_policy(
 ) -> dict[str, Any]:
     """Only the edge and the operator reach the pod; it reaches DNS and the relay.
 
-    The mail ports admit both; the usage report's port only the operator.
+    The mail ports admit the edge's pods alone: the tenant trusts what they
+    forward (the client's address: Dovecot's login_trusted_networks, Postfix's
+    XCLIENT), so nothing else in the cluster may reach those ports, not even
+    the operator, which reads the usage report's port and nothing more.
 
     Other tenants, even in the same namespace, are not among the allowed peers.
     """
-    platform = [
-        {
-            "namespaceSelector": _namespace(settings.operator_namespace),
-            "podSelector": {"matchLabels": dict(settings.edge_pod_labels)},
-        },
-        {
-            "namespaceSelector": _namespace(settings.operator_namespace),
-            "podSelector": {"matchLabels": dict(settings.operator_pod_labels)},
-        },
-    ]
+    edge = {
+        "namespaceSelector": _namespace(settings.operator_namespace),
+        "podSelector": {"matchLabels": dict(settings.edge_pod_labels)},
+    }
+    operator = {
+        "namespaceSelector": _namespace(settings.operator_namespace),
+        "podSelector": {"matchLabels": dict(settings.operator_pod_labels)},
+    }
     ingress: list[dict[str, Any]] = [
-        {"from": platform, "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS]},
+        {"from": [edge], "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS]},
         # The storage usage report, for the operator alone (not the edge).
         {
-            "from": platform[1:],
+            "from": [operator],
             "ports": [{"port": layout.USAGE_PORT_NAME, "protocol": "TCP"}],
         },
     ]
@@ -137,6 +138,6 @@ def network_policy(
             "podSelector": {"matchLabels": naming.selector_labels(owner.name)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
-            "egress": _egress(settings, platform[:1]),
+            "egress": _egress(settings, [edge]),
         },
     }

@@ -193,6 +193,11 @@ def _listeners() -> dict[str, Any]:
     }
 
 
+# Who may send a PROXY header to the PROXY listeners: anyone that reaches them
+# (the NetworkPolicy decides who does).
+PROXY_SOURCES = "0.0.0.0/0 ::/0"
+
+
 def _values(ctx: TenantContext) -> dict[str, Any]:
     edge = ctx.edge_networks
     postfix_edge = [f"[{n.split('/')[0]}]/{n.split('/')[1]}" if ":" in n else n for n in edge]
@@ -218,6 +223,7 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         "event_limit_exceptions": " ".join(postfix_edge),
         "internal": {"service": INTERNAL_SUBMISSION, "networks": "127.0.0.0/8"},
         "edge_networks": " ".join(edge),
+        "proxy_sources": PROXY_SOURCES,
         "queue_directory": POSTFIX_QUEUE_DIR,
         "data_directory": POSTFIX_DATA_DIR,
         "vmailbox_map": f"texthash:{POSTFIX_CONFIG_DIR}/vmailbox",
