@@ -93,3 +93,53 @@ def round_trip(
             last = e
         time.sleep(1)
     raise ClusterError(f"the message did not reach {address} over IMAP: {last}")
+
+
+def _fetch(imap_host: str, address: str, password: str, subject: str) -> bytes:
+    """The whole message with `subject` in `address`'s INBOX (through the login proxy),
+    or b"" while it is not there."""
+    with _imap(imap_host, True) as imap:
+        imap.login(address, password)
+        imap.select("INBOX", readonly=True)
+        _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+        numbers = found[0].split() if found and found[0] else []
+        if not numbers:
+            return b""
+        _, data = imap.fetch(numbers[-1], "(BODY.PEEK[])")
+    parts = [item[1] for item in data if isinstance(item, tuple)]
+    return bytes(parts[0]) if parts else b""
+
+
+def send_between(
+    proxy: str,
+    sender: tuple[str, str],
+    recipient: tuple[str, str],
+    timeout: float = 180,
+) -> bytes:
+    """A mail from one customer to another as their mail apps send it: submission
+    (587, STARTTLS, AUTH) through the edge's login proxy to the sender's server, out
+    through the outbound relay (which signs it), in through the MX, read by the
+    recipient through the proxy. Returns the message as delivered."""
+    (from_address, from_password), (to_address, to_password) = sender, recipient
+    subject = f"from one vpes customer to another {uuid.uuid4().hex[:8]}"
+    msg = EmailMessage()
+    msg["From"] = from_address
+    msg["To"] = to_address
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@{from_address.split('@', 1)[1]}>"
+    msg.set_content("Sent through the shared edge and its relay, signed on the way out.\n")
+    with _ProxiedSMTP(proxy, 587, timeout=30) as smtp:
+        smtp.starttls(context=_tls())
+        smtp.login(from_address, from_password)
+        smtp.send_message(msg)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            raw = _fetch(proxy, to_address, to_password, subject)
+            if raw:
+                return raw
+        except (OSError, imaplib.IMAP4.error) as e:
+            last = e
+        time.sleep(2)
+    raise ClusterError(f"{from_address}'s mail did not reach {to_address}: {last}")
