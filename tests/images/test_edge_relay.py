@@ -92,7 +92,7 @@ def relay(
     box = Relay(
         image,
         redis_image,
-        host_address(41),
+        host_address(51),
         tmp_path_factory.mktemp("relay"),
         env={"VPES_HOSTNAME": HOSTNAME, "VPES_MESSAGE_SIZE_LIMIT": str(SIZE_LIMIT)},
     )
@@ -347,7 +347,8 @@ def test_maps_and_users_change_live(relay: Relay, keys: dict[str, list[DkimKey]]
     # A new server: its password in a shard, its domain, its limit.
     with pytest.raises(smtplib.SMTPAuthenticationError):
         login(relay, NEWCOMER)
-    relay.write_secrets(shard_files(SHARDS, PASSWORDS, keys))
+    new_key = dkim_key("new.example", "vpes")
+    relay.write_secrets(shard_files(SHARDS, PASSWORDS, {**keys, NEWCOMER: [new_key]}))
     files = maps_for("v-new")
     files["senders"] += f"@new.example {NEWCOMER}\n"
     files["domains"] += f"new.example {NEWCOMER}\n"
@@ -355,7 +356,12 @@ def test_maps_and_users_change_live(relay: Relay, keys: dict[str, list[DkimKey]]
     try:
         relay.maps.write(files)
         wait_until(lambda: relay.read("/run/vpes/maps-version") == "v-new", 15, "v-new")
-        assert rcpt_codes(relay, NEWCOMER, "n@new.example", 1) == [250]
+        subject = unique("relay newcomer")
+        send(relay, NEWCOMER, "n@new.example", [OUTSIDE], subject)
+        got = relay.sinks[NET_SINK].wait_for(subject)
+        # OpenDKIM reloaded (SIGUSR1) with the new key and setup script.
+        assert "d=new.example" in "".join(signatures(got["data"]))
+        assert dkim.verify(got["data"].encode(), dnsfunc=dns_for({NEWCOMER: [new_key]}))
         with login(relay, ACME) as smtp:  # new.example is now another server's
             assert smtp.mail("x@new.example")[0] == 250
             assert smtp.docmd(f"RCPT TO:<{OUTSIDE}>")[0] == 553
