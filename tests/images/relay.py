@@ -146,7 +146,7 @@ class Relay:
         )  # fmt: skip
         return f"{container_address(self.redis)}:{REDIS}"
 
-    def start(self) -> None:
+    def start(self, sinks: bool = True) -> None:
         redis_at = self.start_redis()
         env = {
             "VPES_REDIS": redis_at,
@@ -169,7 +169,7 @@ class Relay:
             "--publish", f"{self.host}:{HTTP}:{HTTP}",
             self.image, "relay",
         )  # fmt: skip
-        for port in (MX_SINK, NET_SINK):
+        for port in (MX_SINK, NET_SINK) if sinks else ():
             self.sinks[port] = self.start_sink(port)
 
     def start_sink(self, port: int) -> Sink:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from email import message_from_string
+from pathlib import Path
 from typing import Any
 
 import dkim
@@ -384,6 +385,34 @@ def test_broken_maps_keep_the_last_good_ones(relay: Relay) -> None:
         assert relay.logs().count(line) == 1
     finally:
         restore(relay)
+
+
+START_ERRORS = {
+    "no redis": ({"VPES_REDIS": ""}, None, "VPES_REDIS='' is not host:port"),
+    "no hostname": ({"VPES_HOSTNAME": ""}, None, "VPES_HOSTNAME is not set"),
+    "bad limits": ({}, "limits", "no usable maps"),
+}
+
+
+@pytest.mark.parametrize(("env", "broken", "says"), START_ERRORS.values(), ids=START_ERRORS.keys())
+def test_start_refuses_what_cannot_work(
+    relay: Relay, tmp_path: Path, env: dict[str, str], broken: str | None, says: str
+) -> None:
+    box = Relay(
+        relay.image, relay.redis_image, host_address(52), tmp_path,
+        env={"VPES_HOSTNAME": HOSTNAME, "VPES_MESSAGE_SIZE_LIMIT": str(SIZE_LIMIT), **env},
+    )  # fmt: skip
+    files = maps_for("start")
+    if broken is not None:
+        files[broken] += "key-without-value\n"
+    box.maps.write(files)
+    box.write_secrets(shard_files(1, {}, {}))
+    try:
+        box.start(sinks=False)
+        assert podman("wait", box.name, timeout=60).stdout.strip() == "2"
+        assert says in box.logs()
+    finally:
+        box.remove()
 
 
 def test_starts_clean_and_sigterm_stops_everything(relay: Relay) -> None:
