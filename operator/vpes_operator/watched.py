@@ -45,6 +45,13 @@ class Watched(Generic[V]):
             self._group_of[obj] = group
             self.version += 1
 
+    def put_absent(self, obj: str, group: str, value: V) -> None:
+        """`put`, unless `obj` is there already (what is newer stays)."""
+        with self._lock:
+            if obj in self._group_of:
+                return
+        self.put(obj, group, value)
+
     def drop(self, obj: str) -> None:
         with self._lock:
             if obj in self._group_of:

@@ -37,7 +37,7 @@ from ..settings import OperatorSettings
 from .routing import Routing, ServerKey, key_of
 
 RELEASE_ANNOTATION = f"{naming.PREFIX}/release-outbound"
-NO_TOKEN = "-"
+NO_TOKEN = "-"  # noqa: S105 (no release yet, not a secret)
 COMPONENT = "edge-relay"
 # What a Secret may hold (1 MiB, its data base64-encoded), less room for its metadata.
 MAX_SHARD_BYTES = 1_000_000
