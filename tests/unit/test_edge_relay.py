@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from vpes_operator import crypto
 from vpes_operator.credentials import Material
-from vpes_operator.edge import ServerKey, build, relay
+from vpes_operator.edge import build, relay
 from vpes_operator.edge.relay import RelayEntry
 from vpes_operator.models.server import PersonalMailServer
 from vpes_operator.settings import OperatorSettings
@@ -24,7 +24,10 @@ pytestmark = pytest.mark.unit
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 SETTINGS = OperatorSettings(relay_key_shards=4, relay_secret_prefix="mail-edge-relay")
-PLANS: dict[str, dict[str, Any]] = {"small": {"outboundPerHour": 50}, "none": {"outboundPerHour": 0}}
+PLANS: dict[str, dict[str, Any]] = {
+    "small": {"outboundPerHour": 50},
+    "none": {"outboundPerHour": 0},
+}
 
 
 def server(
@@ -68,9 +71,18 @@ def test_senders_limits_and_held() -> None:
     fleet = [
         server("a", "one", ["one.example", "shared.example"]),
         server("b", "two", ["shared.example", "two.example"], minutes=1, plan="none"),
-        server("c", "three", ["three.example"], minutes=2, plan="missing",
-               outbound={"held": True, "reason": "c/three reached its limit of 200\trecipients",
-                         "releasedToken": "1700000000"}),  # fmt: skip
+        server(
+            "c",
+            "three",
+            ["three.example"],
+            minutes=2,
+            plan="missing",
+            outbound={
+                "held": True,
+                "reason": "c/three reached its limit of 200\trecipients",
+                "releasedToken": "1700000000",
+            },
+        ),
     ]
     files = build(fleet, PLANS, SETTINGS).maps.files
     # shared.example is one's (created first): two may not send as it.
