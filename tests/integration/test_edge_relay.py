@@ -44,7 +44,7 @@ class FakeRelay:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 body = json.dumps(fake.state).encode()
                 self.send_response(200 if self.path == "/status" else 404)
                 self.send_header("Content-Type", "application/json")
@@ -161,8 +161,10 @@ def test_shards_and_holds_follow_the_fleet_and_the_relay(
         assert f"{key} 5 -\n" in files["limits"]
         assert files["held"] == ""
         wait_for(
-            lambda: (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
-            and c["reason"] == "Relaying",
+            lambda: (
+                (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
+                and c["reason"] == "Relaying"
+            ),
             "Deliverable=True on a new server",
         )
 
@@ -171,9 +173,11 @@ def test_shards_and_holds_follow_the_fleet_and_the_relay(
             key: {"recipients": 7, "limit": 5, "token": "-", "over_limit": True, "deferred": 2}
         }
         cond = wait_for(
-            lambda: (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
-            and c["status"] == "False"
-            and c,
+            lambda: (
+                (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
+                and c["status"] == "False"
+                and c
+            ),
             "Deliverable=False",
             SOON,
         )
@@ -196,8 +200,10 @@ def test_shards_and_holds_follow_the_fleet_and_the_relay(
             {"annotations": {"vpes.io/release-outbound": "1700000000"}},
         )
         wait_for(
-            lambda: (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
-            and c["status"] == "True",
+            lambda: (
+                (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
+                and c["status"] == "True"
+            ),
             "Deliverable=True after the release",
             SOON,
         )
