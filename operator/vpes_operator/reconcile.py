@@ -153,9 +153,10 @@ def apply_server(
     owner = owner_of(server)
 
     material, waiting = _material(kube, settings, spec, owner)
-    # The relay's shards follow (the edge maps' loop): one read of the Secret serves both.
-    who = f"{owner.namespace}/{owner.name}"
-    watched.RELAY.put(who, who, relay.entry(material))
+    if settings.relay_key_shards > 0:
+        # The relay's shards follow (the edge maps' loop): one read of the Secret serves both.
+        who = f"{owner.namespace}/{owner.name}"
+        watched.RELAY.put(who, who, relay.entry(material))
     pvc = kube.read(PersistentVolumeClaim, owner.namespace, naming.volume_claim(owner.name))
     current_storage = pvc.spec.resources.requests.get("storage") if pvc else None
     inputs = ServerInputs(
