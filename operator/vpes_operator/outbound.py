@@ -259,9 +259,9 @@ class OutboundPoll:
         if self.reachable is False:
             return
         log.warning("the relay's status is unknown (holds stay as they are): %s", why)
-        self.reachable = False
         message = f"the edge relay's status does not answer, holds stay as they are: {why}"
         self.post(self.maps_reference(), [Event("Warning", Reason.RELAY_STATUS_UNKNOWN, message)])
+        self.reachable = False
 
     def known(self) -> None:
         metrics.RELAY_STATUS_UP.set(1)

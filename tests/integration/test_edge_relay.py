@@ -41,12 +41,13 @@ class FakeRelay:
 
     def __init__(self) -> None:
         self.state: dict[str, Any] = {"maps_version": "", "window_seconds": 3600, "servers": {}}
+        self.down = False
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body = json.dumps(fake.state).encode()
-                self.send_response(200 if self.path == "/status" else 404)
+                self.send_response(503 if fake.down else 200 if self.path == "/status" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -190,6 +191,24 @@ def test_shards_and_holds_follow_the_fleet_and_the_relay(
         status = (get_server(api, namespace, "mail") or {})["status"]["outbound"]
         assert status["held"] is True and status["recipients"] == 7 and status["heldSince"]
         wait_for(lambda: key in maps().get("held", ""), "the server in the maps' held", SOON)
+
+        # The relay stops answering: the hold stays, one event says its state is unknown.
+        fake_relay.down = True
+        fake_relay.state["servers"] = {}
+        wait_for(
+            lambda: any(
+                e.get("reason") == "RelayStatusUnknown"
+                for e in api.list("v1", "Event", maps_namespace)
+            ),
+            "the RelayStatusUnknown event on the maps",
+            SOON,
+        )
+        assert condition(get_server(api, namespace, "mail"), "Deliverable")["status"] == "False"  # type: ignore[index]
+        assert key in maps()["held"]
+        fake_relay.down = False
+        fake_relay.state["servers"] = {
+            key: {"recipients": 7, "limit": 5, "token": "-", "over_limit": True, "deferred": 2}
+        }
 
         # The admin releases it.
         api.patch_metadata(

@@ -24,7 +24,10 @@ async def keep_outbound(memo: Any) -> None:
     s = settings
 
     def maps() -> dict[str, Any]:
-        meta = {"name": s.edge_maps_name, "namespace": s.operator_namespace}
+        """The edge's maps ConfigMap, what the relay's events are about."""
+        live = memo.kube.get("v1", "ConfigMap", s.operator_namespace, s.edge_maps_name) or {}
+        uid = str((live.get("metadata") or {}).get("uid") or "")
+        meta = {"name": s.edge_maps_name, "namespace": s.operator_namespace, "uid": uid}
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
 
     poll = OutboundPoll(memo.kube, settings, post, watched.EDGE.values, maps_reference=maps)
