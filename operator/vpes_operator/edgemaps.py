@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import GROUP, VERSION, metrics
+from . import GROUP, VERSION, metrics, naming
 from .builders.meta import server_reference
 from .clients import inventory
 from .clients.kube import ApiError, Kube
@@ -101,6 +101,9 @@ class Publisher:
     # Each server's relay material (see the module docstring); None: no relay.
     relay: Watched[RelayEntry] | None = None
     seeded: bool = False
+    # Each shard Secret as last read or written: read again only when the metadata
+    # list shows another resourceVersion (one request a pass, not N full reads).
+    shards_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def reference(self, uid: str = "") -> dict[str, Any]:
         s = self.settings
@@ -138,7 +141,7 @@ class Publisher:
         if s.relay_key_shards <= 0 or store is None:
             return []
         names = [relay.secret_name(s, i) for i in range(s.relay_key_shards)]
-        live = [self.kube.get("v1", "Secret", s.operator_namespace, n) for n in names]
+        live = self.live_shards(names)
         if not self.seeded:
             old = relay.entries_from_shards(map(relay.decoded, live), maps.get("senders", ""))
             for who, found in old.items():
@@ -158,11 +161,43 @@ class Publisher:
             out.append((body, relay.decoded(current) != wanted or not _labelled(current, body)))
         return out
 
+    def live_shards(self, names: list[str]) -> list[dict[str, Any] | None]:
+        """The shard Secrets as they are (None: missing)."""
+        ns = self.settings.operator_namespace
+        try:
+            listed = inventory.list_metadata(
+                self.kube,
+                f"/api/v1/namespaces/{ns}/secrets",
+                labels=f"{naming.LABEL_COMPONENT}={relay.COMPONENT}",
+            )
+            versions: dict[str, str] | None = {m.name: m.resource_version for m in listed}
+        except ApiError as e:
+            if e.status != 403:  # no list there (not the chart's namespace): read each
+                raise
+            versions = None
+        out: list[dict[str, Any] | None] = []
+        for name in names:
+            seen = self.shards_seen.get(name)
+            if versions is not None and seen is not None and versions.get(name) == _version(seen):
+                out.append(seen)
+                continue
+            found = self.kube.get("v1", "Secret", ns, name)
+            self.remember(name, found)
+            out.append(found)
+        return out
+
+    def remember(self, name: str, secret: dict[str, Any] | None) -> None:
+        if secret is None:
+            self.shards_seen.pop(name, None)
+        else:
+            self.shards_seen[name] = secret
+
     def apply_shards(self, shards: list[tuple[dict[str, Any], bool]]) -> None:
         for body, changed in shards:
             if changed:
-                self.kube.apply(body)
-                log.info("edge relay shard %s applied", body["metadata"]["name"])
+                name = body["metadata"]["name"]
+                self.remember(name, self.kube.apply(body))
+                log.info("edge relay shard %s applied", name)
 
     def build_failed(self, error: Exception, live: dict[str, Any] | None) -> None:
         text = f"{type(error).__name__}: {error}"
@@ -203,6 +238,10 @@ class Publisher:
         written = update_server_status(self.kube, key.namespace, key.name, mutate)
         if written.events:
             self.post(server_reference(key.name, key.namespace, uid), written.events)
+
+
+def _version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _labelled(live: dict[str, Any] | None, body: dict[str, Any]) -> bool:
