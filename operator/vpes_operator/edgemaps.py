@@ -136,7 +136,8 @@ class Publisher:
         return True
 
     def shards(self, edge: Edge, maps: Mapping[str, str]) -> list[tuple[dict[str, Any], bool]]:
-        """Each shard Secret to write, and whether it differs from the live one."""
+        """The shard Secrets that differ from the live ones, in the order to write them,
+        each with whether it adds a key."""
         s, store = self.settings, self.relay
         if s.relay_key_shards <= 0 or store is None:
             return []
@@ -158,8 +159,12 @@ class Publisher:
         out = []
         for i, (wanted, current) in enumerate(zip(data, live, strict=True)):
             body = relay.shard_secret(s, i, wanted)
-            out.append((body, relay.decoded(current) != wanted or not _labelled(current, body)))
-        return out
+            now = relay.decoded(current)
+            if now != wanted or not _labelled(current, body):
+                out.append((body, bool(set(wanted) - set(now))))
+        # Shards that only lose or change keys first: a DKIM key moving to a server of
+        # another shard is never in two shards of the relay's one projected volume.
+        return sorted(out, key=lambda shard: shard[1])
 
     def live_shards(self, names: list[str]) -> list[dict[str, Any] | None]:
         """The shard Secrets as they are (None: missing)."""
@@ -193,11 +198,10 @@ class Publisher:
             self.shards_seen[name] = secret
 
     def apply_shards(self, shards: list[tuple[dict[str, Any], bool]]) -> None:
-        for body, changed in shards:
-            if changed:
-                name = body["metadata"]["name"]
-                self.remember(name, self.kube.apply(body))
-                log.info("edge relay shard %s applied", name)
+        for body, _adds in shards:
+            name = body["metadata"]["name"]
+            self.remember(name, self.kube.apply(body))
+            log.info("edge relay shard %s applied", name)
 
     def build_failed(self, error: Exception, live: dict[str, Any] | None) -> None:
         text = f"{type(error).__name__}: {error}"

@@ -318,3 +318,24 @@ def test_oversized_shards_leave_everything_as_it_was() -> None:
     kube = FakeKube()
     assert not publisher(kube, store).publish(fleet, PLANS)
     assert kube.applied == []
+
+
+def test_a_key_leaves_its_shard_before_it_enters_another() -> None:
+    from vpes_operator.watched import Watched
+
+    # Two servers in different shards; the domain moves from the first to the second.
+    names = [f"n{i}" for i in range(40)]
+    a = next(n for n in names if relay.shard_of(f"a/{n}", 4) == 3)
+    b = next(n for n in names if relay.shard_of(f"b/{n}", 4) == 0)
+    first = server("a", a, ["moving.example"])
+    second = server("b", b, ["moving.example", "b.example"], minutes=1)
+    store: Watched[RelayEntry] = Watched()
+    for who, found in entries_for([first, second]).items():
+        store.put(who, who, found)
+    kube = FakeKube()
+    pub = publisher(kube, store)
+    assert pub.publish([first, second], PLANS)
+    kube.applied.clear()
+    assert pub.publish([second], PLANS)  # the first server is gone: b has the domain
+    shards = [n for n in kube.applied if n.startswith("mail-edge-relay-")]
+    assert shards == ["mail-edge-relay-3", "mail-edge-relay-0"]
