@@ -22,6 +22,10 @@ from .models.server import PersonalMailServerSpec
 SecretReader = Callable[[str, str], tuple[str, str] | None]
 
 HASHES_KEY = "password-hashes.json"
+# The server's password at the outbound relay (its SASL login is "<namespace>/<name>"),
+# made once and never again while stored, and its hash (what the relay's shards hold).
+RELAY_PASSWORD_KEY = "relay-password"  # noqa: S105 (a key name)
+RELAY_HASH_KEY = "relay-password-hash"
 GENERATED = "generated"
 # A bootstrap certificate is replaced this long before it expires.
 CERT_RENEW_BEFORE = dt.timedelta(days=30)
@@ -39,6 +43,8 @@ class Material:
     dkim_ed25519_keys: dict[str, str] = field(default_factory=dict)
     tls_cert: str = ""
     tls_key: str = ""
+    relay_password: str = ""
+    relay_password_hash: str = ""  # {SSHA512}
 
     def hashes_document(self) -> str:
         doc = {
@@ -89,6 +95,7 @@ def gather(
             ed = stored.get(dkim_ed25519_key_name(domain))
             m.dkim_ed25519_keys[domain] = ed or crypto.generate_dkim_ed25519_key()
     m.tls_cert, m.tls_key = _certificate(tls_names(spec, service_host), stored, now)
+    m.relay_password, m.relay_password_hash = relay_password(stored)
     if missing or invalid:
         raise MissingPasswordsError(m, missing, invalid)
     return m
@@ -137,6 +144,16 @@ def _passwords(
             m.password_hashes[address] = crypto.hash_password(value, bcrypt_rounds)
         m.password_sources[address] = source
     return missing, invalid
+
+
+def relay_password(stored: dict[str, str]) -> tuple[str, str]:
+    """The stored relay password and its hash (made only when missing; the hash again
+    only when it does not match: the same hash every time keeps the shards still)."""
+    password = stored.get(RELAY_PASSWORD_KEY, "").strip() or crypto.generate_password(32)
+    hashed = stored.get(RELAY_HASH_KEY, "")
+    if not crypto.verify_ssha512(password, hashed):
+        hashed = crypto.ssha512(password)
+    return password, hashed
 
 
 def _certificate(

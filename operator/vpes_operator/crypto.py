@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import secrets
 import string
 
@@ -45,6 +47,35 @@ def verify_password(password: str, hashed: str) -> bool:
         return False
     raw = "$2b$" + hashed[len(BLF_PREFIX) + 4 :]
     return bcrypt.checkpw(_bcrypt_input(password), raw.encode())
+
+
+SSHA512_PREFIX = "{SSHA512}"
+SSHA512_SALT_BYTES = 16
+
+
+def ssha512(password: str, salt: bytes | None = None) -> str:
+    """Dovecot's SSHA512: ``{SSHA512}`` + base64(sha512(password + salt) + salt).
+
+    Fast on purpose: the relay checks it on every connection, and the password is
+    random (about 119 bits), so a slow hash would add nothing."""
+    if not password:
+        raise ValueError("empty password")
+    salt = secrets.token_bytes(SSHA512_SALT_BYTES) if salt is None else salt
+    digest = hashlib.sha512(password.encode() + salt).digest()
+    return SSHA512_PREFIX + base64.b64encode(digest + salt).decode()
+
+
+def verify_ssha512(password: str, hashed: str) -> bool:
+    if not hashed.startswith(SSHA512_PREFIX):
+        return False
+    try:
+        raw = base64.b64decode(hashed[len(SSHA512_PREFIX) :], validate=True)
+    except ValueError:
+        return False
+    digest, salt = raw[:64], raw[64:]
+    if len(digest) != 64:
+        return False
+    return hmac.compare_digest(hashlib.sha512(password.encode() + salt).digest(), digest)
 
 
 def generate_dkim_key(bits: int) -> str:

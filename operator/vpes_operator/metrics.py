@@ -59,6 +59,25 @@ BACKUP_RESULTS = Counter(
     registry=REGISTRY,
 )
 
+# The outbound relay (outbound.py): who is held, how much each server sent.
+OUTBOUND_HELD = Gauge(
+    "vpes_tenant_outbound_held",
+    "1 while the server's outbound mail is held for its hourly limit, else 0.",
+    ["namespace", "server"],
+    registry=REGISTRY,
+)
+OUTBOUND_RECIPIENTS = Gauge(
+    "vpes_tenant_outbound_recipients",
+    "Recipients the server sent through the relay in the last hour (the relay's count).",
+    ["namespace", "server"],
+    registry=REGISTRY,
+)
+RELAY_STATUS_UP = Gauge(
+    "vpes_relay_status_up",
+    "1 when the relay's /status answered at the last poll, 0 when it did not.",
+    registry=REGISTRY,
+)
+
 # The operator's own progress (health.py sets them; the alerts read them).
 WAITING = Gauge(
     "vpes_servers_waiting",

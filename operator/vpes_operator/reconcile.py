@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from . import credentials, limits, naming, status
+from . import credentials, limits, naming, outbound, status, watched
 from .builders import ServerInputs, desired_objects
 from .builders.meta import Owner, owner_of
 from .clients.kube import ApiError, Kube
 from .clients.status import update_server_status
 from .conditions import Cond, Event, find
+from .edge import relay
 from .errors import ConfigError, ReconcileError, WaitingError
 from .models.conditions import Reason
 from .models.kube import PersistentVolumeClaim, Secret, StatefulSet
@@ -152,6 +153,10 @@ def apply_server(
     owner = owner_of(server)
 
     material, waiting = _material(kube, settings, spec, owner)
+    if settings.relay_key_shards > 0:
+        # The relay's shards follow (the edge maps' loop): one read of the Secret serves both.
+        who = f"{owner.namespace}/{owner.name}"
+        watched.RELAY.put(who, who, relay.entry(material))
     pvc = kube.read(PersistentVolumeClaim, owner.namespace, naming.volume_claim(owner.name))
     current_storage = pvc.spec.resources.requests.get("storage") if pvc else None
     inputs = ServerInputs(
@@ -220,6 +225,7 @@ def reconcile(
         endpoints=endpoints(owner_of(server), settings),
         usage=usage,
         storage_limits=storage_limits(settings, reserve),
+        relaying=bool(settings.relay_status_url),
     )
     outcome.error = error
     return outcome
@@ -237,8 +243,10 @@ def write_status(
     usage: Usage | None = None,
     storage_limits: Limits | None = None,
     pod: Blocker | Unseen | None = UNSEEN,
+    relaying: bool = False,
 ) -> Outcome:
     """Compute the server's status from what is observed and write it if it changed.
+    `relaying`: the edge relay counts outbound mail (a new server gets Deliverable).
 
     Without `provisioned` (a workload event), a server not reconciled yet is
     left alone: its reconcile writes the first status.
@@ -248,7 +256,7 @@ def write_status(
         before = current.status
         if provisioned is None and find(before.conditions, status.PROVISIONED) is None:
             return None  # not reconciled yet (DNS may have written its conditions first)
-        return status.compute(
+        new = status.compute(
             before,
             generation=current.generation,
             sts=workload(),
@@ -261,6 +269,7 @@ def write_status(
             now=now,
             pod=pod,
         )
+        return outbound.with_relaying(current, new, now) if relaying else new
 
     written = update_server_status(kube, namespace, name, mutate)
     return Outcome(status=written.after, events=written.events)

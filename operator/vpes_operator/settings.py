@@ -30,8 +30,17 @@ class OperatorSettings(BaseModel):
     smtp_host: str = Field(default="smtp.vpes.test")
     webmail_url: str = Field(default="https://webmail.vpes.test")
     panel_url: str = Field(default="https://panel.vpes.test")
-    # Where tenants send outbound mail (the edge relay); empty: deliver directly.
+    # Where tenants send outbound mail (the edge relay, Postfix relayhost form, e.g.
+    # "[<release>-edge-relay.<ns>.svc.cluster.local]:587"): they log in there with SASL
+    # over TLS. Empty: deliver directly.
     relay_host: str = Field(default="")
+    # The relay's secret material: this many shard Secrets "<prefix>-<i>" in
+    # operator_namespace (0: the relay is not deployed, no shards are written).
+    relay_key_shards: int = Field(default=0, ge=0, le=256)
+    relay_secret_prefix: str = Field(default="vpes-edge-relay")
+    # The relay's state (GET, JSON); empty: nobody is held for an hourly limit.
+    relay_status_url: str = Field(default="")
+    relay_poll_seconds: float = Field(default=30.0, gt=0)
     # Sources trusted to send a PROXY protocol header / be the edge.
     edge_networks: tuple[str, ...] = Field(default=("10.0.0.0/8",))
     # Pod labels of the edge and of the operator (NetworkPolicy peers).

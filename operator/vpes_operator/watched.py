@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Generic, TypeVar
 
+from .edge.relay import RELEASE_ANNOTATION, RelayEntry
 from .models.common import ObjectMeta
 from .models.conditions import ConditionType
 from .models.plan import PlanJSON
@@ -43,6 +44,13 @@ class Watched(Generic[V]):
             self._groups.setdefault(group, {})[obj] = value
             self._group_of[obj] = group
             self.version += 1
+
+    def put_absent(self, obj: str, group: str, value: V) -> None:
+        """`put`, unless `obj` is there already (what is newer stays)."""
+        with self._lock:
+            if obj in self._group_of:
+                return
+        self.put(obj, group, value)
 
     def drop(self, obj: str) -> None:
         with self._lock:
@@ -90,6 +98,10 @@ BACKUP_VIEW: Watched[PersonalMailServer] = Watched()
 GENERATIONS: Watched[int] = Watched()
 # Every server, by uid, with what the edge's maps are built from (`edge_view`).
 EDGE: Watched[PersonalMailServer] = Watched()
+# What the outbound relay needs of each server ("ns/name"): its password's hash and
+# DKIM keys, put by the server's reconcile (which reads its credentials Secret
+# anyway) and at start-up from the published shards: no list or watch of Secrets.
+RELAY: Watched[RelayEntry] = Watched()
 
 
 def backup_view(server: PersonalMailServer) -> PersonalMailServer:
@@ -114,9 +126,11 @@ def backup_view(server: PersonalMailServer) -> PersonalMailServer:
 
 def edge_view(server: PersonalMailServer) -> PersonalMailServer:
     """What the edge's maps need of a server: who it is, when it was made (or deleted),
-    its spec and its DomainsRouted."""
+    its spec, its DomainsRouted and Deliverable, its outbound hold and the release
+    annotation."""
     meta, status = server.metadata, server.status
-    wanted = ConditionType.DOMAINS_ROUTED
+    wanted = (ConditionType.DOMAINS_ROUTED, ConditionType.DELIVERABLE)
+    release = meta.annotations.get(RELEASE_ANNOTATION)
     return PersonalMailServer(
         metadata=ObjectMeta(
             name=meta.name,
@@ -125,9 +139,11 @@ def edge_view(server: PersonalMailServer) -> PersonalMailServer:
             generation=meta.generation,
             creation_timestamp=meta.creation_timestamp,
             deletion_timestamp=meta.deletion_timestamp,
+            annotations={} if release is None else {RELEASE_ANNOTATION: release},
         ),
         spec=server.spec,
         status=PersonalMailServerStatus(
-            conditions=[c for c in status.conditions if c.type == wanted],
+            conditions=[c for c in status.conditions if c.type in wanted],
+            outbound=status.outbound,
         ),
     )

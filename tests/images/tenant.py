@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from vpes_operator import credentials
+from vpes_operator.builders.config import relay_sasl_map
+from vpes_operator.builders.meta import Owner
 from vpes_operator.builders.workload import CAPABILITIES, POD_SECURITY_CONTEXT, SECRET_ITEMS
 from vpes_operator.models.plan import MailPlanSpec
 from vpes_operator.models.server import PersonalMailServerSpec
@@ -37,8 +39,11 @@ from vpes_operator.render import (
     render_config,
     render_passwd,
 )
-from vpes_operator.render.layout import PASSWD_KEY, USAGE_PORT
+from vpes_operator.render.layout import PASSWD_KEY, RELAY_SASL_KEY, USAGE_PORT
 from vpes_operator.settings import OperatorSettings
+
+# The server these files are rendered for (its relay login is customer/tenant).
+OWNER = Owner("tenant", "customer", "uid-tenant", "plan")
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO / "images" / "containers.conf"
@@ -212,12 +217,18 @@ class TenantFiles:
             "tls.crt": material.tls_cert,
             "tls.key": material.tls_key,
             **{credentials.dkim_key_name(d): k for d, k in material.dkim_keys.items()},
+            credentials.RELAY_PASSWORD_KEY: material.relay_password,
+            credentials.RELAY_HASH_KEY: material.relay_password_hash,
         }
         ctx = build_context("tenant", "customer", spec, self.plan, self.settings)
         config = {CONFIG_FILES[k]: v for k, v in render_config(ctx).items()}
         if edit is not None:
             edit(config)
-        secret = {**self.stored, PASSWD_KEY: render_passwd(ctx, material.password_hashes)}
+        secret = {
+            **self.stored,
+            PASSWD_KEY: render_passwd(ctx, material.password_hashes),
+            RELAY_SASL_KEY: relay_sasl_map(ctx.relay_host, OWNER, material.relay_password),
+        }
         _atomic_write(self.config_dir, config)
         _atomic_write(self.secrets_dir, secret_volume_files(secret))
 

@@ -7,6 +7,7 @@ import poplib
 import smtplib
 
 import pytest
+from vpes_operator import credentials
 
 from .clients import (
     TLS,
@@ -19,7 +20,7 @@ from .clients import (
     wait_until,
 )
 from .conftest import Running
-from .tenant import PASSWORDS
+from .tenant import PASSWORDS, podman
 
 pytestmark = pytest.mark.images
 
@@ -90,6 +91,27 @@ def test_forward_leaves_through_the_relay(tenant: Running) -> None:
     send(tenant.host, ["sales@example.org"], message("c@example.org", "sales", subject))
     relayed = tenant.sink.wait_for(subject)
     assert relayed["to"] == ["carol@elsewhere.example"]
+    # Through TLS and logged in as the server, with the password the operator made
+    # (Cyrus SASL's PLAIN client plugin: libsasl2-modules in the image).
+    assert relayed["tls"] is True
+    assert relayed["login"] == "customer/tenant"
+    stored = tenant.files.stored[credentials.RELAY_PASSWORD_KEY]
+    assert relayed["password"] == stored and len(stored) == 32
+
+
+def test_the_relay_password_hash_is_dovecots_ssha512(tenant: Running) -> None:
+    """What the relay's shards hold verifies with Dovecot's own doveadm."""
+    password = tenant.files.stored[credentials.RELAY_PASSWORD_KEY]
+    hashed = tenant.files.stored[credentials.RELAY_HASH_KEY]
+    out = podman(
+        "exec", tenant.tenant.name, "doveadm", "pw", "-t", hashed, "-p", password, check=False
+    )
+    assert "(verified)" in out.stdout + out.stderr, out
+    wrong = podman(
+        "exec", tenant.tenant.name, "doveadm", "pw", "-t", hashed, "-p", password + "x",
+        check=False,
+    )  # fmt: skip
+    assert "(verified)" not in wrong.stdout + wrong.stderr
 
 
 def test_postmaster_goes_to_the_owner(tenant: Running) -> None:

@@ -18,6 +18,7 @@ DEPLOYMENTS = {
     "billing": ("templates/billing-deployment.yaml", "r-billing"),
     "edge-mx": ("templates/edge-mx.yaml", "r-edge-mx"),
     "edge-proxy": ("templates/edge-proxy.yaml", "r-edge-proxy"),
+    "edge-relay": ("templates/edge-relay.yaml", "r-edge-relay"),
     "antispam": ("templates/edge-antispam.yaml", "r-antispam"),
     "antispam-redis": ("templates/edge-antispam.yaml", "r-antispam-redis"),
 }
@@ -43,7 +44,10 @@ def test_each_pod_admits_only_the_ports_it_serves(cluster: Any, component: str) 
     pod = deployment(cluster, component)["spec"]["template"]
     wanted = policy["podSelector"]["matchLabels"]
     assert wanted.items() <= pod["metadata"]["labels"].items(), "the policy misses its pods"
-    assert policy["policyTypes"] == ["Ingress"]
+    # The relay's egress is confined too (tests/integration/test_chart_relay.py).
+    assert policy["policyTypes"] == (
+        ["Ingress", "Egress"] if component == "edge-relay" else ["Ingress"]
+    )
     served = {p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
     admitted = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
     assert admitted == served, "admits more, or less, than served"
@@ -71,16 +75,21 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     }
     assert edge.items() <= labels["edge-mx"].items()
     assert edge.items() <= labels["edge-proxy"].items()
+    assert edge.items() <= labels["edge-relay"].items()  # the tenants' egress reaches it
     for other in ("antispam", "antispam-redis", "operator", "billing"):
         assert not edge.items() <= labels[other].items(), other
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
     (milter,) = policies["r-antispam"]["ingress"]
     (peer,) = milter["from"]
     assert peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
+    # Redis: Rspamd (Bayes) and the relay (its counts), never the MX.
     (bayes,) = policies["r-antispam-redis"]["ingress"]
-    (peer,) = bayes["from"]
-    assert peer["podSelector"]["matchLabels"].items() <= labels["antispam"].items()
-    assert not peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
+    rspamd, relay = (p["podSelector"]["matchLabels"] for p in bayes["from"])
+    assert rspamd.items() <= labels["antispam"].items()
+    assert relay.items() <= labels["edge-relay"].items()
+    for peer in (rspamd, relay):
+        assert not peer.items() <= labels["edge-mx"].items()
+    assert not rspamd.items() <= labels["edge-relay"].items()
 
 
 def test_policies_can_be_turned_off(cluster: Any) -> None:
@@ -94,6 +103,7 @@ def test_policies_can_be_turned_off(cluster: Any) -> None:
         ("billing", "billing", "localhost/vpes-operator"),
         ("edge-mx", "edge.mx", "localhost/vpes-edge"),
         ("edge-proxy", "edge.mx", "localhost/vpes-edge"),
+        ("edge-relay", "edge.mx", "localhost/vpes-edge"),
         ("antispam", "edge.antispam", "localhost/vpes-rspamd"),
         ("antispam-redis", "edge.antispam", "localhost/vpes-rspamd"),
     ],

@@ -53,6 +53,8 @@ def alice_secret(value: str = ALICE_PW, version: str = "100") -> Secrets:
 def stored(m: Material) -> dict[str, str]:
     """What the server's credentials Secret holds after a build with `m` (decoded)."""
     data = {HASHES_KEY: m.hashes_document(), "tls.crt": m.tls_cert, "tls.key": m.tls_key}
+    data[credentials.RELAY_PASSWORD_KEY] = m.relay_password
+    data[credentials.RELAY_HASH_KEY] = m.relay_password_hash
     for domain, pem in m.dkim_keys.items():
         data[dkim_key_name(domain)] = pem
     return data
@@ -93,6 +95,7 @@ def no_generation(monkeypatch: pytest.MonkeyPatch) -> None:
         "generate_password",
         "generate_dkim_key",
         "self_signed_certificate",
+        "ssha512",
     ):
         monkeypatch.setattr(credentials.crypto, name, forbidden)
 
@@ -135,6 +138,25 @@ def test_second_gather_reuses_everything(
     assert second.dkim_keys == first.dkim_keys
     assert (second.tls_cert, second.tls_key) == (first.tls_cert, first.tls_key)
     assert second.hashes_document() == first.hashes_document()
+    assert (second.relay_password, second.relay_password_hash) == (
+        first.relay_password,
+        first.relay_password_hash,
+    )
+
+
+def test_relay_password_is_made_once_and_hashed_for_dovecot(
+    run: Gather, spec: PersonalMailServerSpec
+) -> None:
+    first = run(spec)
+    assert len(first.relay_password) == 32
+    assert crypto.verify_ssha512(first.relay_password, first.relay_password_hash)
+    # Another server (or a lost Secret) gets another password.
+    assert run(spec).relay_password != first.relay_password
+    # A hash that does not match the stored password is made again; the password stays.
+    data = {**stored(first), credentials.RELAY_HASH_KEY: crypto.ssha512("something else")}
+    again = run(spec, data)
+    assert again.relay_password == first.relay_password
+    assert crypto.verify_ssha512(first.relay_password, again.relay_password_hash)
 
 
 def test_changed_secret_version_rehashes(run: Gather, spec: PersonalMailServerSpec) -> None:

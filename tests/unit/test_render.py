@@ -326,6 +326,28 @@ def test_relay_host_and_hostname(rendered: dict[str, str]) -> None:
     assert main_cf(direct["postfix-main.cf"])["relayhost"] == ""
 
 
+def test_relay_login_over_tls_only(rendered: dict[str, str]) -> None:
+    params = main_cf(rendered["postfix-main.cf"])
+    assert params["smtp_sasl_auth_enable"] == "yes"
+    assert params["smtp_sasl_password_maps"] == "texthash:/etc/vpes/secrets/relay-sasl"
+    assert params["smtp_sasl_security_options"] == "noanonymous"
+    assert params["smtp_sasl_mechanism_filter"] == "plain"
+    assert params["smtp_tls_security_level"] == "encrypt"
+    direct = main_cf(render_config(ctx_of(settings=OperatorSettings()))["postfix-main.cf"])
+    assert "smtp_sasl_auth_enable" not in direct
+    assert direct["smtp_tls_security_level"] == "may"
+
+
+def test_relay_sasl_map_names_the_relayhost_and_the_login() -> None:
+    from vpes_operator.builders.config import relay_sasl_map
+    from vpes_operator.builders.meta import Owner
+
+    owner = Owner("alice", "shop", "uid", "basic")
+    line = relay_sasl_map("[mail-edge-relay.vpes.svc.cluster.local]:587", owner, "pw")
+    assert line == "[mail-edge-relay.vpes.svc.cluster.local]:587 shop/alice:pw\n"
+    assert relay_sasl_map("", owner, "pw") == ""
+
+
 def test_edge_networks_are_trusted_for_proxy_but_never_relay(rendered: dict[str, str]) -> None:
     params = main_cf(rendered["postfix-main.cf"])
     # No address is trusted to relay: a PROXY header may claim any, loopback too.

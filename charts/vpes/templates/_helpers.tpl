@@ -62,3 +62,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 vpes.io/component: edge
 vpes.io/edge-role: proxy
 {{- end -}}
+
+{{- /* The outbound relay's pods: edge too (the tenants' egress admits edge pods). */ -}}
+{{- define "vpes.edgeRelaySelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: edge
+vpes.io/edge-role: relay
+{{- end -}}
+
+{{- /* The names of the relay's shard Secrets, as a JSON list (the operator writes them). */ -}}
+{{- define "vpes.relayShardNames" -}}
+{{- $out := list -}}
+{{- if .Values.edge.relay.enabled -}}
+{{- range $i := until (int .Values.edge.relay.keyShards) -}}
+{{- $out = append $out (printf "%s-edge-relay-%d" $.Release.Name $i) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}

@@ -6,7 +6,15 @@ import json
 from typing import Any
 
 from .. import naming
-from ..credentials import HASHES_KEY, Material, dkim_ed25519_key_name, dkim_key_name
+from ..credentials import (
+    HASHES_KEY,
+    RELAY_HASH_KEY,
+    RELAY_PASSWORD_KEY,
+    Material,
+    dkim_ed25519_key_name,
+    dkim_key_name,
+)
+from ..render.layout import RELAY_SASL_KEY
 from .meta import Owner, metadata
 
 
@@ -19,13 +27,28 @@ def config_map(owner: Owner, files: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def credentials_secret(owner: Owner, material: Material, passwd: str) -> dict[str, Any]:
-    """Password hashes (never plaintext), DKIM keys and the TLS key pair."""
+def relay_sasl_map(relay_host: str, owner: Owner, password: str) -> str:
+    """Postfix's smtp_sasl_password_maps (texthash: no postmap on a read-only mount):
+    the relayhost, exactly as main.cf names it, and ``<namespace>/<name>:<password>``.
+    Empty without a relay."""
+    if not relay_host:
+        return ""
+    return f"{relay_host} {owner.namespace}/{owner.name}:{password}\n"
+
+
+def credentials_secret(
+    owner: Owner, material: Material, passwd: str, relay_host: str = ""
+) -> dict[str, Any]:
+    """Password hashes (mailboxes: never plaintext), DKIM keys, the TLS key pair and
+    the server's own password at the outbound relay (it is the client there)."""
     data = {
         "passwd": passwd,
         HASHES_KEY: material.hashes_document(),
         "tls.crt": material.tls_cert,
         "tls.key": material.tls_key,
+        RELAY_PASSWORD_KEY: material.relay_password,
+        RELAY_HASH_KEY: material.relay_password_hash,
+        RELAY_SASL_KEY: relay_sasl_map(relay_host, owner, material.relay_password),
     }
     for domain, pem in sorted(material.dkim_keys.items()):
         data[dkim_key_name(domain)] = pem

@@ -44,7 +44,10 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
     objects = [
         config.config_map(owner, render.render_config(ctx)),
         config.credentials_secret(
-            owner, inputs.material, render.render_passwd(ctx, inputs.material.password_hashes)
+            owner,
+            inputs.material,
+            render.render_passwd(ctx, inputs.material.password_hashes),
+            ctx.relay_host,
         ),
         storage.volume_claim(
             owner,

@@ -22,6 +22,7 @@ server receives in ``render.addresses`` (the rules its own Postfix follows).
 - ``proxy``: ``example.com:::::::proxy=y host=<service> nopassword=y``, a
   Dovecot passwd-file keyed by domain (passdb username_format=%d) for the
   login proxy.
+- ``senders``, ``limits``, ``held``: the outbound relay's (see ``relay``).
 - ``version``: the sha256 of the other files (name, NUL, content, NUL, in
   name order): which maps an edge pod has loaded.
 
@@ -51,10 +52,20 @@ from ..models.server import PersonalMailServer, PersonalMailServerSpec
 from ..render import addresses
 from ..render.checks import RenderError
 from ..settings import OperatorSettings
-from . import routing
+from . import relay, routing
 from .routing import Routing, ServerKey
 
-FILES = ("domains", "recipients", "transport", "access", "antispam", "proxy")
+FILES = (
+    "domains",
+    "recipients",
+    "transport",
+    "access",
+    "antispam",
+    "proxy",
+    "senders",
+    "limits",
+    "held",
+)
 # What a ConfigMap may hold (1 MiB), less room for its metadata.
 MAX_BYTES = 1_000_000
 ANTISPAM: dict[str, str] = {
@@ -90,6 +101,8 @@ class Edge:
     conditions: dict[ServerKey, Cond]
     # Servers whose addresses could not be decided, and why.
     invalid: dict[ServerKey, str] = field(default_factory=dict)
+    # Every live server, oldest first.
+    fleet: tuple[ServerKey, ...] = ()
 
 
 @dataclass
@@ -176,6 +189,9 @@ def build(
                     tables.add("recipients", line)
                 if not lines and not server.suspended:
                     tables.add("access", f"{d} {UNCONFIGURED.format(domain=d)}")
+    for name, lines in relay.outbound_lines(fleet, routed, plans).items():
+        for line in lines:
+            tables.add(name, line)
     files = {name: tables.text(name) for name in FILES}
     files["version"] = version(files) + "\n"
     size = sum(len(t.encode()) for t in files.values())
@@ -191,6 +207,7 @@ def build(
             routing.key_of(s): routing.domains_routed(routing.key_of(s), routed) for s in fleet
         },
         invalid=invalid,
+        fleet=tuple(routing.key_of(s) for s in fleet),
     )
 
 

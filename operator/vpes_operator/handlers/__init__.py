@@ -3,7 +3,7 @@
 # `startup` first: kopf runs start-up handlers in the order they were registered,
 # and the others use what its `configure` puts in `memo`.
 from . import startup  # isort: skip
-from . import backup, dns, drift, edge, observe, plan, server, usage, workload  # isort: skip
+from . import backup, dns, drift, edge, observe, outbound, plan, server, usage, workload  # isort: skip
 
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "drift",
     "edge",
     "observe",
+    "outbound",
     "plan",
     "server",
     "startup",

@@ -29,7 +29,7 @@ RESYNC = 300.0
 
 
 def changes() -> int:
-    return watched.EDGE.version + watched.PLANS.version
+    return watched.EDGE.version + watched.PLANS.version + watched.RELAY.version
 
 
 async def wait_for_fleet(publisher: Publisher) -> None:
@@ -57,7 +57,7 @@ async def wait_for_fleet(publisher: Publisher) -> None:
 
 
 async def keep_current(memo: Any) -> None:
-    publisher = Publisher(memo.kube, memo.settings, post)
+    publisher = Publisher(memo.kube, memo.settings, post, relay=watched.RELAY)
     await wait_for_fleet(publisher)
     seen, due = -1, 0.0
     while True:

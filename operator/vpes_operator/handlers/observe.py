@@ -24,6 +24,7 @@ async def server_seen(body: kopf.Body, type: str, **_: Any) -> None:
         watched.BACKUP_VIEW.drop(uid)
         watched.GENERATIONS.drop(uid)
         watched.EDGE.drop(uid)
+        watched.RELAY.drop(f"{server.metadata.namespace}/{server.metadata.name}")
         return
     watched.BACKUP_VIEW.put(uid, server.plan, watched.backup_view(server))
     watched.EDGE.put(uid, uid, watched.edge_view(server))

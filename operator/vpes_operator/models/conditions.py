@@ -157,6 +157,10 @@ class Reason(StrEnum):
     # lost a domain still serves its others)
     ROUTED = "Routed"
     DOMAIN_TAKEN = "DomainTaken"
+    # Deliverable (written from the edge relay's counts; independent of Ready: a held
+    # server still receives, its outbound mail waits in its queue)
+    RELAYING = "Relaying"
+    OUTBOUND_LIMIT_REACHED = "OutboundLimitReached"
     # Limits of the plan
     PLAN_LIMIT_EXCEEDED = "PlanLimitExceeded"
     INVALID_MAILBOXES = "InvalidMailboxes"
@@ -164,6 +168,11 @@ class Reason(StrEnum):
     DNS_CLEANUP_FAILED = "DNSCleanupFailed"
     # On the edge's maps ConfigMap: they could not be built (the last ones stay).
     EDGE_MAPS_FAILED = "EdgeMapsFailed"
+    # On a server: the admin released its outbound hold (vpes.io/release-outbound).
+    OUTBOUND_RELEASED = "OutboundReleased"
+    # On the edge's maps ConfigMap: the relay's /status does not answer (holds stay).
+    RELAY_STATUS_UNKNOWN = "RelayStatusUnknown"
+    RELAY_STATUS_BACK = "RelayStatusBack"
 
 
 # Reasons that are not PERMANENT (the default for every other reason).

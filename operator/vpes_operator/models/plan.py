@@ -83,7 +83,11 @@ class MailPlanSpec(Model):
         description="Largest message accepted or sent, e.g. 25Mi.",
     )
     outbound_per_hour: int = Field(
-        default=200, ge=0, le=1_000_000, description="Messages a server may send per hour."
+        default=200,
+        ge=0,
+        le=1_000_000,
+        description="Recipients a server may send to per hour through the edge relay (a "
+        "message to 3 people counts 3; 0: it may not send).",
     )
     backup: BackupPolicy = Field(default_factory=BackupPolicy, description="Backup schedule.")
     features: Features = Field(default_factory=Features, description="What the plan includes.")

@@ -321,6 +321,31 @@ class Usage(Model):
     )
 
 
+class Outbound(Model):
+    """Outbound mail through the edge's relay, and whether the server is held there.
+
+    The figures are those the relay reported when the operator last acted
+    (held or released the server); the live ones are the metrics
+    vpes_tenant_outbound_recipients and vpes_tenant_outbound_held."""
+
+    recipients: int | None = Field(
+        default=None, ge=0, description="Recipients sent in the last hour (the relay's count)."
+    )
+    limit: int | None = Field(
+        default=None, ge=0, description="Recipients an hour the plan allows (outboundPerHour)."
+    )
+    held: bool = Field(
+        default=False,
+        description="The relay defers every message of this server (450) until released.",
+    )
+    held_since: datetime | None = Field(default=None, description="When the hold began.")
+    reason: str | None = Field(default=None, description="Why the server is held.")
+    released_token: str | None = Field(
+        default=None,
+        description="The last vpes.io/release-outbound annotation the operator acted on.",
+    )
+
+
 class BackupRef(Model):
     name: str = Field(description="The MailBackup.")
     completed_at: datetime | None = Field(default=None, description="When it completed.")
@@ -341,6 +366,9 @@ class PersonalMailServerStatus(Model):
         default_factory=list, description="Every DNS record the domains need, exactly."
     )
     usage: Usage | None = Field(default=None, description="What the server uses.")
+    outbound: Outbound | None = Field(
+        default=None, description="Outbound mail through the edge's relay: the hourly limit."
+    )
     last_backup: BackupRef | None = Field(default=None, description="Last good backup.")
 
 

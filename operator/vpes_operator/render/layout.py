@@ -68,6 +68,8 @@ __all__ = [
     "POSTFIX_DATA_DIR",
     "POSTFIX_QUEUE_DIR",
     "PROXY_OFFSET",
+    "RELAY_SASL_KEY",
+    "RELAY_SASL_PATH",
     "RUN_DIR",
     "SECRETS_DIR",
     "SECRET_FILES",
@@ -122,11 +124,14 @@ DOVECOT_CONFIG_PATH = f"{CONFIG_DIR}/dovecot/dovecot.conf"
 PASSWD_KEY = "passwd"  # noqa: S105 - the name of a key, not a password
 TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
-SECRET_FILES: tuple[str, ...] = (PASSWD_KEY, TLS_CERT_KEY, TLS_KEY_KEY)
+# Postfix's password at the outbound relay (smtp_sasl_password_maps, texthash).
+RELAY_SASL_KEY = "relay-sasl"
+SECRET_FILES: tuple[str, ...] = (PASSWD_KEY, TLS_CERT_KEY, TLS_KEY_KEY, RELAY_SASL_KEY)
 SECRET_MODE = 0o400
 PASSWD_PATH = f"{SECRETS_DIR}/{PASSWD_KEY}"
 TLS_CERT_PATH = f"{SECRETS_DIR}/{TLS_CERT_KEY}"
 TLS_KEY_PATH = f"{SECRETS_DIR}/{TLS_KEY_KEY}"
+RELAY_SASL_PATH = f"{SECRETS_DIR}/{RELAY_SASL_KEY}"
 
 POSTFIX_QUEUE_DIR = f"{MAIL_DIR}/postfix-queue"
 POSTFIX_DATA_DIR = f"{RUN_DIR}/postfix"

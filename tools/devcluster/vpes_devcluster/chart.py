@@ -39,7 +39,8 @@ def values(
     """The chart values for the dev cluster: images by tag (never pulled), the edge's
     networks as the node's pod range, DNS records left to the customer, S3 if given.
     The edge's inbound MX and antispam run (one replica each, the MX on a ClusterIP:
-    no load balancer here) when their images are given, else they are off."""
+    no load balancer here) when their images are given, else they are off; the
+    outbound relay when both are."""
     repository, tag = operator_image.rsplit(":", 1)
     image = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
     out: dict[str, Any] = {
@@ -68,6 +69,9 @@ def values(
                 **({"image": _image(antispam_image)} if antispam_image else {}),
                 "replicas": 1,
             },
+            # The outbound relay (the edge image's relay role) counts in the antispam
+            # Redis: it runs when both images are given.
+            "relay": {"enabled": bool(edge_image and antispam_image), "replicas": 1},
         },
         "dns": {"defaultProvider": "manual"},
         "billing": {"image": dict(image), "publicUrl": "http://127.0.0.1:8080"},
