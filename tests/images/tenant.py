@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,23 @@ class TenantFiles:
         _atomic_write(self.secrets_dir, secret_volume_files(secret))
 
 
+def confined_run_args(name: str, hostname: str, capabilities: Iterable[str]) -> list[str]:
+    """``podman run`` as the charts run a pod: detached, a read-only root, every
+    capability dropped but ``capabilities``, no new privileges."""
+    return [
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--hostname",
+        hostname,
+        "--read-only",
+        "--cap-drop=ALL",
+        *(f"--cap-add={c}" for c in capabilities),
+        "--security-opt=no-new-privileges",
+    ]
+
+
 def published_ports() -> list[int]:
     return [*(p.port for p in PORTS), USAGE_PORT]
 
@@ -246,16 +263,7 @@ class Tenant:
 
     def run_args(self) -> list[str]:
         args = [
-            "run",
-            "--detach",
-            "--name",
-            self.name,
-            "--hostname",
-            "tenant",
-            "--read-only",
-            "--cap-drop=ALL",
-            *(f"--cap-add={c}" for c in CAPABILITIES),
-            "--security-opt=no-new-privileges",
+            *confined_run_args(self.name, "tenant", CAPABILITIES),
             "--tmpfs",
             f"{RUN_DIR}:rw,mode=0755,size=32m",
             "--tmpfs",

@@ -30,8 +30,8 @@ from cryptography.x509.oid import NameOID
 
 from .clients import TLS, ProxySMTP, message, proxy_v1, proxy_v2, raw_greeting, unique, wait_until
 from .conftest import Running, host_address
-from .edge import MAPS_VERSION_FILE, MASTER_PID_FILE, Edge, EdgeMaps, map_text
-from .tenant import build_images, container_address, podman
+from .edge import MAPS_VERSION_FILE, Edge, EdgeMaps, map_text
+from .tenant import container_address, podman
 from .test_access import RELAY_TRICKS
 from .test_delivery import find
 
@@ -90,28 +90,11 @@ class RunningEdge:
     def write_maps(self, files: dict[str, str]) -> None:
         self.maps.write(files)
 
-    def wait_version(self, version: str, timeout: float = 15) -> None:
-        wait_until(
-            lambda: self.edge.read(MAPS_VERSION_FILE) == version,
-            timeout,
-            f"maps version {version} loaded (logs:\n{self.edge.logs()})",
-        )
-
     def restore(self) -> None:
         """Back to the base maps (a new version of them)."""
         self.version = f"base-{uuid.uuid4().hex[:8]}"
         self.write_maps(maps_for(self.tenant_ip, self.version))
-        self.wait_version(self.version)
-
-    def master_pid(self) -> str:
-        pid = self.edge.read(MASTER_PID_FILE)
-        assert pid, "no master.pid"
-        return pid
-
-
-@pytest.fixture(scope="module")
-def edge_image() -> str:
-    return build_images("edge")[0]
+        self.edge.wait_version(self.version)
 
 
 def start_edge(
@@ -144,7 +127,7 @@ def edge(
         box.start()
         box.wait_ready()
         running = RunningEdge(box, box.maps, tenant_ip, version)
-        running.wait_version(version)
+        box.wait_version(version)
         yield running
     finally:
         box.remove()
@@ -304,7 +287,7 @@ def _reply(lines: BinaryIO) -> bytes:
 
 
 def test_maps_change_is_live_without_restart(edge: RunningEdge) -> None:
-    master = edge.master_pid()
+    master = edge.edge.master_pid()
     assert rcpt(edge.host, 2525, f"someone@{FRESH}")[0] // 100 == 5
     assert rcpt(edge.host, 2525, ALICE)[0] == 250
     files = maps_for(edge.tenant_ip, "v-fresh")
@@ -324,7 +307,7 @@ def test_maps_change_is_live_without_restart(edge: RunningEdge) -> None:
         assert rcpt(edge.host, 2525, ALICE)[0] == 550  # removed from the recipients
         assert edge.edge.read(MAPS_VERSION_FILE) == "v-fresh"
         assert "maps version v-fresh loaded" in edge.edge.logs()
-        assert edge.master_pid() == master  # reloaded, not restarted
+        assert edge.edge.master_pid() == master  # reloaded, not restarted
         assert took < 3 * INTERVAL + 2, took
     finally:
         edge.restore()
@@ -340,7 +323,7 @@ BROKEN = {
 @pytest.mark.parametrize(("bad", "change"), BROKEN.values(), ids=BROKEN.keys())
 def test_broken_map_keeps_the_last_good_maps(edge: RunningEdge, bad: str, change: object) -> None:
     good = edge.version
-    master = edge.master_pid()
+    master = edge.edge.master_pid()
     version = f"broken-{uuid.uuid4().hex[:8]}"
     files = maps_for(edge.tenant_ip, version)
     files["domains"] += f"{FRESH} new/server\n"
@@ -360,7 +343,7 @@ def test_broken_map_keeps_the_last_good_maps(edge: RunningEdge, bad: str, change
         assert rcpt(edge.host, 2525, f"someone@{FRESH}")[0] // 100 == 5
         assert rcpt(edge.host, 2525, ALICE)[0] == 250
         assert edge.edge.read(MAPS_VERSION_FILE) == good
-        assert edge.master_pid() == master
+        assert edge.edge.master_pid() == master
         time.sleep(3 * INTERVAL)  # several looks at the same broken maps...
         assert edge.edge.logs().count(line) == 1  # ...and one line about them
     finally:
