@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from .tenant import _atomic_write, confined_run_args, container_address, podman
+from .tenant import Container, _atomic_write, confined_run_args, container_address, podman
 
 MAPS_DIR = "/etc/vpes/maps"
 TLS_DIR = "/etc/vpes/tls"
@@ -67,7 +67,7 @@ class EdgeMaps:
 
 
 @dataclass
-class Edge:
+class Edge(Container):
     """One edge container running ``role``, its ports published on ``host``.
 
     With ``publish=False`` nothing is published and ``start`` sets ``host`` to
@@ -123,14 +123,9 @@ class Edge:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until the plain port greets (the standard ports wait for a PROXY header)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise RuntimeError(f"edge exited:\n{self.logs()}")
-            if _greets(self.host, self.ready_port, self.greeting):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"edge not ready after {timeout} s:\n{self.logs()}")
+        self.wait_serving(
+            lambda: _greets(self.host, self.ready_port, self.greeting), "edge", timeout
+        )
 
     def wait_version(self, version: str, timeout: float = 15) -> None:
         """Until vpes-edge says it has loaded maps ``version``."""
@@ -146,22 +141,27 @@ class Edge:
         assert pid, "no master.pid"
         return pid
 
-    def running(self) -> bool:
-        out = podman("inspect", "--format", "{{.State.Running}}", self.name, check=False)
-        return out.stdout.strip() == "true"
-
-    def logs(self) -> str:
-        out = podman("logs", self.name, check=False)
-        return out.stdout + out.stderr
-
     def read(self, path: str) -> str:
         """A file's content inside the container ("" when it cannot be read)."""
         out = podman("exec", self.name, "cat", path, check=False)
         return out.stdout.strip() if out.returncode == 0 else ""
 
-    def wait_exit(self, timeout: float = 30) -> int:
-        out = podman("wait", self.name, timeout=timeout)
-        return int(out.stdout.strip())
+    def stop(self) -> str:
+        """SIGTERM (``podman stop``), an exit code of 0; its logs then."""
+        podman("stop", "--time", "20", self.name)
+        assert self.wait_exit() == 0
+        return self.logs()
+
+    def start_refused(self) -> str:
+        """Start it, expect vpes-edge to refuse (exit code 2), remove it; its logs."""
+        try:
+            self.start()
+            code = self.wait_exit()
+            logs = self.logs()
+        finally:
+            self.remove()
+        assert code == 2, f"exit code {code}:\n{logs}"
+        return logs
 
     def remove(self) -> None:
         podman("rm", "--force", "--time", "5", self.name, check=False)
@@ -179,6 +179,31 @@ class ProxyEdge(Edge):
     ready_port: ClassVar[int] = 20143
     greeting: ClassVar[bytes] = b"* OK"
     pid_file: ClassVar[str] = PROXY_MASTER_PID_FILE
+
+
+@dataclass
+class EdgeUnderTest:
+    """An edge a test module shares: the maps' version it runs, and a way back to
+    its base maps (``base_maps``) after a test changed them."""
+
+    edge: Edge
+    version: str
+
+    @property
+    def host(self) -> str:
+        return self.edge.host
+
+    def base_maps(self, version: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def write_maps(self, files: Mapping[str, str]) -> None:
+        self.edge.maps.write(files)
+
+    def restore(self) -> None:
+        """Back to the base maps (a new version of them)."""
+        self.version = f"base-{uuid.uuid4().hex[:8]}"
+        self.write_maps(self.base_maps(self.version))
+        self.edge.wait_version(self.version)
 
 
 def tmpfs(path: str, size: str) -> str:

@@ -18,7 +18,6 @@ import ipaddress
 import poplib
 import random
 import socket
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ import pytest
 
 from .clients import TLS, ProxyIMAP4SSL, message, proxy_v1, wait_until
 from .conftest import Running, host_address, start_tenant
-from .edge import PROXY_PORTS, EdgeMaps, ProxyEdge
+from .edge import PROXY_PORTS, EdgeMaps, EdgeUnderTest, ProxyEdge
 from .tenant import PASSWORDS, container_address, podman
 from .test_delivery import send
 
@@ -68,23 +67,17 @@ def free_address() -> str:
 
 
 @dataclass
-class ProxySetup:
-    edge: ProxyEdge
+class ProxySetup(EdgeUnderTest):
+    """The login proxy and tenants A and B (example.org to A, example.net to B)."""
+
     a: Running
     b: Running
-    version: str = "base-0"
 
-    @property
-    def host(self) -> str:
-        return self.edge.host
+    def base_maps(self, version: str) -> dict[str, str]:
+        return maps_for(BASE, version)
 
-    def write_maps(self, routes: dict[str, str], version: str) -> None:
-        self.edge.maps.write(maps_for(routes, version))
-
-    def restore(self) -> None:
-        self.version = f"base-{uuid.uuid4().hex[:8]}"
-        self.write_maps(BASE, self.version)
-        self.edge.wait_version(self.version)
+    def route(self, routes: dict[str, str], version: str) -> None:
+        self.write_maps(maps_for(routes, version))
 
 
 def start_proxy(
@@ -129,7 +122,7 @@ def start_proxy(
         edge.start()
         edge.wait_ready()
         edge.wait_version("base-0")
-        yield ProxySetup(edge, a, b)
+        yield ProxySetup(edge, "base-0", a, b)
 
 
 # --- clients ------------------------------------------------------------------------

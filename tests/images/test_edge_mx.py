@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from .clients import TLS, ProxySMTP, message, proxy_v1, proxy_v2, raw_greeting, unique, wait_until
 from .conftest import Running, host_address
-from .edge import MAPS_VERSION_FILE, Edge, EdgeMaps, map_text
+from .edge import MAPS_VERSION_FILE, Edge, EdgeMaps, EdgeUnderTest, map_text
 from .tenant import container_address, podman
 from .test_access import RELAY_TRICKS
 from .test_delivery import find
@@ -77,24 +77,13 @@ def maps_for(tenant_ip: str, version: str) -> dict[str, str]:
 
 
 @dataclass
-class RunningEdge:
-    edge: Edge
-    maps: EdgeMaps
+class RunningEdge(EdgeUnderTest):
+    """The module's edge MX, routing the conftest tenant's domains to its address."""
+
     tenant_ip: str
-    version: str = ""
 
-    @property
-    def host(self) -> str:
-        return self.edge.host
-
-    def write_maps(self, files: dict[str, str]) -> None:
-        self.maps.write(files)
-
-    def restore(self) -> None:
-        """Back to the base maps (a new version of them)."""
-        self.version = f"base-{uuid.uuid4().hex[:8]}"
-        self.write_maps(maps_for(self.tenant_ip, self.version))
-        self.edge.wait_version(self.version)
+    def base_maps(self, version: str) -> dict[str, str]:
+        return maps_for(self.tenant_ip, version)
 
 
 def start_edge(
@@ -126,9 +115,8 @@ def edge(
     try:
         box.start()
         box.wait_ready()
-        running = RunningEdge(box, box.maps, tenant_ip, version)
         box.wait_version(version)
-        yield running
+        yield RunningEdge(box, version, tenant_ip)
     finally:
         box.remove()
 
@@ -411,9 +399,7 @@ def test_settings_from_the_environment_and_mounts_then_sigterm(
             "exec", box.name, "postconf", "-h", "postscreen_dnsbl_sites", "relayhost"
         ).stdout.splitlines()
         assert postconf == ["zen.spamhaus.org*3 bl.spamcop.net*2", "[relay.vpes.svc]:25"]
-        podman("stop", "--time", "20", box.name)
-        assert box.wait_exit() == 0
-        logs = box.logs()
+        logs = box.stop()
         assert "SIGTERM received: stopping Postfix" in logs
         assert "vpes-edge: stopped" in logs
     finally:
@@ -457,12 +443,7 @@ def test_start_refuses_what_cannot_work(
     if broken is not None:
         files[broken] += "key-without-value\n"
     box = start_edge(edge_image, tmp_path, host_address(33), files, env)
-    try:
-        box.start()
-        assert box.wait_exit() == 2
-        assert says in box.logs()
-    finally:
-        box.remove()
+    assert says in box.start_refused()
 
 
 def test_configuration_starts_without_warnings(edge: RunningEdge) -> None:

@@ -26,7 +26,7 @@ from .proxy_support import (
     maps_for,
     subjects,
 )
-from .tenant import PASSWORDS, podman
+from .tenant import PASSWORDS
 
 pytestmark = pytest.mark.images
 
@@ -45,7 +45,7 @@ def test_map_change_is_live_within_seconds_and_keeps_sessions(proxy: ProxySetup)
     version = f"moved-{uuid.uuid4().hex[:8]}"
     try:
         start = time.monotonic()
-        proxy.write_maps({"example.org": A_HOST, "example.net": A_HOST}, version)
+        proxy.route({"example.org": A_HOST, "example.net": A_HOST}, version)
 
         def routed_to_a() -> bool:
             with imap(proxy.host, 20143) as client:
@@ -121,9 +121,7 @@ def test_starts_quietly_and_stops_on_sigterm(edge_image: str, tmp_path: Path) ->
         box.wait_ready()
         logs = box.logs()
         assert "Warning" not in logs and "doveconf:" not in logs, logs
-        podman("stop", "--time", "20", box.name)
-        assert box.wait_exit() == 0
-        logs = box.logs()
+        logs = box.stop()
         assert "SIGTERM received: stopping Dovecot" in logs
         assert "vpes-edge: stopped" in logs
     finally:
@@ -144,9 +142,4 @@ def test_start_refuses_what_cannot_work(
     maps = EdgeMaps(tmp_path / "maps")
     maps.write(maps_for(routes, "start"))
     box = ProxyEdge(edge_image, host_address(44), maps, env={"VPES_HOSTNAME": HOSTNAME, **env})
-    try:
-        box.start()
-        assert box.wait_exit() == 2
-        assert says in box.logs()
-    finally:
-        box.remove()
+    assert says in box.start_refused()
