@@ -55,10 +55,9 @@ from bench.edge_boxes import (
     start_antispam,
     start_edge,
     start_tenant,
-    wait_version,
 )
 from bench.edge_dns import NxResolver
-from bench.memory import MIB, Box, container_memory, remove, settle
+from bench.memory import MIB, Box, container_memory, remove, report, settle
 from tests.images.clients import ProxySMTP, message, proxy_v1
 from tests.images.tenant import build_images, podman, podman_gateway, sample_spec
 
@@ -120,7 +119,7 @@ def reload_seconds(edge: QuietEdge, count: int, round_: int) -> float:
             raise TimeoutError(f"{address} not routed after 60 s:\n{edge.logs()[-2000:]}")
         time.sleep(0.05)
     took = time.monotonic() - start
-    wait_version(edge, files["version"].strip())
+    edge.wait_version(files["version"].strip(), 60)
     return took
 
 
@@ -345,13 +344,8 @@ def main() -> None:
             images, Path(tmp), args.messages, args.rounds, args.clients
         )
     results["load_after"] = os.getloadavg()
-    text = tables(results)
-    print(text)
+    report("edge", results, tables(results), STAMP)
     print(f"\nload average before {results['load_before']}, after {results['load_after']}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"edge-{STAMP}.json"
-    out.write_text(json.dumps({**results, "table": text}, indent=1, default=str) + "\n")
-    print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":

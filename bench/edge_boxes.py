@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from vpes_operator.settings import OperatorSettings
 
-from bench.memory import Box
+from bench.memory import Box, run_tenant
 from tests.images.edge import Edge, EdgeMaps
 from tests.images.tenant import (
     PASSWORDS,
@@ -53,38 +53,19 @@ def start_tenant(image: str, root: Path, edge: str, dns: str = "") -> Box:
     files = TenantFiles(root, OperatorSettings(edge_networks=(edge,)))
     files.write(sample_spec(), PASSWORDS)
     name = f"vpes-bench-tenant-{uuid.uuid4().hex[:8]}"
-    tenant = QuietTenant(image, "", files, name=name, publish=False, dns=dns)
-    try:
-        tenant.start()
-        tenant.wait_ready(60)
-    except BaseException:
-        tenant.remove()
-        raise
-    return Box(tenant.name, tenant.host, "tenant", tenant.volume)
+    return run_tenant(QuietTenant(image, "", files, name=name, publish=False, dns=dns))
 
 
 @dataclass
 class QuietEdge(Edge):
-    """``Edge`` with nothing published; ``host`` is the container's own address."""
+    """``Edge`` with nothing published (``host`` is the container's own address)
+    and ``dns`` as its resolver."""
 
+    publish: bool = False
     dns: str = ""
 
     def run_args(self) -> list[str]:
-        args = with_dns(super().run_args(), self.dns, 2)
-        out: list[str] = []
-        skip = False
-        for a in args:
-            if skip:
-                skip = False
-            elif a == "--publish":
-                skip = True
-            else:
-                out.append(a)
-        return out
-
-    def start(self) -> None:
-        super().start()
-        self.host = container_address(self.name)
+        return with_dns(super().run_args(), self.dns, 2)
 
 
 def start_edge(
@@ -106,19 +87,11 @@ def start_edge(
     try:
         edge.start()
         edge.wait_ready(60)
-        wait_version(edge, files["version"].strip())
+        edge.wait_version(files["version"].strip(), 60)
     except BaseException:
         edge.remove()
         raise
     return edge
-
-
-def wait_version(edge: Edge, version: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while edge.read("/run/vpes/maps-version") != version:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"maps {version} not loaded:\n{edge.logs()[-2000:]}")
-        time.sleep(0.2)
 
 
 def empty_dir(root: Path, path: str) -> list[str]:

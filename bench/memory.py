@@ -136,7 +136,12 @@ class Box:
 def start_tenant(image: str, root: Path, edge: str) -> Box:
     files = TenantFiles(root, OperatorSettings(edge_networks=(edge,)))
     files.write(sample_spec(), PASSWORDS)
-    tenant = Tenant(image, "", files, publish=False)
+    return run_tenant(Tenant(image, "", files, publish=False))
+
+
+def run_tenant(tenant: Tenant) -> Box:
+    """Start ``tenant`` (one that publishes nothing) and wait until it serves;
+    removed again if it does not."""
     try:
         tenant.start()
         tenant.wait_ready(60)
@@ -305,13 +310,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=400, help="messages for throughput")
     args = parser.parse_args()
     results = run(args.count, args.idle, args.messages)
-    text = table(results)
+    report("memory", results, table(results))
+
+
+def report(kind: str, results: dict[str, object], text: str, stamp: str = "") -> Path:
+    """Print ``text`` (the markdown tables) and write ``results`` with it to
+    bench/results/<kind>-<stamp>.json (now, unless ``stamp`` is given)."""
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"memory-{stamp}.json"
-    out.write_text(json.dumps({**results, "table": text}, indent=1) + "\n")
+    stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{kind}-{stamp}.json"
+    out.write_text(json.dumps({**results, "table": text}, indent=1, default=str) + "\n")
     print(f"\nwritten to {out}")
+    return out
 
 
 if __name__ == "__main__":

@@ -130,15 +130,24 @@ def routed(api: Kube, *domains: str) -> dict[str, Any] | None:
     return maps if set(domains) <= present else None
 
 
+def routed_servers(api: Kube, namespace: str, *names: str) -> list[str]:
+    """A server per name (domain ``<name>-edge.example``), each Ready and in the
+    edge's maps; their mailboxes' addresses."""
+    plan = support.small_plan(api)
+    addresses = [
+        support.create_server(api, namespace, name, plan, f"{name}-edge.example") for name in names
+    ]
+    for name in names:
+        wait_ready(api, namespace, name, timeout=240)
+    domains = [f"{name}-edge.example" for name in names]
+    wait_for(lambda: routed(api, *domains), "all routed", 60)
+    return addresses
+
+
 def test_the_edge_takes_mail_for_each_tenant_and_refuses_what_it_must(
     api: Kube, edge: str, namespace: str
 ) -> None:
-    plan = support.small_plan(api)
-    alice = support.create_server(api, namespace, "alice", plan, "alice-edge.example")
-    bob = support.create_server(api, namespace, "bob", plan, "bob-edge.example")
-    wait_ready(api, namespace, "alice", timeout=240)
-    wait_ready(api, namespace, "bob", timeout=240)
-    wait_for(lambda: routed(api, "alice-edge.example", "bob-edge.example"), "both routed", 60)
+    alice, bob = routed_servers(api, namespace, "alice", "bob")
 
     # Mail from outside reaches each tenant through the one MX, with the client's
     # real address (from the PROXY header) recorded by the edge.
@@ -209,12 +218,7 @@ def proxy_login(edge_proxy: str, address: str, password: str) -> imaplib.IMAP4:
 def test_imap_logins_through_the_proxy_reach_their_own_tenant(
     api: Kube, core: client.CoreV1Api, edge: str, namespace: str
 ) -> None:
-    plan = support.small_plan(api)
-    dave = support.create_server(api, namespace, "dave", plan, "dave-edge.example")
-    erin = support.create_server(api, namespace, "erin", plan, "erin-edge.example")
-    wait_ready(api, namespace, "dave", timeout=240)
-    wait_ready(api, namespace, "erin", timeout=240)
-    wait_for(lambda: routed(api, "dave-edge.example", "erin-edge.example"), "both routed", 60)
+    dave, erin = routed_servers(api, namespace, "dave", "erin")
     svc = core.read_namespaced_service(f"{RELEASE}-edge-proxy", NAMESPACE)
     assert svc.spec is not None
     proxy = str(svc.spec.cluster_ip)

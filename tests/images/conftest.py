@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from vpes_operator.settings import OperatorSettings
@@ -35,6 +35,10 @@ from .tenant import (
     podman_gateway,
     sample_spec,
 )
+
+if TYPE_CHECKING:
+    from .proxy_support import ProxySetup
+    from .rspamd_support import Antispam
 
 HERE = Path(__file__).resolve().parent
 SINK_PORT = 2525
@@ -175,3 +179,35 @@ def untrusted_tenant(image: str, tmp_path_factory: pytest.TempPathFactory) -> It
     """A tenant whose edge is elsewhere: the test clients are not trusted for PROXY."""
     root = tmp_path_factory.mktemp("untrusted")
     yield from start_tenant(image, host_address(12), root, "192.0.2.0/24", sink=False)
+
+
+@pytest.fixture(scope="session")
+def edge_image() -> str:
+    return build_images("edge")[0]
+
+
+# The login proxy and the antispam pair each serve several test modules: started
+# once, the first time one asks. (Their support modules import this one.)
+
+
+@pytest.fixture(scope="session")
+def proxy(
+    image: str, edge_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxySetup]:
+    """Two tenants and the edge's login proxy in front of them (proxy_support.py)."""
+    from .proxy_support import start_proxy
+
+    yield from start_proxy(image, edge_image, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def antispam_image() -> str:
+    return build_images("rspamd")[0]
+
+
+@pytest.fixture(scope="session")
+def antispam(antispam_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Antispam]:
+    """Redis and Rspamd as the chart runs them (rspamd_support.py)."""
+    from .rspamd_support import start_antispam
+
+    yield from start_antispam(antispam_image, tmp_path_factory)

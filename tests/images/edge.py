@@ -4,7 +4,7 @@
 ConfigMap volume (files linked into ``..data``, swapped in one rename).
 ``Edge`` runs ``vpes-edge ROLE`` with a read-only root, tmpfs for every place
 it writes, the maps mounted read-only, and its ports published on one
-127.0.0.x address.
+127.0.0.x address; ``ProxyEdge`` is the login proxy's role.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from .tenant import _atomic_write, podman
+from .tenant import Container, _atomic_write, confined_run_args, container_address, podman
 
 MAPS_DIR = "/etc/vpes/maps"
 TLS_DIR = "/etc/vpes/tls"
@@ -38,6 +39,14 @@ CAPABILITIES = (
     "SETUID",
 )
 MX_PORTS = (25, 2525)
+PROXY_MASTER_PID_FILE = f"{RUN_DIR}/dovecot/master.pid"
+# What Dovecot's master needs of root: bind the ports below 1024, run the login
+# processes as dovenull chrooted into their own empty directory (CHOWN makes
+# it theirs), the auth process as dovecot, and signal them all.
+PROXY_CAPABILITIES = ("CHOWN", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID", "SYS_CHROOT")
+# The proxy's standard ports expect a PROXY header; the plain twins (+20000) do not.
+PROXY_PORTS = (143, 993, 110, 995, 4190, 587, 465)
+PLAIN_PORTS = (20143, 20110, 24190, 20587)
 MAP_FILES = ("domains", "recipients", "transport", "access", "antispam", "proxy", "version")
 
 
@@ -58,8 +67,12 @@ class EdgeMaps:
 
 
 @dataclass
-class Edge:
-    """One edge container running ``role``, its ports published on ``host``."""
+class Edge(Container):
+    """One edge container running ``role``, its ports published on ``host``.
+
+    With ``publish=False`` nothing is published and ``start`` sets ``host`` to
+    the container's own address on the podman network (as ``Tenant`` does).
+    """
 
     image: str
     host: str
@@ -69,73 +82,138 @@ class Edge:
     # A directory with tls.crt and tls.key (a Secret), mounted at TLS_DIR.
     tls_dir: Path | None = None
     name: str = field(default_factory=lambda: f"vpes-test-edge-{uuid.uuid4().hex[:8]}")
+    # A fixed address on the podman network, and names for /etc/hosts (name, address).
+    ip: str = ""
+    hosts: tuple[tuple[str, str], ...] = ()
+    publish: bool = True
+
+    # What the role needs: its capabilities, the places it writes (tmpfs, size),
+    # its ports, and the plain port whose greeting says it is ready.
+    capabilities: ClassVar[tuple[str, ...]] = CAPABILITIES
+    writable: ClassVar[tuple[tuple[str, str], ...]] = (
+        (RUN_DIR, "16m"),
+        (QUEUE_DIR, "64m"),
+        (MAPS_WORK_DIR, "16m"),
+    )
+    ports: ClassVar[tuple[int, ...]] = MX_PORTS
+    ready_port: ClassVar[int] = 2525
+    greeting: ClassVar[bytes] = b"220"
+    pid_file: ClassVar[str] = MASTER_PID_FILE
 
     def run_args(self) -> list[str]:
         args = [
-            "run",
-            "--detach",
-            "--name",
-            self.name,
-            "--hostname",
-            "edge",
-            "--read-only",
-            "--cap-drop=ALL",
-            *(f"--cap-add={c}" for c in CAPABILITIES),
-            "--security-opt=no-new-privileges",
-            "--tmpfs",
-            f"{RUN_DIR}:rw,mode=0755,size=16m",
-            "--tmpfs",
-            f"{QUEUE_DIR}:rw,mode=0755,size=64m",
-            "--tmpfs",
-            f"{MAPS_WORK_DIR}:rw,mode=0755,size=16m",
+            *confined_run_args(self.name, "edge", self.capabilities),
+            *(["--ip", self.ip] if self.ip else []),
+            *(arg for name, ip in self.hosts for arg in ("--add-host", f"{name}:{ip}")),
+            *(arg for path, size in self.writable for arg in ("--tmpfs", tmpfs(path, size))),
             "--volume",
             f"{self.maps.directory}:{MAPS_DIR}:ro",
             *(["--volume", f"{self.tls_dir}:{TLS_DIR}:ro"] if self.tls_dir else []),
             *(arg for k, v in self.env.items() for arg in ("--env", f"{k}={v}")),
         ]
-        for port in MX_PORTS:
-            args += ["--publish", f"{self.host}:{port}:{port}"]
+        if self.publish:
+            for port in self.ports:
+                args += ["--publish", f"{self.host}:{port}:{port}"]
         return [*args, self.image, self.role]
 
     def start(self) -> None:
         podman(*self.run_args())
+        if not self.publish:
+            self.host = container_address(self.name)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        """Until the plain port greets (postscreen on 25 waits for a PROXY header)."""
+        """Until the plain port greets (the standard ports wait for a PROXY header)."""
+        self.wait_serving(
+            lambda: _greets(self.host, self.ready_port, self.greeting), "edge", timeout
+        )
+
+    def wait_version(self, version: str, timeout: float = 15) -> None:
+        """Until vpes-edge says it has loaded maps ``version``."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise RuntimeError(f"edge exited:\n{self.logs()}")
-            if _greets(self.host, 2525):
-                return
+        while self.read(MAPS_VERSION_FILE) != version:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"maps version {version} not loaded:\n{self.logs()}")
             time.sleep(0.2)
-        raise TimeoutError(f"edge not ready after {timeout} s:\n{self.logs()}")
 
-    def running(self) -> bool:
-        out = podman("inspect", "--format", "{{.State.Running}}", self.name, check=False)
-        return out.stdout.strip() == "true"
-
-    def logs(self) -> str:
-        out = podman("logs", self.name, check=False)
-        return out.stdout + out.stderr
+    def master_pid(self) -> str:
+        """The master process's pid (Postfix's, or Dovecot's for the proxy)."""
+        pid = self.read(self.pid_file)
+        assert pid, "no master.pid"
+        return pid
 
     def read(self, path: str) -> str:
         """A file's content inside the container ("" when it cannot be read)."""
         out = podman("exec", self.name, "cat", path, check=False)
         return out.stdout.strip() if out.returncode == 0 else ""
 
-    def wait_exit(self, timeout: float = 30) -> int:
-        out = podman("wait", self.name, timeout=timeout)
-        return int(out.stdout.strip())
+    def stop(self) -> str:
+        """SIGTERM (``podman stop``), an exit code of 0; its logs then."""
+        podman("stop", "--time", "20", self.name)
+        assert self.wait_exit() == 0
+        return self.logs()
+
+    def start_refused(self) -> str:
+        """Start it, expect vpes-edge to refuse (exit code 2), remove it; its logs."""
+        try:
+            self.start()
+            code = self.wait_exit()
+            logs = self.logs()
+        finally:
+            self.remove()
+        assert code == 2, f"exit code {code}:\n{logs}"
+        return logs
 
     def remove(self) -> None:
         podman("rm", "--force", "--time", "5", self.name, check=False)
 
 
-def _greets(host: str, port: int) -> bool:
+@dataclass
+class ProxyEdge(Edge):
+    """``vpes-edge proxy``: Dovecot as a login proxy, only /run/vpes writable."""
+
+    role: str = "proxy"
+
+    capabilities: ClassVar[tuple[str, ...]] = PROXY_CAPABILITIES
+    writable: ClassVar[tuple[tuple[str, str], ...]] = ((RUN_DIR, "16m"),)
+    ports: ClassVar[tuple[int, ...]] = (*PROXY_PORTS, *PLAIN_PORTS)
+    ready_port: ClassVar[int] = 20143
+    greeting: ClassVar[bytes] = b"* OK"
+    pid_file: ClassVar[str] = PROXY_MASTER_PID_FILE
+
+
+@dataclass
+class EdgeUnderTest:
+    """An edge a test module shares: the maps' version it runs, and a way back to
+    its base maps (``base_maps``) after a test changed them."""
+
+    edge: Edge
+    version: str
+
+    @property
+    def host(self) -> str:
+        return self.edge.host
+
+    def base_maps(self, version: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def write_maps(self, files: Mapping[str, str]) -> None:
+        self.edge.maps.write(files)
+
+    def restore(self) -> None:
+        """Back to the base maps (a new version of them)."""
+        self.version = f"base-{uuid.uuid4().hex[:8]}"
+        self.write_maps(self.base_maps(self.version))
+        self.edge.wait_version(self.version)
+
+
+def tmpfs(path: str, size: str) -> str:
+    return f"{path}:rw,mode=0755,size={size}"
+
+
+def _greets(host: str, port: int, greeting: bytes) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1) as s:
             s.settimeout(2)
-            return s.recv(64).startswith(b"220")
+            return s.recv(64).startswith(greeting)
     except OSError:
         return False

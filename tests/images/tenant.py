@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,8 @@ class TenantFiles:
     settings: OperatorSettings
     plan: MailPlanSpec = field(default_factory=lambda: PLAN)
     stored: dict[str, str] = field(default_factory=dict)
+    # The cost of the mailboxes' password hashes (cheap: the operator's default is 10).
+    bcrypt_rounds: int = 4
 
     @property
     def config_dir(self) -> Path:
@@ -209,7 +211,7 @@ class TenantFiles:
             self.stored,
             lambda name, _key: (by_secret[name], versions[name]) if name in by_secret else None,
             service_host="tenant.customer.svc",
-            bcrypt_rounds=4,
+            bcrypt_rounds=self.bcrypt_rounds,
             dkim_bits=1024,
         )
         self.stored = {
@@ -233,12 +235,58 @@ class TenantFiles:
         _atomic_write(self.secrets_dir, secret_volume_files(secret))
 
 
+def confined_run_args(name: str, hostname: str, capabilities: Iterable[str]) -> list[str]:
+    """``podman run`` as the charts run a pod: detached, a read-only root, every
+    capability dropped but ``capabilities``, no new privileges."""
+    return [
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--hostname",
+        hostname,
+        "--read-only",
+        "--cap-drop=ALL",
+        *(f"--cap-add={c}" for c in capabilities),
+        "--security-opt=no-new-privileges",
+    ]
+
+
 def published_ports() -> list[int]:
     return [*(p.port for p in PORTS), USAGE_PORT]
 
 
+class Container:
+    """What every test container can be asked, by its ``name``."""
+
+    name: str
+
+    def running(self) -> bool:
+        out = podman("inspect", "--format", "{{.State.Running}}", self.name, check=False)
+        return out.stdout.strip() == "true"
+
+    def logs(self) -> str:
+        out = podman("logs", self.name, check=False)
+        return out.stdout + out.stderr
+
+    def wait_serving(self, serving: Callable[[], bool], what: str, timeout: float) -> None:
+        """Until ``serving()`` (raises once the container has exited, or at ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"{what} exited:\n{self.logs()}")
+            if serving():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{what} not ready after {timeout} s:\n{self.logs()}")
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        out = podman("wait", self.name, timeout=timeout)
+        return int(out.stdout.strip())
+
+
 @dataclass
-class Tenant:
+class Tenant(Container):
     """One tenant container, its ports published on ``host`` (127.0.0.x).
 
     With ``publish=False`` nothing is published and ``start`` sets ``host`` to
@@ -257,16 +305,7 @@ class Tenant:
 
     def run_args(self) -> list[str]:
         args = [
-            "run",
-            "--detach",
-            "--name",
-            self.name,
-            "--hostname",
-            "tenant",
-            "--read-only",
-            "--cap-drop=ALL",
-            *(f"--cap-add={c}" for c in CAPABILITIES),
-            "--security-opt=no-new-privileges",
+            *confined_run_args(self.name, "tenant", CAPABILITIES),
             "--tmpfs",
             f"{RUN_DIR}:rw,mode=0755,size=32m",
             "--tmpfs",
@@ -296,26 +335,9 @@ class Tenant:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until SMTP and IMAP greet on the published ports (or the container died)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise RuntimeError(f"tenant exited:\n{self.logs()}")
-            if all(_greets(self.host, p) for p in (25, 143, 4190)):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"tenant not ready after {timeout} s:\n{self.logs()}")
-
-    def running(self) -> bool:
-        out = podman("inspect", "--format", "{{.State.Running}}", self.name, check=False)
-        return out.stdout.strip() == "true"
-
-    def wait_exit(self, timeout: float = 30) -> int:
-        out = podman("wait", self.name, timeout=timeout)
-        return int(out.stdout.strip())
-
-    def logs(self) -> str:
-        out = podman("logs", self.name, check=False)
-        return out.stdout + out.stderr
+        self.wait_serving(
+            lambda: all(_greets(self.host, p) for p in (25, 143, 4190)), "tenant", timeout
+        )
 
     def pid(self) -> int:
         return int(podman("inspect", "--format", "{{.State.Pid}}", self.name).stdout)

@@ -30,8 +30,8 @@ from cryptography.x509.oid import NameOID
 
 from .clients import TLS, ProxySMTP, message, proxy_v1, proxy_v2, raw_greeting, unique, wait_until
 from .conftest import Running, host_address
-from .edge import MAPS_VERSION_FILE, MASTER_PID_FILE, Edge, EdgeMaps, map_text
-from .tenant import build_images, container_address, podman
+from .edge import MAPS_VERSION_FILE, Edge, EdgeMaps, EdgeUnderTest, map_text
+from .tenant import container_address, podman
 from .test_access import RELAY_TRICKS
 from .test_delivery import find
 
@@ -77,41 +77,13 @@ def maps_for(tenant_ip: str, version: str) -> dict[str, str]:
 
 
 @dataclass
-class RunningEdge:
-    edge: Edge
-    maps: EdgeMaps
+class RunningEdge(EdgeUnderTest):
+    """The module's edge MX, routing the conftest tenant's domains to its address."""
+
     tenant_ip: str
-    version: str = ""
 
-    @property
-    def host(self) -> str:
-        return self.edge.host
-
-    def write_maps(self, files: dict[str, str]) -> None:
-        self.maps.write(files)
-
-    def wait_version(self, version: str, timeout: float = 15) -> None:
-        wait_until(
-            lambda: self.edge.read(MAPS_VERSION_FILE) == version,
-            timeout,
-            f"maps version {version} loaded (logs:\n{self.edge.logs()})",
-        )
-
-    def restore(self) -> None:
-        """Back to the base maps (a new version of them)."""
-        self.version = f"base-{uuid.uuid4().hex[:8]}"
-        self.write_maps(maps_for(self.tenant_ip, self.version))
-        self.wait_version(self.version)
-
-    def master_pid(self) -> str:
-        pid = self.edge.read(MASTER_PID_FILE)
-        assert pid, "no master.pid"
-        return pid
-
-
-@pytest.fixture(scope="module")
-def edge_image() -> str:
-    return build_images("edge")[0]
+    def base_maps(self, version: str) -> dict[str, str]:
+        return maps_for(self.tenant_ip, version)
 
 
 def start_edge(
@@ -143,9 +115,8 @@ def edge(
     try:
         box.start()
         box.wait_ready()
-        running = RunningEdge(box, box.maps, tenant_ip, version)
-        running.wait_version(version)
-        yield running
+        box.wait_version(version)
+        yield RunningEdge(box, version, tenant_ip)
     finally:
         box.remove()
 
@@ -304,7 +275,7 @@ def _reply(lines: BinaryIO) -> bytes:
 
 
 def test_maps_change_is_live_without_restart(edge: RunningEdge) -> None:
-    master = edge.master_pid()
+    master = edge.edge.master_pid()
     assert rcpt(edge.host, 2525, f"someone@{FRESH}")[0] // 100 == 5
     assert rcpt(edge.host, 2525, ALICE)[0] == 250
     files = maps_for(edge.tenant_ip, "v-fresh")
@@ -324,7 +295,7 @@ def test_maps_change_is_live_without_restart(edge: RunningEdge) -> None:
         assert rcpt(edge.host, 2525, ALICE)[0] == 550  # removed from the recipients
         assert edge.edge.read(MAPS_VERSION_FILE) == "v-fresh"
         assert "maps version v-fresh loaded" in edge.edge.logs()
-        assert edge.master_pid() == master  # reloaded, not restarted
+        assert edge.edge.master_pid() == master  # reloaded, not restarted
         assert took < 3 * INTERVAL + 2, took
     finally:
         edge.restore()
@@ -340,7 +311,7 @@ BROKEN = {
 @pytest.mark.parametrize(("bad", "change"), BROKEN.values(), ids=BROKEN.keys())
 def test_broken_map_keeps_the_last_good_maps(edge: RunningEdge, bad: str, change: object) -> None:
     good = edge.version
-    master = edge.master_pid()
+    master = edge.edge.master_pid()
     version = f"broken-{uuid.uuid4().hex[:8]}"
     files = maps_for(edge.tenant_ip, version)
     files["domains"] += f"{FRESH} new/server\n"
@@ -360,7 +331,7 @@ def test_broken_map_keeps_the_last_good_maps(edge: RunningEdge, bad: str, change
         assert rcpt(edge.host, 2525, f"someone@{FRESH}")[0] // 100 == 5
         assert rcpt(edge.host, 2525, ALICE)[0] == 250
         assert edge.edge.read(MAPS_VERSION_FILE) == good
-        assert edge.master_pid() == master
+        assert edge.edge.master_pid() == master
         time.sleep(3 * INTERVAL)  # several looks at the same broken maps...
         assert edge.edge.logs().count(line) == 1  # ...and one line about them
     finally:
@@ -428,9 +399,7 @@ def test_settings_from_the_environment_and_mounts_then_sigterm(
             "exec", box.name, "postconf", "-h", "postscreen_dnsbl_sites", "relayhost"
         ).stdout.splitlines()
         assert postconf == ["zen.spamhaus.org*3 bl.spamcop.net*2", "[relay.vpes.svc]:25"]
-        podman("stop", "--time", "20", box.name)
-        assert box.wait_exit() == 0
-        logs = box.logs()
+        logs = box.stop()
         assert "SIGTERM received: stopping Postfix" in logs
         assert "vpes-edge: stopped" in logs
     finally:
@@ -474,12 +443,7 @@ def test_start_refuses_what_cannot_work(
     if broken is not None:
         files[broken] += "key-without-value\n"
     box = start_edge(edge_image, tmp_path, host_address(33), files, env)
-    try:
-        box.start()
-        assert box.wait_exit() == 2
-        assert says in box.logs()
-    finally:
-        box.remove()
+    assert says in box.start_refused()
 
 
 def test_configuration_starts_without_warnings(edge: RunningEdge) -> None:
