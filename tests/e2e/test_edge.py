@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
+import dkim
 import pytest
 from kubernetes import client
-from vpes_devcluster import Cluster, chart
+from vpes_devcluster import Cluster, chart, demo_mail
 from vpes_devcluster.node import build_images
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
@@ -50,6 +51,7 @@ def edge(cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]) -> It
     values["operator"]["replicas"] = 1
     values["billing"]["enabled"] = False
     values["plans"] = []  # cluster-wide objects: the test makes its own plan
+    values["edge"]["relay"]["pollSeconds"] = 5  # the operator reads the relay's counts
     chart.install(cluster, RELEASE, NAMESPACE, values, timeout="5m")
     try:
         svc = core.read_namespaced_service(f"{RELEASE}-edge-mx", NAMESPACE)
@@ -262,3 +264,88 @@ def test_imap_logins_through_the_proxy_reach_their_own_tenant(
     pod = support.tenant_pod(api, namespace, "dave")["metadata"]["name"]
     logs = core.read_namespaced_pod_log(pod, namespace)
     assert f"rip={CLIENT}" in logs, "the tenant saw the proxy, not the client"
+
+
+def condition(api: Kube, namespace: str, name: str, kind: str) -> dict[str, Any]:
+    server = api.get(API_VERSION, "PersonalMailServer", namespace, name) or {}
+    found = [c for c in (server.get("status") or {}).get("conditions") or [] if c["type"] == kind]
+    return found[0] if found else {}
+
+
+def dkim_record(api: Kube, namespace: str, name: str, domain: str) -> bytes:
+    """The DKIM TXT record the operator asks the provider to publish for `domain`."""
+    server = api.get(API_VERSION, "PersonalMailServer", namespace, name) or {}
+    records = (server.get("status") or {}).get("dnsRecords") or []
+    value = next(
+        r["value"]
+        for r in records
+        if r["type"] == "TXT" and r["name"] == f"vpes._domainkey.{domain}"
+    )
+    if value.startswith('"'):  # split into <=255-byte strings, as published
+        value = "".join(part for part in value.split('"')[1::2])
+    return str(value).encode()
+
+
+def test_mail_between_tenants_goes_out_signed_and_the_hourly_limit_holds(
+    api: Kube, cluster: Cluster, core: client.CoreV1Api, edge: str, namespace: str
+) -> None:
+    plan = support.small_plan(api, outboundPerHour=3)  # recipients an hour
+    frank = support.create_server(api, namespace, "frank", plan, "frank-edge.example")
+    gina = support.create_server(api, namespace, "gina", plan, "gina-edge.example")
+    for name in ("frank", "gina"):
+        wait_ready(api, namespace, name, timeout=240)
+    wait_for(lambda: routed(api, "frank-edge.example", "gina-edge.example"), "both routed", 60)
+    svc = core.read_namespaced_service(f"{RELEASE}-edge-proxy", NAMESPACE)
+    assert svc.spec is not None
+    proxy = str(svc.spec.cluster_ip)
+    sender, reader = (frank, support.PASSWORD), (gina, support.PASSWORD)
+
+    # Submission through the login proxy, out through the relay (signed with frank's
+    # key), in through the MX: the signature verifies against the record the
+    # operator publishes for frank's domain.
+    raw = demo_mail.send_between(proxy, sender, reader, timeout=240)
+    assert b"d=frank-edge.example" in raw, raw[:2000]
+    record = dkim_record(api, namespace, "frank", "frank-edge.example")
+    assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record), "DKIM does not verify"
+    assert condition(api, namespace, "frank", "Deliverable").get("status") == "True"
+
+    # Three recipients an hour: the first went, two more go, the fourth is held.
+    subjects = [f"hourly {i} {uuid.uuid4().hex[:6]}" for i in range(3)]
+    for subject in subjects:
+        demo_mail.submit(proxy, sender, gina, subject)
+
+    def held() -> dict[str, Any] | None:
+        c = condition(api, namespace, "frank", "Deliverable")
+        return c if c.get("reason") == "OutboundLimitReached" else None
+
+    held_condition = wait_for(held, "frank held for his plan's limit", timeout=180)
+    assert held_condition["status"] == "False"
+    assert "vpes.io/release-outbound" in held_condition["message"]
+
+    def arrived() -> list[str]:
+        try:
+            return [s for s in subjects if demo_mail.fetch(proxy, gina, support.PASSWORD, s)]
+        except (OSError, imaplib.IMAP4.error):
+            return []
+
+    wait_for(lambda: len(arrived()) == 2, "two of the three delivered", timeout=120)
+    # gina's own server is not held by frank's limit.
+    assert condition(api, namespace, "gina", "Deliverable").get("status") == "True"
+
+    # The fleet admin releases frank: the held message goes at the next attempt.
+    cluster.kubectl(
+        "annotate", "pms", "frank", "-n", namespace,
+        "vpes.io/release-outbound=e2e-release-1", "--overwrite",
+    )  # fmt: skip
+    wait_for(
+        lambda: condition(api, namespace, "frank", "Deliverable").get("status") == "True",
+        "frank released",
+        timeout=120,
+    )
+    pod = support.tenant_pod(api, namespace, "frank")["metadata"]["name"]
+
+    def flushed() -> bool:
+        cluster.kubectl("exec", "-n", namespace, pod, "-c", "mail", "--", "postqueue", "-f")
+        return len(arrived()) == 3
+
+    wait_for(flushed, "the held message delivered after the release", timeout=240, interval=10)

@@ -95,7 +95,7 @@ def round_trip(
     raise ClusterError(f"the message did not reach {address} over IMAP: {last}")
 
 
-def _fetch(imap_host: str, address: str, password: str, subject: str) -> bytes:
+def fetch(imap_host: str, address: str, password: str, subject: str) -> bytes:
     """The whole message with `subject` in `address`'s INBOX (through the login proxy),
     or b"" while it is not there."""
     with _imap(imap_host, True) as imap:
@@ -120,8 +120,27 @@ def send_between(
     (587, STARTTLS, AUTH) through the edge's login proxy to the sender's server, out
     through the outbound relay (which signs it), in through the MX, read by the
     recipient through the proxy. Returns the message as delivered."""
-    (from_address, from_password), (to_address, to_password) = sender, recipient
+    from_address, (to_address, to_password) = sender[0], recipient
     subject = f"from one vpes customer to another {uuid.uuid4().hex[:8]}"
+    submit(proxy, sender, to_address, subject)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            raw = fetch(proxy, to_address, to_password, subject)
+            if raw:
+                return raw
+        except (OSError, imaplib.IMAP4.error) as e:
+            last = e
+        time.sleep(2)
+    raise ClusterError(f"{from_address}'s mail did not reach {to_address}: {last}")
+
+
+def submit(proxy: str, sender: tuple[str, str], to_address: str, subject: str) -> None:
+    """One message from `sender` (address, password) to `to_address`, as a mail app
+    sends it through the edge: submission on the login proxy's 587 (behind a PROXY
+    header), STARTTLS, AUTH; the sender's own server takes it and relays it."""
+    from_address, from_password = sender
     msg = EmailMessage()
     msg["From"] = from_address
     msg["To"] = to_address
@@ -132,14 +151,3 @@ def send_between(
         smtp.starttls(context=_tls())
         smtp.login(from_address, from_password)
         smtp.send_message(msg)
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            raw = _fetch(proxy, to_address, to_password, subject)
-            if raw:
-                return raw
-        except (OSError, imaplib.IMAP4.error) as e:
-            last = e
-        time.sleep(2)
-    raise ClusterError(f"{from_address}'s mail did not reach {to_address}: {last}")
