@@ -1,6 +1,7 @@
 // Command coredns is CoreDNS with only the plugins the dev cluster's DNS needs
 // (the kubernetes plugin for <svc>.<ns>.svc names, health and ready for probes,
-// cache, errors and log). Plugins register themselves when imported; the full
+// cache, errors and log, and template: the example domains answered as published
+// mail domains, see tools/devcluster/vpes_devcluster/coredns.yaml). Plugins register themselves when imported; the full
 // build (core/plugin) pulls in every cloud provider's SDK.
 package main
 
@@ -14,6 +15,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/loadbalance"
 	_ "github.com/coredns/coredns/plugin/log"
 	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/template"
 )
 
 func main() {
