@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email
 import json
 import shlex
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 from . import chart, proc_records
 from .binaries import repo_root
 from .cluster import Cluster
-from .demo_mail import round_trip
+from .demo_mail import round_trip, send_between
 from .errors import ClusterError
 from .node import build_images
 from .node_config import NODE_IP
@@ -128,6 +129,27 @@ def _through_the_edge(cluster: Cluster) -> None:
             f"{name}: {subject!r} went in through the edge's MX ({mx}:25) and was read"
             f" through its login proxy ({proxy}:143), both behind a PROXY header"
         )
+    (_, sender, from_address, from_password, *_), (_, receiver, to_address, to_password, *_) = (
+        CUSTOMERS[:2]
+    )
+    raw = send_between(proxy, (from_address, from_password), (to_address, to_password))
+    print(
+        f"{sender} -> {receiver}: sent through the proxy's submission port (587), out"
+        f" through the relay, in through the MX; {_signatures(raw)}"
+    )
+
+
+def _signatures(raw: bytes) -> str:
+    """Which keys signed a delivered message (the DKIM-Signature headers' d= and s=)."""
+    signed = [
+        str(value) for name, value in email.message_from_bytes(raw).items()
+        if name.lower() == "dkim-signature"
+    ]  # fmt: skip
+    if not signed:
+        return "NOT signed (no DKIM-Signature header)"
+    tags = [dict(t.strip().split("=", 1) for t in s.split(";") if "=" in t) for s in signed]
+    keys = ", ".join(f"{t.get('d', '?').strip()} {t.get('a', '?').strip()}" for t in tags)
+    return f"signed by the relay with {keys}"
 
 
 def edge_address(cluster: Cluster, component: str) -> str:
