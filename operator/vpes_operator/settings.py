@@ -47,6 +47,11 @@ class OperatorSettings(BaseModel):
     edge_pod_labels: dict[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/part-of": "vpes", "vpes.io/component": "edge"}
     )
+    # Which edge pods (by their vpes.io/edge-role label) reach a tenant's mail ports:
+    # those that forward clients' addresses to it. The relay only takes mail from
+    # tenants (their egress reaches it), so it is not among them.
+    edge_ingress_roles: tuple[str, ...] = Field(default=("mx", "proxy"), min_length=1)
+    edge_relay_role: str = Field(default="relay")
     operator_pod_labels: dict[str, str] = Field(
         default_factory=lambda: {
             "app.kubernetes.io/part-of": "vpes",

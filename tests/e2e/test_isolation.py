@@ -26,6 +26,7 @@ from vpes_devcluster import Cluster
 from vpes_devcluster.node_config import BRIDGE
 from vpes_devcluster.platform import OPERATOR_NAMESPACE
 from vpes_operator import API_VERSION, naming
+from vpes_operator.builders.network import EDGE_ROLE_LABEL
 from vpes_operator.clients.kube import Kube
 from vpes_operator.render.layout import PORTS, USAGE_PORT
 from vpes_operator.settings import OperatorSettings
@@ -190,7 +191,8 @@ def test_policy_isolates_tenants_and_admits_only_edge_and_operator(
     mail_a = {(a_pod_ip, p.port) for p in PORTS}
     usage_a = {(a_pod_ip, USAGE_PORT)}
     for labels, admitted in (
-        (settings.edge_pod_labels, mail_a),  # not the usage report
+        ({**settings.edge_pod_labels, EDGE_ROLE_LABEL: "mx"}, mail_a),  # not the usage report
+        ({**settings.edge_pod_labels, EDGE_ROLE_LABEL: "relay"}, set()),  # forwards no client
         (settings.operator_pod_labels, usage_a),  # no mail port: it could forge addresses
     ):
         probe = _probe_pod(api, dict(labels), images["tenant"])

@@ -76,6 +76,12 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     assert edge.items() <= labels["edge-mx"].items()
     assert edge.items() <= labels["edge-proxy"].items()
     assert edge.items() <= labels["edge-relay"].items()  # the tenants' egress reaches it
+    # Which of them the tenants' mail ports admit, and which their egress reaches, is
+    # by role: the chart's role labels must be the operator's.
+    settings = OperatorSettings()
+    role = "vpes.io/edge-role"
+    assert {labels["edge-mx"][role], labels["edge-proxy"][role]} == set(settings.edge_ingress_roles)
+    assert labels["edge-relay"][role] == settings.edge_relay_role
     for other in ("antispam", "antispam-redis", "operator", "billing"):
         assert not edge.items() <= labels[other].items(), other
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}

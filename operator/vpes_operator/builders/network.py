@@ -71,8 +71,22 @@ def _namespace(name: str) -> dict[str, Any]:
     return {"matchLabels": {"kubernetes.io/metadata.name": name}}
 
 
+EDGE_ROLE_LABEL = "vpes.io/edge-role"
+
+
+def _edge(settings: OperatorSettings, roles: tuple[str, ...]) -> dict[str, Any]:
+    """The edge's pods of these roles, in the operator's namespace."""
+    return {
+        "namespaceSelector": _namespace(settings.operator_namespace),
+        "podSelector": {
+            "matchLabels": dict(settings.edge_pod_labels),
+            "matchExpressions": [{"key": EDGE_ROLE_LABEL, "operator": "In", "values": list(roles)}],
+        },
+    }
+
+
 def _egress(settings: OperatorSettings, edge: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where the pod may connect: cluster DNS, the edge (its relay), and without a relay
+    """Where the pod may connect: cluster DNS, the edge's relay, and without a relay
     the internet's port 25."""
     egress: list[dict[str, Any]] = [
         {
@@ -98,17 +112,15 @@ def network_policy(
 ) -> dict[str, Any]:
     """Only the edge and the operator reach the pod; it reaches DNS and the relay.
 
-    The mail ports admit the edge's pods alone: the tenant trusts what they
-    forward (the client's address: Dovecot's login_trusted_networks, Postfix's
-    XCLIENT), so nothing else in the cluster may reach those ports, not even
-    the operator, which reads the usage report's port and nothing more.
+    The mail ports admit the edge's MX and login proxy alone (not its relay, which
+    only takes mail from tenants): the tenant trusts what they forward (the
+    client's address: Dovecot's login_trusted_networks, Postfix's XCLIENT), so
+    nothing else in the cluster may reach those ports, not even the operator,
+    which reads the usage report's port and nothing more.
 
     Other tenants, even in the same namespace, are not among the allowed peers.
     """
-    edge = {
-        "namespaceSelector": _namespace(settings.operator_namespace),
-        "podSelector": {"matchLabels": dict(settings.edge_pod_labels)},
-    }
+    edge = _edge(settings, settings.edge_ingress_roles)
     operator = {
         "namespaceSelector": _namespace(settings.operator_namespace),
         "podSelector": {"matchLabels": dict(settings.operator_pod_labels)},
@@ -138,6 +150,6 @@ def network_policy(
             "podSelector": {"matchLabels": naming.selector_labels(owner.name)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
-            "egress": _egress(settings, [edge]),
+            "egress": _egress(settings, [_edge(settings, (settings.edge_relay_role,))]),
         },
     }
