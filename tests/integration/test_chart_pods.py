@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from vpes_operator.builders.network import EDGE_ROLE_LABEL
 from vpes_operator.settings import OperatorSettings
 
 from .chart_support import CHART, helm, render
@@ -79,7 +80,7 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     # Which of them the tenants' mail ports admit, and which their egress reaches, is
     # by role: the chart's role labels must be the operator's.
     settings = OperatorSettings()
-    role = "vpes.io/edge-role"
+    role = EDGE_ROLE_LABEL
     assert {labels["edge-mx"][role], labels["edge-proxy"][role]} == set(settings.edge_ingress_roles)
     assert labels["edge-relay"][role] == settings.edge_relay_role
     for other in ("antispam", "antispam-redis", "operator", "billing"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from vpes_operator.builders.meta import Owner
-from vpes_operator.builders.network import network_policy
+from vpes_operator.builders.network import EDGE_ROLE_LABEL, network_policy
 from vpes_operator.render.layout import PORTS, USAGE_PORT_NAME
 
 from .render_support import SETTINGS
@@ -51,7 +51,7 @@ def _admitted(rules: list[dict[str, Any]], labels: dict[str, str], ports_key: st
 def _pod(role: str | None) -> dict[str, str]:
     labels = dict(SETTINGS.edge_pod_labels)
     if role is not None:
-        labels["vpes.io/edge-role"] = role
+        labels[EDGE_ROLE_LABEL] = role
     return labels
 
 

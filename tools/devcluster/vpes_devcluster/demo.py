@@ -140,7 +140,7 @@ def _through_the_edge(cluster: Cluster) -> None:
 
 
 def _signatures(raw: bytes) -> str:
-    """Which keys signed a delivered message (the DKIM-Signature headers' d= and s=)."""
+    """Which keys signed a delivered message (the DKIM-Signature headers' d= and a=)."""
     signed = [
         str(value) for name, value in email.message_from_bytes(raw).items()
         if name.lower() == "dkim-signature"
