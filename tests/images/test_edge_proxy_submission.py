@@ -1,7 +1,7 @@
 """Submission (587, 465 and the plain 20587) through the edge's login proxy: the
-login's domain picks the tenant, whose Postfix relays the mail. Tenant B's
-Postfix also trusts XCLIENT from the edge on 587 (what the tenant must add for
-submission to see the client's address; tenant A is rendered as today).
+login's domain picks the tenant, whose Postfix relays the mail. Every tenant's
+Postfix trusts XCLIENT from the edge on 587 (the operator renders it so), so
+the tenant sees the client's address.
 """
 
 from __future__ import annotations
