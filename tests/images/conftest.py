@@ -37,6 +37,7 @@ from .tenant import (
 )
 
 if TYPE_CHECKING:
+    from .mx_support import RunningEdge
     from .proxy_support import ProxySetup
     from .rspamd_support import Antispam
 
@@ -186,8 +187,19 @@ def edge_image() -> str:
     return build_images("edge")[0]
 
 
-# The login proxy and the antispam pair each serve several test modules: started
-# once, the first time one asks. (Their support modules import this one.)
+# The edge MX, the login proxy and the antispam pair each serve several test
+# modules: started once, the first time one asks. (Their support modules import
+# this one.)
+
+
+@pytest.fixture(scope="session")
+def edge(
+    edge_image: str, tenant: Running, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningEdge]:
+    """The edge MX in front of the shared tenant (mx_support.py)."""
+    from .mx_support import start_mx
+
+    yield from start_mx(edge_image, tenant, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
