@@ -113,5 +113,9 @@ bench-node: install system-deps k8s images ## on the real node: PersonalMailServ
 bench-edge: install system-deps images ## the shared edge: SMTP through the MX (with and without Rspamd) next to straight into a tenant, MX memory and maps-change time for 100 and 1,000 tenants, the maps builder's CPU
 	$(PY) -m bench.edge
 
+.PHONY: bench-edge-logins
+bench-edge-logins: install system-deps images ## IMAP logins/s through the edge's login proxy next to straight into a tenant (bcrypt cost 10 and 4), the proxy's CPU per login
+	$(PY) -m bench.edge_logins
+
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)
