@@ -70,6 +70,9 @@ IMAPS = 993
 PATHS = ("straight", "proxy")
 WARM_UP_SECONDS = 2.0
 LOGIN_LINE = "imap-login: Info: Login:"
+# A login waits this long at most: a shared machine under load stalls some for
+# seconds (10 s, the tests' timeout, failed a run at load average 8).
+TIMEOUT = 60.0
 
 
 # --- the containers --------------------------------------------------------------
@@ -192,7 +195,7 @@ def login_loop(
     while time.monotonic() < until:
         user, password = users[(client + done * clients) % len(users)]
         header = proxy_v1(client_address(client), "192.0.2.143", 40000 + done % 20000, port)
-        session = ProxyIMAP4SSL(host, port, header)
+        session = ProxyIMAP4SSL(host, port, header, timeout=TIMEOUT)
         try:
             typ, _ = session.login(user, password)
             assert typ == "OK", typ

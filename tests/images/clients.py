@@ -101,9 +101,9 @@ class ProxySMTP(smtplib.SMTP):
 class ProxyIMAP4SSL(imaplib.IMAP4_SSL):
     """IMAP over implicit TLS behind a PROXY header (sent before the TLS handshake)."""
 
-    def __init__(self, host: str, port: int, header: bytes) -> None:
+    def __init__(self, host: str, port: int, header: bytes, timeout: float = 10) -> None:
         self._header = header
-        super().__init__(host, port, ssl_context=TLS, timeout=10)
+        super().__init__(host, port, ssl_context=TLS, timeout=timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout)
