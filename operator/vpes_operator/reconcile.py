@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -137,6 +138,18 @@ def _keep_shown_passwords(shown: dict[str, str], material: credentials.Material)
     material.generated_passwords = {**keep, **material.generated_passwords}
 
 
+def antispam_password(settings: OperatorSettings) -> str:
+    """The shared Rspamd controller's password, read afresh (a mounted Secret the
+    kubelet updates); "" when training is not configured or the file cannot be
+    read (the build then says which file)."""
+    if not settings.antispam_controller_url or not settings.antispam_controller_password_file:
+        return ""
+    try:
+        return Path(settings.antispam_controller_password_file).read_text().strip()
+    except OSError:
+        return ""
+
+
 def apply_server(
     kube: Kube,
     settings: OperatorSettings,
@@ -167,6 +180,7 @@ def apply_server(
         material=material,
         current_storage=current_storage,
         restoring=naming.ANNOTATION_RESTORE in server.metadata.annotations,
+        antispam_password=antispam_password(settings),
     )
     try:
         objects = desired_objects(inputs)

@@ -41,6 +41,22 @@ class OperatorSettings(BaseModel):
     # The relay's state (GET, JSON); empty: nobody is held for an hourly limit.
     relay_status_url: str = Field(default="")
     relay_poll_seconds: float = Field(default=30.0, gt=0)
+    # Spam training (imapsieve at the tenant): the shared Rspamd's controller, e.g.
+    # "http://<release>-antispam.<ns>.svc.cluster.local:11334"; empty: no training.
+    # Its enable password is read from a file (a mounted Secret) at each reconcile
+    # and handed to the tenants in their credentials Secret, never in a ConfigMap.
+    antispam_controller_url: str = Field(default="")
+    antispam_controller_password_file: str = Field(default="")
+    # Pod labels of the Rspamd pods: a training tenant's egress reaches them on 11334.
+    antispam_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {
+            "app.kubernetes.io/part-of": "vpes",
+            "vpes.io/component": "antispam",
+        }
+    )
+    # What one tenant's learn spool (messages waiting for the controller) may hold
+    # on its mail volume before the oldest are dropped.
+    antispam_learn_spool_limit: str = Field(default="32Mi")
     # Sources trusted to send a PROXY protocol header / be the edge.
     edge_networks: tuple[str, ...] = Field(default=("10.0.0.0/8",))
     # Pod labels of the edge and of the operator (NetworkPolicy peers).

@@ -56,6 +56,13 @@ SETTINGS = OperatorSettings(
     relay_host="[relay.vpes-system.svc.cluster.local]:25",
     edge_networks=("10.0.0.0/8", "fd00::/8"),
 )
+# The same with spam training (the chart's antispam controller).
+TRAINING_SETTINGS = SETTINGS.model_copy(
+    update={
+        "antispam_controller_url": "http://vpes-antispam.vpes-system.svc.cluster.local:11334",
+        "antispam_controller_password_file": "/etc/vpes/antispam/controller-password",
+    }
+)
 
 
 def ctx_of(

@@ -12,6 +12,7 @@ from vpes_operator.builders.workload import CAPABILITIES, statefulset
 from vpes_operator.credentials import Material
 from vpes_operator.render import render_config
 from vpes_operator.render.layout import (
+    ANTISPAM_PASSWORD_KEY,
     DOVECOT_PASSWD_PATH,
     PASSWD_KEY,
     RUN_DIR,
@@ -44,6 +45,7 @@ def test_only_the_keys_the_tenant_reads_are_mounted_root_only() -> None:
         {"key": TLS_CERT_KEY, "path": TLS_CERT_KEY, "mode": 0o400},
         {"key": TLS_KEY_KEY, "path": TLS_KEY_KEY, "mode": 0o400},
         {"key": "relay-sasl", "path": "relay-sasl", "mode": 0o400},
+        {"key": ANTISPAM_PASSWORD_KEY, "path": ANTISPAM_PASSWORD_KEY, "mode": 0o400},
     ]
     assert volume["defaultMode"] == 0o400
     mount = next(m for m in pod()["containers"][0]["volumeMounts"] if m["name"] == "secrets")
@@ -78,7 +80,12 @@ def test_the_configuration_reads_only_mounted_secrets() -> None:
     files = render_config(ctx_of())
     mounted = {f"{SECRETS_DIR}/{item['path']}" for item in secrets_volume()["items"]}
     used = {m for text in files.values() for m in re.findall(rf"{SECRETS_DIR}/[\w.-]+", text)}
-    assert used == mounted - {f"{SECRETS_DIR}/{PASSWD_KEY}"}
+    # passwd and the controller password are read by vpes-init (copies for Dovecot's
+    # auth process and for the learn sender), not named in a configuration.
+    assert used == mounted - {
+        f"{SECRETS_DIR}/{PASSWD_KEY}",
+        f"{SECRETS_DIR}/{ANTISPAM_PASSWORD_KEY}",
+    }
     # Dovecot's auth process (not root, not the mail user) reads vpes-init's copy.
     assert DOVECOT_PASSWD_PATH.startswith(f"{RUN_DIR}/")
     assert f"args = {DOVECOT_PASSWD_PATH}\n" in files["dovecot.conf"]

@@ -14,7 +14,7 @@ from ..credentials import (
     dkim_ed25519_key_name,
     dkim_key_name,
 )
-from ..render.layout import RELAY_SASL_KEY
+from ..render.layout import ANTISPAM_PASSWORD_KEY, RELAY_SASL_KEY
 from .meta import Owner, metadata
 
 
@@ -37,10 +37,15 @@ def relay_sasl_map(relay_host: str, owner: Owner, password: str) -> str:
 
 
 def credentials_secret(
-    owner: Owner, material: Material, passwd: str, relay_host: str = ""
+    owner: Owner,
+    material: Material,
+    passwd: str,
+    relay_host: str = "",
+    antispam_password: str = "",
 ) -> dict[str, Any]:
-    """Password hashes (mailboxes: never plaintext), DKIM keys, the TLS key pair and
-    the server's own password at the outbound relay (it is the client there)."""
+    """Password hashes (mailboxes: never plaintext), DKIM keys, the TLS key pair,
+    the server's own password at the outbound relay (it is the client there) and,
+    when the server trains the shared Rspamd, that controller's password."""
     data = {
         "passwd": passwd,
         HASHES_KEY: material.hashes_document(),
@@ -49,6 +54,7 @@ def credentials_secret(
         RELAY_PASSWORD_KEY: material.relay_password,
         RELAY_HASH_KEY: material.relay_password_hash,
         RELAY_SASL_KEY: relay_sasl_map(relay_host, owner, material.relay_password),
+        ANTISPAM_PASSWORD_KEY: antispam_password,
     }
     for domain, pem in sorted(material.dkim_keys.items()):
         data[dkim_key_name(domain)] = pem

@@ -85,9 +85,16 @@ def _edge(settings: OperatorSettings, roles: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-def _egress(settings: OperatorSettings, edge: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where the pod may connect: cluster DNS, the edge's relay, and without a relay
-    the internet's port 25."""
+# The Rspamd controller's port: a training tenant posts what its users move into
+# or out of Junk there (render/antispam.py).
+ANTISPAM_CONTROLLER_PORT = 11334
+
+
+def _egress(
+    settings: OperatorSettings, edge: list[dict[str, Any]], *, training: bool
+) -> list[dict[str, Any]]:
+    """Where the pod may connect: cluster DNS, the edge's relay, Rspamd's controller
+    when the server trains it, and without a relay the internet's port 25."""
     egress: list[dict[str, Any]] = [
         {
             "to": [{"namespaceSelector": _namespace(settings.cluster_dns_namespace)}],
@@ -95,6 +102,14 @@ def _egress(settings: OperatorSettings, edge: list[dict[str, Any]]) -> list[dict
         },
         {"to": edge},
     ]
+    if training:
+        rspamd = {
+            "namespaceSelector": _namespace(settings.operator_namespace),
+            "podSelector": {"matchLabels": dict(settings.antispam_pod_labels)},
+        }
+        egress.append(
+            {"to": [rspamd], "ports": [{"port": ANTISPAM_CONTROLLER_PORT, "protocol": "TCP"}]}
+        )
     if not settings.relay_host:
         # No relay configured: the server delivers outbound mail itself, to the
         # internet only (never to other pods).
@@ -108,9 +123,10 @@ def _egress(settings: OperatorSettings, edge: list[dict[str, Any]]) -> list[dict
 
 
 def network_policy(
-    owner: Owner, settings: OperatorSettings, *, dedicated_address: bool
+    owner: Owner, settings: OperatorSettings, *, dedicated_address: bool, training: bool = False
 ) -> dict[str, Any]:
-    """Only the edge and the operator reach the pod; it reaches DNS and the relay.
+    """Only the edge and the operator reach the pod; it reaches DNS and the relay
+    (and, when it trains, Rspamd's controller port).
 
     The mail ports admit the edge's MX and login proxy alone (not its relay, which
     only takes mail from tenants): the tenant trusts what they forward (the
@@ -150,6 +166,8 @@ def network_policy(
             "podSelector": {"matchLabels": naming.selector_labels(owner.name)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
-            "egress": _egress(settings, [_edge(settings, (settings.edge_relay_role,))]),
+            "egress": _egress(
+                settings, [_edge(settings, (settings.edge_relay_role,))], training=training
+            ),
         },
     }

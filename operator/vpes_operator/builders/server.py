@@ -28,6 +28,9 @@ class ServerInputs:
     current_storage: str | None = None
     # A MailRestore holds the server stopped while it writes the volume.
     restoring: bool = False
+    # The shared Rspamd controller's password (settings.antispam_controller_password_file,
+    # read by the reconcile); needed when the server trains.
+    antispam_password: str = ""
 
 
 def volume_size(plan_storage: str, current: str | None) -> str:
@@ -41,6 +44,15 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
     owner, spec, plan, settings = inputs.owner, inputs.spec, inputs.plan, inputs.settings
     ctx = render.build_context(owner.name, owner.namespace, spec, plan, settings)
     dedicated = plan.features.dedicated_address
+    learn_password = ""
+    if ctx.antispam.training is not None:
+        if not inputs.antispam_password:
+            raise render.RenderError(
+                "spam training is configured (settings.antispam_controller_url) but the "
+                "controller password cannot be read from "
+                f"{settings.antispam_controller_password_file or '(no file set)'}"
+            )
+        learn_password = render.antispam.controller_password(inputs.antispam_password)
     objects = [
         config.config_map(owner, render.render_config(ctx)),
         config.credentials_secret(
@@ -48,6 +60,7 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
             inputs.material,
             render.render_passwd(ctx, inputs.material.password_hashes),
             ctx.relay_host,
+            learn_password,
         ),
         storage.volume_claim(
             owner,
@@ -55,7 +68,12 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
             plan.storage_class_name or settings.storage_class_name,
         ),
         network.service(owner),
-        network.network_policy(owner, settings, dedicated_address=dedicated),
+        network.network_policy(
+            owner,
+            settings,
+            dedicated_address=dedicated,
+            training=ctx.antispam.training is not None,
+        ),
         workload.statefulset(owner, plan, settings, suspended=spec.suspended or inputs.restoring),
     ]
     if dedicated:

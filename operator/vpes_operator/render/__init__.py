@@ -8,7 +8,7 @@ templates; ``layout`` says where the files, sockets and mail live and which port
 
 from __future__ import annotations
 
-from . import layout
+from . import antispam, layout
 from .addresses import MailboxContext, SenderLogin, VirtualAlias
 from .checks import RenderError
 from .context import TenantContext, build_context
@@ -51,6 +51,7 @@ __all__ = [
     "SenderLogin",
     "TenantContext",
     "VirtualAlias",
+    "antispam",
     "build_context",
     "format_passwd",
     "layout",

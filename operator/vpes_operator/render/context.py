@@ -21,6 +21,8 @@ Decisions made here:
   headers and, for Dovecot, to forward the client's address (``login_trusted_
   networks``); they are *not* Postfix ``mynetworks``: Postfix lets only
   loopback relay without SASL, so mail the edge hands in is never relayed on.
+- Junk filing and spam training follow the plan's antispam level and the
+  settings' controller URL (``antispam``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_operator.settings import OperatorSettings
 from vpes_operator.storage import reserve_bytes, reserve_problem
 
-from . import addresses, checks
+from . import addresses, antispam, checks
 from .addresses import MailboxContext, SenderLogin, VirtualAlias
+from .antispam import AntispamContext
 from .checks import RenderError
 
 
@@ -55,6 +58,8 @@ class TenantContext:
     relay_host: str  # Postfix relayhost syntax; "" delivers directly
     edge_networks: tuple[str, ...]  # CIDRs, IPv4 first, normalised
     dkim_selector: str
+    # Junk filing and spam training, from the plan's antispam level (antispam.py).
+    antispam: AntispamContext
 
     @property
     def forwards(self) -> tuple[VirtualAlias, ...]:
@@ -91,6 +96,7 @@ def build_context(
     problem = reserve_problem(storage, message_size)
     if problem is not None:
         raise RenderError(problem)
+    reserve = reserve_bytes(storage, message_size)
     return TenantContext(
         name=name,
         namespace=namespace,
@@ -102,8 +108,9 @@ def build_context(
         sender_logins=tuple(sorted(senders, key=lambda s: s.address)),
         default_quota_bytes=default_quota,
         max_message_size_bytes=message_size,
-        queue_minfree_bytes=reserve_bytes(storage, message_size),
+        queue_minfree_bytes=reserve,
         relay_host=checks.relay_host(settings.relay_host),
         edge_networks=checks.networks(settings.edge_networks),
         dkim_selector=selector,
+        antispam=antispam.build(plan, settings, reserve),
     )

@@ -10,11 +10,15 @@ Mounts (the container's root filesystem is read-only):
 - ``/etc/vpes/config`` (``CONFIG_DIR``), the tenant ConfigMap, read-only,
   mounted with ``items`` (``CONFIG_FILES``: key → path): ``postfix/main.cf``,
   ``postfix/master.cf``, the Postfix lookup tables ``postfix/virtual``,
-  ``postfix/vmailbox``, ``postfix/sender_login``, and ``dovecot/dovecot.conf``.
+  ``postfix/vmailbox``, ``postfix/sender_login``, ``dovecot/dovecot.conf`` and
+  ``learn/learn.conf`` (spam training: the controller's URL and the learn
+  spool's bounds; no URL when the server does not train).
 - ``/etc/vpes/secrets`` (``SECRETS_DIR``), the tenant Secret, read-only,
   mounted with ``items`` (``SECRET_FILES``, mode ``SECRET_MODE``: 0400) so
   that only what the tenant reads is there: ``passwd`` (Dovecot's
-  passwd-file: hashes and quotas), ``tls.crt`` and ``tls.key``. The Secret's
+  passwd-file: hashes and quotas), ``tls.crt``, ``tls.key``, ``relay-sasl`` and
+  ``antispam-password`` (the shared Rspamd controller's password; empty when
+  the server does not train). The Secret's
   other keys (the operator's hash store, DKIM keys: signing is the outbound
   relay's job) never reach the pod. The pod sets no fsGroup (the kubelet
   would give every file of a Secret volume group fsGroup and add group read,
@@ -47,6 +51,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ANTISPAM_PASSWORD_KEY",
     "CONFIG_DIR",
     "CONFIG_FILES",
     "DOVECOT_AUTH_DIR",
@@ -60,6 +65,9 @@ __all__ = [
     "DOVECOT_STATE_DIR",
     "HOSTNAME_SUFFIX",
     "INTERNAL_SUBMISSION",
+    "LEARN_CONFIG_PATH",
+    "LEARN_PROGRAM",
+    "LEARN_SPOOL_DIR",
     "MAIL_DIR",
     "PASSWD_KEY",
     "PASSWD_PATH",
@@ -74,6 +82,8 @@ __all__ = [
     "SECRETS_DIR",
     "SECRET_FILES",
     "SECRET_MODE",
+    "SIEVE_DIR",
+    "SIEVE_PIPE_DIR",
     "TLS_CERT_KEY",
     "TLS_CERT_PATH",
     "TLS_KEY_KEY",
@@ -114,6 +124,7 @@ CONFIG_FILES: dict[str, str] = {
     "postfix-sender-login": "postfix/sender_login",
     "postfix-virtual": "postfix/virtual",
     "postfix-vmailbox": "postfix/vmailbox",
+    "learn.conf": "learn/learn.conf",
 }
 
 POSTFIX_CONFIG_DIR = f"{CONFIG_DIR}/postfix"
@@ -126,7 +137,16 @@ TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
 # Postfix's password at the outbound relay (smtp_sasl_password_maps, texthash).
 RELAY_SASL_KEY = "relay-sasl"
-SECRET_FILES: tuple[str, ...] = (PASSWD_KEY, TLS_CERT_KEY, TLS_KEY_KEY, RELAY_SASL_KEY)
+# The shared Rspamd controller's enable password, for spam training (empty when
+# the server does not train): vpes-init hands it to the learn sender only.
+ANTISPAM_PASSWORD_KEY = "antispam-password"  # noqa: S105 - the name of a key
+SECRET_FILES: tuple[str, ...] = (
+    PASSWD_KEY,
+    TLS_CERT_KEY,
+    TLS_KEY_KEY,
+    RELAY_SASL_KEY,
+    ANTISPAM_PASSWORD_KEY,
+)
 SECRET_MODE = 0o400
 PASSWD_PATH = f"{SECRETS_DIR}/{PASSWD_KEY}"
 TLS_CERT_PATH = f"{SECRETS_DIR}/{TLS_CERT_KEY}"
@@ -134,6 +154,17 @@ TLS_KEY_PATH = f"{SECRETS_DIR}/{TLS_KEY_KEY}"
 RELAY_SASL_PATH = f"{SECRETS_DIR}/{RELAY_SASL_KEY}"
 
 POSTFIX_QUEUE_DIR = f"{MAIL_DIR}/postfix-queue"
+# Spam training: messages a user moved into or out of Junk wait here (on the mail
+# volume, so a restart loses none) until the learn sender has posted them to the
+# shared Rspamd's controller. No dot in the name: never a domain's directory.
+LEARN_SPOOL_DIR = f"{MAIL_DIR}/learn-spool"
+# The image's global Sieve scripts, compiled at build (the root is read-only):
+# junk.sieve (sieve_before: files the edge's spam into Junk), learn-spam.sieve and
+# learn-ham.sieve (imapsieve), and the one program they may pipe to.
+SIEVE_DIR = "/usr/local/lib/vpes/sieve"
+SIEVE_PIPE_DIR = "/usr/local/lib/vpes/sieve-pipe"
+LEARN_PROGRAM = "vpes-learn"
+LEARN_CONFIG_PATH = f"{CONFIG_DIR}/learn/learn.conf"
 POSTFIX_DATA_DIR = f"{RUN_DIR}/postfix"
 DOVECOT_BASE_DIR = f"{RUN_DIR}/dovecot"
 DOVECOT_STATE_DIR = f"{RUN_DIR}/dovecot-state"

@@ -20,6 +20,7 @@ Files and mounts (see ``layout`` for the constants):
   ``postfix-virtual``       ``postfix/virtual``               virtual_alias_maps
   ``postfix-vmailbox``      ``postfix/vmailbox``              virtual_mailbox_maps
   ``postfix-sender-login``  ``postfix/sender_login``          smtpd_sender_login_maps
+  ``learn.conf``            ``learn/learn.conf``              spam training (vpes-learn)
   ========================  ================================  ============================
 
 - ``render_passwd(ctx, hashes)`` returns Dovecot's passwd-file, key ``passwd``
@@ -66,6 +67,7 @@ from typing import Any
 
 import jinja2
 
+from . import antispam
 from .checks import RenderError
 from .context import TenantContext
 from .layout import (
@@ -173,6 +175,9 @@ def _listeners() -> dict[str, Any]:
             "proxy": p.proxy,
             "implicit_tls": p.protocol in _IMPLICIT_TLS,
             "submission": p.protocol in ("submission", "submissions"),
+            # Only the plain port 25 takes mail from the edge's MX alone (the
+            # NetworkPolicy), whose X-Spam header is the edge's verdict.
+            "edge_verdict": p.protocol == "smtp" and not p.proxy,
         }
         for p in PORTS
         if p.daemon == "postfix"
@@ -255,6 +260,7 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         "pop3_process_limit": POP3_PROCESS_LIMIT,
         "sieve_process_limit": SIEVE_PROCESS_LIMIT,
         "quota_status_process_limit": POSTFIX_PROCESS_LIMIT,
+        **antispam.values(ctx.antispam),
     }
 
 
