@@ -39,7 +39,12 @@ from vpes_operator.render import (
     render_config,
     render_passwd,
 )
-from vpes_operator.render.layout import PASSWD_KEY, RELAY_SASL_KEY, USAGE_PORT
+from vpes_operator.render.layout import (
+    ANTISPAM_PASSWORD_KEY,
+    PASSWD_KEY,
+    RELAY_SASL_KEY,
+    USAGE_PORT,
+)
 from vpes_operator.settings import OperatorSettings
 
 # The server these files are rendered for (its relay login is customer/tenant).
@@ -188,6 +193,8 @@ class TenantFiles:
     stored: dict[str, str] = field(default_factory=dict)
     # The cost of the mailboxes' password hashes (cheap: the operator's default is 10).
     bcrypt_rounds: int = 4
+    # The shared Rspamd controller's password, for a server that trains it.
+    antispam_password: str = ""
 
     @property
     def config_dir(self) -> Path:
@@ -230,6 +237,7 @@ class TenantFiles:
             **self.stored,
             PASSWD_KEY: render_passwd(ctx, material.password_hashes),
             RELAY_SASL_KEY: relay_sasl_map(ctx.relay_host, OWNER, material.relay_password),
+            ANTISPAM_PASSWORD_KEY: self.antispam_password if ctx.antispam.training else "",
         }
         _atomic_write(self.config_dir, config)
         _atomic_write(self.secrets_dir, secret_volume_files(secret))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from vpes_operator import naming
 from vpes_operator.builders.network import EDGE_ROLE_LABEL
 from vpes_operator.settings import OperatorSettings
 
@@ -86,9 +87,25 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     for other in ("antispam", "antispam-redis", "operator", "billing"):
         assert not edge.items() <= labels[other].items(), other
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
-    (milter,) = policies["r-antispam"]["ingress"]
+    milter, training = policies["r-antispam"]["ingress"]
     (peer,) = milter["from"]
     assert peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
+    # Spam training: tenant pods (in any namespace) reach the controller's port and
+    # no other; the operator points their egress at Rspamd's pods alone.
+    (tenants,) = training["from"]
+    assert tenants == {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": naming.TENANT_APP}},
+    }
+    assert naming.selector_labels("x").items() >= tenants["podSelector"]["matchLabels"].items()
+    assert training["ports"] == [{"protocol": "TCP", "port": 11334}]
+    rspamd_pods = dict(OperatorSettings().antispam_pod_labels)
+    assert rspamd_pods.items() <= labels["antispam"].items()
+    for other in set(DEPLOYMENTS) - {"antispam"}:
+        assert not rspamd_pods.items() <= labels[other].items(), other
+    off = render(cluster, POLICIES, "--set", "edge.antispam.training.enabled=false")
+    (only_mx,) = next(o["spec"] for o in off if o["metadata"]["name"] == "r-antispam")["ingress"]
+    assert only_mx == milter
     # Redis: Rspamd (Bayes) and the relay (its counts), never the MX.
     (bayes,) = policies["r-antispam-redis"]["ingress"]
     rspamd, relay = (p["podSelector"]["matchLabels"] for p in bayes["from"])
@@ -164,3 +181,27 @@ def test_plain_edge_ports_admit_cluster_pods_only_and_are_never_published(cluste
     mx = deployment(cluster, "edge-mx")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in mx["env"]}
     assert env["VPES_MESSAGE_SIZE_LIMIT"] == "52428800"  # an integer, not 5.24288e+07
+
+
+def test_the_operator_gets_the_training_settings_and_the_controller_password(
+    cluster: Any,
+) -> None:
+    """Training on: the controller's URL and the spool limit in the settings ConfigMap,
+    the password only as a mounted Secret file; off (or no antispam): none of it."""
+    config = "templates/operator-config.yaml"
+    (data,) = (o["data"] for o in render(cluster, config))
+    assert data["VPES_ANTISPAM_CONTROLLER_URL"] == "http://r-antispam.ns1.svc.cluster.local:11334"
+    assert data["VPES_ANTISPAM_LEARN_SPOOL_LIMIT"] == "32Mi"
+    path = data["VPES_ANTISPAM_CONTROLLER_PASSWORD_FILE"]
+    pod = deployment(cluster, "operator")["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "antispam")
+    volume = next(v for v in pod["volumes"] if v["name"] == "antispam")["secret"]
+    assert path == f"{mount['mountPath']}/controller-password" and mount["readOnly"]
+    assert volume["secretName"] == "r-antispam"
+    assert volume["items"] == [{"key": "controller-password", "path": "controller-password"}]
+    for off in ("edge.antispam.training.enabled=false", "edge.antispam.enabled=false"):
+        extra = ("--set", off, "--set", "edge.relay.enabled=false")
+        (data,) = (o["data"] for o in render(cluster, config, *extra))
+        assert not [k for k in data if k.startswith("VPES_ANTISPAM")], off
+        pod = deployment(cluster, "operator", *extra)["spec"]["template"]["spec"]
+        assert "antispam" not in {v["name"] for v in pod["volumes"]}, off
