@@ -45,7 +45,15 @@ class Features(Model):
     calendar: bool = Field(default=False, description="Calendar and contacts (CalDAV/CardDAV).")
     antispam: AntispamLevel = Field(
         default=AntispamLevel.STANDARD,
-        description="Inbound spam filtering: Off, Standard or Strict.",
+        description=(
+            "Inbound spam filtering at the shared edge (Rspamd) and what the server does "
+            "with it. Off: not scanned (GTUBE is still refused), nothing filed or learned. "
+            "Standard: an X-Spam header at score 6, which files the message into the "
+            "user's Junk before the user's own Sieve script runs; refused at 15; moving "
+            "mail into or out of Junk over IMAP trains that user's Bayes (where the "
+            "platform enables training). Strict: the same with the header at 4 and "
+            "refusal at 10."
+        ),
     )
     dedicated_address: bool = Field(
         default=False,
