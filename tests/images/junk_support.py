@@ -136,7 +136,8 @@ def start_trainee(image: str, gateway: str, antispam: Antispam, root: Path) -> I
 def text(seed: str, words: int = 80) -> str:
     """A body with enough distinct tokens for Bayes (``seed`` makes it unique)."""
     rng = random.Random(seed)
-    return " ".join(rng.choice(WORDS) + str(rng.randint(0, 9999)) for _ in range(words)) + "\n"
+    tokens = [rng.choice(WORDS) + str(rng.randint(0, 9999)) for _ in range(words)]
+    return "".join(" ".join(tokens[i : i + 8]) + "\n" for i in range(0, words, 8))
 
 
 def send(host: str, port: int, rcpt: str, data: bytes) -> None:

@@ -226,13 +226,13 @@ def test_the_spool_keeps_messages_while_the_controller_is_away(trainee: Trainee)
 
 
 def test_the_spool_drops_its_oldest_entries_past_its_bounds(trainee: Trainee) -> None:
-    """64 KiB of spool (a message cut at 16 KiB): six 15 KiB messages leave four."""
+    """64 KiB of spool (a message cut at 16 KiB): six 14 KiB messages leave four."""
     before = trainee.learns(ALICE, "spam")
     trainee.block_controller(True)
     try:
         subjects = [unique(f"bulk-{i}") for i in range(6)]
         for s in subjects:
-            body = text(s, words=1400)[: 15 * 1024]
+            body = text(s, words=1400)[: 14 * 1024]
             append(trainee.host, ALICE, "Junk", message("x@sender.example", ALICE, s, body))
         entries = trainee.spool()
         assert len(entries) == 4, entries
