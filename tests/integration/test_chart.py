@@ -8,12 +8,13 @@ Deployment's environment), which is what the pod would run with.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
-from vpes_operator import API_VERSION
+from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import Kube
 
 from .chart_support import CHART, helm, render, values_file
@@ -164,10 +165,22 @@ def reconcile_as_the_chart_runs_the_operator(
     kubeconfig = cluster.write_kubeconfig_for_token(token, tmp_path / "sa.kubeconfig")
     container = dep["spec"]["template"]["spec"]["containers"][0]
     args = [a for a in container["args"] if not a.startswith(("--liveness", "--metrics-port"))]
+    # The antispam Secret's controller password, where the pod has it mounted: here a
+    # file of the test's (the servers train the chart's Rspamd).
+    antispam = api.get("v1", "Secret", NAMESPACE, f"{RELEASE}-antispam")
+    assert antispam is not None
+    password = tmp_path / "controller-password"
+    password.write_bytes(base64.b64decode(antispam["data"]["controller-password"]))
+    assert config["data"]["VPES_ANTISPAM_CONTROLLER_PASSWORD_FILE"]
     op = OperatorProcess(
         kubeconfig,
         tmp_path / "op",
-        extra_env={**config["data"], "POD_NAMESPACE": NAMESPACE, "POD_NAME": "chart-op-0"},
+        extra_env={
+            **config["data"],
+            "VPES_ANTISPAM_CONTROLLER_PASSWORD_FILE": str(password),
+            "POD_NAMESPACE": NAMESPACE,
+            "POD_NAME": "chart-op-0",
+        },
         args=[*args, "--metrics-port", "0"],
     )
     ns = f"c-{uuid.uuid4().hex[:6]}"
@@ -187,6 +200,9 @@ def reconcile_as_the_chart_runs_the_operator(
             )
         )
         wait_ready(api, ns, "viachart")
+        # It trains the chart's Rspamd: the controller password is in its Secret.
+        creds = api.get("v1", "Secret", ns, naming.credentials_secret("viachart")) or {}
+        assert base64.b64decode(creds["data"]["antispam-password"]) == password.read_bytes()
         sts = api.get("apps/v1", "StatefulSet", ns, "viachart") or {}
         assert (
             sts["spec"]["template"]["spec"]["containers"][0]["image"]
