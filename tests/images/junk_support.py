@@ -151,7 +151,7 @@ def send(host: str, port: int, rcpt: str, data: bytes) -> None:
         smtp = smtplib.SMTP(host, port, timeout=20)
     with smtp:
         smtp.ehlo("mx.sender.example")
-        assert smtp.sendmail("carol@sender.example", [rcpt], data) == {}
+        assert smtp.sendmail("carol@example.org", [rcpt], data) == {}
 
 
 def find(host: str, user: str, subject: str, folder: str = "INBOX") -> bytes:
