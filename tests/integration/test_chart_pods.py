@@ -87,7 +87,7 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     for other in ("antispam", "antispam-redis", "operator", "billing"):
         assert not edge.items() <= labels[other].items(), other
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
-    milter, training = policies["r-antispam"]["ingress"]
+    milter, training, _scrape = policies["r-antispam"]["ingress"]  # the scrape: test_chart_edge_metrics.py
     (peer,) = milter["from"]
     assert peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
     # Spam training: tenant pods (in any namespace) reach the controller's port and
@@ -104,7 +104,7 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     for other in set(DEPLOYMENTS) - {"antispam"}:
         assert not rspamd_pods.items() <= labels[other].items(), other
     off = render(cluster, POLICIES, "--set", "edge.antispam.training.enabled=false")
-    (only_mx,) = next(o["spec"] for o in off if o["metadata"]["name"] == "r-antispam")["ingress"]
+    only_mx, _ = next(o["spec"] for o in off if o["metadata"]["name"] == "r-antispam")["ingress"]
     assert only_mx == milter
     # Redis: Rspamd (Bayes) and the relay (its counts), never the MX.
     (bayes,) = policies["r-antispam-redis"]["ingress"]
@@ -161,7 +161,7 @@ def test_plain_edge_ports_admit_cluster_pods_only_and_are_never_published(cluste
     client could claim any address there."""
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
     for name, plain in (("r-edge-mx", {2525}), ("r-edge-proxy", {20143, 20110, 24190, 20587})):
-        public, internal = policies[name]["ingress"]
+        public, internal, _scrape = policies[name]["ingress"]
         assert "from" not in public and not plain & {p["port"] for p in public["ports"]}
         assert internal["from"] == [{"namespaceSelector": {}}]
         assert {p["port"] for p in internal["ports"]} == plain

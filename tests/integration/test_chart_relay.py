@@ -38,7 +38,7 @@ def test_the_relay_deployment(cluster: Any) -> None:
     assert env["VPES_MX_INTERNAL"] == "[r-edge-mx-internal.ns1.svc.cluster.local]:2525"
     assert env["VPES_HOSTNAME"] == "mx.example.net"
     assert env["VPES_MESSAGE_SIZE_LIMIT"].isdigit()
-    assert {p["containerPort"] for p in container["ports"]} == {587, 9146}
+    assert {p["containerPort"] for p in container["ports"]} == {587, 9146, 9147}
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert security["capabilities"]["drop"] == ["ALL"]
@@ -53,7 +53,7 @@ def test_the_relay_deployment(cluster: Any) -> None:
     ]
     service = found[("Service", "r-edge-relay")]["spec"]
     assert service["type"] == "ClusterIP"
-    assert {p["port"] for p in service["ports"]} == {587, 9146}
+    assert {p["port"] for p in service["ports"]} == {587, 9146, 9147}
     assert ("PodDisruptionBudget", "r-edge-relay") in found
     fewer = objects(cluster, "--set", "edge.relay.keyShards=2", "--set", "edge.relay.replicas=1")
     pod = fewer[("Deployment", "r-edge-relay")]["spec"]["template"]["spec"]
@@ -65,7 +65,7 @@ def test_the_relay_deployment(cluster: Any) -> None:
 def test_the_relay_policy(cluster: Any) -> None:
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
     policy = policies["r-edge-relay"]
-    smtp, status = policy["ingress"]
+    smtp, status, _scrape = policy["ingress"]  # the scrape: test_chart_edge_metrics.py
     # 587: tenant pods, in any namespace, and nothing else.
     assert smtp["from"] == [
         {

@@ -81,3 +81,17 @@ vpes.io/edge-role: relay
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{- /* A NetworkPolicy ingress rule admitting the scrapers (monitoring.scrapeFrom) to
+.ports; nothing when nobody may scrape. Call with (dict "root" $ "ports" (list ...)). */ -}}
+{{- define "vpes.scrapeRule" -}}
+{{- with .root.Values.monitoring.scrapeFrom -}}
+# Prometheus: /metrics (monitoring.scrapeFrom).
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    {{- range $.ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+{{- end }}
+{{- end -}}

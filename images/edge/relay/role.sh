@@ -184,8 +184,7 @@ relay_queue() {
 }
 
 relay_start() {
-	"$POSTFIX_MASTER" -s &
-	master_pid=$!
+	postfix_start relay
 	dovecot -F -c "$RELAY_DIR/dovecot.conf" &
 	dovecot_pid=$!
 	"$OPENDKIM" -f -x "$RELAY_DIR/opendkim-rsa.conf" &
@@ -232,7 +231,7 @@ run_relay() {
 			say "stopped"
 			exit 0
 		fi
-		for pair in "Postfix:$master_pid" "Dovecot:$dovecot_pid" "OpenDKIM:$opendkim_pid" "OpenDKIM ed25519:$opendkim_ed_pid" "the policy service:$policy_pid"; do
+		for pair in "Postfix:$master_pid" "Dovecot:$dovecot_pid" "OpenDKIM:$opendkim_pid" "OpenDKIM ed25519:$opendkim_ed_pid" "the policy service:$policy_pid" "the metrics exporter:$metrics_pid"; do
 			pid=${pair##*:}
 			if ! alive "$pid"; then
 				wait "$pid"
