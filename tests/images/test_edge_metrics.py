@@ -10,6 +10,7 @@ Prometheus reads a pod's), never published on the host.
 from __future__ import annotations
 
 import re
+import smtplib
 import socket
 import time
 import urllib.request
@@ -173,15 +174,32 @@ def test_a_deferred_message_is_in_the_deferred_queue(mx: MetricsMX) -> None:
     assert len([x for x in logs.splitlines() if "User unknown in relay recipient table" in x]) == 1
 
 
-def test_the_exporter_dying_restarts_the_container(
+def test_an_unreachable_milter_counts_then_the_exporter_dying_restarts_the_container(
     edge_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Postfix's log would have nowhere to go: vpes-edge exits 1 (the kubelet restarts it)."""
+    """Rspamd not answering: the MX says 451, counted as milter_tempfail (the alert
+    VpesEdgeAntispamUnavailable reads it). Then the exporter is killed: Postfix's log
+    would have nowhere to go, so vpes-edge exits 1 (the kubelet restarts it)."""
     root = tmp_path_factory.mktemp("edge-kill")
-    box = start_edge(edge_image, root, host_address(34), maps_for("192.0.2.1", "k-0"), {})
+    env = {"VPES_MILTER": "inet:127.0.0.1:11332"}  # nothing listens there
+    box = start_edge(edge_image, root, host_address(34), maps_for("192.0.2.1", "k-0"), env)
     try:
         box.start()
         box.wait_ready()
+        address = container_address(box.name)
+        wait_until(lambda: _listening(address), 15, "the MX's /metrics")
+        with smtplib.SMTP(box.host, 2525, timeout=30) as smtp:
+            smtp.ehlo("client.example")
+            code, text = smtp.mail("carol@example.org")
+        assert code == 451, text
+        tempfails = rejections("milter_tempfail")
+        counted = wait_until(lambda: scrape(address)[tempfails] or None, 15, "a milter_tempfail")
+        assert counted >= 1
+        assert all(
+            v == 0
+            for k, v in scrape(address).items()
+            if k.startswith("vpes_edge_postfix_rejections_total") and k != tempfails
+        )
         kill = (
             "for p in /proc/[0-9]*; do "
             "grep -q vpes_edge_metrics $p/cmdline 2>/dev/null && kill ${p#/proc/}; done"
