@@ -215,6 +215,11 @@ def reconcile_as_the_chart_runs_the_operator(
 
 
 def upgrade_to_three_replicas(cluster: Any, api: Kube, values: Path) -> None:
+    # The SRS secret is made once (lookup): an upgrade keeps it, or every SRS
+    # address the relay handed out would stop verifying at the MX.
+    srs = f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-edge-srs"
+    before = api.request("GET", srs)["data"]
+    assert set(before) == {"secret"}
     helm(
         cluster,
         "upgrade",
@@ -232,6 +237,7 @@ def upgrade_to_three_replicas(cluster: Any, api: Kube, values: Path) -> None:
     )
     dep = api.request("GET", DEPLOYMENT)
     assert dep["spec"]["replicas"] == 3
+    assert api.request("GET", srs)["data"] == before
 
 
 def uninstall_keeps_crds_plans_and_servers(cluster: Any, api: Kube, plan: str, ns: str) -> None:

@@ -1,10 +1,12 @@
 """The chart's outbound relay: its Deployment (image, env, volumes), its ClusterIP
 Service, its NetworkPolicy (587 from tenant pods only, 9146 from the operator and the
 monitoring namespace, egress to DNS, the MX's plain port, Redis and the internet's
-25), and the operator's settings that follow it."""
+25), the SRS Secret both the relay and the MX mount, and the operator's settings
+that follow it."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from vpes_operator import naming
@@ -12,6 +14,7 @@ from vpes_operator import naming
 from .chart_support import CHART, helm, render
 
 RELAY = "templates/edge-relay.yaml"
+MX = "templates/edge-mx.yaml"
 POLICIES = "templates/networkpolicies.yaml"
 CONFIG = "templates/operator-config.yaml"
 
@@ -60,6 +63,58 @@ def test_the_relay_deployment(cluster: Any) -> None:
     (relay,) = [v for v in pod["volumes"] if v["name"] == "relay"]
     assert len(relay["projected"]["sources"]) == 2
     assert ("PodDisruptionBudget", "r-edge-relay") not in fewer
+
+
+def test_the_srs_secret_is_mounted_never_in_the_environment(cluster: Any) -> None:
+    found = objects(cluster)
+    secret = found[("Secret", "r-edge-srs")]
+    assert set(secret["data"]) == {"secret"}
+    assert len(base64.b64decode(secret["data"]["secret"])) == 40
+    mx_found = {(o["kind"], o["metadata"]["name"]): o for o in render(cluster, MX)}
+    for pod in (
+        found[("Deployment", "r-edge-relay")]["spec"]["template"]["spec"],
+        mx_found[("Deployment", "r-edge-mx")]["spec"]["template"]["spec"],
+    ):
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["VPES_SRS_DOMAIN"] == "mx.example.net"  # edge.mxHost
+        # Only a volume carries it, root's alone (postsrsd reads it before it drops
+        # to its user): no variable names the Secret.
+        assert "r-edge-srs" not in str(container["env"])
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["srs"] == {"name": "srs", "mountPath": "/etc/vpes/srs", "readOnly": True}
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "srs"]
+        assert volume["secret"] == {
+            "secretName": "r-edge-srs",
+            "defaultMode": 0o400,
+            "items": [{"key": "secret", "path": "secret"}],
+        }
+    other = ("--set", "edge.relay.srsDomain=srs.example.org")
+    (relay,) = objects(cluster, *other)[("Deployment", "r-edge-relay")]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert {"name": "VPES_SRS_DOMAIN", "value": "srs.example.org"} in relay["env"]
+    out = helm(cluster, "template", "r", str(CHART), "--set", "edge.relay.srsDomain=Not_A_Domain",
+               check=False)  # fmt: skip
+    assert out.returncode != 0 and "/edge/relay/srsDomain" in out.stderr
+    # Without the relay nothing is rewritten: no Secret, no SRS at the MX.
+    off = ("--set", "edge.relay.enabled=false")
+    assert not [o for o in render(cluster, MX, *off) if "srs" in str(o).lower()]
+
+
+def test_the_mx_relayhost(cluster: Any) -> None:
+    def env(*args: str) -> dict[str, str]:
+        (dep,) = [o for o in render(cluster, MX, *args) if o["kind"] == "Deployment"]
+        return {
+            e["name"]: e.get("value")
+            for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    assert "VPES_RELAYHOST" not in env()
+    assert (
+        env("--set", "edge.mx.relayHost=[smart.example]:25")["VPES_RELAYHOST"]
+        == "[smart.example]:25"
+    )
 
 
 def test_the_relay_policy(cluster: Any) -> None:

@@ -10,12 +10,14 @@
 #    from one version of the maps (/etc/vpes/maps) and of the shard Secrets
 #    (/etc/vpes/relay): vpes_relay_keys.py checks and writes them (senders,
 #    transport, limits, held, users, OpenDKIM's KeyTables, keys and setup
-#    scripts), postmap compiles senders and transport; only a generation
+#    scripts, srs-exclude), postmap compiles senders, transport and
+#    srs-exclude; only a generation
 #    that is good in every part replaces the link `current` (one rename).
-# 3. Starts Postfix's master, Dovecot (auth only), two OpenDKIMs (rsa-sha256
-#    on 8891, ed25519-sha256 on 8892: one algorithm per instance) and the policy
-#    service (vpes_relay_server.py, as nobody: the policy at RCPT and HTTP
-#    on 9146), each its own child.
+# 3. Starts postsrsd when VPES_SRS_DOMAIN is set (srs.sh: forwarded mail's
+#    sender is rewritten with SRS), Postfix's master, Dovecot (auth only),
+#    two OpenDKIMs (rsa-sha256 on 8891, ed25519-sha256 on 8892: one algorithm
+#    per instance) and the policy service (vpes_relay_server.py, as nobody:
+#    the policy at RCPT and HTTP on 9146), each its own child.
 # 4. Every VPES_MAPS_INTERVAL seconds looks at both volumes' `..data` links
 #    and the maps' `version`; on a change builds a new generation and, when
 #    it is good, switches to it and reloads Postfix (SIGHUP), OpenDKIM
@@ -36,6 +38,10 @@
 #                           delivery, MX lookup, port 25)
 #   VPES_MESSAGE_SIZE_LIMIT bytes (default 52428800)
 #   VPES_MAPS_INTERVAL      seconds between looks (default 2)
+#   VPES_SRS_DOMAIN         rewrite forwarded mail's sender into this domain
+#                           with SRS (srs.sh; empty: no SRS)
+
+. "$SHARE/relay/srs.sh"
 
 RELAY_SRC=/etc/vpes/relay
 RELAY_DIR=$RUN_DIR/relay
@@ -57,6 +63,7 @@ relay_config() {
 	for v in "${VPES_MX_INTERNAL:-}" "${VPES_RELAYHOST:-}"; do
 		case $v in *[!A-Za-z0-9.:\[\]-]*) die "'$v' is not a Postfix next hop ([host]:port)" ;; esac
 	done
+	srs_check
 	mkdir -p "$POSTFIX_DIR" "$RELAY_DIR" || die "cannot write $RUN_DIR (mount an emptyDir there)"
 	edge_tls
 	{
@@ -68,6 +75,7 @@ relay_config() {
 		echo "queue_minfree = $((size * 3 / 2))"
 		echo "smtpd_tls_chain_files = $tls_key, $tls_cert"
 		echo "relayhost = ${VPES_RELAYHOST:-}"
+		srs_main_cf relay
 	} >"$POSTFIX_DIR/main.cf.new" &&
 		cp "$RELAY_SHARE/master.cf" "$POSTFIX_DIR/master.cf.new" &&
 		mv -f "$POSTFIX_DIR/main.cf.new" "$POSTFIX_DIR/main.cf" &&
@@ -99,7 +107,7 @@ relay_compile() {
 		echo "${out:-vpes_relay_keys.py failed}" | head -n 1
 		return
 	}
-	for f in senders transport; do
+	for f in senders transport srs-exclude; do
 		if out=$(with_tty "postmap hash:$gen/$f"); then
 			out=$(printf '%s\n' "$out" | grep -F "$gen/$f")
 		else
@@ -163,8 +171,8 @@ policy_pid=
 
 relay_stop() {
 	stopping=1
-	say "$1: stopping Postfix, Dovecot, OpenDKIM and the policy service"
-	for pid in "$master_pid" "$dovecot_pid" "$opendkim_pid" "$opendkim_ed_pid" "$policy_pid" "$sleep_pid"; do
+	say "$1: stopping Postfix, Dovecot, OpenDKIM, the policy service and postsrsd"
+	for pid in "$master_pid" "$dovecot_pid" "$opendkim_pid" "$opendkim_ed_pid" "$policy_pid" "$srs_pid" "$sleep_pid"; do
 		alive "$pid" && kill -TERM "$pid" 2>/dev/null
 	done
 }
@@ -184,6 +192,7 @@ relay_queue() {
 }
 
 relay_start() {
+	srs_start
 	postfix_start relay
 	dovecot -F -c "$RELAY_DIR/dovecot.conf" &
 	dovecot_pid=$!
@@ -231,8 +240,9 @@ run_relay() {
 			say "stopped"
 			exit 0
 		fi
-		for pair in "Postfix:$master_pid" "Dovecot:$dovecot_pid" "OpenDKIM:$opendkim_pid" "OpenDKIM ed25519:$opendkim_ed_pid" "the policy service:$policy_pid" "the metrics exporter:$metrics_pid"; do
+		for pair in "Postfix:$master_pid" "Dovecot:$dovecot_pid" "OpenDKIM:$opendkim_pid" "OpenDKIM ed25519:$opendkim_ed_pid" "the policy service:$policy_pid" "the metrics exporter:$metrics_pid" "postsrsd:$srs_pid"; do
 			pid=${pair##*:}
+			[ -z "$pid" ] && [ "${pair%:*}" = postsrsd ] && continue
 			if ! alive "$pid"; then
 				wait "$pid"
 				status=$?

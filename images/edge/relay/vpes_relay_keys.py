@@ -6,8 +6,11 @@ the maps (``MAPS``: domains, senders, limits, held, version) and of the shard
 Secrets (``RELAY``: users-<i>, dkim-<i>, the key files) and writes into the
 new directory ``OUT``:
 
-- ``senders``, ``transport``: Postfix tables (vpes-edge compiles them); the
-  transport sends every hosted domain to ``MX_INTERNAL`` (empty: nothing).
+- ``senders``, ``transport``, ``srs-exclude``: Postfix tables (vpes-edge
+  compiles them); the transport sends every hosted domain to ``MX_INTERNAL``
+  (empty: nothing); ``srs-exclude`` maps each hosted domain to itself, the
+  first of the ``sender_canonical_maps`` when SRS is on (srs.sh), so that
+  only senders of other domains (forwarded mail) reach postsrsd.
 - ``limits``, ``held``, ``version``: for the policy service (checked here).
 - ``users``: Dovecot's passwd-file, every ``users-*`` concatenated.
 - ``keytable-rsa``, ``keytable-ed25519``, ``keys/``: the KeyTables of the
@@ -85,6 +88,12 @@ def transport(domains: Iterable[str], mx_internal: str) -> str:
     if not mx_internal:
         return ""
     return "".join(f"{d} smtp:{mx_internal}\n" for d in domains)
+
+
+def srs_exclude(owners: Iterable[str]) -> str:
+    """``@domain @domain`` per hosted domain: a canonical map that leaves the
+    address as it is (and ends the lookup before postsrsd is asked)."""
+    return "".join(f"@{d} @{d}\n" for d in sorted(owners))
 
 
 def users(files: Mapping[str, str]) -> str:
@@ -224,6 +233,7 @@ def build(maps_dir: Path, relay_dir: Path, out: Path, mx_internal: str) -> None:
     _write(out / "held", maps.get("held", ""))
     _write(out / "version", (maps.get("version", "").strip() or "unversioned") + "\n")
     _write(out / "transport", transport(domains, mx_internal))
+    _write(out / "srs-exclude", srs_exclude(owners))
     _write(out / "users", users_text, 0o600)
     kinds: dict[str, list[Key]] = {kind: [] for kind in KINDS}
     for key in keys:
