@@ -113,6 +113,23 @@ class Sink:
         return wait_until(find, timeout, f"a message containing {needle!r}")
 
 
+def start_sink(container: str, port: int, out: Path) -> Sink:
+    """A sink on 127.0.0.1:``port`` inside ``container``'s network namespace."""
+    out.mkdir()
+    pid = podman("inspect", "--format", "{{.State.Pid}}", container).stdout.strip()
+    if pid in ("", "0"):
+        logs = podman("logs", container, check=False)
+        raise RuntimeError(f"{container} exited:\n{logs.stdout}{logs.stderr}")
+    process = subprocess.Popen(
+        ["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, str(HERE / "sink.py"),
+         "127.0.0.1", str(port), str(out)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"listening"
+    return Sink(out, process)
+
+
 @dataclass
 class Relay:
     image: str
@@ -121,6 +138,8 @@ class Relay:
     root: Path
     env: Mapping[str, str] = field(default_factory=dict)
     name: str = field(default_factory=lambda: f"vpes-test-relay-{uuid.uuid4().hex[:8]}")
+    # More read-only mounts: host directory → path in the container (a Secret).
+    volumes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.redis = f"{self.name}-redis"
@@ -164,6 +183,7 @@ class Relay:
             "--tmpfs", f"{MAPS_WORK_DIR}:rw,mode=0755,size=16m",
             "--volume", f"{self.maps.directory}:{MAPS_DIR}:ro",
             "--volume", f"{self.secrets}:{RELAY_DIR}:ro",
+            *(a for src, dst in self.volumes.items() for a in ("--volume", f"{src}:{dst}:ro")),
             *(a for k, v in env.items() for a in ("--env", f"{k}={v}")),
             "--publish", f"{self.host}:{SMTP}:{SMTP}",
             "--publish", f"{self.host}:{HTTP}:{HTTP}",
@@ -173,19 +193,7 @@ class Relay:
             self.sinks[port] = self.start_sink(port)
 
     def start_sink(self, port: int) -> Sink:
-        out = self.root / f"sink-{port}"
-        out.mkdir()
-        pid = podman("inspect", "--format", "{{.State.Pid}}", self.name).stdout.strip()
-        if pid in ("", "0"):
-            raise RuntimeError(f"relay exited:\n{self.logs()}")
-        process = subprocess.Popen(
-            ["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, str(HERE / "sink.py"),
-             "127.0.0.1", str(port), str(out)],
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == b"listening"
-        return Sink(out, process)
+        return start_sink(self.name, port, self.root / f"sink-{port}")
 
     def running(self) -> bool:
         out = podman("inspect", "--format", "{{.State.Running}}", self.name, check=False)
