@@ -51,7 +51,7 @@ srs_check() {
 srs_main_cf() {
 	echo "# SRS (VPES_SRS_DOMAIN: ${VPES_SRS_DOMAIN:-none})."
 	if ! srs_enabled; then
-		[ "$1" = mx ] && echo "vpes_srs_domain =" && echo "vpes_srs_reverse ="
+		[ "$1" = mx ] && printf 'vpes_srs_domain =\nvpes_srs_reverse =\nvpes_srs_transport =\n'
 		return 0
 	fi
 	if [ "$1" = relay ]; then
@@ -60,15 +60,20 @@ srs_main_cf() {
 	else
 		echo "vpes_srs_domain = $VPES_SRS_DOMAIN"
 		echo "vpes_srs_reverse = pipemap:{regexp:$POSTFIX_DIR/srs-reverse, tcp:$SRS_REVERSE}"
+		echo "vpes_srs_transport = texthash:$POSTFIX_DIR/srs-transport"
 	fi
 }
 
-# The MX's guard: only <SRS0=...> and <SRS1=...> at the SRS domain are
-# asked of postsrsd (case-insensitive, as regexp tables are).
+# The MX's tables: the guard (only <SRS0=...> and <SRS1=...> at the SRS
+# domain are asked of postsrsd; case-insensitive, as regexp tables are) and
+# the SRS domain's transport, which refuses every address that postsrsd did
+# not verify (those it did are rewritten before any transport is chosen).
 srs_reverse_table() {
 	srs_enabled || return 0
 	escaped=$(printf '%s' "$VPES_SRS_DOMAIN" | sed 's/\./\\./g')
-	printf '/^(srs[01][-=+][^@]+@%s)$/\t${1}\n' "$escaped" >"$POSTFIX_DIR/srs-reverse"
+	printf '/^(srs[01][-=+][^@]+@%s)$/\t${1}\n' "$escaped" >"$POSTFIX_DIR/srs-reverse" &&
+		printf '%s\terror:5.1.1 not a valid SRS address (forged, expired or unknown)\n' \
+			"$VPES_SRS_DOMAIN" >"$POSTFIX_DIR/srs-transport"
 }
 
 srs_start() {
