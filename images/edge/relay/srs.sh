@@ -78,9 +78,10 @@ srs_reverse_table() {
 
 srs_start() {
 	srs_enabled || return 0
-	# postsrsd binds before it drops to its user; it logs to syslog (none
-	# here) and, at start, to stderr.
-	/usr/sbin/postsrsd -s "$SRS_SECRET" -d "$VPES_SRS_DOMAIN" -l 127.0.0.1 \
+	# postsrsd opens the secret and binds as root, then drops to its user
+	# (setgid and setuid only: setpriv has cleared root's supplementary groups
+	# first); it logs to syslog (none here) and, at start, to stderr.
+	setpriv --clear-groups /usr/sbin/postsrsd -s "$SRS_SECRET" -d "$VPES_SRS_DOMAIN" -l 127.0.0.1 \
 		-f "${SRS_FORWARD##*:}" -r "${SRS_REVERSE##*:}" -a = -n 4 -N 4 -u postsrsd </dev/null &
 	srs_pid=$!
 	# Postfix tempfails a lookup it cannot make: wait (at most 5 s) for the port.
