@@ -94,7 +94,11 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
         build_images("rspamd")[0],
         host_address(53),
         root,
-        env={"VPES_HOSTNAME": "relay.edge.test", "VPES_SRS_DOMAIN": SRS_DOMAIN},
+        env={
+            "VPES_HOSTNAME": "relay.edge.test",
+            "VPES_SRS_DOMAIN": SRS_DOMAIN,
+            "VPES_MESSAGE_SIZE_LIMIT": str(1024 * 1024),  # the queue: a 64 MB tmpfs
+        },
         volumes={str(secret_dir(root)): SRS_DIR},
     )
     box.maps.write(relay_maps("srs-0"))
@@ -120,6 +124,7 @@ def mx(edge_image: str, tenant: Running, tmp_path_factory: pytest.TempPathFactor
     maps.write(mx_maps(container_address(tenant.tenant.name), "srs-0"))
     env = {
         "VPES_HOSTNAME": "mx.edge.test",
+        "VPES_MESSAGE_SIZE_LIMIT": str(1024 * 1024),
         "VPES_SRS_DOMAIN": SRS_DOMAIN,
         "VPES_RELAYHOST": f"[127.0.0.1]:{MX_OUT}",
     }

@@ -40,12 +40,15 @@ def run(tmp_path: Path, domain: str, script: str, secret: str | None = SECRET) -
 
 
 def test_relay_main_cf_rewrites_the_envelope_sender_only(tmp_path: Path) -> None:
-    code, out = run(tmp_path, "srs.edge.test", "srs_check && srs_main_cf relay")
+    code, out = run(tmp_path, "srs.edge.test", "srs_check && srs_main_cf relay && srs_domain_table")
     assert code == 0, out
+    # The hosted-domain pipe first: it is asked with the whole address, before tcp.
     assert out.splitlines()[1:] == [
-        "sender_canonical_maps = hash:/run/vpes/relay/current/srs-exclude, tcp:127.0.0.1:10001",
+        f"sender_canonical_maps = pipemap:{{regexp:{tmp_path}/srs-domain, "
+        "hash:/run/vpes/relay/current/srs-exclude}, tcp:127.0.0.1:10001",
         "sender_canonical_classes = envelope_sender",
     ]
+    assert (tmp_path / "srs-domain").read_text() == "/@([^@]+)$/\t${1}\n"
 
 
 def test_mx_main_cf_and_tables(tmp_path: Path) -> None:

@@ -163,10 +163,11 @@ def test_senders_and_transport() -> None:
 
 
 def test_srs_exclude_keeps_every_hosted_domains_senders() -> None:
-    # The first sender_canonical_map: a hosted domain maps to itself (Postfix
-    # keeps the local part and stops there), so postsrsd sees only the rest.
+    # The first sender_canonical_map looks the sender's domain up here: a hosted
+    # domain gives "@domain" (Postfix keeps the local part: the same address, so
+    # it stops there), and postsrsd sees only the rest.
     owners = gen.parse_senders("@other.example other/mail\n@acme.example acme/mail\n")
-    assert gen.srs_exclude(owners) == "@acme.example @acme.example\n@other.example @other.example\n"
+    assert gen.srs_exclude(owners) == "acme.example @acme.example\nother.example @other.example\n"
     assert gen.srs_exclude({}) == ""
 
 
@@ -221,7 +222,7 @@ def test_build_refuses_a_bad_generation(tmp_path: Path) -> None:
     assert (good / "keytable-rsa").read_text() == ""
     assert "vpes._domainkey.acme.example" in (good / "keytable-ed25519").read_text()
     assert (good / "version").read_text() == "unversioned\n"
-    assert (good / "srs-exclude").read_text() == "@acme.example @acme.example\n"
+    assert (good / "srs-exclude").read_text() == "acme.example @acme.example\n"
     assert (good / "keys" / "vpes.acme.example.key").stat().st_mode & 0o077 == 0
     (maps_dir / "limits").write_text("acme/mail ten -\n")
     assert gen.main([str(maps_dir), str(relay_dir), str(tmp_path / "bad"), ""]) == 1

@@ -77,6 +77,7 @@ relay_config() {
 		echo "relayhost = ${VPES_RELAYHOST:-}"
 		srs_main_cf relay
 	} >"$POSTFIX_DIR/main.cf.new" &&
+		srs_domain_table &&
 		cp "$RELAY_SHARE/master.cf" "$POSTFIX_DIR/master.cf.new" &&
 		mv -f "$POSTFIX_DIR/main.cf.new" "$POSTFIX_DIR/main.cf" &&
 		mv -f "$POSTFIX_DIR/master.cf.new" "$POSTFIX_DIR/master.cf" &&

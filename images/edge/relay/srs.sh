@@ -55,13 +55,23 @@ srs_main_cf() {
 		return 0
 	fi
 	if [ "$1" = relay ]; then
-		echo "sender_canonical_maps = hash:/run/vpes/relay/current/srs-exclude, tcp:$SRS_FORWARD"
+		# Postfix asks every table with the whole address before any with
+		# @domain: a hash keyed by @domain after tcp would never be reached.
+		# So the first table is a pipe: a regexp gives the sender's domain,
+		# srs-exclude (hosted domain → @domain) the same address again.
+		echo "sender_canonical_maps = pipemap:{regexp:$POSTFIX_DIR/srs-domain, hash:/run/vpes/relay/current/srs-exclude}, tcp:$SRS_FORWARD"
 		echo "sender_canonical_classes = envelope_sender"
 	else
 		echo "vpes_srs_domain = $VPES_SRS_DOMAIN"
 		echo "vpes_srs_reverse = pipemap:{regexp:$POSTFIX_DIR/srs-reverse, tcp:$SRS_REVERSE}"
 		echo "vpes_srs_transport = texthash:$POSTFIX_DIR/srs-transport"
 	fi
+}
+
+# The relay's table: the sender's domain (srs-exclude's key).
+srs_domain_table() {
+	srs_enabled || return 0
+	printf '/@([^@]+)$/\t${1}\n' >"$POSTFIX_DIR/srs-domain"
 }
 
 # The MX's tables: the guard (only <SRS0=...> and <SRS1=...> at the SRS

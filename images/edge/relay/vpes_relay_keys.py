@@ -8,9 +8,10 @@ new directory ``OUT``:
 
 - ``senders``, ``transport``, ``srs-exclude``: Postfix tables (vpes-edge
   compiles them); the transport sends every hosted domain to ``MX_INTERNAL``
-  (empty: nothing); ``srs-exclude`` maps each hosted domain to itself, the
-  first of the ``sender_canonical_maps`` when SRS is on (srs.sh), so that
-  only senders of other domains (forwarded mail) reach postsrsd.
+  (empty: nothing); ``srs-exclude`` maps each hosted domain to ``@domain``:
+  with SRS on, the first of the ``sender_canonical_maps`` looks a sender's
+  domain up in it (srs.sh) and leaves a hosted domain's sender as it is, so
+  that only senders of other domains (forwarded mail) reach postsrsd.
 - ``limits``, ``held``, ``version``: for the policy service (checked here).
 - ``users``: Dovecot's passwd-file, every ``users-*`` concatenated.
 - ``keytable-rsa``, ``keytable-ed25519``, ``keys/``: the KeyTables of the
@@ -91,9 +92,10 @@ def transport(domains: Iterable[str], mx_internal: str) -> str:
 
 
 def srs_exclude(owners: Iterable[str]) -> str:
-    """``@domain @domain`` per hosted domain: a canonical map that leaves the
-    address as it is (and ends the lookup before postsrsd is asked)."""
-    return "".join(f"@{d} @{d}\n" for d in sorted(owners))
+    """``domain @domain`` per hosted domain: keyed by the sender's domain (a
+    regexp in front of it extracts it), an ``@domain`` result keeps the local
+    part, so the address stays as it is and the lookup ends before postsrsd."""
+    return "".join(f"{d} @{d}\n" for d in sorted(owners))
 
 
 def users(files: Mapping[str, str]) -> str:
