@@ -87,7 +87,8 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     for other in ("antispam", "antispam-redis", "operator", "billing"):
         assert not edge.items() <= labels[other].items(), other
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
-    milter, training, _scrape = policies["r-antispam"]["ingress"]  # the scrape: test_chart_edge_metrics.py
+    # The scrape rule is tested in test_chart_edge_metrics.py.
+    milter, training, _scrape = policies["r-antispam"]["ingress"]
     (peer,) = milter["from"]
     assert peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
     # Spam training: tenant pods (in any namespace) reach the controller's port and
