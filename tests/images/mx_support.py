@@ -13,6 +13,7 @@ import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -127,3 +128,15 @@ def send(host: str, port: int, rcpts: list[str], data: bytes) -> None:
     with connect(host, port) as smtp:
         smtp.ehlo("client.example")
         assert smtp.sendmail("carol@example.org", rcpts, data) == {}
+
+
+def read_reply(lines: BinaryIO) -> bytes:
+    """One SMTP reply, its lines joined (the last has a space after the code)."""
+    out = b""
+    while True:
+        line = lines.readline()
+        if not line:
+            raise ConnectionError(f"closed after {out!r}")
+        out += line
+        if line[3:4] != b"-":
+            return out

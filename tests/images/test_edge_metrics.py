@@ -22,10 +22,10 @@ import pytest
 from .clients import message, proxy_v1, unique, wait_until
 from .conftest import Running, host_address
 from .edge import Edge, map_text
+from .mx_support import ALICE, SIZE_LIMIT, maps_for, rcpt, read_reply, send, start_edge
 from .proxy_support import ALICE as PROXY_ALICE
 from .proxy_support import BASE, ProxySetup, imap, login_error
 from .tenant import PASSWORDS, container_address, podman
-from .test_edge_mx import ALICE, SIZE_LIMIT, _reply, maps_for, rcpt, send, start_edge
 
 pytestmark = pytest.mark.images
 
@@ -146,11 +146,11 @@ def test_a_pregreet_talker_counts_as_postscreen(mx: MetricsMX) -> None:
     with socket.create_connection((mx.edge.host, 25), timeout=20) as sock:
         replies = sock.makefile("rb")
         sock.sendall(proxy_v1("203.0.113.98", "192.0.2.25", 42001, 25) + b"EHLO bot.example\r\n")
-        assert b"\r\n250 " in _reply(replies)
+        assert b"\r\n250 " in read_reply(replies)
         sock.sendall(b"MAIL FROM:<carol@example.org>\r\n")
-        assert _reply(replies).startswith(b"250")
+        assert read_reply(replies).startswith(b"250")
         sock.sendall(f"RCPT TO:<{ALICE}>\r\n".encode())
-        assert _reply(replies).startswith(b"550")
+        assert read_reply(replies).startswith(b"550")
     assert mx.settle(before, {rejections("postscreen"): 1})
 
 

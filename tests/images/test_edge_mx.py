@@ -12,7 +12,6 @@ import smtplib
 import socket
 import ssl
 from email import message_from_bytes
-from typing import BinaryIO
 
 import pytest
 from cryptography import x509
@@ -30,6 +29,7 @@ from .mx_support import (
     RunningEdge,
     connect,
     rcpt,
+    read_reply,
     send,
 )
 from .test_access import RELAY_TRICKS
@@ -144,24 +144,13 @@ def test_pregreet_talker_is_rejected_by_postscreen(edge: RunningEdge) -> None:
         replies = sock.makefile("rb")
         sock.sendall(proxy_v1(client, "192.0.2.25", 42000, 25) + b"EHLO spambot.example\r\n")
         # postscreen's "220-" teaser, then its own reply to the EHLO (no smtpd).
-        greeting = _reply(replies)
+        greeting = read_reply(replies)
         assert greeting.startswith(b"220-") and b"\r\n250 " in greeting, greeting
         sock.sendall(b"MAIL FROM:<carol@example.org>\r\n")
-        assert _reply(replies).startswith(b"250")
+        assert read_reply(replies).startswith(b"250")
         sock.sendall(f"RCPT TO:<{ALICE}>\r\n".encode())
-        refused = _reply(replies)
+        refused = read_reply(replies)
     assert refused.startswith(b"550"), refused
     logs = edge.edge.logs()
     assert any("PREGREET" in x and f"[{client}]" in x for x in logs.splitlines()), logs
 
-
-def _reply(lines: BinaryIO) -> bytes:
-    """One SMTP reply, its lines joined (the last has a space after the code)."""
-    out = b""
-    while True:
-        line = lines.readline()
-        if not line:
-            raise ConnectionError(f"closed after {out!r}")
-        out += line
-        if line[3:4] != b"-":
-            return out

@@ -33,10 +33,10 @@ import pytest
 from .clients import message, unique, wait_until
 from .conftest import Running, host_address
 from .edge import Edge, EdgeMaps
+from .mx_support import maps_for as mx_maps
 from .relay import MX_SINK, NET_SINK, Relay, Sink, shard_files, start_sink
 from .tenant import _atomic_write, build_images, container_address, podman
 from .test_delivery import find
-from .test_edge_mx import maps_for as mx_maps
 from .test_edge_relay import ACME, PASSWORDS, SHARDS, login, ready
 from .test_edge_relay import maps_for as relay_maps
 

@@ -34,9 +34,9 @@ from .junk_support import (
     start_trainee,
     text,
 )
+from .mx_support import start_edge
 from .rspamd_support import CONTROLLER_PASSWORD, MAP, REDIS_PASSWORD, Antispam, spammy
 from .tenant import PASSWORDS, container_address, podman
-from .test_edge_mx import start_edge
 
 pytestmark = pytest.mark.images
 
