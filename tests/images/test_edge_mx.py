@@ -153,4 +153,3 @@ def test_pregreet_talker_is_rejected_by_postscreen(edge: RunningEdge) -> None:
     assert refused.startswith(b"550"), refused
     logs = edge.edge.logs()
     assert any("PREGREET" in x and f"[{client}]" in x for x in logs.splitlines()), logs
-
