@@ -2,7 +2,7 @@
 
 ``EdgeMaps`` writes the operator's maps directory the way the kubelet writes a
 ConfigMap volume (files linked into ``..data``, swapped in one rename).
-``Edge`` runs ``vpes-edge ROLE`` with a read-only root, tmpfs for every place
+``Edge`` runs ``vpes-edge ROLE`` with a read-only root, an emptyDir for every place
 it writes, the maps mounted read-only, and its ports published on one
 127.0.0.x address; ``ProxyEdge`` is the login proxy's role.
 """
@@ -87,14 +87,10 @@ class Edge(Container):
     hosts: tuple[tuple[str, str], ...] = ()
     publish: bool = True
 
-    # What the role needs: its capabilities, the places it writes (tmpfs, size),
+    # What the role needs: its capabilities, the places it writes (emptyDirs),
     # its ports, and the plain port whose greeting says it is ready.
     capabilities: ClassVar[tuple[str, ...]] = CAPABILITIES
-    writable: ClassVar[tuple[tuple[str, str], ...]] = (
-        (RUN_DIR, "16m"),
-        (QUEUE_DIR, "64m"),
-        (MAPS_WORK_DIR, "16m"),
-    )
+    writable: ClassVar[tuple[str, ...]] = (RUN_DIR, QUEUE_DIR, MAPS_WORK_DIR)
     ports: ClassVar[tuple[int, ...]] = MX_PORTS
     ready_port: ClassVar[int] = 2525
     greeting: ClassVar[bytes] = b"220"
@@ -105,7 +101,7 @@ class Edge(Container):
             *confined_run_args(self.name, "edge", self.capabilities),
             *(["--ip", self.ip] if self.ip else []),
             *(arg for name, ip in self.hosts for arg in ("--add-host", f"{name}:{ip}")),
-            *(arg for path, size in self.writable for arg in ("--tmpfs", tmpfs(path, size))),
+            *(arg for path in self.writable for arg in self.emptydir(path)),
             "--volume",
             f"{self.maps.directory}:{MAPS_DIR}:ro",
             *(["--volume", f"{self.tls_dir}:{TLS_DIR}:ro"] if self.tls_dir else []),
@@ -115,6 +111,11 @@ class Edge(Container):
             for port in self.ports:
                 args += ["--publish", f"{self.host}:{port}:{port}"]
         return [*args, self.image, self.role]
+
+    def emptydir(self, path: str) -> list[str]:
+        """The mount of a place the pod has an emptyDir (``--volume``)."""
+        host = emptydir(self.maps.directory.parent / f"{self.name}{path.replace('/', '-')}", path)
+        return ["--volume", f"{host}:{path}"]
 
     def start(self) -> None:
         podman(*self.run_args())
@@ -174,7 +175,7 @@ class ProxyEdge(Edge):
     role: str = "proxy"
 
     capabilities: ClassVar[tuple[str, ...]] = PROXY_CAPABILITIES
-    writable: ClassVar[tuple[tuple[str, str], ...]] = ((RUN_DIR, "16m"),)
+    writable: ClassVar[tuple[str, ...]] = (RUN_DIR,)
     ports: ClassVar[tuple[int, ...]] = (*PROXY_PORTS, *PLAIN_PORTS)
     ready_port: ClassVar[int] = 20143
     greeting: ClassVar[bytes] = b"* OK"
@@ -206,8 +207,14 @@ class EdgeUnderTest:
         self.edge.wait_version(self.version)
 
 
-def tmpfs(path: str, size: str) -> str:
-    return f"{path}:rw,mode=0755,size={size}"
+def emptydir(host: Path, path: str) -> Path:
+    """A host directory for a place the pod has an emptyDir, as the kubelet makes it:
+    root's, mode 0777, and 1777 for /run/vpes (the charts' ``medium: Memory``), so
+    that the image meets the permissions it gets in a pod (podman ignores a tmpfs's
+    mode under /run; OpenDKIM refuses keys below a directory others may write)."""
+    host.mkdir(parents=True, exist_ok=True)
+    host.chmod(0o1777 if path == RUN_DIR else 0o777)
+    return host
 
 
 def _greets(host: str, port: int, greeting: bytes) -> bool:

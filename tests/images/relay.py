@@ -1,7 +1,7 @@
 """Run the edge image's outbound relay (``vpes-edge relay``) under podman.
 
 ``Relay`` runs it the way its Deployment would (``edge.Edge``'s security
-options and tmpfs, plus the shard Secrets mounted at /etc/vpes/relay), next
+options and emptyDirs, plus the shard Secrets mounted at /etc/vpes/relay), next
 to a Redis (the vpes-rspamd image's ``redis`` role). Two sinks (``sink.py``)
 listen inside the relay's network namespace and stand for the rest of the
 world: one for the inbound MX (``VPES_MX_INTERNAL``), one for the internet
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from .clients import wait_until
-from .edge import CAPABILITIES, MAPS_DIR, MAPS_WORK_DIR, QUEUE_DIR, RUN_DIR, EdgeMaps
+from .edge import CAPABILITIES, MAPS_DIR, MAPS_WORK_DIR, QUEUE_DIR, RUN_DIR, EdgeMaps, emptydir
 from .tenant import _atomic_write, container_address, podman
 
 HERE = Path(__file__).resolve().parent
@@ -55,9 +55,9 @@ class DkimKey:
         return f"{self.selector}.{self.domain}.key"
 
 
-def dkim_key(domain: str, selector: str, kind: str = "rsa") -> DkimKey:
+def dkim_key(domain: str, selector: str, kind: str = "rsa", bits: int = 2048) -> DkimKey:
     if kind == "rsa":
-        key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key: Any = rsa.generate_private_key(public_exponent=65537, key_size=bits)
         public = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -178,9 +178,7 @@ class Relay:
             "run", "--detach", "--name", self.name, "--hostname", "relay", "--read-only",
             "--cap-drop=ALL", *(f"--cap-add={c}" for c in CAPABILITIES),
             "--security-opt=no-new-privileges",
-            "--tmpfs", f"{RUN_DIR}:rw,mode=0755,size=16m",
-            "--tmpfs", f"{QUEUE_DIR}:rw,mode=0755,size=64m",
-            "--tmpfs", f"{MAPS_WORK_DIR}:rw,mode=0755,size=16m",
+            *(a for path in (RUN_DIR, QUEUE_DIR, MAPS_WORK_DIR) for a in self.emptydir(path)),
             "--volume", f"{self.maps.directory}:{MAPS_DIR}:ro",
             "--volume", f"{self.secrets}:{RELAY_DIR}:ro",
             *(a for src, dst in self.volumes.items() for a in ("--volume", f"{src}:{dst}:ro")),
@@ -191,6 +189,9 @@ class Relay:
         )  # fmt: skip
         for port in (MX_SINK, NET_SINK) if sinks else ():
             self.sinks[port] = self.start_sink(port)
+
+    def emptydir(self, path: str) -> list[str]:
+        return ["--volume", f"{emptydir(self.root / path.replace('/', '-'), path)}:{path}"]
 
     def start_sink(self, port: int) -> Sink:
         return start_sink(self.name, port, self.root / f"sink-{port}")

@@ -428,3 +428,73 @@ def test_starts_clean_and_sigterm_stops_everything(relay: Relay) -> None:
     logs = relay.logs()
     assert "SIGTERM received: stopping Postfix, Dovecot, OpenDKIM" in logs
     assert "vpes-edge: stopped" in logs
+
+
+def test_a_relay_started_before_any_server_signs_their_mail_once_they_arrive(
+    tmp_path: Path,
+) -> None:
+    """A fresh install: the relay starts with empty maps and shards (no KeyTable
+    entry, an empty setup script) in a kubelet's emptyDir (mode 1777); the first
+    servers' keys arrive later, as the operator publishes them, and their mail goes
+    out signed. (Under a directory others may write, OpenDKIM would not use the
+    keys: vpes-edge makes it root's alone.)"""
+    box = Relay(
+        build_images("edge")[0],
+        build_images("rspamd")[0],
+        host_address(54),
+        tmp_path,
+        env={"VPES_HOSTNAME": HOSTNAME, "VPES_MESSAGE_SIZE_LIMIT": str(SIZE_LIMIT)},
+    )
+    empty = {name: "" for name in maps_for("x")} | {"version": "empty-0\n"}
+    box.maps.write(empty)
+    box.write_secrets(shard_files(SHARDS, {}, {}))
+    key = dkim_key("new.example", "vpes", bits=1024)  # the e2e chart's key size
+    try:
+        box.start()
+        wait_until(lambda: ready(box), 60, "the relay's 587 and 9146")
+        print(
+            podman(
+                "exec",
+                box.name,
+                "sh",
+                "-c",
+                "ls -ld /run/vpes; chmod 1777 /run/vpes; ls -ld /run/vpes",
+            ).stdout
+        )
+        box.write_secrets(shard_files(SHARDS, {NEWCOMER: PASSWORDS[NEWCOMER]}, {NEWCOMER: [key]}))
+        box.maps.write(
+            empty
+            | {
+                "domains": f"new.example {NEWCOMER}\n",
+                "senders": f"@new.example {NEWCOMER}\n",
+                "limits": f"{NEWCOMER} 10 -\n",
+                "version": "first-1\n",
+            }
+        )
+        wait_until(lambda: box.read("/run/vpes/maps-version") == "first-1", 15, "first-1")
+        subject = unique("relay first server")
+        send(box, NEWCOMER, "n@new.example", [OUTSIDE], subject)
+        got = box.sinks[NET_SINK].wait_for(subject)
+        assert "d=new.example" in "".join(signatures(got["data"])), box.logs()
+        assert dkim.verify(got["data"].encode(), dnsfunc=dns_for({NEWCOMER: [key]}))
+    finally:
+        box.remove()
+
+
+def test_a_key_opendkim_cannot_use_defers_the_message_never_unsigned(relay: Relay) -> None:
+    """A key below a directory others may write is one OpenDKIM refuses
+    (RequireSafeKeys): the setup script fails the message with a 4xx, the tenant
+    keeps it queued; nothing leaves unsigned."""
+    podman("exec", relay.name, "chmod", "1777", "/run/vpes")
+    subject = unique("relay unusable key")
+    try:
+        with login(relay, ACME) as smtp, pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("a@acme.example", [OUTSIDE], message("a@acme.example", OUTSIDE, subject))
+        assert refused.value.smtp_code // 100 == 4, refused.value
+    finally:
+        podman("exec", relay.name, "chmod", "0755", "/run/vpes")
+    time.sleep(2)
+    assert not [m for m in relay.sinks[NET_SINK].messages() if subject in m["data"]]
+    send(relay, ACME, "a@acme.example", [OUTSIDE], subject)  # a usable key: signed again
+    got = relay.sinks[NET_SINK].wait_for(subject)
+    assert "d=acme.example" in "".join(signatures(got["data"]))

@@ -112,6 +112,13 @@ def test_relay_login_over_tls_only(rendered: dict[str, str]) -> None:
     assert direct["smtp_tls_security_level"] == "may"
 
 
+def test_what_the_relay_defers_is_tried_again_after_a_minute(rendered: dict[str, str]) -> None:
+    params = main_cf(rendered["postfix-main.cf"])
+    assert params["minimal_backoff_time"] == params["queue_run_delay"] == "60s"
+    direct = main_cf(render_config(ctx_of(settings=OperatorSettings()))["postfix-main.cf"])
+    assert "minimal_backoff_time" not in direct  # the internet: Postfix's own pace
+
+
 def test_relay_sasl_map_names_the_relayhost_and_the_login() -> None:
     from vpes_operator.builders.config import relay_sasl_map
     from vpes_operator.builders.meta import Owner

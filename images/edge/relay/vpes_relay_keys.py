@@ -176,7 +176,11 @@ def _lua(value: str) -> str:
 
 
 def signing_script(owners: Mapping[str, str], keys: Iterable[Key]) -> str:
-    """OpenDKIM's setup script: sign only a hosted domain of the logged-in server."""
+    """OpenDKIM's setup script: sign only a hosted domain of the logged-in server.
+
+    A key OpenDKIM cannot use (odkim.sign does not return 1: not found, unsafe,
+    unreadable) fails the message with a 4xx (the tenant keeps it queued): a hosted
+    domain's mail never leaves unsigned because of a key."""
     by_domain: dict[str, list[str]] = {}
     for key in keys:
         if key.domain in owners:
@@ -195,7 +199,12 @@ def signing_script(owners: Mapping[str, str], keys: Iterable[Key]) -> str:
         "if login == nil or domain == nil then return nil end\n"
         "local entry = signers[string.lower(domain)]\n"
         "if entry == nil or entry.server ~= string.lower(login) then return nil end\n"
-        "for _, name in ipairs(entry.keys) do odkim.sign(ctx, name) end\n"
+        "for _, name in ipairs(entry.keys) do\n"
+        "  if odkim.sign(ctx, name) ~= 1 then\n"
+        "    odkim.set_result(ctx, SMFIS_TEMPFAIL)\n"
+        "    return nil\n"
+        "  end\n"
+        "end\n"
         "return nil\n"
     )
 
