@@ -280,7 +280,10 @@ def _trail(cluster: Cluster, namespace: str, raw: bytes) -> str:
             out.append(cluster.kubectl("logs", "--tail=80", "--prefix", *selector).stdout)
         except ClusterError as e:  # a diagnostic: say why it is missing
             out.append(f"kubectl logs {' '.join(selector)}: {e}")
-    look = "cd /run/vpes/relay && ls -la . current/ current/keys && cat current/keytable-* current/signing-*.lua current/senders && ps -ef"
+    look = (
+        "cd /run/vpes/relay && ls -la .. . current/ current/keys"
+        " && cat current/keytable-* current/signing-*.lua current/senders"
+    )
     try:
         out.append(
             cluster.kubectl(
