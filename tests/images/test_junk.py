@@ -159,7 +159,7 @@ def x_spam(data: bytes) -> list[str]:
     return [str(v) for v in message_from_bytes(data).get_all("X-Spam") or []]
 
 
-def test_the_mx_drops_a_forged_header_and_adds_its_own(mx: Edge, trainee: Trainee) -> None:
+def test_the_mx_drops_forged_verdict_headers_and_adds_its_own(mx: Edge, trainee: Trainee) -> None:
     # Off (Rspamd does not scan): a forged "Yes" does not get ham filed into Junk.
     forged = unique("forged")
     through_mx(mx, BOB, spam(BOB, forged))
@@ -168,11 +168,20 @@ def test_the_mx_drops_a_forged_header_and_adds_its_own(mx: Edge, trainee: Traine
     # Strict, spammy: a forged "No" does not get it out of Junk; one header, Rspamd's.
     subject = unique("spammy")
     data = spammy().replace(b"Subject: CHEAP MEDS ONLINE NOW", f"Subject: {subject}".encode())
+    forged_results = b"Authentication-Results: mx.example.net; dkim=pass; spf=pass; dmarc=pass\r\n"
     through_mx(
-        mx, ALICE, b"X-Spam: No\r\n" + data.replace(b"someone@standard.example", ALICE.encode())
+        mx,
+        ALICE,
+        b"X-Spam: No\r\n"
+        + forged_results
+        + data.replace(b"someone@standard.example", ALICE.encode()),
     )
-    assert x_spam(find(trainee.host, ALICE, subject, "Junk")) == ["Yes"]
+    delivered = find(trainee.host, ALICE, subject, "Junk")
+    assert x_spam(delivered) == ["Yes"]
     assert absent(trainee.host, ALICE, subject, "INBOX")
+    # Authentication-Results likewise: one, Rspamd's (nothing resolves here: no pass).
+    (results,) = message_from_bytes(delivered).get_all("Authentication-Results") or [None]
+    assert results is not None and "spf=" in str(results) and "=pass" not in str(results)
 
 
 # --- training ------------------------------------------------------------------------------

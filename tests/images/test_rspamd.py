@@ -243,3 +243,21 @@ def test_milter_marks_by_level(antispam: Antispam, rcpt: str, marked: bool) -> N
     # SMFIR_ADDHEADER, SMFIR_INSHEADER or SMFIR_CHGHEADER (what Rspamd sends)
     added = [d for c, d in changes if c in (b"h", b"i", b"m")]
     assert any(b"X-Spam\0Yes" in d for d in added) == marked, changes
+
+
+def test_milter_adds_its_authentication_results(antispam: Antispam) -> None:
+    """The receiving user's verdicts: one Authentication-Results header with SPF,
+    DKIM and DMARC as Rspamd judged them (here nothing resolves: none of them pass)."""
+    milter = Milter(antispam.host)
+    try:
+        milter.negotiate()
+        final, changes = milter.deliver("a@standard.example", message("minutes", HAM))
+    finally:
+        milter.close()
+    assert final in ("accept", "continue"), final
+    # SMFIR_INSHEADER and SMFIR_CHGHEADER carry a 4-byte index before the name.
+    added = [d[4:] if c in (b"i", b"m") else d for c, d in changes if c in (b"h", b"i", b"m")]
+    results = [d for d in added if d.lower().startswith(b"authentication-results\0")]
+    assert len(results) == 1, changes
+    assert b"spf=" in results[0] and b"dmarc=" in results[0], results
+    assert b"=pass" not in results[0], results

@@ -115,6 +115,7 @@ def test_relay_login_over_tls_only(rendered: dict[str, str]) -> None:
 def test_what_the_relay_defers_is_tried_again_after_a_minute(rendered: dict[str, str]) -> None:
     params = main_cf(rendered["postfix-main.cf"])
     assert params["minimal_backoff_time"] == params["queue_run_delay"] == "60s"
+    assert params["maximal_backoff_time"] == "300s"
     direct = main_cf(render_config(ctx_of(settings=OperatorSettings()))["postfix-main.cf"])
     assert "minimal_backoff_time" not in direct  # the internet: Postfix's own pace
 
