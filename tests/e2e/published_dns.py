@@ -25,7 +25,7 @@ from tests.integration.operator_support import wait_for
 NAMESPACE, NAME = "kube-system", "coredns"
 # The first of the example domains' templates (tools/devcluster/.../coredns.yaml):
 # what is inserted before it answers first.
-ANCHOR = "        template IN MX example "
+ANCHOR = "template IN MX example "
 
 
 def txt_records(api: Kube, namespace: str, server: str) -> dict[str, list[str]]:
@@ -51,14 +51,16 @@ def _strings(value: str) -> str:
     return " ".join('"' + c.replace('"', '\\"') + '"' for c in chunks)
 
 
-def template(name: str, values: list[str]) -> str:
-    """A Corefile template answering TXT for exactly `name`."""
+def template(name: str, values: list[str], indent: str) -> str:
+    """A Corefile template answering TXT for exactly `name` (the text that goes
+    where a line indented by `indent` starts)."""
     regex = "^" + name.replace(".", r"\.") + r"\.$"
+    inner = indent + "    "
     answers = "".join(
-        '            answer "{{ .Name }} 60 IN TXT ' + _strings(v).replace('"', '\\"') + '"\n'
+        inner + 'answer "{{ .Name }} 60 IN TXT ' + _strings(v).replace('"', '\\"') + '"\n'
         for v in values
     )
-    return f"        template IN TXT {name} {{\n            match {regex}\n{answers}        }}\n"
+    return f"template IN TXT {name} {{\n{inner}match {regex}\n{answers}{indent}}}\n{indent}"
 
 
 def publish(cluster: Cluster, api: Kube, records: dict[str, list[str]]) -> None:
@@ -68,7 +70,9 @@ def publish(cluster: Cluster, api: Kube, records: dict[str, list[str]]) -> None:
     corefile = str((config.get("data") or {}).get("Corefile") or "")
     if ANCHOR not in corefile:
         raise AssertionError(f"the dev Corefile changed shape: no {ANCHOR.strip()!r} in it")
-    blocks = "".join(template(name, values) for name, values in sorted(records.items()))
+    at = corefile.index(ANCHOR)
+    indent = corefile[corefile.rindex("\n", 0, at) + 1 : at]
+    blocks = "".join(template(n, v, indent) for n, v in sorted(records.items()))
     patch = {"data": {"Corefile": corefile.replace(ANCHOR, blocks + ANCHOR, 1)}}
     cluster.kubectl(
         "patch", "configmap", NAME, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch)

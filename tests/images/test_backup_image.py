@@ -32,7 +32,9 @@ from .tenant import build_images, podman, podman_env
 HOST = "tenant-a.alice"
 MAIL_USER = "5000:5000"  # layout.VMAIL_UID/GID: the Job's runAsUser/runAsGroup
 POSTFIX = (101, 103)  # any other owner: the tenant's postfix user
-NOT_MAIL = ("postfix-queue", "lost+found")
+# In flight, not kept: the Postfix queue and the learn spool (Junk moves waiting
+# to reach the antispam); and root's lost+found.
+NOT_MAIL = ("postfix-queue", "learn-spool", "lost+found")
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +145,12 @@ def maildir(root: Path, messages: int, size: int = 10_240) -> None:
     for path in [deferred.parent, deferred, *deferred.iterdir()]:
         os.chown(path, *POSTFIX)
         os.chmod(path, 0o700)
+    spool = root / "learn-spool"  # vmail's, group vpes-learn, 2770 (vpes-init)
+    spool.mkdir(exist_ok=True)
+    (spool / f"{messages}.spam.alice@example.org").write_bytes(b"Subject: junk\r\n\r\nx\r\n")
+    for path in [spool, *spool.iterdir()]:
+        os.chown(path, 5000, 5001)
+    os.chmod(spool, 0o2770)
 
 
 def mail(tree: dict[str, tuple[int, int, int, bytes]]) -> dict[str, tuple[int, int, int, bytes]]:
@@ -365,8 +373,8 @@ def test_a_snapshot_taken_as_root_restores_its_mail_and_leaves_the_servers_queue
     runner: Runner, tmp_path: Path
 ) -> None:
     """Snapshots taken as root (before backups ran as the mail user) hold the queue
-    and lost+found: a restore leaves both out, and the server's own queue (mail
-    in flight, delivered once it is back) where it is."""
+    and lost+found: a restore leaves both out, and the server's own queue and learn
+    spool (in flight: delivered, posted once it is back) where they are."""
     volume, target = tmp_path / "volume", tmp_path / "target"
     volume.mkdir()
     target.mkdir()
@@ -379,7 +387,9 @@ def test_a_snapshot_taken_as_root_restores_its_mail_and_leaves_the_servers_queue
     listed = runner.restic("ls", snapshot, "/data/mail/postfix-queue/deferred/A")
     assert "A7BC" in listed.stdout  # the old snapshot does hold a queue file
     maildir(target, 2)
-    queue = {k: v for k, v in tree(target).items() if k.startswith("postfix-queue")}
+    queue = {
+        k: v for k, v in tree(target).items() if k.startswith(("postfix-queue", "learn-spool"))
+    }
     code, done = runner.run("restore", target, VPES_SNAPSHOT=snapshot, VPES_OVERWRITE="1")
     assert (code, done["ok"]) == (0, True), done
     assert tree(target) == mail(tree(volume)) | queue | {"lost+found": tree(target)["lost+found"]}

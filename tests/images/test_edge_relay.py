@@ -394,6 +394,25 @@ START_ERRORS = {
 }
 
 
+def test_a_key_opendkim_cannot_use_defers_the_message_never_unsigned(relay: Relay) -> None:
+    """A key below a directory others may write is one OpenDKIM refuses
+    (RequireSafeKeys): the setup script fails the message with a 4xx, the tenant
+    keeps it queued; nothing leaves unsigned."""
+    podman("exec", relay.name, "chmod", "1777", "/run/vpes")
+    subject = unique("relay unusable key")
+    try:
+        with login(relay, ACME) as smtp, pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("a@acme.example", [OUTSIDE], message("a@acme.example", OUTSIDE, subject))
+        assert refused.value.smtp_code // 100 == 4, refused.value
+    finally:
+        podman("exec", relay.name, "chmod", "0755", "/run/vpes")
+    time.sleep(2)
+    assert not [m for m in relay.sinks[NET_SINK].messages() if subject in m["data"]]
+    send(relay, ACME, "a@acme.example", [OUTSIDE], subject)  # a usable key: signed again
+    got = relay.sinks[NET_SINK].wait_for(subject)
+    assert "d=acme.example" in "".join(signatures(got["data"]))
+
+
 @pytest.mark.parametrize(("env", "broken", "says"), START_ERRORS.values(), ids=START_ERRORS.keys())
 def test_start_refuses_what_cannot_work(
     relay: Relay, tmp_path: Path, env: dict[str, str], broken: str | None, says: str
@@ -473,22 +492,3 @@ def test_a_relay_started_before_any_server_signs_their_mail_once_they_arrive(
         assert dkim.verify(got["data"].encode(), dnsfunc=dns_for({NEWCOMER: [key]}))
     finally:
         box.remove()
-
-
-def test_a_key_opendkim_cannot_use_defers_the_message_never_unsigned(relay: Relay) -> None:
-    """A key below a directory others may write is one OpenDKIM refuses
-    (RequireSafeKeys): the setup script fails the message with a 4xx, the tenant
-    keeps it queued; nothing leaves unsigned."""
-    podman("exec", relay.name, "chmod", "1777", "/run/vpes")
-    subject = unique("relay unusable key")
-    try:
-        with login(relay, ACME) as smtp, pytest.raises(smtplib.SMTPDataError) as refused:
-            smtp.sendmail("a@acme.example", [OUTSIDE], message("a@acme.example", OUTSIDE, subject))
-        assert refused.value.smtp_code // 100 == 4, refused.value
-    finally:
-        podman("exec", relay.name, "chmod", "0755", "/run/vpes")
-    time.sleep(2)
-    assert not [m for m in relay.sinks[NET_SINK].messages() if subject in m["data"]]
-    send(relay, ACME, "a@acme.example", [OUTSIDE], subject)  # a usable key: signed again
-    got = relay.sinks[NET_SINK].wait_for(subject)
-    assert "d=acme.example" in "".join(signatures(got["data"]))
