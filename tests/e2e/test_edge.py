@@ -277,6 +277,8 @@ def _trail(cluster: Cluster, namespace: str, raw: bytes) -> str:
         ("-n", namespace, "-l", naming.pod_selector("frank"), "-c", "mail"),
         ("-n", NAMESPACE, "-l", "vpes.io/edge-role=relay"),
         ("-n", NAMESPACE, "-l", "vpes.io/edge-role=mx"),
+        ("-n", NAMESPACE, f"deploy/{RELEASE}-antispam"),
+        ("-n", "kube-system", "deploy/coredns"),
     ]
     for selector in hops:
         try:

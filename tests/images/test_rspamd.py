@@ -174,11 +174,15 @@ class Milter:
         version, actions, protocol = struct.unpack(">III", data[:12])
         return version, actions, protocol
 
-    def deliver(self, rcpt: str, body: bytes) -> tuple[str, list[tuple[bytes, bytes]]]:
-        """One message through the milter: its final verdict and any changes."""
+    def deliver(
+        self, rcpt: str, body: bytes, client: str = "198.51.100.7"
+    ) -> tuple[str, list[tuple[bytes, bytes]]]:
+        """One message through the milter from `client`: its final verdict and any
+        changes."""
         z = b"\0"
+        address = client.encode()
         steps = [
-            (b"C", b"mail.sender.example" + z + b"4" + struct.pack(">H", 25) + b"198.51.100.7" + z),
+            (b"C", b"mail.sender.example" + z + b"4" + struct.pack(">H", 25) + address + z),
             (b"H", b"mail.sender.example" + z),
             (b"M", b"<sender@sender.example>" + z),
             (b"R", f"<{rcpt}>".encode() + z),
@@ -245,13 +249,15 @@ def test_milter_marks_by_level(antispam: Antispam, rcpt: str, marked: bool) -> N
     assert any(b"X-Spam\0Yes" in d for d in added) == marked, changes
 
 
-def test_milter_adds_its_authentication_results(antispam: Antispam) -> None:
+@pytest.mark.parametrize("client", ["198.51.100.7", "10.244.0.7"], ids=["public", "pod"])
+def test_milter_adds_its_authentication_results(antispam: Antispam, client: str) -> None:
     """The receiving user's verdicts: one Authentication-Results header with SPF,
-    DKIM and DMARC as Rspamd judged them (here nothing resolves: none of them pass)."""
+    DKIM and DMARC as Rspamd judged them (here nothing resolves: none of them pass),
+    for a client in a private range too (the relay's pod: nothing is "local")."""
     milter = Milter(antispam.host)
     try:
         milter.negotiate()
-        final, changes = milter.deliver("a@standard.example", message("minutes", HAM))
+        final, changes = milter.deliver("a@standard.example", message("minutes", HAM), client)
     finally:
         milter.close()
     assert final in ("accept", "continue"), final
