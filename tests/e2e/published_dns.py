@@ -60,7 +60,12 @@ def template(name: str, values: list[str], indent: str) -> str:
         inner + 'answer "{{ .Name }} 60 IN TXT ' + _strings(v).replace('"', '\\"') + '"\n'
         for v in values
     )
-    return f"template IN TXT {name} {{\n{inner}match {regex}\n{answers}{indent}}}\n{indent}"
+    # fallthrough: a name below `name` (a DKIM selector below the domain's SPF)
+    # goes on to the next template instead of failing here.
+    return (
+        f"template IN TXT {name} {{\n{inner}match {regex}\n{answers}"
+        f"{inner}fallthrough\n{indent}}}\n{indent}"
+    )
 
 
 def publish(cluster: Cluster, api: Kube, records: dict[str, list[str]]) -> None:
