@@ -21,13 +21,13 @@ from typing import Any
 import dkim
 import pytest
 from kubernetes import client
-from vpes_devcluster import Cluster, chart, demo_mail, node_config
+from vpes_devcluster import Cluster, chart, demo_mail, node_config, published_dns
 from vpes_devcluster.errors import ClusterError
 from vpes_devcluster.node import build_images
 from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import Kube
 
-from tests.e2e import published_dns, support
+from tests.e2e import support
 from tests.integration.operator_support import wait_for, wait_ready
 
 RELEASE = "mail"  # not "vpes" (the other modules' operators) nor "platform"
@@ -335,9 +335,7 @@ def test_mail_between_tenants_goes_out_signed_and_the_hourly_limit_holds(
     sender, reader = (frank, support.PASSWORD), (gina, support.PASSWORD)
 
     # Both customers publish what their servers' status asks (SPF, DKIM, DMARC).
-    records = published_dns.txt_records(api, namespace, "frank")
-    records |= published_dns.txt_records(api, namespace, "gina")
-    published_dns.publish(cluster, api, records)
+    published_dns.publish_servers(cluster, [(namespace, "frank"), (namespace, "gina")])
 
     # Submission through the login proxy, out through the relay (signed with frank's
     # key), in through the MX, whose Rspamd finds SPF, DKIM and DMARC passing; the

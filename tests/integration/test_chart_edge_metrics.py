@@ -128,8 +128,9 @@ def test_metrics_ports_admit_only_the_scrapers(
         (rule,) = scrape_rules(policies[name], {9147})
         assert rule["from"] == expected, name
         assert [p["port"] for p in rule["ports"]] == [9147]
-    # Rspamd's controller: the MX (the milter's statistics, training) and the scrapers.
-    mx_rule, scrape = scrape_rules(policies["r-antispam"], {11334})
+    # Rspamd's controller: the MX (the milter's statistics), the training tenants
+    # (test_chart_pods.py) and the scrapers.
+    mx_rule, _training, scrape = scrape_rules(policies["r-antispam"], {11334})
     assert mx_rule["from"][0]["podSelector"]["matchLabels"]["vpes.io/edge-role"] == "mx"
     assert scrape["from"] == expected and [p["port"] for p in scrape["ports"]] == [11334]
     # No rule admits a metrics port from everywhere.
@@ -148,8 +149,9 @@ def test_no_scrapers_no_scrape_rule(cluster: Any, tmp_path: Path) -> None:
     }
     for name in ("r-edge-mx", "r-edge-proxy"):
         assert scrape_rules(policies[name], {9147}) == []
-    (only_mx,) = scrape_rules(policies["r-antispam"], {11334})
+    only_mx, training = scrape_rules(policies["r-antispam"], {11334})
     assert only_mx["from"][0]["podSelector"]["matchLabels"]["vpes.io/edge-role"] == "mx"
+    assert "podSelector" in training["from"][0]  # the tenants, not a scraper
 
 
 def test_a_disabled_component_has_no_monitor(cluster: Any) -> None:

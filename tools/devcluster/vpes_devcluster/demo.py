@@ -28,13 +28,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import chart, proc_records
+from . import chart, proc_records, published_dns
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip, send_between
 from .errors import ClusterError
 from .node import build_images
-from .node_config import NODE_IP
+from .node_config import NODE_IP, POD_CIDR
 from .platform import OPERATOR_NAMESPACE
 from .s3 import S3Server
 
@@ -116,6 +116,8 @@ def install(cluster: Cluster, images: dict[str, str], s3: S3Server, stripe_url: 
         antispam_image=images["rspamd"],
     )
     values["billing"]["stripeApiBase"] = stripe_url
+    # The relay's mail reaches the edge's MX from its pod's address: SPF lists the pods.
+    values["dns"]["outboundAddresses"] = [POD_CIDR]
     keys = {"access-key-id": s3.access_key_id, "secret-access-key": s3.secret_access_key}
     chart.install(cluster, RELEASE, OPERATOR_NAMESPACE, values, {S3_SECRET: keys})
 
@@ -132,11 +134,23 @@ def _through_the_edge(cluster: Cluster) -> None:
     (_, sender, from_address, from_password, *_), (_, receiver, to_address, to_password, *_) = (
         CUSTOMERS[:2]
     )
+    # The customers publish the TXT records their servers' status asks for (SPF,
+    # DKIM, DMARC): the edge's MX checks them.
+    published_dns.publish_servers(cluster, [(c[0], c[1]) for c in CUSTOMERS])
     raw = send_between(proxy, (from_address, from_password), (to_address, to_password))
     print(
         f"{sender} -> {receiver}: sent through the proxy's submission port (587), out"
-        f" through the relay, in through the MX; {_signatures(raw)}"
+        f" through the relay, in through the MX; {_signatures(raw)}; the MX's Rspamd"
+        f" found {_verdicts(raw)}"
     )
+
+
+def _verdicts(raw: bytes) -> str:
+    """SPF, DKIM and DMARC as the Authentication-Results header the MX added says."""
+    header = str(email.message_from_bytes(raw).get("Authentication-Results") or "")
+    found = [w.strip() for w in header.replace("\n", " ").split(";")[1:]]
+    names = [v.split(" ", 1)[0] for v in found if v.split("=", 1)[0] in ("spf", "dkim", "dmarc")]
+    return ", ".join(names) or "no verdicts (no Authentication-Results header)"
 
 
 def _signatures(raw: bytes) -> str:

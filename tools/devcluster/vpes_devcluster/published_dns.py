@@ -1,7 +1,8 @@
 """What a customer publishes, served by the dev cluster's DNS.
 
 The dev node has no DNS server the operator could publish to (the chart's
-``dns.defaultProvider`` is manual there), so a test plays the customer: it takes
+``dns.defaultProvider`` is manual there), so the demo and the real-node tests
+play the customer: they take
 the TXT records a server's ``status.dnsRecords`` asks for (SPF, DKIM, DMARC, as
 the operator computed them) and has CoreDNS answer them, as ``template`` blocks
 put before the catch-all for the example domains in its Corefile, then restarts
@@ -13,14 +14,12 @@ asked the customer to publish.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from typing import Any
 
-from vpes_devcluster import Cluster
-from vpes_operator import API_VERSION
-from vpes_operator.clients.kube import Kube
-
-from tests.integration.operator_support import wait_for
+from vpes_devcluster.cluster import Cluster
+from vpes_devcluster.errors import ClusterError
 
 NAMESPACE, NAME = "kube-system", "coredns"
 # The first of the example domains' templates (tools/devcluster/.../coredns.yaml):
@@ -28,19 +27,27 @@ NAMESPACE, NAME = "kube-system", "coredns"
 ANCHOR = "template IN MX example "
 
 
-def txt_records(api: Kube, namespace: str, server: str) -> dict[str, list[str]]:
-    """Name → TXT values the server's status asks to publish (waits for them)."""
-
-    def records() -> list[dict[str, Any]] | None:
-        obj = api.get(API_VERSION, "PersonalMailServer", namespace, server) or {}
-        found = (obj.get("status") or {}).get("dnsRecords") or []
-        return found if any(r.get("type") == "TXT" for r in found) else None
-
-    out: dict[str, list[str]] = defaultdict(list)
-    for record in wait_for(records, f"{server}'s DNS records", timeout=60):
-        if record["type"] == "TXT":
-            out[record["name"].rstrip(".")].append(record["value"])
-    return dict(out)
+def txt_records(cluster: Cluster, namespace: str, server: str) -> dict[str, list[str]]:
+    """Name → TXT values the server's status asks to publish: SPF, DMARC and, once
+    the operator has read the server's keys, DKIM (waits up to two minutes for
+    a DKIM record of each domain)."""
+    deadline = time.monotonic() + 120
+    while True:
+        out = cluster.kubectl("get", "pms", server, "-n", namespace, "-o", "json").stdout
+        found: list[dict[str, Any]] = (json.loads(out).get("status") or {}).get("dnsRecords") or []
+        txt: dict[str, list[str]] = defaultdict(list)
+        for record in found:
+            if record.get("type") == "TXT":
+                txt[str(record["name"]).rstrip(".")].append(str(record["value"]))
+        domains = {str(r.get("domain")) for r in found}
+        signed = {str(r.get("domain")) for r in found if "v=DKIM1" in str(r.get("value"))}
+        if found and domains <= signed:
+            return dict(txt)
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{namespace}/{server}'s status has no DKIM record for {sorted(domains - signed)}"
+            )
+        time.sleep(1)
 
 
 def _strings(value: str) -> str:
@@ -68,13 +75,13 @@ def template(name: str, values: list[str], indent: str) -> str:
     )
 
 
-def publish(cluster: Cluster, api: Kube, records: dict[str, list[str]]) -> None:
+def publish(cluster: Cluster, records: dict[str, list[str]]) -> None:
     """Serve `records` (name → TXT values) from the cluster DNS, and wait until the
     restarted CoreDNS is ready."""
-    config = api.get("v1", "ConfigMap", NAMESPACE, NAME) or {}
-    corefile = str((config.get("data") or {}).get("Corefile") or "")
+    out = cluster.kubectl("get", "configmap", NAME, "-n", NAMESPACE, "-o", "json").stdout
+    corefile = str((json.loads(out).get("data") or {}).get("Corefile") or "")
     if ANCHOR not in corefile:
-        raise AssertionError(f"the dev Corefile changed shape: no {ANCHOR.strip()!r} in it")
+        raise ClusterError(f"the dev Corefile changed shape: no {ANCHOR.strip()!r} in it")
     at = corefile.index(ANCHOR)
     indent = corefile[corefile.rindex("\n", 0, at) + 1 : at]
     blocks = "".join(template(n, v, indent) for n, v in sorted(records.items()))
@@ -86,3 +93,11 @@ def publish(cluster: Cluster, api: Kube, records: dict[str, list[str]]) -> None:
     cluster.kubectl(
         "rollout", "status", f"deployment/{NAME}", "-n", NAMESPACE, "--timeout=120s", timeout=150
     )
+
+
+def publish_servers(cluster: Cluster, servers: list[tuple[str, str]]) -> None:
+    """Publish the TXT records of each (namespace, name) server."""
+    records: dict[str, list[str]] = {}
+    for namespace, name in servers:
+        records |= txt_records(cluster, namespace, name)
+    publish(cluster, records)
