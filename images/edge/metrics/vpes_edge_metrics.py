@@ -84,8 +84,9 @@ class SpamForwarder:
     connection kept open. Three tries a login, then it is dropped with a line:
     a missed count delays a spam hold, it never lets a message through."""
 
-    def __init__(self, address: tuple[str, int], size: int = 1000) -> None:
+    def __init__(self, address: tuple[str, int], size: int = 1000, pause: float = 1.0) -> None:
         self.address = address
+        self.pause = pause
         self.logins = SpamLogins()
         self.queue: queue.Queue[str] = queue.Queue(size)
         self.conn: socket.socket | None = None
@@ -128,7 +129,7 @@ class SpamForwarder:
                 if self.conn is not None:
                     self.conn.close()
                     self.conn = None
-                time.sleep(attempt)
+                time.sleep(attempt * self.pause)
         say(f"a refused message of {login} not counted: the policy service: {problem}")
         return ""
 
