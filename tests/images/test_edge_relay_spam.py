@@ -124,7 +124,7 @@ def test_clean_mail_is_judged_then_signed_with_nothing_of_rspamds_added(
     for i in range(2):
         assert verifier.verify(idx=i, dnsfunc=lambda name, timeout=5: records.get(name))
     # Rspamd only judged: no X-Spam, no Authentication-Results, no signature of its own.
-    added = {k.lower() for k in parsed.keys()}
+    added = {k.lower() for k in parsed}
     assert not added & {"x-spam", "x-spamd-result", "x-rspamd-server", "authentication-results"}
     assert "ARC-Seal" not in got["data"]
     # It saw the login ({auth_authen}), the relay's SASL user.
@@ -190,8 +190,11 @@ def test_rspamd_not_answering_defers_nothing_leaves_unscanned(
         subject = unique("unscanned")
         try:
             with login(box, CLEAN, PASSWORDS[CLEAN]) as smtp:
-                smtp.sendmail("alice@clean.example", [OUTSIDE], message(
-                    "alice@clean.example", OUTSIDE, subject, HAM))
+                smtp.sendmail(
+                    "alice@clean.example",
+                    [OUTSIDE],
+                    message("alice@clean.example", OUTSIDE, subject, HAM),
+                )
             code = 250
         except smtplib.SMTPResponseException as e:
             code = e.smtp_code

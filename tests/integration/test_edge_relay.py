@@ -1,8 +1,9 @@
 """The edge's outbound relay, operator side, against the real control plane: the shard
 Secrets and the maps' senders/limits/held follow the servers; a fake relay's /status
 (a local HTTP server) holds a server over its limit (Deliverable=False), the
-annotation releases it, and so for spam (OutboundSpamSuspected); and the chart's admission policy lets the operator write
-exactly the relay's shard Secrets in its own namespace."""
+annotation releases it, and so for spam (OutboundSpamSuspected); and the chart's
+admission policy lets the operator write exactly the relay's shard Secrets in its own
+namespace."""
 
 from __future__ import annotations
 

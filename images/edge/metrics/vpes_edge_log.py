@@ -133,7 +133,9 @@ def _reason(daemon: str, reject: re.Match[str]) -> str:
 
 # smtpd: "QID: client=host[ip], sasl_method=PLAIN, sasl_username=ns/name" (the
 # relay logs it once the message has a queue id, after its first accepted RCPT).
-_CLIENT = re.compile(r"^(?P<qid>[0-9A-Za-z]+): client=\S+, sasl_method=\S+, sasl_username=(?P<login>[^,\s]+)")
+_CLIENT = re.compile(
+    r"^(?P<qid>[0-9A-Za-z]+): client=\S+, sasl_method=\S+, sasl_username=(?P<login>[^,\s]+)"
+)
 # qmgr: "QID: removed" (delivered, bounced or expired: the id may come again).
 _REMOVED = re.compile(r"^(?P<qid>[0-9A-Za-z]+): removed$")
 
