@@ -62,7 +62,14 @@ BACKUP_RESULTS = Counter(
 # The outbound relay (outbound.py): who is held, how much each server sent.
 OUTBOUND_HELD = Gauge(
     "vpes_tenant_outbound_held",
-    "1 while the server's outbound mail is held for its hourly limit, else 0.",
+    "1 while the server's outbound mail is held, else 0; cause: limit (its hourly "
+    "recipients), spam (the relay's antispam refused too many messages) or none.",
+    ["namespace", "server", "cause"],
+    registry=REGISTRY,
+)
+OUTBOUND_SPAM = Gauge(
+    "vpes_tenant_outbound_spam",
+    "Messages of the server the relay's antispam refused in the last hour (the relay's count).",
     ["namespace", "server"],
     registry=REGISTRY,
 )

@@ -1,14 +1,16 @@
-"""Outbound limits: the edge relay's counts become holds on the servers, and an
-admin's annotation releases them.
+"""Outbound limits and spam: the edge relay's counts become holds on the servers,
+and an admin's annotation releases them.
 
 Every `relay_poll_seconds` the operator reads the relay's ``GET /status`` (one
-request for the whole fleet). A server the relay reports ``over_limit`` (under
-the release token the operator last gave it: a count from before a release is
-not held again) is held: ``status.outbound`` says so, Deliverable turns False
-(OutboundLimitReached, with the release command), its transition is an event,
-and the next maps name it in ``held`` (the relay then defers all its mail,
-which waits in the server's own queue). The hold lives in the server's status,
-so it survives the relay and its Redis.
+request for the whole fleet). A server the relay reports ``over_limit`` or
+``spam_hold`` (under the release token the operator last gave it: a count from
+before a release is not held again) is held: ``status.outbound`` says so and
+why (``heldFor``: Limit or Spam), Deliverable turns False (OutboundLimitReached
+or OutboundSpamSuspected, with what to do and the release command), its
+transition is an event, and the next maps name it in ``held`` (the relay then
+defers all its mail, which waits in the server's own queue). Spam wins when
+both are reported: it is the one a person must look at. The hold lives in the
+server's status, so it survives the relay and its Redis.
 
 Release: ``kubectl annotate pms <name> vpes.io/release-outbound=<token>``. A
 token other than status.outbound.releasedToken lifts the hold, is written to
@@ -38,7 +40,7 @@ from .clients.status import update_server_status
 from .conditions import Cond, Event, find, set_condition
 from .edge.relay import NO_TOKEN, RELEASE_ANNOTATION, token
 from .models.conditions import ConditionType, Reason
-from .models.server import Outbound, PersonalMailServer, PersonalMailServerStatus
+from .models.server import HoldCause, Outbound, PersonalMailServer, PersonalMailServerStatus
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,15 @@ class Seen:
     limit: int
     token: str
     over_limit: bool
+    spam: int = 0  # messages the relay's antispam refused in the window
+    spam_hold: bool = False  # as many as the relay's threshold, or more
+
+    @property
+    def cause(self) -> HoldCause | None:
+        """Why the server should be held (None: it should not)."""
+        if self.spam_hold:
+            return HoldCause.SPAM
+        return HoldCause.LIMIT if self.over_limit else None
 
 
 def parse_status(doc: Any) -> dict[str, Seen]:
@@ -79,6 +90,8 @@ def parse_status(doc: Any) -> dict[str, Seen]:
                 limit=int(raw.get("limit", 0)),
                 token=str(raw.get("token") or NO_TOKEN),
                 over_limit=bool(raw.get("over_limit", False)),
+                spam=int(raw.get("spam", 0)),
+                spam_hold=bool(raw.get("spam_hold", False)),
             )
         except (TypeError, ValueError):
             continue
@@ -112,26 +125,50 @@ def limit_reached(server: PersonalMailServer, seen: Seen) -> Cond:
     )
 
 
+def spam_suspected(server: PersonalMailServer, seen: Seen) -> Cond:
+    return Cond(
+        ConditionType.DELIVERABLE,
+        False,
+        Reason.OUTBOUND_SPAM_SUSPECTED,
+        f"the relay's antispam refused {seen.spam} of its messages in the last hour as "
+        "spam: outbound mail is held (it waits in the server's queue). Look at what the "
+        "server sent (its users' Sent folders, the bounces their senders got: a stolen "
+        "password, a web form sending spam) and stop it, then release with "
+        f"`{release_command(server)}`",
+    )
+
+
 def hold(
     current: PersonalMailServer, seen: Seen, now: dt.datetime
 ) -> PersonalMailServerStatus | None:
-    """The status with the server held (None: held already, or the relay counted under
-    a token older than the last release)."""
+    """The status with the server held for ``seen.cause`` (None: no cause, held already,
+    or the relay counted under a token older than the last release)."""
     before = current.status
     out = before.outbound or Outbound()
-    if out.held or seen.token != token(out.released_token):
+    cause = seen.cause
+    if cause is None or out.held or seen.token != token(out.released_token):
         return None
     key = f"{current.metadata.namespace}/{current.metadata.name}"
+    if cause == HoldCause.SPAM:
+        reason = (
+            f"outbound mail is held: {key} sent {seen.spam} messages in an hour that the "
+            "relay's antispam refused as spam"
+        )
+        cond = spam_suspected(current, seen)
+    else:
+        reason = f"{key} reached its limit of {seen.limit} recipients an hour"
+        cond = limit_reached(current, seen)
     held = out.model_copy(
         update={
             "recipients": seen.recipients,
             "limit": seen.limit,
+            "spam": seen.spam,
             "held": True,
+            "held_for": cause,
             "held_since": now,
-            "reason": f"{key} reached its limit of {seen.limit} recipients an hour",
+            "reason": reason,
         }
     )
-    cond = limit_reached(current, seen)
     conditions = set_condition(before.conditions, cond, generation=current.generation, now=now)
     return before.model_copy(update={"outbound": held, "conditions": conditions})
 
@@ -147,7 +184,13 @@ def release(
     if wanted == token(out.released_token):
         return None
     released = out.model_copy(
-        update={"held": False, "held_since": None, "reason": None, "released_token": wanted}
+        update={
+            "held": False,
+            "held_for": None,
+            "held_since": None,
+            "reason": None,
+            "released_token": wanted,
+        }
     )
     conditions = set_condition(before.conditions, RELAYING, generation=current.generation, now=now)
     return before.model_copy(update={"outbound": released, "conditions": conditions})
@@ -197,14 +240,16 @@ class OutboundPoll:
         self.known()
         servers = {f"{s.metadata.namespace}/{s.metadata.name}": s for s in self.fleet()}
         metrics.OUTBOUND_RECIPIENTS.clear()
+        metrics.OUTBOUND_SPAM.clear()
         for key, entry in seen.items():
             if key in servers:
                 namespace, name = key.split("/", 1)
                 metrics.OUTBOUND_RECIPIENTS.labels(namespace, name).set(entry.recipients)
+                metrics.OUTBOUND_SPAM.labels(namespace, name).set(entry.spam)
         held = 0
         for key, entry in sorted(seen.items()):
             server = servers.get(key)
-            if server is None or not entry.over_limit:
+            if server is None or entry.cause is None:
                 continue
             if hold(server, entry, dt.datetime.now(dt.UTC)) is None:
                 continue  # from the watch's view: nothing to do (re-checked on write)
@@ -250,9 +295,11 @@ class OutboundPoll:
         for server in self.fleet():
             out = server.status.outbound
             meta = server.metadata
-            metrics.OUTBOUND_HELD.labels(meta.namespace, meta.name).set(
-                1 if out is not None and out.held else 0
-            )
+            if out is None or not out.held:
+                metrics.OUTBOUND_HELD.labels(meta.namespace, meta.name, "none").set(0)
+                continue
+            cause = (out.held_for or HoldCause.LIMIT).lower()  # held before the field: Limit
+            metrics.OUTBOUND_HELD.labels(meta.namespace, meta.name, cause).set(1)
 
     def unknown(self, why: str) -> None:
         metrics.RELAY_STATUS_UP.set(0)

@@ -299,6 +299,7 @@ def test_limit_defers_the_next_recipient_and_status_says_so(relay: Relay) -> Non
     assert state["window_seconds"] == 3600
     assert state["servers"][LIMITED] == {
         "recipients": 3, "limit": 3, "token": "-", "over_limit": True, "deferred": 1,
+        "spam": 0, "spam_hold": False,
     }  # fmt: skip
     assert HELD not in state["servers"]  # no activity counted for a held server
     metrics = httpx.get(f"http://{relay.host}:{HTTP}/metrics", timeout=10).text

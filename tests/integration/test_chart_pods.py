@@ -70,7 +70,8 @@ def test_each_pod_admits_only_the_ports_it_serves(cluster: Any, component: str) 
 def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: Any) -> None:
     """Tenants admit pods labelled as the operator's edge_pod_labels: the MX carries
     them, Rspamd and Redis do not (a compromised Rspamd cannot reach a tenant); Rspamd
-    admits only the MX and Redis only Rspamd."""
+    admits the MX, the relay on its milter port only, and tenants on the controller's;
+    Redis only Rspamd and the relay."""
     edge = dict(OperatorSettings().edge_pod_labels)
     labels = {
         c: deployment(cluster, c)["spec"]["template"]["metadata"]["labels"] for c in DEPLOYMENTS
@@ -88,9 +89,14 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
         assert not edge.items() <= labels[other].items(), other
     policies = {o["metadata"]["name"]: o["spec"] for o in render(cluster, POLICIES)}
     # The scrape rule is tested in test_chart_edge_metrics.py.
-    milter, training, _scrape = policies["r-antispam"]["ingress"]
+    milter, outbound, training, _scrape = policies["r-antispam"]["ingress"]
     (peer,) = milter["from"]
     assert peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
+    # The relay judges outbound mail through the milter: 11332, nothing else.
+    (relay_peer,) = outbound["from"]
+    assert relay_peer["podSelector"]["matchLabels"].items() <= labels["edge-relay"].items()
+    assert not relay_peer["podSelector"]["matchLabels"].items() <= labels["edge-mx"].items()
+    assert outbound["ports"] == [{"protocol": "TCP", "port": 11332}]
     # Spam training: tenant pods (in any namespace) reach the controller's port and
     # no other; the operator points their egress at Rspamd's pods alone.
     (tenants,) = training["from"]
@@ -105,8 +111,10 @@ def test_the_edge_reaches_tenants_and_only_the_mx_reaches_the_antispam(cluster: 
     for other in set(DEPLOYMENTS) - {"antispam"}:
         assert not rspamd_pods.items() <= labels[other].items(), other
     off = render(cluster, POLICIES, "--set", "edge.antispam.training.enabled=false")
-    only_mx, _ = next(o["spec"] for o in off if o["metadata"]["name"] == "r-antispam")["ingress"]
-    assert only_mx == milter
+    only_mx, relay_milter, _ = next(
+        o["spec"] for o in off if o["metadata"]["name"] == "r-antispam"
+    )["ingress"]
+    assert (only_mx, relay_milter) == (milter, outbound)
     # Redis: Rspamd (Bayes) and the relay (its counts), never the MX.
     (bayes,) = policies["r-antispam-redis"]["ingress"]
     rspamd, relay = (p["podSelector"]["matchLabels"] for p in bayes["from"])

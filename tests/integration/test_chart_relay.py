@@ -1,8 +1,8 @@
 """The chart's outbound relay: its Deployment (image, env, volumes), its ClusterIP
 Service, its NetworkPolicy (587 from tenant pods only, 9146 from the operator and the
-monitoring namespace, egress to DNS, the MX's plain port, Redis and the internet's
-25), the SRS Secret both the relay and the MX mount, and the operator's settings
-that follow it."""
+monitoring namespace, egress to DNS, the MX's plain port, Redis, Rspamd's milter and
+the internet's 25), the outbound antispam's settings, the SRS Secret both the relay
+and the MX mount, and the operator's settings that follow it."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def test_the_relay_deployment(cluster: Any) -> None:
     assert env["VPES_MX_INTERNAL"] == "[r-edge-mx-internal.ns1.svc.cluster.local]:2525"
     assert env["VPES_HOSTNAME"] == "mx.example.net"
     assert env["VPES_MESSAGE_SIZE_LIMIT"].isdigit()
+    # Rspamd's milter judges outbound mail; 5 refused in an hour hold a server.
+    assert env["VPES_SPAM_MILTER"] == "inet:r-antispam.ns1.svc:11332"
+    assert env["VPES_SPAM_HOLD_THRESHOLD"] == "5"
     assert {p["containerPort"] for p in container["ports"]} == {587, 9146, 9147}
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
@@ -63,6 +66,31 @@ def test_the_relay_deployment(cluster: Any) -> None:
     (relay,) = [v for v in pod["volumes"] if v["name"] == "relay"]
     assert len(relay["projected"]["sources"]) == 2
     assert ("PodDisruptionBudget", "r-edge-relay") not in fewer
+
+
+def test_outbound_spam_settings(cluster: Any) -> None:
+    def env(*args: str) -> dict[str, Any]:
+        pod = objects(cluster, *args)[("Deployment", "r-edge-relay")]["spec"]["template"]
+        return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+
+    assert env("--set", "edge.relay.spamHoldThreshold=0")["VPES_SPAM_HOLD_THRESHOLD"] == "0"
+    off = env("--set", "edge.relay.spamScan=false")
+    assert "VPES_SPAM_MILTER" not in off and "VPES_SPAM_HOLD_THRESHOLD" not in off
+    policies = {
+        o["metadata"]["name"]: o["spec"]
+        for o in render(cluster, POLICIES, "--set", "edge.relay.spamScan=false")
+    }
+    assert len(policies["r-edge-relay"]["egress"]) == 4  # no way to Rspamd
+    assert all(
+        "vpes.io/edge-role" not in str(rule["from"]) or "mx" in str(rule["from"])
+        for rule in policies["r-antispam"]["ingress"]
+        if "from" in rule
+    )
+    out = helm(
+        cluster, "template", "r", str(CHART), "--set", "edge.relay.spamHoldThreshold=-1",
+        check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "spamHoldThreshold" in out.stderr
 
 
 def test_the_srs_secret_is_mounted_never_in_the_environment(cluster: Any) -> None:
@@ -136,13 +164,18 @@ def test_the_relay_policy(cluster: Any) -> None:
     assert monitoring == {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     }
-    dns, mx, redis, internet = policy["egress"]
+    dns, mx, redis, rspamd, internet = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert mx["to"][0]["podSelector"]["matchLabels"]["vpes.io/edge-role"] == "mx"
     assert [p["port"] for p in mx["ports"]] == [2525]
     assert mx["to"][0]["podSelector"]["matchLabels"]["vpes.io/component"] == "edge"
     assert redis["to"][0]["podSelector"]["matchLabels"]["vpes.io/component"] == "antispam-redis"
     assert [p["port"] for p in redis["ports"]] == [6379]
+    # Rspamd's milter and nothing else of it (nor any other pod's 11332).
+    (rspamd_pods,) = rspamd["to"]
+    assert list(rspamd_pods) == ["podSelector"]
+    assert rspamd_pods["podSelector"]["matchLabels"]["vpes.io/component"] == "antispam"
+    assert rspamd["ports"] == [{"protocol": "TCP", "port": 11332}]
     assert internet["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"
     assert "10.0.0.0/8" in internet["to"][0]["ipBlock"]["except"]
     assert [p["port"] for p in internet["ports"]] == [25]

@@ -1,8 +1,9 @@
 """The edge's outbound relay, operator side, against the real control plane: the shard
 Secrets and the maps' senders/limits/held follow the servers; a fake relay's /status
 (a local HTTP server) holds a server over its limit (Deliverable=False), the
-annotation releases it; and the chart's admission policy lets the operator write
-exactly the relay's shard Secrets in its own namespace."""
+annotation releases it, and so for spam (OutboundSpamSuspected); and the chart's
+admission policy lets the operator write exactly the relay's shard Secrets in its own
+namespace."""
 
 from __future__ import annotations
 
@@ -238,6 +239,56 @@ def test_shards_and_holds_follow_the_fleet_and_the_relay(
         assert condition(get_server(api, namespace, "mail"), "Deliverable")["status"] == "True"  # type: ignore[index]
         events = api.list("v1", "Event", namespace)
         assert any(e.get("reason") == "OutboundReleased" for e in events)
+
+        # The relay's antispam refused enough of its messages (under the new token):
+        # held again, for spam, with what to do.
+        fake_relay.state["servers"] = {
+            key: {
+                "recipients": 1, "limit": 5, "token": "1700000000", "over_limit": False,
+                "deferred": 0, "spam": 5, "spam_hold": True,
+            }
+        }  # fmt: skip
+        cond = wait_for(
+            lambda: (
+                (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
+                and c["status"] == "False"
+                and c
+            ),
+            "Deliverable=False for spam",
+            SOON,
+        )
+        assert cond["reason"] == "OutboundSpamSuspected"
+        assert "refused 5 of its messages" in cond["message"]
+        assert "vpes.io/release-outbound=$(date +%s)" in cond["message"]
+        status = (get_server(api, namespace, "mail") or {})["status"]["outbound"]
+        assert status["held"] is True and status["heldFor"] == "Spam" and status["spam"] == 5
+        held = wait_for(lambda: key in (h := maps().get("held", "")) and h, "spam held", SOON)
+        assert "outbound mail is held:" in held and "as spam" in held
+        assert any(
+            e.get("reason") == "OutboundSpamSuspected" for e in api.list("v1", "Event", namespace)
+        )
+        # The same annotation, a new token, releases it; the relay forgets the count.
+        api.patch_metadata(
+            API_VERSION,
+            "PersonalMailServer",
+            namespace,
+            "mail",
+            {"annotations": {"vpes.io/release-outbound": "1700000100"}},
+        )
+        wait_for(
+            lambda: (
+                (c := condition(get_server(api, namespace, "mail"), "Deliverable"))
+                and c["status"] == "True"
+            ),
+            "Deliverable=True after the spam release",
+            SOON,
+        )
+        status = (get_server(api, namespace, "mail") or {})["status"]["outbound"]
+        # (heldFor, heldSince and reason stay as they were: a merge patch of the status
+        # drops no field the model leaves out.)
+        assert status["held"] is False and status["releasedToken"] == "1700000100"
+        wait_for(lambda: f"{key} 5 1700000100\n" in maps()["limits"], "the new token", SOON)
+        wait_for(lambda: maps().get("held") == "", "the spam hold gone from the maps", SOON)
 
         # The server goes: so does its user.
         api.delete(API_VERSION, "PersonalMailServer", namespace, "mail")

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import socketserver
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -276,3 +280,103 @@ def test_tee_passes_every_byte_on_and_counts_lines_split_between_reads() -> None
     os.close(read)
     assert out.getvalue() == data + line[40:]
     assert counts.snapshot()[0]["unknown_recipient"] == 2
+
+
+# --- the relay: whose message Rspamd refused --------------------------------------
+
+RELAY_CLIENT = (
+    "postfix/relay-in/smtpd[321]: {qid}: client=unknown[10.88.0.9], sasl_method=PLAIN, "
+    "sasl_username={login}"
+)
+MILTER_REJECT = (
+    "postfix/cleanup[401]: {qid}: milter-reject: END-OF-MESSAGE from unknown[10.88.0.9]: "
+    "{reply}; from=<a@acme.example> to=<x@elsewhere.test> proto=ESMTP helo=<tenant>"
+)
+
+
+def reject(qid: str, reply: str = "5.7.1 Gtube pattern") -> str:
+    return STAMP + MILTER_REJECT.format(qid=qid, reply=reply)
+
+
+def client(qid: str, login: str) -> str:
+    return STAMP + RELAY_CLIENT.format(qid=qid, login=login)
+
+
+def test_the_login_of_a_message_rspamd_refused_comes_from_its_queue_id() -> None:
+    spam = log.SpamLogins()
+    assert spam.observe(client("4F2A1C", "acme/mail")) is None
+    assert spam.observe(client("5B3D2E", "other/mail")) is None
+    assert spam.observe(reject("4F2A1C")) == "acme/mail"
+    assert spam.observe(reject("4F2A1C")) is None  # once per message
+    # A 4xx (Rspamd down, a tempfail) is no spam; the id is done with all the same.
+    assert spam.observe(reject("5B3D2E", "4.7.1 Try again later")) is None
+    assert spam.logins == {}
+    # Delivered and removed: a later message with the same id is someone else's.
+    spam.observe(client("6C4E3F", "acme/mail"))
+    spam.observe(STAMP + "postfix/qmgr[90]: 6C4E3F: removed")
+    assert spam.observe(reject("6C4E3F")) is None
+    # The MX's client lines have no login; an unknown id names nobody.
+    spam.observe(STAMP + "postfix/mx/smtpd[321]: 7D5F4A: client=unknown[10.88.0.1]")
+    assert spam.observe(reject("7D5F4A")) is None
+
+
+def test_what_a_client_sends_names_no_login() -> None:
+    spam = log.SpamLogins()
+    # A HELO or an address that carries the words is not smtpd's client line.
+    spam.observe(
+        STAMP + "postfix/relay-in/smtpd[321]: 8E6A5B: reject: RCPT from x[10.88.0.9]: 450 4.7.1 "
+        "<y@z>: x; from=<a, sasl_method=PLAIN, sasl_username=evil/mail@x> helo=<h>"
+    )
+    spam.observe(STAMP + "opendkim[7]: 8E6A5B: client=x, sasl_method=PLAIN, sasl_username=evil/m")
+    assert spam.observe(reject("8E6A5B")) is None
+
+
+def test_the_ids_kept_are_bounded() -> None:
+    spam = log.SpamLogins(limit=2)
+    for i, qid in enumerate(("A1", "B2", "C3")):
+        spam.observe(client(qid, f"s{i}/mail"))
+    assert list(spam.logins) == ["B2", "C3"]
+    assert spam.observe(reject("A1")) is None
+    assert spam.observe(reject("C3")) == "s2/mail"
+
+
+class PolicyStandIn(socketserver.StreamRequestHandler):
+    """Answers the policy protocol like the relay's service, recording requests."""
+
+    requests: list[str] = []
+
+    def handle(self) -> None:
+        lines: list[str] = []
+        while raw := self.rfile.readline():
+            line = raw.decode().rstrip("\n")
+            if line:
+                lines.append(line)
+                continue
+            PolicyStandIn.requests.append(" ".join(lines))
+            lines = []
+            self.wfile.write(b"action=OK\n\n")
+
+
+def test_the_forwarder_tells_the_policy_service_and_gives_up_on_none() -> None:
+    PolicyStandIn.requests = []
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), PolicyStandIn)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        forwarder = exporter.SpamForwarder(server.server_address[:2], pause=0).start()  # type: ignore[arg-type]
+        counts = exporter.Counts(forwarder)
+        for line in (client("4F2A1C", "acme/mail"), reject("4F2A1C")):
+            counts.count(line)
+        assert counts.snapshot()[0]["spam"] == 1  # the metric still counts it
+        deadline = time.monotonic() + 5
+        while not PolicyStandIn.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert PolicyStandIn.requests == ["request=vpes_spam_event sasl_username=acme/mail"]
+        assert forwarder.send("other/mail") == "OK"  # the same connection, kept
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        nobody = free.getsockname()
+    assert exporter.SpamForwarder(nobody, pause=0).send("acme/mail") == ""

@@ -42,6 +42,13 @@ def test_parse_status() -> None:
         },
     }
     assert outbound.parse_status(doc) == {"shop/alice": Seen(12, 10, "-", True)}
+    doc["servers"] = {
+        "shop/carol": {
+            "recipients": 1, "limit": 10, "token": "-", "over_limit": False, "deferred": 0,
+            "spam": 5, "spam_hold": True,
+        }
+    }  # fmt: skip
+    assert outbound.parse_status(doc) == {"shop/carol": Seen(1, 10, "-", False, 5, True)}
     with pytest.raises(RelayStatusError):
         outbound.parse_status({"servers": []})
 
@@ -139,8 +146,8 @@ def test_poll_holds_the_server_over_its_limit_once() -> None:
     status = PersonalMailServerStatus.model_validate(kube.objects["alice"]["status"])  # type: ignore[attr-defined]
     assert status.outbound is not None and status.outbound.held
     assert [name for name, _ in posted] == ["alice"]  # Deliverable's transition event
-    assert metrics.OUTBOUND_HELD.labels("shop", "alice")._value.get() == 1
-    assert metrics.OUTBOUND_HELD.labels("shop", "bob")._value.get() == 0
+    assert metrics.OUTBOUND_HELD.labels("shop", "alice", "limit")._value.get() == 1
+    assert metrics.OUTBOUND_HELD.labels("shop", "bob", "none")._value.get() == 0
     assert metrics.OUTBOUND_RECIPIENTS.labels("shop", "alice")._value.get() == 12
 
 
@@ -170,3 +177,61 @@ def test_releases_follow_the_annotation() -> None:
     assert poll.releases() == 0
     reasons = [e.reason for _, events in posted for e in events]
     assert Reason.OUTBOUND_RELEASED in reasons
+
+
+def test_spam_holds_with_its_own_reason_and_what_to_do() -> None:
+    seen = Seen(3, 200, "-", False, spam=5, spam_hold=True)
+    new = outbound.hold(server(), seen, NOW)
+    assert new is not None and new.outbound is not None
+    assert (new.outbound.held, new.outbound.held_for, new.outbound.spam) == (True, "Spam", 5)
+    # The relay's 450 to the tenant: says it is held (the edge's metrics count "held").
+    assert new.outbound.reason == (
+        "outbound mail is held: shop/alice sent 5 messages in an hour that the relay's "
+        "antispam refused as spam"
+    )
+    cond = find(new.conditions, ConditionType.DELIVERABLE)
+    assert cond is not None and cond.status == "False"
+    assert cond.reason == Reason.OUTBOUND_SPAM_SUSPECTED
+    assert "refused 5 of its messages" in cond.message
+    assert "Sent folders" in cond.message
+    assert "kubectl annotate pms alice -n shop vpes.io/release-outbound=$(date +%s)" in (
+        cond.message
+    )
+    # Over the limit and spam at once: spam is the one a person must look at.
+    both = outbound.hold(server(), Seen(205, 200, "-", True, 5, True), NOW)
+    assert both is not None and both.outbound is not None
+    assert both.outbound.held_for == "Spam"
+    # A count, not yet the threshold: no hold; nor a count from before a release.
+    assert outbound.hold(server(), Seen(3, 200, "-", False, 4, False), NOW) is None
+    released = server(outbound_={"held": False, "releasedToken": "17"})
+    assert outbound.hold(released, seen, NOW) is None
+
+
+def test_the_release_annotation_lifts_a_spam_hold_too() -> None:
+    held = outbound.hold(server(), Seen(3, 200, "-", False, 5, True), NOW)
+    assert held is not None
+    current = server(release="1700000001").model_copy(update={"status": held})
+    new = outbound.release(current, "1700000001", NOW)
+    assert new is not None and new.outbound is not None
+    assert (new.outbound.held, new.outbound.held_for) == (False, None)
+    cond = find(new.conditions, ConditionType.DELIVERABLE)
+    assert cond is not None and (cond.status, cond.reason) == ("True", Reason.RELAYING)
+
+
+def test_poll_holds_for_spam_and_the_metric_tells_the_cause() -> None:
+    seen = {
+        "shop/alice": Seen(2, 10, "-", False, 6, True),
+        "shop/bob": Seen(12, 10, "-", True),
+        "shop/carol": Seen(1, 10, "-", False, 2, False),
+    }
+    poll, posted = poll_for([server("alice"), server("bob"), server("carol")], lambda _u: seen)
+    assert poll.poll() == 2
+    reasons = {name: [e.reason for e in events] for name, events in posted}
+    assert Reason.OUTBOUND_SPAM_SUSPECTED in reasons["alice"]
+    assert Reason.OUTBOUND_LIMIT_REACHED in reasons["bob"]
+    assert "carol" not in reasons
+    assert metrics.OUTBOUND_HELD.labels("shop", "alice", "spam")._value.get() == 1
+    assert metrics.OUTBOUND_HELD.labels("shop", "bob", "limit")._value.get() == 1
+    assert metrics.OUTBOUND_HELD.labels("shop", "carol", "none")._value.get() == 0
+    assert metrics.OUTBOUND_SPAM.labels("shop", "alice")._value.get() == 6
+    assert metrics.OUTBOUND_SPAM.labels("shop", "carol")._value.get() == 2

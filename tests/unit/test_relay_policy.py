@@ -81,10 +81,25 @@ def test_redis_keys_are_prefixed() -> None:
         "vpes:relay:rcpt:a/b",
         "vpes:relay:deferred:a/b",
         "vpes:relay:token:a/b",
+        "vpes:relay:spam:a/b",
     )
-    # The script forgets the count on a new token, prunes the window, counts one.
-    for needle in ("DEL", "ZREMRANGEBYSCORE", "ZCARD", "ZADD", "EXPIRE"):
-        assert needle in policy.WINDOW_SCRIPT
+    # Each script forgets every count, spam too, on a new token, prunes the
+    # window, counts one.
+    for script in (policy.WINDOW_SCRIPT, policy.SPAM_SCRIPT):
+        assert "redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])" in script
+        for needle in ("ZREMRANGEBYSCORE", "ZCARD", "ZADD", "EXPIRE"):
+            assert needle in script
+
+
+def test_spam_threshold_and_hold() -> None:
+    assert policy.spam_threshold(None) == policy.DEFAULT_SPAM_THRESHOLD == 5
+    assert policy.spam_threshold(" 3 ") == 3
+    assert policy.spam_threshold("0") == 0
+    with pytest.raises(ValueError, match="'many' is not a number"):
+        policy.spam_threshold("many")
+    assert not policy.spam_hold(2, 3)
+    assert policy.spam_hold(3, 3)
+    assert not policy.spam_hold(100, 0)  # 0: never held for spam
 
 
 def test_policy_protocol() -> None:
@@ -94,28 +109,40 @@ def test_policy_protocol() -> None:
     assert request["sasl_username"] == "acme/mail"
     assert "x" not in request
     assert policy.response("DUNNO") == b"action=DUNNO\n\n"
+    # The log reader's request for a refused message, in the same form.
+    spam = policy.parse_request(["request=vpes_spam_event", "sasl_username=spam/mail"])
+    assert spam["request"] == policy.SPAM_REQUEST
 
 
 def test_status_lists_only_active_servers() -> None:
     usage = {
-        "acme/mail": policy.Usage(12, 0),
+        "acme/mail": policy.Usage(12, 0, 2),
         "lim/mail": policy.Usage(3, 2),
         "held/mail": policy.Usage(0, 0),
+        "spam/mail": policy.Usage(0, 0, 3),  # refused messages are activity too
     }
-    doc = policy.status(maps(), usage)
+    doc = policy.status(maps(), usage, 3)
     assert doc == {
         "maps_version": "v7",
         "window_seconds": 3600,
+        "spam_threshold": 3,
         "servers": {
             "acme/mail": {
                 "recipients": 12, "limit": 200, "token": "-", "over_limit": False, "deferred": 0,
+                "spam": 2, "spam_hold": False,
             },
             "lim/mail": {
                 "recipients": 3, "limit": 3, "token": "1796480000", "over_limit": True,
-                "deferred": 2,
+                "deferred": 2, "spam": 0, "spam_hold": False,
+            },
+            "spam/mail": {
+                "recipients": 0, "limit": 0, "token": "-", "over_limit": False, "deferred": 0,
+                "spam": 3, "spam_hold": True,
             },
         },
     }  # fmt: skip
+    never = policy.status(maps(), usage, 0)["servers"]
+    assert never["spam/mail"]["spam_hold"] is False  # type: ignore[index]
 
 
 def test_metrics() -> None:
@@ -126,6 +153,10 @@ def test_metrics() -> None:
     assert "vpes_relay_queue_messages 4" in text
     assert 'vpes_relay_maps_version_info{version="v7"} 1' in text
     assert "vpes_relay_queue_messages" not in policy.metrics(maps(), {}, 0, None)
+    assert "vpes_relay_spam_total 0" in text
+    spam = policy.metrics(maps(), {}, 0, None, (7, 2))
+    assert "vpes_relay_spam_total 7" in spam
+    assert "vpes_relay_servers_spam_hold 2" in spam
 
 
 # --- one generation -----------------------------------------------------------

@@ -13,11 +13,17 @@ when it is one of these, and only then:
 Any other line, including one that merely mentions these words in free text
 (a header, a client's HELO), is not counted: the patterns are anchored on the
 daemon's own message prefix.
+
+The relay also needs to know *whose* message Rspamd refused (its spam hold,
+images/README.md "The edge image, role relay"): ``SpamLogins`` remembers the
+login of each queue id from smtpd's ``client=..., sasl_username=`` line and
+gives it back when cleanup logs that queue id's 5xx ``milter-reject``.
 """
 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 
 # Why mail was refused. ``other`` takes every refusal no rule below names.
@@ -123,3 +129,46 @@ def _reason(daemon: str, reject: re.Match[str]) -> str:
     if daemon == "postscreen":
         return "postscreen"
     return "other"
+
+
+# smtpd: "QID: client=host[ip], sasl_method=PLAIN, sasl_username=ns/name" (the
+# relay logs it once the message has a queue id, after its first accepted RCPT).
+_CLIENT = re.compile(
+    r"^(?P<qid>[0-9A-Za-z]+): client=\S+, sasl_method=\S+, sasl_username=(?P<login>[^,\s]+)"
+)
+# qmgr: "QID: removed" (delivered, bounced or expired: the id may come again).
+_REMOVED = re.compile(r"^(?P<qid>[0-9A-Za-z]+): removed$")
+
+
+class SpamLogins:
+    """Which login sent each message whose queue id the relay's log names, to say
+    whose message a 5xx ``milter-reject`` (Rspamd: spam) refused. Keeps at most
+    ``limit`` ids (the oldest go first): a message is in smtpd's hands for
+    seconds, so only a flood of sessions that never finish could push one out."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.logins: OrderedDict[str, str] = OrderedDict()
+
+    def observe(self, line: str) -> str | None:
+        """The login whose message ``line`` says Rspamd refused, else None."""
+        prefix = _PREFIX.search(line)
+        if prefix is None or not prefix["program"].startswith("postfix"):
+            return None
+        daemon = prefix["program"].rsplit("/", 1)[-1]
+        message = prefix["message"]
+        if daemon == "smtpd" and (client := _CLIENT.match(message)) is not None:
+            self.logins[client["qid"]] = client["login"]
+            self.logins.move_to_end(client["qid"])
+            while len(self.logins) > self.limit:
+                self.logins.popitem(last=False)
+            return None
+        if (removed := _REMOVED.match(message)) is not None:
+            self.logins.pop(removed["qid"], None)
+            return None
+        reject = _REJECT.match(message)
+        if reject is None or reject["kind"] != "milter-reject":
+            return None
+        qid = message.split(":", 1)[0]
+        login = self.logins.pop(qid, None)
+        return login if reject["dsn"] == "5" else None

@@ -11,7 +11,11 @@ there) and this program, as the postfix user, on the FIFO's other end. It
   on ``--listen`` (0.0.0.0:9147);
 - exits when the log ends, which is when master has exited (vpes-edge then
   exits too). vpes-edge exits when this program dies: Postfix's log would
-  have nowhere to go.
+  have nowhere to go;
+- role relay: tells the policy service (``VPES_POLICY_LISTEN``, 127.0.0.1:10046)
+  the login of every message Rspamd's milter refused with a 5xx
+  (``SpamForwarder``), which counts it toward the server's spam hold. From a
+  thread, through a bounded queue: the log never waits for it.
 
 The queue's sizes are counted when Prometheus asks, from the queue's
 directories: one ``scandir`` per directory (deferred and hold are hashed one
@@ -25,8 +29,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -34,7 +41,7 @@ from typing import BinaryIO
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from vpes_edge_log import REASONS, STATUSES, classify
+from vpes_edge_log import REASONS, STATUSES, SpamLogins, classify
 
 QUEUES = ("incoming", "active", "deferred", "hold")
 
@@ -67,15 +74,78 @@ def _count_files(directory: Path, depth: int) -> int:
     return count
 
 
+def say(line: str) -> None:
+    print(f"vpes-edge-metrics: {line}", file=sys.stderr, flush=True)
+
+
+class SpamForwarder:
+    """Role relay: sends each login whose message Rspamd refused to the policy
+    service (``request=vpes_spam_event``, the policy protocol's form), one
+    connection kept open. Three tries a login, then it is dropped with a line:
+    a missed count delays a spam hold, it never lets a message through."""
+
+    def __init__(self, address: tuple[str, int], size: int = 1000, pause: float = 1.0) -> None:
+        self.address = address
+        self.pause = pause
+        self.logins = SpamLogins()
+        self.queue: queue.Queue[str] = queue.Queue(size)
+        self.conn: socket.socket | None = None
+
+    def start(self) -> SpamForwarder:
+        threading.Thread(target=self.run, daemon=True).start()
+        return self
+
+    def observe(self, line: str) -> None:
+        login = self.logins.observe(line)
+        if login is None:
+            return
+        try:
+            self.queue.put_nowait(login)
+        except queue.Full:
+            say(f"a refused message of {login} not counted: too many waiting")
+
+    def run(self) -> None:
+        while True:
+            self.send(self.queue.get())
+
+    def send(self, login: str) -> str:
+        """The policy service's action for one refused message of ``login``."""
+        request = f"request=vpes_spam_event\nsasl_username={login}\n\n".encode()
+        problem = ""
+        for attempt in range(3):
+            try:
+                if self.conn is None:
+                    self.conn = socket.create_connection(self.address, timeout=5)
+                self.conn.sendall(request)
+                reply = b""
+                while not reply.endswith(b"\n\n"):
+                    chunk = self.conn.recv(4096)
+                    if not chunk:
+                        raise OSError("the policy service hung up")
+                    reply += chunk
+                return reply.decode("utf-8", "replace").strip().removeprefix("action=")
+            except OSError as e:
+                problem = str(e)
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+                time.sleep(attempt * self.pause)
+        say(f"a refused message of {login} not counted: the policy service: {problem}")
+        return ""
+
+
 class Counts:
     """The counters the log moves (thread-safe: read by the HTTP thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spam: SpamForwarder | None = None) -> None:
         self._lock = threading.Lock()
         self.rejections = dict.fromkeys(REASONS, 0)
         self.deliveries = dict.fromkeys(STATUSES, 0)
+        self.spam = spam
 
     def count(self, line: str) -> None:
+        if self.spam is not None:
+            self.spam.observe(line)
         event = classify(line)
         if event is None:
             return
@@ -161,12 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen", default="0.0.0.0:9147")
     parser.add_argument("--spool", default="/var/spool/postfix", type=Path)
     args = parser.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
-    counts = Counts()
+    spam = None
+    if args.role == "relay":
+        host, _, port = os.environ.get("VPES_POLICY_LISTEN", "127.0.0.1:10046").rpartition(":")
+        spam = SpamForwarder((host.strip("[]"), int(port))).start()
+    counts = Counts(spam)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EdgeCollector(args.role, counts, args.spool))
+    host, _, port = args.listen.rpartition(":")
     start_http_server(int(port), addr=host.strip("[]"), registry=registry)
-    print(f"vpes-edge-metrics: /metrics on {args.listen}", file=sys.stderr, flush=True)
+    say(f"/metrics on {args.listen}")
     # Opening blocks until master opens its end; the end of the log is
     # master's (and so postlogd's) exit: this one follows it.
     fd = os.open(args.log, os.O_RDONLY)

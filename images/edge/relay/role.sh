@@ -40,6 +40,12 @@
 #   VPES_MAPS_INTERVAL      seconds between looks (default 2)
 #   VPES_SRS_DOMAIN         rewrite forwarded mail's sender into this domain
 #                           with SRS (srs.sh; empty: no SRS)
+#   VPES_SPAM_MILTER        Rspamd's milter, e.g. inet:rspamd.vpes.svc:11332,
+#                           first in smtpd_milters: outbound mail is scanned,
+#                           a 5xx verdict refuses it and counts toward the
+#                           server's spam hold (empty: not scanned)
+#   VPES_SPAM_HOLD_THRESHOLD refused messages in the sliding hour that make
+#                           /status say spam_hold (default 5; 0: never)
 
 . "$SHARE/relay/srs.sh"
 
@@ -63,6 +69,14 @@ relay_config() {
 	for v in "${VPES_MX_INTERNAL:-}" "${VPES_RELAYHOST:-}"; do
 		case $v in *[!A-Za-z0-9.:\[\]-]*) die "'$v' is not a Postfix next hop ([host]:port)" ;; esac
 	done
+	case ${VPES_SPAM_MILTER:-} in
+	'') ;;
+	*[!A-Za-z0-9.:\[\]-]* | *:) die "VPES_SPAM_MILTER='$VPES_SPAM_MILTER' is not a milter address (inet:host:port)" ;;
+	inet:*:[0-9]*) ;;
+	*) die "VPES_SPAM_MILTER='$VPES_SPAM_MILTER' is not a milter address (inet:host:port)" ;;
+	esac
+	is_count "${VPES_SPAM_HOLD_THRESHOLD:-5}" ||
+		die "VPES_SPAM_HOLD_THRESHOLD=$VPES_SPAM_HOLD_THRESHOLD is not a number of messages"
 	srs_check
 	mkdir -p "$POSTFIX_DIR" "$RELAY_DIR" || die "cannot write $RUN_DIR (mount an emptyDir there)"
 	edge_tls
@@ -75,6 +89,7 @@ relay_config() {
 		echo "queue_minfree = $((size * 3 / 2))"
 		echo "smtpd_tls_chain_files = $tls_key, $tls_cert"
 		echo "relayhost = ${VPES_RELAYHOST:-}"
+		echo "smtpd_milters = ${VPES_SPAM_MILTER:+$VPES_SPAM_MILTER, }inet:127.0.0.1:8891, inet:127.0.0.1:8892"
 		srs_main_cf relay
 	} >"$POSTFIX_DIR/main.cf.new" &&
 		srs_domain_table &&
@@ -89,6 +104,8 @@ relay_config() {
 		die "Dovecot refuses its configuration: $out"
 	[ -n "${VPES_MX_INTERNAL:-}" ] && say "hosted domains' mail goes to $VPES_MX_INTERNAL" ||
 		say "VPES_MX_INTERNAL is not set: hosted domains' mail goes out like any other"
+	[ -n "${VPES_SPAM_MILTER:-}" ] && say "antispam: $VPES_SPAM_MILTER judges every message (4xx while it does not answer); ${VPES_SPAM_HOLD_THRESHOLD:-5} refused in an hour hold a server (0: never)" ||
+		say "VPES_SPAM_MILTER is not set: outbound mail is not scanned"
 }
 
 relay_stamp() {

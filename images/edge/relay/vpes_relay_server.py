@@ -5,6 +5,11 @@
   server, held → 450 with the reason, unknown → 454, over the limit in the
   sliding window (Redis, shared by the replicas) → 450, Redis unreachable →
   451; else DUNNO (the rest of Postfix's rules decide).
+- On the same socket, ``request=vpes_spam_event`` with ``sasl_username``: one
+  message of that server Rspamd's milter refused (5xx), sent by the log reader
+  (``vpes_edge_metrics.py``); counted in its own sliding window in Redis
+  (``SPAM_SCRIPT``), under the server's release token. ``/status`` says
+  ``spam_hold`` once a server has ``VPES_SPAM_HOLD_THRESHOLD`` of them (0: never).
 - HTTP on ``VPES_RELAY_HTTP`` (0.0.0.0:9146): ``GET /status`` (JSON) and
   ``GET /metrics`` (Prometheus text).
 
@@ -48,6 +53,9 @@ class State:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self.window = self.redis.register_script(policy.WINDOW_SCRIPT)
+        self.spam_window = self.redis.register_script(policy.SPAM_SCRIPT)
+        self.threshold = policy.spam_threshold(os.environ.get("VPES_SPAM_HOLD_THRESHOLD"))
+        self.spam_total = 0
         self.lock = threading.Lock()
         self.loaded_from = ""
         self.maps = policy.Maps()
@@ -92,6 +100,29 @@ class State:
             return self.counted(policy.REDIS_DOWN)
         return self.counted(policy.after_count(server, before, bool(allowed)))
 
+    def spam(self, server: str) -> str:
+        """Counts one refused message of `server`; the policy's answer to the reader."""
+        limit = self.current().limits.get(server)
+        if limit is None:
+            log(f"{server or '(no login)'}: a refused message not counted (not in the limits)")
+            return "DUNNO"
+        with self.lock:
+            self.sequence += 1
+            member = f"{time.time():.6f}:{self.instance}:{self.sequence}"
+        try:
+            count = self.spam_window(
+                keys=list(policy.keys(server)),
+                args=[time.time(), policy.WINDOW_SECONDS, limit.token, member],
+            )
+        except redis.RedisError as e:
+            log(f"error: Redis: {e}: a refused message of {server} not counted")
+            return "DEFER_IF_PERMIT"
+        with self.lock:
+            self.spam_total += 1
+        hold = " (spam hold)" if policy.spam_hold(int(count), self.threshold) else ""
+        log(f"{server}: message refused by the antispam, {count} in the last hour{hold}")
+        return "OK"
+
     def counted(self, decision: policy.Decision) -> policy.Decision:
         with self.lock:
             self.totals[decision.result] += 1
@@ -103,14 +134,20 @@ class State:
         since = time.time() - policy.WINDOW_SECONDS
         pipe = self.redis.pipeline(transaction=False)
         for server in servers:
-            rcpt, deferred, _ = policy.keys(server)
+            rcpt, deferred, token, spam = policy.keys(server)
             pipe.zcount(rcpt, since, "+inf")
             pipe.zcount(deferred, since, "+inf")
+            pipe.zcount(spam, since, "+inf")
+            pipe.get(token)
         counts = pipe.execute()
-        return {
-            s: policy.Usage(int(counts[2 * i]), int(counts[2 * i + 1]))
-            for i, s in enumerate(servers)
-        }
+        usage = {}
+        for i, server in enumerate(servers):
+            rcpt_n, deferred_n, spam_n, token = counts[4 * i : 4 * i + 4]
+            # Counted under another release token: the next RCPT forgets them.
+            if (token or b"").decode() != maps.limits[server].token:
+                rcpt_n = deferred_n = spam_n = 0
+            usage[server] = policy.Usage(int(rcpt_n), int(deferred_n), int(spam_n))
+        return usage
 
 
 class PolicyHandler(socketserver.StreamRequestHandler):
@@ -130,10 +167,13 @@ class PolicyHandler(socketserver.StreamRequestHandler):
                     break
                 lines.append(line)
             request = policy.parse_request(lines)
+            server = request.get("sasl_username", "").strip().lower()
+            if request.get("request") == policy.SPAM_REQUEST:
+                self.wfile.write(policy.response(self.state.spam(server)))
+                continue
             if request.get("request") != "smtpd_access_policy":
                 self.wfile.write(policy.response("DUNNO"))
                 continue
-            server = request.get("sasl_username", "").strip().lower()
             decision = self.state.decide(server)
             if decision.result != "accepted":
                 log(f"{server or '(no login)'}: {decision.action}")
@@ -146,7 +186,8 @@ class HttpHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         try:
             if self.path == "/status":
-                body = json.dumps(policy.status(self.state.current(), self.state.usage()))
+                state = self.state
+                body = json.dumps(policy.status(state.current(), state.usage(), state.threshold))
                 self.reply(200, "application/json", body)
             elif self.path == "/metrics":
                 self.reply(200, "text/plain; version=0.0.4", self.metrics())
@@ -158,13 +199,15 @@ class HttpHandler(BaseHTTPRequestHandler):
     def metrics(self) -> str:
         usage = self.state.usage()
         over = sum(1 for u in usage.values() if u.deferred > 0)
+        spam_held = sum(1 for u in usage.values() if policy.spam_hold(u.spam, self.state.threshold))
         try:
             queue: int | None = int(QUEUE_FILE.read_text())
         except (OSError, ValueError):
             queue = None
         with self.state.lock:
             totals = dict(self.state.totals)
-        return policy.metrics(self.state.current(), totals, over, queue)
+            spam = (self.state.spam_total, spam_held)
+        return policy.metrics(self.state.current(), totals, over, queue, spam)
 
     def reply(self, code: int, kind: str, body: str) -> None:
         data = body.encode()

@@ -161,6 +161,7 @@ class Reason(StrEnum):
     # server still receives, its outbound mail waits in its queue)
     RELAYING = "Relaying"
     OUTBOUND_LIMIT_REACHED = "OutboundLimitReached"
+    OUTBOUND_SPAM_SUSPECTED = "OutboundSpamSuspected"
     # Limits of the plan
     PLAN_LIMIT_EXCEEDED = "PlanLimitExceeded"
     INVALID_MAILBOXES = "InvalidMailboxes"

@@ -321,12 +321,20 @@ class Usage(Model):
     )
 
 
+class HoldCause(StrEnum):
+    """Why the relay holds a server's outbound mail."""
+
+    LIMIT = "Limit"  # the plan's recipients an hour are used up
+    SPAM = "Spam"  # the relay's antispam refused too many of its messages in an hour
+
+
 class Outbound(Model):
     """Outbound mail through the edge's relay, and whether the server is held there.
 
     The figures are those the relay reported when the operator last acted
     (held or released the server); the live ones are the metrics
-    vpes_tenant_outbound_recipients and vpes_tenant_outbound_held."""
+    vpes_tenant_outbound_recipients, vpes_tenant_outbound_spam and
+    vpes_tenant_outbound_held."""
 
     recipients: int | None = Field(
         default=None, ge=0, description="Recipients sent in the last hour (the relay's count)."
@@ -334,9 +342,19 @@ class Outbound(Model):
     limit: int | None = Field(
         default=None, ge=0, description="Recipients an hour the plan allows (outboundPerHour)."
     )
+    spam: int | None = Field(
+        default=None,
+        ge=0,
+        description="Messages the relay's antispam refused in the last hour (the relay's count).",
+    )
     held: bool = Field(
         default=False,
         description="The relay defers every message of this server (450) until released.",
+    )
+    held_for: HoldCause | None = Field(
+        default=None,
+        description="Why it is held: Limit (the plan's recipients an hour) or Spam (the "
+        "relay's antispam refused too many of its messages in an hour).",
     )
     held_since: datetime | None = Field(default=None, description="When the hold began.")
     reason: str | None = Field(default=None, description="Why the server is held.")
