@@ -414,6 +414,26 @@ def test_a_key_opendkim_cannot_use_defers_the_message_never_unsigned(relay: Rela
     assert "d=acme.example" in "".join(signatures(got["data"]))
 
 
+def test_a_signing_script_of_another_generation_defers_everything(relay: Relay) -> None:
+    """An OpenDKIM still on an older generation (its reload failed, or is yet to
+    come) would not know a new server's keys: its setup script sees that another
+    generation is live and fails the message with a 4xx."""
+    live = "/run/vpes/relay/current/generation"
+    was = relay.read(live)
+    assert was.startswith("gen."), was
+    podman("exec", relay.name, "sh", "-c", f"echo gen.elsewhere > {live}")
+    subject = unique("relay stale generation")
+    try:
+        with login(relay, ACME) as smtp, pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("a@acme.example", [OUTSIDE], message("a@acme.example", OUTSIDE, subject))
+        assert refused.value.smtp_code // 100 == 4, refused.value
+    finally:
+        podman("exec", relay.name, "sh", "-c", f"echo {was} > {live}")
+    send(relay, ACME, "a@acme.example", [OUTSIDE], subject)
+    got = relay.sinks[NET_SINK].wait_for(subject)
+    assert "d=acme.example" in "".join(signatures(got["data"]))
+
+
 @pytest.mark.parametrize(("env", "broken", "says"), START_ERRORS.values(), ids=START_ERRORS.keys())
 def test_start_refuses_what_cannot_work(
     relay: Relay, tmp_path: Path, env: dict[str, str], broken: str | None, says: str

@@ -229,7 +229,9 @@ def test_signing_script_signs_only_the_owners_domains() -> None:
         gen.Key("acme.example", "vpes-ed25519", "b.key"),
         gen.Key("orphan.example", "vpes", "c.key"),  # no server sends as it: never signed
     ]
-    script = gen.signing_script({"acme.example": "acme/mail"}, keys)
+    script = gen.signing_script({"acme.example": "acme/mail"}, keys, "gen.1.2", "/r/current/g")
+    # Not the live generation's script (a reload that failed): every message 4xx.
+    assert 'io.open("/r/current/g", "r")' in script and 'if now ~= "gen.1.2" then' in script
     assert (
         '["acme.example"] = {server = "acme/mail", keys = '
         '{"vpes._domainkey.acme.example", "vpes-ed25519._domainkey.acme.example"}},'
