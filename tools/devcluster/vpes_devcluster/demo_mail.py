@@ -4,6 +4,7 @@ client on the internet reaches it: behind a load balancer that sends a PROXY hea
 
 from __future__ import annotations
 
+import email.utils
 import imaplib
 import smtplib
 import socket
@@ -63,17 +64,21 @@ def round_trip(
     public ports take a PROXY header first (IMAP then on 143 with STARTTLS)."""
     domain = address.split("@", 1)[1]
     subject = f"hello from the vpes demo {uuid.uuid4().hex[:8]}"
+    # As a mail server would send it (a Date, a Message-ID, its own name in EHLO):
+    # the edge's Rspamd files a message without them into Junk.
     msg = EmailMessage()
     msg["From"] = f"demo@{domain}"
     msg["To"] = address
     msg["Subject"] = subject
+    msg["Date"] = email.utils.formatdate()
+    msg["Message-ID"] = email.utils.make_msgid(domain="mail.example.net")
     msg.set_content("This message went in through SMTP and came back out through IMAP.\n")
     smtp_class = _ProxiedSMTP if proxied else smtplib.SMTP
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with smtp_class(host, 25, timeout=15) as smtp:
+            with smtp_class(host, 25, timeout=15, local_hostname="mail.example.net") as smtp:
                 smtp.send_message(msg)
             break
         except (OSError, smtplib.SMTPException) as e:
