@@ -154,6 +154,10 @@ def test_the_edge_takes_mail_for_each_tenant_and_refuses_what_it_must(
     api: Kube, edge: str, namespace: str
 ) -> None:
     alice, bob = routed_servers(api, namespace, "alice", "bob")
+    # The MX itself routes them: the kubelet hands a ConfigMap's change to the pod up
+    # to a minute after the API has it.
+    for address in (alice, bob):
+        wait_for(lambda a=address: rcpt(edge, a)[0] == 250, f"the MX takes {address}", 120, 2)
 
     # Mail from outside reaches each tenant through the one MX, with the client's
     # real address (from the PROXY header) recorded by the edge.
