@@ -136,9 +136,9 @@ def routed(api: Kube, *domains: str) -> dict[str, Any] | None:
     return maps if set(domains) <= present else None
 
 
-def routed_servers(api: Kube, namespace: str, *names: str) -> list[str]:
-    """A server per name (domain ``<name>-edge.example``), each Ready and in the
-    edge's maps; their mailboxes' addresses."""
+def routed_servers(api: Kube, edge: str, namespace: str, *names: str) -> list[str]:
+    """A server per name (domain ``<name>-edge.example``), each Ready, in the edge's
+    maps and taken by the MX at `edge`; their mailboxes' addresses."""
     plan = support.small_plan(api)
     addresses = [
         support.create_server(api, namespace, name, plan, f"{name}-edge.example") for name in names
@@ -147,17 +147,17 @@ def routed_servers(api: Kube, namespace: str, *names: str) -> list[str]:
         wait_ready(api, namespace, name, timeout=240)
     domains = [f"{name}-edge.example" for name in names]
     wait_for(lambda: routed(api, *domains), "all routed", 60)
+    # The MX itself routes them: the kubelet hands a ConfigMap's change to the pod up
+    # to a minute after the API has it.
+    for address in addresses:
+        wait_for(lambda a=address: rcpt(edge, a)[0] == 250, f"the MX takes {address}", 120, 2)
     return addresses
 
 
 def test_the_edge_takes_mail_for_each_tenant_and_refuses_what_it_must(
     api: Kube, edge: str, namespace: str
 ) -> None:
-    alice, bob = routed_servers(api, namespace, "alice", "bob")
-    # The MX itself routes them: the kubelet hands a ConfigMap's change to the pod up
-    # to a minute after the API has it.
-    for address in (alice, bob):
-        wait_for(lambda a=address: rcpt(edge, a)[0] == 250, f"the MX takes {address}", 120, 2)
+    alice, bob = routed_servers(api, edge, namespace, "alice", "bob")
 
     # Mail from outside reaches each tenant through the one MX, with the client's
     # real address (from the PROXY header) recorded by the edge.
@@ -228,7 +228,7 @@ def proxy_login(edge_proxy: str, address: str, password: str) -> imaplib.IMAP4:
 def test_imap_logins_through_the_proxy_reach_their_own_tenant(
     api: Kube, core: client.CoreV1Api, edge: str, namespace: str
 ) -> None:
-    dave, erin = routed_servers(api, namespace, "dave", "erin")
+    dave, erin = routed_servers(api, edge, namespace, "dave", "erin")
     svc = core.read_namespaced_service(f"{RELEASE}-edge-proxy", NAMESPACE)
     assert svc.spec is not None
     proxy = str(svc.spec.cluster_ip)
