@@ -14,6 +14,7 @@ asked the customer to publish.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -76,12 +77,19 @@ def template(name: str, values: list[str], indent: str) -> str:
 
 
 def publish(cluster: Cluster, records: dict[str, list[str]]) -> None:
-    """Serve `records` (name → TXT values) from the cluster DNS, and wait until the
-    restarted CoreDNS is ready."""
+    """Serve `records` (name → TXT values) from the cluster DNS in place of what was
+    published for those names before, and wait until the restarted CoreDNS is ready."""
     out = cluster.kubectl("get", "configmap", NAME, "-n", NAMESPACE, "-o", "json").stdout
     corefile = str((json.loads(out).get("data") or {}).get("Corefile") or "")
     if ANCHOR not in corefile:
         raise ClusterError(f"the dev Corefile changed shape: no {ANCHOR.strip()!r} in it")
+    for name in records:  # what was published for these names before goes
+        corefile = re.sub(
+            r"template IN TXT " + re.escape(name) + r" \{\n.*?\n[ \t]*\}\n[ \t]*",
+            "",
+            corefile,
+            flags=re.DOTALL,
+        )
     at = corefile.index(ANCHOR)
     indent = corefile[corefile.rindex("\n", 0, at) + 1 : at]
     blocks = "".join(template(n, v, indent) for n, v in sorted(records.items()))
