@@ -117,5 +117,9 @@ bench-edge: install system-deps images ## the shared edge: SMTP through the MX (
 bench-edge-logins: install system-deps images ## IMAP logins/s through the edge's login proxy next to straight into a tenant (bcrypt cost 10 and 4), the proxy's CPU per login
 	$(PY) -m bench.edge_logins
 
+.PHONY: bench-edge-relay
+bench-edge-relay: install system-deps images ## the outbound relay: messages/s with Rspamd judging each message next to the same relay without the scan, its memory
+	$(PY) -m bench.edge_relay
+
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)
