@@ -14,9 +14,6 @@ import ssl
 import time
 import uuid
 from collections.abc import Iterator
-from email import message_from_string
-from pathlib import Path
-from typing import Any
 
 import dkim
 import httpx
@@ -24,52 +21,31 @@ import pytest
 
 from .clients import TLS, message, unique, wait_until
 from .conftest import host_address
-from .edge import map_text
 from .relay import HTTP, MX_SINK, NET_SINK, SMTP, DkimKey, Relay, dkim_key, shard_files
+from .relay_fleet import (
+    ACME,
+    HELD,
+    HELD_REASON,
+    HOSTNAME,
+    LIMITED,
+    NEWCOMER,
+    OTHER,
+    OUTSIDE,
+    PASSWORDS,
+    RELEASED,
+    SHARDS,
+    SIZE_LIMIT,
+    dns_for,
+    login,
+    maps_for,
+    ready,
+    send,
+    signatures,
+    status,
+)
 from .tenant import build_images, podman
 
 pytestmark = pytest.mark.images
-
-HOSTNAME = "relay.edge.test"
-SIZE_LIMIT = 1024 * 1024
-SHARDS = 4
-ACME, OTHER, LIMITED, HELD, RELEASED, NEWCOMER = (
-    "acme/mail",
-    "other/mail",
-    "lim/mail",
-    "held/mail",
-    "rel/mail",
-    "new/mail",
-)
-DOMAINS = {
-    "acme.example": ACME,
-    "acme.example.net": ACME,
-    "other.example": OTHER,
-    "lim.example": LIMITED,
-    "held.example": HELD,
-    "rel.example": RELEASED,
-}
-PASSWORDS = {s: "pw-" + uuid.uuid4().hex for s in (ACME, OTHER, LIMITED, HELD, RELEASED)}
-PASSWORDS[NEWCOMER] = "pw-" + uuid.uuid4().hex
-LIMITS = {ACME: 100, OTHER: 100, LIMITED: 3, HELD: 100, RELEASED: 2}
-HELD_REASON = "held/mail is held: sent 900 recipients this hour, limit 100"
-OUTSIDE = "someone@elsewhere.test"  # not hosted: straight out (the internet sink)
-
-
-def maps_for(version: str, tokens: dict[str, str] | None = None) -> dict[str, str]:
-    tokens = tokens or {}
-    return {
-        "domains": map_text(DOMAINS),
-        "recipients": "",
-        "transport": "",
-        "access": "",
-        "antispam": "",
-        "proxy": "",
-        "senders": map_text({f"@{d}": s for d, s in DOMAINS.items()}),
-        "limits": "".join(f"{s} {n} {tokens.get(s, '-')}\n" for s, n in LIMITS.items()),
-        "held": f"{HELD} {HELD_REASON}\n",
-        "version": f"{version}\n",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -106,54 +82,6 @@ def relay(
         yield box
     finally:
         box.remove()
-
-
-def ready(box: Relay) -> bool:
-    if not box.running():
-        raise RuntimeError(f"relay exited:\n{box.logs()}")
-    try:
-        httpx.get(f"http://{box.host}:{HTTP}/status", timeout=2).raise_for_status()
-        with smtplib.SMTP(box.host, SMTP, timeout=5) as smtp:
-            return smtp.ehlo("client.example")[0] == 250
-    except (OSError, httpx.HTTPError, smtplib.SMTPException):
-        return False
-
-
-def login(box: Relay, server: str, password: str | None = None) -> smtplib.SMTP:
-    smtp = smtplib.SMTP(box.host, SMTP, timeout=30)
-    smtp.ehlo("tenant.example")
-    smtp.starttls(context=TLS)
-    smtp.ehlo("tenant.example")
-    smtp.login(server, password if password is not None else PASSWORDS[server])
-    return smtp
-
-
-def status(box: Relay) -> dict[str, Any]:
-    reply = httpx.get(f"http://{box.host}:{HTTP}/status", timeout=10)
-    reply.raise_for_status()
-    result: dict[str, Any] = reply.json()
-    return result
-
-
-def send(box: Relay, server: str, sender: str, rcpts: list[str], subject: str) -> None:
-    with login(box, server) as smtp:
-        refused = smtp.sendmail(sender, rcpts, message(sender, rcpts[0], subject))
-    assert refused == {}, refused
-
-
-def dns_for(keys: dict[str, list[DkimKey]]) -> Any:
-    records = {
-        f"{k.selector}._domainkey.{k.domain}.".encode(): k.dns for ks in keys.values() for k in ks
-    }
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        return records.get(name)
-
-    return lookup
-
-
-def signatures(data: str) -> list[str]:
-    return [str(h) for h in message_from_string(data).get_all("DKIM-Signature", [])]
 
 
 # --- what goes through ----------------------------------------------------------
@@ -388,13 +316,6 @@ def test_broken_maps_keep_the_last_good_ones(relay: Relay) -> None:
         restore(relay)
 
 
-START_ERRORS = {
-    "no redis": ({"VPES_REDIS": ""}, None, "VPES_REDIS='' is not host:port"),
-    "no hostname": ({"VPES_HOSTNAME": ""}, None, "VPES_HOSTNAME is not set"),
-    "bad limits": ({}, "limits", "no usable maps"),
-}
-
-
 LIVE_GENERATION = "/run/vpes/relay/current/generation"
 # What OpenDKIM cannot sign with, made and mended inside the running relay.
 UNSIGNABLE = {
@@ -430,27 +351,6 @@ def test_what_opendkim_cannot_sign_is_deferred_never_sent_unsigned(
     assert "d=acme.example" in "".join(signatures(got["data"]))
 
 
-@pytest.mark.parametrize(("env", "broken", "says"), START_ERRORS.values(), ids=START_ERRORS.keys())
-def test_start_refuses_what_cannot_work(
-    relay: Relay, tmp_path: Path, env: dict[str, str], broken: str | None, says: str
-) -> None:
-    box = Relay(
-        relay.image, relay.redis_image, host_address(52), tmp_path,
-        env={"VPES_HOSTNAME": HOSTNAME, "VPES_MESSAGE_SIZE_LIMIT": str(SIZE_LIMIT), **env},
-    )  # fmt: skip
-    files = maps_for("start")
-    if broken is not None:
-        files[broken] += "key-without-value\n"
-    box.maps.write(files)
-    box.write_secrets(shard_files(1, {}, {}))
-    try:
-        box.start(sinks=False)
-        assert podman("wait", box.name, timeout=60).stdout.strip() == "2"
-        assert says in box.logs()
-    finally:
-        box.remove()
-
-
 def test_starts_clean_and_sigterm_stops_everything(relay: Relay) -> None:
     # Last in this module: it stops the module's relay.
     logs = relay.logs()
@@ -464,48 +364,3 @@ def test_starts_clean_and_sigterm_stops_everything(relay: Relay) -> None:
     logs = relay.logs()
     assert "SIGTERM received: stopping Postfix, Dovecot, OpenDKIM" in logs
     assert "vpes-edge: stopped" in logs
-
-
-def test_a_relay_started_before_any_server_signs_their_mail_once_they_arrive(
-    tmp_path: Path,
-) -> None:
-    """A fresh install: the relay starts with empty maps and shards (no KeyTable
-    entry, an empty setup script) in a kubelet's emptyDir (mode 1777); the first
-    servers' keys arrive later, as the operator publishes them, and their mail goes
-    out signed. (Under a directory others may write, OpenDKIM would not use the
-    keys: vpes-edge makes it root's alone.)"""
-    box = Relay(
-        build_images("edge")[0],
-        build_images("rspamd")[0],
-        host_address(54),
-        tmp_path,
-        env={"VPES_HOSTNAME": HOSTNAME, "VPES_MESSAGE_SIZE_LIMIT": str(SIZE_LIMIT)},
-    )
-    empty = {name: "" for name in maps_for("x")} | {"version": "empty-0\n"}
-    box.maps.write(empty)
-    box.write_secrets(shard_files(SHARDS, {}, {}))
-    key = dkim_key("new.example", "vpes", bits=1024)  # the e2e chart's key size
-    try:
-        box.start()
-        wait_until(lambda: ready(box), 60, "the relay's 587 and 9146")
-        # The kubelet's 1777 lost group and other write before anything ran.
-        mode = podman("exec", box.name, "stat", "-c", "%a", "/run/vpes").stdout.strip()
-        assert mode == "1755", mode
-        box.write_secrets(shard_files(SHARDS, {NEWCOMER: PASSWORDS[NEWCOMER]}, {NEWCOMER: [key]}))
-        box.maps.write(
-            empty
-            | {
-                "domains": f"new.example {NEWCOMER}\n",
-                "senders": f"@new.example {NEWCOMER}\n",
-                "limits": f"{NEWCOMER} 10 -\n",
-                "version": "first-1\n",
-            }
-        )
-        wait_until(lambda: box.read("/run/vpes/maps-version") == "first-1", 15, "first-1")
-        subject = unique("relay first server")
-        send(box, NEWCOMER, "n@new.example", [OUTSIDE], subject)
-        got = box.sinks[NET_SINK].wait_for(subject)
-        assert "d=new.example" in "".join(signatures(got["data"])), box.logs()
-        assert dkim.verify(got["data"].encode(), dnsfunc=dns_for({NEWCOMER: [key]}))
-    finally:
-        box.remove()

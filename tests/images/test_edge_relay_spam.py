@@ -25,9 +25,9 @@ from .clients import message, unique, wait_until
 from .conftest import host_address
 from .edge import map_text
 from .relay import HTTP, NET_SINK, DkimKey, Relay, dkim_key, shard_files
+from .relay_fleet import HOSTNAME, login, ready, status
 from .rspamd_support import GTUBE, HAM, MILTER, Antispam
 from .tenant import build_images, container_address, podman
-from .test_edge_relay import HOSTNAME, login, ready, status
 
 pytestmark = pytest.mark.images
 

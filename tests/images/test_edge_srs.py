@@ -35,10 +35,10 @@ from .conftest import Running, host_address
 from .edge import Edge, EdgeMaps
 from .mx_support import maps_for as mx_maps
 from .relay import MX_SINK, NET_SINK, Relay, Sink, shard_files, start_sink
+from .relay_fleet import ACME, PASSWORDS, SHARDS, login, ready
+from .relay_fleet import maps_for as relay_maps
 from .tenant import _atomic_write, build_images, container_address, podman
 from .test_delivery import find
-from .test_edge_relay import ACME, PASSWORDS, SHARDS, login, ready
-from .test_edge_relay import maps_for as relay_maps
 
 pytestmark = pytest.mark.images
 
