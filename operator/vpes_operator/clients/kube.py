@@ -62,6 +62,15 @@ class Kube:
         self.field_manager = field_manager
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovery = threading.Lock()
+        self._headers: dict[str, str] = {}
+
+    def impersonate(self, user: str) -> Kube:
+        """The same client acting as `user` (Impersonate-User): the API server then
+        authorizes every request as that user. Shares the pool and discovery cache."""
+        other = Kube.__new__(Kube)
+        other.__dict__.update(self.__dict__)
+        other._headers = {**self._headers, "Impersonate-User": user}
+        return other
 
     def resource(self, api_version: str, kind: str) -> Resource:
         """The resource that serves `kind`, from the API server's discovery (cached)."""
@@ -104,7 +113,7 @@ class Kube:
     ) -> Any:
         """The response (`status`, `read()`, `response`: the urllib3 one) of one call."""
         url_path = path + ("?" + urlencode(query) if query else "")
-        headers = {"Accept": accept, "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type, **self._headers}
         _, url, hdrs, _, _ = self.api.param_serialize(
             method=method,
             resource_path=url_path,

@@ -1,0 +1,55 @@
+"""The panel's ASGI app: its routes behind the body limit and the security headers."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from vpes_billing.web import BodyLimit
+from vpes_operator.clients.kube import Kube
+
+from .routes import registry
+from .settings import Settings
+from .web import Panel
+
+# Pages carry their own CSS inline and no script at all; nothing may frame them.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        b"form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def healthz(request: Request) -> Response:
+    return Response("ok")
+
+
+def build_app(settings: Settings, kube: Kube) -> ASGIApp:
+    panel = Panel(settings, kube)
+    routes = [Route("/healthz", healthz), *registry.routes(panel)]
+    app = Starlette(routes=routes)
+    return SecurityHeaders(BodyLimit(app, settings.max_body_bytes))

@@ -1,0 +1,55 @@
+"""Which server a login belongs to: mailbox address → (namespace, server).
+
+The only read the panel makes with its own ServiceAccount's power (list
+PersonalMailServers in every namespace, spec only used here): before a login
+the panel cannot know whose namespace to impersonate. The list is kept for
+`ttl` seconds and listed again on a miss after that, so a new mailbox can log
+in within seconds and a thousand logins do not list a thousand times.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import Kube
+
+
+@dataclass(frozen=True)
+class Home:
+    namespace: str
+    server: str
+
+
+class Directory:
+    def __init__(self, kube: Kube, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.kube = kube
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._homes: dict[str, Home] = {}
+        self._listed_at: float | None = None
+
+    def _refresh(self) -> None:
+        homes: dict[str, Home] = {}
+        for obj in self.kube.list(API_VERSION, "PersonalMailServer"):
+            meta = obj["metadata"]
+            home = Home(str(meta["namespace"]), str(meta["name"]))
+            for mailbox in (obj.get("spec") or {}).get("mailboxes") or []:
+                homes.setdefault(str(mailbox.get("address", "")), home)
+        with self._lock:
+            self._homes = homes
+            self._listed_at = self.clock()
+
+    def find(self, address: str) -> Home | None:
+        with self._lock:
+            found = self._homes.get(address)
+            fresh = self._listed_at is not None and self.clock() - self._listed_at < self.ttl
+        if found is not None or fresh:
+            return found
+        self._refresh()
+        with self._lock:
+            return self._homes.get(address)

@@ -1,0 +1,159 @@
+"""Logging in and out: password (checked against the tenant's own hash), then, where
+the user enrolled one, a TOTP code.
+
+Attempts are limited per address and per client address (token buckets, so a
+guesser is slowed and a person who mistyped is not locked out for long), and
+each answer is the same whether the address exists or the password is wrong
+(an unknown address still costs a bcrypt check). The login form's CSRF token
+is a double-submitted cookie: there is no session yet to bind it to.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from vpes_billing.ratelimit import RateLimit
+from vpes_operator import crypto
+
+from .. import sessions, totp
+from ..customer import Customer, totp_key
+from ..web import Context, Form, Panel, read_form, redirect
+
+log = logging.getLogger("vpes.panel")
+LOGIN_CSRF = "vpes_login_csrf"
+# Checked when the address is unknown, so that its answer takes as long as a wrong password.
+_DUMMY = crypto.hash_password(secrets.token_urlsafe(16), 10)
+WRONG = "The address or the password is not right."
+
+
+class Auth:
+    def __init__(self, panel: Panel) -> None:
+        self.panel = panel
+        s = panel.settings
+        self.by_address = RateLimit(s.login_burst, s.login_every_seconds)
+        self.by_client = RateLimit(s.login_burst * 4, s.login_every_seconds / 4)
+
+    def routes(self) -> list[Route]:
+        p = self.panel
+        return [
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login_post, methods=["POST"]),
+            Route(
+                "/login/totp", p.page(self.totp_page, stage=sessions.STAGE_TOTP), methods=["GET"]
+            ),
+            Route(
+                "/login/totp", p.page(self.totp_post, stage=sessions.STAGE_TOTP), methods=["POST"]
+            ),
+            Route("/logout", self.logout, methods=["POST"]),
+        ]
+
+    def _login_form(self, form: Form, status: int = 200, notice: str = "") -> Response:
+        token = secrets.token_urlsafe(24)
+        response = self.panel.render(
+            "login.html", "Log in", status, form=form, csrf=token, notice=notice
+        )
+        response.set_cookie(
+            LOGIN_CSRF,
+            token,
+            max_age=3600,
+            path="/login",
+            httponly=True,
+            samesite="strict",
+            secure=self.panel.settings.secure_cookies,
+        )
+        return response
+
+    async def login_page(self, request: Request) -> Response:
+        ended = request.query_params.get("ended")
+        notice = "Your session ended. Log in again." if ended else ""
+        return self._login_form(Form(), notice=notice)
+
+    async def login_post(self, request: Request) -> Response:
+        form = Form(await read_form(request))
+        cookie = request.cookies.get(LOGIN_CSRF, "")
+        if not (
+            cookie
+            and hmac.compare_digest(cookie, form.get("csrf"))
+            and self.panel.same_origin(request)
+        ):
+            form.error("address", "This form was out of date. Try again.")
+            return self._login_form(form, 403)
+        address = form.get("address").lower()
+        form.values["address"] = address
+        if not address:
+            form.error("address", "Enter your mail address, like alice@example.org.")
+        if not form.get("password"):
+            form.error("password", "Enter your password.")
+        if not form.ok:
+            return self._login_form(form, 422)
+        client = request.client.host if request.client else ""
+        wait = max(self.by_address.allow(address), self.by_client.allow(client))
+        if wait:
+            form.error("address", f"Too many attempts. Try again in {int(wait) + 1} seconds.")
+            response = self._login_form(form, 429)
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        session = await run_in_threadpool(self._authenticate, address, form.get("password"))
+        if session is None:
+            log.info("login refused for a mailbox of %s", address.partition("@")[2])
+            form.error("password", WRONG)
+            return self._login_form(form, 401)
+        nxt = "/login/totp" if session.stage == sessions.STAGE_TOTP else "/"
+        return self.panel.set_cookie(redirect(nxt), session)
+
+    def _authenticate(self, address: str, password: str) -> sessions.Session | None:
+        home = self.panel.directory.find(address)
+        if home is None:
+            crypto.verify_password(password, _DUMMY)
+            return None
+        customer = self.panel.customer_at(home.namespace, home.server)
+        spec = customer.get().get("spec") or {}
+        hashed = customer.current_hash(spec, address)
+        if not hashed or not crypto.verify_password(password, hashed):
+            if not hashed:
+                crypto.verify_password(password, _DUMMY)
+            return None
+        panel_spec = spec.get("panel") or {}
+        admin = address in (panel_spec.get("admins") or [])
+        enrolled = totp.Enrolment.load(customer.stored(totp_key(home.server, address)))
+        stage = sessions.STAGE_TOTP if enrolled else sessions.STAGE_IN
+        return self.panel.codec.start(
+            home.namespace, home.server, address, admin, sessions.fingerprint(hashed), stage
+        )
+
+    async def totp_page(self, ctx: Context) -> Response:
+        return ctx.render("totp_login.html", "Your second factor")
+
+    async def totp_post(self, ctx: Context) -> Response:
+        key = totp_key(ctx.session.server, ctx.session.user)
+        step = await ctx.run(self._check_code, ctx.customer, key, ctx.form.get("code"))
+        if step is None:
+            ctx.form.error(
+                "code",
+                "This code is not right, or was used already. Enter the "
+                "6 digits your app shows now.",
+            )
+            return ctx.render("totp_login.html", "Your second factor", 401)
+        ctx.session = self.panel.codec.advance(ctx.session, sessions.STAGE_IN)
+        return redirect("/")
+
+    def _check_code(self, customer: Customer, key: str, code: str) -> int | None:
+        wait = self.by_address.allow(f"totp:{customer.namespace}/{key}")
+        if wait:
+            return None
+        enrolled = totp.Enrolment.load(customer.stored(key))
+        if enrolled is None:
+            return None
+        step = totp.verify(enrolled.secret, code, enrolled.last_step)
+        if step is not None:
+            customer.store({key: totp.Enrolment(enrolled.secret, step).dump()})
+        return step
+
+    async def logout(self, request: Request) -> Response:
+        return self.panel.set_cookie(redirect("/login"), None)

@@ -1,0 +1,15 @@
+"""Every page of the panel, in one table: each module of routes/ adds its own."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from ..web import Panel
+from . import auth, overview
+
+
+def routes(panel: Panel) -> list[Route]:
+    return [
+        *auth.Auth(panel).routes(),
+        *overview.routes(panel),
+    ]
