@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,10 +36,10 @@ def _optional_secret(name: str) -> str | None:
 @dataclass(frozen=True)
 class Settings:
     public_url: str
-    session_key: bytes
+    session_key: bytes = field(repr=False)
     customer_service_account: str = CUSTOMER_SA
     billing_url: str | None = None
-    stripe_api_key: str | None = None
+    stripe_api_key: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
     # A session ends after this long without a request, and after `session_max_seconds`
     # whatever happens.
