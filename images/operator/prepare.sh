@@ -8,7 +8,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 python=${VPES_PYTHON:-$repo/.venv/bin/python}
 mkdir -p "$1/src"
 cp "$repo/pyproject.toml" "$1/src/"
-for dir in operator billing tools/devcluster; do
+for dir in operator billing panel tools/devcluster; do
   mkdir -p "$1/src/$dir"
   (cd "$repo/$dir" && find . -name __pycache__ -prune -o -name '*.egg-info' -prune -o -type f -print0 \
     | xargs -0 cp --parents -t "$1/src/$dir")
