@@ -11,7 +11,13 @@ import jinja2
 from .builders import Plan
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("vpes_billing", "templates"),
+    # One look for signup and the panel: the panel's stylesheet is shared.
+    loader=jinja2.ChoiceLoader(
+        [
+            jinja2.PackageLoader("vpes_billing", "templates"),
+            jinja2.PackageLoader("vpes_panel", "templates"),
+        ]
+    ),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
