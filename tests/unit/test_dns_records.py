@@ -187,6 +187,19 @@ def test_schedule_backs_off_then_relaxes() -> None:
     assert sched.done("u", 1, False, s, 0) == 10, "a new failure starts over"
 
 
+def test_schedule_checks_again_on_a_new_check_dns_token() -> None:
+    s = OperatorSettings(dns_verify_ok_interval=1000)
+    sched = Schedule()
+    assert sched.is_due("u", 1, 0, None)
+    sched.done("u", 1, True, s, 0)
+    assert not sched.is_due("u", 1, 5, None), "no annotation: the back-off holds"
+    assert sched.is_due("u", 1, 5, "t1"), "a token not acted on yet: check now"
+    sched.done("u", 1, True, s, 5, token="t1")
+    assert not sched.is_due("u", 1, 6, "t1"), "the same token is acted on once"
+    assert sched.is_due("u", 1, 6, "t2")
+    assert not sched.is_due("u", 1, 6, None), "removing the annotation asks for nothing"
+
+
 def test_ed25519_dkim_is_published_alongside_rsa() -> None:
     rsa = crypto.dkim_public_record(crypto.generate_dkim_key(1024))
     ed = crypto.dkim_public_record(crypto.generate_dkim_ed25519_key())

@@ -1,7 +1,10 @@
 """When each server's DNS is checked next: re-verification backs off.
 
 A check runs soon after a failure (the interval doubling up to a maximum), and
-rarely once everything passes; a new generation of the spec is checked at once.
+rarely once everything passes; a new generation of the spec is checked at once,
+and so is a server whose `vpes.io/check-dns` annotation has a value not acted
+on yet (the panel's "Check again": `kubectl annotate pms <name>
+vpes.io/check-dns=$(date +%s) --overwrite` does the same).
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from .. import naming
 from ..settings import OperatorSettings
+
+CHECK_ANNOTATION = f"{naming.PREFIX}/check-dns"
 
 
 @dataclass
@@ -17,6 +23,8 @@ class Due:
     at: float
     interval: float
     generation: int
+    # The check-dns annotation's value when the last run began (None: there was none).
+    token: str | None = None
 
 
 class Schedule:
@@ -37,10 +45,13 @@ class Schedule:
         with self._lock:
             return uid in self._gone
 
-    def is_due(self, uid: str, generation: int, now: float) -> bool:
+    def is_due(self, uid: str, generation: int, now: float, token: str | None = None) -> bool:
+        """`token`: the server's check-dns annotation; a new value asks for a check now."""
         with self._lock:
             d = self._due.get(uid)
-            return d is None or d.generation != generation or now >= d.at
+            if d is None or d.generation != generation or now >= d.at:
+                return True
+            return token is not None and token != d.token
 
     def done(
         self,
@@ -51,8 +62,10 @@ class Schedule:
         now: float,
         *,
         soon: bool = False,
+        token: str | None = None,
     ) -> float:
-        """Record a run; the seconds until the next (`soon`: at the next tick)."""
+        """Record a run; the seconds until the next (`soon`: at the next tick). `token`:
+        the check-dns annotation the run began with (acted on: not due again for it)."""
         with self._lock:
             old = self._due.get(uid)
             if soon:
@@ -70,7 +83,7 @@ class Schedule:
                     settings.dns_verify_min_interval,
                     min(old.interval * 2, settings.dns_verify_max_interval),
                 )
-            self._due[uid] = Due(now + interval, interval, generation)
+            self._due[uid] = Due(now + interval, interval, generation, token)
             return interval
 
     def forget(self, uid: str) -> None:

@@ -15,7 +15,7 @@ import kopf
 
 from .. import GROUP, VERSION, health, metrics
 from ..dns import service
-from ..dns.schedule import Schedule
+from ..dns.schedule import CHECK_ANNOTATION, Schedule
 from ..models.server import PersonalMailServer
 from ..settings import OperatorSettings
 from .events import post
@@ -33,6 +33,7 @@ SCHEDULE = Schedule()
 
 def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
     meta = server.metadata
+    token = meta.annotations.get(CHECK_ANNOTATION)
     with SCHEDULE.run_lock(meta.uid):
         if SCHEDULE.gone(meta.uid) or meta.deletion_timestamp:
             return service.Outcome()
@@ -46,6 +47,7 @@ def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
         memo.settings,
         time.monotonic(),
         soon=outcome.waiting is not None,
+        token=token,
     )
     return outcome
 
@@ -55,21 +57,23 @@ def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
 # causes, and an operator killed between two handlers of one cause cannot leave
 # the reconcile (which also refreshes readiness) undone after a restart. The
 # first tick comes at once for a new server (and for every server at start-up);
-# a spec change is noticed by its generation at the next tick.
+# a spec change is noticed by its generation at the next tick, and a new value
+# of the vpes.io/check-dns annotation (the panel's "Check again") likewise.
 @kopf.timer(GROUP, VERSION, PLURAL, id="dns", interval=TICK)
 async def dns_timer(
     body: kopf.Body, meta: kopf.Meta, memo: Any, logger: kopf.Logger, **_: Any
 ) -> None:
     uid = str(meta.get("uid"))
     generation = int(meta.get("generation", 1))
-    if not SCHEDULE.is_due(uid, generation, time.monotonic()):
+    token = (meta.get("annotations") or {}).get(CHECK_ANNOTATION)
+    if not SCHEDULE.is_due(uid, generation, time.monotonic(), token):
         return  # the common case: no thread, no API call
     try:
         server = PersonalMailServer.model_validate(dict(body))
         outcome = await asyncio.to_thread(_run, server, memo)
     except Exception:  # a check never crashes the operator; it is retried with back-off
         logger.exception("DNS of %s failed", meta.get("name"))
-        SCHEDULE.done(uid, generation, False, memo.settings, time.monotonic())
+        SCHEDULE.done(uid, generation, False, memo.settings, time.monotonic(), token=token)
         return
     post(body, outcome.events)
 
