@@ -111,6 +111,17 @@ class Customer:
                 raise _invalid(e) from e
             raise
 
+    def annotate(self, key: str, value: str) -> None:
+        """Set one annotation of the server (a merge patch of metadata only: the spec and
+        its generation stay, so an open form is not made stale by it)."""
+        path = self.kube.resource(API_VERSION, KIND).path(self.namespace, self.server)
+        self.kube.request(
+            "PATCH",
+            path,
+            body={"metadata": {"annotations": {key: value}}},
+            content_type="application/merge-patch+json",
+        )
+
     def spec_dry_run(self, mutate: Callable[[JSON], None]) -> None:
         """InvalidError if the API server would refuse `mutate`'s result (nothing is stored)."""
         obj = self.get()
