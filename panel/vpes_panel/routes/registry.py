@@ -5,11 +5,15 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ..web import Panel
-from . import auth, overview
+from . import addresses, auth, domains, mailbox_edit, mailboxes, overview
 
 
 def routes(panel: Panel) -> list[Route]:
     return [
         *auth.Auth(panel).routes(),
         *overview.routes(panel),
+        *domains.routes(panel),
+        *mailboxes.routes(panel),
+        *mailbox_edit.routes(panel),
+        *addresses.routes(panel),
     ]
