@@ -46,9 +46,7 @@ def _address(raw: str, what: str) -> str:
         raise InputError(f"An address has at most {MAX_ADDRESS} characters.")
     local, at, _ = address.rpartition("@")
     if not at:
-        raise InputError(
-            f"Enter the whole address with its @ and domain, like {address}@example.org."
-        )
+        raise InputError("Enter the whole address with its @ and domain, like name@example.org.")
     if len(local) > MAX_LOCAL:
         raise InputError(f"The part before the @ has at most {MAX_LOCAL} characters.")
     if not _ADDRESS_RE.match(address):
