@@ -145,57 +145,59 @@ def _removal(
     return f"the catch-all of {shown}", lost, drop_catch_all
 
 
+async def index(ctx: Context) -> Response:
+    return _page(ctx, await shared.load(ctx))
+
+
+async def add(ctx: Context) -> Response:
+    kind = str(ctx.request.path_params["kind"])
+    if kind not in ADDERS:
+        return shared.not_found(ctx, "such list")
+    adder, fields, default, done = ADDERS[kind]
+    server = await shared.load(ctx)
+    mutate = adder(ctx, server)
+    if mutate is None:
+        return _page(ctx, server, 422)
+    status = await shared.save(ctx, mutate, fields, default)
+    if status is not None:
+        return _page(ctx, await shared.load(ctx), status)
+    return redirect(f"/addresses?done={done}")
+
+
+async def remove_page(ctx: Context, server: Server | None = None, status: int = 200) -> Response:
+    server = server or await shared.load(ctx)
+    kind = str(ctx.request.path_params["kind"])
+    params = ctx.form.values if ctx.request.method == "POST" else dict(ctx.request.query_params)
+    found = _removal(server, kind, params)
+    if found is None:
+        return shared.not_found(ctx, "such address")
+    what, lost, _ = found
+    keys = {"aliases": ("mailbox", "alias"), "forwards": ("from",), "catch-all": ("domain",)}
+    hidden = {k: params.get(k, "") for k in keys[kind]}
+    return ctx.render(
+        "address_remove.html",
+        f"Remove {what}",
+        status,
+        what=what,
+        lost=lost,
+        kind=kind,
+        hidden=hidden,
+        generation=server.generation,
+    )
+
+
+async def remove(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    found = _removal(server, str(ctx.request.path_params["kind"]), ctx.form.values)
+    if found is None:
+        return shared.not_found(ctx, "such address")
+    status = await shared.save(ctx, found[2], {}, "confirm")
+    if status is not None:
+        return await remove_page(ctx, await shared.load(ctx), status)
+    return redirect("/addresses?done=removed")
+
+
 def routes(panel: Panel) -> list[Route]:
-    async def index(ctx: Context) -> Response:
-        return _page(ctx, await shared.load(ctx))
-
-    async def add(ctx: Context) -> Response:
-        kind = str(ctx.request.path_params["kind"])
-        if kind not in ADDERS:
-            return shared.not_found(ctx, "such list")
-        adder, fields, default, done = ADDERS[kind]
-        server = await shared.load(ctx)
-        mutate = adder(ctx, server)
-        if mutate is None:
-            return _page(ctx, server, 422)
-        status = await shared.save(ctx, mutate, fields, default)
-        if status is not None:
-            return _page(ctx, await shared.load(ctx), status)
-        return redirect(f"/addresses?done={done}")
-
-    async def remove_page(
-        ctx: Context, server: Server | None = None, status: int = 200
-    ) -> Response:
-        server = server or await shared.load(ctx)
-        kind = str(ctx.request.path_params["kind"])
-        params = ctx.form.values if ctx.request.method == "POST" else dict(ctx.request.query_params)
-        found = _removal(server, kind, params)
-        if found is None:
-            return shared.not_found(ctx, "such address")
-        what, lost, _ = found
-        keys = {"aliases": ("mailbox", "alias"), "forwards": ("from",), "catch-all": ("domain",)}
-        hidden = {k: params.get(k, "") for k in keys[kind]}
-        return ctx.render(
-            "address_remove.html",
-            f"Remove {what}",
-            status,
-            what=what,
-            lost=lost,
-            kind=kind,
-            hidden=hidden,
-            generation=server.generation,
-        )
-
-    async def remove(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        found = _removal(server, str(ctx.request.path_params["kind"]), ctx.form.values)
-        if found is None:
-            return shared.not_found(ctx, "such address")
-        status = await shared.save(ctx, found[2], {}, "confirm")
-        if status is not None:
-            return await remove_page(ctx, await shared.load(ctx), status)
-        return redirect("/addresses?done=removed")
-
     page = panel.page
     kinds = "{kind:str}"
     return [

@@ -68,97 +68,101 @@ def _refusal(ctx: Context, server: Server, domain: str) -> str:
     return ""
 
 
+async def index(ctx: Context) -> Response:
+    return _list(ctx, await shared.load(ctx))
+
+
+async def add(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    typed = ctx.form.get("domain")
+    domain = forms.take(ctx.form, "domain", forms.new_domain, typed, server.spec, server.plan)
+    if domain is None:
+        return _list(ctx, server, 422)
+
+    def mutate(spec: forms.JSON) -> None:
+        spec["domains"] = [*(spec.get("domains") or []), domain]
+
+    status = await shared.save(ctx, mutate, FIELDS, "domain")
+    if status is not None:
+        return _list(ctx, await shared.load(ctx), status)
+    return redirect("/domains?done=added")
+
+
+async def show(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    domain = str(ctx.request.path_params["domain"])
+    if domain not in (server.spec.get("domains") or []):
+        return shared.not_found(ctx, "domain")
+    status = server.status
+    return ctx.render(
+        "domain.html",
+        f"DNS of {forms.shown_domain(domain)}",
+        domain=domain,
+        shown=forms.shown_domain(domain),
+        records=dns_view.records(status, domain),
+        managed=dns_view.managed(server.spec),
+        published=dns_view.condition(status, dns_view.CONDITIONS["published"]),
+        verified=dns_view.condition(status, dns_view.CONDITIONS["verified"]),
+        routed=dns_view.condition(status, dns_view.CONDITIONS["routed"]),
+        notice=shared.notice(ctx, DONE),
+        own=_own_domain(ctx, domain),
+    )
+
+
+async def check(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    domain = str(ctx.request.path_params["domain"])
+    if domain not in (server.spec.get("domains") or []):
+        return shared.not_found(ctx, "domain")
+    await ctx.run(ctx.customer.annotate, CHECK_ANNOTATION, secrets.token_hex(8))
+    return redirect(f"/domains/{domain}?done=check")
+
+
+async def remove_page(ctx: Context, server: Server | None = None, status: int = 200) -> Response:
+    server = server or await shared.load(ctx)
+    domain = str(ctx.request.path_params["domain"])
+    if domain not in (server.spec.get("domains") or []):
+        return shared.not_found(ctx, "domain")
+    return ctx.render(
+        "domain_remove.html",
+        f"Remove {forms.shown_domain(domain)}",
+        status,
+        domain=domain,
+        shown=forms.shown_domain(domain),
+        loss=af.domain_loss(server.spec, domain),
+        generation=server.generation,
+        refusal=_refusal(ctx, server, domain),
+    )
+
+
+async def remove(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    domain = str(ctx.request.path_params["domain"])
+    if domain not in (server.spec.get("domains") or []):
+        return shared.not_found(ctx, "domain")
+    if _refusal(ctx, server, domain):
+        return await remove_page(ctx, server, 422)
+    typed = ctx.form.get("confirm_domain").lower().rstrip(".")
+    if typed not in (domain, forms.shown_domain(domain)):
+        ctx.form.error(
+            "confirm_domain",
+            f"Type the domain's name, {forms.shown_domain(domain)}, to confirm. Nothing "
+            "was removed.",
+        )
+        return await remove_page(ctx, server, 422)
+
+    def mutate(spec: forms.JSON) -> None:
+        # What is lost is computed again on the spec being changed: the generation
+        # check makes it the same one the confirmation page listed.
+        af.drop_domain(spec, af.domain_loss(spec, domain))
+
+    status = await shared.save(ctx, mutate, FIELDS, "confirm_domain")
+    if status is not None:
+        return await remove_page(ctx, None, status)
+    return redirect("/domains?done=removed")
+
+
 def routes(panel: Panel) -> list[Route]:
-    async def index(ctx: Context) -> Response:
-        return _list(ctx, await shared.load(ctx))
-
-    async def add(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        typed = ctx.form.get("domain")
-        domain = forms.take(ctx.form, "domain", forms.new_domain, typed, server.spec, server.plan)
-        if domain is None:
-            return _list(ctx, server, 422)
-
-        def mutate(spec: forms.JSON) -> None:
-            spec["domains"] = [*(spec.get("domains") or []), domain]
-
-        status = await shared.save(ctx, mutate, FIELDS, "domain")
-        if status is not None:
-            return _list(ctx, await shared.load(ctx), status)
-        return redirect("/domains?done=added")
-
-    async def show(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        domain = str(ctx.request.path_params["domain"])
-        if domain not in (server.spec.get("domains") or []):
-            return shared.not_found(ctx, "domain")
-        status = server.status
-        return ctx.render(
-            "domain.html",
-            f"DNS of {forms.shown_domain(domain)}",
-            domain=domain,
-            shown=forms.shown_domain(domain),
-            records=dns_view.records(status, domain),
-            managed=dns_view.managed(server.spec),
-            published=dns_view.condition(status, dns_view.CONDITIONS["published"]),
-            verified=dns_view.condition(status, dns_view.CONDITIONS["verified"]),
-            routed=dns_view.condition(status, dns_view.CONDITIONS["routed"]),
-            notice=shared.notice(ctx, DONE),
-            own=_own_domain(ctx, domain),
-        )
-
-    async def check(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        domain = str(ctx.request.path_params["domain"])
-        if domain not in (server.spec.get("domains") or []):
-            return shared.not_found(ctx, "domain")
-        await ctx.run(ctx.customer.annotate, CHECK_ANNOTATION, secrets.token_hex(8))
-        return redirect(f"/domains/{domain}?done=check")
-
-    async def remove_page(
-        ctx: Context, server: Server | None = None, status: int = 200
-    ) -> Response:
-        server = server or await shared.load(ctx)
-        domain = str(ctx.request.path_params["domain"])
-        if domain not in (server.spec.get("domains") or []):
-            return shared.not_found(ctx, "domain")
-        return ctx.render(
-            "domain_remove.html",
-            f"Remove {forms.shown_domain(domain)}",
-            status,
-            domain=domain,
-            shown=forms.shown_domain(domain),
-            loss=af.domain_loss(server.spec, domain),
-            generation=server.generation,
-            refusal=_refusal(ctx, server, domain),
-        )
-
-    async def remove(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        domain = str(ctx.request.path_params["domain"])
-        if domain not in (server.spec.get("domains") or []):
-            return shared.not_found(ctx, "domain")
-        if _refusal(ctx, server, domain):
-            return await remove_page(ctx, server, 422)
-        typed = ctx.form.get("confirm_domain").lower().rstrip(".")
-        if typed not in (domain, forms.shown_domain(domain)):
-            ctx.form.error(
-                "confirm_domain",
-                f"Type the domain's name, {forms.shown_domain(domain)}, to confirm. Nothing "
-                "was removed.",
-            )
-            return await remove_page(ctx, server, 422)
-
-        def mutate(spec: forms.JSON) -> None:
-            # What is lost is computed again on the spec being changed: the generation
-            # check makes it the same one the confirmation page listed.
-            af.drop_domain(spec, af.domain_loss(spec, domain))
-
-        status = await shared.save(ctx, mutate, FIELDS, "confirm_domain")
-        if status is not None:
-            return await remove_page(ctx, None, status)
-        return redirect("/domains?done=removed")
-
     page = panel.page
     return [
         Route("/domains", page(index, admin=True), methods=["GET"]),

@@ -108,80 +108,82 @@ def _delete_refusal(ctx: Context, server: Server, address: str) -> str:
     return ""
 
 
-def routes(panel: Panel) -> list[Route]:
-    async def edit_page(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        entry = mailbox(server.spec, str(ctx.request.path_params["address"]))
-        if entry is None:
-            return shared.not_found(ctx, "mailbox")
-        return _edit_page(ctx, server, entry)
+async def edit_page(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    entry = mailbox(server.spec, str(ctx.request.path_params["address"]))
+    if entry is None:
+        return shared.not_found(ctx, "mailbox")
+    return _edit_page(ctx, server, entry)
 
-    async def edit(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        address = str(ctx.request.path_params["address"])
-        entry = mailbox(server.spec, address)
-        if entry is None:
-            return shared.not_found(ctx, "mailbox")
-        result = await ctx.run(_edited, ctx, server, entry)
-        if result is None:
-            return _edit_page(ctx, server, entry, 422)
-        fields, hashed = result
-        owned = panel_owned(entry)
-        if hashed and not owned:
-            await store_hash(ctx, address, hashed)  # a key no login reads yet
-        mutate = _apply(address, fields, ctx.session.server, bool(hashed))
-        status = await shared.save(ctx, mutate, FIELDS, "display_name")
-        if status is not None:
-            now = await shared.load(ctx)
-            return _edit_page(ctx, now, mailbox(now.spec, address) or entry, status)
-        if hashed and owned:
-            await store_hash(ctx, address, hashed)  # the spec change went through: now
-        return redirect("/mailboxes?done=saved")
 
-    async def delete_page(
-        ctx: Context, server: Server | None = None, status: int = 200
-    ) -> Response:
-        server = server or await shared.load(ctx)
-        address = str(ctx.request.path_params["address"])
-        entry = mailbox(server.spec, address)
-        if entry is None:
-            return shared.not_found(ctx, "mailbox")
-        return ctx.render(
-            "mailbox_delete.html",
-            f"Delete {address}",
-            status,
-            address=address,
-            aliases=entry.get("aliases") or [],
-            admin=address in admins(server.spec),
-            generation=server.generation,
-            refusal=_delete_refusal(ctx, server, address),
+async def edit(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    address = str(ctx.request.path_params["address"])
+    entry = mailbox(server.spec, address)
+    if entry is None:
+        return shared.not_found(ctx, "mailbox")
+    result = await ctx.run(_edited, ctx, server, entry)
+    if result is None:
+        return _edit_page(ctx, server, entry, 422)
+    fields, hashed = result
+    owned = panel_owned(entry)
+    if hashed and not owned:
+        await store_hash(ctx, address, hashed)  # a key no login reads yet
+    mutate = _apply(address, fields, ctx.session.server, bool(hashed))
+    status = await shared.save(ctx, mutate, FIELDS, "display_name")
+    if status is not None:
+        now = await shared.load(ctx)
+        return _edit_page(ctx, now, mailbox(now.spec, address) or entry, status)
+    if hashed and owned:
+        await store_hash(ctx, address, hashed)  # the spec change went through: now
+    return redirect("/mailboxes?done=saved")
+
+
+async def delete_page(ctx: Context, server: Server | None = None, status: int = 200) -> Response:
+    server = server or await shared.load(ctx)
+    address = str(ctx.request.path_params["address"])
+    entry = mailbox(server.spec, address)
+    if entry is None:
+        return shared.not_found(ctx, "mailbox")
+    return ctx.render(
+        "mailbox_delete.html",
+        f"Delete {address}",
+        status,
+        address=address,
+        aliases=entry.get("aliases") or [],
+        admin=address in admins(server.spec),
+        generation=server.generation,
+        refusal=_delete_refusal(ctx, server, address),
+    )
+
+
+async def delete(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    address = str(ctx.request.path_params["address"])
+    if mailbox(server.spec, address) is None:
+        return shared.not_found(ctx, "mailbox")
+    if _delete_refusal(ctx, server, address):
+        return await delete_page(ctx, server, 422)
+    if ctx.form.get("confirm_address").lower() != address:
+        ctx.form.error(
+            "confirm_address",
+            f"Type the mailbox's address, {address}, to confirm. Nothing was deleted.",
         )
+        return await delete_page(ctx, server, 422)
 
-    async def delete(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        address = str(ctx.request.path_params["address"])
-        if mailbox(server.spec, address) is None:
-            return shared.not_found(ctx, "mailbox")
-        if _delete_refusal(ctx, server, address):
-            return await delete_page(ctx, server, 422)
-        if ctx.form.get("confirm_address").lower() != address:
-            ctx.form.error(
-                "confirm_address",
-                f"Type the mailbox's address, {address}, to confirm. Nothing was deleted.",
-            )
-            return await delete_page(ctx, server, 422)
+    def mutate(spec: JSON) -> None:
+        spec["mailboxes"] = [m for m in spec.get("mailboxes") or [] if m["address"] != address]
+        if address in admins(spec):
+            set_admin(spec, address, False)
 
-        def mutate(spec: JSON) -> None:
-            spec["mailboxes"] = [m for m in spec.get("mailboxes") or [] if m["address"] != address]
-            if address in admins(spec):
-                set_admin(spec, address, False)
+    status = await shared.save(ctx, mutate, FIELDS, "confirm_address")
+    if status is not None:
+        return await delete_page(ctx, None, status)
+    await ctx.run(forget_secrets, ctx, address)
+    return redirect("/mailboxes?done=deleted")
 
-        status = await shared.save(ctx, mutate, FIELDS, "confirm_address")
-        if status is not None:
-            return await delete_page(ctx, None, status)
-        await ctx.run(forget_secrets, ctx, address)
-        return redirect("/mailboxes?done=deleted")
 
+def routes(panel: Panel) -> list[Route]:
     page = panel.page
     return [
         Route("/mailboxes/{address}", page(edit_page, admin=True), methods=["GET"]),

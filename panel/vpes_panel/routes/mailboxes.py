@@ -178,44 +178,47 @@ def created(ctx: Context, server: Server) -> JSON | None:
     return entry
 
 
+async def index(ctx: Context) -> Response:
+    return _list(ctx, await shared.load(ctx))
+
+
+async def create(ctx: Context) -> Response:
+    server = await shared.load(ctx)
+    entry = created(ctx, server)
+    hashed = await ctx.run(new_password, ctx, entry["address"], True) if entry else None
+    if entry is None or hashed is None:
+        return _list(ctx, server, 422)
+    point_at_panel(entry, ctx.session.server)
+    admin = ctx.form.get("admin") == "yes"
+    await store_hash(ctx, entry["address"], hashed)  # under a key no mailbox uses yet
+
+    def mutate(spec: JSON) -> None:
+        spec["mailboxes"] = [*(spec.get("mailboxes") or []), entry]
+        if admin:
+            set_admin(spec, entry["address"], True)
+
+    status = await shared.save(ctx, mutate, FIELDS, "local")
+    if status is not None:
+        now = await shared.load(ctx)
+        if mailbox(now.spec, entry["address"]) is None:  # no one else's password goes
+            await ctx.run(forget_secrets, ctx, entry["address"])
+        return _list(ctx, now, status)
+    return redirect("/mailboxes?done=created")
+
+
+async def require_totp(ctx: Context) -> Response:
+    on = ctx.form.get("require_totp") == "yes"
+
+    def mutate(spec: JSON) -> None:
+        spec.setdefault("panel", {})["requireTOTP"] = on
+
+    status = await shared.save(ctx, mutate, FIELDS, "require_totp")
+    if status is not None:
+        return _list(ctx, await shared.load(ctx), status)
+    return redirect("/mailboxes?done=totp")
+
+
 def routes(panel: Panel) -> list[Route]:
-    async def index(ctx: Context) -> Response:
-        return _list(ctx, await shared.load(ctx))
-
-    async def create(ctx: Context) -> Response:
-        server = await shared.load(ctx)
-        entry = created(ctx, server)
-        hashed = await ctx.run(new_password, ctx, entry["address"], True) if entry else None
-        if entry is None or hashed is None:
-            return _list(ctx, server, 422)
-        point_at_panel(entry, ctx.session.server)
-        admin = ctx.form.get("admin") == "yes"
-        await store_hash(ctx, entry["address"], hashed)  # under a key no mailbox uses yet
-
-        def mutate(spec: JSON) -> None:
-            spec["mailboxes"] = [*(spec.get("mailboxes") or []), entry]
-            if admin:
-                set_admin(spec, entry["address"], True)
-
-        status = await shared.save(ctx, mutate, FIELDS, "local")
-        if status is not None:
-            now = await shared.load(ctx)
-            if mailbox(now.spec, entry["address"]) is None:  # no one else's password goes
-                await ctx.run(forget_secrets, ctx, entry["address"])
-            return _list(ctx, now, status)
-        return redirect("/mailboxes?done=created")
-
-    async def require_totp(ctx: Context) -> Response:
-        on = ctx.form.get("require_totp") == "yes"
-
-        def mutate(spec: JSON) -> None:
-            spec.setdefault("panel", {})["requireTOTP"] = on
-
-        status = await shared.save(ctx, mutate, FIELDS, "require_totp")
-        if status is not None:
-            return _list(ctx, await shared.load(ctx), status)
-        return redirect("/mailboxes?done=totp")
-
     page = panel.page
     return [
         Route("/mailboxes", page(index, admin=True), methods=["GET"]),
