@@ -84,7 +84,7 @@ def redirect(path: str) -> Response:
 async def read_form(request: Request) -> dict[str, str]:
     form = await request.form(max_files=0, max_fields=200)
     return {
-        k: v.strip() if k not in ("password", "confirm") else v
+        k: v.strip() if k not in ("password", "confirm", "current") else v
         for k, v in form.items()
         if isinstance(v, str)
     }
