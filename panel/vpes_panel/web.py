@@ -183,7 +183,7 @@ class Panel:
 
     @staticmethod
     def _gate(customer: Customer, session: Session, path: str) -> str | None:
-        """"ended" when the login's password is no longer the mailbox's (a change ends
+        """ "ended" when the login's password is no longer the mailbox's (a change ends
         older sessions); "enrol" when the server requires a second factor
         (spec.panel.requireTOTP), the user has none yet and `path` is not where they
         enrol one; else None."""

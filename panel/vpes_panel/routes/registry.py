@@ -5,11 +5,12 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ..web import Panel
-from . import auth, overview
+from . import account, auth, overview
 
 
 def routes(panel: Panel) -> list[Route]:
     return [
         *auth.Auth(panel).routes(),
         *overview.routes(panel),
+        *account.Account(panel).routes(),
     ]
