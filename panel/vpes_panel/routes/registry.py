@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ..web import Panel
-from . import account, auth, overview
+from . import account, auth, backups, overview
 
 
 def routes(panel: Panel) -> list[Route]:
@@ -13,4 +13,5 @@ def routes(panel: Panel) -> list[Route]:
         *auth.Auth(panel).routes(),
         *overview.routes(panel),
         *account.Account(panel).routes(),
+        *backups.routes(panel),
     ]
