@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ..web import Panel
-from . import account, auth, backups, overview
+from . import account, auth, backups, overview, plan
 
 
 def routes(panel: Panel) -> list[Route]:
@@ -14,4 +14,5 @@ def routes(panel: Panel) -> list[Route]:
         *overview.routes(panel),
         *account.Account(panel).routes(),
         *backups.routes(panel),
+        *plan.routes(panel),
     ]
