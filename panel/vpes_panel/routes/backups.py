@@ -59,6 +59,9 @@ def routes(panel: Panel) -> list[Route]:
     async def restore(ctx: Context) -> Response:
         backups = bv.backup_rows(await ctx.run(ctx.customer.objects, "MailBackup"))
         completed = [r.name for r in bv.restorable(backups)]
+        if bv.busy(bv.restore_rows(await ctx.run(ctx.customer.objects, "MailRestore"))):
+            ctx.form.error("backup", "A restore is under way: wait until it has ended.")
+            return await page(ctx, 409)
         for name, message in bv.check_restore(
             ctx.form.values, ctx.session.server, completed
         ).items():
