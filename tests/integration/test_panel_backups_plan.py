@@ -62,22 +62,60 @@ def test_back_up_now_creates_a_manual_backup_of_the_server(panel_env: PanelEnv) 
     assert name in page and "Your backup is asked for" in page
 
 
+def completed_backup(env: PanelEnv, t: Tenant, name: str) -> None:
+    """A MailBackup as the operator leaves a good one (this cluster has no S3)."""
+    env.admin.create(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "MailBackup",
+            "metadata": {"name": name, "namespace": t.namespace},
+            "spec": {"server": t.server, "trigger": "Schedule"},
+        }
+    )
+    env.admin.request(
+        "PATCH",
+        f"/apis/{API_VERSION}/namespaces/{t.namespace}/mailbackups/{name}/status",
+        body={
+            "status": {
+                "phase": "Completed",
+                "snapshotId": "0123abcd",
+                "completedAt": "2026-12-05T03:18:09Z",
+                "totalBytes": 1 << 20,
+            }
+        },
+        content_type="application/merge-patch+json",
+    )
+
+
 def test_a_restore_needs_the_servers_name_typed_and_a_completed_backup(
     panel_env: PanelEnv,
 ) -> None:
     t = panel_env.customer()
     c = panel_env.login(t.owner, t.passwords[t.owner])
+    assert "none yet" in c.get("/backups").text  # no form without a completed backup
     assert panel_web.post(c, "/backups", "/backups/now").status_code == 303
-    name = str(objects(panel_env, t, "MailBackup")[0]["metadata"]["name"])
-    for confirm in ("", "yes", "other"):
-        r = panel_web.post(c, "/backups", "/backups/restore", backup=name, confirm=confirm)
+    pending = str(objects(panel_env, t, "MailBackup")[0]["metadata"]["name"])
+    good = f"{t.server}-nightly"
+    completed_backup(panel_env, t, good)
+    page = c.get("/backups").text
+    assert "Mail received since then" in page and f'<option value="{good}"' in page
+    assert f'<option value="{pending}"' not in page
+    for confirm in ("", "yes", "other", f"{t.server}x"):
+        r = panel_web.post(c, "/backups", "/backups/restore", backup=good, confirm=confirm)
         assert r.status_code == 422
-        assert panel_web.field_error(r.text, "confirm")
-    # Typed right, but the backup has not completed: still nothing.
-    r = panel_web.post(c, "/backups", "/backups/restore", backup=name, confirm=t.server)
+        assert panel_web.field_error(r.text, "confirm"), confirm
+    # Typed right, but that backup has not completed: still nothing.
+    r = panel_web.post(c, "/backups", "/backups/restore", backup=pending, confirm=t.server)
     assert r.status_code == 422
     assert "completed" in (panel_web.field_error(r.text, "backup") or "")
     assert objects(panel_env, t, "MailRestore") == []
+    # Both right: the restore is asked for, into this server, and followed on the page.
+    r = panel_web.post(c, "/backups", "/backups/restore", backup=good, confirm=t.server)
+    assert r.status_code == 303 and r.headers["location"] == "/backups?done=restore"
+    made = objects(panel_env, t, "MailRestore")
+    assert [m["spec"] for m in made] == [{"backup": good, "target": t.server, "overwrite": True}]
+    page = c.get(r.headers["location"]).text
+    assert '<table class="stack" id="restores">' in page and f"<td>{good}</td>" in page
 
 
 def test_a_mailbox_user_can_neither_back_up_nor_restore(panel_env: PanelEnv) -> None:
