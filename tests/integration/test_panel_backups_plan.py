@@ -202,3 +202,20 @@ def test_the_billing_buttons_open_stripes_customer_portal(
     # A purpose the page does not offer goes nowhere.
     r = panel_web.post(c, "/plan", "/plan/portal", purpose="cus_Other")
     assert r.status_code == 303 and r.headers["location"] == "/plan"
+    # Suspended for a failed payment: the page says so and what to do, beside the button.
+    panel_env.admin.patch_metadata(
+        API_VERSION,
+        "PersonalMailServer",
+        t.namespace,
+        t.server,
+        {"annotations": {billing.ANNOTATION_SUSPENDED_BY: "payment"}},
+    )
+    panel_env.admin.request(
+        "PATCH",
+        f"/apis/{API_VERSION}/namespaces/{t.namespace}/personalmailservers/{t.server}",
+        body={"spec": {"suspended": True}},
+        content_type="application/merge-patch+json",
+    )
+    page = c.get("/plan").text
+    assert 'id="suspended"' in page and "Pay the open invoice" in page
+    assert "Manage payment and invoices" in page
