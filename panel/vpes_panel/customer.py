@@ -138,9 +138,10 @@ class Customer:
     # -- backups and restores -----------------------------------------------------
 
     def objects(self, kind: str) -> list[JSON]:
-        """This server's MailBackups or MailRestores, newest first."""
+        """This server's MailBackups or MailRestores (those restoring into it), newest first."""
         items = self.kube.list(API_VERSION, kind, self.namespace)
-        mine = [o for o in items if (o.get("spec") or {}).get("server") == self.server]
+        field = "target" if kind == "MailRestore" else "server"
+        mine = [o for o in items if (o.get("spec") or {}).get(field) == self.server]
         return sorted(mine, key=lambda o: o["metadata"].get("creationTimestamp", ""), reverse=True)
 
     def create(self, obj: JSON) -> JSON:

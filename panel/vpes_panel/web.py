@@ -22,14 +22,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from vpes_operator.clients.kube import Kube
 
-from . import sessions
-from .customer import Customer
+from . import sessions, totp
+from .customer import Customer, totp_key
 from .directory import Directory
 from .sessions import Session, SessionCodec
 from .settings import Settings
 
 T = TypeVar("T")
 NO_STORE = {"Cache-Control": "no-store"}
+# Where a user without a second factor may go when the server requires one: their
+# mailbox's page and its enrol form (logging out is no page).
+ENROL_PATHS = frozenset({"/account", "/account/totp/enrol"})
 
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("vpes_panel", "templates"),
@@ -84,7 +87,7 @@ def redirect(path: str) -> Response:
 async def read_form(request: Request) -> dict[str, str]:
     form = await request.form(max_files=0, max_fields=200)
     return {
-        k: v.strip() if k not in ("password", "confirm") else v
+        k: v.strip() if k not in ("password", "confirm", "current") else v
         for k, v in form.items()
         if isinstance(v, str)
     }
@@ -156,8 +159,11 @@ class Panel:
                     text="Only the server's administrators manage this page.",
                 )
             customer = self.customer(session)
-            if not await run_in_threadpool(self._still_valid, customer, session):
+            gate = await run_in_threadpool(self._gate, customer, session, request.url.path)
+            if gate == "ended":
                 return self.set_cookie(redirect("/login?ended=1"), None)
+            if gate == "enrol":
+                return redirect("/account?done=totp-required")
             ctx = Context(self, request, session, customer)
             if request.method == "POST":
                 ctx.form.values = await read_form(request)
@@ -176,7 +182,16 @@ class Panel:
         return endpoint
 
     @staticmethod
-    def _still_valid(customer: Customer, session: Session) -> bool:
-        """The login's password is still the mailbox's (a change ends older sessions)."""
-        current = customer.current_hash(customer.get().get("spec") or {}, session.user)
-        return current is not None and sessions.fingerprint(current) == session.fingerprint
+    def _gate(customer: Customer, session: Session, path: str) -> str | None:
+        """ "ended" when the login's password is no longer the mailbox's (a change ends
+        older sessions); "enrol" when the server requires a second factor
+        (spec.panel.requireTOTP), the user has none yet and `path` is not where they
+        enrol one; else None."""
+        spec = customer.get().get("spec") or {}
+        current = customer.current_hash(spec, session.user)
+        if current is None or sessions.fingerprint(current) != session.fingerprint:
+            return "ended"
+        if path in ENROL_PATHS or not (spec.get("panel") or {}).get("requireTOTP"):
+            return None
+        enrolled = totp.Enrolment.load(customer.stored(totp_key(session.server, session.user)))
+        return None if enrolled else "enrol"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ..web import Panel
-from . import addresses, auth, domains, mailbox_edit, mailboxes, overview
+from . import account, addresses, auth, backups, domains, mailbox_edit, mailboxes, overview, plan
 
 
 def routes(panel: Panel) -> list[Route]:
@@ -16,4 +16,7 @@ def routes(panel: Panel) -> list[Route]:
         *mailboxes.routes(panel),
         *mailbox_edit.routes(panel),
         *addresses.routes(panel),
+        *account.Account(panel).routes(),
+        *backups.routes(panel),
+        *plan.routes(panel),
     ]
