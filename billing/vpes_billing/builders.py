@@ -181,6 +181,8 @@ def server(signup: Signup, plan: Plan, *, suspended: bool) -> JSON:
                     "passwordSecretRef": {"name": n.FIRST_PASSWORD_SECRET, "key": "password"},
                 }
             ],
+            # The one who signed up manages the server in the panel.
+            "panel": {"admins": [f"{signup.mailbox}@{signup.domain}"]},
         },
     }
 

@@ -18,11 +18,13 @@ import time
 from dataclasses import dataclass
 
 from vpes_operator.clients.kube import ApiError, Kube
+from vpes_panel import passwords
 
 from . import naming as n
 
 TOKEN = re.compile(r"^(vpes-c-[0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
-MIN_PASSWORD, MAX_PASSWORD = 12, 512
+# Dovecot's cost for the hash the link stores (the operator's default, VPES_BCRYPT_ROUNDS).
+HASH_ROUNDS = 10
 
 
 class LinkError(Exception):
@@ -93,17 +95,22 @@ def inspect(kube: Kube, token: str) -> tuple[Link, str]:
     return Link(namespace, _text(obj, "mailbox"), expires), str(obj["metadata"]["resourceVersion"])
 
 
-def check_password(password: str, confirm: str) -> None:
-    if password != confirm:
-        raise LinkError("The two passwords differ.")
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise LinkError(f"Choose a password of {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
+def _hashed(password: str) -> str:
+    return passwords.hashed(password, HASH_ROUNDS)
+
+
+def check_password(password: str, confirm: str, mailbox: str) -> None:
+    """The panel's rules for a new password (length, the breached list, zxcvbn)."""
+    try:
+        passwords.check(password, confirm, context=passwords.context_words(mailbox))
+    except passwords.WeakPasswordError as e:
+        raise LinkError(str(e)) from e
 
 
 def use(kube: Kube, token: str, password: str, confirm: str) -> Link:
     """Set the mailbox password through the link, exactly once."""
-    check_password(password, confirm)
     link, version = inspect(kube, token)
+    check_password(password, confirm, link.mailbox)
     try:
         deleted = kube.delete(
             "v1", "Secret", link.namespace, n.PASSWORD_LINK_SECRET, resource_version=version
@@ -119,7 +126,8 @@ def use(kube: Kube, token: str, password: str, confirm: str) -> Link:
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": n.FIRST_PASSWORD_SECRET, "namespace": link.namespace},
-            "data": {"password": base64.b64encode(password.encode()).decode()},
+            # Hashed here: the password itself is never stored (the operator takes a hash).
+            "data": {"password": base64.b64encode(_hashed(password).encode()).decode()},
         }
     )
     return link

@@ -138,7 +138,9 @@ def _passwords(
                 m.password_sources[address] = old["source"]
             continue
         source = f"secret:{ref.name}/{ref.key}@{version}"
-        if old and old["source"] == source:
+        if crypto.is_password_hash(value.strip()):
+            m.password_hashes[address] = value.strip()  # set by the panel: already hashed
+        elif old and old["source"] == source:
             m.password_hashes[address] = old["hash"]
         else:
             m.password_hashes[address] = crypto.hash_password(value, bcrypt_rounds)

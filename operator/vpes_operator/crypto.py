@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 import string
 
@@ -40,6 +41,20 @@ def hash_password(password: str, rounds: int) -> str:
     digest = bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(rounds=rounds, prefix=b"2b"))
     # Dovecot documents $2y$; libxcrypt treats $2b$ and $2y$ alike.
     return BLF_PREFIX + "$2y$" + digest.decode()[4:]
+
+
+# A hash the tenant's Dovecot checks as it is: what the panel (and billing) store,
+# so that a password they set is never written anywhere in plain text.
+_GIVEN_HASH = re.compile(
+    r"\{BLF-CRYPT\}\$2[aby]\$(0[4-9]|1[0-5])\$[./A-Za-z0-9]{53}"
+    r"|\{ARGON2ID\}\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+"
+)
+
+
+def is_password_hash(value: str) -> bool:
+    """Whether `value` is a Dovecot password hash (BLF-CRYPT or ARGON2ID) rather than a
+    password: the Secret a mailbox's passwordSecretRef names may hold either."""
+    return _GIVEN_HASH.fullmatch(value) is not None
 
 
 def verify_password(password: str, hashed: str) -> bool:

@@ -16,6 +16,11 @@ LABEL_COMPONENT = f"{PREFIX}/component"
 ANNOTATION_PLAN_REVISION = f"{PREFIX}/plan-revision"
 # On a server: the MailRestore that holds it stopped while its volume is restored.
 ANNOTATION_RESTORE = f"{PREFIX}/restoring"
+# Written (any new value) after a password Secret a mailbox names changed: the
+# operator reads Secrets only by name and watches none, so this change of the
+# server is what makes it reconcile and hash (or take) the new password. The
+# panel writes it with every password it sets; kubectl users write it too.
+ANNOTATION_PASSWORDS_CHANGED = f"{PREFIX}/passwords-changed"
 
 TENANT_APP = "vpes-tenant"
 

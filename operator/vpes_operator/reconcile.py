@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from . import credentials, limits, naming, outbound, status, watched
 from .builders import ServerInputs, desired_objects
 from .builders.meta import Owner, owner_of
+from .clients import access
 from .clients.kube import ApiError, Kube
 from .clients.status import update_server_status
 from .conditions import Cond, Event, find
@@ -188,6 +189,8 @@ def apply_server(
         raise ConfigError(Reason.INVALID_CONFIGURATION, str(e)) from e
     for obj in objects:
         kube.apply(obj)
+    access.ensure(kube, settings, owner.namespace)
+    access.publish_logins(kube, settings, owner.namespace, owner.name, material.password_hashes)
     if waiting is not None:
         raise waiting
 

@@ -78,6 +78,14 @@ class OperatorSettings(BaseModel):
     # The cluster's DNS domain: the edge reaches a tenant's Service at
     # <server>.<namespace>.svc.<cluster_domain>.
     cluster_domain: str = Field(default="cluster.local")
+    # The customer panel: in every namespace with a server, the operator makes the
+    # ServiceAccount the panel acts as for that customer (bound to
+    # customer_cluster_role) and lets the panel's ServiceAccount impersonate it (bound
+    # to panel_impersonate_cluster_role). Empty panel_service_account: no panel.
+    panel_service_account: str = Field(default="")
+    panel_namespace: str = Field(default="", description="Default: operator_namespace.")
+    customer_cluster_role: str = Field(default="vpes-customer")
+    panel_impersonate_cluster_role: str = Field(default="vpes-panel-impersonate")
     # The ConfigMap (in operator_namespace) holding the shared edge's maps.
     edge_maps_name: str = Field(default="vpes-edge-maps")
     # Annotations of a dedicated address's LoadBalancer Service: whatever the

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpes_operator import API_VERSION
+from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import ApiError, Kube
 
 from .settings import LOGINS_SECRET, PANEL_SECRET
@@ -184,7 +185,9 @@ class Customer:
         return base64.b64decode(raw).decode() if raw else None
 
     def store(self, values: dict[str, str | None]) -> None:
-        """Set (or, with None, remove) keys of the panel's Secret; other keys stay."""
+        """Set (or, with None, remove) keys of the panel's Secret; other keys stay. A
+        password hash set is announced on the server (ANNOTATION_PASSWORDS_CHANGED): the
+        operator watches no Secret, the server's change makes it take the hash."""
         data = {
             k: (None if v is None else base64.b64encode(v.encode()).decode())
             for k, v in values.items()
@@ -195,3 +198,5 @@ class Customer:
             body={"data": data},
             content_type="application/merge-patch+json",
         )
+        if any(k.startswith("password.") and v is not None for k, v in values.items()):
+            self.annotate(naming.ANNOTATION_PASSWORDS_CHANGED, secrets.token_hex(8))

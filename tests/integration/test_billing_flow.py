@@ -24,7 +24,7 @@ from vpes_billing.service import BillingService
 from vpes_devcluster.billing_dev import (
     sign,
 )
-from vpes_operator import API_VERSION
+from vpes_operator import API_VERSION, crypto
 
 from . import billing_support
 from .billing_support import (
@@ -112,15 +112,21 @@ def test_signup_checkout_to_ready_and_password_link(billing: Billing) -> None:
     assert again.status_code == 409
     assert b.client.get(f"/password/{token}").status_code == 200
     short = b.client.post(f"/password/{token}", data={"password": "short", "confirm": "short"})
-    assert short.status_code == 422 and "12 to 512" in short.text
+    assert short.status_code == 422 and "at least 12 characters" in short.text
+    common = b.client.post(
+        f"/password/{token}", data={"password": "password1234", "confirm": "password1234"}
+    )
+    assert common.status_code == 422 and "leaked in breaches" in common.text
     pw = "correct horse battery staple"
     SECRET_VALUES.add(pw)
     r = b.client.post(f"/password/{token}", data={"password": pw, "confirm": pw})
     assert r.status_code == 200, r.text
-    assert secret_value(b.admin, ns, n.FIRST_PASSWORD_SECRET, "password") == pw
+    # Only its hash is stored (the operator takes it as it is).
+    stored = secret_value(b.admin, ns, n.FIRST_PASSWORD_SECRET, "password")
+    assert crypto.is_password_hash(stored) and crypto.verify_password(pw, stored)
     r = b.client.post(f"/password/{token}", data={"password": pw + "2", "confirm": pw + "2"})
     assert r.status_code == 410
-    assert secret_value(b.admin, ns, n.FIRST_PASSWORD_SECRET, "password") == pw
+    assert secret_value(b.admin, ns, n.FIRST_PASSWORD_SECRET, "password") == stored
     assert b.client.get(f"/password/{token[:-1]}x").status_code == 410
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from vpes_operator import API_VERSION
+from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import ApiError
 from vpes_panel.customer import user_key
 
@@ -200,6 +200,14 @@ def test_no_page_holds_a_password_or_a_hash_and_a_new_password_ends_old_sessions
         f"/api/v1/namespaces/{t.namespace}/secrets/passwords",
         body={"stringData": {user_key(t.owner): new}},
         content_type="application/merge-patch+json",
+    )
+    # ... and says so on the server (the operator watches no Secret).
+    panel_env.admin.patch_metadata(
+        API_VERSION,
+        "PersonalMailServer",
+        t.namespace,
+        t.server,
+        {"annotations": {naming.ANNOTATION_PASSWORDS_CHANGED: "1"}},
     )
     wait_for(
         lambda: panel_env.logins(t)[t.owner] != hashes[t.owner] or None,

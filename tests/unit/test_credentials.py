@@ -415,3 +415,37 @@ def test_ed25519_dkim_keys_are_made_once_when_enabled(run: Gather) -> None:
     )
     assert again.dkim_ed25519_keys == first.dkim_ed25519_keys
     assert again.dkim_keys == first.dkim_keys
+
+
+def test_a_hash_in_the_password_secret_is_taken_as_it_is(
+    run: Gather, spec: PersonalMailServerSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The panel and billing store a hash, never the password: it is used unhashed."""
+    given = crypto.hash_password("set-in-the-panel-1", 4)
+    hash_calls: list[str] = []
+    real = crypto.hash_password
+    monkeypatch.setattr(
+        credentials.crypto,
+        "hash_password",
+        lambda pw, rounds: hash_calls.append(pw) or real(pw, rounds),
+    )
+    m = run(spec, secrets=alice_secret(given + "\n"))
+    assert m.password_hashes["alice@example.org"] == given
+    assert "set-in-the-panel-1" not in hash_calls and given not in hash_calls
+    assert crypto.verify_password("set-in-the-panel-1", m.password_hashes["alice@example.org"])
+
+
+@pytest.mark.parametrize(
+    ("value", "is_hash"),
+    [
+        ("{BLF-CRYPT}$2y$10$" + "a" * 53, True),
+        ("{BLF-CRYPT}$2b$04$" + "./Ab" * 13 + "x", True),
+        ("{BLF-CRYPT}$2y$10$" + "a" * 52, False),  # cut short: a password, hashed
+        ("{BLF-CRYPT}$2y$03$" + "a" * 53, False),  # cost outside Dovecot's range
+        ("{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", True),
+        ("{PLAIN}secret", False),
+        ("correct horse battery staple", False),
+    ],
+)
+def test_what_counts_as_a_given_hash(value: str, is_hash: bool) -> None:
+    assert crypto.is_password_hash(value) is is_hash

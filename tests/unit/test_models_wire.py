@@ -42,6 +42,7 @@ def test_server_wire_is_camel_case_without_none(spec_data: Data) -> None:
         "catchAll": [],
         "dns": {"mode": "Managed"},
         "suspended": False,
+        "panel": {"admins": [], "requireTOTP": False},
     }
 
 

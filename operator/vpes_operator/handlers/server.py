@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from .. import API_VERSION, GROUP, VERSION, health, metrics, reconcile, watched
+from ..clients import access
 from ..clients.kube import Kube
 from ..errors import ConfigError, WaitingError
 from ..models.common import ObjectMeta
@@ -65,4 +66,6 @@ def server_deleted(
     removed now), its DNS records go in the DNS handler.
     """
     backup.server_deleted(memo, ObjectMeta.model_validate(dict(body.metadata)), logger)
+    if namespace and name:
+        access.withdraw_logins(memo.kube, memo.settings, namespace, name)
     logger.info("server %s/%s deleted; its objects are garbage-collected", namespace, name)

@@ -33,6 +33,7 @@ MAX_FORWARD_TARGETS = 10
 # The API server checks each catch-all's target against every mailbox (CEL):
 # with 100 catch-alls that rule would exceed its cost budget.
 MAX_CATCH_ALLS = 50
+MAX_PANEL_ADMINS = 20
 
 DOMAIN_MESSAGE = (
     "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
@@ -158,6 +159,25 @@ class DNSSettings(Model):
     )
 
 
+class PanelAccess(Model):
+    """Who manages the server in the customer panel, and how everyone logs in there."""
+
+    admins: list[MailboxAddress] = Field(
+        default_factory=list,
+        max_length=MAX_PANEL_ADMINS,
+        description="Mailboxes whose users manage the whole server in the panel (domains, "
+        "mailboxes, backups, plan); each one of spec.mailboxes[].address. Every other "
+        "mailbox user manages only their own mailbox there.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    require_totp: bool = Field(
+        default=False,
+        alias="requireTOTP",
+        description="Every mailbox user must set up a second factor (a TOTP app) before "
+        "the panel lets them do anything else.",
+    )
+
+
 class PersonalMailServerSpec(Model):
     """The desired state of one customer's mail server."""
 
@@ -200,6 +220,9 @@ class PersonalMailServerSpec(Model):
         default=False,
         description="Stop the server (scale to zero) keeping all its mail and settings.",
     )
+    panel: PanelAccess = Field(
+        default_factory=PanelAccess, description="Access to the customer panel."
+    )
 
 
 def _domain_of(var: str) -> str:
@@ -229,6 +252,13 @@ SERVER_SPEC_VALIDATIONS = [
         "every catch-all's 'to' must be a mailbox of this server (one of "
         "spec.mailboxes[].address); add the mailbox or pick one that exists",
         field_path=".catchAll",
+    ),
+    x_validation(
+        "!has(self.panel) || !has(self.panel.admins) || self.panel.admins.all(a, "
+        "has(self.mailboxes) && self.mailboxes.exists(m, m.address == a))",
+        "every panel administrator must be a mailbox of this server (one of "
+        "spec.mailboxes[].address); add the mailbox or remove it from panel.admins",
+        field_path=".panel.admins",
     ),
 ]
 
