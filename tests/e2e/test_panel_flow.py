@@ -18,6 +18,7 @@ import contextlib
 import imaplib
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class Web:
     stripe: StripeMock
     plan: str
     price: str
+    admin: Kube
     passwords: set[str] = field(default_factory=set)
 
 
@@ -136,7 +138,7 @@ def web(
     for s in served:
         s.start()
     try:
-        yield Web(billing_url, panel_url, gateway, stripe, plan, price)
+        yield Web(billing_url, panel_url, gateway, stripe, plan, price, admin)
     finally:
         for s in served:
             s.stop()
@@ -187,12 +189,18 @@ def test_sign_up_set_the_password_and_log_in_to_the_panel(web: Web) -> None:
     web.passwords.add(password)
     with browser.chromium() as b:
         page = b.new_page(viewport={"width": 1100, "height": 900})
+        sources: list[str] = []
+
+        def shot(name: str) -> None:
+            browser.screenshot(page, name)
+            sources.append(page.content())
+
         page.route("https://checkout.stripe.com/**", lambda route: _pay(web, route))
         page.goto(f"{web.billing}/signup?plan={web.plan}")
         page.get_by_label("Your email address").fill(f"owner@{domain}.net")
         page.get_by_label("Your domain").fill(domain)
         page.get_by_label("Your first mailbox name").fill("alice")
-        browser.screenshot(page, "signup")
+        shot("signup")
         page.get_by_role("button", name="Continue to payment").click()
         page.get_by_role("link", name="Return").click()
         set_password = page.get_by_role("button", name="Set the password of your mailbox")
@@ -205,14 +213,98 @@ def test_sign_up_set_the_password_and_log_in_to_the_panel(web: Web) -> None:
 
         _login(page, web.panel, owner, password)
         expect(page.get_by_role("heading", name="Your mail server")).to_be_visible()
-        browser.screenshot(page, "overview")
+        shot("overview")
+        namespace = _namespace_of(web, domain)
+
+        # A second domain, and the records to publish for it (computed by the operator).
+        extra = f"news.{domain}"
+        page.goto(f"{web.panel}/domains")
+        page.locator("#domain").fill(extra)
+        page.get_by_role("button", name="Add the domain").click()
+        expect(page.locator(f"[id='domain-{extra}']")).to_be_visible()
+        _until_shown(page, f"{web.panel}/domains/{extra}", "MX")
+        expect(page.get_by_text(f"mail.{extra}").first).to_be_visible()
+        shot("domain-records")
+
+        # A mailbox: a breached password is refused with the reason, a good one works.
+        bob, bob_password = f"bob@{domain}", "lintel-omelette-" + secrets.token_hex(4)
+        web.passwords.add(bob_password)
+        page.goto(f"{web.panel}/mailboxes")
+        _new_mailbox(page, "bob", domain, "password1234")
+        expect(page.locator("#password-error")).to_contain_text("leaked in breaches")
+        assert "bob@" not in _mailboxes_in_spec(web, namespace)
+        _new_mailbox(page, "bob", domain, bob_password)
+        expect(page.locator(f"[id='mailbox-{bob}']")).to_be_visible()
+        shot("mailboxes")
+        host = support.service_ip(_admin(web), namespace, "mail", port=993)
+        wait_for(lambda: _imap_works(host, bob, bob_password) or None, "bob's IMAP login", 120)
+
+        # A second factor for the owner, then a login that needs its code.
+        page.goto(f"{web.panel}/account")
+        secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+        page.locator("#code").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Turn on my second factor").click()
+        expect(page.get_by_text("On: logging in asks for your password")).to_be_visible()
+        shot("account")
+        page.get_by_role("button", name="Log out").first.click()
+        _login(page, web.panel, owner, password)
+        expect(page.locator("#code")).to_be_visible()
+        # The next time step's code: the one just used for enrolment is never taken twice.
+        page.locator("#code").fill(pyotp.TOTP(secret).at(time.time() + 30))
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("heading", name="Your mail server")).to_be_visible()
+        sources.append(page.content())
+    for value in web.passwords:
+        assert all(value not in text for text in sources), "a password in a page"
 
 
 def _login(page: Page, panel: str, address: str, password: str) -> None:
     page.goto(f"{panel}/login")
-    page.get_by_label("Mail address").fill(address)
-    page.get_by_label("Password").fill(password)
+    page.locator("#address").fill(address)
+    page.locator("#password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def _new_mailbox(page: Page, local: str, domain: str, password: str) -> None:
+    page.locator("#local").fill(local)
+    page.locator("#domain").select_option(domain)
+    page.locator("#password").fill(password)
+    page.locator("#confirm").fill(password)
+    page.get_by_role("button", name="Create the mailbox").click()
+
+
+def _until_shown(page: Page, url: str, text: str, timeout: float = 120) -> None:
+    """Reload `url` until it shows `text` (the operator's status arrives meanwhile)."""
+    wait_for(
+        lambda: (page.goto(url) and text in page.content()) or None, f"{text} on {url}", timeout
+    )
+
+
+def _admin(web: Web) -> Kube:
+    return web.admin
+
+
+def _namespace_of(web: Web, domain: str) -> str:
+    def found() -> str | None:
+        for obj in web.admin.list(API_VERSION, "PersonalMailServer"):
+            if domain in (obj.get("spec") or {}).get("domains", []):
+                return str(obj["metadata"]["namespace"])
+        return None
+
+    return wait_for(found, f"the server of {domain}", 60)
+
+
+def _mailboxes_in_spec(web: Web, namespace: str) -> str:
+    obj = web.admin.get(API_VERSION, "PersonalMailServer", namespace, "mail") or {}
+    return json.dumps((obj.get("spec") or {}).get("mailboxes") or [])
+
+
+def _imap_works(host: str, address: str, password: str) -> bool:
+    try:
+        _imap_login(host, address, password)
+    except (OSError, imaplib.IMAP4.error):
+        return False
+    return True
 
 
 def _imap_login(host: str, address: str, password: str) -> None:
@@ -221,10 +313,3 @@ def _imap_login(host: str, address: str, password: str) -> None:
         client.login(address, password)
     finally:
         client.logout()
-
-
-def _totp_code(secret: str) -> str:
-    return pyotp.TOTP(secret).now()
-
-
-_ = (wait_for, _imap_login, _totp_code)
