@@ -5,6 +5,7 @@ browser tests and the benchmark."""
 
 from __future__ import annotations
 
+import html
 import re
 import socket
 import threading
@@ -92,4 +93,4 @@ def field_error(page: str, field: str) -> str | None:
     m = re.search(
         rf'<span class="error-message" id="{re.escape(field)}-error">([^<]*)</span>', page
     )
-    return m.group(1) if m else None
+    return html.unescape(m.group(1)) if m else None

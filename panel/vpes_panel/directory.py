@@ -31,17 +31,22 @@ class Directory:
         self.clock = clock
         self._lock = threading.Lock()
         self._homes: dict[str, Home] = {}
+        self._domains: dict[str, Home] = {}
         self._listed_at: float | None = None
 
     def _refresh(self) -> None:
         homes: dict[str, Home] = {}
+        domains: dict[str, Home] = {}
         for obj in self.kube.list(API_VERSION, "PersonalMailServer"):
-            meta = obj["metadata"]
+            meta, spec = obj["metadata"], obj.get("spec") or {}
             home = Home(str(meta["namespace"]), str(meta["name"]))
-            for mailbox in (obj.get("spec") or {}).get("mailboxes") or []:
+            for mailbox in spec.get("mailboxes") or []:
                 homes.setdefault(str(mailbox.get("address", "")), home)
+            for domain in spec.get("domains") or []:
+                domains.setdefault(str(domain), home)
         with self._lock:
             self._homes = homes
+            self._domains = domains
             self._listed_at = self.clock()
 
     def find(self, address: str) -> Home | None:
@@ -53,3 +58,10 @@ class Directory:
         self._refresh()
         with self._lock:
             return self._homes.get(address)
+
+    def domain_home(self, domain: str) -> Home | None:
+        """The server that has `domain`, listed now (a domain is added rarely, and a
+        stale answer would let two customers claim one domain)."""
+        self._refresh()
+        with self._lock:
+            return self._domains.get(domain)

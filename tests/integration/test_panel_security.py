@@ -85,10 +85,14 @@ def test_a_session_of_one_customer_shows_and_changes_nothing_of_another(
         assert b.namespace not in page.text
     # Forms naming B's things act on A's server (or refuse): B's stays as it was.
     for action, fields in [
-        ("/domains/remove", {"domain": b.domain, "confirm": b.domain}),
-        ("/mailboxes/delete", {"address": b.owner, "confirm": b.owner}),
+        (f"/domains/{b.domain}/remove", {"confirm_domain": b.domain}),
+        (f"/mailboxes/{b.owner}/delete", {"confirm_address": b.owner}),
+        ("/domains", {"domain": b.domain}),
     ]:
-        panel_web.post(c, "/", action, **fields)
+        r = panel_web.post(c, "/domains", action, **fields)
+        assert r.status_code in (404, 422), (action, r.status_code)
+    assert "Another mail server on this platform" in (panel_web.field_error(r.text, "domain") or "")
+    assert b.domain not in panel_env.server(a)["spec"]["domains"]
     after = panel_env.server(b)
     assert after["spec"] == before["spec"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"]

@@ -24,6 +24,10 @@ from . import shared
 from .shared import Server
 
 FIELDS = {"domains": "domain"}
+TAKEN = (
+    "Another mail server on this platform already receives mail for this domain. If the "
+    "domain is yours, ask the provider's support to move it to your server."
+)
 DONE = {
     "added": "The domain was added. Publish its DNS records (open it below) so that mail "
     "for it reaches your server.",
@@ -77,6 +81,13 @@ async def add(ctx: Context) -> Response:
     typed = ctx.form.get("domain")
     domain = forms.take(ctx.form, "domain", forms.new_domain, typed, server.spec, server.plan)
     if domain is None:
+        return _list(ctx, server, 422)
+    home = await ctx.run(ctx.panel.directory.domain_home, domain)
+    if home is not None and (home.namespace, home.server) != (
+        ctx.session.namespace,
+        ctx.session.server,
+    ):
+        ctx.form.error("domain", TAKEN)
         return _list(ctx, server, 422)
 
     def mutate(spec: forms.JSON) -> None:
