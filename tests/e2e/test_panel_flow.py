@@ -236,6 +236,9 @@ def test_sign_up_set_the_password_and_log_in_to_the_panel(web: Web) -> None:
         _new_mailbox(page, "bob", domain, bob_password)
         expect(page.locator(f"[id='mailbox-{bob}']")).to_be_visible()
         shot("mailboxes")
+        page.goto(f"{web.panel}/plan")
+        expect(page.get_by_text("Mailboxes").first).to_be_visible()
+        shot("plan")
         host = support.service_ip(_admin(web), namespace, "mail", port=993)
         wait_for(lambda: _imap_works(host, bob, bob_password) or None, "bob's IMAP login", 120)
 

@@ -88,6 +88,7 @@ class PanelEnv:
     plan: str
     settings: Settings
     tenants: list[Tenant] = field(default_factory=list)
+    logged_in: bool = False  # whether the log check at the end has something to search
 
     def server(self, t: Tenant) -> dict[str, Any]:
         obj = self.admin.get(API_VERSION, "PersonalMailServer", t.namespace, t.server)
@@ -95,6 +96,7 @@ class PanelEnv:
         return obj
 
     def login(self, address: str, password: str) -> httpx.Client:
+        self.logged_in = True
         return panel_web.login(self.url, address, password)
 
     def logins(self, t: Tenant) -> dict[str, str]:
@@ -197,6 +199,7 @@ def panel_env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             admin.delete("v1", "Namespace", None, t.namespace)
         admin.delete(API_VERSION, "MailPlan", None, plan)
     text = log_path.read_text()
-    assert "GET /login" in text, "the panel log check would prove nothing"
+    if env.logged_in:
+        assert "GET /login" in text, "the panel log check would prove nothing"
     for value in PASSWORDS:
         assert value not in text, f"a password ({value[:4]}...) is in the panel's log"

@@ -104,13 +104,13 @@ def test_forms_need_the_sessions_csrf_token_and_the_panels_origin(panel_env: Pan
     other = panel_env.customer()
     d = panel_env.login(other.owner, other.passwords[other.owner])
     before = panel_env.server(t)["metadata"]["generation"]
-    foreign = panel_web.token(d.get("/").text)
+    foreign = panel_web.token(d.get("/domains").text)
     for data, headers in [
         ({"domain": "new.example"}, {}),
         ({"domain": "new.example", "csrf": "x"}, {}),
         ({"domain": "new.example", "csrf": foreign}, {}),
         (
-            {"domain": "new.example", "csrf": panel_web.token(c.get("/").text)},
+            {"domain": "new.example", "csrf": panel_web.token(c.get("/domains").text)},
             {"Origin": "https://evil.example"},
         ),
     ]:

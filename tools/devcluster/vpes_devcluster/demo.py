@@ -32,6 +32,7 @@ from . import chart, proc_records, published_dns
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip, send_between
+from .demo_panel import panel_check
 from .errors import ClusterError
 from .node import build_images
 from .node_config import NODE_IP, POD_CIDR
@@ -119,7 +120,15 @@ def install(cluster: Cluster, images: dict[str, str], s3: S3Server, stripe_url: 
     # The relay's mail reaches the edge's MX from its pod's address: SPF lists the pods.
     values["dns"]["outboundAddresses"] = [POD_CIDR]
     keys = {"access-key-id": s3.access_key_id, "secret-access-key": s3.secret_access_key}
+    # The panel's address (its links, cookies and the Origin its forms must come from)
+    # is its Service's, known once the Service exists: a first install makes it.
+    panel = service_url(cluster, "panel")
+    if panel:
+        values["panel"]["publicUrl"] = panel
     chart.install(cluster, RELEASE, OPERATOR_NAMESPACE, values, {S3_SECRET: keys})
+    if not panel:
+        values["panel"]["publicUrl"] = service_url(cluster, "panel")
+        chart.install(cluster, RELEASE, OPERATOR_NAMESPACE, values, {S3_SECRET: keys})
 
 
 def _through_the_edge(cluster: Cluster) -> None:
@@ -176,12 +185,14 @@ def edge_address(cluster: Cluster, component: str) -> str:
     return out.stdout.strip()
 
 
-def billing_url(cluster: Cluster) -> str:
+def service_url(cluster: Cluster, component: str) -> str:
+    """http://<ClusterIP> of the chart's `<release>-<component>` Service ("": none yet)."""
     out = cluster.kubectl(
-        "get", "service", f"{RELEASE}-billing", "-n", OPERATOR_NAMESPACE,
-        "-o", "jsonpath={.spec.clusterIP}",
+        "get", "service", f"{RELEASE}-{component}", "-n", OPERATOR_NAMESPACE,
+        "-o", "jsonpath={.spec.clusterIP}", check=False,
     )  # fmt: skip
-    return f"http://{out.stdout.strip()}"
+    ip = out.stdout.strip() if out.returncode == 0 else ""
+    return f"http://{ip}" if ip else ""
 
 
 def wait_ready(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> None:
@@ -273,7 +284,11 @@ def up(state: Path) -> int:
         print(f"{name}: {subject!r} went in over SMTP ({host}:25) and was read over IMAP")
     _through_the_edge(cluster)
     print(f"backed up to S3: {backup_sample(cluster)}", flush=True)
-    print(f"billing (Stripe test mode, stripe-mock): sign up at {billing_url(cluster)}/signup")
+    billing = service_url(cluster, "billing")
+    print(f"billing (Stripe test mode, stripe-mock): sign up at {billing}/signup")
+    panel = service_url(cluster, "panel")
+    shown = panel_check(panel, SAMPLE_ADDRESS, SAMPLE_PASSWORD)
+    print(f"customer panel: {panel}/login as {SAMPLE_ADDRESS}: {shown}", flush=True)
     _print_access(cluster)
     return 0
 
