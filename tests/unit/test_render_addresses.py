@@ -237,3 +237,23 @@ def test_quota_is_looked_up_once_per_recipient(rendered: dict[str, str]) -> None
     params = main_cf(rendered["postfix-main.cf"])
     for restrictions in ("smtpd_recipient_restrictions", "mua_recipient_restrictions"):
         assert "check_policy_service unix:/run/vpes/dovecot/quota-status" in params[restrictions]
+
+
+def test_a_mailbox_forwards_its_own_mail_with_or_without_a_copy() -> None:
+    spec = make_spec(
+        forwards=[
+            {"from": "bob@example.net", "to": ["bob@example.net", "bob@home.example"]},
+            {"from": "carol@example.org", "to": ["carol@home.example"]},
+        ],
+        catchAll=[{"domain": "example.net", "to": "alice@example.org"}],
+    )
+    ctx = ctx_of(spec)
+    virtual = table(render_config(ctx)["postfix-virtual"])
+    # A copy stays: the address is among its own targets (Postfix delivers it as it is),
+    # and that one entry also keeps bob out of the catch-all (no second identity entry).
+    assert virtual["bob@example.net"] == "bob@example.net, bob@home.example"
+    # None stays: carol's mail (and her aliases') goes only to the target.
+    assert virtual["carol@example.org"] == "carol@home.example"
+    assert table(render_config(ctx)["postfix-vmailbox"])["carol@example.org"] == "OK"
+    lines = [ln for ln in render_config(ctx)["postfix-virtual"].splitlines() if ln.strip()]
+    assert sum(ln.split()[0] == "bob@example.net" for ln in lines) == 1

@@ -203,8 +203,8 @@ def raw_spec(
         ({"mailboxes": [_mb("me@example.org", quota="0")]}, "more than 0"),
         ({"mailboxes": [_mb("me@example.org", quota="1.5Gi")]}, "not a byte quantity"),
         (
-            {"forwards": [{"from": "alice@example.org", "to": ["x@elsewhere.example"]}]},
-            "is a mailbox",
+            {"forwards": [{"from": "f@example.org", "to": ["f@example.org", "x@e.example"]}]},
+            "names itself, which is no mailbox",
         ),
         (
             {"forwards": [{"from": "f@nothere.example", "to": ["x@elsewhere.example"]}]},

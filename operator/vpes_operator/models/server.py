@@ -204,7 +204,9 @@ class PersonalMailServerSpec(Model):
     forwards: list[Forward] = Field(
         default_factory=list,
         max_length=MAX_FORWARDS,
-        description="Addresses whose mail is forwarded elsewhere.",
+        description="Addresses whose mail is forwarded elsewhere. The address of a "
+        "mailbox forwards that mailbox's mail; a copy stays in it when the mailbox is one "
+        "of the targets.",
         json_schema_extra=list_map("from"),
     )
     catch_all: list[CatchAll] = Field(

@@ -14,6 +14,9 @@ Decisions made here:
 - Postmaster: RFC 5321 requires ``postmaster@`` every domain; where the spec
   defines none, it is forwarded to the owner's contact address (a catch-all
   does not take it).
+- Forward from a mailbox (its user's own forwarding): the mailbox's mail goes to
+  the targets, and stays in the mailbox too only when the mailbox is one of them
+  (Postfix delivers an address that expands to itself). Its aliases follow it.
 - Catch-all (``spec.catchAll``, off by default): ``@domain → mailbox`` in
   virtual_alias_maps, so an unknown address of that domain is accepted and
   delivered to the mailbox; domains without one still refuse unknown
@@ -104,13 +107,13 @@ def forward_entries(
         src = checks.address(f.from_, "forward 'from'")
         if src.rpartition("@")[2] not in domains:
             raise RenderError(f"forward from {src}: its domain is not one of spec.domains")
-        if src in mailboxes:
-            raise RenderError(f"forward from {src}: that address is a mailbox")
         if src in out:
             raise RenderError(f"forward from {src} appears twice in spec.forwards")
         targets = sorted({checks.address(t, f"forward {src} target") for t in f.to})
         if not targets:
             raise RenderError(f"forward from {src} has no target")
+        if src in targets and src not in mailboxes:
+            raise RenderError(f"forward from {src} names itself, which is no mailbox")
         out[src] = VirtualAlias(address=src, targets=tuple(targets), kind="forward")
     return [out[a] for a in sorted(out)]
 
@@ -174,10 +177,11 @@ def virtual_aliases(
     ]
     catch_alls = catch_all_entries(spec, domains, mailbox_addresses)
     caught = {c.address.removeprefix("@") for c in catch_alls}
+    forwarded = {f.address for f in forwards}
     identities = [
         VirtualAlias(address=m.address, targets=(m.address,), kind="mailbox")
         for m in mailboxes
-        if m.domain in caught
+        if m.domain in caught and m.address not in forwarded  # its forward keeps it out
     ]
     return tuple(
         sorted(
