@@ -38,9 +38,6 @@ def check(plan_name: str, spec: PersonalMailServerSpec, plan: MailPlanSpec) -> N
             taken = [a for a in full if a in addresses and a != m.address]
             if taken:
                 problems.append(f"alias {alias!r} of {m.address} is also the mailbox {taken[0]}")
-    for f in spec.forwards:
-        if f.from_ in addresses:
-            problems.append(f"forward from {f.from_} is also a mailbox: make it an alias instead")
     if problems:
         raise ConfigError(
             "PlanLimitExceeded" if over_plan else "InvalidMailboxes",

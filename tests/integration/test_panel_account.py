@@ -203,3 +203,49 @@ def test_a_server_that_requires_a_second_factor_sends_users_to_enrol_and_keeps_t
     # The other user, without one, is sent to enrol too.
     c = panel_env.login(user, t.passwords[user])
     assert c.get("/").headers["location"] == "/account?done=totp-required"
+
+
+def test_a_user_forwards_their_own_mail_keeping_a_copy_or_not(panel_env: PanelEnv) -> None:
+    t = panel_env.customer(("owner", "user"))
+    user = f"user@{t.domain}"
+    c = panel_env.login(user, t.passwords[user])
+    page = c.get("/account")
+    assert 'action="/account/forwarding"' in page.text
+    before = panel_env.server(t)["metadata"]["generation"]
+
+    def forward(targets: str, keep: bool) -> httpx.Response:
+        fields = {"targets": targets, **({"keep_copy": "yes"} if keep else {})}
+        return panel_web.post(c, "/account", "/account/forwarding", **fields)
+
+    # Bad input: a message next to the field, nothing changed.
+    for bad in ("not an address", ", ".join(f"x{i}@elsewhere.example" for i in range(11))):
+        r = forward(bad, True)
+        assert r.status_code == 422, bad
+        assert panel_web.field_error(r.text, "targets"), bad
+    assert panel_env.server(t)["metadata"]["generation"] == before
+    r = forward("me@elsewhere.example", True)
+    assert r.status_code == 303
+    forwards = panel_env.server(t)["spec"].get("forwards")
+    assert [(f["from"], set(f["to"])) for f in forwards] == [(user, {user, "me@elsewhere.example"})]
+    assert "a copy stays here" in c.get("/account").text
+    r = forward("me@elsewhere.example", False)
+    assert r.status_code == 303
+    assert panel_env.server(t)["spec"]["forwards"] == [
+        {"from": user, "to": ["me@elsewhere.example"]}
+    ]
+
+    # The operator renders it: Provisioned at the forward's generation.
+    def provisioned() -> bool | None:
+        obj = panel_env.server(t)
+        status = obj.get("status") or {}
+        return (
+            status.get("observedGeneration") == obj["metadata"]["generation"]
+            and any(
+                x["type"] == "Provisioned" and x["status"] == "True"
+                for x in status.get("conditions") or []
+            )
+        ) or None
+
+    wait_for(provisioned, "the server provisioned with the forward", 60)
+    r = forward("", False)
+    assert r.status_code == 303 and not panel_env.server(t)["spec"].get("forwards")
