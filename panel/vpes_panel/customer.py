@@ -26,6 +26,8 @@ from .settings import LOGINS_SECRET, PANEL_SECRET
 
 JSON = dict[str, Any]
 KIND = "PersonalMailServer"
+# A spec write that loses to a status write is retried this many times in all.
+CHANGE_ATTEMPTS = 4
 
 
 class ConflictError(Exception):
@@ -96,21 +98,26 @@ class Customer:
     def change(self, generation: int, mutate: Callable[[JSON], None]) -> JSON:
         """Apply `mutate` to the spec as of `generation` and store it (PUT with the
         resourceVersion read): ConflictError if the spec moved on, InvalidError if the
-        API server refuses the result."""
-        obj = self.get()
-        if int(obj["metadata"].get("generation") or 0) != generation:
-            raise ConflictError
-        mutate(obj["spec"])
-        obj.pop("status", None)
+        API server refuses the result. A write that lost only to a status or metadata
+        change (the operator reporting, an annotation) is made again on the fresh
+        object: only a change of the spec is the user's conflict."""
         path = self.kube.resource(API_VERSION, KIND).path(self.namespace, self.server)
-        try:
-            return self.kube.request("PUT", path, body=obj, query={"fieldManager": "vpes-panel"})
-        except ApiError as e:
-            if e.status == 409:
-                raise ConflictError from e
-            if e.status == 422:
-                raise _invalid(e) from e
-            raise
+        for _ in range(CHANGE_ATTEMPTS):
+            obj = self.get()
+            if int(obj["metadata"].get("generation") or 0) != generation:
+                raise ConflictError
+            mutate(obj["spec"])
+            obj.pop("status", None)
+            try:
+                return self.kube.request(
+                    "PUT", path, body=obj, query={"fieldManager": "vpes-panel"}
+                )
+            except ApiError as e:
+                if e.status == 422:
+                    raise _invalid(e) from e
+                if e.status != 409:
+                    raise
+        raise ConflictError
 
     def annotate(self, key: str, value: str) -> None:
         """Set one annotation of the server (a merge patch of metadata only: the spec and
