@@ -45,16 +45,7 @@ def routes(panel: Panel) -> list[Route]:
         body = bv.manual_backup(
             ctx.customer.namespace, ctx.customer.server, dt.datetime.now(dt.UTC)
         )
-        try:
-            await ctx.run(ctx.customer.create, body)
-        except ApiError as e:
-            if e.status != 409:
-                raise
-            # The same second's request is already there (a double click).
-        except InvalidError as e:
-            ctx.form.error("backup-now", str(e))
-            return await page(ctx, 422)
-        return redirect("/backups?done=backup")
+        return await request(ctx, body, "backup-now", "backup")
 
     async def restore(ctx: Context) -> Response:
         backups = bv.backup_rows(await ctx.run(ctx.customer.objects, "MailBackup"))
@@ -74,15 +65,21 @@ def routes(panel: Panel) -> list[Route]:
             ctx.form.get("backup"),
             dt.datetime.now(dt.UTC),
         )
+        return await request(ctx, body, "backup", "restore")
+
+    async def request(ctx: Context, body: bv.JSON, field: str, done: str) -> Response:
+        """Create the MailBackup or MailRestore `body`; the API server's refusal next
+        to `field`. One already there (the same second's request: a double click) is
+        taken as made."""
         try:
             await ctx.run(ctx.customer.create, body)
         except ApiError as e:
             if e.status != 409:
                 raise
         except InvalidError as e:
-            ctx.form.error("backup", str(e))
+            ctx.form.error(field, str(e))
             return await page(ctx, 422)
-        return redirect("/backups?done=restore")
+        return redirect(f"/backups?done={done}")
 
     return [
         Route("/backups", panel.page(show, admin=True), methods=["GET"]),
