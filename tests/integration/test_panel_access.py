@@ -67,13 +67,12 @@ def test_each_server_has_its_own_logins_key_withdrawn_with_it(panel_env: PanelEn
 
 def test_a_panel_administrator_must_be_a_mailbox(panel_env: PanelEnv) -> None:
     t = panel_env.customer(("owner",))
-    server = panel_env.server(t)
-    server["spec"]["panel"] = {"admins": [f"nobody@{t.domain}"]}
     with pytest.raises(ApiError) as refused:
         panel_env.admin.request(
-            "PUT",
+            "PATCH",
             panel_env.admin.resource(API_VERSION, "PersonalMailServer").path(t.namespace, t.server),
-            body=server,
+            body={"spec": {"panel": {"admins": [f"nobody@{t.domain}"]}}},
+            content_type="application/merge-patch+json",
         )
     assert refused.value.status == 422
     assert "every panel administrator must be a mailbox of this server" in refused.value.body
