@@ -121,5 +121,9 @@ bench-edge-logins: install system-deps images ## IMAP logins/s through the edge'
 bench-edge-relay: install system-deps images ## the outbound relay: messages/s with Rspamd judging each message next to the same relay without the scan, its memory
 	$(PY) -m bench.edge_relay
 
+.PHONY: bench-panel
+bench-panel: install k8s ## the customer panel with 1,000 servers (kwok): p50/p95 of its overview, domains and mailboxes pages next to 1 server and to the raw API reads, the panel process's memory
+	$(PY) -m bench.panel
+
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)
