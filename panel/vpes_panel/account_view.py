@@ -1,4 +1,5 @@
-"""A mailbox user's own page, as data: their mailbox, its use, and its forwarding.
+"""A mailbox user's own page, as data: their mailbox, its use, its forwarding and
+its vacation reply.
 
 Forwarding of one's own mail is a `spec.forwards` entry whose `from` is the
 mailbox's own address. Postfix's virtual_alias_maps replaces an address by its
@@ -8,6 +9,10 @@ stops the expansion there and is delivered). Whether the operator renders such
 an entry is asked of its own rules (`forwarding_supported`): the panel shows the
 form only where it works, and never writes a forward the operator would refuse
 (a refused spec stops the whole server's configuration).
+
+A vacation reply is the mailbox's own `vacation` (the operator renders it as a Sieve
+script). Turned off, its subject and text stay for next time; turned off with
+neither, it is removed. Its last day counts in UTC, as the script checks it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,17 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from vpes_operator.models.common import ADDRESS_PATTERN
-from vpes_operator.models.server import MAX_FORWARD_TARGETS, PersonalMailServerSpec
+from vpes_operator.models.server import (
+    MAX_FORWARD_TARGETS,
+    MAX_VACATION_DAYS,
+    MAX_VACATION_MESSAGE,
+    MAX_VACATION_SUBJECT,
+    PersonalMailServerSpec,
+)
 from vpes_operator.render.addresses import resolve
 from vpes_operator.render.checks import RenderError
 
@@ -52,12 +64,26 @@ class Forwarding:
 
 
 @dataclass(frozen=True)
+class Vacation:
+    on: bool
+    subject: str
+    message: str
+    days: int
+    until: str  # YYYY-MM-DD, "" for no last day
+
+
+DEFAULT_DAYS = 7
+NO_VACATION = Vacation(False, "", "", DEFAULT_DAYS, "")
+
+
+@dataclass(frozen=True)
 class MailboxView:
     address: str
     display_name: str
     aliases: tuple[str, ...]
     quota: Quota | None
     forwarding: Forwarding
+    vacation: Vacation = NO_VACATION
 
 
 def mailbox(spec: JSON, status: JSON, address: str) -> MailboxView | None:
@@ -75,6 +101,7 @@ def mailbox(spec: JSON, status: JSON, address: str) -> MailboxView | None:
         aliases=tuple(sorted(set(aliases))),
         quota=quota(status, address),
         forwarding=forwarding(spec, address),
+        vacation=vacation(found),
     )
 
 
@@ -170,3 +197,84 @@ def check_spec(spec: JSON) -> str | None:
     except ValueError:
         return None  # the API server's validation says it better, next to the field
     return None
+
+
+# -- vacation reply ---------------------------------------------------------------------
+
+
+def vacation(mailbox: JSON) -> Vacation:
+    v = mailbox.get("vacation")
+    if not v:
+        return NO_VACATION
+    return Vacation(
+        on=bool(v.get("enabled")),
+        subject=str(v.get("subject") or ""),
+        message=str(v.get("message") or ""),
+        days=int(v.get("days") or DEFAULT_DAYS),
+        until=str(v.get("until") or ""),
+    )
+
+
+def parse_vacation(
+    on: bool, subject: str, message: str, days: str, until: str, today: date
+) -> tuple[JSON | None, dict[str, str]]:
+    """The mailbox's `vacation` from the form (None: remove it), and the message for
+    each field that must be fixed (form field name → message)."""
+    errors: dict[str, str] = {}
+    subject = subject.strip()
+    text = message.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if on and not subject:
+        errors["vacation_subject"] = "Enter a subject for your replies."
+    elif "\n" in subject or "\r" in subject:
+        errors["vacation_subject"] = "The subject must be one line."
+    elif len(subject) > MAX_VACATION_SUBJECT:
+        errors["vacation_subject"] = (
+            f"The subject has at most {MAX_VACATION_SUBJECT} characters (yours has {len(subject)})."
+        )
+    if on and not text:
+        errors["vacation_message"] = "Enter the text of your replies."
+    elif len(text) > MAX_VACATION_MESSAGE:
+        errors["vacation_message"] = (
+            f"The text has at most {MAX_VACATION_MESSAGE} characters (yours has {len(text)})."
+        )
+    number = days.strip() or str(DEFAULT_DAYS)
+    if not number.isdigit() or not 1 <= int(number) <= MAX_VACATION_DAYS:
+        errors["vacation_days"] = f"Enter a number of days from 1 to {MAX_VACATION_DAYS}."
+    last = until.strip()
+    if last:
+        try:
+            parsed = date.fromisoformat(last)
+        except ValueError:
+            errors["vacation_until"] = "Enter a date like 2025-08-31, or leave it empty."
+        else:
+            if parsed < today:
+                errors["vacation_until"] = (
+                    f"This day has passed. Enter today ({today.isoformat()}) or a later day, "
+                    "or leave it empty."
+                )
+            last = parsed.isoformat()
+    if errors:
+        return None, errors
+    if not on and not subject and not text:
+        return None, {}
+    value: JSON = {"enabled": on, "days": int(number)}
+    if subject:
+        value["subject"] = subject
+    if text:
+        value["message"] = text
+    if last:
+        value["until"] = last
+    if not on and (not subject or not text):
+        # The CRD needs both to keep a reply that is off: keep it only when whole.
+        return None, {}
+    return value, {}
+
+
+def set_vacation(spec: JSON, address: str, value: JSON | None) -> None:
+    """Mutate `spec` so that `address`'s mailbox has `value` as its vacation (None: none)."""
+    for mailbox in spec.get("mailboxes") or []:
+        if mailbox.get("address") == address:
+            if value is None:
+                mailbox.pop("vacation", None)
+            else:
+                mailbox["vacation"] = value

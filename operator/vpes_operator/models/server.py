@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -34,6 +34,14 @@ MAX_FORWARD_TARGETS = 10
 # with 100 catch-alls that rule would exceed its cost budget.
 MAX_CATCH_ALLS = 50
 MAX_PANEL_ADMINS = 20
+# Vacation replies: all of a server's go into one Sieve script in the tenant
+# ConfigMap (at most 1 MiB with everything else): at most this many are on at once.
+MAX_VACATIONS = 50
+MAX_VACATION_SUBJECT = 200
+MAX_VACATION_MESSAGE = 4000
+MAX_VACATION_DAYS = 30
+# No line break in a subject (RE2, as the API server matches it).
+ONE_LINE_PATTERN = r"^[^\r\n]*$"
 
 DOMAIN_MESSAGE = (
     "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
@@ -81,6 +89,40 @@ class Owner(Model):
     name: str | None = Field(default=None, max_length=200, description="The customer's name.")
 
 
+class Vacation(Model):
+    """An automatic reply ("out of office") to mail the mailbox receives.
+
+    Sent at most once every `days` days to each sender, only for mail addressed
+    to the mailbox or one of its aliases (To, Cc or Bcc), never to mail the
+    edge called spam, nor to lists, bulk or automatic mail."""
+
+    enabled: bool = Field(default=False, description="Replies are sent.")
+    subject: str = Field(
+        min_length=1,
+        max_length=MAX_VACATION_SUBJECT,
+        pattern=ONE_LINE_PATTERN,
+        description="The replies' subject, one line.",
+        json_schema_extra=friendly("the subject must be one line (no line breaks)"),
+    )
+    message: str = Field(
+        min_length=1,
+        max_length=MAX_VACATION_MESSAGE,
+        description="The replies' text (plain text).",
+    )
+    days: int = Field(
+        default=7,
+        ge=1,
+        le=MAX_VACATION_DAYS,
+        description=f"How often one sender gets a reply: at most once in this many days "
+        f"(1 to {MAX_VACATION_DAYS}).",
+    )
+    until: date | None = Field(
+        default=None,
+        description="The last day replies are sent (UTC), e.g. 2025-08-31; after it none "
+        "are, without any change to the spec. No end when unset.",
+    )
+
+
 class Mailbox(Model):
     """A mailbox a person logs in to over IMAP/POP3/SMTP submission."""
 
@@ -115,6 +157,11 @@ class Mailbox(Model):
         "operator generates one and shows it once in the Secret <server>-initial-passwords.",
     )
     display_name: str | None = Field(default=None, max_length=200, description="Shown name.")
+    vacation: Vacation | None = Field(
+        default=None,
+        description="An automatic reply to incoming mail (out of office), which the "
+        "mailbox's user sets in the panel.",
+    )
 
 
 class Forward(Model):
@@ -261,6 +308,13 @@ SERVER_SPEC_VALIDATIONS = [
         "every panel administrator must be a mailbox of this server (one of "
         "spec.mailboxes[].address); add the mailbox or remove it from panel.admins",
         field_path=".panel.admins",
+    ),
+    x_validation(
+        "!has(self.mailboxes) || self.mailboxes.filter(m, has(m.vacation) && "
+        f"m.vacation.enabled).size() <= {MAX_VACATIONS}",
+        f"at most {MAX_VACATIONS} mailboxes may have their vacation reply on at once; turn "
+        "one off first",
+        field_path=".mailboxes",
     ),
 ]
 

@@ -23,6 +23,8 @@ Decisions made here:
   loopback relay without SASL, so mail the edge hands in is never relayed on.
 - Junk filing and spam training follow the plan's antispam level and the
   settings' controller URL (``antispam``).
+- Vacation replies: those that are on, each with its mailbox's aliases
+  (``vacation``).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_operator.settings import OperatorSettings
 from vpes_operator.storage import reserve_bytes, reserve_problem
 
-from . import addresses, antispam, checks
+from . import addresses, antispam, checks, vacation
 from .addresses import MailboxContext, SenderLogin, VirtualAlias
 from .antispam import AntispamContext
 from .checks import RenderError
+from .vacation import VacationContext
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class TenantContext:
     dkim_selector: str
     # Junk filing and spam training, from the plan's antispam level (antispam.py).
     antispam: AntispamContext
+    # The vacation replies that are on, by address (vacation.py).
+    vacations: tuple[VacationContext, ...] = ()
 
     @property
     def forwards(self) -> tuple[VirtualAlias, ...]:
@@ -113,4 +118,5 @@ def build_context(
         edge_networks=checks.networks(settings.edge_networks),
         dkim_selector=selector,
         antispam=antispam.build(plan, settings, reserve),
+        vacations=vacation.build(spec, mailboxes),
     )

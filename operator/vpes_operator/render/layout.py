@@ -10,9 +10,12 @@ Mounts (the container's root filesystem is read-only):
 - ``/etc/vpes/config`` (``CONFIG_DIR``), the tenant ConfigMap, read-only,
   mounted with ``items`` (``CONFIG_FILES``: key → path): ``postfix/main.cf``,
   ``postfix/master.cf``, the Postfix lookup tables ``postfix/virtual``,
-  ``postfix/vmailbox``, ``postfix/sender_login``, ``dovecot/dovecot.conf`` and
+  ``postfix/vmailbox``, ``postfix/sender_login``, ``dovecot/dovecot.conf``,
   ``learn/learn.conf`` (spam training: the controller's URL and the learn
-  spool's bounds; no URL when the server does not train).
+  spool's bounds; no URL when the server does not train) and
+  ``sieve/vacation.sieve`` (every mailbox's vacation reply, one script: a
+  fixed key, so a reply turned on or off changes no ``items`` and restarts
+  nothing).
 - ``/etc/vpes/secrets`` (``SECRETS_DIR``), the tenant Secret, read-only,
   mounted with ``items`` (``SECRET_FILES``, mode ``SECRET_MODE``: 0400) so
   that only what the tenant reads is there: ``passwd`` (Dovecot's
@@ -30,10 +33,11 @@ Mounts (the container's root filesystem is read-only):
   its top directory root:``VMAIL_GROUP``, mode 2775, at each start (no
   fsGroup does it, see above). ``<domain>/<local>/`` is a mailbox's home
   (created and owned by ``VMAIL_USER``), holding ``Maildir/``, ``index/``
-  (Dovecot indexes, kept apart so backups may skip them) and the sieve
-  scripts; ``postfix-queue/`` is Postfix's queue, here so
-  mail accepted but not yet delivered (to a mailbox or out through the relay)
-  survives a restart. Its name holds no dot, so it is never a domain's
+  (Dovecot indexes, kept apart so backups may skip them), the sieve
+  scripts and ``sieve-vacation/`` (the vacation script compiled for that
+  user); ``postfix-queue/`` is Postfix's queue, here so mail accepted but
+  not yet delivered (to a mailbox or out through the relay) survives a
+  restart. Its name holds no dot, so it is never a domain's
   directory.
 - ``/run/vpes`` (``RUN_DIR``), an emptyDir, read-write: ``dovecot/``
   (base_dir: the LMTP, auth and quota-status sockets Postfix uses),
@@ -91,6 +95,9 @@ __all__ = [
     "USAGE_COMMAND",
     "USAGE_PORT",
     "USAGE_PORT_NAME",
+    "VACATION_BIN_DIR",
+    "VACATION_SCRIPT_KEY",
+    "VACATION_SCRIPT_PATH",
     "VMAIL_GID",
     "VMAIL_GROUP",
     "VMAIL_UID",
@@ -125,6 +132,7 @@ CONFIG_FILES: dict[str, str] = {
     "postfix-virtual": "postfix/virtual",
     "postfix-vmailbox": "postfix/vmailbox",
     "learn.conf": "learn/learn.conf",
+    "vacation.sieve": "sieve/vacation.sieve",
 }
 
 POSTFIX_CONFIG_DIR = f"{CONFIG_DIR}/postfix"
@@ -165,6 +173,11 @@ SIEVE_DIR = "/usr/local/lib/vpes/sieve"
 SIEVE_PIPE_DIR = "/usr/local/lib/vpes/sieve-pipe"
 LEARN_PROGRAM = "vpes-learn"
 LEARN_CONFIG_PATH = f"{CONFIG_DIR}/learn/learn.conf"
+# Vacation replies: one Sieve script for every user (sieve_after), compiled into
+# this directory of each user's home (the ConfigMap is read-only).
+VACATION_SCRIPT_KEY = "vacation.sieve"
+VACATION_SCRIPT_PATH = f"{CONFIG_DIR}/{CONFIG_FILES[VACATION_SCRIPT_KEY]}"
+VACATION_BIN_DIR = "sieve-vacation"
 POSTFIX_DATA_DIR = f"{RUN_DIR}/postfix"
 DOVECOT_BASE_DIR = f"{RUN_DIR}/dovecot"
 DOVECOT_STATE_DIR = f"{RUN_DIR}/dovecot-state"

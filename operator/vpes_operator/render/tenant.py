@@ -21,6 +21,7 @@ Files and mounts (see ``layout`` for the constants):
   ``postfix-vmailbox``      ``postfix/vmailbox``              virtual_mailbox_maps
   ``postfix-sender-login``  ``postfix/sender_login``          smtpd_sender_login_maps
   ``learn.conf``            ``learn/learn.conf``              spam training (vpes-learn)
+  ``vacation.sieve``        ``sieve/vacation.sieve``          vacation replies (vacation.py)
   ========================  ================================  ============================
 
 - ``render_passwd(ctx, hashes)`` returns Dovecot's passwd-file, key ``passwd``
@@ -67,7 +68,7 @@ from typing import Any
 
 import jinja2
 
-from . import antispam
+from . import antispam, vacation
 from .checks import RenderError
 from .context import TenantContext
 from .layout import (
@@ -90,6 +91,7 @@ from .layout import (
     TLS_KEY_PATH,
     USAGE_COMMAND,
     USAGE_PORT,
+    VACATION_SCRIPT_KEY,
     VMAIL_GID,
     VMAIL_GROUP,
     VMAIL_UID,
@@ -163,7 +165,9 @@ def render_template(name: str, values: Mapping[str, Any]) -> str:
 def render_config(ctx: TenantContext) -> dict[str, str]:
     """The tenant ConfigMap's data: key (see ``CONFIG_FILES``) → file content."""
     values = _values(ctx)
-    return {key: render_template(f"{key}.j2", values) for key in sorted(CONFIG_FILES)}
+    files = {key: render_template(f"{key}.j2", values) for key in sorted(CONFIG_FILES)}
+    vacation.check_size(files[VACATION_SCRIPT_KEY])
+    return files
 
 
 def _listeners() -> dict[str, Any]:
@@ -261,6 +265,15 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         "sieve_process_limit": SIEVE_PROCESS_LIMIT,
         "quota_status_process_limit": POSTFIX_PROCESS_LIMIT,
         **antispam.values(ctx.antispam),
+        **vacation.values(ctx.vacations),
+        # Extensions only the global scripts may use: the learn scripts pipe, the
+        # vacation script reads the user's name.
+        "sieve_global_extensions": " ".join(
+            [
+                *(["+vnd.dovecot.pipe"] if ctx.antispam.training else []),
+                *(["+vnd.dovecot.environment"] if ctx.vacations else []),
+            ]
+        ),
     }
 
 

@@ -1,6 +1,7 @@
 """My mailbox: every logged-in user's own page (administrators have one too): the
 address, aliases and quota use, and the forms a mailbox user manages alone: the
-password, forwarding of their own mail, and their second factor (TOTP).
+password, forwarding of their own mail, their vacation reply, and their second
+factor (TOTP).
 
 A new password is stored as a Dovecot hash in the panel's Secret and the
 mailbox's passwordSecretRef points at it (one spec change, carrying the form's
@@ -15,13 +16,14 @@ session cannot be used to guess either.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 from starlette.responses import Response
 from starlette.routing import Route
 from vpes_billing.ratelimit import RateLimit
 from vpes_operator import crypto
 
-from .. import account_view, passwords, sessions, totp
+from .. import account_view, forms, passwords, sessions, totp
 from ..customer import ConflictError, Customer, InvalidError, password_key, totp_key, user_key
 from ..settings import PANEL_SECRET
 from ..web import Context, Panel, redirect
@@ -30,10 +32,21 @@ from ..web import Context, Panel, redirect
 DONE = {
     "password": "Your password is changed. Use the new one in your mail apps too.",
     "forwarding": "Your forwarding is saved; it applies within a minute.",
+    "vacation": "Your vacation reply is saved; it applies within a minute.",
     "totp": "Your second factor is on: from now on, logging in also asks for a code.",
     "totp-off": "Your second factor is off: logging in asks for your password only.",
     "totp-required": "This server's administrators require a second factor for every "
     "mailbox. Set yours up below to continue.",
+}
+# The API server's refusals of a vacation, next to the field they are about.
+VACATION_FIELDS = {
+    "mailboxes": "vacation_on",
+    "vacation": "vacation_on",
+    "enabled": "vacation_on",
+    "subject": "vacation_subject",
+    "message": "vacation_message",
+    "days": "vacation_days",
+    "until": "vacation_until",
 }
 WRONG_CODE = "This code is not right, or was used already. Enter the 6 digits your app shows now."
 TOO_MANY = "Too many attempts. Wait a minute and try again."
@@ -60,6 +73,7 @@ class Account:
             Route("/account", p.page(self.show), methods=["GET"]),
             Route("/account/password", p.page(self.password), methods=["POST"]),
             Route("/account/forwarding", p.page(self.forwarding), methods=["POST"]),
+            Route("/account/vacation", p.page(self.vacation), methods=["POST"]),
             Route("/account/totp/enrol", p.page(self.enrol), methods=["POST"]),
             Route("/account/totp/disable", p.page(self.disable), methods=["POST"]),
         ]
@@ -171,6 +185,36 @@ class Account:
             f.error("targets", causes[0][1] if causes else str(e))
             return await self._page(ctx, 409 if isinstance(e, ConflictError) else 422)
         return redirect("/account?done=forwarding")
+
+    # -- vacation reply ---------------------------------------------------------------
+
+    async def vacation(self, ctx: Context) -> Response:
+        f, user = ctx.form, ctx.session.user
+        value, errors = account_view.parse_vacation(
+            f.get("vacation_on") == "yes",
+            f.get("vacation_subject"),
+            f.get("vacation_message"),
+            f.get("vacation_days"),
+            f.get("vacation_until"),
+            datetime.now(UTC).date(),
+        )
+        for name, message in errors.items():
+            f.error(name, message)
+        if not f.ok:
+            return await self._page(ctx, 422)
+
+        def mutate(spec: account_view.JSON) -> None:
+            account_view.set_vacation(spec, user, value)
+
+        try:
+            await ctx.run(ctx.customer.change, _generation(f.get("generation")), mutate)
+        except ConflictError as e:
+            f.error("vacation_on", str(e))
+            return await self._page(ctx, 409)
+        except InvalidError as e:
+            forms.apply_causes(f, str(e), e.causes, VACATION_FIELDS, "vacation_on")
+            return await self._page(ctx, 422)
+        return redirect("/account?done=vacation")
 
     # -- second factor ----------------------------------------------------------------
 
