@@ -30,11 +30,23 @@ class Directory:
         self.ttl = ttl
         self.clock = clock
         self._lock = threading.Lock()
+        # One listing at a time: misses arriving meanwhile wait for it and use it
+        # (with 1,000 servers a listing holds ~15 MB; eight at once outgrew the pod).
+        self._listing = threading.Lock()
         self._homes: dict[str, Home] = {}
         self._domains: dict[str, Home] = {}
         self._listed_at: float | None = None
 
-    def _refresh(self) -> None:
+    def _refresh(self, since: float | None = None) -> None:
+        """List every server, unless a listing finished after `since` meanwhile."""
+        with self._listing:
+            with self._lock:
+                done = self._listed_at
+            if since is not None and done is not None and done > since:
+                return
+            self._list()
+
+    def _list(self) -> None:
         homes: dict[str, Home] = {}
         domains: dict[str, Home] = {}
         for obj in self.kube.list(API_VERSION, "PersonalMailServer"):
@@ -55,7 +67,7 @@ class Directory:
             fresh = self._listed_at is not None and self.clock() - self._listed_at < self.ttl
         if found is not None or fresh:
             return found
-        self._refresh()
+        self._refresh(since=self.clock())
         with self._lock:
             return self._homes.get(address)
 
