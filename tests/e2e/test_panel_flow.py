@@ -182,6 +182,11 @@ def _pay(web: Web, route: Route) -> None:
     )
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="written against the pages' labels but not yet run once on the real node "
+    "(issue 16 stays open for it); it runs, and an XPASS says it works",
+)
 def test_sign_up_set_the_password_and_log_in_to_the_panel(web: Web) -> None:
     domain = f"flow{uuid.uuid4().hex[:6]}.example"
     owner = f"alice@{domain}"
