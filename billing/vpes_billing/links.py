@@ -17,6 +17,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from vpes_operator import API_VERSION
+from vpes_operator import naming as operator_naming
 from vpes_operator.clients.kube import ApiError, Kube
 from vpes_panel import passwords
 
@@ -130,4 +132,17 @@ def use(kube: Kube, token: str, password: str, confirm: str) -> Link:
             "data": {"password": base64.b64encode(_hashed(password).encode()).decode()},
         }
     )
+    # The operator watches no Secret: the server's annotation makes it take the new
+    # hash now (the tenant's logins and the panel's), not at its next resync.
+    try:
+        kube.patch_metadata(
+            API_VERSION,
+            "PersonalMailServer",
+            link.namespace,
+            n.SERVER_NAME,
+            {"annotations": {operator_naming.ANNOTATION_PASSWORDS_CHANGED: secrets.token_hex(8)}},
+        )
+    except ApiError as e:
+        if e.status != 404:  # a server deleted meanwhile has nothing to take up
+            raise
     return link

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpes_operator.models.conditions import ConditionType as C
+from vpes_operator.models.conditions import Reason
 
 JSON = dict[str, Any]
 
@@ -88,8 +89,32 @@ def condition(status: JSON, type_: str) -> Condition:
     return Condition(state, words, str(found.get("message") or ""))
 
 
-def managed(spec: JSON) -> bool:
-    return str((spec.get("dns") or {}).get("mode") or "Managed") == "Managed"
+def domain_checked(rows: list[Record]) -> Condition:
+    """The live checks of one domain's records in words (the server's DNSVerified
+    condition speaks of every domain at once: too much for one domain's page)."""
+    if not rows:
+        return Condition("unknown", "Not known yet", "")
+    counts = summary(rows)
+    bad = counts["wrong"] + counts["missing"]
+    if bad:
+        return Condition(
+            "bad", "No", f"{bad} of {len(rows)} records are missing or wrong: see each below."
+        )
+    if counts["unchecked"]:
+        return Condition("unknown", "Not checked yet", "")
+    return Condition("good", "Yes", f"Each of its {len(rows)} records is published and right.")
+
+
+def managed(spec: JSON, status: JSON | None = None) -> bool:
+    """Whether the provider publishes the records: the server asks for it (spec.dns.mode)
+    and the provider's DNS is not set to "manual" (the operator then says ManualMode)."""
+    if str((spec.get("dns") or {}).get("mode") or "Managed") != "Managed":
+        return False
+    published = next(
+        (c for c in (status or {}).get("conditions") or [] if c.get("type") == C.DNS_PUBLISHED),
+        None,
+    )
+    return (published or {}).get("reason") != Reason.MANUAL_MODE
 
 
 CONDITIONS = {

@@ -12,6 +12,8 @@ from typing import Any
 
 from vpes_operator.models.conditions import ConditionType as C
 
+from . import dns_view
+
 # The conditions a customer sees, in order, with the question each answers.
 QUESTIONS: list[tuple[str, str]] = [
     (C.READY, "Is my server running and taking mail?"),
@@ -45,8 +47,27 @@ def checks(status: dict[str, Any]) -> list[Check]:
         unknown = cond.get("status") == "Unknown"
         state = "good" if good else "unknown" if unknown else "bad"
         answer = "Yes" if good else "Not known yet" if unknown else "No"
-        out.append(Check(type_, question, state, answer, str(cond.get("message") or "")))
+        message = str(cond.get("message") or "")
+        if type_ == C.DNS_VERIFIED and not good:
+            message = dns_summary(status) or message
+        out.append(Check(type_, question, state, answer, message))
     return out
+
+
+def dns_summary(status: dict[str, Any]) -> str:
+    """Which domains have records to fix, in one line (the condition's message lists
+    every record of every domain: that is each domain's own page)."""
+    domains = sorted({str(r.get("domain")) for r in status.get("dnsRecords") or []})
+    parts = []
+    for domain in domains:
+        rows = dns_view.records(status, domain)
+        counts = dns_view.summary(rows)
+        bad = counts["wrong"] + counts["missing"]
+        if bad:
+            parts.append(f"{domain}: {bad} of {len(rows)} records missing or wrong")
+    if not parts:
+        return ""
+    return "; ".join(parts) + ". Each domain's page under Domains says what to publish."
 
 
 @dataclass(frozen=True)

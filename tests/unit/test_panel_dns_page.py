@@ -40,7 +40,7 @@ def render(spec: dict[str, Any]) -> str:
         records=dns_view.records(STATUS, "example.org"),
         managed=dns_view.managed(spec),
         published=dns_view.condition(STATUS, "DNSPublished"),
-        verified=dns_view.condition(STATUS, "DNSVerified"),
+        verified=dns_view.domain_checked(dns_view.records(STATUS, "example.org")),
         routed=dns_view.condition(STATUS, "DomainsRouted"),
         notice="",
         own=False,
@@ -65,3 +65,14 @@ def test_managed_mode_shows_the_state_of_publication() -> None:
     assert "What to publish" not in page
     assert "publishes these records for you" in page and "the zone refused" in page
     assert "10 mx.example.net" in page, "the records are still listed"
+
+
+def test_a_domain_page_judges_its_own_records_only() -> None:
+    page = render({"dns": {"mode": "Manual"}})
+    assert "2 of 4 records are missing or wrong" in page
+    rows = dns_view.records(STATUS, "other.example")
+    assert dns_view.domain_checked(rows).state == "unknown", "its one record is unchecked"
+    passed = [r for r in dns_view.records(STATUS, "example.org") if r.verdict == "published"]
+    good = dns_view.domain_checked(passed)
+    assert (good.state, good.message) == ("good", "Each of its 1 records is published and right.")
+    assert dns_view.domain_checked([]).words == "Not known yet"

@@ -341,6 +341,8 @@ def test_a_domains_records_in_words() -> None:
     ]
     assert dns_view.summary(rows) == {"published": 1, "wrong": 1, "missing": 0, "unchecked": 0}
     assert dns_view.managed({}) and not dns_view.managed({"dns": {"mode": "Manual"}})
+    manual_provider = {"conditions": [{"type": "DNSPublished", "reason": "ManualMode"}]}
+    assert not dns_view.managed({}, manual_provider), "the provider publishes nothing"
 
 
 def test_conditions_in_words() -> None:

@@ -52,7 +52,7 @@ def _list(ctx: Context, server: Server, status: int = 200) -> Response:
         limit=forms.plan_limit(server.plan, "maxDomains"),
         plan=forms.plan_name(server.plan, spec),
         notice=shared.notice(ctx, DONE),
-        managed=dns_view.managed(spec),
+        managed=dns_view.managed(spec, server.status),
     )
 
 
@@ -105,15 +105,16 @@ async def show(ctx: Context) -> Response:
     if domain not in (server.spec.get("domains") or []):
         return shared.not_found(ctx, "domain")
     status = server.status
+    rows = dns_view.records(status, domain)
     return ctx.render(
         "domain.html",
         f"DNS of {forms.shown_domain(domain)}",
         domain=domain,
         shown=forms.shown_domain(domain),
-        records=dns_view.records(status, domain),
-        managed=dns_view.managed(server.spec),
+        records=rows,
+        managed=dns_view.managed(server.spec, status),
         published=dns_view.condition(status, dns_view.CONDITIONS["published"]),
-        verified=dns_view.condition(status, dns_view.CONDITIONS["verified"]),
+        verified=dns_view.domain_checked(rows),
         routed=dns_view.condition(status, dns_view.CONDITIONS["routed"]),
         notice=shared.notice(ctx, DONE),
         own=_own_domain(ctx, domain),
