@@ -42,6 +42,19 @@ MAX_VACATION_MESSAGE = 4000
 MAX_VACATION_DAYS = 30
 # No line break in a subject (RE2, as the API server matches it).
 ONE_LINE_PATTERN = r"^[^\r\n]*$"
+# OpenPGP public keys published in the Web Key Directory: one armored key a mailbox, at
+# most this long, on at most this many mailboxes of a server (50 keys of 8 KiB keep the
+# object well under the API server's 1.5 MiB).
+MAX_OPENPGP_KEY = 8192
+MAX_OPENPGP_KEYS = 50
+OPENPGP_HEADER = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
+OPENPGP_FOOTER = "-----END PGP PUBLIC KEY BLOCK-----"
+# From the armor's first line to its last (RE2: [\s\S] for any character).
+OPENPGP_KEY_PATTERN = rf"^{OPENPGP_HEADER}\r?\n[\s\S]*\n{OPENPGP_FOOTER}\r?\n?$"
+OPENPGP_KEY_MESSAGE = (
+    f"must be one ASCII-armored OpenPGP public key, from the line {OPENPGP_HEADER} to the "
+    f"line {OPENPGP_FOOTER} (what gpg --armor --export <address> prints); never a private key"
+)
 
 DOMAIN_MESSAGE = (
     "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
@@ -161,6 +174,24 @@ class Mailbox(Model):
         default=None,
         description="An automatic reply to incoming mail (out of office), which the "
         "mailbox's user sets in the panel.",
+    )
+    openpgp_key: str | None = Field(
+        default=None,
+        max_length=MAX_OPENPGP_KEY,
+        pattern=OPENPGP_KEY_PATTERN,
+        description="The mailbox user's OpenPGP public key (ASCII-armored, one key with a "
+        "user ID of this address), published in the Web Key Directory so that mail apps "
+        "(gpg --locate-keys) find it; the user publishes it in the panel.",
+        json_schema_extra={
+            "x-vpes-message": OPENPGP_KEY_MESSAGE,
+            "x-kubernetes-validations": [
+                x_validation(
+                    "!self.contains('PRIVATE KEY')",
+                    "this is a private (secret) key: never publish it. Publish the public "
+                    "key only: gpg --armor --export <address>",
+                )
+            ],
+        },
     )
 
 
@@ -314,6 +345,13 @@ SERVER_SPEC_VALIDATIONS = [
         f"m.vacation.enabled).size() <= {MAX_VACATIONS}",
         f"at most {MAX_VACATIONS} mailboxes may have their vacation reply on at once; turn "
         "one off first",
+        field_path=".mailboxes",
+    ),
+    x_validation(
+        "!has(self.mailboxes) || self.mailboxes.filter(m, has(m.openpgpKey)).size() <= "
+        f"{MAX_OPENPGP_KEYS}",
+        f"at most {MAX_OPENPGP_KEYS} mailboxes of a server may publish an OpenPGP key; "
+        "withdraw one first",
         field_path=".mailboxes",
     ),
 ]
