@@ -61,6 +61,10 @@ class KeyRefusedError(ValueError):
     """The text is not a key to publish; the message says what to do instead."""
 
 
+class SecretKeyError(KeyRefusedError):
+    """The text holds a secret key: refused, and never shown back."""
+
+
 # -- the Web Key Directory's names ----------------------------------------------------
 
 
@@ -102,7 +106,7 @@ def dearmor(text: str) -> bytes:
     (RFC 9580 made it optional); when present it must match."""
     lines = [line.rstrip() for line in text.strip().replace("\r\n", "\n").split("\n")]
     if "PRIVATE KEY BLOCK" in text:
-        raise KeyRefusedError(
+        raise SecretKeyError(
             "This is your private (secret) key: never give it to anyone, and change it if "
             "you shared it. Publish your public key instead, which "
             f"{EXPORT.format(address='<your address>')} prints."
@@ -219,7 +223,7 @@ def inspect(text: str) -> PublicKey:
     records, whole = _gpg_show(data)
     primaries = [r for r in records if r[0] in ("pub", "sec")]
     if any(r[0] in ("sec", "ssb") for r in records):
-        raise KeyRefusedError(
+        raise SecretKeyError(
             "This holds a private (secret) key: never give it to anyone. Publish your "
             f"public key instead, which {EXPORT.format(address='<your address>')} prints."
         )

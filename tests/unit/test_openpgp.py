@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,10 +23,11 @@ from vpes_operator.models.server import PersonalMailServerSpec
 from vpes_panel import openpgp
 from vpes_panel.openpgp import KeyRefusedError
 
+from tests.openpgp_keys import GnuPG, gnupg
+
 pytestmark = pytest.mark.unit
 
 ALICE = "alice@example.org"
-GPG_BATCH = ("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "")
 WKS_CLIENT = shutil.which("gpg-wks-client") or next(
     (
         p
@@ -36,44 +36,6 @@ WKS_CLIENT = shutil.which("gpg-wks-client") or next(
     ),
     None,
 )
-
-
-class GnuPG:
-    """A throwaway GnuPG home (short path: the agent's socket lives in it) that makes
-    keys as a person would."""
-
-    def __init__(self, home: str) -> None:
-        self.home = home
-
-    def gpg(self, *args: str, input_: bytes | None = None) -> bytes:
-        done = subprocess.run(
-            [*GPG_BATCH, "--homedir", self.home, *args],
-            input=input_,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-        return done.stdout
-
-    def make(
-        self,
-        user_id: str,
-        *,
-        algo: str = "future-default",
-        usage: str = "default",
-        expire: str = "1y",
-        when: str | None = None,
-    ) -> str:
-        """A new key; its fingerprint."""
-        fake = ["--faked-system-time", when] if when else []
-        self.gpg(*fake, "--quick-gen-key", user_id, algo, usage, expire)
-        listing = self.gpg("--with-colons", "--list-keys", user_id).decode()
-        fprs = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr")]
-        return fprs[0]
-
-    def export(self, *names: str, secret: bool = False) -> str:
-        what = "--export-secret-keys" if secret else "--export"
-        return self.gpg("--armor", what, *names).decode()
 
 
 @dataclass(frozen=True)
@@ -93,15 +55,11 @@ class Keys:
 
 @pytest.fixture(scope="module")
 def keys() -> Iterator[Keys]:
-    home = tempfile.mkdtemp(prefix="gpg-")
-    g = GnuPG(home)
-    try:
+    with gnupg() as g:
         alice = g.make(f"Alice Example <{ALICE}>")
         g.make("Bob <bob@example.org>")
         g.make("Old <old@example.org>", expire="1d", when="20200101T000000")
-        rev = g.make("Rev <rev@example.org>", expire="never")
-        certificate = Path(home, "openpgp-revocs.d", f"{rev}.rev").read_text()
-        g.gpg("--import", input_=certificate.replace(":-----BEGIN", "-----BEGIN").encode())
+        g.revoke(g.make("Rev <rev@example.org>", expire="never"))
         g.make("Signer <signer@example.org>", algo="ed25519", usage="sign")
         g.make("Long <long@example.org>")
         for i in range(45):
@@ -119,9 +77,6 @@ def keys() -> Iterator[Keys]:
             two=g.export(ALICE, "bob@example.org"),
             long=g.export("long@example.org"),
         )
-    finally:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 # -- the hash ----------------------------------------------------------------------------
