@@ -183,10 +183,18 @@ def test_the_model_takes_what_armor_writes_and_refuses_a_private_block(keys: Key
     parsed = PersonalMailServerSpec.model_validate(spec(openpgp.armor(keys.alice_binary)))
     assert parsed.mailboxes[0].openpgp_key == keys.good
     assert parsed.wire()["mailboxes"][0]["openpgpKey"] == keys.good
-    with pytest.raises(ValidationError):
-        PersonalMailServerSpec.model_validate(spec(keys.secret))
-    with pytest.raises(ValidationError):
-        PersonalMailServerSpec.model_validate(spec(keys.good + "x" * 8192))
+    crlf = keys.good.replace("\n", "\r\n")
+    assert PersonalMailServerSpec.model_validate(spec(crlf)).mailboxes[0].openpgp_key == crlf
+    for bad, says in [
+        (keys.secret, "must be one ASCII-armored OpenPGP public key"),
+        (keys.good + keys.secret + keys.good, "this is a private (secret) key"),
+        ("mQINBF...", "must be one ASCII-armored OpenPGP public key"),
+        (keys.good.rstrip("\n") + "\r", "must be one ASCII-armored OpenPGP public key"),
+        (keys.good.replace("\n\n", "\n\n" + "A" * 8192, 1), "at most 8192 characters"),
+    ]:
+        with pytest.raises(ValidationError) as refused:
+            PersonalMailServerSpec.model_validate(spec(bad))
+        assert says in str(refused.value)
 
 
 # -- gpg's check -------------------------------------------------------------------------

@@ -131,5 +131,5 @@ def test_the_form_on_the_page() -> None:
     assert (
         '<span class="error-message" id="openpgp_key-error">Paste &lt;one&gt; key.</span>' in page
     )
-    assert 'value="withdraw"' in page and "Withdraw my key" in page
+    assert 'name="openpgp_action" value="withdraw"' in page and "Withdraw my key" in page
     assert "A new public key, to publish instead" in page

@@ -232,7 +232,7 @@ class Account:
         """Publish the key pasted (checked by gpg first), or withdraw the published one."""
         f, user = ctx.form, ctx.session.user
         armored: str | None = None
-        if f.get("action") != "withdraw":
+        if f.get("openpgp_action") != "withdraw":
             if not f.get("openpgp_key"):
                 f.error("openpgp_key", "Paste your public key: what gpg --armor --export prints.")
                 return await self._page(ctx, 422)
