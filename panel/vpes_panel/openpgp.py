@@ -165,7 +165,6 @@ class PublicKey:
     fingerprint: str
     user_ids: tuple[str, ...]  # every user ID, revoked or expired ones too
     addresses: frozenset[str]  # the mail addresses of its valid user IDs, lowercase
-    created: datetime | None
     expires: datetime | None
     revoked: bool
     expired: bool
@@ -200,9 +199,16 @@ def _gpg_show(data: bytes) -> tuple[list[list[str]], bool]:
                 "Keys cannot be checked just now, so nothing was published. Try again in a "
                 f"minute; if this goes on, tell your provider (gpg: {type(e).__name__})."
             ) from e
-    text = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), done.stdout)
-    records = [line.split(":") for line in text.decode("utf-8", "replace").splitlines()]
+    records = [
+        [_unescape(field) for field in line.split(b":")] for line in done.stdout.splitlines()
+    ]
     return records, done.returncode == 0
+
+
+def _unescape(field: bytes) -> str:
+    """A field of gpg's colon listing: ':' and control characters come as \\xHH."""
+    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), field)
+    return raw.decode("utf-8", "replace")
 
 
 def _when(field: str) -> datetime | None:
@@ -247,7 +253,6 @@ def inspect(text: str) -> PublicKey:
         fingerprint=fpr,
         user_ids=tuple(u for _, u in uids),
         addresses=frozenset(a for v, u in uids if v not in ("r", "e") and (a := _address(u))),
-        created=_when(pub[5]),
         expires=_when(pub[6]),
         revoked=pub[1] == "r",
         expired=pub[1] == "e",

@@ -56,7 +56,7 @@ class Keys:
 @pytest.fixture(scope="module")
 def keys() -> Iterator[Keys]:
     with gnupg() as g:
-        alice = g.make(f"Alice Example <{ALICE}>")
+        alice = g.make(f"Alice Example (work: home) <{ALICE}>")
         g.make("Bob <bob@example.org>")
         g.make("Old <old@example.org>", expire="1d", when="20200101T000000")
         g.revoke(g.make("Rev <rev@example.org>", expire="never"))
@@ -204,7 +204,7 @@ def test_a_good_key(keys: Keys) -> None:
     key = openpgp.check_key(keys.good, ALICE)
     assert key.fingerprint == keys.alice and len(key.fingerprint) == 40
     assert key.grouped_fingerprint.replace(" ", "") == keys.alice
-    assert key.user_ids == (f"Alice Example <{ALICE}>",)
+    assert key.user_ids == (f"Alice Example (work: home) <{ALICE}>",)  # a colon unescaped
     assert key.addresses == {ALICE}
     assert key.can_encrypt and not key.revoked and not key.expired
     assert key.expires is not None and key.expires > datetime.now(UTC) + timedelta(days=300)
