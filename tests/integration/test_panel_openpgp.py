@@ -131,6 +131,8 @@ def test_bad_keys_are_refused_next_to_the_field_and_change_nothing(
         assert 'aria-invalid="true"' in r.text
     r = publish(c, secret)
     assert secret.splitlines()[3] not in r.text, "a secret key is never shown back"
+    forged = c.post("/account/openpgp", data={"openpgp_action": "publish", "openpgp_key": good})
+    assert forged.status_code == 403, "no CSRF token: refused"
     assert panel_env.server(t)["metadata"]["generation"] == before
     assert key_of(panel_env, t, user) is None
 
