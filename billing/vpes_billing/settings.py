@@ -79,6 +79,7 @@ RESERVED_SUBDOMAINS = frozenset(
         "ns",
         "ns1",
         "ns2",
+        "openpgpkey",
         "panel",
         "pop",
         "pop3",

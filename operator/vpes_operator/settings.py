@@ -128,7 +128,7 @@ class OperatorSettings(BaseModel):
     mta_sts_mode: Literal["enforce", "testing", "none", "off"] = Field(default="testing")
     mta_sts_max_age: int = Field(default=604800, ge=86400, le=31557600)
     tls_rpt_rua: str = Field(default="", description="TLS-RPT reports; empty: no record.")
-    # The edge's web name: mta-sts, autoconfig and autodiscover point here.
+    # The edge's web name: mta-sts, autoconfig, autodiscover and openpgpkey point here.
     edge_web_host: str = Field(default="web.vpes.test")
     # TLSA data ("3 1 1 <sha256>") of the edge MX's key, listed when a zone is signed.
     dane_tlsa: tuple[str, ...] = Field(default=())

@@ -194,6 +194,7 @@ def test_published_and_verified(
         ("SRV", f"_pop3s._tcp.{d}"),
         ("CNAME", f"autoconfig.{d}"),
         ("CNAME", f"autodiscover.{d}"),
+        ("CNAME", f"openpgpkey.{d}"),
     ]:
         assert want in kinds, want
     assert not any(r["type"] == "TLSA" for r in records), "the zone is not signed"

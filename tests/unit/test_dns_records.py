@@ -40,6 +40,7 @@ EXPECTED = [
     ("SRV", "_pop3s._tcp.example.org", "0 1 995 imap.vpes.test."),
     ("CNAME", "autoconfig.example.org", "web.edge.example."),
     ("CNAME", "autodiscover.example.org", "web.edge.example."),
+    ("CNAME", "openpgpkey.example.org", "web.edge.example."),
 ]
 
 

@@ -30,6 +30,7 @@ SRV_IMAPS = "srv-imaps"
 SRV_POP3S = "srv-pop3s"
 AUTOCONFIG = "autoconfig"
 AUTODISCOVER = "autodiscover"
+OPENPGPKEY = "openpgpkey"
 TLSA = "tlsa"
 
 PURPOSES = {
@@ -45,6 +46,8 @@ PURPOSES = {
     SRV_POP3S: "mail clients find the POP3 server (RFC 6186)",
     AUTOCONFIG: "Thunderbird-style client autoconfiguration",
     AUTODISCOVER: "Outlook-style client autodiscovery",
+    OPENPGPKEY: "mail apps find the mailboxes' OpenPGP public keys (Web Key Directory, "
+    "advanced method)",
     TLSA: "DANE: the edge MX's key, for senders that validate DNSSEC (shared by every "
     "domain; published once by the provider)",
 }
@@ -163,6 +166,7 @@ def domain_records(
         rec(SRV_POP3S, "SRV", "_pop3s._tcp", f"0 1 995 {fqdn(settings.imap_host)}"),
         rec(AUTOCONFIG, "CNAME", "autoconfig", web),
         rec(AUTODISCOVER, "CNAME", "autodiscover", web),
+        rec(OPENPGPKEY, "CNAME", "openpgpkey", web),
     ]
     if dnssec:
         tlsa_name = f"_25._tcp.{settings.mx_host.rstrip('.')}"

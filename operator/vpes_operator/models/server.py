@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from .. import API_VERSION
 from .common import (
@@ -42,6 +42,45 @@ MAX_VACATION_MESSAGE = 4000
 MAX_VACATION_DAYS = 30
 # No line break in a subject (RE2, as the API server matches it).
 ONE_LINE_PATTERN = r"^[^\r\n]*$"
+# OpenPGP public keys published in the Web Key Directory: one armored key a mailbox, at
+# most this long, on at most this many mailboxes of a server (50 keys of 8 KiB keep the
+# object well under the API server's 1.5 MiB).
+MAX_OPENPGP_KEY = 8192
+MAX_OPENPGP_KEYS = 50
+OPENPGP_HEADER = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
+OPENPGP_FOOTER = "-----END PGP PUBLIC KEY BLOCK-----"
+OPENPGP_KEY_MESSAGE = (
+    f"must be one ASCII-armored OpenPGP public key, from the line {OPENPGP_HEADER} to the "
+    f"line {OPENPGP_FOOTER} (what gpg --armor --export <address> prints); never a private key"
+)
+OPENPGP_PRIVATE_BLOCK_MESSAGE = (
+    "this is a private (secret) key: never publish it. Publish the public key only: "
+    "gpg --armor --export <address>"
+)
+# From the armor's first line to its last. Said with startsWith/endsWith, not a pattern:
+# a regular expression over 8 KiB in each of 1,000 mailboxes exceeds the API server's
+# cost budget for CEL, and a plain schema pattern would quote the value (a private key
+# pasted by mistake) in its error.
+_LINE_ENDS = ("\\n", "\\r\\n")
+OPENPGP_KEY_RULE = (
+    "("
+    + " || ".join(f"self.startsWith('{OPENPGP_HEADER}{e}')" for e in _LINE_ENDS)
+    + ") && ("
+    + " || ".join(f"self.endsWith('{OPENPGP_FOOTER}{e}')" for e in ("", *_LINE_ENDS))
+    + ")"
+)
+
+
+def _armored_public_key(value: str) -> str:
+    """What OPENPGP_KEY_RULE and the rule against a private key say, for pydantic."""
+    starts = tuple(OPENPGP_HEADER + e for e in ("\n", "\r\n"))
+    ends = tuple(OPENPGP_FOOTER + e for e in ("", "\n", "\r\n"))
+    if not value.startswith(starts) or not value.endswith(ends):
+        raise ValueError(OPENPGP_KEY_MESSAGE)
+    if "PRIVATE KEY" in value:
+        raise ValueError(OPENPGP_PRIVATE_BLOCK_MESSAGE)
+    return value
+
 
 DOMAIN_MESSAGE = (
     "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
@@ -78,6 +117,13 @@ ExternalAddress = Annotated[str, StringConstraints(pattern=ADDRESS_PATTERN, max_
 class DNSMode(StrEnum):
     MANAGED = "Managed"
     MANUAL = "Manual"
+
+
+ArmoredPublicKey = Annotated[
+    str,
+    StringConstraints(max_length=MAX_OPENPGP_KEY),
+    AfterValidator(_armored_public_key),
+]
 
 
 class Owner(Model):
@@ -161,6 +207,18 @@ class Mailbox(Model):
         default=None,
         description="An automatic reply to incoming mail (out of office), which the "
         "mailbox's user sets in the panel.",
+    )
+    openpgp_key: ArmoredPublicKey | None = Field(
+        default=None,
+        description="The mailbox user's OpenPGP public key (ASCII-armored, one key with a "
+        "user ID of this address), published in the Web Key Directory so that mail apps "
+        "(gpg --locate-keys) find it; the user publishes it in the panel.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                x_validation(OPENPGP_KEY_RULE, OPENPGP_KEY_MESSAGE),
+                x_validation("!self.contains('PRIVATE KEY')", OPENPGP_PRIVATE_BLOCK_MESSAGE),
+            ],
+        },
     )
 
 
@@ -314,6 +372,13 @@ SERVER_SPEC_VALIDATIONS = [
         f"m.vacation.enabled).size() <= {MAX_VACATIONS}",
         f"at most {MAX_VACATIONS} mailboxes may have their vacation reply on at once; turn "
         "one off first",
+        field_path=".mailboxes",
+    ),
+    x_validation(
+        "!has(self.mailboxes) || self.mailboxes.filter(m, has(m.openpgpKey)).size() <= "
+        f"{MAX_OPENPGP_KEYS}",
+        f"at most {MAX_OPENPGP_KEYS} mailboxes of a server may publish an OpenPGP key; "
+        "withdraw one first",
         field_path=".mailboxes",
     ),
 ]

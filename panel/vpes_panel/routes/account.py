@@ -1,7 +1,7 @@
 """My mailbox: every logged-in user's own page (administrators have one too): the
 address, aliases and quota use, and the forms a mailbox user manages alone: the
-password, forwarding of their own mail, their vacation reply, and their second
-factor (TOTP).
+password, forwarding of their own mail, their vacation reply, their OpenPGP public
+key (published in the Web Key Directory), and their second factor (TOTP).
 
 A new password is stored as a Dovecot hash in the panel's Secret and the
 mailbox's passwordSecretRef points at it (one spec change, carrying the form's
@@ -23,7 +23,7 @@ from starlette.routing import Route
 from vpes_billing.ratelimit import RateLimit
 from vpes_operator import crypto
 
-from .. import account_view, forms, passwords, sessions, totp
+from .. import account_view, forms, openpgp, openpgp_view, passwords, sessions, totp
 from ..customer import ConflictError, Customer, InvalidError, password_key, totp_key, user_key
 from ..settings import PANEL_SECRET
 from ..web import Context, Panel, redirect
@@ -33,6 +33,8 @@ DONE = {
     "password": "Your password is changed. Use the new one in your mail apps too.",
     "forwarding": "Your forwarding is saved; it applies within a minute.",
     "vacation": "Your vacation reply is saved; it applies within a minute.",
+    "openpgp": "Your OpenPGP key is published: mail apps that look up your address find it.",
+    "openpgp-off": "Your OpenPGP key is withdrawn: mail apps no longer find it here.",
     "totp": "Your second factor is on: from now on, logging in also asks for a code.",
     "totp-off": "Your second factor is off: logging in asks for your password only.",
     "totp-required": "This server's administrators require a second factor for every "
@@ -48,6 +50,8 @@ VACATION_FIELDS = {
     "days": "vacation_days",
     "until": "vacation_until",
 }
+# The API server's refusals of a key, next to the key's field.
+OPENPGP_FIELDS = {"mailboxes": "openpgp_key", "openpgpKey": "openpgp_key"}
 WRONG_CODE = "This code is not right, or was used already. Enter the 6 digits your app shows now."
 TOO_MANY = "Too many attempts. Wait a minute and try again."
 
@@ -74,6 +78,7 @@ class Account:
             Route("/account/password", p.page(self.password), methods=["POST"]),
             Route("/account/forwarding", p.page(self.forwarding), methods=["POST"]),
             Route("/account/vacation", p.page(self.vacation), methods=["POST"]),
+            Route("/account/openpgp", p.page(self.openpgp_key), methods=["POST"]),
             Route("/account/totp/enrol", p.page(self.enrol), methods=["POST"]),
             Route("/account/totp/disable", p.page(self.disable), methods=["POST"]),
         ]
@@ -93,6 +98,10 @@ class Account:
                 "message.html", "My mailbox", 404, text="This mailbox no longer exists."
             )
         enrolled, secret = await ctx.run(self._second_factor, ctx.customer, user)
+        stored = openpgp_view.stored_key(spec, user)
+        key = None
+        if stored:
+            key = await ctx.run(openpgp_view.published, stored, user, datetime.now(UTC))
         done = DONE.get(ctx.request.query_params.get("done", ""), "")
         return ctx.render(
             "account.html",
@@ -107,6 +116,7 @@ class Account:
             secret_text=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
             qr=totp.qr_svg(totp.uri(secret, user)) if secret else "",
             done=done,
+            openpgp_key=key,
         )
 
     @staticmethod
@@ -215,6 +225,40 @@ class Account:
             forms.apply_causes(f, str(e), e.causes, VACATION_FIELDS, "vacation_on")
             return await self._page(ctx, 422)
         return redirect("/account?done=vacation")
+
+    # -- OpenPGP key ------------------------------------------------------------------
+
+    async def openpgp_key(self, ctx: Context) -> Response:
+        """Publish the key pasted (checked by gpg first), or withdraw the published one."""
+        f, user = ctx.form, ctx.session.user
+        armored: str | None = None
+        if f.get("openpgp_action") != "withdraw":
+            if not f.get("openpgp_key"):
+                f.error("openpgp_key", "Paste your public key: what gpg --armor --export prints.")
+                return await self._page(ctx, 422)
+            try:
+                armored = (await ctx.run(openpgp.check_key, f.get("openpgp_key"), user)).armored
+            except openpgp.KeyRefusedError as e:
+                f.error("openpgp_key", str(e))
+                if isinstance(e, openpgp.SecretKeyError):
+                    f.values["openpgp_key"] = ""  # a secret is never shown back
+                return await self._page(ctx, 422)
+
+        def mutate(spec: account_view.JSON) -> None:
+            objection = openpgp_view.no_room(spec, user) if armored else None
+            if objection:
+                raise InvalidError(objection, [("spec.mailboxes", objection)])
+            openpgp_view.set_key(spec, user, armored)
+
+        try:
+            await ctx.run(ctx.customer.change, _generation(f.get("generation")), mutate)
+        except ConflictError as e:
+            f.error("openpgp_key", str(e))
+            return await self._page(ctx, 409)
+        except InvalidError as e:
+            forms.apply_causes(f, str(e), e.causes, OPENPGP_FIELDS, "openpgp_key")
+            return await self._page(ctx, 422)
+        return redirect("/account?done=" + ("openpgp" if armored else "openpgp-off"))
 
     # -- second factor ----------------------------------------------------------------
 
