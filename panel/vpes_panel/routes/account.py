@@ -27,6 +27,7 @@ from .. import account_view, forms, passwords, sessions, totp
 from ..customer import ConflictError, Customer, InvalidError, password_key, totp_key, user_key
 from ..settings import PANEL_SECRET
 from ..web import Context, Panel, redirect
+from . import setup
 
 # What a successful POST says on the next GET (?done=<key>): fixed texts only.
 DONE = {
@@ -107,6 +108,8 @@ class Account:
             secret_text=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
             qr=totp.qr_svg(totp.uri(secret, user)) if secret else "",
             done=done,
+            mail_servers=setup.servers(self.panel.settings.mail),
+            profile_url=setup.PATH,
         )
 
     @staticmethod
