@@ -5,7 +5,8 @@ servers, nothing else). The list is made at most once every `ttl` seconds,
 whatever the requests ask (a stream of made-up Host names cannot make it list
 more), and one listing at a time: requests arriving while one runs wait for it
 and use it. A failed listing keeps the last good domains (and is retried after
-`ttl`); before any listing succeeded, `HostedUnavailableError`.
+`ttl`); before any listing succeeded, `HostedUnavailableError`, and the next
+request tries again.
 """
 
 from __future__ import annotations
