@@ -71,8 +71,7 @@ def test_one_listing_at_a_time_shared_by_the_requests_that_wait() -> None:
     hosted = HostedDomains(servers, 0.0)  # every request would list on its own
     results: list[bool] = []
     threads = [
-        threading.Thread(target=lambda: results.append("one.example" in hosted))
-        for _ in range(8)
+        threading.Thread(target=lambda: results.append("one.example" in hosted)) for _ in range(8)
     ]
     for t in threads:
         t.start()

@@ -81,7 +81,7 @@ def test_autodiscover_answers_in_the_outlook_schema_with_the_address() -> None:
 
 
 def test_autodiscover_escapes_what_the_request_gave() -> None:
-    odd = 'a<b&"c\'@example.org'
+    odd = "a<b&\"c'@example.org"
     root = ET.fromstring(render.autodiscover(SETTINGS, odd))
     names = {p.text for p in root.iter(OL + "LoginName")}
     assert names == {odd}
@@ -133,7 +133,8 @@ def test_the_apple_profile_sets_up_imap_and_smtp_without_a_password() -> None:
     assert account["IncomingMailServerUsername"] == "ann@example.org"
     assert account["OutgoingMailServerUsername"] == "ann@example.org"
     keys = {k for payload in (top, account) for k in payload}
-    assert not [k for k in keys if "Password" in k and k != "OutgoingPasswordSameAsIncomingPassword"]
+    same = "OutgoingPasswordSameAsIncomingPassword"
+    assert not [k for k in keys if "Password" in k and k != same]
     # The same download twice is the same profile (installing it again replaces it);
     # another mailbox's is another.
     assert mobileconfig.profile(SETTINGS, "ann@example.org", "Ann <Smith> & Co") == raw
