@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from vpes_billing.settings import _count, _seconds
+from vpes_operator.settings import OperatorSettings
 
 CUSTOMER_SA = "vpes-customer"
 PANEL_SECRET = "vpes-panel"  # noqa: S105 (a Secret's name)
@@ -53,6 +54,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # The login directory (which namespace serves a domain) is listed again after this.
     directory_seconds: float = 10.0
+    # What mail apps are told (IMAP and SMTP hosts and ports): the operator's own
+    # settings, from the same VPES_* environment (the chart gives the panel the
+    # operator's ConfigMap), as the DNS records' SRV entries are made from.
+    mail: OperatorSettings = field(default_factory=OperatorSettings)
 
     @property
     def secure_cookies(self) -> bool:
@@ -83,4 +88,5 @@ class Settings:
             login_every_seconds=_seconds("VPES_PANEL_LOGIN_EVERY_SECONDS", 60.0, positive=True),
             bcrypt_rounds=_count("VPES_PANEL_BCRYPT_ROUNDS", 10, minimum=4),
             directory_seconds=_seconds("VPES_PANEL_DIRECTORY_SECONDS", 10.0),
+            mail=OperatorSettings.from_env(),
         )

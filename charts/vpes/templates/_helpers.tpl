@@ -95,3 +95,55 @@ vpes.io/edge-role: relay
     {{- end }}
 {{- end }}
 {{- end -}}
+
+{{- /* Egress rules to the cluster DNS and the API server, for the pods that face the
+internet (the panel, vpes-web). Call with their networkPolicy values (apiServerCIDRs,
+apiServerPorts, dnsNamespace). The API server as NetworkPolicies see it: after the
+kubernetes Service's translation, the control plane's own addresses. Given, else
+looked up at install/upgrade (EndpointSlice and Service default/kubernetes), else
+unknown (helm template): then any address on the usual ports. */ -}}
+{{- define "vpes.dnsAndApiServerEgress" -}}
+{{- $apiCidrs := .apiServerCIDRs | default list }}
+{{- $apiPorts := .apiServerPorts | default list }}
+{{- if not $apiCidrs }}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" }}
+{{- range ($slice.endpoints | default list) }}
+{{- range (.addresses | default list) }}
+{{- $apiCidrs = append $apiCidrs (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) }}
+{{- end }}
+{{- end }}
+{{- range ($slice.ports | default list) }}
+{{- $apiPorts = append $apiPorts (int .port) }}
+{{- end }}
+{{- $service := lookup "v1" "Service" "default" "kubernetes" }}
+{{- if and $apiCidrs $service }}
+{{- with $service.spec.clusterIP }}
+{{- $apiCidrs = append $apiCidrs (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) }}
+{{- end }}
+{{- range ($service.spec.ports | default list) }}
+{{- $apiPorts = append $apiPorts (int .port) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $apiPorts = $apiPorts | default (list 443 6443) | uniq -}}
+- to:
+    - namespaceSelector:
+        matchLabels: {kubernetes.io/metadata.name: {{ .dnsNamespace | default "kube-system" }}}
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+# The API server.
+{{- if $apiCidrs }}
+- to:
+    {{- range $apiCidrs | uniq }}
+    - ipBlock: {cidr: {{ . }}}
+    {{- end }}
+  ports:
+{{- else }}
+# (Its addresses unknown when rendered: any address, on its usual ports.)
+- ports:
+{{- end }}
+    {{- range $apiPorts }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+{{- end -}}

@@ -86,6 +86,33 @@ class Record:
         return self.model().wire()
 
 
+@dataclass(frozen=True)
+class ClientService:
+    """Where mail clients reach one service: what the SRV records (RFC 6186) say and
+    what the set-up endpoints (autoconfig, autodiscover, the panel's Apple profile)
+    tell clients. Every service is TLS from the first byte (RFC 8314)."""
+
+    kind: str  # the SRV record's kind (SRV_IMAPS, ...)
+    service: str  # its SRV label: _<service>._tcp
+    protocol: str  # "imap", "pop3" or "smtp"
+    host: str
+    port: int
+
+
+def client_services(settings: OperatorSettings) -> tuple[ClientService, ...]:
+    """The client services every hosted domain announces, in the SRV records' order."""
+    return (
+        ClientService(SRV_SUBMISSIONS, "submissions", "smtp", settings.smtp_host.rstrip("."), 465),
+        ClientService(SRV_IMAPS, "imaps", "imap", settings.imap_host.rstrip("."), 993),
+        ClientService(SRV_POP3S, "pop3s", "pop3", settings.imap_host.rstrip("."), 995),
+    )
+
+
+def client_service(settings: OperatorSettings, protocol: str) -> ClientService:
+    """The one service of `protocol` ("imap", "pop3" or "smtp")."""
+    return next(s for s in client_services(settings) if s.protocol == protocol)
+
+
 def txt_tag(value: str) -> str | None:
     """The version tag that makes a TXT value one of a kind (v=spf1, v=DKIM1, ...)."""
     head = value.strip().split(";", 1)[0].split(" ", 1)[0].strip()
@@ -160,10 +187,9 @@ def domain_records(
         out.append(
             rec(TLS_RPT, "TXT", "_smtp._tls", f"v=TLSRPTv1; rua=mailto:{settings.tls_rpt_rua}")
         )
+    for s in client_services(settings):
+        out.append(rec(s.kind, "SRV", f"_{s.service}._tcp", f"0 1 {s.port} {fqdn(s.host)}"))
     out += [
-        rec(SRV_SUBMISSIONS, "SRV", "_submissions._tcp", f"0 1 465 {fqdn(settings.smtp_host)}"),
-        rec(SRV_IMAPS, "SRV", "_imaps._tcp", f"0 1 993 {fqdn(settings.imap_host)}"),
-        rec(SRV_POP3S, "SRV", "_pop3s._tcp", f"0 1 995 {fqdn(settings.imap_host)}"),
         rec(AUTOCONFIG, "CNAME", "autoconfig", web),
         rec(AUTODISCOVER, "CNAME", "autodiscover", web),
         rec(OPENPGPKEY, "CNAME", "openpgpkey", web),

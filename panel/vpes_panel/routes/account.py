@@ -27,6 +27,7 @@ from .. import account_view, forms, openpgp, openpgp_view, passwords, sessions, 
 from ..customer import ConflictError, Customer, InvalidError, password_key, totp_key, user_key
 from ..settings import PANEL_SECRET
 from ..web import Context, Panel, redirect
+from . import setup
 
 # What a successful POST says on the next GET (?done=<key>): fixed texts only.
 DONE = {
@@ -117,6 +118,8 @@ class Account:
             qr=totp.qr_svg(totp.uri(secret, user)) if secret else "",
             done=done,
             openpgp_key=key,
+            mail_servers=setup.servers(self.panel.settings.mail),
+            profile_url=setup.PATH,
         )
 
     @staticmethod

@@ -5,7 +5,18 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ..web import Panel
-from . import account, addresses, auth, backups, domains, mailbox_edit, mailboxes, overview, plan
+from . import (
+    account,
+    addresses,
+    auth,
+    backups,
+    domains,
+    mailbox_edit,
+    mailboxes,
+    overview,
+    plan,
+    setup,
+)
 
 
 def routes(panel: Panel) -> list[Route]:
@@ -17,6 +28,7 @@ def routes(panel: Panel) -> list[Route]:
         *mailbox_edit.routes(panel),
         *addresses.routes(panel),
         *account.Account(panel).routes(),
+        *setup.routes(panel),
         *backups.routes(panel),
         *plan.routes(panel),
     ]

@@ -1,0 +1,9 @@
+"""`vpes-web`: the client set-up endpoints behind the names every hosted domain's DNS
+records point at the edge's web name (autoconfig., autodiscover., mta-sts.).
+
+One small shared service for every customer, routed by the HTTP Host header
+(`routes.py`): Thunderbird's autoconfig, Outlook's autodiscover and the MTA-STS
+policy, each generated from the operator's own settings (the same VPES_*
+environment, `vpes_operator.dns.records`), so that what clients are told and
+what DNS says cannot differ. A domain no server hosts gets 404 (`hosted.py`).
+"""

@@ -1,0 +1,48 @@
+"""`vpes-web`: serve the client set-up endpoints (uvicorn).
+
+The access log keeps each request's path but never its query: a client's mail
+address travels there (`?emailaddress=`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+from vpes_billing import logsafe
+from vpes_operator.clients.kube import Kube
+
+from .app import build_app
+from .hosted import HostedDomains, servers_of
+from .settings import WebSettings
+
+
+class DropQuery(logging.Filter):
+    """uvicorn's access record (client, method, path?query, version, status) without
+    the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="vpes-web", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    logsafe.configure(logging.INFO)
+    logging.getLogger("uvicorn.access").addFilter(DropQuery())
+    settings = WebSettings.from_env()
+    kube = Kube.connect(field_manager="vpes-web")
+    app = build_app(settings, HostedDomains(servers_of(kube), settings.hosted_seconds))
+    uvicorn.run(
+        app, host=args.host, port=args.port, proxy_headers=True, log_config=None, access_log=True
+    )
+
+
+if __name__ == "__main__":
+    main()

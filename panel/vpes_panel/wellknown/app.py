@@ -1,0 +1,44 @@
+"""vpes-web's ASGI app: the host-routed endpoints behind a body limit (413) and a
+few headers; `/healthz` for the kubelet at any host."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+from vpes_billing.web import BodyLimit
+
+from ..app import SecurityHeaders
+from .hosted import HostedDomains
+from .routes import ROUTES
+from .routing import HostRoute, HostRouter, Web
+from .settings import WebSettings
+
+# Nothing served here is a page: no script, no frame, no sniffing.
+HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def build_app(
+    settings: WebSettings, hosted: HostedDomains, routes: Sequence[HostRoute] = ROUTES
+) -> ASGIApp:
+    router = HostRouter(Web(settings, hosted), routes)
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/{path:path}", router.dispatch, methods=METHODS),
+        ]
+    )
+    return SecurityHeaders(BodyLimit(app, settings.max_body_bytes), HEADERS)

@@ -1,0 +1,27 @@
+"""The web service's settings: the operator's own (what DNS publishes, from the same
+VPES_* environment: the chart gives both the operator's ConfigMap) and its own few."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vpes_billing.settings import _count, _seconds
+from vpes_operator.settings import OperatorSettings
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    # Hosts, ports, the MTA-STS policy and the edge's web name: the DNS records' source.
+    mail: OperatorSettings = field(default_factory=OperatorSettings)
+    # The hosted domains are listed again at most this often (one listing at a time).
+    hosted_seconds: float = 30.0
+    # Request bodies over this are refused (413): an autodiscover request is ~400 bytes.
+    max_body_bytes: int = 16 * 1024
+
+    @classmethod
+    def from_env(cls) -> WebSettings:
+        return cls(
+            mail=OperatorSettings.from_env(),
+            hosted_seconds=_seconds("VPES_WEB_HOSTED_SECONDS", 30.0),
+            max_body_bytes=_count("VPES_WEB_MAX_BODY_BYTES", 16 * 1024, minimum=1024),
+        )

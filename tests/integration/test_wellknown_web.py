@@ -1,0 +1,174 @@
+"""vpes-web against the real API server, as the chart runs it: with a client of its own
+ServiceAccount (the chart's web-rbac.yaml), the hosted domains read from two real
+servers in two namespaces, queried by Host header. A domain nobody hosts, and one a
+server no longer lists, get 404; the account can read nothing but servers."""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from vpes_devcluster.kubeconfig import api_client
+from vpes_devcluster.platform import install_crds, install_rbac
+from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import ApiError, Kube
+from vpes_operator.dns import records
+from vpes_operator.settings import OperatorSettings
+from vpes_panel.wellknown.app import build_app
+from vpes_panel.wellknown.autodiscover import OUTLOOK_SCHEMA
+from vpes_panel.wellknown.hosted import HostedDomains, servers_of
+from vpes_panel.wellknown.settings import WebSettings
+
+from .operator_support import server_body, wait_for
+
+NAMESPACE, SA, RBAC = "vpes-system", "vpes-web", "templates/web-rbac.yaml"
+REFRESH = 1.0  # seconds between listings of the servers
+MAIL = OperatorSettings(
+    imap_host="imap.provider.example",
+    smtp_host="smtp.provider.example",
+    mx_host="mx.provider.example",
+    edge_web_host="web.provider.example",
+    mta_sts_mode="enforce",
+)
+OL = "{" + OUTLOOK_SCHEMA + "}"
+
+
+@dataclass
+class WebEnv:
+    admin: Kube
+    sa: Kube
+    client: TestClient
+    namespaces: list[str]
+    domains: list[str]  # server a: domains[0] and domains[1]; server b: domains[2]
+
+    def get(self, host: str, path: str, **params: str) -> Any:
+        return self.client.get(path, headers={"host": host}, params=params)
+
+
+@pytest.fixture(scope="module")
+def web_env(cluster: Any) -> Iterator[WebEnv]:
+    install_crds(cluster)
+    admin = Kube(cluster.api_client(), field_manager="tests")
+    sa = Kube(api_client(install_rbac(cluster, NAMESPACE, RBAC, SA, "web")), "vpes-web")
+    tag = uuid.uuid4().hex[:8]
+    namespaces = [f"wk-{tag}-a", f"wk-{tag}-b"]
+    domains = [f"a1-{tag}.example", f"a2-{tag}.example", f"b-{tag}.example"]
+    for ns, owned in zip(namespaces, (domains[:2], domains[2:]), strict=True):
+        admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        spec = {"plan": "personal", "owner": {"email": f"owner@{ns}.example"}, "domains": owned}
+        admin.create(server_body("mail", ns, spec))
+    settings = WebSettings(mail=MAIL, hosted_seconds=REFRESH)
+    app = build_app(settings, HostedDomains(servers_of(sa), settings.hosted_seconds))
+    try:
+        with TestClient(app) as client:
+            yield WebEnv(admin, sa, client, namespaces, domains)
+    finally:
+        for ns in namespaces:
+            admin.delete("v1", "Namespace", None, ns)
+
+
+def test_each_servers_domains_get_their_client_settings(web_env: WebEnv) -> None:
+    srv = {s.protocol: (s.host, s.port) for s in records.client_services(MAIL)}
+    for domain in web_env.domains:
+        r = web_env.get(f"autoconfig.{domain}", "/mail/config-v1.1.xml")
+        assert r.status_code == 200, (domain, r.text)
+        provider = ET.fromstring(r.text).find("emailProvider")
+        assert provider is not None and provider.get("id") == domain
+        got = {
+            s.get("type"): (s.findtext("hostname"), int(s.findtext("port") or 0))
+            for s in provider
+            if s.tag in ("incomingServer", "outgoingServer")
+        }
+        assert got == srv
+
+        r = web_env.client.post(
+            "/autodiscover/autodiscover.xml",
+            headers={"host": f"autodiscover.{domain}"},
+            content=(
+                "<Autodiscover><Request>"
+                f"<EMailAddress>someone@{domain}</EMailAddress>"
+                f"<AcceptableResponseSchema>{OUTLOOK_SCHEMA}</AcceptableResponseSchema>"
+                "</Request></Autodiscover>"
+            ),
+        )
+        assert r.status_code == 200, r.text
+        logins = {e.text for e in ET.fromstring(r.text).iter(OL + "LoginName")}
+        assert logins == {f"someone@{domain}"}
+
+        r = web_env.get(f"mta-sts.{domain}", "/.well-known/mta-sts.txt")
+        assert r.status_code == 200 and r.text == records.mta_sts_policy(MAIL)
+    # At the edge's own name, by the address.
+    r = web_env.get(
+        "web.provider.example",
+        "/.well-known/autoconfig/mail/config-v1.1.xml",
+        emailaddress=f"x@{web_env.domains[2]}",
+    )
+    assert r.status_code == 200
+
+
+def test_a_domain_nobody_hosts_is_404(web_env: WebEnv) -> None:
+    stranger = f"nobody-{uuid.uuid4().hex[:6]}.example"
+    for host, path in [
+        (f"autoconfig.{stranger}", "/mail/config-v1.1.xml"),
+        (f"autodiscover.{stranger}", "/autodiscover/autodiscover.xml"),
+        (f"mta-sts.{stranger}", "/.well-known/mta-sts.txt"),
+    ]:
+        r = web_env.get(host, path)
+        assert r.status_code == 404 and r.text == "not found", host
+    # One customer's address at another customer's name.
+    a, _, b = web_env.domains
+    r = web_env.get(f"autoconfig.{a}", "/mail/config-v1.1.xml", emailaddress=f"x@{b}")
+    assert r.status_code == 404
+
+
+def test_a_domain_a_server_drops_is_404_after_the_next_listing(web_env: WebEnv) -> None:
+    ns, dropped = web_env.namespaces[0], web_env.domains[1]
+    host = f"autoconfig.{dropped}"
+    assert web_env.get(host, "/mail/config-v1.1.xml").status_code == 200
+    server = web_env.admin.get(API_VERSION, "PersonalMailServer", ns, "mail")
+    assert server is not None
+    web_env.admin.request(
+        "PATCH",
+        f"/apis/{API_VERSION}/namespaces/{ns}/personalmailservers/mail",
+        body={"spec": {"domains": [web_env.domains[0]]}},
+        content_type="application/merge-patch+json",
+    )
+    wait_for(
+        lambda: web_env.get(host, "/mail/config-v1.1.xml").status_code == 404,
+        f"{dropped} to be 404 once its server dropped it",
+        timeout=10 * REFRESH + 10,
+    )
+    # The server's other domain, and the other server's, are still served.
+    for domain in (web_env.domains[0], web_env.domains[2]):
+        assert web_env.get(f"autoconfig.{domain}", "/mail/config-v1.1.xml").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/namespaces/{ns}/secrets", None),
+        ("GET", "/api/v1/namespaces", None),
+        ("GET", "/api/v1/namespaces/{ns}/configmaps", None),
+        ("GET", f"/apis/{API_VERSION}/mailplans", None),
+        ("PATCH", f"/apis/{API_VERSION}/namespaces/{{ns}}/personalmailservers/mail", {}),
+        ("DELETE", f"/apis/{API_VERSION}/namespaces/{{ns}}/personalmailservers/mail", None),
+    ],
+)
+def test_the_web_account_reads_servers_and_nothing_else(
+    web_env: WebEnv, method: str, path: str, body: Any
+) -> None:
+    ns = web_env.namespaces[1]
+    assert web_env.sa.get(API_VERSION, "PersonalMailServer", ns, "mail") is not None
+    with pytest.raises(ApiError) as refused:
+        web_env.sa.request(
+            method,
+            path.format(ns=ns),
+            body=body,
+            content_type="application/merge-patch+json",
+        )
+    assert refused.value.status == 403
