@@ -19,10 +19,13 @@ from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import ApiError, Kube
 from vpes_operator.dns import records
 from vpes_operator.settings import OperatorSettings
+from vpes_panel import openpgp
 from vpes_panel.wellknown.app import build_app
 from vpes_panel.wellknown.autodiscover import OUTLOOK_SCHEMA
 from vpes_panel.wellknown.hosted import HostedDomains, servers_of
 from vpes_panel.wellknown.settings import WebSettings
+
+from tests.openpgp_keys import gnupg
 
 from .operator_support import server_body, wait_for
 
@@ -172,3 +175,40 @@ def test_the_web_account_reads_servers_and_nothing_else(
             content_type="application/merge-patch+json",
         )
     assert refused.value.status == 403
+
+
+def test_a_published_key_is_in_the_web_key_directory(web_env: WebEnv) -> None:
+    """A key stored on a real server (the CRD takes it) is served at the advanced
+    method's URL to the web account; withdrawn, it is gone after the next listing."""
+    ns, domain = web_env.namespaces[1], web_env.domains[2]
+    address = f"dana@{domain}"
+    path = f"/.well-known/openpgpkey/{domain}/hu/{openpgp.wkd_hash('dana')}"
+    host = f"openpgpkey.{domain}"
+    server_path = f"/apis/{API_VERSION}/namespaces/{ns}/personalmailservers/mail"
+    with gnupg() as g:
+        g.make(f"Dana <{address}>")
+        armored, binary = g.export(address), g.gpg("--export", address)
+    assert web_env.get(host, path).status_code == 404
+    web_env.admin.request(
+        "PATCH",
+        server_path,
+        body={"spec": {"mailboxes": [{"address": address, "openpgpKey": armored}]}},
+        content_type="application/merge-patch+json",
+    )
+    wait_for(
+        lambda: web_env.get(host, path).content == binary,
+        "the published key in the directory",
+        timeout=10 * REFRESH + 10,
+    )
+    assert web_env.get(host, f"/.well-known/openpgpkey/{domain}/policy").status_code == 200
+    web_env.admin.request(
+        "PATCH",
+        server_path,
+        body={"spec": {"mailboxes": [{"address": address}]}},
+        content_type="application/merge-patch+json",
+    )
+    wait_for(
+        lambda: web_env.get(host, path).status_code == 404,
+        "the withdrawn key gone from the directory",
+        timeout=10 * REFRESH + 10,
+    )

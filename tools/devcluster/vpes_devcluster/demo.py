@@ -32,7 +32,7 @@ from . import chart, proc_records, published_dns
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip, send_between
-from .demo_panel import panel_check
+from .demo_panel import panel_check, web_check
 from .errors import ClusterError
 from .node import build_images
 from .node_config import NODE_IP, POD_CIDR
@@ -289,6 +289,8 @@ def up(state: Path) -> int:
     panel = service_url(cluster, "panel")
     shown = panel_check(panel, SAMPLE_ADDRESS, SAMPLE_PASSWORD)
     print(f"customer panel: {panel}/login as {SAMPLE_ADDRESS}: {shown}", flush=True)
+    web, domain = service_url(cluster, "web"), SAMPLE_ADDRESS.rpartition("@")[2]
+    print(f"vpes-web ({web}, Host autoconfig.{domain}): {web_check(web, domain)}", flush=True)
     _print_access(cluster)
     return 0
 

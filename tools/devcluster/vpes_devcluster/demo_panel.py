@@ -1,10 +1,12 @@
-"""The demo's check of the customer panel in the cluster: log in as a customer over
-HTTP (the login form's CSRF token, the session cookie) and read the overview."""
+"""The demo's checks of the customer's web in the cluster: log in to the panel as a
+customer over HTTP (the login form's CSRF token, the session cookie) and read the
+overview; ask vpes-web what a mail app asks for the customer's domain."""
 
 from __future__ import annotations
 
 import re
 import time
+import xml.etree.ElementTree as ET
 
 import httpx
 
@@ -43,3 +45,31 @@ def _login(c: httpx.Client, address: str, password: str) -> str:
         return f"the login page answered {form.status_code}"
     r = c.post("/login", data={"address": address, "password": password, "csrf": m.group(1)})
     return "" if r.status_code == 303 else f"the login answered {r.status_code}"
+
+
+def web_check(url: str, domain: str, timeout: float = 120) -> str:
+    """What vpes-web answers for `domain` at the names its DNS records point at it
+    (Thunderbird's autoconfig, the MTA-STS policy); ClusterError when it never does."""
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            with httpx.Client(base_url=url, timeout=20) as c:
+                auto = c.get("/mail/config-v1.1.xml", headers={"host": f"autoconfig.{domain}"})
+                sts = c.get("/.well-known/mta-sts.txt", headers={"host": f"mta-sts.{domain}"})
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if auto.status_code == 200:
+                servers = [
+                    f"{e.get('type')} {e.findtext('hostname')}:{e.findtext('port')}"
+                    for e in ET.fromstring(auto.content).iter()  # noqa: S314 (our own service)
+                    if e.tag in ("incomingServer", "outgoingServer")
+                ]
+                mode = next((x for x in sts.text.split() if x in MTA_STS_MODES), "none")
+                return f"autoconfig gives {', '.join(servers)}; MTA-STS mode {mode}"
+            last = f"autoconfig answered {auto.status_code}"
+        time.sleep(2)
+    raise ClusterError(f"vpes-web at {url} did not answer for {domain}: {last}")
+
+
+MTA_STS_MODES = ("enforce", "testing", "none")
