@@ -114,6 +114,8 @@ def render_account(key: ov.PublishedKey | None, form: Form) -> str:
         qr="",
         done="",
         openpgp_key=key,
+        mail_servers=[],
+        profile_url="/account/setup.mobileconfig",
     )
 
 
