@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -30,7 +31,7 @@ def helm(cluster: Any, *args: str, check: bool = True) -> subprocess.CompletedPr
 
 def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
     path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(json.dumps(values))  # every string quoted (see vpes_devcluster.chart)
     return path
 
 

@@ -401,3 +401,16 @@ def test_liveness_probe_asks_the_metrics_server(cluster: Any) -> None:
     assert f"--metrics-port={ports['metrics']}" in container["args"]
     assert "--liveness=" in container["args"], "kopf's own liveness endpoint is not used"
     assert "--leader-elect" in container["args"]
+
+
+def test_an_image_tag_that_looks_like_a_number_stays_a_tag(cluster: Any, tmp_path: Path) -> None:
+    """Image tags are hashes of their inputs: 27210563e012 is one (and a float to
+    YAML 1.2). Values files written by the tools keep it a string."""
+    values = {
+        "operator": {"image": {"repository": "localhost/vpes-operator", "tag": "27210563e012"}}
+    }
+    (dep,) = render(
+        cluster, "templates/operator-deployment.yaml", "-f", str(values_file(tmp_path, values))
+    )
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "localhost/vpes-operator:27210563e012"

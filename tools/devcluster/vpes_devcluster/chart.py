@@ -7,6 +7,7 @@ election and metrics then run for real."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -117,7 +118,9 @@ def install(
     docs += [_secret(namespace, name, data) for name, data in (secrets or {}).items()]
     cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs))
     path = cluster.state_dir / f"helm-{release}.yaml"
-    path.write_text(yaml.safe_dump(chart_values, sort_keys=False))
+    # JSON (which is YAML): every string quoted. PyYAML leaves an image tag such as
+    # 27210563e012 bare, and Helm's YAML 1.2 reads that as a number.
+    path.write_text(json.dumps(chart_values, indent=1))
     argv = [
         "upgrade", "--install", release, str(repo_root() / "charts" / "vpes"),
         "--namespace", namespace, "--values", str(path), "--wait", "--timeout", timeout,
