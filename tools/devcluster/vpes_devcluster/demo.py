@@ -124,10 +124,10 @@ def install(cluster: Cluster, images: dict[str, str], s3: S3Server, stripe_url: 
     # is its Service's, known once the Service exists: a first install makes it.
     panel = service_url(cluster, "panel")
     if panel:
-        values["panel"]["publicUrl"] = panel
+        values.setdefault("panel", {})["publicUrl"] = panel
     chart.install(cluster, RELEASE, OPERATOR_NAMESPACE, values, {S3_SECRET: keys})
     if not panel:
-        values["panel"]["publicUrl"] = service_url(cluster, "panel")
+        values.setdefault("panel", {})["publicUrl"] = service_url(cluster, "panel")
         chart.install(cluster, RELEASE, OPERATOR_NAMESPACE, values, {S3_SECRET: keys})
 
 
