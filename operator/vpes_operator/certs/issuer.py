@@ -1,0 +1,182 @@
+"""The operator's own ACME client: one certificate for a list of names, over `acme`.
+
+`AcmeIssuer.issue(names)` registers (or finds) the account of the operator's
+key, orders a certificate for the names, answers each authorization's
+challenge with a solver that can (DNS-01 through the DNS provider today),
+waits for the CA to validate, finalizes with a CSR of a fresh key and returns
+the chain and that key. Whatever goes wrong is raised as a `CertError` whose
+reason and message are ready for the `CertificateReady` condition. The
+answers are removed again however the order ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from acme import client as acme_client
+from acme import crypto_util, errors, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..settings import OperatorSettings
+from .account import ALGORITHM, AccountKey
+from .errors import CertError, ChallengeFailedError, from_exception, now_utc
+from .solvers import ChallengeSolver, Task
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "vpes-operator"
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    directory_url: str
+    email: str = ""
+    ca_bundle: str = ""
+    # The whole order (validation and issuance), and the wait for published answers.
+    order_timeout: float = 180.0
+    answer_timeout: float = 60.0
+    network_timeout: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: OperatorSettings) -> IssuerConfig | None:
+        """The configuration, or None when the operator requests no certificates."""
+        if not settings.acme_directory_url:
+            return None
+        return cls(settings.acme_directory_url, settings.acme_email, settings.acme_ca_bundle)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate: the PEM chain (leaf first), its private key, and its validity."""
+
+    names: tuple[str, ...]
+    chain_pem: str
+    key_pem: str
+    not_before: datetime
+    not_after: datetime
+
+
+def normalise_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Lower-case, without a trailing dot, each once; ValueError for none or a blank one."""
+    out = tuple(dict.fromkeys(n.strip().rstrip(".").lower() for n in names))
+    if not out or "" in out:
+        raise ValueError(f"a certificate needs one or more non-empty names, not {list(names)}")
+    return out
+
+
+def new_key_pem() -> bytes:
+    """A fresh RSA 2048 key: what mail clients of every age accept."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+class AcmeIssuer:
+    def __init__(
+        self, config: IssuerConfig, account: AccountKey, solvers: Sequence[ChallengeSolver]
+    ) -> None:
+        if not solvers:
+            raise ValueError("an issuer needs at least one challenge solver")
+        self.config = config
+        self.account = account
+        self.solvers = {s.challenge_type: s for s in solvers}
+
+    def issue(self, names: Sequence[str]) -> Issued:
+        """A certificate for `names`; CertError (reason, message) when the CA gives none."""
+        wanted = normalise_names(names)
+        try:
+            return self._issue(wanted)
+        except Exception as e:
+            mapped = from_exception(e, self.config.directory_url, now_utc())
+            if mapped is None:
+                raise
+            raise mapped from e
+
+    def _connect(self) -> acme_client.ClientV2:
+        net = acme_client.ClientNetwork(
+            self.account.jwk,
+            alg=ALGORITHM,
+            user_agent=USER_AGENT,
+            timeout=self.config.network_timeout,
+        )
+        if self.config.ca_bundle:
+            # requests takes the path of a CA bundle where acme says bool.
+            net.verify_ssl = self.config.ca_bundle  # type: ignore[assignment]
+        directory = acme_client.ClientV2.get_directory(self.config.directory_url, net)
+        client = acme_client.ClientV2(directory, net)
+        registration = messages.NewRegistration.from_data(
+            email=self.config.email or None, terms_of_service_agreed=True
+        )
+        try:
+            client.new_account(registration)
+        except errors.ConflictError as e:  # the key has an account already: use it
+            client.query_registration(
+                messages.RegistrationResource(uri=e.location, body=messages.Registration())
+            )
+        return client
+
+    def _issue(self, names: tuple[str, ...]) -> Issued:
+        client = self._connect()
+        key_pem = new_key_pem()
+        order = client.new_order(crypto_util.make_csr(key_pem, list(names)))
+        # acme compares its deadlines with the naive local datetime.now().
+        deadline = datetime.now() + timedelta(seconds=self.config.order_timeout)
+        plan = self._plan(order)
+        try:
+            for solver_type, tasks in plan.items():
+                self.solvers[solver_type].present(tasks, self.account.jwk)
+            for solver_type in plan:
+                self.solvers[solver_type].wait_ready(self.config.answer_timeout)
+            for tasks in plan.values():
+                for task in tasks:
+                    client.answer_challenge(task.challb, task.challb.response(self.account.jwk))
+            order = client.poll_authorizations(order, deadline)
+            order = client.finalize_order(order, deadline)
+        finally:
+            self._cleanup(plan)
+        return issued(names, order.fullchain_pem, key_pem)
+
+    def _plan(self, order: messages.OrderResource) -> dict[str, list[Task]]:
+        """For each solver, the challenges it answers (authorizations still pending only)."""
+        plan: dict[str, list[Task]] = {}
+        for authzr in order.authorizations:
+            if authzr.body.status == messages.STATUS_VALID:
+                continue  # validated recently for this account: nothing to prove
+            name = authzr.body.identifier.value
+            offered = [c.chall.typ for c in authzr.body.challenges]
+            challb = next((c for c in authzr.body.challenges if c.chall.typ in self.solvers), None)
+            if challb is None:
+                raise ChallengeFailedError(
+                    f"the CA {self.config.directory_url} offers {', '.join(offered) or 'none'} "
+                    f"for {name}, and the operator answers only {', '.join(self.solvers)}"
+                )
+            plan.setdefault(challb.chall.typ, []).append(Task(name, challb))
+        return plan
+
+    def _cleanup(self, plan: dict[str, list[Task]]) -> None:
+        for solver_type in plan:
+            try:
+                left = self.solvers[solver_type].cleanup()
+            except Exception as e:  # never hide the order's own outcome
+                left = [f"{type(e).__name__}: {e}"]
+            for problem in left:
+                log.warning("%s: an answer could not be removed: %s", solver_type, problem)
+
+
+def issued(names: tuple[str, ...], chain_pem: str, key_pem: bytes) -> Issued:
+    """The result, with the validity read from the leaf (the chain's first certificate)."""
+    try:
+        leaf = x509.load_pem_x509_certificate(chain_pem.encode())
+    except ValueError:
+        raise CertError("the CA returned a certificate that cannot be read") from None
+    return Issued(
+        names, chain_pem, key_pem.decode(), leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    )
