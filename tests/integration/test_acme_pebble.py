@@ -6,12 +6,14 @@ the client publishes `_acme-challenge` TXT records through RFC 2136 + TSIG.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store
@@ -94,17 +96,40 @@ def test_dns01_issues_one_certificate_for_two_names_and_removes_the_records(
 
 
 def test_a_name_whose_zone_the_dns_server_does_not_serve_fails_its_challenge(
-    pebble: PebbleServer, knot: KnotServer
+    pebble: PebbleServer, knot: KnotServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     served, foreign = unique("ok"), f"mail.{uuid.uuid4().hex[:8]}.not-served.test"
-    with pytest.raises(ChallengeFailedError) as caught:
-        make_issuer(pebble.directory_url, pebble.ca_bundle, knot).issue([served, foreign])
+    issuer = make_issuer(pebble.directory_url, pebble.ca_bundle, knot)
+    with (
+        caplog.at_level(logging.INFO, logger="vpes_operator.certs.issuer"),
+        pytest.raises(ChallengeFailedError) as caught,
+    ):
+        issuer.issue([served, foreign])
     err = caught.value
     assert err.reason == Reason.CHALLENGE_FAILED
     assert err.message.startswith(f"dns-01: the TXT record _acme-challenge.{foreign} could not")
     assert f"serves no zone containing {foreign}" in err.message
     # The record published for the name that could be answered is removed too.
     assert knot.query(f"_acme-challenge.{served}", "TXT") == []
+    # Both authorizations are deactivated at the CA, so none stays pending.
+    deactivated = {r.args[0]: r.args[1] for r in caplog.records if r.msg.startswith("deactivated")}
+    assert set(deactivated) == {served, foreign}
+    client = issuer._connect()
+    for uri in deactivated.values():
+        authz, _ = client.poll(
+            messages.AuthorizationResource(uri=uri, body=messages.Authorization())
+        )
+        assert authz.body.status == messages.STATUS_DEACTIVATED
+
+
+def test_a_ca_whose_tls_certificate_is_not_trusted_says_which_setting_to_set(
+    pebble: PebbleServer, knot: KnotServer, tmp_path: Path
+) -> None:
+    other_ca, _, _ = tls_files(tmp_path)  # a bundle of some other CA
+    with pytest.raises(CAUnreachableError) as caught:
+        make_issuer(pebble.directory_url, other_ca, knot).issue([unique("tls")])
+    assert "a TLS certificate the operator does not trust" in caught.value.message
+    assert "VPES_ACME_CA_BUNDLE" in caught.value.message
 
 
 def test_a_challenge_the_ca_cannot_validate_fails_with_the_cas_detail(

@@ -140,6 +140,9 @@ class AcmeIssuer:
                     client.answer_challenge(task.challb, task.challb.response(self.account.jwk))
             order = client.poll_authorizations(order, deadline)
             order = client.finalize_order(order, deadline)
+        except Exception:
+            abandon(client, order)
+            raise
         finally:
             self._cleanup(plan)
         return issued(names, order.fullchain_pem, key_pem)
@@ -169,6 +172,28 @@ class AcmeIssuer:
                 left = [f"{type(e).__name__}: {e}"]
             for problem in left:
                 log.warning("%s: an answer could not be removed: %s", solver_type, problem)
+
+
+def abandon(client: acme_client.ClientV2, order: messages.OrderResource) -> None:
+    """Deactivate the order's authorizations that are still pending.
+
+    A CA limits how many pending authorizations an account may hold (Let's
+    Encrypt: 300), and a failing order retried every few minutes would reach
+    that within days; deactivated ones do not count. Best effort: the order's
+    own failure is what gets reported.
+    """
+    for authzr in order.authorizations:
+        try:
+            current, _ = client.poll(authzr)
+            if current.body.status == messages.STATUS_PENDING:
+                client.deactivate_authorization(current)
+                log.info(
+                    "deactivated the pending authorization for %s (%s)",
+                    current.body.identifier.value,
+                    current.uri,
+                )
+        except Exception as e:
+            log.info("the authorization %s could not be deactivated: %s", authzr.uri, e)
 
 
 def issued(names: tuple[str, ...], chain_pem: str, key_pem: bytes) -> Issued:
