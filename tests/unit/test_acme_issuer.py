@@ -9,11 +9,12 @@ from acme import challenges, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from vpes_operator.certs import account
-from vpes_operator.certs.errors import CertError, ChallengeFailedError
+from vpes_operator.certs.errors import ACMEConfigError, CertError, ChallengeFailedError
 from vpes_operator.certs.issuer import AcmeIssuer, IssuerConfig, issued, normalise_names
-from vpes_operator.certs.solvers import DNS01Solver
+from vpes_operator.certs.solvers import DNS01Solver, Task
 from vpes_operator.dns.errors import UnreachableError
 from vpes_operator.dns.providers.manual import ManualProvider
+from vpes_operator.models.conditions import Reason
 from vpes_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -160,3 +161,34 @@ def test_dns01_waits_for_every_value_and_reads_a_failing_server_as_missing() -> 
     answers["_acme-challenge.b.example.org"] = frozenset({"v2", "other"})
     del solver.expected["_acme-challenge.down.example.org"]
     solver.wait_ready(0.05)  # every value is there now: returns
+
+
+@pytest.mark.parametrize(
+    ("url", "bundle", "words"),
+    [
+        ("http://ca.example/dir", "", "is not an https:// URL"),
+        ("ca.example/dir", "", "is not an https:// URL"),
+        (
+            "https://ca.example/dir",
+            "/nonexistent/ca.pem",
+            "names /nonexistent/ca.pem, which cannot",
+        ),
+    ],
+)
+def test_settings_that_cannot_work_are_said_before_the_ca_is_asked(
+    url: str, bundle: str, words: str
+) -> None:
+    key = account.parse(account.new_key_pem(), "a test key")
+    solver = DNS01Solver(ManualProvider(lambda _: False), lambda _: frozenset())
+    with pytest.raises(ACMEConfigError) as caught:
+        AcmeIssuer(IssuerConfig(url, ca_bundle=bundle), key, [solver]).issue(["a.example.org"])
+    assert caught.value.reason == Reason.ACME_NOT_CONFIGURED
+    assert words in caught.value.message
+
+
+def test_dns01_answers_only_dns01() -> None:
+    solver = DNS01Solver(ManualProvider(lambda _: False), lambda _: frozenset())
+    challb = messages.ChallengeBody(chall=challenges.HTTP01(token=b"t" * 32), uri="https://c")
+    key = account.parse(account.new_key_pem(), "a test key")
+    with pytest.raises(TypeError, match="dns-01 cannot answer http-01"):
+        solver.present([Task("a.example.org", challb)], key.jwk)

@@ -62,6 +62,12 @@ class CARefusedError(CertError):
     reason: str = Reason.CA_REFUSED
 
 
+class ACMEConfigError(CertError):
+    """The operator's ACME settings cannot work: a person fixes them."""
+
+    reason: str = Reason.ACME_NOT_CONFIGURED
+
+
 # When several problems come at once, the one a person must act on first.
 _PRIORITY: tuple[type[CertError], ...] = (
     CAAForbidsError,

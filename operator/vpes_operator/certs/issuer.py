@@ -12,6 +12,7 @@ answers are removed again however the order ends.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..settings import OperatorSettings
 from .account import ALGORITHM, AccountKey
-from .errors import CertError, ChallengeFailedError, from_exception, now_utc
+from .errors import ACMEConfigError, CertError, ChallengeFailedError, from_exception, now_utc
 from .solvers import ChallengeSolver, Task
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,22 @@ class AcmeIssuer:
                 raise
             raise mapped from e
 
+    def _check(self) -> None:
+        """Settings that cannot work, said before anything is asked of the CA."""
+        if not self.config.directory_url.startswith("https://"):
+            raise ACMEConfigError(
+                f"VPES_ACME_DIRECTORY_URL {self.config.directory_url!r} is not an https:// URL: "
+                "ACME is spoken over HTTPS only (RFC 8555); set the CA's directory URL"
+            )
+        bundle = self.config.ca_bundle
+        if bundle and not os.access(bundle, os.R_OK):
+            raise ACMEConfigError(
+                f"VPES_ACME_CA_BUNDLE names {bundle}, which cannot be read: mount the CA's "
+                "certificates there, or unset it to trust the system's CAs"
+            )
+
     def _connect(self) -> acme_client.ClientV2:
+        self._check()
         net = acme_client.ClientNetwork(
             self.account.jwk,
             alg=ALGORITHM,

@@ -113,6 +113,7 @@ class Reason(StrEnum):
     CAA_FORBIDS = "CAAForbids"
     CA_UNREACHABLE = "CAUnreachable"
     CA_REFUSED = "CARefused"
+    ACME_NOT_CONFIGURED = "ACMENotConfigured"
     # BackupHealthy
     BACKUPS_OFF = "BackupsOff"
     INVALID_SCHEDULE = "InvalidSchedule"
