@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from vpes_operator.certs import account
 from vpes_operator.certs.errors import ACMEConfigError, CertError, ChallengeFailedError
 from vpes_operator.certs.issuer import AcmeIssuer, IssuerConfig, issued, normalise_names
-from vpes_operator.certs.solvers import DNS01Solver, Task
+from vpes_operator.certs.solvers import DNS01Answers, DNS01Solver, Task
 from vpes_operator.dns.errors import UnreachableError
+from vpes_operator.dns.ownership import Owned
 from vpes_operator.dns.providers.manual import ManualProvider
 from vpes_operator.models.conditions import Reason
 from vpes_operator.settings import OperatorSettings
@@ -141,26 +142,29 @@ def test_an_unreadable_certificate_from_the_ca() -> None:
 
 
 def test_dns01_waits_for_every_value_and_reads_a_failing_server_as_missing() -> None:
-    answers: dict[str, frozenset[str]] = {"_acme-challenge.a.example.org": frozenset({"v1"})}
+    zone: dict[str, frozenset[str]] = {"_acme-challenge.a.example.org": frozenset({"v1"})}
 
     def lookup(name: str) -> frozenset[str]:
         if name.startswith("_acme-challenge.down"):
             raise UnreachableError("the DNS server cannot be reached")
-        return answers.get(name, frozenset())
+        return zone.get(name, frozenset())
 
-    solver = DNS01Solver(ManualProvider(lambda _: False), lookup, poll_interval=0.01)
-    solver.expected = {
+    expected = {
         "_acme-challenge.a.example.org": {"v1"},
         "_acme-challenge.b.example.org": {"v2"},
         "_acme-challenge.down.example.org": {"v3"},
     }
-    assert solver.missing() == ["_acme-challenge.b.example.org", "_acme-challenge.down.example.org"]
+    answers = DNS01Answers(ManualProvider(lambda _: False), lookup, Owned(), expected, 0.01)
+    assert answers.missing() == [
+        "_acme-challenge.b.example.org",
+        "_acme-challenge.down.example.org",
+    ]
     with pytest.raises(ChallengeFailedError) as caught:
-        solver.wait_ready(0.05)
+        answers.wait_ready(0.05)
     assert "_acme-challenge.b.example.org, _acme-challenge.down.example.org" in caught.value.message
-    answers["_acme-challenge.b.example.org"] = frozenset({"v2", "other"})
-    del solver.expected["_acme-challenge.down.example.org"]
-    solver.wait_ready(0.05)  # every value is there now: returns
+    zone["_acme-challenge.b.example.org"] = frozenset({"v2", "other"})
+    del answers.expected["_acme-challenge.down.example.org"]
+    answers.wait_ready(0.05)  # every value is there now: returns
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..settings import OperatorSettings
 from .account import ALGORITHM, AccountKey
 from .errors import ACMEConfigError, CertError, ChallengeFailedError, from_exception, now_utc
-from .solvers import ChallengeSolver, Task
+from .solvers import Answers, ChallengeSolver, Task
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +145,13 @@ class AcmeIssuer:
         order = client.new_order(crypto_util.make_csr(key_pem, list(names)))
         # acme compares its deadlines with the naive local datetime.now().
         deadline = datetime.now() + timedelta(seconds=self.config.order_timeout)
-        plan = self._plan(order)
+        answers: list[Answers] = []
         try:
+            plan = self._plan(order)
             for solver_type, tasks in plan.items():
-                self.solvers[solver_type].present(tasks, self.account.jwk)
-            for solver_type in plan:
-                self.solvers[solver_type].wait_ready(self.config.answer_timeout)
+                answers.append(self.solvers[solver_type].present(tasks, self.account.jwk))
+            for presented in answers:
+                presented.wait_ready(self.config.answer_timeout)
             for tasks in plan.values():
                 for task in tasks:
                     client.answer_challenge(task.challb, task.challb.response(self.account.jwk))
@@ -160,7 +161,7 @@ class AcmeIssuer:
             abandon(client, order)
             raise
         finally:
-            self._cleanup(plan)
+            cleanup(answers)
         return issued(names, order.fullchain_pem, key_pem)
 
     def _plan(self, order: messages.OrderResource) -> dict[str, list[Task]]:
@@ -180,14 +181,16 @@ class AcmeIssuer:
             plan.setdefault(challb.chall.typ, []).append(Task(name, challb))
         return plan
 
-    def _cleanup(self, plan: dict[str, list[Task]]) -> None:
-        for solver_type in plan:
-            try:
-                left = self.solvers[solver_type].cleanup()
-            except Exception as e:  # never hide the order's own outcome
-                left = [f"{type(e).__name__}: {e}"]
-            for problem in left:
-                log.warning("%s: an answer could not be removed: %s", solver_type, problem)
+
+def cleanup(answers: Sequence[Answers]) -> None:
+    """Take every answer away; what stays is logged (never hiding the order's outcome)."""
+    for presented in answers:
+        try:
+            left = presented.cleanup()
+        except Exception as e:
+            left = [f"{type(e).__name__}: {e}"]
+        for problem in left:
+            log.warning("an answer to the CA could not be removed: %s", problem)
 
 
 def abandon(client: acme_client.ClientV2, order: messages.OrderResource) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from acme import challenges, messages
@@ -44,14 +44,8 @@ class Task:
     challb: messages.ChallengeBody
 
 
-class ChallengeSolver(Protocol):
-    """Answers challenges of one type (`challenge_type`, e.g. "dns-01")."""
-
-    challenge_type: str
-
-    def present(self, tasks: Sequence[Task], key: JWK) -> None:
-        """Put the answers where the CA looks; ChallengeFailedError when it cannot."""
-        ...
+class Answers(Protocol):
+    """The answers one solver put out for one order."""
 
     def wait_ready(self, timeout: float) -> None:
         """Return once the CA can see every answer; ChallengeFailedError after `timeout`."""
@@ -62,40 +56,34 @@ class ChallengeSolver(Protocol):
         ...
 
 
+class ChallengeSolver(Protocol):
+    """Answers challenges of one type (`challenge_type`, e.g. "dns-01").
+
+    A solver keeps no state of its own: each order's answers are the `Answers`
+    that `present` returns, so one solver serves concurrent orders.
+    """
+
+    challenge_type: str
+
+    def present(self, tasks: Sequence[Task], key: JWK) -> Answers:
+        """Put the answers where the CA looks; ChallengeFailedError (with nothing left
+        behind) when it cannot."""
+        ...
+
+
 # Reads the TXT values at a name from the zone's authoritative source.
 TXTLookup = Callable[[str], frozenset[str]]
 
 
 @dataclass
-class DNS01Solver:
-    """DNS-01 through a DNS provider; `lookup` reads what the zone's servers answer."""
+class DNS01Answers:
+    """The TXT records one order published: what is owned, and which values are awaited."""
 
     provider: Provider
     lookup: TXTLookup
+    owned: Owned
+    expected: dict[str, set[str]]
     poll_interval: float = 0.5
-    challenge_type: str = DNS01
-    owned: Owned = field(default_factory=Owned)
-    expected: dict[str, set[str]] = field(default_factory=dict)
-
-    def present(self, tasks: Sequence[Task], key: JWK) -> None:
-        records = []
-        for task in tasks:
-            chall = task.challb.chall
-            if not isinstance(chall, challenges.DNS01):
-                raise TypeError(f"{self.challenge_type} cannot answer {chall.typ}")
-            txt_name = chall.validation_domain_name(task.name)
-            value = chall.validation(key)
-            self.expected.setdefault(txt_name, set()).add(value)
-            records.append(Record(task.name, KIND, "TXT", txt_name, value, CHALLENGE_TTL))
-        result = self.provider.publish(records, self.owned)
-        self.owned = result.owned
-        if result.problems:
-            failed = [n for n in sorted(self.expected) if (n, "TXT") not in self.owned.rrsets]
-            detail = "; ".join(p.message for p in result.problems)
-            raise ChallengeFailedError(
-                f"dns-01: the TXT record {' and '.join(failed) or 'of a challenge'} could not be "
-                f"published through the {self.provider.name} DNS provider: {detail}"
-            )
 
     def missing(self) -> list[str]:
         """The challenge names whose TXT records the zone's servers do not answer yet."""
@@ -126,8 +114,43 @@ class DNS01Solver:
             return []
         result = self.provider.remove(self.owned)
         self.owned = result.owned
-        self.expected.clear()
         return [p.message for p in result.problems]
+
+
+@dataclass(frozen=True)
+class DNS01Solver:
+    """DNS-01 through a DNS provider; `lookup` reads what the zone's servers answer."""
+
+    provider: Provider
+    lookup: TXTLookup
+    poll_interval: float = 0.5
+    challenge_type: str = DNS01
+
+    def present(self, tasks: Sequence[Task], key: JWK) -> DNS01Answers:
+        records = []
+        expected: dict[str, set[str]] = {}
+        for task in tasks:
+            chall = task.challb.chall
+            if not isinstance(chall, challenges.DNS01):
+                raise TypeError(f"{self.challenge_type} cannot answer {chall.typ}")
+            txt_name = chall.validation_domain_name(task.name)
+            value = chall.validation(key)
+            expected.setdefault(txt_name, set()).add(value)
+            records.append(Record(task.name, KIND, "TXT", txt_name, value, CHALLENGE_TTL))
+        result = self.provider.publish(records, Owned(provider=self.provider.name))
+        answers = DNS01Answers(
+            self.provider, self.lookup, result.owned, expected, self.poll_interval
+        )
+        if result.problems:
+            failed = [n for n in sorted(expected) if (n, "TXT") not in result.owned.rrsets]
+            for left in answers.cleanup():
+                log.warning("dns-01: a TXT record could not be removed: %s", left)
+            detail = "; ".join(p.message for p in result.problems)
+            raise ChallengeFailedError(
+                f"dns-01: the TXT record {' and '.join(failed) or 'of a challenge'} could not be "
+                f"published through the {self.provider.name} DNS provider: {detail}"
+            )
+        return answers
 
 
 def rfc2136_solver(
