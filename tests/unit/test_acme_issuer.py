@@ -76,6 +76,7 @@ def test_a_secret_without_a_key_says_what_to_do_and_never_shows_its_bytes() -> N
     with pytest.raises(account.AccountKeyError) as caught:
         account.parse(junk, "the Secret vpes-system/vpes-acme-account")
     assert "delete the Secret" in caught.value.message
+    assert caught.value.reason == Reason.ACME_NOT_CONFIGURED
     assert "c2VjcmV0" not in caught.value.message
 
 

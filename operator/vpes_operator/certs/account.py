@@ -20,7 +20,7 @@ from josepy.jwk import JWK, JWKEC
 from .. import naming
 from ..clients.kube import ApiError, Kube
 from ..models.kube import Secret
-from .errors import CertError
+from .errors import ACMEConfigError
 
 SECRET_NAME = "vpes-acme-account"  # noqa: S105 (a Secret's name)
 KEY_FIELD = "account.key"
@@ -28,7 +28,7 @@ KEY_FIELD = "account.key"
 ALGORITHM = ES256
 
 
-class AccountKeyError(CertError):
+class AccountKeyError(ACMEConfigError):
     """The account Secret exists but holds no usable key."""
 
 
