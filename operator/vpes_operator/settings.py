@@ -196,6 +196,19 @@ class OperatorSettings(BaseModel):
     # StorageHealthy warns when the mail volume is this full (percent of its size).
     storage_warning_percent: float = Field(default=85.0, gt=0, le=100)
 
+    # -- Certificates (issue 18): the operator's own ACME client (certs/) ----------
+    # The CA's directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory;
+    # empty: the operator requests no certificates itself.
+    acme_directory_url: str = Field(default="")
+    # The account's contact address (the CA writes about expiring certificates and
+    # policy changes); empty: an account without contact.
+    acme_email: str = Field(default="")
+    # A PEM file of the CA certificates to trust for the directory's HTTPS (a
+    # private or test CA such as Pebble); empty: the system's trusted CAs.
+    acme_ca_bundle: str = Field(default="")
+    # Renew once less than this part of a certificate's lifetime is left.
+    acme_renew_before_fraction: float = Field(default=1 / 3, gt=0, lt=1)
+
     @field_validator("backup_s3_egress_cidrs")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:

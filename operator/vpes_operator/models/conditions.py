@@ -107,6 +107,13 @@ class Reason(StrEnum):
     RECORD_CONFLICT = "RecordConflict"
     CONCURRENT_CHANGE = "ConcurrentChange"
     DNS_ERROR = "DNSError"
+    # CertificateReady (the operator's own ACME client, certs/)
+    RATE_LIMITED = "RateLimited"
+    CHALLENGE_FAILED = "ChallengeFailed"
+    CAA_FORBIDS = "CAAForbids"
+    CA_UNREACHABLE = "CAUnreachable"
+    CA_REFUSED = "CARefused"
+    ACME_NOT_CONFIGURED = "ACMENotConfigured"
     # BackupHealthy
     BACKUPS_OFF = "BackupsOff"
     INVALID_SCHEDULE = "InvalidSchedule"
@@ -194,6 +201,8 @@ _PERMANENCE: dict[str, Permanence] = {
     Reason.S3_ERROR: Permanence.WAITING,
     Reason.S3_UNREACHABLE: Permanence.WAITING,
     Reason.S3_IDENTITY_PENDING: Permanence.WAITING,
+    Reason.RATE_LIMITED: Permanence.WAITING,
+    Reason.CA_UNREACHABLE: Permanence.WAITING,
 }
 # Ready reasons that say what keeps the pod from running (see podstate).
 POD_BLOCKED: frozenset[str] = frozenset(
