@@ -123,6 +123,17 @@ def test_forms_need_the_sessions_csrf_token_and_the_panels_origin(panel_env: Pan
         "/login", data={"address": t.owner, "password": t.passwords[t.owner], "csrf": "made-up"}
     )
     assert r.status_code == 403 and "vpes_session" not in r.cookies
+    # Logging out too: another site's form cannot end the session.
+    for data, headers in [
+        ({}, {}),
+        ({"csrf": foreign}, {}),
+        ({"csrf": panel_web.token(c.get("/").text)}, {"Origin": "https://evil.example"}),
+    ]:
+        assert c.post("/logout", data=data, headers=headers).status_code == 403
+    assert c.get("/").status_code == 200, "still logged in"
+    r = c.post("/logout", data={"csrf": panel_web.token(c.get("/").text)})
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert c.get("/").status_code in (302, 303), "logged out"
 
 
 def test_logins_are_throttled_per_address_with_a_retry_after(panel_env: PanelEnv) -> None:

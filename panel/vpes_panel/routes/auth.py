@@ -156,4 +156,17 @@ class Auth:
         return step
 
     async def logout(self, request: Request) -> Response:
+        """Ends the session, only from the panel's own form (its CSRF token, its Origin):
+        another site cannot log a customer out."""
+        session = self.panel.codec.decode(request.cookies.get(sessions.COOKIE))
+        if session is not None:
+            token = (await read_form(request)).get("csrf", "")
+            if not self.panel.same_origin(request) or not hmac.compare_digest(token, session.csrf):
+                return self.panel.render(
+                    "message.html",
+                    "Refused",
+                    403,
+                    session=session,
+                    text="This form is out of date. Open the page again.",
+                )
         return self.panel.set_cookie(redirect("/login"), None)
