@@ -299,6 +299,7 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     assert c is not None and c["reason"] == "VolumeNotEmpty"
     assert "overwrite: true" in c["message"]
     wait_ready(api, ns, "alice-restored", timeout=240)
-    client = wait_for(lambda: imap(host), "IMAP login after the refused restore", timeout=60)
+    # The target was held stopped while the Job looked at its volume: it starts again.
+    client = wait_for(lambda: imap(host), "IMAP login after the refused restore", timeout=180)
     assert mailbox_state(client) == before
     client.logout()
