@@ -23,11 +23,11 @@ from starlette.routing import Route
 from vpes_billing.ratelimit import RateLimit
 from vpes_operator import crypto
 
-from .. import account_view, forms, openpgp, openpgp_view, passwords, sessions, totp
+from .. import account_view, openpgp, openpgp_view, passwords, sessions, totp
 from ..customer import ConflictError, Customer, InvalidError, password_key, totp_key, user_key
 from ..settings import PANEL_SECRET
 from ..web import Context, Panel, redirect
-from . import setup
+from . import setup, shared
 
 # What a successful POST says on the next GET (?done=<key>): fixed texts only.
 DONE = {
@@ -219,14 +219,9 @@ class Account:
         def mutate(spec: account_view.JSON) -> None:
             account_view.set_vacation(spec, user, value)
 
-        try:
-            await ctx.run(ctx.customer.change, _generation(f.get("generation")), mutate)
-        except ConflictError as e:
-            f.error("vacation_on", str(e))
-            return await self._page(ctx, 409)
-        except InvalidError as e:
-            forms.apply_causes(f, str(e), e.causes, VACATION_FIELDS, "vacation_on")
-            return await self._page(ctx, 422)
+        status = await shared.save(ctx, mutate, VACATION_FIELDS, "vacation_on")
+        if status is not None:
+            return await self._page(ctx, status)
         return redirect("/account?done=vacation")
 
     # -- OpenPGP key ------------------------------------------------------------------
@@ -253,14 +248,9 @@ class Account:
                 raise InvalidError(objection, [("spec.mailboxes", objection)])
             openpgp_view.set_key(spec, user, armored)
 
-        try:
-            await ctx.run(ctx.customer.change, _generation(f.get("generation")), mutate)
-        except ConflictError as e:
-            f.error("openpgp_key", str(e))
-            return await self._page(ctx, 409)
-        except InvalidError as e:
-            forms.apply_causes(f, str(e), e.causes, OPENPGP_FIELDS, "openpgp_key")
-            return await self._page(ctx, 422)
+        status = await shared.save(ctx, mutate, OPENPGP_FIELDS, "openpgp_key")
+        if status is not None:
+            return await self._page(ctx, status)
         return redirect("/account?done=" + ("openpgp" if armored else "openpgp-off"))
 
     # -- second factor ----------------------------------------------------------------
