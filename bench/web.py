@@ -83,6 +83,7 @@ class Probe:
     status: int
     body: bytes = b""
     expect: bytes | None = None  # the exact answer, when it is known
+    needle: str = ""  # else text the answer holds
 
 
 def probes(domain: str, key: bytes) -> dict[str, Probe]:
@@ -95,11 +96,20 @@ def probes(domain: str, key: bytes) -> dict[str, Probe]:
     ).encode()
     wkd = f"/.well-known/openpgpkey/{domain}/hu/{openpgp.wkd_hash('owner')}"
     return {
-        "GET autoconfig": Probe("GET", f"autoconfig.{domain}", "/mail/config-v1.1.xml", 200),
-        "POST autodiscover": Probe(
-            "POST", f"autodiscover.{domain}", "/autodiscover/autodiscover.xml", 200, autodiscover
+        "GET autoconfig": Probe(
+            "GET", f"autoconfig.{domain}", "/mail/config-v1.1.xml", 200, needle=f'"{domain}"'
         ),
-        "GET mta-sts.txt": Probe("GET", f"mta-sts.{domain}", "/.well-known/mta-sts.txt", 200),
+        "POST autodiscover": Probe(
+            "POST",
+            f"autodiscover.{domain}",
+            "/autodiscover/autodiscover.xml",
+            200,
+            autodiscover,
+            needle=f">owner@{domain}<",
+        ),
+        "GET mta-sts.txt": Probe(
+            "GET", f"mta-sts.{domain}", "/.well-known/mta-sts.txt", 200, needle="version: STSv1"
+        ),
         "GET WKD key (advanced)": Probe("GET", f"openpgpkey.{domain}", wkd, 200, expect=key),
         "GET unhosted domain (404)": Probe(
             "GET", f"autoconfig.{STRANGER}", "/mail/config-v1.1.xml", 404
@@ -109,7 +119,11 @@ def probes(domain: str, key: bytes) -> dict[str, Probe]:
 
 def send(client: httpx.Client, p: Probe) -> httpx.Response:
     r = client.request(p.method, p.path, headers={"host": p.host}, content=p.body or None)
-    if r.status_code != p.status or (p.expect is not None and r.content != p.expect):
+    if (
+        r.status_code != p.status
+        or (p.expect is not None and r.content != p.expect)
+        or p.needle not in r.text
+    ):
         raise RuntimeError(f"{p.method} {p.host}{p.path} answered {r.status_code}: {r.text[:300]}")
     return r
 
