@@ -125,5 +125,9 @@ bench-edge-relay: install system-deps images ## the outbound relay: messages/s w
 bench-panel: install k8s ## the customer panel with 1,000 servers (kwok): p50/p95 of its overview, domains and mailboxes pages next to 1 server and to the raw API reads, the panel process's memory
 	$(PY) -m bench.panel
 
+.PHONY: bench-web
+bench-web: install k8s ## vpes-web (autoconfig, autodiscover, MTA-STS, WKD) with 1,000 servers (kwok): p50/p95 per endpoint next to 1 server, one full listing's time and memory, requests while it lists every second, its memory
+	$(PY) -m bench.web
+
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)

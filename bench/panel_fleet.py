@@ -93,7 +93,9 @@ class Customer:
         return [self.address(local, d) for local, d, _, _ in MAILBOXES]
 
 
-def spec(c: Customer) -> dict[str, Any]:
+def spec(c: Customer, openpgp_key: str | None = None) -> dict[str, Any]:
+    """The server's spec; with `openpgp_key` (armored), the owner's mailbox publishes it
+    in the Web Key Directory."""
     mailboxes = []
     for local, d, quota, aliases in MAILBOXES:
         entry: dict[str, Any] = {"address": c.address(local, d)}
@@ -103,6 +105,8 @@ def spec(c: Customer) -> dict[str, Any]:
             entry["aliases"] = aliases if d == 0 else [f"{a}@{c.domains[d]}" for a in aliases]
         if local in NAMES:
             entry["displayName"] = NAMES[local]
+        if openpgp_key and local == "owner":
+            entry["openpgpKey"] = openpgp_key
         mailboxes.append(entry)
     return {
         "plan": PLAN,
@@ -201,10 +205,10 @@ def hashes(c: Customer) -> dict[str, str]:
     return {a: crypto.hash_password(c.password, 4) for a in c.addresses}
 
 
-def objects(c: Customer) -> list[dict[str, Any]]:
+def objects(c: Customer, openpgp_key: str | None = None) -> list[dict[str, Any]]:
     """The namespace, what the operator makes in it for the panel (its own builders:
     the ServiceAccount, both bindings, the panel's empty Secret, ``vpes-logins`` with
-    this server's hashes) and the server."""
+    this server's hashes) and the server (`spec`)."""
     ns = c.namespace
     logins = access.secret(access.LOGINS_SECRET, ns)
     doc = access.logins_document(hashes(c)).encode()
@@ -218,14 +222,14 @@ def objects(c: Customer) -> list[dict[str, Any]]:
             "apiVersion": API_VERSION,
             "kind": "PersonalMailServer",
             "metadata": {"name": SERVER, "namespace": ns},
-            "spec": spec(c),
+            "spec": spec(c, openpgp_key),
         },
     ]
 
 
-def make(kube: Kube, c: Customer, dkim: str) -> None:
+def make(kube: Kube, c: Customer, dkim: str, openpgp_key: str | None = None) -> None:
     """The customer's namespace, objects and server with its status."""
-    for obj in objects(c):
+    for obj in objects(c, openpgp_key):
         kube.apply(obj)
     path = kube.resource(API_VERSION, "PersonalMailServer").path(c.namespace, SERVER) + "/status"
     kube.request(

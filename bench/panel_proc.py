@@ -1,5 +1,6 @@
-"""The panel as its own process for ``bench/panel.py``: ``python -m vpes_panel`` with the
-chart's environment (the panel ServiceAccount's kubeconfig), and its memory."""
+"""The panel as its own process for ``bench/panel.py`` (``python -m vpes_panel``; or
+another of its services, e.g. ``vpes_panel.wellknown`` for ``bench/web.py``) with the
+chart's environment (its ServiceAccount's kubeconfig), and its memory."""
 
 from __future__ import annotations
 
@@ -19,9 +20,16 @@ MIB = 1024 * 1024
 
 
 class PanelProcess:
-    """``python -m vpes_panel`` on loopback until `stop`; its log in `log`."""
+    """``python -m <module>`` on loopback until `stop`; its log in `log`."""
 
-    def __init__(self, kubeconfig: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        module: str = "vpes_panel",
+    ) -> None:
+        self.module = module
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -35,7 +43,7 @@ class PanelProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        argv = [sys.executable, "-m", "vpes_panel", "--host", "127.0.0.1", "--port", str(self.port)]
+        argv = [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
             argv, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT
         )
@@ -47,7 +55,7 @@ class PanelProcess:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the panel did not start; see {self.log}")
+                raise RuntimeError(f"{self.module} did not start; see {self.log}")
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -61,6 +69,11 @@ class PanelProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def reset_peak(self) -> None:
+        """Start the peak RSS (VmHWM) again from the current RSS (Linux's clear_refs)."""
+        assert self.proc is not None
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
 
     def memory(self) -> dict[str, float]:
         """RSS, PSS, anonymous PSS (smaps_rollup) and peak RSS (VmHWM) in MiB."""
