@@ -317,7 +317,9 @@ def published_keys(
     parsed: list[PersonalMailServer] = []
     for obj in servers:
         try:
-            parsed.append(PersonalMailServer.model_validate(obj))
+            # The status is not needed to route a domain (and is most of the object).
+            slim = {k: v for k, v in obj.items() if k != "status"}
+            parsed.append(PersonalMailServer.model_validate(slim))
         except ValidationError:
             continue
     owners = route(parsed).owners
