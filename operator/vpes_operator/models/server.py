@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -23,65 +23,61 @@ from .common import (
     list_map,
     x_validation,
 )
-from .conditions import SERVER_TYPES, Condition, conditions_field
+from .openpgp_key import (
+    MAX_OPENPGP_KEY,
+    MAX_OPENPGP_KEYS,
+    OPENPGP_FOOTER,
+    OPENPGP_HEADER,
+    OPENPGP_KEY_MESSAGE,
+    OPENPGP_KEY_RULE,
+    OPENPGP_PRIVATE_BLOCK_MESSAGE,
+    armored_public_key,
+)
+from .server_limits import (
+    MAX_ALIASES,
+    MAX_CATCH_ALLS,
+    MAX_DOMAINS,
+    MAX_FORWARD_TARGETS,
+    MAX_FORWARDS,
+    MAX_MAILBOXES,
+    MAX_PANEL_ADMINS,
+    MAX_VACATION_DAYS,
+    MAX_VACATION_MESSAGE,
+    MAX_VACATION_SUBJECT,
+    MAX_VACATIONS,
+)
+from .server_status import (
+    BackupRef,
+    DNSRecord,
+    Endpoints,
+    HoldCause,
+    MailboxUsage,
+    Outbound,
+    PersonalMailServerStatus,
+    Phase,
+    Usage,
+)
 
-MAX_DOMAINS = 100
-MAX_MAILBOXES = 1000
-MAX_ALIASES = 50
-MAX_FORWARDS = 200
-MAX_FORWARD_TARGETS = 10
-# The API server checks each catch-all's target against every mailbox (CEL):
-# with 100 catch-alls that rule would exceed its cost budget.
-MAX_CATCH_ALLS = 50
-MAX_PANEL_ADMINS = 20
-# Vacation replies: all of a server's go into one Sieve script in the tenant
-# ConfigMap (at most 1 MiB with everything else): at most this many are on at once.
-MAX_VACATIONS = 50
-MAX_VACATION_SUBJECT = 200
-MAX_VACATION_MESSAGE = 4000
-MAX_VACATION_DAYS = 30
+# The limits, the status and the key format live in their own modules; importers of
+# this one keep finding them here.
+# fmt: off
+__all__ = [
+    "ADDRESS_MESSAGE", "DOMAIN_MESSAGE", "MAILBOX_MESSAGE", "MAX_ALIASES", "MAX_CATCH_ALLS",
+    "MAX_DOMAINS", "MAX_FORWARDS", "MAX_FORWARD_TARGETS", "MAX_MAILBOXES",
+    "MAX_OPENPGP_KEY", "MAX_OPENPGP_KEYS", "MAX_PANEL_ADMINS", "MAX_VACATIONS",
+    "MAX_VACATION_DAYS", "MAX_VACATION_MESSAGE", "MAX_VACATION_SUBJECT", "ONE_LINE_PATTERN",
+    "OPENPGP_FOOTER", "OPENPGP_HEADER", "OPENPGP_KEY_MESSAGE", "OPENPGP_KEY_RULE",
+    "OPENPGP_PRIVATE_BLOCK_MESSAGE", "SERVER_SPEC_VALIDATIONS", "Address", "Alias",
+    "ArmoredPublicKey", "BackupRef", "CatchAll", "DNSMode", "DNSRecord", "DNSSettings",
+    "Domain", "Endpoints", "ExternalAddress", "Forward", "HoldCause", "Mailbox",
+    "MailboxAddress", "MailboxUsage", "Outbound", "Owner", "PanelAccess",
+    "PersonalMailServer", "PersonalMailServerSpec", "PersonalMailServerStatus", "Phase",
+    "Usage", "Vacation",
+]
+# fmt: on
+
 # No line break in a subject (RE2, as the API server matches it).
 ONE_LINE_PATTERN = r"^[^\r\n]*$"
-# OpenPGP public keys published in the Web Key Directory: one armored key a mailbox, at
-# most this long, on at most this many mailboxes of a server (50 keys of 8 KiB keep the
-# object well under the API server's 1.5 MiB).
-MAX_OPENPGP_KEY = 8192
-MAX_OPENPGP_KEYS = 50
-OPENPGP_HEADER = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
-OPENPGP_FOOTER = "-----END PGP PUBLIC KEY BLOCK-----"
-OPENPGP_KEY_MESSAGE = (
-    f"must be one ASCII-armored OpenPGP public key, from the line {OPENPGP_HEADER} to the "
-    f"line {OPENPGP_FOOTER} (what gpg --armor --export <address> prints); never a private key"
-)
-OPENPGP_PRIVATE_BLOCK_MESSAGE = (
-    "this is a private (secret) key: never publish it. Publish the public key only: "
-    "gpg --armor --export <address>"
-)
-# From the armor's first line to its last. Said with startsWith/endsWith, not a pattern:
-# a regular expression over 8 KiB in each of 1,000 mailboxes exceeds the API server's
-# cost budget for CEL, and a plain schema pattern would quote the value (a private key
-# pasted by mistake) in its error.
-_LINE_ENDS = ("\\n", "\\r\\n")
-OPENPGP_KEY_RULE = (
-    "("
-    + " || ".join(f"self.startsWith('{OPENPGP_HEADER}{e}')" for e in _LINE_ENDS)
-    + ") && ("
-    + " || ".join(f"self.endsWith('{OPENPGP_FOOTER}{e}')" for e in ("", *_LINE_ENDS))
-    + ")"
-)
-
-
-def _armored_public_key(value: str) -> str:
-    """What OPENPGP_KEY_RULE and the rule against a private key say, for pydantic."""
-    starts = tuple(OPENPGP_HEADER + e for e in ("\n", "\r\n"))
-    ends = tuple(OPENPGP_FOOTER + e for e in ("", "\n", "\r\n"))
-    if not value.startswith(starts) or not value.endswith(ends):
-        raise ValueError(OPENPGP_KEY_MESSAGE)
-    if "PRIVATE KEY" in value:
-        raise ValueError(OPENPGP_PRIVATE_BLOCK_MESSAGE)
-    return value
-
-
 DOMAIN_MESSAGE = (
     "must be a lowercase domain name such as example.org (IDNA-encode international names: xn--...)"
 )
@@ -122,7 +118,7 @@ class DNSMode(StrEnum):
 ArmoredPublicKey = Annotated[
     str,
     StringConstraints(max_length=MAX_OPENPGP_KEY),
-    AfterValidator(_armored_public_key),
+    AfterValidator(armored_public_key),
 ]
 
 
@@ -382,163 +378,6 @@ SERVER_SPEC_VALIDATIONS = [
         field_path=".mailboxes",
     ),
 ]
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    PROVISIONING = "Provisioning"
-    READY = "Ready"
-    SUSPENDED = "Suspended"
-    RESTORING = "Restoring"
-    FAILED = "Failed"
-
-
-class Endpoints(Model):
-    imap_host: str | None = Field(default=None, description="IMAP host (port 993, TLS).")
-    smtp_host: str | None = Field(default=None, description="Submission host (465/587).")
-    service: str | None = Field(
-        default=None, description="The in-cluster Service of this server (host name)."
-    )
-    webmail_url: str | None = Field(default=None, description="Webmail address.")
-    panel_url: str | None = Field(default=None, description="The customer panel.")
-
-
-class DNSRecord(Model):
-    domain: str = Field(description="The customer domain this record serves.")
-    type: str = Field(description="Record type: MX, TXT, CNAME, SRV, TLSA.")
-    name: str = Field(description="Owner name, fully qualified, without the trailing dot.")
-    value: str = Field(description="Record data exactly as it must be published.")
-    ttl: int = Field(description="Time to live in seconds.")
-    purpose: str | None = Field(default=None, description="What the record is for.")
-    check: str | None = Field(
-        default=None,
-        description="The last live check: Pass, Fail or Unknown (not checked yet or no answer).",
-    )
-    found: list[str] | None = Field(
-        default=None, description="What the resolvers answered for this name and type."
-    )
-    fix: str | None = Field(default=None, description="What to do when the check failed.")
-
-
-class MailboxUsage(Model):
-    """One mailbox's storage: Dovecot's quota accounting, measured in the pod."""
-
-    address: str = Field(description="The mailbox (one of spec.mailboxes[].address).")
-    quota_bytes: int = Field(ge=0, description="Its quota in bytes.")
-    used_bytes: int | None = Field(
-        default=None,
-        ge=0,
-        description="Bytes its mail takes, as Dovecot counts them for the quota (unset "
-        "until Dovecot has counted: before its first mail).",
-    )
-    messages: int | None = Field(default=None, ge=0, description="Messages it holds.")
-
-
-class Usage(Model):
-    """What the server uses. The storage figures are measured in the pod every
-    few minutes (measuredAt says when); the rest comes from the spec."""
-
-    mailboxes: int = Field(default=0, description="Mailboxes configured.")
-    domains: int = Field(default=0, description="Domains configured.")
-    storage_requested: str | None = Field(default=None, description="Volume size.")
-    quota_committed_bytes: int | None = Field(
-        default=None,
-        ge=0,
-        description="The mailboxes' quotas added up. More than the volume is allowed "
-        "(StorageHealthy says so): they cannot all fill up at once.",
-    )
-    storage_capacity_bytes: int | None = Field(
-        default=None, ge=0, description="Size of the mail volume's file system, measured."
-    )
-    storage_used_bytes: int | None = Field(
-        default=None,
-        ge=0,
-        description="Bytes used on the mail volume (mail, indexes and Postfix's queue), measured.",
-    )
-    storage_available_bytes: int | None = Field(
-        default=None,
-        ge=0,
-        description="Bytes Postfix and Dovecot can still write, measured. Under the "
-        "reserve (StorageHealthy's message gives it) new mail is deferred.",
-    )
-    measured_at: datetime | None = Field(
-        default=None, description="When the storage figures were measured."
-    )
-    mailbox_usage: list[MailboxUsage] = Field(
-        default_factory=list,
-        max_length=MAX_MAILBOXES,
-        description="Each mailbox's quota and use.",
-        json_schema_extra=list_map("address"),
-    )
-
-
-class HoldCause(StrEnum):
-    """Why the relay holds a server's outbound mail."""
-
-    LIMIT = "Limit"  # the plan's recipients an hour are used up
-    SPAM = "Spam"  # the relay's antispam refused too many of its messages in an hour
-
-
-class Outbound(Model):
-    """Outbound mail through the edge's relay, and whether the server is held there.
-
-    The figures are those the relay reported when the operator last acted
-    (held or released the server); the live ones are the metrics
-    vpes_tenant_outbound_recipients, vpes_tenant_outbound_spam and
-    vpes_tenant_outbound_held."""
-
-    recipients: int | None = Field(
-        default=None, ge=0, description="Recipients sent in the last hour (the relay's count)."
-    )
-    limit: int | None = Field(
-        default=None, ge=0, description="Recipients an hour the plan allows (outboundPerHour)."
-    )
-    spam: int | None = Field(
-        default=None,
-        ge=0,
-        description="Messages the relay's antispam refused in the last hour (the relay's count).",
-    )
-    held: bool = Field(
-        default=False,
-        description="The relay defers every message of this server (450) until released.",
-    )
-    held_for: HoldCause | None = Field(
-        default=None,
-        description="Why it is held: Limit (the plan's recipients an hour) or Spam (the "
-        "relay's antispam refused too many of its messages in an hour).",
-    )
-    held_since: datetime | None = Field(default=None, description="When the hold began.")
-    reason: str | None = Field(default=None, description="Why the server is held.")
-    released_token: str | None = Field(
-        default=None,
-        description="The last vpes.io/release-outbound annotation the operator acted on.",
-    )
-
-
-class BackupRef(Model):
-    name: str = Field(description="The MailBackup.")
-    completed_at: datetime | None = Field(default=None, description="When it completed.")
-    snapshot_id: str | None = Field(default=None, description="restic snapshot id.")
-
-
-class PersonalMailServerStatus(Model):
-    """The observed state of the server: phase, conditions, endpoints, DNS, usage."""
-
-    phase: Phase | None = Field(default=None, description="Where the server is in its life.")
-    message: str | None = Field(default=None, description="A one-line summary for a person.")
-    observed_generation: int | None = Field(
-        default=None, description="The spec generation the status describes."
-    )
-    conditions: list[Condition] = conditions_field(", ".join(SERVER_TYPES) + ".")
-    endpoints: Endpoints | None = Field(default=None, description="How to reach the server.")
-    dns_records: list[DNSRecord] = Field(
-        default_factory=list, description="Every DNS record the domains need, exactly."
-    )
-    usage: Usage | None = Field(default=None, description="What the server uses.")
-    outbound: Outbound | None = Field(
-        default=None, description="Outbound mail through the edge's relay: the hourly limit."
-    )
-    last_backup: BackupRef | None = Field(default=None, description="Last good backup.")
 
 
 class PersonalMailServer(Object):
