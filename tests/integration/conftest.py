@@ -17,6 +17,8 @@ from kubernetes import client
 from vpes_devcluster import Cluster, wait_for
 from vpes_operator.clients.kube import Kube
 
+from . import helm_template
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -93,3 +95,9 @@ def no_secret_in_any_operator_log() -> Iterator[None]:
     leaks = leaked_secrets()
     if leaks:
         pytest.fail(f"secrets found in operator logs: {leaks}")
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The helm binary, for the tests that render the chart (helm_template.py)."""
+    return helm_template.helm_binary()

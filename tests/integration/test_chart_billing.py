@@ -3,7 +3,6 @@ that the process (uvicorn) acts on it. Rendered with `helm template` (no cluster
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,25 +10,10 @@ from typing import Any
 import pytest
 import uvicorn
 import yaml
-from vpes_devcluster import binaries
-from vpes_devcluster.errors import ClusterError
+
+from .helm_template import CHART
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-
-CHART = REPO / "charts" / "vpes"
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    """The helm that tools/k8s builds (as the integration tier uses), else one on PATH."""
-    try:
-        return str(binaries.bin_dir() / "helm")
-    except ClusterError as e:
-        found = shutil.which("helm")
-        if found is None:
-            pytest.skip(f"no helm: {e}")
-        return found
 
 
 def billing_env(helm: str, *sets: str) -> dict[str, str]:

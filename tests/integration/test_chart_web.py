@@ -7,58 +7,18 @@ API server."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from vpes_devcluster import binaries
-from vpes_devcluster.errors import ClusterError
+
+from .helm_template import NAMESPACE, REPO, Doc, one, refusal, render
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "vpes"
-RELEASE, NAMESPACE = "vpes", "vpes-system"
 WEB = "templates/web-deployment.yaml"
 RBAC = "templates/web-rbac.yaml"
 POLICIES = "templates/networkpolicies.yaml"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
-
-Doc = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    """The helm that tools/k8s builds (as the integration tier uses), else one on PATH."""
-    try:
-        return str(binaries.bin_dir() / "helm")
-    except ClusterError as e:
-        found = shutil.which("helm")
-        if found is None:
-            pytest.skip(f"no helm: {e}")
-        return found
-
-
-def render(helm: str, template: str | None, *sets: str) -> list[Doc]:
-    args = [helm, "template", RELEASE, str(CHART), "-n", NAMESPACE]
-    if template:
-        args += ["--show-only", template]
-    for value in sets:
-        args += ["--set", value]
-    out = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
-    if out.returncode != 0 and "could not find template" in out.stderr:
-        return []
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def one(docs: list[Doc], kind: str, name: str) -> Doc:
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind} {name}: {len(found)} rendered"
-    return found[0]
 
 
 def pod_of(docs: list[Doc], name: str = "vpes-web") -> Doc:
@@ -309,12 +269,5 @@ def test_the_web_policy_selects_the_web_pods_and_no_other(helm: str) -> None:
     ],
 )
 def test_the_schema_refuses(helm: str, setting: str, complaint: str) -> None:
-    out = subprocess.run(
-        [helm, "template", "r", str(CHART), "--set", setting],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert out.returncode != 0, "the values schema accepted it"
-    assert complaint in out.stderr and "/web" in out.stderr, out.stderr
+    stderr = refusal(helm, setting)
+    assert complaint in stderr and "/web" in stderr, stderr
