@@ -111,11 +111,16 @@ def test_idle_processes_of_other_users_are_stopped(fresh_volume_tenant: Tenant) 
     t = fresh_volume_tenant
     imap_login(t.host, ALICE, PASSWORDS[ALICE]).logout()
 
-    def logins() -> list[str]:
-        ps = podman("top", t.name, "user", "args").stdout.splitlines()
-        return [line for line in ps if line.split()[-1].endswith("/imap-login")]
+    def logins() -> list[str] | None:
+        """The imap-login processes; None when `podman top` failed (it does, exit 125,
+        when a process ends while it reads the container's processes): ask again."""
+        top = podman("top", t.name, "user", "args", check=False)
+        if top.returncode != 0:
+            return None
+        lines = top.stdout.splitlines()
+        return [line for line in lines if line.split()[-1].endswith("/imap-login")]
 
-    assert logins()
+    wait_until(lambda: logins() or None, timeout=30, what="an imap-login running")
     # default_idle_kill is one minute after the process went idle: room for a loaded machine.
-    wait_until(lambda: not logins() or None, timeout=150, what="idle imap-login stopped")
+    wait_until(lambda: logins() == [] or None, timeout=150, what="idle imap-login stopped")
     assert "Operation not permitted" not in t.logs()
