@@ -1,5 +1,5 @@
 """Run the dav image (Radicale, images/dav) under podman as the tenant pod runs
-its `dav` container: a read-only root, no capabilities, uid 5002, the server's
+its `dav` container: a read-only root, no capabilities, the mail user, the server's
 passwd-file mounted as a Secret volume, and a directory of the mail volume as
 its collections."""
 
@@ -18,7 +18,7 @@ from vpes_operator import crypto
 from .tenant import Container, _atomic_write, confined_run_args, podman
 
 DAV_PORT = 5232
-DAV_UID = 5002
+DAV_UID = 5000  # the mail user (layout.VMAIL_UID): backups read what it writes
 SECRETS_DIR = "/etc/vpes/secrets"
 DATA_DIR = "/var/lib/vpes-dav"
 

@@ -132,6 +132,7 @@ def maildir(root: Path, messages: int, size: int = 10_240) -> None:
         body = f"Subject: message {i}\r\n\r\n".encode() + os.urandom(size // 2).hex().encode()
         (box / folder / f"{1700000000 + i}.M{i}P1.host:2,S").write_bytes(body[:size])
     (box / "dovecot.index").write_bytes(os.urandom(4096))
+    calendars(root)
     for path in root.rglob("*"):
         if not str(path.relative_to(root)).startswith(NOT_MAIL):
             os.chown(path, 5000, 5000)
@@ -151,6 +152,22 @@ def maildir(root: Path, messages: int, size: int = 10_240) -> None:
     for path in [spool, *spool.iterdir()]:
         os.chown(path, 5000, 5001)
     os.chmod(spool, 0o2770)
+
+
+def calendars(root: Path, event: bool = True) -> None:
+    """The dav container's collections (images/dav) as Radicale leaves them: the
+    mail user's .dav (0700), its lock file and, with `event`, a calendar."""
+    dav = root / ".dav" / "collections"
+    dav.mkdir(parents=True, exist_ok=True)
+    (dav / ".Radicale.lock").write_bytes(b"")
+    if event:
+        cal = dav / "collection-root" / "alice@example.org" / "family"
+        cal.mkdir(parents=True, exist_ok=True)
+        (cal / ".Radicale.props").write_text('{"tag": "VCALENDAR"}')
+        (cal / "dinner.ics").write_text("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    for path in [root / ".dav", *(root / ".dav").rglob("*")]:
+        os.chown(path, 5000, 5000)
+    os.chmod(root / ".dav", 0o700)
 
 
 def mail(tree: dict[str, tuple[int, int, int, bytes]]) -> dict[str, tuple[int, int, int, bytes]]:
@@ -212,6 +229,27 @@ def test_a_restore_never_overwrites_mail_unless_asked(runner: Runner, tmp_path: 
     code, done = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"], VPES_OVERWRITE="1")
     assert code == 0, done
     assert not (target / "newer-mail").exists() and tree(target) == mail(tree(volume))
+
+
+def test_calendars_count_as_data_but_an_empty_calendars_directory_does_not(
+    runner: Runner, tmp_path: Path
+) -> None:
+    volume, target = tmp_path / "volume", tmp_path / "target"
+    volume.mkdir(), target.mkdir()
+    maildir(volume, 3)
+    code, snap = runner.run("backup", volume, VPES_INIT="1")
+    assert code == 0, snap
+    # What every started tenant has: the directory and Radicale's lock, no calendar.
+    calendars(target, event=False)
+    code, done = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"])
+    assert (code, done["ok"]) == (0, True), done
+    assert tree(target) == mail(tree(volume))
+    assert (
+        target / ".dav/collections/collection-root/alice@example.org/family/dinner.ics"
+    ).exists()
+    # A calendar is the customer's data: a restore over it must be asked for.
+    code, refused = runner.run("restore", target, VPES_SNAPSHOT=snap["snapshot"])
+    assert (code, refused["reason"]) == (1, "VolumeNotEmpty"), refused
 
 
 def test_faults_are_named(runner: Runner, s3: S3Server, tmp_path: Path) -> None:

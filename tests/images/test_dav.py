@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from caldav.davclient import DAVClient
 import httpx
 import pytest
+from caldav.davclient import DAVClient
 
 from .clients import wait_until
 from .conftest import host_address
