@@ -14,7 +14,7 @@ from vpes_billing import logsafe
 from vpes_operator.clients.kube import Kube
 
 from .app import build_app
-from .hosted import HostedDomains, servers_of
+from .hosted import HostedDomains, plans_of, servers_of
 from .settings import WebSettings
 
 
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("uvicorn.access").addFilter(DropQuery())
     settings = WebSettings.from_env()
     kube = Kube.connect(field_manager="vpes-web")
-    app = build_app(settings, HostedDomains(servers_of(kube), settings.hosted_seconds))
+    hosted = HostedDomains(servers_of(kube), settings.hosted_seconds, list_plans=plans_of(kube))
+    app = build_app(settings, hosted)
     uvicorn.run(
         app, host=args.host, port=args.port, proxy_headers=True, log_config=None, access_log=True
     )
