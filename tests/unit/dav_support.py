@@ -92,8 +92,8 @@ def _handler(recorder: Recorder) -> type[http.server.BaseHTTPRequestHandler]:
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
 
-        do_GET = do_PUT = do_PROPFIND = do_REPORT = do_DELETE = do_MOVE = _any
-
+    for method in ("GET", "PUT", "PROPFIND", "REPORT", "DELETE", "MOVE"):
+        setattr(Handler, f"do_{method}", Handler._any)
     return Handler
 
 
