@@ -37,12 +37,12 @@ from vpes_operator import naming
 from yarl import URL
 
 from . import names
+from .dav_address import PREFIX
 from .hosted import HostedDomains, Hosting
 from .settings import WebSettings
 
 log = logging.getLogger("vpes.web.dav")
 
-PREFIX = "/dav"
 PORT = 5232
 REALM = 'Basic realm="vpes"'
 NO_CALENDAR = "Your plan has no calendar and contacts. Ask your provider for a plan that has them."

@@ -17,7 +17,8 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import names
-from .dav import PREFIX, DavProxy
+from .dav import DavProxy
+from .dav_address import PREFIX, dav_home
 
 WELL_KNOWN = frozenset({"/.well-known/caldav", "/.well-known/carddav"})
 
@@ -36,11 +37,6 @@ def where(host_header: str, path: str, edge_web_host: str) -> Where:
     if names.host(host_header) == edge and (path == PREFIX or path.startswith(PREFIX + "/")):
         return Where.PROXY
     return Where.OTHER
-
-
-def dav_home(edge_web_host: str) -> str:
-    """The address calendar and contacts clients are given."""
-    return f"https://{edge_web_host.rstrip('.').lower()}{PREFIX}/"
 
 
 class DavRouter:
