@@ -6,11 +6,14 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
+from starlette.types import ASGIApp
 from vpes_operator.settings import OperatorSettings
 from vpes_panel.wellknown.hosted import HostedDomains
 
@@ -68,6 +71,9 @@ class Recorder:
     headers: list[tuple[str, str]] = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
     port: int = 0
+    # Set: the answer waits for it after its first chunk (released: it came in time).
+    gate: threading.Event | None = None
+    released: bool | None = None
 
 
 def _handler(recorder: Recorder) -> type[http.server.BaseHTTPRequestHandler]:
@@ -87,7 +93,9 @@ def _handler(recorder: Recorder) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for chunk in recorder.chunks:
+            for i, chunk in enumerate(recorder.chunks):
+                if i == 1 and recorder.gate is not None:
+                    recorder.released = recorder.gate.wait(5)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
@@ -125,3 +133,32 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, alive: Callable[[], bool] = lambda: True) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and alive():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextmanager
+def served(app: ASGIApp) -> Iterator[int]:
+    """`app` under uvicorn on a loopback port (yielded), its lifespan run."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        port = int(sock.getsockname()[1])
+        wait_for_port(port)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

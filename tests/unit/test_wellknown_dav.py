@@ -5,10 +5,12 @@ away answered, and a round trip through a real HTTP server on loopback."""
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 from vpes_panel.wellknown import dav
@@ -23,6 +25,7 @@ from tests.unit.dav_support import (
     closed_port,
     hosted,
     recording_backend,
+    served,
     silent_backend,
 )
 
@@ -286,3 +289,23 @@ def test_a_move_keeps_its_destination_as_the_client_wrote_it(backend: Recorder) 
     [got] = backend.received
     assert got.headers["destination"] == destination and got.headers["overwrite"] == "F"
     assert got.path == "/ann@one.example/calendar/a.ics"
+
+
+def test_the_answer_streams_before_the_backend_has_finished(backend: Recorder) -> None:
+    """The backend sends its first chunk, then waits until the client has it: a proxy
+    that gathered the answer first would leave it waiting (released False)."""
+    backend.status, backend.chunks = 200, [b"first;", b"second"]
+    backend.gate = threading.Event()
+
+    def where_it_is(h: Hosting) -> str:
+        return f"http://127.0.0.1:{backend.port}"
+
+    app = build_app(WebSettings(mail=MAIL), hosted(), dav_backend=where_it_is)
+    with served(app) as port, httpx.Client() as http:
+        url = f"http://127.0.0.1:{port}/dav/ann@one.example/big.ics"
+        with http.stream("GET", url, headers={"host": EDGE, "authorization": ANN}) as r:
+            chunks = r.iter_raw()
+            assert next(chunks) == b"first;"
+            backend.gate.set()
+            assert b"".join(chunks) == b"second"
+    assert backend.released is True

@@ -5,23 +5,19 @@ vpes-web under uvicorn, with the hrefs carrying the /dav prefix."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
 import caldav
 import httpx
 import pytest
-import uvicorn
 from vpes_panel.wellknown.app import build_app
 from vpes_panel.wellknown.hosted import Hosting
 from vpes_panel.wellknown.settings import WebSettings
 
-from tests.unit.dav_support import MAIL, hosted
+from tests.unit.dav_support import MAIL, closed_port, hosted, served, wait_for_port
 
 pytestmark = pytest.mark.unit
 
@@ -31,34 +27,11 @@ HOME = "ann%40one.example"  # the login in a path, as Radicale writes it
 EDGE = "127.0.0.1"
 
 
-def free_socket() -> socket.socket:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    return s
-
-
-def wait_for(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(
-                f"radicale exited: {process.stderr.read() if process.stderr else ''!r}"
-            )
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
 @pytest.fixture(scope="module")
 def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     root = tmp_path_factory.mktemp("radicale")
     (root / "users").write_text(f"{LOGIN}:{PASSWORD}\n")
-    with free_socket() as s:
-        port = s.getsockname()[1]
+    port = closed_port()
     config = root / "config"
     config.write_text(
         f"[server]\nhosts = 127.0.0.1:{port}\n"
@@ -67,12 +40,9 @@ def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         f"[storage]\nfilesystem_folder = {root / 'collections'}\n"
         "[logging]\nlevel = warning\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "radicale", "--config", str(config)],
-        stderr=subprocess.PIPE,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "radicale", "--config", str(config)])
     try:
-        wait_for(port, process)
+        wait_for_port(port, lambda: process.poll() is None)
         yield port
     finally:
         process.terminate()
@@ -89,18 +59,8 @@ def proxy(radicale: int) -> Iterator[str]:
         return f"http://127.0.0.1:{radicale}"
 
     settings = WebSettings(mail=MAIL.model_copy(update={"edge_web_host": EDGE}))
-    app = build_app(settings, hosted(), dav_backend=backend)
-    sock = free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_for(sock.getsockname()[1])
-    try:
-        yield f"http://{EDGE}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with served(build_app(settings, hosted(), dav_backend=backend)) as port:
+        yield f"http://{EDGE}:{port}"
     assert seen and all(h == Hosting("ann", "mail", "big", True) for h in seen)
 
 
