@@ -121,6 +121,10 @@ bench-edge-logins: install system-deps images ## IMAP logins/s through the edge'
 bench-edge-relay: install system-deps images ## the outbound relay: messages/s with Rspamd judging each message next to the same relay without the scan, its memory
 	$(PY) -m bench.edge_relay
 
+.PHONY: bench-dav
+bench-dav: install system-deps images ## calendars and contacts: the dav container's memory (1 and 20 side by side, idle and after use) next to the tenant container's, per tenant at 100 and 1,000
+	$(PY) -m bench.dav
+
 .PHONY: bench-panel
 bench-panel: install k8s ## the customer panel with 1,000 servers (kwok): p50/p95 of its overview, domains and mailboxes pages next to 1 server and to the raw API reads, the panel process's memory
 	$(PY) -m bench.panel

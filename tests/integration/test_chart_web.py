@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 WEB = "templates/web-deployment.yaml"
 RBAC = "templates/web-rbac.yaml"
 POLICIES = "templates/networkpolicies.yaml"
+DAV_POLICY = "templates/web-networkpolicy.yaml"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
@@ -33,7 +34,7 @@ def container_of(docs: list[Doc]) -> Doc:
 # -- RBAC ------------------------------------------------------------------------
 
 
-def test_the_web_service_account_may_only_read_servers(helm: str) -> None:
+def test_the_web_service_account_may_only_read_servers_and_plans(helm: str) -> None:
     docs = render(helm, RBAC)
     assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
         ("ClusterRole", "vpes-web"),
@@ -46,7 +47,12 @@ def test_the_web_service_account_may_only_read_servers(helm: str) -> None:
             "apiGroups": ["vpes.io"],
             "resources": ["personalmailservers"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        {
+            "apiGroups": ["vpes.io"],
+            "resources": ["mailplans"],
+            "verbs": ["get", "list", "watch"],
+        },
     ]
     binding = one(docs, "ClusterRoleBinding", "vpes-web")
     assert binding["roleRef"] == {
@@ -146,7 +152,7 @@ def test_the_web_process_takes_the_charts_command_and_environment(
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["vpes-web"] == "vpes_panel.wellknown.__main__:main"
-    sets = ("edge.imapHost=imap.provider.example", "web.hostedSeconds=7")
+    sets = ("edge.imapHost=imap.provider.example", "web.hostedSeconds=7", "web.davMaxBody=2097152")
     docs = render(helm, None, *sets)
     config = one(docs, "ConfigMap", "vpes-operator")["data"]
     container = container_of(docs)
@@ -165,6 +171,7 @@ def test_the_web_process_takes_the_charts_command_and_environment(
     assert (kw["host"], kw["port"]) == ("0.0.0.0", 8080)
     [(settings, hosted)] = seen
     assert settings.hosted_seconds == 7.0 and hosted.ttl == 7.0
+    assert settings.dav_max_body == 2097152
     assert settings.mail.imap_host == "imap.provider.example"
     assert settings.mail.edge_web_host == "web.example.net"
     assert settings.mail.mta_sts_mode == "testing"
@@ -195,7 +202,7 @@ def test_an_ingress_for_the_edge_web_name_and_a_catch_all_when_asked(helm: str) 
     named, catch_all = spec["rules"]
     assert named["host"] == "setup.provider.example"
     assert "host" not in catch_all  # the customers' names, whatever they are
-    wanted = ["/.well-known", "/mail", "/autodiscover", "/Autodiscover"]
+    wanted = ["/.well-known", "/mail", "/autodiscover", "/Autodiscover", "/dav"]
     for rule in (named, catch_all):
         paths = rule["http"]["paths"]
         assert [p["path"] for p in paths] == wanted
@@ -258,11 +265,44 @@ def test_the_web_policy_selects_the_web_pods_and_no_other(helm: str) -> None:
     assert "vpes-web" not in names and "vpes-panel" in names
 
 
+def test_the_web_reaches_the_tenants_radicale_and_nothing_else_of_theirs(helm: str) -> None:
+    from vpes_operator import naming
+
+    [policy] = render(helm, DAV_POLICY)
+    assert policy["metadata"]["name"] == "vpes-web-dav"
+    spec = policy["spec"]
+    assert spec["podSelector"] == web_policy(helm)["spec"]["podSelector"]
+    assert spec["policyTypes"] == ["Egress"]  # the web's ingress stays its other policy's
+    app = naming.selector_labels("any")["app.kubernetes.io/name"]
+    assert spec["egress"] == [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 5232}],
+        }
+    ]
+    assert render(helm, DAV_POLICY, "web.enabled=false") == []
+    assert render(helm, DAV_POLICY, "networkPolicy.enabled=false") == []
+
+
+def test_the_dav_path_reaches_the_web_at_the_edge_web_name(helm: str) -> None:
+    docs = render(helm, WEB, "web.ingress.enabled=true")
+    rules = one(docs, "Ingress", "vpes-web")["spec"]["rules"]
+    assert "/dav" in [p["path"] for p in rules[0]["http"]["paths"]]
+    env = {e["name"]: e["value"] for e in container_of(docs)["env"]}
+    assert env["VPES_WEB_DAV_MAX_BODY"] == str(10 * 1024 * 1024)
+
+
 @pytest.mark.parametrize(
     ("setting", "complaint"),
     [
         ("web.replicas=0", "minimum"),
         ("web.hostedSeconds=-1", "minimum"),
+        ("web.davMaxBody=100", "minimum"),
         ("web.ingress.paths[0]=mail", "does not match pattern"),
         ("web.networkPolicy.apiServerCIDRs[0]=api.example.net", "does not match pattern"),
         ("web.colour=blue", "colour"),

@@ -157,16 +157,17 @@ def test_a_domain_a_server_drops_is_404_after_the_next_listing(web_env: WebEnv) 
         ("GET", "/api/v1/namespaces/{ns}/secrets", None),
         ("GET", "/api/v1/namespaces", None),
         ("GET", "/api/v1/namespaces/{ns}/configmaps", None),
-        ("GET", f"/apis/{API_VERSION}/mailplans", None),
+        ("DELETE", f"/apis/{API_VERSION}/mailplans/any", None),
         ("PATCH", f"/apis/{API_VERSION}/namespaces/{{ns}}/personalmailservers/mail", {}),
         ("DELETE", f"/apis/{API_VERSION}/namespaces/{{ns}}/personalmailservers/mail", None),
     ],
 )
-def test_the_web_account_reads_servers_and_nothing_else(
+def test_the_web_account_reads_servers_and_plans_and_nothing_else(
     web_env: WebEnv, method: str, path: str, body: Any
 ) -> None:
     ns = web_env.namespaces[1]
     assert web_env.sa.get(API_VERSION, "PersonalMailServer", ns, "mail") is not None
+    assert isinstance(web_env.sa.list(API_VERSION, "MailPlan"), list)  # the /dav proxy's
     with pytest.raises(ApiError) as refused:
         web_env.sa.request(
             method,

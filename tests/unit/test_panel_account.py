@@ -1,7 +1,8 @@
 """My mailbox, pure: the mailbox as its user sees it (aliases in every domain, quota
 use), forwarding typed into one field (addresses checked, the mailbox itself
 refused, the limit with and without a copy kept), the spec change it makes, the
-operator's own objection to a spec, and the requireTOTP gate of every page."""
+operator's own objection to a spec, the requireTOTP gate of every page, and the
+calendar and contacts address, shown only where the plan has them."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from typing import Any
 
 import pytest
 from vpes_operator.models.server import MAX_FORWARD_TARGETS
+from vpes_operator.settings import OperatorSettings
 from vpes_panel import account_view as av
 from vpes_panel import sessions, totp
 from vpes_panel.customer import totp_key
-from vpes_panel.web import Panel
+from vpes_panel.routes import setup
+from vpes_panel.sessions import STAGE_IN, Session
+from vpes_panel.web import ENV, Form, Panel
 
 pytestmark = pytest.mark.unit
 
@@ -168,3 +172,51 @@ def test_a_server_that_requires_totp_sends_users_without_one_to_enrol(
     c = FakeCustomer(spec(panel={"requireTOTP": require}), "h1", enrolled)
     s = sessions.Session("ns", "mail", ME, False, sessions.fingerprint(fp), "in", 0, 0, "t")
     assert Panel._gate(c, s, path) == expected  # type: ignore[arg-type]
+
+
+MAIL = OperatorSettings(edge_web_host="Web.Edge.Example.")
+
+
+@pytest.mark.parametrize(
+    ("plan", "address"),
+    [
+        ({"features": {"calendar": True}}, "https://web.edge.example/dav/"),
+        ({"features": {"calendar": False, "webmail": True}}, None),
+        ({"features": {}}, None),
+        ({}, None),  # no such plan (plan_of gives {})
+        ({"features": {"calendar": "yes"}}, None),  # not what the CRD stores
+    ],
+)
+def test_the_calendar_address_only_where_the_plan_has_calendar(
+    plan: dict[str, Any], address: str | None
+) -> None:
+    assert setup.calendar_address(MAIL, plan) == address
+
+
+def render_account(calendar_url: str | None) -> str:
+    return ENV.get_template("account.html").render(
+        title="My mailbox",
+        session=Session("ns", "mail", ME, False, "f", STAGE_IN, 0.0, 0.0, "token"),
+        form=Form(),
+        view=av.mailbox(spec(), {}, ME),
+        generation=1,
+        forwarding_supported=True,
+        enrolled=True,
+        require_totp=False,
+        secret="",
+        secret_text="",
+        qr="",
+        done="",
+        openpgp_key=None,
+        mail_servers=[],
+        profile_url="/account/setup.mobileconfig",
+        calendar_url=calendar_url,
+    )
+
+
+def test_the_page_shows_the_calendar_address_and_the_login_only_with_calendar() -> None:
+    page = render_account("https://web.edge.example/dav/")
+    assert '<code id="calendar-url">https://web.edge.example/dav/</code>' in page
+    assert f"Log in with your mail address, {ME}, and its password" in page
+    page = render_account(None)
+    assert "calendar-section" not in page and "/dav/" not in page

@@ -116,6 +116,7 @@ def render_account(key: ov.PublishedKey | None, form: Form) -> str:
         openpgp_key=key,
         mail_servers=[],
         profile_url="/account/setup.mobileconfig",
+        calendar_url=None,
     )
 
 

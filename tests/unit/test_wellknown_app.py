@@ -305,3 +305,18 @@ def test_the_access_log_keeps_the_path_not_the_address() -> None:
     )
     assert DropQuery().filter(record)
     assert record.getMessage() == f'192.0.2.1:5000 - "GET {WELLKNOWN} HTTP/1.1" 200'
+
+
+def test_the_access_log_keeps_no_calendar_login_either() -> None:
+    path = "/dav/ann%40one.example/calendar/x.ics?sync=1"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("192.0.2.1:5000", "PUT", path, "1.1", 201),
+        None,
+    )
+    assert DropQuery().filter(record)
+    assert record.getMessage() == '192.0.2.1:5000 - "PUT /dav/ HTTP/1.1" 201'

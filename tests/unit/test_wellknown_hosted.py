@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from vpes_panel.wellknown.hosted import HostedDomains, HostedUnavailableError
+from vpes_panel.wellknown.hosted import HostedDomains, HostedUnavailableError, Hosting
 from vpes_panel.wellknown.settings import WebSettings
 
 pytestmark = pytest.mark.unit
@@ -134,3 +134,51 @@ def test_bad_settings_say_which_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit, match=says):
         WebSettings.from_env()
+
+
+def server(name: str, ns: str, created: str, plan: str, *domains: str) -> dict[str, Any]:
+    meta = {"name": name, "namespace": ns, "creationTimestamp": created}
+    return {"metadata": meta, "spec": {"domains": list(domains), "plan": plan}}
+
+
+def plan(name: str, calendar: bool | None) -> dict[str, Any]:
+    features = {} if calendar is None else {"calendar": calendar}
+    return {"metadata": {"name": name}, "spec": {"features": features}}
+
+
+def test_each_domain_is_the_oldest_claimants_with_its_plans_calendar() -> None:
+    servers = [
+        server("late", "b", "2026-02-01T00:00:00Z", "small", "one.example", "two.example"),
+        server("mail", "a", "2026-01-01T00:00:00Z", "big", "one.example"),
+        server("odd", "c", "2026-03-01T00:00:00Z", "unknown", "three.example"),
+    ]
+    plans = [plan("big", True), plan("small", False), plan("plain", None)]
+    hosted = HostedDomains(lambda: servers, 30, Clock(), list_plans=lambda: plans)
+    assert hosted.hosting("one.example") == Hosting("a", "mail", "big", True)
+    assert hosted.hosting("two.example") == Hosting("b", "late", "small", False)
+    assert hosted.hosting("three.example") == Hosting("c", "odd", "unknown", False)
+    assert hosted.hosting("four.example") is None
+
+
+def test_plans_are_listed_with_the_servers_and_kept_when_their_listing_fails() -> None:
+    servers, clock = [server("mail", "a", "2026-01-01T00:00:00Z", "big", "one.example")], Clock()
+    plans = [plan("big", True)]
+    listings: list[int] = []
+
+    def list_plans() -> list[dict[str, Any]]:
+        listings.append(1)
+        if not plans:
+            raise OSError("forbidden")
+        return plans
+
+    hosted = HostedDomains(lambda: servers, 30, clock, list_plans=list_plans)
+    for _ in range(5):
+        assert hosted.hosting("one.example") == Hosting("a", "mail", "big", True)
+    assert len(listings) == 1  # the same cadence as the servers'
+    plans.clear()
+    clock.now += 31
+    assert hosted.hosting("one.example") == Hosting("a", "mail", "big", True)
+    assert len(listings) == 2
+    plans.append(plan("big", False))
+    clock.now += 31
+    assert hosted.hosting("one.example") == Hosting("a", "mail", "big", False)

@@ -1,7 +1,8 @@
 """My mailbox: every logged-in user's own page (administrators have one too): the
 address, aliases and quota use, and the forms a mailbox user manages alone: the
 password, forwarding of their own mail, their vacation reply, their OpenPGP public
-key (published in the Web Key Directory), and their second factor (TOTP).
+key (published in the Web Key Directory), and their second factor (TOTP); where the
+plan has calendar and contacts, the address their apps use.
 
 A new password is stored as a Dovecot hash in the panel's Secret and the
 mailbox's passwordSecretRef points at it (one spec change, carrying the form's
@@ -28,6 +29,7 @@ from ..customer import ConflictError, Customer, InvalidError, password_key, totp
 from ..settings import PANEL_SECRET
 from ..web import Context, Panel, redirect
 from . import setup, shared
+from .overview import plan_of
 
 # What a successful POST says on the next GET (?done=<key>): fixed texts only.
 DONE = {
@@ -104,6 +106,7 @@ class Account:
         if stored:
             key = await ctx.run(openpgp_view.published, stored, user, datetime.now(UTC))
         done = DONE.get(ctx.request.query_params.get("done", ""), "")
+        plan = await ctx.run(plan_of, self.panel, server)
         return ctx.render(
             "account.html",
             "My mailbox",
@@ -120,6 +123,7 @@ class Account:
             openpgp_key=key,
             mail_servers=setup.servers(self.panel.settings.mail),
             profile_url=setup.PATH,
+            calendar_url=setup.calendar_address(self.panel.settings.mail, plan),
         )
 
     @staticmethod

@@ -5,6 +5,8 @@ password: the device asks for it while installing the profile."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 from starlette.routing import Route
 from vpes_operator.dns.records import ClientService, client_services
@@ -13,6 +15,7 @@ from vpes_operator.settings import OperatorSettings
 from .. import account_view
 from ..web import NO_STORE, Context, Panel
 from ..wellknown import mobileconfig
+from ..wellknown.dav_address import dav_home
 
 PATH = "/account/setup.mobileconfig"
 LABELS = {
@@ -25,6 +28,14 @@ LABELS = {
 def servers(settings: OperatorSettings) -> list[tuple[str, ClientService]]:
     """What the account page lists for mail apps that ask: (what it is, the service)."""
     return [(LABELS[s.protocol], s) for s in client_services(settings)]
+
+
+def calendar_address(settings: OperatorSettings, plan: dict[str, Any]) -> str | None:
+    """The calendar and contacts (CalDAV/CardDAV) address, when the server's plan (its
+    MailPlan's spec, as stored) has them; None otherwise."""
+    if ((plan.get("features") or {}).get("calendar")) is not True:
+        return None
+    return dav_home(settings.edge_web_host)
 
 
 async def profile(ctx: Context) -> Response:

@@ -6,4 +6,8 @@ One small shared service for every customer, routed by the HTTP Host header
 policy, each generated from the operator's own settings (the same VPES_*
 environment, `vpes_operator.dns.records`), so that what clients are told and
 what DNS says cannot differ. A domain no server hosts gets 404 (`hosted.py`).
+
+At the edge's web name, `/dav/` is the calendar and contacts proxy to each server's
+own Radicale, found by the login's domain (`dav.py`; `/.well-known/caldav` and
+`/.well-known/carddav` at any host redirect there: `dav_routing.py`).
 """

@@ -1,7 +1,8 @@
 """`vpes-web`: serve the client set-up endpoints (uvicorn).
 
 The access log keeps each request's path but never its query: a client's mail
-address travels there (`?emailaddress=`).
+address travels there (`?emailaddress=`); nor, under /dav/, more than "/dav/": the
+calendar clients' paths start with the login's address.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ from vpes_billing import logsafe
 from vpes_operator.clients.kube import Kube
 
 from .app import build_app
-from .hosted import HostedDomains, servers_of
+from .dav_address import PREFIX
+from .hosted import HostedDomains, plans_of, servers_of
 from .settings import WebSettings
 
 
 class DropQuery(logging.Filter):
     """uvicorn's access record (client, method, path?query, version, status) without
-    the query."""
+    the query, and without what follows /dav/."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+            path = args[2].split("?", 1)[0]
+            if path.startswith(PREFIX + "/"):
+                path = PREFIX + "/"
+            record.args = (args[0], args[1], path, args[3], args[4])
         return True
 
 
@@ -38,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("uvicorn.access").addFilter(DropQuery())
     settings = WebSettings.from_env()
     kube = Kube.connect(field_manager="vpes-web")
-    app = build_app(settings, HostedDomains(servers_of(kube), settings.hosted_seconds))
+    hosted = HostedDomains(servers_of(kube), settings.hosted_seconds, list_plans=plans_of(kube))
+    app = build_app(settings, hosted)
     uvicorn.run(
         app, host=args.host, port=args.port, proxy_headers=True, log_config=None, access_log=True
     )

@@ -1,5 +1,6 @@
-"""vpes-web's ASGI app: the host-routed endpoints behind a body limit (413) and a
-few headers; `/healthz` for the kubelet at any host."""
+"""vpes-web's ASGI app: the calendar proxy and its redirects (dav_routing.py), then
+the host-routed endpoints behind a body limit (413), all with a few headers;
+`/healthz` for the kubelet at any host."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from starlette.types import ASGIApp
 from vpes_billing.web import BodyLimit
 
 from ..app import SecurityHeaders
+from .dav import Backend, DavProxy
+from .dav_routing import DavRouter
 from .hosted import HostedDomains
 from .routes import ROUTES
 from .routing import HostRoute, HostRouter, Web
@@ -32,13 +35,19 @@ async def healthz(request: Request) -> Response:
 
 
 def build_app(
-    settings: WebSettings, hosted: HostedDomains, routes: Sequence[HostRoute] = ROUTES
+    settings: WebSettings,
+    hosted: HostedDomains,
+    routes: Sequence[HostRoute] = ROUTES,
+    dav_backend: Backend | None = None,
 ) -> ASGIApp:
+    """`dav_backend`: where each server's Radicale is (default: its Service)."""
     router = HostRouter(Web(settings, hosted), routes)
+    proxy = DavProxy(settings, hosted, dav_backend)
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/{path:path}", router.dispatch, methods=METHODS),
-        ]
+        ],
+        lifespan=proxy.lifespan,
     )
-    return SecurityHeaders(BodyLimit(app, settings.max_body_bytes), HEADERS)
+    return SecurityHeaders(DavRouter(proxy, BodyLimit(app, settings.max_body_bytes)), HEADERS)

@@ -17,6 +17,10 @@ class WebSettings:
     hosted_seconds: float = 30.0
     # Request bodies over this are refused (413): an autodiscover request is ~400 bytes.
     max_body_bytes: int = 16 * 1024
+    # The calendar proxy (dav.py): bodies over this are refused (413), and the
+    # tenant's Radicale must answer (connect, then each read) within this long (503).
+    dav_max_body: int = 10 * 1024 * 1024
+    dav_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> WebSettings:
@@ -24,4 +28,6 @@ class WebSettings:
             mail=OperatorSettings.from_env(),
             hosted_seconds=_seconds("VPES_WEB_HOSTED_SECONDS", 30.0),
             max_body_bytes=_count("VPES_WEB_MAX_BODY_BYTES", 16 * 1024, minimum=1024),
+            dav_max_body=_count("VPES_WEB_DAV_MAX_BODY", 10 * 1024 * 1024, minimum=1024),
+            dav_timeout_seconds=_seconds("VPES_WEB_DAV_TIMEOUT_SECONDS", 60.0, positive=True),
         )
