@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from .builders import dav
 from .models.conditions import Reason
 from .models.kube import PersistentVolumeClaim, Pod
 
@@ -69,6 +70,13 @@ def unscheduled(pod: Pod) -> bool:
     return any(c.type == "PodScheduled" and c.status == "False" for c in pod.status.conditions)
 
 
+# Container name -> what its image is and the setting that names it ("": the mail container).
+IMAGES = {
+    "": ("tenant", "tenant image"),
+    dav.CONTAINER_NAME: ("calendar (CalDAV/CardDAV)", "dav image (VPES_DAV_IMAGE)"),
+}
+
+
 def _image_problem(pod: Pod) -> Blocker | None:
     node = pod.spec.node_name or "its node"
     for container in pod.status.container_statuses:
@@ -76,10 +84,11 @@ def _image_problem(pod: Pod) -> Blocker | None:
         reason = waiting.reason if waiting is not None else None
         if waiting is not None and reason in IMAGE_REASONS:
             detail = str(waiting.message or reason)
+            what, setting = IMAGES.get(container.name, IMAGES[""])
             return Blocker(
                 Reason.IMAGE_UNAVAILABLE,
-                f"the tenant image {container.image} is not available on {node} "
+                f"the {what} image {container.image} is not available on {node} "
                 f"({reason}: {detail}). Import it into that node's containerd, or set the "
-                "operator's tenant image to one the nodes have.",
+                f"operator's {setting} to one the nodes have.",
             )
     return None

@@ -6,7 +6,9 @@ import ipaddress
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .quantity import QuantityError, parse_bytes, parse_quantity
 
 ENV_PREFIX = "VPES_"
 
@@ -21,6 +23,12 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tenant_image: str = Field(default="localhost/vpes-tenant:dev", description="Tenant image.")
+    # Calendar and contacts (Radicale, images/dav): a second container of the tenant
+    # pod on plans with features.calendar, with these requests and memory limit.
+    dav_image: str = Field(default="localhost/vpes-dav:dev", description="CalDAV/CardDAV image.")
+    dav_memory_request: str = Field(default="32Mi")
+    dav_memory_limit: str = Field(default="128Mi")
+    dav_cpu_request: str = Field(default="10m")
     image_pull_policy: str = Field(default="IfNotPresent")
     operator_namespace: str = Field(default="vpes-system")
     field_manager: str = Field(default="vpes-operator")
@@ -68,6 +76,11 @@ class OperatorSettings(BaseModel):
     # tenants (their egress reaches it), so it is not among them.
     edge_ingress_roles: tuple[str, ...] = Field(default=("mx", "proxy"), min_length=1)
     edge_relay_role: str = Field(default="relay")
+    # Pod labels of vpes-web (in operator_namespace): the one peer that reaches a
+    # calendar server's DAV port (it proxies https://<edge_web_host>/dav/ there).
+    web_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"vpes.io/component": "web"}, min_length=1
+    )
     operator_pod_labels: dict[str, str] = Field(
         default_factory=lambda: {
             "app.kubernetes.io/part-of": "vpes",
@@ -217,6 +230,38 @@ class OperatorSettings(BaseModel):
             return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
         except ValueError as e:
             raise ValueError(f"backup.s3.egressCIDRs: {e}") from e
+
+    @field_validator("dav_memory_request", "dav_memory_limit")
+    @classmethod
+    def _bytes(cls, value: str, info: ValidationInfo) -> str:
+        """A byte quantity the kubelet takes (25Mi, 1G)."""
+        try:
+            parse_bytes(value)
+        except QuantityError as e:
+            raise ValueError(f"{info.field_name}: {e}") from e
+        return value
+
+    @field_validator("dav_cpu_request")
+    @classmethod
+    def _cpu(cls, value: str, info: ValidationInfo) -> str:
+        """A CPU quantity (10m, 0.5, 1)."""
+        try:
+            amount = parse_quantity(value)
+        except ValueError:
+            amount = None
+        if amount is None or amount <= 0:
+            raise ValueError(f"{info.field_name}: {value!r} is not a CPU amount such as 10m or 0.5")
+        return value
+
+    @model_validator(mode="after")
+    def _dav_fits(self) -> OperatorSettings:
+        """The API server refuses a container whose request is over its limit."""
+        if parse_bytes(self.dav_memory_request) > parse_bytes(self.dav_memory_limit):
+            raise ValueError(
+                f"dav_memory_request ({self.dav_memory_request}) is more than "
+                f"dav_memory_limit ({self.dav_memory_limit})"
+            )
+        return self
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

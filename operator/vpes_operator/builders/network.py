@@ -7,13 +7,28 @@ from typing import Any
 from .. import naming
 from ..render import layout
 from ..settings import OperatorSettings
+from . import dav
 from .meta import Owner, metadata
 
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
 
 
-def service(owner: Owner) -> dict[str, Any]:
-    """The in-cluster Service the edge routes to: every port, plain and PROXY."""
+def service(owner: Owner, *, calendar: bool = False) -> dict[str, Any]:
+    """The in-cluster Service the edge routes to: every port, plain and PROXY; with
+    `calendar` (the plan's features.calendar) also the DAV port vpes-web proxies to."""
+    ports = [
+        {"name": p.name, "port": p.port, "targetPort": p.name, "protocol": "TCP"}
+        for p in layout.PORTS
+    ]
+    if calendar:
+        ports.append(
+            {
+                "name": dav.DAV_PORT_NAME,
+                "port": dav.DAV_PORT,
+                "targetPort": dav.DAV_PORT_NAME,
+                "protocol": "TCP",
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -21,10 +36,7 @@ def service(owner: Owner) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": naming.selector_labels(owner.name),
-            "ports": [
-                {"name": p.name, "port": p.port, "targetPort": p.name, "protocol": "TCP"}
-                for p in layout.PORTS
-            ],
+            "ports": ports,
         },
     }
 
@@ -123,10 +135,16 @@ def _egress(
 
 
 def network_policy(
-    owner: Owner, settings: OperatorSettings, *, dedicated_address: bool, training: bool = False
+    owner: Owner,
+    settings: OperatorSettings,
+    *,
+    dedicated_address: bool,
+    training: bool = False,
+    calendar: bool = False,
 ) -> dict[str, Any]:
     """Only the edge and the operator reach the pod; it reaches DNS and the relay
-    (and, when it trains, Rspamd's controller port).
+    (and, when it trains, Rspamd's controller port). With `calendar`, vpes-web
+    reaches the DAV port, and nothing else.
 
     The mail ports admit the edge's MX and login proxy alone (not its relay, which
     only takes mail from tenants): the tenant trusts what they forward (the
@@ -149,6 +167,13 @@ def network_policy(
             "ports": [{"port": layout.USAGE_PORT_NAME, "protocol": "TCP"}],
         },
     ]
+    if calendar:
+        # CalDAV/CardDAV: vpes-web proxies https://<edge_web_host>/dav/ here.
+        web = {
+            "namespaceSelector": _namespace(settings.operator_namespace),
+            "podSelector": {"matchLabels": dict(settings.web_pod_labels)},
+        }
+        ingress.append({"from": [web], "ports": [{"port": dav.DAV_PORT_NAME, "protocol": "TCP"}]})
     if dedicated_address:
         # Postfix trusts any PROXY header on its PROXY ports: only the
         # internet through the load balancer reaches them, never other pods.

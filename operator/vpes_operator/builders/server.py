@@ -44,6 +44,7 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
     owner, spec, plan, settings = inputs.owner, inputs.spec, inputs.plan, inputs.settings
     ctx = render.build_context(owner.name, owner.namespace, spec, plan, settings)
     dedicated = plan.features.dedicated_address
+    calendar = plan.features.calendar
     learn_password = ""
     if ctx.antispam.training is not None:
         if not inputs.antispam_password:
@@ -67,12 +68,13 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
             volume_size(plan.storage, inputs.current_storage),
             plan.storage_class_name or settings.storage_class_name,
         ),
-        network.service(owner),
+        network.service(owner, calendar=calendar),
         network.network_policy(
             owner,
             settings,
             dedicated_address=dedicated,
             training=ctx.antispam.training is not None,
+            calendar=calendar,
         ),
         workload.statefulset(owner, plan, settings, suspended=spec.suspended or inputs.restoring),
     ]

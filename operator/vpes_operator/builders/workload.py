@@ -1,4 +1,5 @@
-"""The one-replica StatefulSet that runs a server's Postfix and Dovecot."""
+"""The one-replica StatefulSet that runs a server's Postfix and Dovecot (and, on plans
+with calendar and contacts, Radicale beside them: dav.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from .. import naming
 from ..models.plan import MailPlanSpec
 from ..render import layout
 from ..settings import OperatorSettings
+from . import dav
 from .meta import Owner, metadata
 
 # What root (vpes-init, Postfix's master, Dovecot's master and config) needs;
@@ -141,6 +143,9 @@ def statefulset(
         "containers": [_container(plan, settings)],
         "volumes": _volumes(owner),
     }
+    if plan.features.calendar:
+        pod_spec["containers"].append(dav.container(settings))
+        pod_spec["volumes"] += dav.volumes(owner)
     if settings.tenant_node_selector:
         pod_spec["nodeSelector"] = dict(settings.tenant_node_selector)
     return {

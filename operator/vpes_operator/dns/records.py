@@ -28,6 +28,8 @@ TLS_RPT = "tls-rpt"
 SRV_SUBMISSIONS = "srv-submissions"
 SRV_IMAPS = "srv-imaps"
 SRV_POP3S = "srv-pop3s"
+SRV_CALDAVS = "srv-caldavs"
+SRV_CARDDAVS = "srv-carddavs"
 AUTOCONFIG = "autoconfig"
 AUTODISCOVER = "autodiscover"
 OPENPGPKEY = "openpgpkey"
@@ -44,6 +46,8 @@ PURPOSES = {
     SRV_SUBMISSIONS: "mail clients find the submission server (RFC 6186)",
     SRV_IMAPS: "mail clients find the IMAP server (RFC 6186)",
     SRV_POP3S: "mail clients find the POP3 server (RFC 6186)",
+    SRV_CALDAVS: "calendar apps find the CalDAV server (RFC 6764)",
+    SRV_CARDDAVS: "contacts apps find the CardDAV server (RFC 6764)",
     AUTOCONFIG: "Thunderbird-style client autoconfiguration",
     AUTODISCOVER: "Outlook-style client autodiscovery",
     OPENPGPKEY: "mail apps find the mailboxes' OpenPGP public keys (Web Key Directory, "
@@ -108,6 +112,16 @@ def client_services(settings: OperatorSettings) -> tuple[ClientService, ...]:
     )
 
 
+def dav_services(settings: OperatorSettings) -> tuple[ClientService, ...]:
+    """CalDAV and CardDAV (RFC 6764), announced by the domains of servers whose plan has
+    calendar and contacts: vpes-web on the edge's web name, HTTPS."""
+    web = settings.edge_web_host.rstrip(".")
+    return (
+        ClientService(SRV_CALDAVS, "caldavs", "caldav", web, 443),
+        ClientService(SRV_CARDDAVS, "carddavs", "carddav", web, 443),
+    )
+
+
 def client_service(settings: OperatorSettings, protocol: str) -> ClientService:
     """The one service of `protocol` ("imap", "pop3" or "smtp")."""
     return next(s for s in client_services(settings) if s.protocol == protocol)
@@ -156,12 +170,14 @@ def domain_records(
     dkim: Mapping[str, str],
     *,
     dnssec: bool = False,
+    calendar: bool = False,
 ) -> list[Record]:
     """The records of one domain.
 
     `dkim` maps a selector to its TXT value (v=DKIM1; k=...; p=...); a domain
     whose key does not exist yet has no DKIM record. `dnssec` says whether the
     domain's zone is signed: only then are TLSA records worth anything.
+    `calendar`: the server's plan sells calendar and contacts (the DAV SRV records).
     """
     ttl = settings.dns_ttl
     web = fqdn(settings.edge_web_host)
@@ -187,7 +203,8 @@ def domain_records(
         out.append(
             rec(TLS_RPT, "TXT", "_smtp._tls", f"v=TLSRPTv1; rua=mailto:{settings.tls_rpt_rua}")
         )
-    for s in client_services(settings):
+    services = client_services(settings) + (dav_services(settings) if calendar else ())
+    for s in services:
         out.append(rec(s.kind, "SRV", f"_{s.service}._tcp", f"0 1 {s.port} {fqdn(s.host)}"))
     out += [
         rec(AUTOCONFIG, "CNAME", "autoconfig", web),
@@ -205,10 +222,15 @@ def server_records(
     settings: OperatorSettings,
     dkim: Mapping[str, Mapping[str, str]],
     signed: Mapping[str, bool] | None = None,
+    *,
+    calendar: bool = False,
 ) -> list[Record]:
-    """Every record of every domain, domains in order: what status.dnsRecords lists."""
+    """Every record of every domain, domains in order: what status.dnsRecords lists.
+    `calendar`: the server's plan has features.calendar."""
     signed = signed or {}
     out: list[Record] = []
     for d in sorted(domains):
-        out += domain_records(d, settings, dkim.get(d, {}), dnssec=signed.get(d, False))
+        out += domain_records(
+            d, settings, dkim.get(d, {}), dnssec=signed.get(d, False), calendar=calendar
+        )
     return out

@@ -25,6 +25,9 @@ class Due:
     generation: int
     # The check-dns annotation's value when the last run began (None: there was none).
     token: str | None = None
+    # The server's plan-revision annotation then: a changed plan (calendar on or off
+    # changes the records) is checked at once, like a new generation.
+    plan: str | None = None
 
 
 class Schedule:
@@ -45,11 +48,19 @@ class Schedule:
         with self._lock:
             return uid in self._gone
 
-    def is_due(self, uid: str, generation: int, now: float, token: str | None = None) -> bool:
-        """`token`: the server's check-dns annotation; a new value asks for a check now."""
+    def is_due(
+        self,
+        uid: str,
+        generation: int,
+        now: float,
+        token: str | None = None,
+        plan: str | None = None,
+    ) -> bool:
+        """`token`: the server's check-dns annotation; a new value asks for a check now.
+        `plan`: its plan-revision annotation; a new value (its plan changed) likewise."""
         with self._lock:
             d = self._due.get(uid)
-            if d is None or d.generation != generation or now >= d.at:
+            if d is None or d.generation != generation or d.plan != plan or now >= d.at:
                 return True
             return token is not None and token != d.token
 
@@ -63,9 +74,11 @@ class Schedule:
         *,
         soon: bool = False,
         token: str | None = None,
+        plan: str | None = None,
     ) -> float:
         """Record a run; the seconds until the next (`soon`: at the next tick). `token`:
-        the check-dns annotation the run began with (acted on: not due again for it)."""
+        the check-dns annotation the run began with (acted on: not due again for it);
+        `plan`: the plan-revision annotation it began with."""
         with self._lock:
             old = self._due.get(uid)
             if soon:
@@ -75,6 +88,7 @@ class Schedule:
             elif (
                 old is None
                 or old.generation != generation
+                or old.plan != plan
                 or old.interval >= settings.dns_verify_ok_interval
             ):
                 interval = settings.dns_verify_min_interval
@@ -83,7 +97,7 @@ class Schedule:
                     settings.dns_verify_min_interval,
                     min(old.interval * 2, settings.dns_verify_max_interval),
                 )
-            self._due[uid] = Due(now + interval, interval, generation, token)
+            self._due[uid] = Due(now + interval, interval, generation, token, plan)
             return interval
 
     def forget(self, uid: str) -> None:

@@ -24,6 +24,7 @@ from ..credentials import dkim_ed25519_key_name, dkim_key_name
 from ..models.common import ObjectMeta
 from ..models.conditions import ConditionType, Reason
 from ..models.kube import Secret
+from ..models.plan import MailPlanSpec, PlanJSON
 from ..models.server import (
     DNSMode,
     DNSRecord,
@@ -95,6 +96,18 @@ def dkim_values(
                     base64.b64decode(ed).decode()
                 )
     return out
+
+
+def sells_calendar(plan: PlanJSON | None) -> bool:
+    """Whether a server's plan (its spec as watched) has calendar and contacts: its
+    domains then announce CalDAV and CardDAV. A plan that does not exist or is invalid
+    sells nothing (the server's reconcile says what is wrong with it)."""
+    if plan is None:
+        return False
+    try:
+        return MailPlanSpec.model_validate(plan).features.calendar
+    except ValidationError:
+        return False
 
 
 def provider_name(spec: PersonalMailServerSpec, settings: OperatorSettings) -> str:
@@ -181,9 +194,14 @@ def run(
     server: PersonalMailServer,
     *,
     publish: bool = True,
+    calendar: bool = False,
     now: dt.datetime | None = None,
 ) -> Outcome:
-    """Publish (managed servers) and verify one server's records; write its DNS status."""
+    """Publish (managed servers) and verify one server's records; write its DNS status.
+
+    `calendar`: the server's plan has features.calendar, so its domains announce
+    CalDAV and CardDAV; when it has not (any more), publishing withdraws those records
+    like every other record vpes owns and no longer wants."""
     now = now or dt.datetime.now(dt.UTC)
     try:
         spec = server.parsed_spec()
@@ -205,7 +223,7 @@ def run(
         if provider
         else {d: resolvers.signed(d) for d in domains}
     )
-    records = server_records(domains, settings, dkim, signed)
+    records = server_records(domains, settings, dkim, signed, calendar=calendar)
     waiting = None
     if provider is not None:
         publishing = Publishing(name, provider, records, publish)

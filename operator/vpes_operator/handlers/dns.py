@@ -13,12 +13,13 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, health, metrics
+from .. import GROUP, VERSION, health, metrics, naming
 from ..dns import service
 from ..dns.schedule import CHECK_ANNOTATION, Schedule
 from ..models.server import PersonalMailServer
 from ..settings import OperatorSettings
 from .events import post
+from .server import plan_spec
 
 PLURAL = "personalmailservers"
 # The tick is read once, at import: kopf fixes a timer's interval when it registers it.
@@ -34,10 +35,12 @@ SCHEDULE = Schedule()
 def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
     meta = server.metadata
     token = meta.annotations.get(CHECK_ANNOTATION)
+    plan = meta.annotations.get(naming.ANNOTATION_PLAN_REVISION)
     with SCHEDULE.run_lock(meta.uid):
         if SCHEDULE.gone(meta.uid) or meta.deletion_timestamp:
             return service.Outcome()
-        outcome = service.run(memo.kube, memo.settings, server)
+        calendar = service.sells_calendar(plan_spec(memo.kube, server.plan))
+        outcome = service.run(memo.kube, memo.settings, server, calendar=calendar)
     if outcome.failures:
         metrics.DNS_VERIFICATION_FAILURES.labels(meta.namespace, meta.name).inc(outcome.failures)
     SCHEDULE.done(
@@ -48,6 +51,7 @@ def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
         time.monotonic(),
         soon=outcome.waiting is not None,
         token=token,
+        plan=plan,
     )
     return outcome
 
@@ -57,23 +61,28 @@ def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
 # causes, and an operator killed between two handlers of one cause cannot leave
 # the reconcile (which also refreshes readiness) undone after a restart. The
 # first tick comes at once for a new server (and for every server at start-up);
-# a spec change is noticed by its generation at the next tick, and a new value
-# of the vpes.io/check-dns annotation (the panel's "Check again") likewise.
+# a spec change is noticed by its generation at the next tick, a new value of
+# the vpes.io/check-dns annotation (the panel's "Check again") likewise, and so is
+# a change of the server's plan (handlers/plan.py sets its plan-revision
+# annotation): calendar and contacts on or off add or withdraw their SRV records.
 @kopf.timer(GROUP, VERSION, PLURAL, id="dns", interval=TICK)
 async def dns_timer(
     body: kopf.Body, meta: kopf.Meta, memo: Any, logger: kopf.Logger, **_: Any
 ) -> None:
     uid = str(meta.get("uid"))
     generation = int(meta.get("generation", 1))
-    token = (meta.get("annotations") or {}).get(CHECK_ANNOTATION)
-    if not SCHEDULE.is_due(uid, generation, time.monotonic(), token):
+    annotations = meta.get("annotations") or {}
+    token = annotations.get(CHECK_ANNOTATION)
+    plan = annotations.get(naming.ANNOTATION_PLAN_REVISION)
+    if not SCHEDULE.is_due(uid, generation, time.monotonic(), token, plan):
         return  # the common case: no thread, no API call
     try:
         server = PersonalMailServer.model_validate(dict(body))
         outcome = await asyncio.to_thread(_run, server, memo)
     except Exception:  # a check never crashes the operator; it is retried with back-off
         logger.exception("DNS of %s failed", meta.get("name"))
-        SCHEDULE.done(uid, generation, False, memo.settings, time.monotonic(), token=token)
+        now = time.monotonic()
+        SCHEDULE.done(uid, generation, False, memo.settings, now, token=token, plan=plan)
         return
     post(body, outcome.events)
 

@@ -93,6 +93,7 @@ class ContainerState(View):
 
 
 class ContainerStatus(View):
+    name: str = ""
     image: str = ""
     state: ContainerState = Field(default_factory=ContainerState)
 
