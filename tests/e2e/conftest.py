@@ -53,9 +53,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def images(cluster: Cluster) -> dict[str, str]:
-    """The tenant and backup images, built by ``images/build.sh`` and imported into
-    the node's containerd."""
-    refs = build_images("tenant", "backup")
+    """The tenant, calendar (dav) and backup images, built by ``images/build.sh`` and
+    imported into the node's containerd."""
+    refs = build_images("tenant", "dav", "backup")
     cluster.real_node().import_images(refs.values())
     return refs
 

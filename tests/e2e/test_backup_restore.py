@@ -22,11 +22,13 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
+import httpx
 import pytest
 from vpes_devcluster import Cluster
 from vpes_devcluster.node_config import NODE_IP, POD_CIDR
 from vpes_operator import API_VERSION
 from vpes_operator.backup.repository import Repository
+from vpes_operator.builders.dav import DAV_PORT
 from vpes_operator.clients.kube import Kube
 
 from tests.backup_support import backup_env, install_credentials, s3_server
@@ -70,6 +72,7 @@ def operator(
         s3,
         backup,
         VPES_TENANT_IMAGE=tenant,
+        VPES_DAV_IMAGE=images["dav"],
         VPES_EDGE_NETWORKS=POD_CIDR,
         VPES_DNS_DEFAULT_PROVIDER="manual",
     )
@@ -87,6 +90,7 @@ def plan(api: Kube) -> Iterator[str]:
             name,
             resources={"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
             backup={"enabled": False},
+            features={"calendar": True},
         )
     )
     yield name
@@ -192,6 +196,30 @@ def dkim_keys(api: Kube, ns: str, server: str) -> dict[str, str]:
     return {k: v for k, v in (secret.get("data") or {}).items() if "dkim" in k}
 
 
+EVENT = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//vpes e2e//EN\r\nBEGIN:VEVENT\r\n"
+    "UID:kept@restore.example\r\nDTSTAMP:20261206T120000Z\r\nDTSTART:20261224T180000Z\r\n"
+    "SUMMARY:Kept across a restore\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+CALENDAR_EVENT = f"/{ADDRESS}/family/kept.ics"
+
+
+def store_event(host: str) -> None:
+    """A calendar with one event in the server's own Radicale (its Service's dav port)."""
+    with httpx.Client(base_url=f"http://{host}:{DAV_PORT}", auth=(ADDRESS, PASSWORD)) as c:
+        assert c.request("MKCALENDAR", f"/{ADDRESS}/family/").status_code == 201
+        assert c.put(CALENDAR_EVENT, content=EVENT).status_code == 201
+
+
+def read_event(host: str) -> str | None:
+    try:
+        with httpx.Client(base_url=f"http://{host}:{DAV_PORT}", auth=(ADDRESS, PASSWORD)) as c:
+            got = c.get(CALENDAR_EVENT)
+    except httpx.HTTPError:
+        return None
+    return got.text if got.status_code == 200 else None
+
+
 def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     api: Kube, operator: OperatorProcess, s3: S3Server, plan: str, ns: str
 ) -> None:
@@ -225,6 +253,10 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     assert sum(1 for f, _, _ in before.values() if f == "Archive") == 50
     keys_before = dkim_keys(api, ns, "alice")
     assert keys_before
+    service_ip(api, ns, "alice", port=DAV_PORT)
+    store_event(host)
+    event_before = read_event(host)
+    assert event_before and "Kept across a restore" in event_before
 
     api.create(
         {
@@ -284,6 +316,11 @@ def test_mail_survives_backup_deletion_and_restore_into_a_new_server(
     after = mailbox_state(client)
     client.logout()
     assert after == before
+    # The calendar came back with the mail (it lives on the same volume).
+    service_ip(api, ns, "alice-restored", port=DAV_PORT)
+    assert wait_for(lambda: read_event(host), "the restored calendar event", timeout=60) == (
+        event_before
+    )
 
     # A second restore into the restored server, which now holds mail: refused.
     api.create(

@@ -7,7 +7,8 @@ API server's ClusterIP and a metadata address (169.254.169.254, served here by a
 listener on the host) are unreachable while the NetworkPolicies exist, and reachable
 once they are removed (so this test can fail). Pods with the edge's labels in the
 operator's namespace reach every mail port (the tenant trusts the client addresses
-they forward), the operator's only the storage usage report.
+they forward) and not the calendar port, vpes-web's only the calendar port (its
+plan sells calendars), the operator's only the storage usage report.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vpes_devcluster import Cluster
 from vpes_devcluster.node_config import BRIDGE
 from vpes_devcluster.platform import OPERATOR_NAMESPACE
 from vpes_operator import API_VERSION, naming
+from vpes_operator.builders.dav import DAV_PORT
 from vpes_operator.builders.network import EDGE_ROLE_LABEL
 from vpes_operator.clients.kube import Kube
 from vpes_operator.render.layout import PORTS, USAGE_PORT
@@ -51,7 +53,10 @@ def operator(
     cluster: Cluster, images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     yield from support.start_operator(
-        cluster, images["tenant"], tmp_path_factory.mktemp("operator-isolation")
+        cluster,
+        images["tenant"],
+        tmp_path_factory.mktemp("operator-isolation"),
+        VPES_DAV_IMAGE=images["dav"],
     )
 
 
@@ -64,7 +69,7 @@ def tenants(
     try:
         for who, domain in (("alice", "alice.example"), ("bob", "bob.example")):
             ns = support.make_namespace(core, f"customer-{who}-{uuid.uuid4().hex[:6]}")
-            plan = support.small_plan(api)
+            plan = support.small_plan(api, features={"calendar": True})
             plans.append(plan)
             address = support.create_server(api, ns, who, plan, domain)
             made.append(Tenant(ns, who, address, ""))
@@ -126,9 +131,13 @@ def test_two_customers_each_receive_and_read_only_their_own_mail(
 
 
 def _targets(bob_pod_ip: str, bob_service_ip: str, metadata: str) -> set[tuple[str, int]]:
-    mail = {(ip, p.port) for ip in (bob_pod_ip, bob_service_ip) for p in PORTS}
+    mail = {(ip, p) for ip in (bob_pod_ip, bob_service_ip) for p in [*_ports(), DAV_PORT]}
     usage = (bob_pod_ip, USAGE_PORT)  # the storage report: the operator's alone
     return mail | {usage, (API_CLUSTER_IP, 443), (metadata, 80)}
+
+
+def _ports() -> list[int]:
+    return [p.port for p in PORTS]
 
 
 def _probe_pod(api: Kube, labels: dict[str, str], image: str) -> dict[str, Any]:
@@ -188,17 +197,19 @@ def test_policy_isolates_tenants_and_admits_only_edge_and_operator(
     # operator the usage report only.
     settings = OperatorSettings()
     a_pod_ip = support.tenant_pod(api, alice.ns, alice.name)["status"]["podIP"]
-    mail_a = {(a_pod_ip, p.port) for p in PORTS}
+    mail_a = {(a_pod_ip, p) for p in _ports()}
     usage_a = {(a_pod_ip, USAGE_PORT)}
+    dav_a = {(a_pod_ip, DAV_PORT)}
     for labels, admitted in (
         ({**settings.edge_pod_labels, EDGE_ROLE_LABEL: "mx"}, mail_a),  # not the usage report
         ({**settings.edge_pod_labels, EDGE_ROLE_LABEL: "relay"}, set()),  # forwards no client
         (settings.operator_pod_labels, usage_a),  # no mail port: it could forge addresses
+        (settings.web_pod_labels, dav_a),  # vpes-web's calendar proxy: that port alone
     ):
         probe = _probe_pod(api, dict(labels), images["tenant"])
         name = probe["metadata"]["name"]
         try:
-            opened = support.open_ports(cluster, OPERATOR_NAMESPACE, name, mail_a | usage_a)
+            opened = support.open_ports(cluster, OPERATOR_NAMESPACE, name, mail_a | usage_a | dav_a)
             assert opened == admitted
         finally:
             api.delete("v1", "Pod", OPERATOR_NAMESPACE, name)

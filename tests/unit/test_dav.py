@@ -74,8 +74,8 @@ def test_calendar_adds_the_dav_container_and_leaves_the_mail_container_alone() -
 
 def test_the_dav_container_runs_unprivileged_on_a_read_only_root() -> None:
     assert dav_container()["securityContext"] == {
-        "runAsUser": 5002,
-        "runAsGroup": 5002,
+        "runAsUser": 5000,
+        "runAsGroup": 5000,
         "runAsNonRoot": True,
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
@@ -102,7 +102,7 @@ def test_the_dav_container_mounts_the_passwd_file_alone_its_data_and_scratch() -
     secret = volumes["dav-secrets"]["secret"]
     assert secret["secretName"] == "alice-credentials"
     # Only the passwd-file: no TLS key, relay password, DKIM keys or hash store. Its
-    # reader is uid 5002 and the kubelet makes the file root's (no fsGroup).
+    # reader is the mail user (5000) and the kubelet makes the file root's (no fsGroup).
     assert secret["items"] == [{"key": PASSWD_KEY, "path": PASSWD_KEY, "mode": 0o444}]
     assert volumes["dav-tmp"] == {"name": "dav-tmp", "emptyDir": {"sizeLimit": "16Mi"}}
     # The mail container's secrets stay root-only, and it does not mount the DAV ones.

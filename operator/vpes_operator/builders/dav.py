@@ -1,10 +1,12 @@
 """Calendar and contacts: the `dav` container (Radicale, images/dav) of a tenant pod whose
 plan has features.calendar, and the volumes only it mounts.
 
-Radicale runs as its own user (DAV_UID, not root, not the mail user) with a read-only
-root. Its data is the `.dav` directory of the server's own mail volume (vpes-init makes
-it DAV_UID's, 0700), so the server's backups and restores carry it and it goes with the
-server; it checks logins against the server's Dovecot passwd-file. vpes-web, the only
+Radicale runs as the server's mail user (DAV_UID, never root) with a read-only root and
+no capability. Its data is the `.dav` directory of the server's own mail volume
+(vpes-init makes it the mail user's, 0700), so the server's backups and restores (which
+run as the mail user) carry it and it goes with the server; it checks logins against
+the server's Dovecot passwd-file. (A Radicale of its own user could not be backed up by
+the mail user's Jobs without opening the mail to it or the calendars to everyone.) vpes-web, the only
 peer its NetworkPolicy admits (network.py), proxies https://<edge_web_host>/dav/ to the
 Service port DAV_PORT_NAME.
 """
@@ -21,8 +23,8 @@ from .meta import Owner
 CONTAINER_NAME = "dav"
 DAV_PORT = 5232
 DAV_PORT_NAME = "dav"
-# The image's vpes-dav user and group.
-DAV_UID = 5002
+# The mail user (the image's vmail), who owns everything on the volume.
+DAV_UID = layout.VMAIL_UID
 # Radicale's storage: the mail volume's `.dav` (a leading dot: never a domain's directory).
 DATA_SUBPATH = ".dav"
 DATA_DIR = "/var/lib/vpes-dav"
@@ -30,7 +32,7 @@ SECRETS_VOLUME = "dav-secrets"
 TMP_VOLUME = "dav-tmp"
 # The Secret's files are root's (the pod sets no fsGroup, workload.py), so the passwd
 # file is world-readable for DAV_UID to read it; it is the only file of a volume that only
-# this container mounts, where DAV_UID is the only user. The mail container's own
+# this container mounts, where DAV_UID is the only user (it holds hashes only). The mail container's own
 # "secrets" volume keeps every file root-only (0400) and holds no passwd copy for it.
 PASSWD_MODE = 0o444
 

@@ -36,12 +36,14 @@ def values(
     dkim_key_bits: int = 2048,
     edge_image: str = "",
     antispam_image: str = "",
+    dav_image: str = "",
 ) -> dict[str, Any]:
     """The chart values for the dev cluster: images by tag (never pulled), the edge's
     networks as the node's pod range, DNS records left to the customer, S3 if given.
     The edge's inbound MX and antispam run (one replica each, the MX on a ClusterIP:
     no load balancer here) when their images are given, else they are off; the
-    outbound relay when both are."""
+    outbound relay when both are. Calendar plans' Radicale runs from `dav_image`
+    when given (the chart's default tag otherwise)."""
     repository, tag = operator_image.rsplit(":", 1)
     image = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
     out: dict[str, Any] = {
@@ -52,6 +54,7 @@ def values(
             "bcryptRounds": bcrypt_rounds,
             "dkimKeyBits": dkim_key_bits,
         },
+        **({"dav": {"image": dav_image}} if dav_image else {}),
         "edge": {
             "networks": [POD_CIDR],
             "mx": {

@@ -32,7 +32,7 @@ from . import chart, proc_records, published_dns
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip, send_between
-from .demo_panel import panel_check, web_check
+from .demo_panel import dav_check, panel_check, web_check
 from .errors import ClusterError
 from .node import build_images
 from .node_config import NODE_IP, POD_CIDR
@@ -55,6 +55,8 @@ CUSTOMERS = (
         "server-carol",
     ),
 )
+# The chart's dns.edgeWebHost (its default): vpes-web answers /dav there.
+EDGE_WEB_HOST = "web.example.net"
 SAMPLE_PRICE = "price_personal"  # examples/plan-personal.yaml
 S3_SECRET = "vpes-backup-s3"  # noqa: S105 (a Secret's name)
 
@@ -115,6 +117,7 @@ def install(cluster: Cluster, images: dict[str, str], s3: S3Server, stripe_url: 
         s3_bucket=s3.bucket,
         edge_image=images["edge"],
         antispam_image=images["rspamd"],
+        dav_image=images["dav"],
     )
     values["billing"]["stripeApiBase"] = stripe_url
     # The relay's mail reaches the edge's MX from its pod's address: SPF lists the pods.
@@ -258,8 +261,10 @@ def stop_processes(state: Path) -> None:
 
 def up(state: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
-    print("building the operator, tenant, backup, edge and rspamd images (once) ...", flush=True)
-    images = build_images("operator", "tenant", "backup", "edge", "rspamd")
+    print(
+        "building the operator, tenant, dav, backup, edge and rspamd images (once) ...", flush=True
+    )
+    images = build_images("operator", "tenant", "dav", "backup", "edge", "rspamd")
     cluster = Cluster(state / "cluster", nodes=0, node=True)
     if not cluster.running():
         print("starting the control plane and a real node ...", flush=True)
@@ -291,6 +296,8 @@ def up(state: Path) -> int:
     print(f"customer panel: {panel}/login as {SAMPLE_ADDRESS}: {shown}", flush=True)
     web, domain = service_url(cluster, "web"), SAMPLE_ADDRESS.rpartition("@")[2]
     print(f"vpes-web ({web}, Host autoconfig.{domain}): {web_check(web, domain)}", flush=True)
+    calendar = dav_check(web, EDGE_WEB_HOST, SAMPLE_ADDRESS, SAMPLE_PASSWORD)
+    print(f"calendar and contacts ({web}/dav/, Host {EDGE_WEB_HOST}): {calendar}", flush=True)
     _print_access(cluster)
     return 0
 

@@ -73,3 +73,40 @@ def web_check(url: str, domain: str, timeout: float = 120) -> str:
 
 
 MTA_STS_MODES = ("enforce", "testing", "none")
+
+
+DEMO_EVENT = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//vpes demo//EN\r\nBEGIN:VEVENT\r\n"
+    "UID:demo-dinner@vpes.demo\r\nDTSTAMP:20261206T120000Z\r\nDTSTART:20261224T180000Z\r\n"
+    "DTEND:20261224T200000Z\r\nSUMMARY:Demo dinner\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def dav_check(
+    url: str, edge_web_host: str, address: str, password: str, timeout: float = 120
+) -> str:
+    """A calendar event stored and read back through vpes-web's calendar proxy
+    (/dav at the edge's web name) in the customer's own Radicale; ClusterError when
+    it never works."""
+    calendar = f"/dav/{address}/demo/"
+    event = f"{calendar}dinner.ics"
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            with httpx.Client(
+                base_url=url, timeout=20, auth=(address, password),
+                headers={"host": edge_web_host},
+            ) as c:  # fmt: skip
+                made = c.request("MKCALENDAR", calendar)
+                put = c.put(event, content=DEMO_EVENT, headers={"content-type": "text/calendar"})
+                got = c.get(event)
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if made.status_code in (201, 405, 409) and put.is_success and "Demo dinner" in got.text:
+                return (
+                    f"event 'Demo dinner' stored in {address}'s calendar and read back over CalDAV"
+                )
+            last = f"MKCALENDAR {made.status_code}, PUT {put.status_code}, GET {got.status_code}"
+        time.sleep(2)
+    raise ClusterError(f"calendar through vpes-web at {url} for {address}: {last}")
