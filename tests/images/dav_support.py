@@ -101,6 +101,15 @@ class Dav(Container):
     def wait_ready(self, timeout: float = 30) -> None:
         self.wait_serving(self._answers, "radicale", timeout)
 
+    def accepts(self) -> bool:
+        """Whether the port takes a connection (closed at once, nothing sent: what the
+        kubelet's TCP probe does)."""
+        try:
+            socket.create_connection((self.host, DAV_PORT), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
     def _answers(self) -> bool:
         try:
             with socket.create_connection((self.host, DAV_PORT), timeout=1) as s:

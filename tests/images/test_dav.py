@@ -191,3 +191,36 @@ def test_a_data_directory_it_cannot_write_is_named(dav_image: str, tmp_path: Pat
         assert "/var/lib/vpes-dav is not writable" in d.logs()
     finally:
         d.remove()
+
+
+def _programs(d: Dav) -> list[str]:
+    out = d.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '; echo")
+    return out.stdout.split()
+
+
+def test_radicale_runs_only_while_used(dav_image: str, tmp_path: Path) -> None:
+    d = Dav(dav_image, host_address(23), tmp_path, env={"VPES_DAV_IDLE": "3", "VPES_DAV_TICK": "1"})
+    d.write_passwd(bcrypt_hashes(PASSWORDS))
+    d.prepare_data()
+    d.start()
+    user = "alice@example.org"
+
+    def propfind() -> int:
+        r = httpx.request(
+            "PROPFIND", f"{d.url}/{user}/", auth=(user, PASSWORDS[user]),
+            headers={"Depth": "0"}, timeout=30,
+        )  # fmt: skip
+        return r.status_code
+
+    try:
+        d.wait_serving(d.accepts, "the dav listener", 30)
+        d.wait_serving(d.accepts, "the dav listener", 30)  # a probe's empty connection, twice
+        assert "radicale" not in _programs(d), "no Radicale before the first request"
+        assert propfind() == 207  # the first connection waits for it
+        assert "radicale" in _programs(d)
+        wait_until(lambda: "radicale" not in _programs(d), timeout=20, what="Radicale idle-stopped")
+        assert "stopped Radicale" in d.logs()
+        assert propfind() == 207  # and back on the next connection
+        assert PASSWORDS[user] not in d.logs()
+    finally:
+        d.remove()
