@@ -1,30 +1,38 @@
-"""What calendars and contacts cost per tenant: the dav container (Radicale,
-images/dav) next to the tenant container it sits beside (Postfix + Dovecot).
+"""What calendars and contacts cost per tenant: the dav container (images/dav:
+Radicale started on demand by vpes-dav) next to the tenant container it sits
+beside (Postfix + Dovecot) and next to Radicale kept running (the same image,
+Radicale as its entrypoint: what the container would cost without vpes-dav).
 
-Measured as bench.memory measures the tenant: PSS and anonymous memory summed
-over the container's processes, page cache dropped, after ``--idle`` seconds.
+Memory is measured as bench.memory measures the tenant: PSS and anonymous memory
+summed over the container's processes, page cache dropped, after ``--idle``
+seconds. Rows:
 
-1. one tenant container (the baseline a calendar plan adds to);
-2. 1 and ``--count`` dav containers side by side, idle after start (per
-   container: what the N-th tenant with calendars costs);
-3. the same containers after each mailbox used them: a calendar with
-   ``--events`` events written, listed back, and an address book with a contact,
-   then idle again.
+1. one tenant container (what a calendar plan adds to);
+2. ``--count`` dav containers side by side: idle after start; right after each
+   mailbox used them (a calendar with ``--events`` events written and listed
+   back, an address book with a contact: Radicale running); once Radicale has
+   stopped for lack of connections (VPES_DAV_IDLE, here ``--stop-after`` s);
+3. ``--count`` always-running Radicales side by side, idle after the same use.
+
+Time: ``--requests`` PROPFIND (Depth 0, a warm login) through vpes-dav's
+listener next to Radicale's own port, p50/p95 and their ratio; and the first
+request to a stopped Radicale (median of 5 cold starts).
 
 The shared part (vpes-web's DAV proxy) is one process for the whole fleet: its
-memory is in `make bench-web`. Radicale is one process per calendar tenant, so
-100 and 1,000 tenants cost 100 and 1,000 times the per-container figure (the
-interpreter's pages are shared through the page cache, which PSS splits).
+memory is in `make bench-web`. Per tenant, 100 and 1,000 tenants cost 100 and
+1,000 times the per-container figures.
 
-    python -m bench.dav [--count 20] [--idle 20] [--events 50]
+    python -m bench.dav [--count 20] [--idle 20] [--events 50] [--requests 200]
 
-Prints a markdown table and writes bench/results/dav-<time>.json.
+Prints markdown tables and writes bench/results/dav-<time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -32,10 +40,11 @@ import httpx
 from caldav.davclient import DAVClient
 
 from bench.memory import MIB, Box, container_memory, remove, report, settle, start_tenant
+from bench.stats import pct
 from tests.images.dav_support import Dav, bcrypt_hashes
 from tests.images.tenant import build_images, container_address, podman, podman_gateway
 
-PASSWORDS = {"alice@example.org": "alice-bench-1"}
+USER, PASSWORD = "alice@example.org", "alice-bench-1"
 EVENT = (
     "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//vpes bench//EN\r\nBEGIN:VEVENT\r\n"
     "UID:{uid}\r\nDTSTAMP:20261206T120000Z\r\nDTSTART:20261224T{h:02d}0000Z\r\n"
@@ -47,34 +56,58 @@ BOOK = (
     "<D:set><D:prop><D:resourcetype><D:collection/><C:addressbook/></D:resourcetype>"
     "</D:prop></D:set></D:mkcol>"
 )
+DIRECT_PORT = 5233  # Radicale's own port in the image (vpes-dav listens on 5232)
 
 
-def start_dav(image: str, root: Path) -> Dav:
+def start(image: str, root: Path, *, always_on: bool, stop_after: int) -> tuple[Dav, str]:
+    """A dav container on the podman network; its base URL (vpes-dav's listener, or
+    with `always_on` Radicale itself, listening on every address)."""
     dav = Dav(image, "", root)
-    dav.write_passwd(bcrypt_hashes(PASSWORDS))
+    dav.write_passwd(bcrypt_hashes({USER: PASSWORD}))
     dav.prepare_data()
     args = [
         "run", "--detach", "--name", dav.name, "--read-only", "--cap-drop=ALL",
         "--security-opt=no-new-privileges", "--tmpfs", "/tmp:rw,mode=1777,size=16m",
         "--volume", f"{dav.secrets_dir}:/etc/vpes/secrets:ro",
         "--volume", f"{dav.data_dir}:/var/lib/vpes-dav",
-        image,
+        "--env", f"VPES_DAV_IDLE={stop_after}", "--env", "VPES_DAV_TICK=1",
     ]  # fmt: skip
+    if always_on:
+        args += ["--entrypoint", "python3", image, "-m", "radicale"]
+        args += ["--server-hosts", f"0.0.0.0:{DIRECT_PORT}"]
+        args += ["--storage-filesystem-folder", "/var/lib/vpes-dav/collections"]
+    else:
+        args.append(image)
     podman(*args)
     dav.host = container_address(dav.name)
-    dav.wait_ready(60)
-    return dav
+    url = f"http://{dav.host}:{DIRECT_PORT if always_on else 5232}"
+    deadline = time.monotonic() + 60
+    while propfind(url) != 207:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{dav.name} did not answer:\n{dav.logs()}")
+        time.sleep(0.3)
+    return dav, url
 
 
-def use(dav: Dav, events: int) -> None:
-    user, password = next(iter(PASSWORDS.items()))
-    calendar = DAVClient(url=f"{dav.url}/", username=user, password=password)
-    cal = calendar.principal().make_calendar(name="Bench")  # type: ignore[no-untyped-call]
+def propfind(url: str) -> int:
+    try:
+        r = httpx.request(
+            "PROPFIND", f"{url}/{USER}/", auth=(USER, PASSWORD), headers={"Depth": "0"},
+            timeout=30,
+        )  # fmt: skip
+    except httpx.HTTPError:
+        return 0
+    return r.status_code
+
+
+def use(url: str, events: int) -> None:
+    client = DAVClient(url=f"{url}/", username=USER, password=PASSWORD)
+    cal = client.principal().make_calendar(name="Bench")  # type: ignore[no-untyped-call]
     for i in range(events):
         cal.save_event(EVENT.format(uid=uuid.uuid4(), h=i % 24, i=i))
     assert len(cal.events()) == events
-    book = f"{dav.url}/{user}/contacts/"
-    with httpx.Client(auth=(user, password), timeout=30) as http:
+    book = f"{url}/{USER}/contacts/"
+    with httpx.Client(auth=(USER, PASSWORD), timeout=30) as http:
         http.request("MKCOL", book, content=BOOK).raise_for_status()
         uid = uuid.uuid4()
         http.put(f"{book}{uid}.vcf", content=CARD.format(uid=uid)).raise_for_status()
@@ -90,45 +123,88 @@ def per_container(names: list[str]) -> dict[str, float]:
     }
 
 
-def run(count: int, idle: float, events: int) -> dict[str, object]:
-    tenant_image, dav_image = build_images("tenant", "dav")
+def latencies(url: str, n: int) -> list[float]:
+    out = []
+    with httpx.Client(auth=(USER, PASSWORD), timeout=30) as http:
+        for _ in range(n):
+            t = time.perf_counter()
+            r = http.request("PROPFIND", f"{url}/{USER}/", headers={"Depth": "0"})
+            out.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 207
+    return out
+
+
+def cold_starts(dav: Dav, url: str, stop_after: int, times: int = 5) -> list[float]:
+    out = []
+    for _ in range(times):
+        deadline = time.monotonic() + stop_after + 30
+        while "stopped Radicale" not in dav.logs().rsplit("started Radicale", 1)[-1]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("Radicale did not stop when idle")
+            time.sleep(0.5)
+        t = time.perf_counter()
+        assert propfind(url) == 207
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def memory_rows(image: str, tmp: Path, args: argparse.Namespace) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory(prefix="vpes-bench-dav-") as tmp:
-        tenant: Box = start_tenant(tenant_image, Path(tmp) / "tenant", podman_gateway())
+    tenant: Box = start_tenant(build_images("tenant")[0], tmp / "tenant", podman_gateway())
+    try:
+        settle(args.idle)
+        rows.append({"image": "tenant", "case": "idle", **per_container([tenant.name])})
+    finally:
+        remove(tenant)
+    for always_on in (False, True):
+        kind = "radicale always on" if always_on else "dav (vpes-dav)"
+        started = [
+            start(image, tmp / f"{always_on}-{i}", always_on=always_on, stop_after=args.stop_after)
+            for i in range(args.count)
+        ]
+        names = [d.name for d, _ in started]
         try:
-            settle(idle)
-            rows.append({"image": "tenant", "case": "idle", **per_container([tenant.name])})
+            if not always_on:
+                time.sleep(args.stop_after + 3)  # the start's own request: stopped again
+                settle(args.idle)
+                rows.append({"image": kind, "case": "idle", **per_container(names)})
+            for _, url in started:
+                use(url, args.events)
+            for _, url in started:  # each Radicale running (used within VPES_DAV_IDLE)
+                assert propfind(url) == 207
+            case = f"after {args.events} events + 1 contact, Radicale running"
+            rows.append({"image": kind, "case": case, **per_container(names)})
+            if not always_on:
+                time.sleep(args.stop_after + 3)
+                settle(args.idle)
+                rows.append({"image": kind, "case": "after use, idle", **per_container(names)})
+            else:
+                settle(args.idle)
+                rows.append({"image": kind, "case": "after use, idle", **per_container(names)})
         finally:
-            remove(tenant)
-        for n in sorted({1, count}):
-            davs: list[Dav] = []
-            try:
-                for i in range(n):
-                    davs.append(start_dav(dav_image, Path(tmp) / f"dav-{n}-{i}"))
-                settle(idle)
-                rows.append(
-                    {"image": "dav", "case": "idle", **per_container([d.name for d in davs])}
-                )
-                for d in davs:
-                    use(d, events)
-                settle(idle)
-                rows.append(
-                    {"image": "dav", "case": f"after {events} events + 1 contact",
-                     **per_container([d.name for d in davs])}
-                )  # fmt: skip
-            finally:
-                for d in davs:
-                    d.remove()
-    tenant_pss = float(rows[0]["pss_mib"])  # type: ignore[arg-type]
-    last = rows[-1]
-    per = float(last["pss_mib"])  # type: ignore[arg-type]
+            for d, _ in started:
+                d.remove()
+    return rows
+
+
+def timing(image: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
+    (dav, via), (direct, own) = (
+        start(image, tmp / "t-dav", always_on=False, stop_after=args.stop_after),
+        start(image, tmp / "t-own", always_on=True, stop_after=args.stop_after),
+    )
+    try:
+        latencies(via, 20), latencies(own, 20)  # warm both (logins remembered)
+        a, b = latencies(via, args.requests), latencies(own, args.requests)
+        cold = cold_starts(dav, via, args.stop_after)
+    finally:
+        dav.remove()
+        direct.remove()
     return {
-        "count": count,
-        "idle_seconds": idle,
-        "events": events,
-        "rows": rows,
-        "dav_over_tenant": per / tenant_pss,
-        "fleet_mib": {"100": per * 100, "1000": per * 1000},
+        "via_vpes_dav_ms": {"p50": pct(a, 50), "p95": pct(a, 95)},
+        "radicale_direct_ms": {"p50": pct(b, 50), "p95": pct(b, 95)},
+        "p50_ratio": pct(a, 50) / pct(b, 50),
+        "cold_start_ms_median": statistics.median(cold),
+        "cold_start_ms": cold,
     }
 
 
@@ -142,25 +218,37 @@ def table(results: dict[str, object]) -> str:
     for r in rows:
         lines.append(
             f"| {r['image']} | {r['case']} | {r['containers']} | {r['pss_mib']:.1f} | "
-            f"{r['anon_mib']:.1f} | {r['processes']:.0f} |"
+            f"{r['anon_mib']:.1f} | {r['processes']:.1f} |"
         )
-    fleet = results["fleet_mib"]
-    assert isinstance(fleet, dict)
-    lines.append("")
-    lines.append(
-        f"dav / tenant PSS: x{results['dav_over_tenant']:.2f}; calendars for 100 tenants "
-        f"{fleet['100']:.0f} MiB, for 1,000 tenants {fleet['1000']:.0f} MiB (one Radicale each)"
-    )
+    t = results["timing"]
+    assert isinstance(t, dict)
+    via, own = t["via_vpes_dav_ms"], t["radicale_direct_ms"]
+    lines += [
+        "",
+        "| PROPFIND (warm login) | p50 ms | p95 ms |",
+        "|---|---:|---:|",
+        f"| through vpes-dav's listener | {via['p50']:.1f} | {via['p95']:.1f} |",
+        f"| Radicale's own port | {own['p50']:.1f} | {own['p95']:.1f} |",
+        "",
+        f"p50 ratio x{t['p50_ratio']:.2f}; first request to a stopped Radicale: "
+        f"{t['cold_start_ms_median']:.0f} ms (median of 5)",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=20, help="dav containers side by side")
+    parser.add_argument("--count", type=int, default=20, help="containers side by side")
     parser.add_argument("--idle", type=float, default=20, help="seconds of idle before measuring")
     parser.add_argument("--events", type=int, default=50, help="events each calendar gets")
+    parser.add_argument("--requests", type=int, default=200, help="timed PROPFINDs")
+    parser.add_argument("--stop-after", type=int, default=10, help="VPES_DAV_IDLE for the run")
     args = parser.parse_args()
-    results = run(args.count, args.idle, args.events)
+    image = build_images("dav")[0]
+    with tempfile.TemporaryDirectory(prefix="vpes-bench-dav-") as tmp:
+        rows = memory_rows(image, Path(tmp), args)
+        results: dict[str, object] = {**vars(args), "rows": rows}
+        results["timing"] = timing(image, Path(tmp), args)
     report("dav", results, table(results))
 
 
