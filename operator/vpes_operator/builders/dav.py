@@ -6,9 +6,9 @@ no capability. Its data is the `.dav` directory of the server's own mail volume
 (vpes-init makes it the mail user's, 0700), so the server's backups and restores (which
 run as the mail user) carry it and it goes with the server; it checks logins against
 the server's Dovecot passwd-file. (A Radicale of its own user could not be backed up by
-the mail user's Jobs without opening the mail to it or the calendars to everyone.) vpes-web, the only
-peer its NetworkPolicy admits (network.py), proxies https://<edge_web_host>/dav/ to the
-Service port DAV_PORT_NAME.
+the mail user's Jobs without opening the mail to it or the calendars to everyone.)
+vpes-web, the only peer its NetworkPolicy admits (network.py), proxies
+https://<edge_web_host>/dav/ to the Service port DAV_PORT_NAME.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ SECRETS_VOLUME = "dav-secrets"
 TMP_VOLUME = "dav-tmp"
 # The Secret's files are root's (the pod sets no fsGroup, workload.py), so the passwd
 # file is world-readable for DAV_UID to read it; it is the only file of a volume that only
-# this container mounts, where DAV_UID is the only user (it holds hashes only). The mail container's own
-# "secrets" volume keeps every file root-only (0400) and holds no passwd copy for it.
+# this container mounts, where DAV_UID is the only user (it holds hashes only). The mail
+# container's own "secrets" volume keeps every file root-only (0400) and holds no passwd copy for it.
 PASSWD_MODE = 0o444
 
 
