@@ -8,8 +8,9 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from vpes_operator.edge import build
-from vpes_operator.edge import webmail
+from vpes_operator.builders.meta import Owner
+from vpes_operator.edge import build, webmail
+from vpes_operator.reconcile import endpoints
 from vpes_operator.models.server import PersonalMailServer
 from vpes_operator.settings import OperatorSettings
 
@@ -119,3 +120,19 @@ def test_the_edge_version_ignores_the_webmail_domains() -> None:
 )
 def test_allowed(plan: dict[str, Any] | None, expected: bool) -> None:
     assert webmail.allowed(plan) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "plan_has_it", "expected"),
+    [
+        ("https://webmail.example.net", True, "https://webmail.example.net"),
+        ("https://webmail.example.net", False, None),  # the plan does not sell it
+        ("", True, None),  # the platform runs no webmail (chart: webmail.enabled false)
+    ],
+)
+def test_status_endpoints_name_the_webmail_only_where_it_serves(
+    url: str, plan_has_it: bool, expected: str | None
+) -> None:
+    owner = Owner(name="mail", namespace="t-a", uid="u", plan="personal")
+    got = endpoints(owner, OperatorSettings(webmail_url=url), plan_has_it)
+    assert got.webmail_url == expected
