@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
                 access_log=True,
             )
         )
+    run(configs)
+
+
+def run(configs: list[uvicorn.Config]) -> None:
     asyncio.run(serve([uvicorn.Server(c) for c in configs]))
 
 
