@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from vpes_operator.builders.meta import Owner
 from vpes_operator.edge import build, webmail
-from vpes_operator.reconcile import endpoints
 from vpes_operator.models.server import PersonalMailServer
+from vpes_operator.reconcile import endpoints
 from vpes_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
