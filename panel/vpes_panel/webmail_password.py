@@ -102,7 +102,11 @@ class WebmailPassword:
             crypto.verify_password(current, DUMMY_HASH)
             raise WrongPasswordError
         customer = self.panel.customer_at(home.namespace, home.server)
-        obj = customer.get()
+        try:
+            obj = customer.get()
+        except LookupError:  # deleted since the directory was listed
+            crypto.verify_password(current, DUMMY_HASH)
+            raise WrongPasswordError from None
         hashed = customer.current_hash(obj.get("spec") or {}, address)
         if not hashed:
             crypto.verify_password(current, DUMMY_HASH)
