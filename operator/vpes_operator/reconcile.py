@@ -24,6 +24,7 @@ from .clients.kube import ApiError, Kube
 from .clients.status import update_server_status
 from .conditions import Cond, Event, find
 from .edge import relay
+from .edge.webmail import allowed as webmail_allowed
 from .errors import ConfigError, ReconcileError, WaitingError
 from .models.conditions import Reason
 from .models.kube import PersistentVolumeClaim, Secret, StatefulSet
@@ -73,12 +74,14 @@ def _secret_reader(kube: Kube, namespace: str) -> credentials.SecretReader:
     return read
 
 
-def endpoints(owner: Owner, settings: OperatorSettings) -> Endpoints:
+def endpoints(owner: Owner, settings: OperatorSettings, webmail: bool = True) -> Endpoints:
+    """Where the customer's clients go; the webmail address only where the plan has
+    webmail and the platform runs one (VPES_WEBMAIL_URL set)."""
     return Endpoints(
         imap_host=settings.imap_host,
         smtp_host=settings.smtp_host,
         service=f"{naming.service(owner.name)}.{owner.namespace}.svc",
-        webmail_url=settings.webmail_url,
+        webmail_url=(settings.webmail_url or None) if webmail else None,
         panel_url=settings.panel_url,
     )
 
@@ -239,7 +242,7 @@ def reconcile(
         workload,
         now=now,
         provisioned=provisioned,
-        endpoints=endpoints(owner_of(server), settings),
+        endpoints=endpoints(owner_of(server), settings, webmail_allowed(plan_spec)),
         usage=usage,
         storage_limits=storage_limits(settings, reserve),
         relaying=bool(settings.relay_status_url),

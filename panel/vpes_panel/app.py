@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vpes_billing.web import BodyLimit
 from vpes_operator.clients.kube import Kube
 
+from . import webmail_password
 from .routes import registry
 from .settings import Settings
 from .web import Panel
@@ -50,7 +51,14 @@ async def healthz(request: Request) -> Response:
 
 
 def build_app(settings: Settings, kube: Kube) -> ASGIApp:
+    return build_apps(settings, kube)[0]
+
+
+def build_apps(settings: Settings, kube: Kube) -> tuple[ASGIApp, ASGIApp]:
+    """(the pages, for the public port; the webmail's password change, for the internal
+    port): one Panel, so that both count password attempts against one budget."""
     panel = Panel(settings, kube)
     routes = [Route("/healthz", healthz), *registry.routes(panel)]
     app = Starlette(routes=routes)
-    return SecurityHeaders(BodyLimit(app, settings.max_body_bytes))
+    public = SecurityHeaders(BodyLimit(app, settings.max_body_bytes))
+    return public, SecurityHeaders(webmail_password.build_internal_app(panel))

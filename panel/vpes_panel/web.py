@@ -20,6 +20,7 @@ import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from vpes_billing.ratelimit import RateLimit
 from vpes_operator.clients.kube import Kube
 
 from . import sessions, totp
@@ -106,6 +107,11 @@ class Panel:
             settings.session_key, settings.session_idle_seconds, settings.session_max_seconds
         )
         self.directory = Directory(kube, settings.directory_seconds)
+        # Password checks (the login form, the webmail's password change): per address
+        # `login_burst` at once then one every `login_every_seconds`; per client
+        # address four times as many. One budget, whichever way a guesser comes.
+        self.by_address = RateLimit(settings.login_burst, settings.login_every_seconds)
+        self.by_client = RateLimit(settings.login_burst * 4, settings.login_every_seconds / 4)
 
     def customer(self, session: Session) -> Customer:
         return self.customer_at(session.namespace, session.server)

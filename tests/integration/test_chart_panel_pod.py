@@ -43,14 +43,25 @@ def test_the_panel_runs_from_the_operator_image_locked_down(helm: str) -> None:
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     container = container_of(docs)
     assert container["image"] == "localhost/vpes-operator:1.2.3"
-    assert container["command"] == ["vpes-panel", "--host", "0.0.0.0", "--port", "8080"]
+    assert container["command"] == [
+        "vpes-panel",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+        "--internal-port",
+        "8081",
+    ]
     assert container["securityContext"] == {
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
     }
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080},
+        {"name": "internal", "containerPort": 8081},
+    ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
     selector = dep["spec"]["selector"]["matchLabels"]
@@ -147,16 +158,21 @@ def test_the_panel_process_takes_the_charts_command_and_environment(
     env["VPES_PANEL_SESSION_KEY_FILE"], env["STRIPE_API_KEY_FILE"] = str(key), str(stripe)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(panel_main.uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    calls: list[list[Any]] = []
+    monkeypatch.setattr(panel_main, "run", calls.append)
     monkeypatch.setattr(panel_main.Kube, "connect", classmethod(lambda cls, **kw: object()))
     monkeypatch.setattr(panel_main.logsafe, "configure", lambda level: None)
     seen: list[Any] = []
-    real_build = panel_main.build_app
-    monkeypatch.setattr(panel_main, "build_app", lambda s, k: seen.append(s) or real_build(s, k))
+    real_build = panel_main.build_apps
+    monkeypatch.setattr(panel_main, "build_apps", lambda s, k: seen.append(s) or real_build(s, k))
     panel_main.main(container["command"][1:])
-    [(app, kw)] = calls
-    assert (kw["host"], kw["port"], kw["proxy_headers"]) == ("0.0.0.0", 8080, True)
+    # The pages, and (webmail on) the webmail's password change on the internal port.
+    [[public, internal]] = calls
+    assert (public.host, public.port, public.proxy_headers) == ("0.0.0.0", 8080, True)
+    assert (internal.host, internal.port, internal.proxy_headers) == ("0.0.0.0", 8081, False)
+    assert TestClient(internal.app).get("/webmail/password").status_code == 405
+    assert TestClient(internal.app).get("/login").status_code == 404
+    app = public.app
     [settings] = seen
     assert settings.public_url == "https://panel.example.net"
     assert settings.session_key == b"k" * 64
@@ -223,7 +239,9 @@ def test_the_panel_takes_its_port_and_reaches_dns_the_api_server_and_stripe(helm
     ]
     assert spec["podSelector"]["matchLabels"]["vpes.io/component"] == "panel"
     assert spec["policyTypes"] == ["Ingress", "Egress"]
-    assert spec["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert spec["ingress"][0] == {"ports": [{"protocol": "TCP", "port": 8080}]}
+    # (The webmail's pods on the internal port: test_chart_webmail.py.)
+    assert len(spec["ingress"]) == 2
     dns, api, stripe = spec["egress"]
     assert dns["to"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}

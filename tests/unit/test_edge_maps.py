@@ -144,7 +144,7 @@ def test_every_file_of_a_small_fleet_exactly() -> None:
     assert files["version"] == digest.hexdigest() + "\n"
     assert edge.maps.version == digest.hexdigest()
     assert edge.maps.domain_count == 4
-    assert sorted(files) == sorted([*edge_maps.FILES, "version"])
+    assert sorted(files) == sorted([*edge_maps.FILES, "version", "webmail-domains"])
 
 
 def test_the_cluster_domain_is_a_setting() -> None:
@@ -266,7 +266,7 @@ def test_a_server_being_deleted_routes_nothing_and_its_domain_moves_on() -> None
 def test_no_servers_give_empty_maps() -> None:
     edge = build([], {}, SETTINGS)
     assert {k: v for k, v in edge.maps.files.items() if k != "version"} == {
-        name: "" for name in edge_maps.FILES
+        name: "" for name in [*edge_maps.FILES, "webmail-domains"]
     }
     assert edge.maps.domain_count == 0
 

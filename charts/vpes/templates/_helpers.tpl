@@ -147,3 +147,23 @@ unknown (helm template): then any address on the usual ports. */ -}}
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
 {{- end -}}
+
+{{- /* The webmail's pods (webmail.yaml) and its database's (webmail-db.yaml). */ -}}
+{{- define "vpes.webmailSelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: webmail
+{{- end -}}
+
+{{- define "vpes.webmailDbSelector" -}}
+app.kubernetes.io/part-of: vpes
+app.kubernetes.io/instance: {{ .Release.Name }}
+vpes.io/component: webmail-db
+{{- end -}}
+
+{{- /* A Service's in-cluster name: <release>-<suffix>.<namespace>.svc.<clusterDomain>.
+Call with (list $ "suffix"). */ -}}
+{{- define "vpes.serviceHost" -}}
+{{- $root := index . 0 -}}
+{{ $root.Release.Name }}-{{ index . 1 }}.{{ $root.Release.Namespace }}.svc.{{ $root.Values.clusterDomain | default "cluster.local" }}
+{{- end -}}

@@ -33,7 +33,7 @@ TMP_VOLUME = "dav-tmp"
 # The Secret's files are root's (the pod sets no fsGroup, workload.py), so the passwd
 # file is world-readable for DAV_UID to read it; it is the only file of a volume that only
 # this container mounts, where DAV_UID is the only user (it holds hashes only). The mail
-# container's own "secrets" volume keeps every file root-only (0400) and holds no passwd copy for it.
+# container's own "secrets" volume keeps every file root-only (0400), no copy for it.
 PASSWD_MODE = 0o444
 
 

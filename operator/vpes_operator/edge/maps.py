@@ -25,6 +25,8 @@ server receives in ``render.addresses`` (the rules its own Postfix follows).
 - ``senders``, ``limits``, ``held``: the outbound relay's (see ``relay``).
 - ``version``: the sha256 of the other files (name, NUL, content, NUL, in
   name order): which maps an edge pod has loaded.
+- ``webmail-domains``: the domains that may log in to the webmail (``webmail``);
+  not an edge map, so not in ``version``.
 
 A server that is not Running or ready is routed all the same: its mail waits
 in the edge's queue until the server answers. A server being deleted is left
@@ -52,7 +54,7 @@ from ..models.server import PersonalMailServer, PersonalMailServerSpec
 from ..render import addresses
 from ..render.checks import RenderError
 from ..settings import OperatorSettings
-from . import relay, routing
+from . import relay, routing, webmail
 from .routing import Routing, ServerKey
 
 FILES = (
@@ -194,6 +196,7 @@ def build(
             tables.add(name, line)
     files = {name: tables.text(name) for name in FILES}
     files["version"] = version(files) + "\n"
+    files[webmail.KEY] = webmail.domains(fleet, routed, plans)
     size = sum(len(t.encode()) for t in files.values())
     if size > MAX_BYTES:
         raise EdgeMapsError(

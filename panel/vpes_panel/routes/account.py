@@ -165,7 +165,7 @@ class Account:
         )
         try:
             await ctx.run(
-                _set_password, ctx.customer, user, _generation(f.get("generation")), hashed
+                set_password, ctx.customer, user, _generation(f.get("generation")), hashed
             )
         except ConflictError as e:
             f.error("current", str(e))
@@ -288,7 +288,7 @@ class Account:
         return redirect("/account?done=totp-off")
 
 
-def _set_password(customer: Customer, user: str, generation: int, hashed: str) -> None:
+def set_password(customer: Customer, user: str, generation: int, hashed: str) -> None:
     """Store `hashed` as `user`'s password: in the panel's Secret, and, unless the
     mailbox already points there, point its passwordSecretRef at it (one spec change;
     the stored hash is taken back if the change is refused, so nothing changed)."""

@@ -18,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from vpes_billing.ratelimit import RateLimit
 from vpes_operator import crypto
 
 from .. import sessions, totp
@@ -28,16 +27,15 @@ from ..web import Context, Form, Panel, read_form, redirect
 log = logging.getLogger("vpes.panel")
 LOGIN_CSRF = "vpes_login_csrf"
 # Checked when the address is unknown, so that its answer takes as long as a wrong password.
-_DUMMY = crypto.hash_password(secrets.token_urlsafe(16), 10)
+DUMMY_HASH = crypto.hash_password(secrets.token_urlsafe(16), 10)
 WRONG = "The address or the password is not right."
 
 
 class Auth:
     def __init__(self, panel: Panel) -> None:
         self.panel = panel
-        s = panel.settings
-        self.by_address = RateLimit(s.login_burst, s.login_every_seconds)
-        self.by_client = RateLimit(s.login_burst * 4, s.login_every_seconds / 4)
+        self.by_address = panel.by_address
+        self.by_client = panel.by_client
 
     def routes(self) -> list[Route]:
         p = self.panel
@@ -110,14 +108,14 @@ class Auth:
     def _authenticate(self, address: str, password: str) -> sessions.Session | None:
         home = self.panel.directory.find(address)
         if home is None:
-            crypto.verify_password(password, _DUMMY)
+            crypto.verify_password(password, DUMMY_HASH)
             return None
         customer = self.panel.customer_at(home.namespace, home.server)
         spec = customer.get().get("spec") or {}
         hashed = customer.current_hash(spec, address)
         if not hashed or not crypto.verify_password(password, hashed):
             if not hashed:
-                crypto.verify_password(password, _DUMMY)
+                crypto.verify_password(password, DUMMY_HASH)
             return None
         panel_spec = spec.get("panel") or {}
         admin = address in (panel_spec.get("admins") or [])

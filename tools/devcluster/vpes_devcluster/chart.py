@@ -37,13 +37,16 @@ def values(
     edge_image: str = "",
     antispam_image: str = "",
     dav_image: str = "",
+    webmail_image: str = "",
+    webmail_db_image: str = "",
 ) -> dict[str, Any]:
     """The chart values for the dev cluster: images by tag (never pulled), the edge's
     networks as the node's pod range, DNS records left to the customer, S3 if given.
     The edge's inbound MX and antispam run (one replica each, the MX on a ClusterIP:
     no load balancer here) when their images are given, else they are off; the
     outbound relay when both are. Calendar plans' Radicale runs from `dav_image`
-    when given (the chart's default tag otherwise)."""
+    when given (the chart's default tag otherwise). The webmail (one replica) runs
+    when `webmail_image` and `webmail_db_image` are both given, else it is off."""
     repository, tag = operator_image.rsplit(":", 1)
     image = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
     out: dict[str, Any] = {
@@ -80,7 +83,14 @@ def values(
         "dns": {"defaultProvider": "manual"},
         "billing": {"image": dict(image), "publicUrl": "http://127.0.0.1:8080"},
         "backup": {"image": backup_image},
+        "webmail": {"enabled": bool(webmail_image and webmail_db_image)},
     }
+    if webmail_image and webmail_db_image:
+        out["webmail"] |= {
+            "replicas": 1,
+            "image": _image(webmail_image),
+            "db": {"image": _image(webmail_db_image)},
+        }
     if s3_bucket:
         out["backup"]["s3"] = {
             "endpoint": s3_endpoint,
