@@ -310,8 +310,8 @@ def _print_access(cluster: Cluster) -> None:
     for namespace, name, address, password, *_ in CUSTOMERS:
         host = service_ip(cluster, namespace, name)
         print(f"{name} ({address} / {password}):")
-        print(f"  kubectl logs -n {namespace} statefulset/{name}")
-        print(f"  kubectl exec -it -n {namespace} {name}-0 -- bash")
+        print(f"  kubectl logs -n {namespace} statefulset/{name} -c mail   # -c dav: its calendars")
+        print(f"  kubectl exec -it -n {namespace} {name}-0 -c mail -- bash")
         print(f"  mail client on this machine: IMAP {host}:993, SMTP {host}:25 (its Service's")
         print(
             "  ClusterIP, which kube-proxy routes here), or from elsewhere through a port-forward:"
