@@ -141,7 +141,9 @@ def send_between(
     raise ClusterError(f"{from_address}'s mail did not reach {to_address}: {last}")
 
 
-def submit(proxy: str, sender: tuple[str, str], to_address: str, subject: str) -> None:
+def submit(
+    proxy: str, sender: tuple[str, str], to_address: str, subject: str, body: str = ""
+) -> None:
     """One message from `sender` (address, password) to `to_address`, as a mail app
     sends it through the edge: submission on the login proxy's 587 (behind a PROXY
     header), STARTTLS, AUTH; the sender's own server takes it and relays it."""
@@ -151,7 +153,9 @@ def submit(proxy: str, sender: tuple[str, str], to_address: str, subject: str) -
     msg["To"] = to_address
     msg["Subject"] = subject
     msg["Message-ID"] = f"<{uuid.uuid4().hex}@{from_address.split('@', 1)[1]}>"
-    msg.set_content("Sent through the shared edge and its relay, signed on the way out.\n")
+    msg.set_content(
+        (body or "Sent through the shared edge and its relay, signed on the way out.") + "\n"
+    )
     with _ProxiedSMTP(proxy, 587, timeout=30) as smtp:
         smtp.starttls(context=_tls())
         smtp.login(from_address, from_password)
