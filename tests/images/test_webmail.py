@@ -161,6 +161,10 @@ def test_a_domain_not_in_the_file_is_refused_with_the_gates_message(webmail: Set
             shown_messages(r.text),
             webmail.one.logs()[-3000:],
         )
+        assert "set_rowcount" in b.mail_list().json()["exec"]
+        # Taken out again: bob's open session ends at its next request.
+        webmail.one.write_domains(["example.org"])
+        assert "session_error" in b.mail_list().json()["exec"]
     finally:
         webmail.one.write_domains(["example.org"])
         b.close()
@@ -337,7 +341,7 @@ def test_a_password_change_asks_the_panel_and_shows_its_refusal(webmail: Setup) 
 def test_a_session_made_on_one_replica_is_carried_on_by_the_other(webmail: Setup) -> None:
     b = logged_in(webmail.one)
     # The same cookies, sent to the other replica's address.
-    other = Browser(webmail.two.url, cookies={c.name: c.value for c in b.http.cookies.jar})
+    other = Browser(webmail.two.url, cookies={c.name: c.value or "" for c in b.http.cookies.jar})
     try:
         other.token = b.token
         listed = other.mail_list()

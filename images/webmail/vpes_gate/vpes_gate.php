@@ -10,15 +10,36 @@
  * address's domain is not listed is refused with the message below, and its
  * password never reaches the mailbox. A missing or unreadable file allows no
  * one (and says so in the log): failing closed, as a plan without webmail.
+ *
+ * A session already open when its domain leaves the file (a plan changed, a
+ * server suspended) ends at its next request (hook `startup`, every task):
+ * the file is read for each request of a logged-in user, a few hundred bytes
+ * per domain, which costs far less than the IMAP work the request does.
  */
 class vpes_gate extends rcube_plugin
 {
-    public $task = 'login';
-
     public function init()
     {
-        $this->add_texts('localization/');
-        $this->add_hook('authenticate', [$this, 'authenticate']);
+        $rc = rcmail::get_instance();
+        if ($rc->task == 'login') {
+            $this->add_texts('localization/');
+            $this->add_hook('authenticate', [$this, 'authenticate']);
+        }
+        $this->add_hook('startup', [$this, 'startup']);
+    }
+
+    public function startup($args)
+    {
+        $rc = rcmail::get_instance();
+        if (!empty($rc->user->ID) && $args['task'] != 'login' && $args['task'] != 'logout') {
+            $domain = self::domain_of($rc->get_user_name());
+            if ($domain === null || !self::allowed($domain)) {
+                rcube::write_log('userlogins', "vpes_gate: ended the session of " . $rc->get_user_name()
+                    . ": its domain may no longer use the webmail");
+                $rc->kill_session();
+            }
+        }
+        return $args;
     }
 
     public function authenticate($args)
