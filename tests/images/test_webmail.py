@@ -8,8 +8,10 @@ file is refused with the gate's message (live when the file changes), a wrong
 password is refused; a message sent through compose arrives in the tenant; a
 vacation made through the managesieve plugin is the mailbox's active script; an
 upload over the limit gets Roundcube's size error; a session made on one replica
-is carried on by the other; the container runs as www-data with nothing
-listening but 8080.
+is carried on by the other; the database keeps its data over a restart; a
+password change goes to the panel's endpoint and its refusal is shown; the
+container runs as www-data with a read-only root and nothing listening but
+8080; SIGTERM exits 0; a bad setting is named.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .clients import ManageSieve, imap_find, unique, wait_until
 from .conftest import Running, host_address
 from .tenant import PASSWORDS, build_images, container_address
 from .webmail_support import (
+    DB_PASSWORD,
     GATE_MESSAGE,
     Browser,
     Webmail,
@@ -353,6 +356,28 @@ def test_a_session_made_on_one_replica_is_carried_on_by_the_other(webmail: Setup
     finally:
         other.close()
         b.close()
+
+
+def test_the_database_keeps_its_data_and_takes_only_the_password(
+    webmail: Setup, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("wmdb2")
+    db = WebmailDb(webmail.db.image, root)
+    try:
+        db.start()
+        db.wait_ready()
+        assert db.psql(DB_PASSWORD, "CREATE TABLE kept (x int)")[0] == 0
+        db.stop_start()
+        db.wait_ready(starts=2)
+        logs = db.logs()
+        assert logs.count("initdb") == 1, logs
+        assert DB_PASSWORD not in logs
+        status, out = db.psql(DB_PASSWORD, "SELECT count(*) FROM kept")
+        assert (status, out.strip()) == (0, "0"), out
+        status, out = db.psql("not-the-password", "SELECT 1")
+        assert status != 0 and "password authentication failed" in out, out
+    finally:
+        db.remove()
 
 
 def test_runs_as_www_data_read_only_and_listens_only_on_8080(webmail: Setup) -> None:

@@ -47,8 +47,38 @@ class WebmailDb(Container):
     def dsn(self) -> str:
         return f"pgsql://roundcube:{DB_PASSWORD}@{container_address(self.name)}:5432/roundcube"
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        self.wait_serving(lambda: "starting postgres on 5432" in self.logs(), "webmail-db", timeout)
+    def wait_ready(self, timeout: float = 60, starts: int = 1) -> None:
+        """Until PostgreSQL has begun listening ``starts`` times (restarts count)."""
+        self.wait_serving(
+            lambda: self.logs().count("starting postgres on 5432") >= starts, "webmail-db", timeout
+        )
+
+    def stop_start(self) -> None:
+        podman("stop", "--time", "10", self.name)
+        podman("start", self.name)
+
+    def psql(self, password: str, sql: str) -> tuple[int, str]:
+        """``sql`` as the role roundcube over TCP (SCRAM), inside the container."""
+        out = podman(
+            "exec",
+            "--env",
+            f"PGPASSWORD={password}",
+            self.name,
+            "/usr/bin/psql",
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "roundcube",
+            "-d",
+            "roundcube",
+            "-c",
+            sql,
+            check=False,
+        )
+        return out.returncode, out.stdout + out.stderr
 
     def remove(self) -> None:
         podman("rm", "--force", "--time", "5", self.name, check=False)
