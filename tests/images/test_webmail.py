@@ -6,7 +6,9 @@ ManageSieve ports stand for the edge's login proxy. Logins through Roundcube's
 form: an allowed domain's mailbox reaches its inbox, a domain not in the allowed
 file is refused with the gate's message (live when the file changes), a wrong
 password is refused; a message sent through compose arrives in the tenant; a
-vacation made through the managesieve plugin is the mailbox's active script; an
+vacation made through the managesieve plugin is the mailbox's active script; a
+PGP key pair imported through enigma is kept, passphrase-protected, in the
+database and listed by the other replica; an
 upload over the limit gets Roundcube's size error; a session made on one replica
 is carried on by the other; the database keeps its data over a restart; a
 password change goes to the panel's endpoint and its refusal is shown; the
@@ -16,12 +18,15 @@ container runs as www-data with a read-only root and nothing listening but
 
 from __future__ import annotations
 
+import base64
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
@@ -339,6 +344,63 @@ def test_a_password_change_asks_the_panel_and_shows_its_refusal(webmail: Setup) 
         }
     finally:
         b.close()
+
+
+def alices_key(tmp: Path) -> str:
+    """An armored private key for alice, protected by a passphrase (what Roundcube's
+    page posts after generating a pair with openpgp.js)."""
+    tmp.chmod(0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(tmp), "--pinentry-mode", "loopback"]
+    gpg += ["--passphrase", "alice-pgp-passphrase"]
+    subprocess.run(
+        [*gpg, "--quick-gen-key", f"Alice <{ALICE}>", "ed25519", "default", "never"],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [*gpg, "--armor", "--export-secret-keys", ALICE], check=True, capture_output=True, text=True
+    )
+    subprocess.run(["gpgconf", "--homedir", str(tmp), "--kill", "all"], check=False)
+    return out.stdout
+
+
+def test_a_pgp_key_pair_is_kept_in_the_database_for_every_replica(
+    webmail: Setup, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    key = alices_key(tmp_path_factory.mktemp("gpg"))
+    assert "PRIVATE KEY" in key
+    b = logged_in(webmail.one)
+    try:
+        page = b.get("/", {"_task": "settings", "_action": "plugin.enigmakeys"})
+        b.token = page_token(page.text)
+        r = b.ajax(
+            {"_task": "settings", "_action": "plugin.enigmakeys", "_a": "import"},
+            {"_keys": key, "_generated": "1"},
+        )
+        assert r.status_code == 200
+        assert "A key pair generated and imported successfully." in shown_messages(
+            r.json()["exec"]
+        ), r.text
+    finally:
+        b.close()
+    status, out = webmail.db.psql(
+        DB_PASSWORD, "SELECT filename, data FROM filestore WHERE context = 'enigma'"
+    )
+    assert status == 0, out
+    stored = dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+    secret = [base64.b64decode(v) for k, v in stored.items() if k.endswith(".key")]
+    assert secret, stored.keys()
+    # GnuPG's own format: the secret parts encrypted with alice's passphrase.
+    assert all(b"protected-private-key" in s for s in secret), secret
+    # The other replica lists it: the keyring came from the database.
+    other = logged_in(webmail.two)
+    try:
+        page = other.get("/", {"_task": "settings", "_action": "plugin.enigmakeys"})
+        other.token = page_token(page.text)
+        listed = other.ajax({"_task": "settings", "_action": "plugin.enigmakeys", "_a": "list"})
+        assert ALICE in listed.text, listed.text
+    finally:
+        other.close()
 
 
 def test_a_session_made_on_one_replica_is_carried_on_by_the_other(webmail: Setup) -> None:
