@@ -442,6 +442,13 @@ def test_the_database_keeps_its_data_and_takes_only_the_password(
         db.remove()
 
 
+def test_cookies_are_secure_behind_the_ingress_only(webmail: Setup) -> None:
+    plain = httpx.get(webmail.one.url + "/", timeout=10)
+    behind = httpx.get(webmail.one.url + "/", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    assert "secure" in behind.headers["set-cookie"].lower()
+
+
 def test_runs_as_www_data_read_only_and_listens_only_on_8080(webmail: Setup) -> None:
     w = webmail.one
     uids = w.exec("sh", "-c", "grep -h '^Uid:' /proc/[0-9]*/status | sort -u")
