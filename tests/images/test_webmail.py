@@ -20,14 +20,9 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -39,9 +34,11 @@ from .webmail_support import (
     DB_PASSWORD,
     GATE_MESSAGE,
     Browser,
+    Panel,
     Webmail,
     WebmailDb,
     page_token,
+    pgp_private_key,
     shown_messages,
     webmail_env,
 )
@@ -58,37 +55,6 @@ class Setup:
     two: Webmail
     tenant: Running
     panel: Panel
-
-
-class Panel:
-    """The panel's password endpoint, as the webmail sees it: on the podman
-    gateway (the host), answering what the test tells it to."""
-
-    def __init__(self, address: str) -> None:
-        self.asked: list[dict[str, list[str]]] = []
-        self.answer: tuple[int, str] = (200, "")
-        panel = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                panel.asked.append(parse_qs(self.rfile.read(length).decode()))
-                status, text = panel.answer
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.end_headers()
-                self.wfile.write(text.encode())
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((address, 0), Handler)
-        self.url = f"http://{address}:{self.server.server_address[1]}/password"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -200,30 +166,7 @@ def test_a_message_sent_through_compose_arrives(webmail: Setup) -> None:
     subject = unique("webmail-sent")
     b = logged_in(webmail.one)
     try:
-        compose_id, identity = b.compose()
-        r = b.http.post(
-            "/",
-            params={"_task": "mail", "_action": "send"},
-            data={
-                "_token": b.token,
-                "_task": "mail",
-                "_action": "send",
-                "_id": compose_id,
-                "_from": identity,
-                "_to": BOB,
-                "_cc": "",
-                "_bcc": "",
-                "_replyto": "",
-                "_followupto": "",
-                "_subject": subject,
-                "_message": "Sent through Roundcube.\n",
-                "_is_html": "0",
-                "_draft": "",
-                "_priority": "0",
-                "_store_target": "Sent",
-                "_framed": "1",
-            },
-        )
+        r = b.send(BOB, subject, "Sent through Roundcube.\n")
         assert r.status_code == 200, r.text[:2000]
         assert "sent_successfully" in r.text, r.text[:2000]
     finally:
@@ -346,28 +289,10 @@ def test_a_password_change_asks_the_panel_and_shows_its_refusal(webmail: Setup) 
         b.close()
 
 
-def alices_key(tmp: Path) -> str:
-    """An armored private key for alice, protected by a passphrase (what Roundcube's
-    page posts after generating a pair with openpgp.js)."""
-    tmp.chmod(0o700)
-    gpg = ["gpg", "--batch", "--homedir", str(tmp), "--pinentry-mode", "loopback"]
-    gpg += ["--passphrase", "alice-pgp-passphrase"]
-    subprocess.run(
-        [*gpg, "--quick-gen-key", f"Alice <{ALICE}>", "ed25519", "default", "never"],
-        check=True,
-        capture_output=True,
-    )
-    out = subprocess.run(
-        [*gpg, "--armor", "--export-secret-keys", ALICE], check=True, capture_output=True, text=True
-    )
-    subprocess.run(["gpgconf", "--homedir", str(tmp), "--kill", "all"], check=False)
-    return out.stdout
-
-
 def test_a_pgp_key_pair_is_kept_in_the_database_for_every_replica(
     webmail: Setup, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    key = alices_key(tmp_path_factory.mktemp("gpg"))
+    key = pgp_private_key(tmp_path_factory.mktemp("gpg"), ALICE, "alice-pgp-passphrase")
     assert "PRIVATE KEY" in key
     b = logged_in(webmail.one)
     try:

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -237,3 +241,83 @@ class Browser:
             raise AssertionError(f"no compose id or identity in the page:\n{page.text[:2000]}")
         self.token = page_token(page.text)
         return compose_id.group(1), identity.group(1)
+
+    def send(self, to: str, subject: str, text: str) -> httpx.Response:
+        """Composes and sends a plain-text message as the compose page's form does
+        (posted into a frame)."""
+        compose_id, identity = self.compose()
+        return self.http.post(
+            "/",
+            params={"_task": "mail", "_action": "send"},
+            data={
+                "_token": self.token,
+                "_task": "mail",
+                "_action": "send",
+                "_id": compose_id,
+                "_from": identity,
+                "_to": to,
+                "_cc": "",
+                "_bcc": "",
+                "_replyto": "",
+                "_followupto": "",
+                "_subject": subject,
+                "_message": text,
+                "_is_html": "0",
+                "_draft": "",
+                "_priority": "0",
+                "_store_target": "Sent",
+                "_framed": "1",
+            },
+        )
+
+
+class Panel:
+    """The panel's password endpoint, as the webmail sees it: on the podman
+    gateway (the host), answering what the test tells it to."""
+
+    def __init__(self, address: str) -> None:
+        self.asked: list[dict[str, list[str]]] = []
+        self.answer: tuple[int, str] = (200, "")
+        panel = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                panel.asked.append(parse_qs(self.rfile.read(length).decode()))
+                status, text = panel.answer
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(text.encode())
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}/password"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def pgp_private_key(tmp: Path, address: str, passphrase: str) -> str:
+    """An armored private key for ``address``, protected by ``passphrase`` (what Roundcube's
+    page posts after generating a pair with openpgp.js)."""
+    tmp.chmod(0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(tmp), "--pinentry-mode", "loopback"]
+    gpg += ["--passphrase", passphrase]
+    subprocess.run(
+        [*gpg, "--quick-gen-key", f"Test <{address}>", "ed25519", "default", "never"],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [*gpg, "--armor", "--export-secret-keys", address],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    subprocess.run(["gpgconf", "--homedir", str(tmp), "--kill", "all"], check=False)
+    return out.stdout
