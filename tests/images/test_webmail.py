@@ -13,7 +13,8 @@ upload over the limit gets Roundcube's size error; a session made on one replica
 is carried on by the other; the database keeps its data over a restart; a
 password change goes to the panel's endpoint and its refusal is shown; the
 container runs as www-data with a read-only root and nothing listening but
-8080; SIGTERM exits 0; a bad setting is named.
+8080, and logs no secret; cookies are Secure behind the ingress; SIGTERM exits
+0; a bad setting is named; a database not reachable is waited for, then fatal.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from .clients import ManageSieve, imap_find, unique, wait_until
+from .clients import ManageSieve, imap_find, imap_login, unique, wait_until
 from .conftest import Running, host_address
 from .tenant import PASSWORDS, build_images, container_address
 from .webmail_support import (
     DB_PASSWORD,
+    DES_KEY,
     GATE_MESSAGE,
     Browser,
     Panel,
@@ -176,6 +178,41 @@ def test_a_message_sent_through_compose_arrives(webmail: Setup) -> None:
     assert b"Sent through Roundcube." in got
     assert f"From: {ALICE}".encode() in got or f"<{ALICE}>".encode() in got
     assert imap_find(host, ALICE, PASSWORDS[ALICE], subject, folder="Sent"), "a copy in Sent"
+
+
+def inbox_uid(host: str, user: str, subject: str) -> str | None:
+    with imap_login(host, user, PASSWORDS[user]) as client:
+        client.select("INBOX", readonly=True)
+        _, data = client.uid("SEARCH", "SUBJECT", f'"{subject}"')
+        uids = data[0].split() if data and data[0] else []
+        return uids[-1].decode() if uids else None
+
+
+def test_marking_junk_moves_the_message_to_junk(webmail: Setup) -> None:
+    subject = unique("webmail-junk")
+    host = webmail.tenant.host
+    b = logged_in(webmail.one)
+    try:
+        assert "sent_successfully" in b.send(ALICE, subject, "Buy now.\n").text
+        uid = wait_until(lambda: inbox_uid(host, ALICE, subject), 30, "the message in INBOX")
+        r = b.ajax(
+            {"_task": "mail", "_action": "plugin.markasjunk.junk"},
+            {"_uid": uid, "_mbox": "INBOX"},
+        )
+        assert r.status_code == 200, r.text
+        answer = r.json()["exec"]
+        assert "Successfully reported as junk" in shown_messages(answer), answer
+        # The plugin tells the page to move it to Junk; the page asks for the move.
+        assert f'markasjunk_move("Junk",["{uid}"])' in answer, answer
+        moved = b.ajax(
+            {"_task": "mail", "_action": "move"},
+            {"_uid": uid, "_mbox": "INBOX", "_target_mbox": "Junk"},
+        )
+        assert moved.status_code == 200 and "error" not in moved.json()["exec"], moved.text
+    finally:
+        b.close()
+    assert imap_find(host, ALICE, PASSWORDS[ALICE], subject, folder="Junk")
+    assert inbox_uid(host, ALICE, subject) is None
 
 
 def test_a_vacation_made_in_settings_is_the_active_sieve_script(webmail: Setup) -> None:
@@ -386,6 +423,9 @@ def test_runs_as_www_data_read_only_and_listens_only_on_8080(webmail: Setup) -> 
         if len(f) > 3 and f[3] == "0A"
     }
     assert listening == {8080}, tables
+    logs = webmail.one.logs() + webmail.two.logs()
+    for secret in [DB_PASSWORD, DES_KEY, *PASSWORDS.values()]:
+        assert secret not in logs
     health = httpx.get(f"{w.url}/healthz", timeout=5)
     assert health.status_code == 200 and health.text == "ok\n"
     for path in [
@@ -441,3 +481,22 @@ def test_a_bad_setting_is_named_and_fatal(
             assert "db-password" not in bad.logs()
         finally:
             bad.remove()
+
+
+def test_a_database_not_reachable_is_waited_for_then_fatal(
+    webmail: Setup, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The database's address, a port nothing listens on: refused at once.
+    dsn = webmail.one.env["VPES_WEBMAIL_DB_DSN"].replace(":5432/", ":5439/")
+    env = {**webmail.one.env, "VPES_WEBMAIL_DB_DSN": dsn, "VPES_WEBMAIL_DB_WAIT": "4"}
+    w = Webmail(webmail.one.image, host_address(35), tmp_path_factory.mktemp("nodb"), env)
+    w.write_domains(["example.org"])
+    try:
+        w.start()
+        assert w.wait_exit(timeout=60) == 1
+        logs = w.logs()
+        assert "vpes-webmail: the database is not reachable" in logs, logs
+        assert "vpes-webmail: error: the database was not reachable for 4s" in logs, logs
+        assert DB_PASSWORD not in logs
+    finally:
+        w.remove()
