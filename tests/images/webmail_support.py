@@ -10,16 +10,26 @@ import re
 import subprocess
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
+import pytest
 
+from .conftest import Running, host_address
 from .rspamd_support import empty_dir
-from .tenant import Container, _atomic_write, confined_run_args, container_address, podman
+from .tenant import (
+    PASSWORDS,
+    Container,
+    _atomic_write,
+    build_images,
+    confined_run_args,
+    container_address,
+    podman,
+)
 
 HTTP_PORT = 8080
 DB_PASSWORD = "db-password-0123456789"
@@ -321,3 +331,63 @@ def pgp_private_key(tmp: Path, address: str, passphrase: str) -> str:
     )
     subprocess.run(["gpgconf", "--homedir", str(tmp), "--kill", "all"], check=False)
     return out.stdout
+
+
+ALICE = "alice@example.org"
+BOB = "bob@example.net"
+MAX_UPLOAD = 200 * 1024
+
+
+@dataclass
+class WebmailSetup:
+    """The database, two replicas, the tenant behind them and the panel's stand-in."""
+
+    db: WebmailDb
+    one: Webmail
+    two: Webmail
+    tenant: Running
+    panel: Panel
+
+
+def start_webmail(
+    tenant: Running, gateway: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebmailSetup]:
+    """The conftest's ``webmail`` fixture: started once for both test modules."""
+    db_image, image = build_images("webmail-db", "webmail")
+    panel = Panel(gateway)
+    root = tmp_path_factory.mktemp("webmail")
+    db = WebmailDb(db_image, root / "db")
+    (root / "db").mkdir()
+    replicas: list[Webmail] = []
+    try:
+        db.start()
+        db.wait_ready()
+        env = webmail_env(
+            db.dsn,
+            container_address(tenant.tenant.name),
+            VPES_WEBMAIL_MAX_UPLOAD=str(MAX_UPLOAD),
+            VPES_WEBMAIL_PRODUCT_NAME="Test Mail",
+            VPES_WEBMAIL_PASSWORD_URL=panel.url,
+        )
+        for n, name in [(31, "one"), (32, "two")]:
+            w = Webmail(image, host_address(n), root / name, env)
+            w.write_domains(["example.org"])
+            replicas.append(w)
+        # Both at once: the schema is made once, under the advisory lock.
+        for w in replicas:
+            w.start()
+        for w in replicas:
+            w.wait_ready()
+        yield WebmailSetup(db, replicas[0], replicas[1], tenant, panel)
+    finally:
+        panel.close()
+        for w in replicas:
+            w.remove()
+        db.remove()
+
+
+def logged_in(w: Webmail, user: str = ALICE) -> Browser:
+    b = Browser(w.url)
+    r = b.login(user, PASSWORDS[user])
+    assert r.status_code == 200 and "_task=mail" in str(r.url), r.text[:2000]
+    return b
