@@ -14,7 +14,7 @@ only its password; cookies are Secure behind the ingress only; the container
 runs as www-data with a read-only root, nothing listening but 8080, no secret
 in its logs and nothing but assets served from Roundcube's tree; SIGTERM exits
 0; a bad setting is named (exit 2); a database not reachable is waited for,
-then fatal (exit 1).
+then fatal (exit 1); nginx or php-fpm dying stops the container (exit 1).
 """
 
 from __future__ import annotations
@@ -196,6 +196,24 @@ def test_sigterm_stops_cleanly(
         assert "SIGTERM received" in extra.logs()
     finally:
         extra.remove()
+
+
+def test_a_daemon_dying_on_its_own_stops_the_container(
+    webmail: WebmailSetup, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    for daemon, pid_file in [("nginx", "nginx.pid"), ("php-fpm", "php-fpm.pid")]:
+        w = Webmail(
+            webmail.one.image, host_address(36), tmp_path_factory.mktemp("die"), webmail.one.env
+        )
+        w.write_domains(["example.org"])
+        try:
+            w.start()
+            w.wait_ready()
+            w.exec("sh", "-c", f"kill -KILL $(cat /run/vpes-webmail/{pid_file})")
+            assert w.wait_exit() == 1, w.logs()
+            assert f"vpes-webmail: error: {daemon} exited on its own" in w.logs()
+        finally:
+            w.remove()
 
 
 def test_a_bad_setting_is_named_and_fatal(
