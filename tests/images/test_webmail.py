@@ -142,6 +142,19 @@ def test_the_database_keeps_its_data_and_takes_only_the_password(
         db.remove()
 
 
+def test_the_database_refuses_a_short_password(
+    webmail: WebmailSetup, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    db = WebmailDb(webmail.db.image, tmp_path_factory.mktemp("wmdb3"), password="short")
+    try:
+        db.start()
+        assert db.wait_exit() == 2
+        assert "VPES_WEBMAIL_DB_PASSWORD must be set, at least 12 characters" in db.logs()
+        assert "short" not in db.logs().replace("12 characters", "")
+    finally:
+        db.remove()
+
+
 def test_cookies_are_secure_behind_the_ingress_only(webmail: WebmailSetup) -> None:
     plain = httpx.get(webmail.one.url + "/", timeout=10)
     behind = httpx.get(webmail.one.url + "/", headers={"X-Forwarded-Proto": "https"}, timeout=10)

@@ -46,6 +46,7 @@ class WebmailDb(Container):
     image: str
     root: Path
     name: str = field(default_factory=lambda: f"vpes-wmdb-{uuid.uuid4().hex[:8]}")
+    password: str = DB_PASSWORD
 
     def start(self) -> None:
         podman(
@@ -53,13 +54,13 @@ class WebmailDb(Container):
             *empty_dir(self.root, "/var/lib/vpes-webmail-db"),
             *empty_dir(self.root, "/run/vpes-webmail-db"),
             "--env",
-            f"VPES_WEBMAIL_DB_PASSWORD={DB_PASSWORD}",
+            f"VPES_WEBMAIL_DB_PASSWORD={self.password}",
             self.image,
         )
 
     @property
     def dsn(self) -> str:
-        return f"pgsql://roundcube:{DB_PASSWORD}@{container_address(self.name)}:5432/roundcube"
+        return f"pgsql://roundcube:{self.password}@{container_address(self.name)}:5432/roundcube"
 
     def wait_ready(self, timeout: float = 60, starts: int = 1) -> None:
         """Until PostgreSQL has begun listening ``starts`` times (restarts count)."""
