@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .mx_support import RunningEdge
     from .proxy_support import ProxySetup
     from .rspamd_support import Antispam
+    from .webmail_support import WebmailSetup
 
 HERE = Path(__file__).resolve().parent
 SINK_PORT = 2525
@@ -223,3 +224,14 @@ def antispam(antispam_image: str, tmp_path_factory: pytest.TempPathFactory) -> I
     from .rspamd_support import start_antispam
 
     yield from start_antispam(antispam_image, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def webmail(
+    tenant: Running, gateway: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebmailSetup]:
+    """The webmail's database and two replicas in front of the shared tenant
+    (webmail_support.py)."""
+    from .webmail_support import start_webmail
+
+    yield from start_webmail(tenant, gateway, tmp_path_factory)
