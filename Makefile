@@ -62,8 +62,8 @@ test-unit: install ## the fast tier: no servers
 test-integration: install system-deps k8s stripe-mock ## against a real control plane
 	$(VENV)/bin/pytest -m integration tests/integration
 
-images: install system-deps k8s ## build the base, tenant, dav, backup, edge, rspamd, pause, CoreDNS and operator images (cached by a hash of their inputs), save them to ~/.cache/vpes/images
-	@bash images/build.sh tenant dav backup edge rspamd pause coredns operator
+images: install system-deps k8s ## build the base, tenant, dav, backup, edge, rspamd, webmail, webmail-db, pause, CoreDNS and operator images (cached by a hash of their inputs), save them to ~/.cache/vpes/images
+	@bash images/build.sh tenant dav backup edge rspamd webmail webmail-db pause coredns operator
 
 test-images: install system-deps images ## the real tenant image under podman, real mail clients
 	$(VENV)/bin/pytest -m images tests/images
