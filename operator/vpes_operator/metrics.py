@@ -20,7 +20,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from .conditions import find, is_true
-from .models.conditions import ConditionType, Reason
+from .models.conditions import Condition, ConditionType, Reason
 from .models.server import PersonalMailServer, Phase, Usage
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -142,10 +142,9 @@ EDGE_MAPS_DOMAINS = Gauge(
     registry=REGISTRY,
 )
 
-CERTIFICATE_EXPIRY = Gauge(
+CERTIFICATE_EXPIRY = Gauge(  # set by webcerts.py
     "vpes_certificate_expiry_timestamp_seconds",
-    "When the first of the server's web-name certificates (cert-manager) expires "
-    "(absent until one is issued, removed with the server).",
+    "When the first of the server's web-name certificates (cert-manager) expires.",
     ["namespace", "server"],
     registry=REGISTRY,
 )
@@ -322,14 +321,15 @@ def summary(server: PersonalMailServer) -> ServerSummary:
             else stored.status == "True"
         ),
         domains_routed=None if routed is None else routed.status == "True",
-        certificate_ready=(
-            None
-            if cert is None
-            or cert.status == "Unknown"
-            or cert.reason == Reason.CERTIFICATES_NOT_CONFIGURED
-            else cert.status == "True"
-        ),
+        certificate_ready=_certificate_ready(cert),
     )
+
+
+def _certificate_ready(cert: Condition | None) -> bool | None:
+    """None: Unknown (issuing), or certificates not configured (nothing to alert on)."""
+    if cert is None or cert.status == "Unknown":
+        return None
+    return None if cert.reason == Reason.CERTIFICATES_NOT_CONFIGURED else cert.status == "True"
 
 
 class Server:

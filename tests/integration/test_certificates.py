@@ -171,6 +171,18 @@ def ready(status: str, reason: str, message: str, generation: int) -> dict[str, 
     }
 
 
+def gone(api: Kube, name: str) -> bool:
+    """Whether the Certificate, the Ingress and the Secret of that name are all gone."""
+    return all(
+        api.get(v, k, OPERATOR_NAMESPACE, name) is None
+        for v, k in (
+            ("cert-manager.io/v1", "Certificate"),
+            ("networking.k8s.io/v1", "Ingress"),
+            ("v1", "Secret"),
+        )
+    )
+
+
 def operator(kubeconfig: Path, tmp_path: Path, port: int) -> OperatorProcess:
     op = OperatorProcess(kubeconfig, tmp_path, ENV, args=["--metrics-port", str(port)])
     op.start()
@@ -205,8 +217,8 @@ def test_certificates_follow_the_server(
     try:
         api.apply(server_body("mail", namespace, spec(plan, [one, two])))
 
-        def cert_with(domains: list[str]) -> dict[str, Any] | None:
-            got = api.get("cert-manager.io/v1", "Certificate", OPERATOR_NAMESPACE, name)
+        def cert_with(domains: list[str], of: str = name) -> dict[str, Any] | None:
+            got = api.get("cert-manager.io/v1", "Certificate", OPERATOR_NAMESPACE, of)
             want = b.web_names(domains, SETTINGS)
             return got if got and got["spec"]["dnsNames"] == want else None
 
@@ -264,6 +276,11 @@ def test_certificates_follow_the_server(
         )
         # The new spec is not issued yet (its Ready is of the previous generation).
         cert_ready(api, namespace, "mail", "Unknown", "Issuing")
+        # The dropped domain moves to another server: its names go with it.
+        other = b.base_name(namespace, "other")
+        api.apply(server_body("other", namespace, spec(plan, [two])))
+        wait_for(lambda: cert_with([two], other), "the other server's Certificate", SOON)
+        cert_ready(api, namespace, "other", "Unknown", "Issuing")
 
         api.apply(  # what cert-manager makes: the operator deletes it with the Certificate
             {
@@ -279,18 +296,12 @@ def test_certificates_follow_the_server(
             }
         )
         api.delete(API_VERSION, "PersonalMailServer", namespace, "mail")
-
-        def gone() -> bool:
-            return all(
-                api.get(v, k, OPERATOR_NAMESPACE, name) is None
-                for v, k in (
-                    ("cert-manager.io/v1", "Certificate"),
-                    ("networking.k8s.io/v1", "Ingress"),
-                    ("v1", "Secret"),
-                )
-            )
-
-        wait_for(gone, "the Certificate, Ingress and Secret deleted with the server", SOON)
+        wait_for(
+            lambda: gone(api, name), "the Certificate, Ingress and Secret deleted with it", SOON
+        )
+        assert cert_with([two], other) is not None, "the other server's stay"
+        api.delete(API_VERSION, "PersonalMailServer", namespace, "other")
+        wait_for(lambda: gone(api, other), "the other server's objects deleted with it", SOON)
         wait_for(lambda: series not in scrape(port), "the expiry series gone", SOON)
     finally:
         op.stop()
