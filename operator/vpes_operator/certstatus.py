@@ -152,3 +152,13 @@ def no_domains() -> Cond:
         "the edge routes none of this server's domains to it (see DomainsRouted): "
         "there are no names to certify",
     )
+
+
+def rejected(message: str) -> Cond:
+    """The API server refused the server's Certificate or Ingress (e.g. a webhook)."""
+    return Cond(
+        CERTIFICATE_READY,
+        False,
+        Reason.APPLY_REJECTED,
+        f"the API server refused the certificate's objects: {message}",
+    )

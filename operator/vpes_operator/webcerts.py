@@ -32,6 +32,7 @@ from typing import Any
 from . import certstatus, metrics
 from .builders import certificates
 from .builders.meta import server_reference
+from .certstatus import CertState
 from .clients.kube import ApiError, Kube
 from .clients.status import update_server_status
 from .conditions import Cond, Event
@@ -145,19 +146,31 @@ class Publisher:
         ends: dict[ServerKey, dt.datetime] = {}
         for server in servers:
             key = key_of(server)
-            domains = routes.domains_of(key)
-            states = []
-            for obj in certificates.objects(key.namespace, key.name, domains, self.settings):
-                name = obj["metadata"]["name"]
-                wanted.add((obj["kind"], name))
-                have = self.apply(obj, found.get((obj["kind"], name)))
-                if obj["kind"] == "Certificate":
-                    states.append((name, certstatus.state(have, len(obj["spec"]["dnsNames"]))))
-            conds[key] = certstatus.condition(states) if states else certstatus.no_domains()
-            if (end := certstatus.expiry(states)) is not None:
+            objs = certificates.objects(
+                key.namespace, key.name, routes.domains_of(key), self.settings
+            )
+            wanted |= {(obj["kind"], obj["metadata"]["name"]) for obj in objs}
+            try:
+                states = [self.apply_one(obj, found) for obj in objs]
+            except ApiError as e:
+                if e.status not in (400, 422):
+                    raise
+                conds[key] = certstatus.rejected(e.message)  # this server only
+                continue
+            issued = [state for state in states if state is not None]
+            conds[key] = certstatus.condition(issued) if objs else certstatus.no_domains()
+            if (end := certstatus.expiry(issued)) is not None:
                 ends[key] = end
         self.sweep(found, wanted)
         return conds, ends
+
+    def apply_one(self, obj: dict[str, Any], found: Found) -> tuple[str, CertState] | None:
+        """Apply where it differs; a Certificate's (name, state)."""
+        name = obj["metadata"]["name"]
+        have = self.apply(obj, found.get((obj["kind"], name)))
+        if obj["kind"] != "Certificate":
+            return None
+        return name, certstatus.state(have, len(obj["spec"]["dnsNames"]))
 
     def found(self) -> Found:
         ns = self.settings.operator_namespace

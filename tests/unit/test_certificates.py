@@ -277,3 +277,9 @@ def test_the_certificate_ready_gauge(cond: certstatus.Cond, gauge: float | None)
     )
     got = summary(server).certificate_ready
     assert got == (None if gauge is None else gauge == 1.0)
+
+
+def test_a_refused_apply_says_so_on_that_server() -> None:
+    cond = certstatus.rejected('admission webhook "x" denied the request: no wildcard')
+    assert (cond.status, cond.reason) == (False, Reason.APPLY_REJECTED)
+    assert cond.message.endswith("denied the request: no wildcard")
