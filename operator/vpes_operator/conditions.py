@@ -19,15 +19,17 @@ EventType = Literal["Normal", "Warning"]
 
 @dataclass(frozen=True)
 class Cond:
-    """A condition to set: type, whether it is True, reason and message."""
+    """A condition to set: type, whether it is True (None: Unknown), reason and message."""
 
     type: str
-    status: bool
+    status: bool | None
     reason: str
     message: str
 
     @property
-    def status_text(self) -> Literal["True", "False"]:
+    def status_text(self) -> Literal["True", "False", "Unknown"]:
+        if self.status is None:
+            return "Unknown"
         return "True" if self.status else "False"
 
 

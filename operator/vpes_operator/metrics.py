@@ -20,7 +20,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from .conditions import find, is_true
-from .models.conditions import ConditionType, Reason
+from .models.conditions import Condition, ConditionType, Reason
 from .models.server import PersonalMailServer, Phase, Usage
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -142,6 +142,13 @@ EDGE_MAPS_DOMAINS = Gauge(
     registry=REGISTRY,
 )
 
+CERTIFICATE_EXPIRY = Gauge(  # set by webcerts.py
+    "vpes_certificate_expiry_timestamp_seconds",
+    "When the first of the server's web-name certificates (cert-manager) expires.",
+    ["namespace", "server"],
+    registry=REGISTRY,
+)
+
 # What the gauges are computed from: (namespace, name) → a server's summary.
 Summaries = Callable[[], Iterable["ServerSummary"]]
 
@@ -150,8 +157,8 @@ class TenantCollector(Collector):
     """The per-server gauges, computed from the servers' latest summaries.
 
     vpes_tenants{phase,plan} counts servers; vpes_tenant_ready,
-    vpes_tenant_suspended, vpes_tenant_dns_verified and
-    vpes_tenant_domains_routed{namespace,server} are 1 or 0 per server (so that an
+    vpes_tenant_suspended, vpes_tenant_dns_verified, vpes_tenant_domains_routed and
+    vpes_tenant_certificate_ready{namespace,server} are 1 or 0 per server (so that an
     alert names the server, and holds while it stays so);
     vpes_backup_age_seconds{namespace,server} is the age of its last backup;
     vpes_tenant_storage_*{namespace,server} its mail volume (StorageGauges).
@@ -183,6 +190,12 @@ class TenantCollector(Collector):
             "when another server has one of them (absent before the maps were built).",
             labels=who,
         )
+        certificate_ready = GaugeMetricFamily(
+            "vpes_tenant_certificate_ready",
+            "1 when the server's CertificateReady is True, 0 when False (absent while "
+            "Unknown, and where certificates are not configured).",
+            labels=who,
+        )
         backup_age = GaugeMetricFamily(
             "vpes_backup_age_seconds",
             "Time since each server's last good backup.",
@@ -202,6 +215,8 @@ class TenantCollector(Collector):
                 dns_verified.add_metric(labels, 1.0 if s.dns_verified else 0.0)
             if s.domains_routed is not None:
                 domains_routed.add_metric(labels, 1.0 if s.domains_routed else 0.0)
+            if s.certificate_ready is not None:
+                certificate_ready.add_metric(labels, 1.0 if s.certificate_ready else 0.0)
             if s.last_backup is not None:
                 backup_age.add_metric(labels, (now - s.last_backup).total_seconds())
         for (phase, plan), n in sorted(counts.items()):
@@ -212,6 +227,7 @@ class TenantCollector(Collector):
             suspended,
             dns_verified,
             domains_routed,
+            certificate_ready,
             backup_age,
             *storage.families(),
         )
@@ -277,6 +293,7 @@ class ServerSummary:
     quota_committed: int | None = None
     storage_healthy: bool | None = None  # None: not measured (UsageUnknown) or no condition
     domains_routed: bool | None = None  # None: the edge's maps have not been built yet
+    certificate_ready: bool | None = None  # None: Unknown, not configured, or not set yet
 
 
 def summary(server: PersonalMailServer) -> ServerSummary:
@@ -284,6 +301,7 @@ def summary(server: PersonalMailServer) -> ServerSummary:
     verified = find(status.conditions, ConditionType.DNS_VERIFIED)
     stored = find(status.conditions, ConditionType.STORAGE_HEALTHY)
     routed = find(status.conditions, ConditionType.DOMAINS_ROUTED)
+    cert = find(status.conditions, ConditionType.CERTIFICATE_READY)
     usage = status.usage or Usage()
     return ServerSummary(
         namespace=server.metadata.namespace,
@@ -303,7 +321,15 @@ def summary(server: PersonalMailServer) -> ServerSummary:
             else stored.status == "True"
         ),
         domains_routed=None if routed is None else routed.status == "True",
+        certificate_ready=_certificate_ready(cert),
     )
+
+
+def _certificate_ready(cert: Condition | None) -> bool | None:
+    """None: Unknown (issuing), or certificates not configured (nothing to alert on)."""
+    if cert is None or cert.status == "Unknown":
+        return None
+    return None if cert.reason == Reason.CERTIFICATES_NOT_CONFIGURED else cert.status == "True"
 
 
 class Server:

@@ -222,6 +222,24 @@ class OperatorSettings(BaseModel):
     # Renew once less than this part of a certificate's lifetime is left.
     acme_renew_before_fraction: float = Field(default=1 / 3, gt=0, lt=1)
 
+    # -- Certificates through cert-manager (issue 18) -------------------------------
+    # The issuer every Certificate of the hosted domains' web names names; empty: no
+    # Certificates (CertificateReady says certificates are not configured). Used only
+    # where cert-manager's Certificate CRD is installed.
+    cert_manager_issuer_name: str = Field(default="")
+    cert_manager_issuer_kind: Literal["Issuer", "ClusterIssuer"] = Field(default="ClusterIssuer")
+    cert_manager_issuer_group: str = Field(default="cert-manager.io")
+    # vpes-web's Service (in operator_namespace) the per-server Ingresses route to;
+    # empty: vpes-web is not installed, so no certificates either.
+    web_service_name: str = Field(default="")
+    web_service_port: int = Field(default=80, ge=1, le=65535)
+    # The Ingress class of the per-server Ingresses; empty: the cluster's default class.
+    web_ingress_class: str = Field(default="")
+    # How often the Certificates' status is read (CertificateReady, the expiry metric),
+    # and how often whether cert-manager is installed is asked again.
+    certificates_poll_seconds: float = Field(default=60.0, gt=0)
+    certificates_crd_check_seconds: float = Field(default=300.0, gt=0)
+
     @field_validator("backup_s3_egress_cidrs")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:

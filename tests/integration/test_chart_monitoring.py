@@ -94,6 +94,8 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
         "VpesDNSRecordsLeftBehind",
         "VpesOperatorStalled",
         "VpesTenantStorage",
+        "VpesCertificateExpiring",
+        "VpesCertificateNotReady",
     }
     not_ready = alerts["VpesTenantNotReady"]
     assert not_ready["for"] == "15m"
@@ -110,6 +112,17 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
     assert storage["expr"] == "max by (namespace, server) (vpes_tenant_storage_healthy) == 0"
     assert "StorageHealthy" in storage["annotations"]["description"]
     assert "vpes_tenant_dns_verified" in alerts["VpesDNSVerificationFailing"]["expr"]
+    expiring = " ".join(alerts["VpesCertificateExpiring"]["expr"].split())
+    assert expiring == (
+        "min by (namespace, server) (vpes_certificate_expiry_timestamp_seconds) - time() "
+        "< 14 * 86400"
+    )
+    not_ready_cert = alerts["VpesCertificateNotReady"]
+    assert not_ready_cert["for"] == "1h"
+    assert (
+        "max by (namespace, server) (vpes_tenant_certificate_ready) == 0"
+        in (not_ready_cert["expr"])
+    )
     assert 'vpes_reconciles_total{result="error"}' in alerts["VpesOperatorErrors"]["expr"]
     # A start-up that never completes, or a wedged operator, pages someone.
     assert "absent(vpes_operator_ready)" in alerts["VpesOperatorNotProcessing"]["expr"]

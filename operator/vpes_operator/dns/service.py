@@ -247,8 +247,8 @@ def run(
     )
     return Outcome(
         events=events,
-        published=published.status,
-        verified=verified.status,
+        published=published.status is True,
+        verified=verified.status is True,
         waiting=waiting,
         records=records,
         failures=failures,

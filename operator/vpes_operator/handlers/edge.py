@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .. import health, watched
-from ..clients.kube import ApiError
+from ..clients.kube import ApiError, Kube
 from ..edgemaps import Publisher, undelivered
 from .background import background
 from .events import post
@@ -32,33 +32,34 @@ def changes() -> int:
     return watched.EDGE.version + watched.PLANS.version + watched.RELAY.version
 
 
-async def wait_for_fleet(publisher: Publisher) -> None:
+async def wait_for_fleet(kube: Kube, what: str = "edge maps") -> None:
     """Until the watches have delivered every server and plan the API has: maps built
-    from part of the fleet would refuse the other part's mail."""
+    from part of the fleet would refuse the other part's mail (and certificates swept
+    on a partial view would delete those of the other part)."""
     logged = False
     while True:
         try:
             missing = await asyncio.to_thread(
                 undelivered,
-                publisher.kube,
+                kube,
                 watched.EDGE.groups(),
                 watched.PLANS.groups(),
                 health.HEALTH.namespaces,
             )
         except Exception as e:
             missing = -1
-            log.warning("edge maps: listing the servers failed: %s", e)
+            log.warning("%s: listing the servers failed: %s", what, e)
         if missing == 0:
             return
         if not logged and missing > 0:
-            log.info("edge maps: waiting for %d servers and plans to be delivered", missing)
+            log.info("%s: waiting for %d servers and plans to be delivered", what, missing)
             logged = True
         await asyncio.sleep(1.0)
 
 
 async def keep_current(memo: Any) -> None:
     publisher = Publisher(memo.kube, memo.settings, post, relay=watched.RELAY)
-    await wait_for_fleet(publisher)
+    await wait_for_fleet(publisher.kube)
     seen, due = -1, 0.0
     while True:
         if changes() != seen or time.monotonic() >= due:

@@ -114,6 +114,15 @@ class Reason(StrEnum):
     CA_UNREACHABLE = "CAUnreachable"
     CA_REFUSED = "CARefused"
     ACME_NOT_CONFIGURED = "ACMENotConfigured"
+    # CertificateReady (cert-manager's Certificates, webcerts.py). When False for a
+    # failed issuance, the reason is cert-manager's own (e.g. Failed) when it is a
+    # CamelCase word, CERTIFICATE_FAILED otherwise; the message is cert-manager's.
+    CERTIFICATE_ISSUED = "CertificateIssued"
+    CERTIFICATE_ISSUING = "Issuing"
+    CERTIFICATE_FAILED = "CertificateFailed"
+    CERTIFICATES_NOT_CONFIGURED = "CertificatesNotConfigured"
+    CERT_MANAGER_NOT_INSTALLED = "CertManagerNotInstalled"
+    NO_DOMAINS_ROUTED = "NoDomainsRouted"
     # BackupHealthy
     BACKUPS_OFF = "BackupsOff"
     INVALID_SCHEDULE = "InvalidSchedule"
@@ -203,13 +212,15 @@ _PERMANENCE: dict[str, Permanence] = {
     Reason.S3_IDENTITY_PENDING: Permanence.WAITING,
     Reason.RATE_LIMITED: Permanence.WAITING,
     Reason.CA_UNREACHABLE: Permanence.WAITING,
+    Reason.CERTIFICATE_ISSUING: Permanence.PROGRESS,
 }
 # Ready reasons that say what keeps the pod from running (see podstate).
 POD_BLOCKED: frozenset[str] = frozenset(
     {Reason.IMAGE_UNAVAILABLE, Reason.UNSCHEDULABLE, Reason.VOLUME_NOT_BOUND}
 )
 # Reasons asked for, not suffered: never a warning, even when a good condition turns bad.
-REQUESTED: frozenset[str] = frozenset({Reason.SUSPENDED})
+# Certificates the provider did not configure are a choice, not a fault.
+REQUESTED: frozenset[str] = frozenset({Reason.SUSPENDED, Reason.CERTIFICATES_NOT_CONFIGURED})
 
 
 def permanence(reason: str) -> Permanence:
