@@ -34,11 +34,14 @@ function env(string $name, ?string $default = null): string
 // host: ssl://name:port or tls://name:port (the edge's login proxy and
 // submission port; Roundcube speaks TLS from the start with ssl://, STARTTLS
 // with tls://).
-function host(string $name, string $scheme): string
+// A server address with TLS: ssl:// (TLS from the start) or tls:// (STARTTLS), as
+// `schemes` allows; never plain, so that no password crosses in the clear.
+function host(string $name, string ...$schemes): string
 {
     $v = env($name);
-    if (!preg_match('#^' . $scheme . '://[A-Za-z0-9.-]+:[0-9]{1,5}$#', $v)) {
-        fail("$name must look like $scheme://host:port, not " . json_encode($v));
+    if (!preg_match('#^(' . implode('|', $schemes) . ')://[A-Za-z0-9.-]+:[0-9]{1,5}$#', $v)) {
+        $shapes = implode(' or ', array_map(fn ($s) => "$s://host:port", $schemes));
+        fail("$name must look like $shapes, not " . json_encode($v));
     }
     return $v;
 }
@@ -83,7 +86,7 @@ function settings(): array
     return [
         'db_dsnw' => $dsn,
         'des_key' => $des,
-        'imap_host' => host('VPES_WEBMAIL_IMAP_HOST', 'ssl'),
+        'imap_host' => host('VPES_WEBMAIL_IMAP_HOST', 'ssl', 'tls'),
         'smtp_host' => host('VPES_WEBMAIL_SMTP_HOST', 'tls'),
         'managesieve_host' => host('VPES_WEBMAIL_SIEVE_HOST', 'tls'),
         'imap_conn_options' => ['ssl' => $ssl],

@@ -237,7 +237,7 @@ def test_a_bad_setting_is_named_and_fatal(
         (
             "VPES_WEBMAIL_IMAP_HOST",
             "imap.example:993",
-            "VPES_WEBMAIL_IMAP_HOST must look like ssl://host:port",
+            "VPES_WEBMAIL_IMAP_HOST must look like ssl://host:port or tls://host:port",
         ),
         ("VPES_WEBMAIL_MAX_UPLOAD", "lots", "VPES_WEBMAIL_MAX_UPLOAD must be a number of bytes"),
     ]:

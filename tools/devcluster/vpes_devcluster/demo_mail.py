@@ -100,12 +100,14 @@ def round_trip(
     raise ClusterError(f"the message did not reach {address} over IMAP: {last}")
 
 
-def fetch(imap_host: str, address: str, password: str, subject: str) -> bytes:
-    """The whole message with `subject` in `address`'s INBOX (through the login proxy),
-    or b"" while it is not there."""
+def fetch(
+    imap_host: str, address: str, password: str, subject: str, folder: str = "INBOX"
+) -> bytes:
+    """The whole message with `subject` in `address`'s `folder` (through the login
+    proxy), or b"" while it is not there."""
     with _imap(imap_host, True) as imap:
         imap.login(address, password)
-        imap.select("INBOX", readonly=True)
+        imap.select(folder, readonly=True)
         _, found = imap.search(None, "SUBJECT", f'"{subject}"')
         numbers = found[0].split() if found and found[0] else []
         if not numbers:
