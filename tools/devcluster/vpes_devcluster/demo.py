@@ -32,7 +32,7 @@ from . import chart, proc_records, published_dns
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip, send_between
-from .demo_panel import dav_check, panel_check, web_check
+from .demo_panel import dav_check, panel_check, web_check, webmail_check
 from .errors import ClusterError
 from .node import build_images
 from .node_config import NODE_IP, POD_CIDR
@@ -118,6 +118,8 @@ def install(cluster: Cluster, images: dict[str, str], s3: S3Server, stripe_url: 
         edge_image=images["edge"],
         antispam_image=images["rspamd"],
         dav_image=images["dav"],
+        webmail_image=images["webmail"],
+        webmail_db_image=images["webmail-db"],
     )
     values["billing"]["stripeApiBase"] = stripe_url
     # The relay's mail reaches the edge's MX from its pod's address: SPF lists the pods.
@@ -261,10 +263,9 @@ def stop_processes(state: Path) -> None:
 
 def up(state: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
-    print(
-        "building the operator, tenant, dav, backup, edge and rspamd images (once) ...", flush=True
-    )
-    images = build_images("operator", "tenant", "dav", "backup", "edge", "rspamd")
+    print("building the platform's images (once) ...", flush=True)
+    names = ("operator", "tenant", "dav", "backup", "edge", "rspamd", "webmail", "webmail-db")
+    images = build_images(*names)
     cluster = Cluster(state / "cluster", nodes=0, node=True)
     if not cluster.running():
         print("starting the control plane and a real node ...", flush=True)
@@ -298,6 +299,9 @@ def up(state: Path) -> int:
     print(f"vpes-web ({web}, Host autoconfig.{domain}): {web_check(web, domain)}", flush=True)
     calendar = dav_check(web, EDGE_WEB_HOST, SAMPLE_ADDRESS, SAMPLE_PASSWORD)
     print(f"calendar and contacts ({web}/dav/, Host {EDGE_WEB_HOST}): {calendar}", flush=True)
+    webmail = service_url(cluster, "webmail")
+    shown = webmail_check(webmail, SAMPLE_ADDRESS, SAMPLE_PASSWORD)
+    print(f"webmail (Roundcube): {webmail}/ as {SAMPLE_ADDRESS}: {shown}", flush=True)
     _print_access(cluster)
     return 0
 

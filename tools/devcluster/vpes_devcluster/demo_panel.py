@@ -110,3 +110,31 @@ def dav_check(
             last = f"MKCALENDAR {made.status_code}, PUT {put.status_code}, GET {got.status_code}"
         time.sleep(2)
     raise ClusterError(f"calendar through vpes-web at {url} for {address}: {last}")
+
+
+ROUNDCUBE_TOKEN = re.compile(r'name="_token" value="([^"]+)"')
+
+
+def webmail_check(url: str, address: str, password: str, timeout: float = 180) -> str:
+    """Log in to the shared webmail (Roundcube's own login form, its request token and
+    cookie) as `address` and open the inbox; ClusterError when it never works (the
+    operator publishes the allowed domains, the edge routes the login)."""
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            with httpx.Client(base_url=url, timeout=30) as c:
+                form = c.get("/")
+                token = ROUNDCUBE_TOKEN.search(form.text)
+                if token is None:
+                    last = f"no login form ({form.status_code})"
+                else:
+                    fields = {"_task": "login", "_action": "login", "_timezone": "UTC"}
+                    fields |= {"_user": address, "_pass": password, "_token": token.group(1)}
+                    inbox = c.post("/?_task=login", data=fields, follow_redirects=True)
+                    if "_task=mail" in str(inbox.url) and "messagelist" in inbox.text:
+                        return "logged in and opened the inbox"
+                    last = f"login answered {inbox.status_code} at {inbox.url}"
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(3)
+    raise ClusterError(f"webmail at {url} for {address}: {last}")
