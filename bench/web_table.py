@@ -68,9 +68,9 @@ def changes(r: dict[str, Any]) -> list[str]:
             "ms",
         ),
         row(
-            "servers as listed, in memory", fa["held"]["whole_mib"], fb["held"]["whole_mib"], "MiB"
+            "servers as listed, in memory", fa["held"]["whole_kib"], fb["held"]["whole_kib"], "KiB"
         ),
-        row("servers as kept (slim_server)", fa["held"]["slim_mib"], fb["held"]["slim_mib"], "MiB"),
+        row("servers as kept (slim_server)", fa["held"]["slim_kib"], fb["held"]["slim_kib"], "KiB"),
         f"| servers / domains / keys | {fa['servers']} / {fa['domains']} / {fa['keys']} "
         f"| {fb['servers']:,} / {fb['domains']:,} / {fb['keys']:,} | |",
         row("the list's JSON", fa["list_bytes"], fb["list_bytes"], "B"),
