@@ -17,6 +17,8 @@ rebuilds its index `hosted_settle_seconds` after a change it reads. In one run:
   2. 999 more beside it (1,000 servers), created while vpes-web watches (its peak RSS
      over that time: the events and the rebuilds), once the controller-manager is done
      with their namespaces and the newest server's names are served;
+  3. a second vpes-web started at 1,000 servers (a restart: its first list), until it
+     serves: the seconds and its memory;
 at each size:
   - ``--idle-requests`` requests, each after ``--idle-seconds`` (31) without any: the
     request that met a listing when the index was listed every 30 s;
@@ -371,6 +373,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             }
             print(f"{args.servers} servers ...", flush=True)
             results["many"] = measure(web, cluster, admin, sa, me, ps, args)
+        with Web(kubeconfig, work / "restart.log", args.settle_seconds) as again:
+            lists = pms_lists(cluster)
+            results["restart"] = {
+                "memory_start": again.proc.memory(),
+                "served_after_s": round(again.served(ps), 2),
+                "memory_synced": again.proc.memory(),
+                "listings": pms_lists(cluster) - lists,
+            }
     return results
 
 

@@ -99,6 +99,19 @@ def memory(r: dict[str, Any]) -> list[str]:
         f"| +{pop['transient_mib']} MiB | | +{pop['retained_mib']} MiB kept | "
         f"{pop['peak_rss_mib']} MiB; {pop['listings']} lists |"
     )
+    restart = r["restart"]
+    for label, m in [
+        (f"restarted at {n:,} servers: after start", restart["memory_start"]),
+        (
+            f"restarted: first list, index built, served after {restart['served_after_s']} s "
+            f"({restart['listings']} lists)",
+            restart["memory_synced"],
+        ),
+    ]:
+        rows.append(
+            f"| {label} | {m['rss_mib']} MiB | {m['pss_mib']} MiB | {m['pss_anon_mib']} MiB "
+            f"| {m['peak_rss_mib']} MiB |"
+        )
     return rows
 
 
