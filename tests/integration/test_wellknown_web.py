@@ -46,16 +46,16 @@ OL = "{" + OUTLOOK_SCHEMA + "}"
 
 
 class Counted:
-    """The web account's client, counting its lists (the informers' only requests but
-    their watches)."""
+    """The web account's client, counting its lists and pages (the informers' only
+    requests but their watches)."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self.lists = 0
 
-    def request(self, method: str, path: str) -> JSON:
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None) -> JSON:
         self.lists += 1
-        return self.kube.request(method, path)
+        return self.kube.request(method, path, query=query)
 
     def watch(
         self, path: str, resource_version: str, *, timeout_seconds: int = 300

@@ -31,9 +31,11 @@ class Script:
     def __init__(self, lists: list[Any], watches: list[Any], stop: threading.Event) -> None:
         self.lists, self.watches, self.stop = lists, watches, stop
         self.calls: list[tuple[str, str]] = []
+        self.queries: list[dict[str, str] | None] = []
 
-    def request(self, method: str, path: str) -> JSON:
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None) -> JSON:
         self.calls.append(("list", path))
+        self.queries.append(query)
         if not self.lists:
             self.stop.set()
             return {"items": [], "metadata": {"resourceVersion": "0"}}
@@ -119,6 +121,7 @@ def test_failures_list_again_after_a_growing_back_off() -> None:
     lists = [refused, OSError("connection refused"), ("1", []), ("3", [obj("b", "3")])]
     script, recorder, informer = run(lists, [broken, []], resync=False)
     assert [c[0] for c in script.calls[:6]] == ["list", "list", "list", "watch", "list", "watch"]
+    assert script.queries[0] is None  # one list, not in pages
     assert recorder.seen[:3] == [("list", []), ("ADDED", "b"), ("list", ["b"])]
     assert informer.synced.is_set()
 
@@ -135,3 +138,51 @@ def test_a_handler_that_fails_on_one_event_gets_the_next() -> None:
     events = [("MODIFIED", obj("a", "2")), ("ADDED", obj("b", "3"))]
     _, recorder, _ = run([("1", [obj("a", "1")])], [events], resync=False, fail_on="MODIFIED")
     assert recorder.seen == [("list", ["a"]), ("ADDED", "b")]
+
+
+class Pages:
+    """A fake API that serves a list of five objects in pages of two."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.queries: list[dict[str, str] | None] = []
+
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None) -> JSON:
+        self.queries.append(query)
+        start = int((query or {}).get("continue", "0"))
+        items = [obj(f"o{i}", "5") | {"status": {"big": "x" * 100}} for i in range(5)]
+        more = {"continue": str(start + 2)} if start + 2 < 5 else {}
+        return {"items": items[start : start + 2], "metadata": {"resourceVersion": "5", **more}}
+
+    def watch(
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+    ) -> Iterator[tuple[str, JSON]]:
+        yield "ADDED", obj("late", "6") | {"status": {"big": "y"}}
+        self.stop.set()
+
+
+def test_a_paged_list_reaches_the_handler_whole_each_object_transformed() -> None:
+    stop = threading.Event()
+    pages, seen = Pages(stop), []
+
+    class Keep:
+        def replace(self, items: list[JSON]) -> None:
+            seen.append(items)
+
+        def event(self, kind: str, o: JSON) -> None:
+            seen.append((kind, o))
+
+    def slim(o: JSON) -> JSON:
+        return {"metadata": {"name": o["metadata"]["name"]}}
+
+    informer = Informer(pages, "/x", Keep(), stop, resync=False, page_size=2, transform=slim)
+    informer.start()
+    informer.join(timeout=10)
+    assert pages.queries == [
+        {"limit": "2"},
+        {"limit": "2", "continue": "2"},
+        {"limit": "2", "continue": "4"},
+    ]
+    assert seen[0] == [{"metadata": {"name": f"o{i}"}} for i in range(5)]
+    assert seen[1] == ("ADDED", {"metadata": {"name": "late"}})
+    assert informer.lists == 1

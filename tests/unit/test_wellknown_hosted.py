@@ -173,7 +173,7 @@ class Fleet:
         self.fail_list = False
         self.lock = threading.Lock()
 
-    def request(self, method: str, path: str) -> JSON:
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None) -> JSON:
         with self.lock:
             self.lists.append(path)
             if self.fail_list:

@@ -8,13 +8,18 @@ costs nothing while the collection is quiet. A 410 Gone (the version is too old 
 the API server to replay from) relists at once; any other failure (the API server
 away, a refused request, a broken stream) relists after a back-off that doubles from
 `backoff[0]` to `backoff[1]` seconds and starts again after a list that succeeded.
+
+With `page_size`, a list is made of pages of that many objects (limit and continue: the
+API server serves them from one snapshot), and `transform` reduces each object as it
+arrives (list pages and watch events) to what the handler keeps: a large collection is
+then never whole in memory at once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from .kube import JSON, ApiError
@@ -33,7 +38,7 @@ class Handler(Protocol):
 class Source(Protocol):
     """What an informer asks of the API client (`Kube` is one)."""
 
-    def request(self, method: str, path: str) -> JSON: ...
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None) -> JSON: ...
 
     def watch(
         self, path: str, resource_version: str, *, timeout_seconds: int = 300
@@ -60,6 +65,8 @@ class Informer(threading.Thread):
         resync: bool = True,
         watch_seconds: int = 300,
         backoff: tuple[float, float] = (0.5, 30.0),
+        page_size: int = 0,
+        transform: Callable[[JSON], JSON] | None = None,
     ) -> None:
         super().__init__(name=f"informer {path}", daemon=True)
         self.kube = kube
@@ -69,6 +76,8 @@ class Informer(threading.Thread):
         self.resync = resync
         self.watch_seconds = watch_seconds
         self.backoff = backoff
+        self.page_size = page_size
+        self.transform = transform
         self.synced = threading.Event()
         self.lists = 0  # lists made (the first and every relist)
 
@@ -91,11 +100,24 @@ class Informer(threading.Thread):
             if delay:
                 self.stop.wait(delay)
 
+    def _shape(self, obj: JSON) -> JSON:
+        return obj if self.transform is None else self.transform(obj)
+
     def _list(self) -> str:
-        listing = self.kube.request("GET", self.path)
+        """List (page by page), hand the handler the items; the list's version."""
+        items: list[JSON] = []
+        limit = {"limit": str(self.page_size)} if self.page_size else {}
+        query = limit
+        while True:
+            listing = self.kube.request("GET", self.path, query=query or None)
+            items.extend(self._shape(obj) for obj in listing.get("items") or [])
+            token = (listing.get("metadata") or {}).get("continue")
+            if not (limit and token):
+                break
+            query = {**limit, "continue": str(token)}
         self.lists += 1
         try:
-            self.handler.replace(list(listing.get("items") or []))
+            self.handler.replace(items)
         except Exception:
             log.exception("%s: handler failed on the list", self.path)
         self.synced.set()
@@ -110,7 +132,7 @@ class Informer(threading.Thread):
                     return
                 version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                 if kind != "BOOKMARK":
-                    self._dispatch(kind, obj)
+                    self._dispatch(kind, self._shape(obj))
             if self.resync:
                 return
 

@@ -72,6 +72,7 @@ def slim_plan(obj: JSON) -> JSON:
 
 
 SLIM = {SERVERS: slim_server, PLANS: slim_plan}
+PAGE = 100  # objects a list page (each reduced by SLIM before the next is read)
 
 
 @dataclass(frozen=True)
@@ -264,12 +265,23 @@ def watch_hosted(
     *,
     backoff: tuple[float, float] = (0.5, 30.0),
 ) -> HostedDomains:
-    """The index, fed by an informer of the servers and one of the plans (each resumes
-    its watch where it ended, and lists again only when the watch expired or failed),
-    rebuilt by a thread of its own; all three stop with `stop`."""
+    """The index, fed by an informer of the servers and one of the plans (each lists in
+    pages of `PAGE`, slimming each object as it arrives, resumes its watch where it
+    ended, and lists again only when the watch expired or failed), rebuilt by a thread
+    of its own; all three stop with `stop`. (The feeds slim again what they get: the
+    same objects, and the index stays right when fed whole ones.)"""
     hosted = HostedDomains()
     for kind, feed in ((SERVERS, hosted.servers), (PLANS, hosted.plans)):
-        Informer(kube, collection_path(kind), feed, stop, resync=False, backoff=backoff).start()
+        Informer(
+            kube,
+            collection_path(kind),
+            feed,
+            stop,
+            resync=False,
+            backoff=backoff,
+            page_size=PAGE,
+            transform=SLIM[kind],
+        ).start()
     threading.Thread(
         target=hosted.run, args=(stop, settle), name="hosted index", daemon=True
     ).start()
