@@ -3,37 +3,40 @@
 Real parts only: the dev control plane (etcd, kube-apiserver with RBAC, kwok), vpes-web
 as its own process (``python -m vpes_panel.wellknown``, what the ``vpes-web`` entry
 point runs) with the chart's web ServiceAccount and RBAC
-(``charts/vpes/templates/web-rbac.yaml``: list servers, nothing else), reached over HTTP
-on loopback, each request naming its site in the Host header as the Ingress passes it
-on. The servers are ``bench/panel_fleet.py``'s (2 domains, 5 mailboxes and a full status
-each); the owner's mailbox of every second server (10% of the mailboxes) publishes an
-OpenPGP key: one key made with gpg in a throwaway home, its armored text reused for
-every address (the CRD checks only the armor's first and last lines, and the
-directory only dearmors it).
+(``charts/vpes/templates/web-rbac.yaml``: get, list and watch servers and plans),
+reached over HTTP on loopback, each request naming its site in the Host header as the
+Ingress passes it on. The servers are ``bench/panel_fleet.py``'s (2 domains, 5
+mailboxes and a full status each); the owner's mailbox of every second server (10% of
+the mailboxes) publishes an OpenPGP key: one key made with gpg in a throwaway home, its
+armored text reused for every address (the CRD checks only the armor's first and last
+lines, and the directory only dearmors it).
 
-In one run, side by side:
+vpes-web watches the servers and plans (an informer: list once, then watch) and
+rebuilds its index `hosted_settle_seconds` after a change it reads. In one run:
   1. one server (the baseline), then
-  2. 999 more beside it (1,000 servers), once the controller-manager is done with
-     their namespaces;
-at each size, in the service as the chart runs it (``hosted_seconds`` 30):
-  - one full listing of the servers, forced (the first request after the index
-    expired): that request's time and the process's peak RSS over its RSS before it
-    (the peak is reset just before: the listing's transient memory);
+  2. 999 more beside it (1,000 servers), created while vpes-web watches (its peak RSS
+     over that time: the events and the rebuilds), once the controller-manager is done
+     with their namespaces and the newest server's names are served;
+  3. a second vpes-web started at 1,000 servers (a restart: its first list), until it
+     serves: the seconds and its memory;
+at each size:
+  - ``--idle-requests`` requests, each after ``--idle-seconds`` (31) without any: the
+    request that met a listing when the index was listed every 30 s;
   - interleaved, ``--requests`` times after ``--warmup``: GET autoconfig, POST
     autodiscover, GET mta-sts.txt, GET a WKD key (advanced method), GET autoconfig of
-    a domain nobody hosts (404); the API server's count of server listings during
-    them (its ``apiserver_request_total``);
-  - the listing's floor, from the benchmark's process through the same
-    ServiceAccount: the raw list of every server, and building the index from it
-    (hosted domains and published keys: what vpes-web does after the list);
-then the same requests, for at least ``--relist-for`` seconds (15), to a second
-vpes-web listing again every ``--relist-seconds`` (1), so that requests meet listings
-(one client, one request at a time: a request that finds the index expired lists,
-and any request arriving meanwhile waits for that listing). The processes' RSS, PSS and
-peak RSS after start and after each step.
+    a domain nobody hosts (404);
+  - a domain added to the first server (a merge patch of spec.domains): the seconds
+    until it is served, polled one request at a time, and the slowest of those
+    requests;
+  - the API server's count of server lists during each (its ``apiserver_request_total``:
+    none is expected after the first);
+  - in the benchmark's process, through the same ServiceAccount: the raw list of every
+    server, the index built from it (what vpes-web does after a change), and the
+    memory the servers take as listed and as vpes-web keeps them (``slim_server``).
+The process's RSS, PSS and peak RSS after start and after each step.
 
 Usage: python -m bench.web [--servers 1000] [--requests 200] [--warmup 20]
-       [--listings 10] [--hosted-seconds 30] [--relist-seconds 1] [--relist-for 15]
+       [--listings 10] [--settle-seconds 1] [--idle-requests 3] [--idle-seconds 31]
 Prints markdown tables and writes bench/results/web-<time>.json.
 """
 
@@ -47,6 +50,7 @@ import os
 import secrets
 import tempfile
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +63,7 @@ from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 from vpes_panel import openpgp
 from vpes_panel.wellknown.autodiscover import OUTLOOK_SCHEMA
-from vpes_panel.wellknown.hosted import domains_of, servers_of
+from vpes_panel.wellknown.hosted import build, collection_path, slim_server
 
 from bench import panel_fleet as fleet
 from bench.memory import report
@@ -142,13 +146,11 @@ def pms_lists(cluster: Cluster) -> int:
 
 
 class Web:
-    """One vpes-web process, the benchmark's client of it, and when it last listed."""
+    """One vpes-web process and the benchmark's client of it."""
 
-    def __init__(self, kubeconfig: Path, log: Path, hosted_seconds: float) -> None:
-        env = {"VPES_WEB_HOSTED_SECONDS": str(hosted_seconds)}
+    def __init__(self, kubeconfig: Path, log: Path, settle_seconds: float) -> None:
+        env = {"VPES_WEB_HOSTED_SETTLE_SECONDS": str(settle_seconds)}
         self.proc = PanelProcess(kubeconfig, log, env, module="vpes_panel.wellknown")
-        self.ttl = hosted_seconds
-        self.last_request = 0.0
         self.client: httpx.Client | None = None
 
     def __enter__(self) -> Web:
@@ -163,51 +165,47 @@ class Web:
 
     def send(self, p: Probe) -> httpx.Response:
         assert self.client is not None
-        try:
-            return send(self.client, p)
-        finally:
-            self.last_request = time.monotonic()
+        return send(self.client, p)
 
-    def forced_listing(self, cluster: Cluster, p: Probe) -> dict[str, Any]:
-        """Once the index has expired (no request for `ttl`: none could have listed),
-        `p`'s request, which lists every server: its time and the memory the listing
-        took while it ran (peak RSS over the RSS before)."""
-        time.sleep(max(0.0, self.last_request + self.ttl + 0.5 - time.monotonic()))
-        lists = pms_lists(cluster)
-        self.proc.reset_peak()
-        before = self.proc.memory()
-        took = timed(functools.partial(self.send, p))
-        after = self.proc.memory()
-        if pms_lists(cluster) - lists != 1:
-            raise RuntimeError("the forced request did not list the servers exactly once")
-        return {
-            "request_ms": round(took * 1000, 1),
-            "rss_before_mib": before["rss_mib"],
-            "peak_rss_mib": after["peak_rss_mib"],
-            "transient_mib": round(after["peak_rss_mib"] - before["rss_mib"], 1),
-            "retained_mib": round(after["rss_mib"] - before["rss_mib"], 1),
-        }
+    def served(self, ps: dict[str, Probe], timeout: float = 120.0) -> float:
+        """Wait until every probe answers as expected (the index has caught up); the
+        seconds it took."""
+        t0 = time.monotonic()
+        while True:
+            try:
+                for p in ps.values():
+                    self.send(p)
+                return time.monotonic() - t0
+            except RuntimeError:
+                if time.monotonic() - t0 > timeout:
+                    raise
+                time.sleep(0.05)
+
+
+def idle(web: Web, cluster: Cluster, p: Probe, args: argparse.Namespace) -> dict[str, Any]:
+    """`p` after `--idle-seconds` without a request, `--idle-requests` times."""
+    lists, took = pms_lists(cluster), []
+    for _ in range(args.idle_requests):
+        time.sleep(args.idle_seconds)
+        took.append(timed(functools.partial(web.send, p)))
+    return {
+        "request_ms": [round(t * 1000, 1) for t in took],
+        "listings": pms_lists(cluster) - lists,
+    }
 
 
 def interleaved(
-    web: Web,
-    cluster: Cluster,
-    ps: dict[str, Probe],
-    args: argparse.Namespace,
-    seconds: float = 0.0,
+    web: Web, cluster: Cluster, ps: dict[str, Probe], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Every probe in turn, `--warmup` + `--requests` rounds, and more until `seconds`
-    have passed; p50/p95 (and p99, max) of each, and how many listings the API server
-    answered meanwhile."""
+    """Every probe in turn, `--warmup` + `--requests` rounds; p50/p95 (and p99, max) of
+    each, and how many listings the API server answered meanwhile."""
     samples: dict[str, list[float]] = {k: [] for k in ps}
     lists0, t0 = pms_lists(cluster), time.monotonic()
-    i = 0
-    while i < args.warmup + args.requests or time.monotonic() - t0 < seconds:
+    for i in range(args.warmup + args.requests):
         for name, p in ps.items():
             took = timed(functools.partial(web.send, p))
             if i >= args.warmup:
                 samples[name].append(took)
-        i += 1
     out: dict[str, Any] = {}
     for name, v in samples.items():
         ordered = sorted(v)
@@ -223,44 +221,91 @@ def interleaved(
     }
 
 
+def domain_added(web: Web, cluster: Cluster, admin: Kube, me: fleet.Customer) -> dict[str, Any]:
+    """A domain added to `me`'s server: how long until it is served, the slowest request
+    meanwhile (one at a time), the lists the API server answered meanwhile."""
+    added = f"added-{secrets.token_hex(4)}.example"
+    p = Probe("GET", f"autoconfig.{added}", "/mail/config-v1.1.xml", 200, needle=f'"{added}"')
+    lists = pms_lists(cluster)
+    admin.request(
+        "PATCH",
+        f"/apis/{API_VERSION}/namespaces/{me.namespace}/personalmailservers/{fleet.SERVER}",
+        body={"spec": {"domains": [*me.domains, added]}},
+        content_type="application/merge-patch+json",
+    )
+    t0, slowest, requests = time.monotonic(), 0.0, 0
+    while True:
+        began = time.perf_counter()
+        try:
+            web.send(p)
+            done = True
+        except RuntimeError:
+            done = False
+        slowest, requests = max(slowest, time.perf_counter() - began), requests + 1
+        if done:
+            break
+        if time.monotonic() - t0 > 60:
+            raise RuntimeError(f"{added} was not served within 60 s")
+    return {
+        "served_after_s": round(time.monotonic() - t0, 2),
+        "requests": requests,
+        "slowest_ms": round(slowest * 1000, 1),
+        "listings": pms_lists(cluster) - lists,
+    }
+
+
+def held(servers: list[dict[str, Any]]) -> dict[str, float]:
+    """The memory Python takes for the servers as listed and as vpes-web keeps them
+    (parsed from JSON; tracemalloc, KiB)."""
+
+    def size(objects: list[dict[str, Any]]) -> float:
+        text = json.dumps(objects)
+        tracemalloc.start()
+        kept = json.loads(text)
+        used = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del kept
+        return round(used / 1024, 1)
+
+    return {"whole_kib": size(servers), "slim_kib": size([slim_server(s) for s in servers])}
+
+
 def floor(sa: Kube, n: int) -> dict[str, Any]:
-    """The listing's parts in the benchmark's process: the raw list through the web
-    ServiceAccount, then the index built from it (domains and published keys)."""
+    """In the benchmark's process: the raw list through the web ServiceAccount, the index
+    built from the servers as vpes-web keeps them, their memory either way."""
+    path = collection_path(KIND)
     listed: list[list[dict[str, Any]]] = []
-    raw = [timed(lambda: listed.append(list(servers_of(sa)()))) for _ in range(n)]
+    raw = [timed(lambda: listed.append(sa.request("GET", path)["items"])) for _ in range(n)]
     servers = listed[-1]
-    index = [
-        timed(lambda: (domains_of(servers), openpgp.published_keys(servers))) for _ in range(n)
-    ]
+    slim = [slim_server(s) for s in servers]
+    index = [timed(lambda: build(slim, [])) for _ in range(n)]
+    built = build(slim, [])
     return {
         "servers": len(servers),
-        "domains": len(domains_of(servers)),
-        "keys": len(openpgp.published_keys(servers)),
+        "domains": len(built.domains),
+        "keys": len(built.keys),
         "list_bytes": len(json.dumps(servers).encode()),
         "raw_list": summary(raw),
         "build_index": summary(index),
+        "held": held(servers),
     }
 
 
 def measure(
     web: Web,
-    relist: Web,
     cluster: Cluster,
+    admin: Kube,
     sa: Kube,
+    me: fleet.Customer,
     ps: dict[str, Probe],
-    last: dict[str, Probe],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """One size: a forced listing, the requests, the floor; then the requests again to
-    the process that lists every `--relist-seconds`."""
-    out: dict[str, Any] = {"listing": web.forced_listing(cluster, ps["GET autoconfig"])}
-    for p in last.values():  # the newest server's names, key included: all were listed
-        web.send(p)
+    """One size: requests after idle time, the requests, a domain added, the floor."""
+    out: dict[str, Any] = {"idle": idle(web, cluster, ps["GET autoconfig"], args)}
     out["steady"] = interleaved(web, cluster, ps, args)
+    out["domain_added"] = domain_added(web, cluster, admin, me)
     out["memory_after_pages"] = web.proc.memory()
     out["floor"] = floor(sa, args.listings)
-    out["relisting"] = interleaved(relist, cluster, ps, args, args.relist_for)
-    out["relisting_memory"] = relist.proc.memory()
     return out
 
 
@@ -304,23 +349,38 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         binary = openpgp.dearmor(key)
         ps = probes(me.domains[0], binary)
-        with (
-            Web(kubeconfig, work / "web.log", args.hosted_seconds) as web,
-            Web(kubeconfig, work / "relist.log", args.relist_seconds) as relist,
-        ):
+        with Web(kubeconfig, work / "web.log", args.settle_seconds) as web:
             results["memory_start"] = web.proc.memory()
-            results["relist_memory_start"] = relist.proc.memory()
-            web.send(ps["GET autoconfig"])  # its first listing, and the imports it makes
+            results["first_served_s"] = round(web.served(ps), 2)
+            results["memory_synced"] = web.proc.memory()
             print("1 server ...", flush=True)
-            results["one"] = measure(web, relist, cluster, sa, ps, ps, args)
+            results["one"] = measure(web, cluster, admin, sa, me, ps, args)
             print(f"creating {args.servers - 1} more servers ...", flush=True)
+            web.proc.reset_peak()
+            before = web.proc.memory()
+            lists = pms_lists(cluster)
             results["populate_s"] = round(populate(admin, 1, args.servers, password, dkim, key), 1)
             results["settle_s"] = round(settle(admin, args.servers), 1)
             newest = fleet.Customer((args.servers - 1) // KEY_EVERY * KEY_EVERY, password)
+            results["caught_up_s"] = round(web.served(probes(newest.domains[0], binary)), 2)
+            after = web.proc.memory()
+            results["populating"] = {
+                "rss_before_mib": before["rss_mib"],
+                "peak_rss_mib": after["peak_rss_mib"],
+                "transient_mib": round(after["peak_rss_mib"] - before["rss_mib"], 1),
+                "retained_mib": round(after["rss_mib"] - before["rss_mib"], 1),
+                "listings": pms_lists(cluster) - lists,
+            }
             print(f"{args.servers} servers ...", flush=True)
-            results["many"] = measure(
-                web, relist, cluster, sa, ps, probes(newest.domains[0], binary), args
-            )
+            results["many"] = measure(web, cluster, admin, sa, me, ps, args)
+        with Web(kubeconfig, work / "restart.log", args.settle_seconds) as again:
+            lists = pms_lists(cluster)
+            results["restart"] = {
+                "memory_start": again.proc.memory(),
+                "served_after_s": round(again.served(ps), 2),
+                "memory_synced": again.proc.memory(),
+                "listings": pms_lists(cluster) - lists,
+            }
     return results
 
 
@@ -332,9 +392,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--listings", type=int, default=10)
-    parser.add_argument("--hosted-seconds", type=float, default=30.0)
-    parser.add_argument("--relist-seconds", type=float, default=1.0)
-    parser.add_argument("--relist-for", type=float, default=15.0)
+    parser.add_argument("--settle-seconds", type=float, default=1.0)
+    parser.add_argument("--idle-requests", type=int, default=3)
+    parser.add_argument("--idle-seconds", type=float, default=31.0)
     args = parser.parse_args()
     if args.servers < 2 or args.requests < 1 or args.listings < 1:
         parser.error("--servers needs at least 2, --requests and --listings at least 1")

@@ -153,7 +153,11 @@ def test_the_web_process_takes_the_charts_command_and_environment(
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["vpes-web"] == "vpes_panel.wellknown.__main__:main"
-    sets = ("edge.imapHost=imap.provider.example", "web.hostedSeconds=7", "web.davMaxBody=2097152")
+    sets = (
+        "edge.imapHost=imap.provider.example",
+        "web.hostedSettleSeconds=7",
+        "web.davMaxBody=2097152",
+    )
     docs = render(helm, None, *sets)
     config = one(docs, "ConfigMap", "vpes-operator")["data"]
     container = container_of(docs)
@@ -170,8 +174,8 @@ def test_the_web_process_takes_the_charts_command_and_environment(
     web_main.main(container["command"][1:])
     [(app, kw)] = calls
     assert (kw["host"], kw["port"]) == ("0.0.0.0", 8080)
-    [(settings, hosted)] = seen
-    assert settings.hosted_seconds == 7.0 and hosted.ttl == 7.0
+    [(settings, _hosted)] = seen
+    assert settings.hosted_settle_seconds == 7.0
     assert settings.dav_max_body == 2097152
     assert settings.mail.imap_host == "imap.provider.example"
     assert settings.mail.edge_web_host == "web.example.net"
@@ -304,7 +308,7 @@ def test_the_dav_path_reaches_the_web_at_the_edge_web_name(helm: str) -> None:
     ("setting", "complaint"),
     [
         ("web.replicas=0", "minimum"),
-        ("web.hostedSeconds=-1", "minimum"),
+        ("web.hostedSettleSeconds=-1", "minimum"),
         ("web.davMaxBody=100", "minimum"),
         ("web.ingress.paths[0]=mail", "does not match pattern"),
         ("web.networkPolicy.apiServerCIDRs[0]=api.example.net", "does not match pattern"),

@@ -1,10 +1,14 @@
 """vpes-web against the real API server, as the chart runs it: with a client of its own
 ServiceAccount (the chart's web-rbac.yaml), the hosted domains read from two real
-servers in two namespaces, queried by Host header. A domain nobody hosts, and one a
-server no longer lists, get 404; the account can read nothing but servers."""
+servers in two namespaces, watched (list, then watch), queried by Host header. A domain
+nobody hosts, and one a server no longer lists, get 404; a domain added is served
+within seconds with no request waiting for a listing; the account can read nothing but
+servers and plans."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -16,13 +20,13 @@ from starlette.testclient import TestClient
 from vpes_devcluster.kubeconfig import api_client
 from vpes_devcluster.platform import install_crds, install_rbac
 from vpes_operator import API_VERSION
-from vpes_operator.clients.kube import ApiError, Kube
+from vpes_operator.clients.kube import JSON, ApiError, Kube
 from vpes_operator.dns import records
 from vpes_operator.settings import OperatorSettings
 from vpes_panel import openpgp
 from vpes_panel.wellknown.app import build_app
 from vpes_panel.wellknown.autodiscover import OUTLOOK_SCHEMA
-from vpes_panel.wellknown.hosted import HostedDomains, servers_of
+from vpes_panel.wellknown.hosted import watch_hosted
 from vpes_panel.wellknown.settings import WebSettings
 
 from tests.openpgp_keys import gnupg
@@ -30,7 +34,7 @@ from tests.openpgp_keys import gnupg
 from .operator_support import server_body, wait_for
 
 NAMESPACE, SA, RBAC = "vpes-system", "vpes-web", "templates/web-rbac.yaml"
-REFRESH = 1.0  # seconds between listings of the servers
+SETTLE = 0.2  # seconds from a change to the index rebuilt with it
 MAIL = OperatorSettings(
     imap_host="imap.provider.example",
     smtp_host="smtp.provider.example",
@@ -41,10 +45,29 @@ MAIL = OperatorSettings(
 OL = "{" + OUTLOOK_SCHEMA + "}"
 
 
+class Counted:
+    """The web account's client, counting its lists and pages (the informers' only
+    requests but their watches)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.lists = 0
+
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None) -> JSON:
+        self.lists += 1
+        return self.kube.request(method, path, query=query)
+
+    def watch(
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+    ) -> Iterator[tuple[str, JSON]]:
+        return self.kube.watch(path, resource_version, timeout_seconds=timeout_seconds)
+
+
 @dataclass
 class WebEnv:
     admin: Kube
     sa: Kube
+    counted: Counted
     client: TestClient
     namespaces: list[str]
     domains: list[str]  # server a: domains[0] and domains[1]; server b: domains[2]
@@ -65,12 +88,16 @@ def web_env(cluster: Any) -> Iterator[WebEnv]:
         admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         spec = {"plan": "personal", "owner": {"email": f"owner@{ns}.example"}, "domains": owned}
         admin.create(server_body("mail", ns, spec))
-    settings = WebSettings(mail=MAIL, hosted_seconds=REFRESH)
-    app = build_app(settings, HostedDomains(servers_of(sa), settings.hosted_seconds))
+    settings = WebSettings(mail=MAIL, hosted_settle_seconds=SETTLE)
+    counted, stop = Counted(sa), threading.Event()
+    hosted = watch_hosted(counted, stop, settings.hosted_settle_seconds)
+    assert hosted.ready.wait(30), "the servers and plans listed"
+    app = build_app(settings, hosted)
     try:
         with TestClient(app) as client:
-            yield WebEnv(admin, sa, client, namespaces, domains)
+            yield WebEnv(admin, sa, counted, client, namespaces, domains)
     finally:
+        stop.set()
         for ns in namespaces:
             admin.delete("v1", "Namespace", None, ns)
 
@@ -129,7 +156,7 @@ def test_a_domain_nobody_hosts_is_404(web_env: WebEnv) -> None:
     assert r.status_code == 404
 
 
-def test_a_domain_a_server_drops_is_404_after_the_next_listing(web_env: WebEnv) -> None:
+def test_a_domain_a_server_drops_is_404_after_the_event(web_env: WebEnv) -> None:
     ns, dropped = web_env.namespaces[0], web_env.domains[1]
     host = f"autoconfig.{dropped}"
     assert web_env.get(host, "/mail/config-v1.1.xml").status_code == 200
@@ -144,11 +171,56 @@ def test_a_domain_a_server_drops_is_404_after_the_next_listing(web_env: WebEnv) 
     wait_for(
         lambda: web_env.get(host, "/mail/config-v1.1.xml").status_code == 404,
         f"{dropped} to be 404 once its server dropped it",
-        timeout=10 * REFRESH + 10,
+        timeout=10,
     )
     # The server's other domain, and the other server's, are still served.
     for domain in (web_env.domains[0], web_env.domains[2]):
         assert web_env.get(f"autoconfig.{domain}", "/mail/config-v1.1.xml").status_code == 200
+
+
+def test_a_domain_added_is_served_within_seconds_and_no_request_waits_for_a_list(
+    web_env: WebEnv,
+) -> None:
+    ns, tag = web_env.namespaces[1], uuid.uuid4().hex[:6]
+    added = f"added-{tag}.example"
+    host = f"autoconfig.{added}"
+    lists = web_env.counted.lists
+    assert web_env.get(host, "/mail/config-v1.1.xml").status_code == 404
+    web_env.admin.request(
+        "PATCH",
+        f"/apis/{API_VERSION}/namespaces/{ns}/personalmailservers/mail",
+        body={"spec": {"domains": [web_env.domains[2], added]}},
+        content_type="application/merge-patch+json",
+    )
+    start, slowest, status = time.monotonic(), 0.0, 404
+    while status != 200 and time.monotonic() - start < 10:
+        began = time.monotonic()
+        status = web_env.get(host, "/mail/config-v1.1.xml").status_code
+        slowest = max(slowest, time.monotonic() - began)
+    served = time.monotonic() - start
+    assert status == 200, f"{added} not served after {served:.1f} s"
+    assert served < 2 + SETTLE, served
+    assert slowest < 0.5, f"a request took {slowest:.3f} s"
+    assert web_env.counted.lists == lists  # watched: no list for the change, none per request
+
+
+def test_a_deleted_server_is_gone(web_env: WebEnv) -> None:
+    ns, tag = web_env.namespaces[1], uuid.uuid4().hex[:6]
+    domain = f"short-lived-{tag}.example"
+    spec = {"plan": "personal", "owner": {"email": f"o@{domain}"}, "domains": [domain]}
+    web_env.admin.create(server_body(f"brief-{tag}", ns, spec))
+    host = f"mta-sts.{domain}"
+    wait_for(
+        lambda: web_env.get(host, "/.well-known/mta-sts.txt").status_code == 200,
+        f"{domain} served once its server exists",
+        timeout=10,
+    )
+    assert web_env.admin.delete(API_VERSION, "PersonalMailServer", ns, f"brief-{tag}")
+    wait_for(
+        lambda: web_env.get(host, "/.well-known/mta-sts.txt").status_code == 404,
+        f"{domain} 404 once its server is deleted",
+        timeout=10,
+    )
 
 
 @pytest.mark.parametrize(
@@ -180,7 +252,7 @@ def test_the_web_account_reads_servers_and_plans_and_nothing_else(
 
 def test_a_published_key_is_in_the_web_key_directory(web_env: WebEnv) -> None:
     """A key stored on a real server (the CRD takes it) is served at the advanced
-    method's URL to the web account; withdrawn, it is gone after the next listing."""
+    method's URL to the web account; withdrawn, it is gone after the event."""
     ns, domain = web_env.namespaces[1], web_env.domains[2]
     address = f"dana@{domain}"
     path = f"/.well-known/openpgpkey/{domain}/hu/{openpgp.wkd_hash('dana')}"
@@ -199,7 +271,7 @@ def test_a_published_key_is_in_the_web_key_directory(web_env: WebEnv) -> None:
     wait_for(
         lambda: web_env.get(host, path).content == binary,
         "the published key in the directory",
-        timeout=10 * REFRESH + 10,
+        timeout=10,
     )
     assert web_env.get(host, f"/.well-known/openpgpkey/{domain}/policy").status_code == 200
     web_env.admin.request(
@@ -211,5 +283,5 @@ def test_a_published_key_is_in_the_web_key_directory(web_env: WebEnv) -> None:
     wait_for(
         lambda: web_env.get(host, path).status_code == 404,
         "the withdrawn key gone from the directory",
-        timeout=10 * REFRESH + 10,
+        timeout=10,
     )

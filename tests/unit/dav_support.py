@@ -17,6 +17,8 @@ from starlette.types import ASGIApp
 from vpes_operator.settings import OperatorSettings
 from vpes_panel.wellknown.hosted import HostedDomains
 
+from .hosted_support import indexed
+
 MAIL = OperatorSettings(edge_web_host="web.edge.example", cluster_domain="cluster.test")
 SERVERS: list[dict[str, Any]] = [
     {
@@ -51,7 +53,7 @@ PLANS: list[dict[str, Any]] = [
 
 
 def hosted() -> HostedDomains:
-    return HostedDomains(lambda: SERVERS, 30.0, list_plans=lambda: PLANS)
+    return indexed(SERVERS, PLANS)
 
 
 @dataclass

@@ -21,6 +21,8 @@ from vpes_panel.wellknown.routes import ROUTES
 from vpes_panel.wellknown.routing import Call, HostRoute
 from vpes_panel.wellknown.settings import WebSettings
 
+from .hosted_support import indexed
+
 pytestmark = pytest.mark.unit
 
 MAIL = OperatorSettings(
@@ -30,9 +32,12 @@ MAIL = OperatorSettings(
     edge_web_host="web.edge.example",
 )
 SERVERS: list[dict[str, Any]] = [
-    {"spec": {"domains": ["one.example", "xn--bcher-kva.example"]}},
-    {"spec": {"domains": ["two.example"]}},
-    {"spec": {}},
+    {
+        "metadata": {"name": "a", "namespace": "a"},
+        "spec": {"domains": ["one.example", "xn--bcher-kva.example"]},
+    },
+    {"metadata": {"name": "b", "namespace": "b"}, "spec": {"domains": ["two.example"]}},
+    {"metadata": {"name": "c", "namespace": "c"}, "spec": {}},
 ]
 OL = "{" + OUTLOOK_SCHEMA + "}"
 AUTOCONFIG = "/mail/config-v1.1.xml"
@@ -51,9 +56,11 @@ def outlook_request(address: str, schema: str = OUTLOOK_SCHEMA) -> str:
     )
 
 
-def client(mail: OperatorSettings = MAIL, servers: Any = None, **kw: Any) -> TestClient:
+def client(
+    mail: OperatorSettings = MAIL, hosted: HostedDomains | None = None, **kw: Any
+) -> TestClient:
     routes = kw.pop("routes", ROUTES)
-    hosted = HostedDomains(lambda: SERVERS if servers is None else servers(), 0.0)
+    hosted = indexed(SERVERS) if hosted is None else hosted
     return TestClient(build_app(WebSettings(mail=mail, **kw), hosted, routes))
 
 
@@ -265,11 +272,7 @@ def test_a_method_a_route_does_not_take_is_405() -> None:
 
 def test_healthz_at_any_host_and_503_until_the_servers_are_listed() -> None:
     assert client().get("/healthz").text == "ok"
-
-    def down() -> Any:
-        raise OSError("connection refused")
-
-    c = client(servers=down)
+    c = client(hosted=HostedDomains())  # nothing listed yet
     assert c.get("/healthz").status_code == 200
     r = c.get(AUTOCONFIG, headers={"host": "autoconfig.one.example"})
     assert r.status_code == 503 and r.headers["retry-after"]

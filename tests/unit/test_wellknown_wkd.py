@@ -16,10 +16,11 @@ import pytest
 from starlette.testclient import TestClient
 from vpes_operator.settings import OperatorSettings
 from vpes_panel.wellknown.app import build_app
-from vpes_panel.wellknown.hosted import HostedDomains
 from vpes_panel.wellknown.settings import WebSettings
 
 from tests.openpgp_keys import GnuPG, gnupg
+
+from .hosted_support import indexed
 
 pytestmark = pytest.mark.unit
 
@@ -55,7 +56,7 @@ def published() -> Iterator[tuple[GnuPG, str, TestClient]]:
                 {"address": "carol@other.example"},
             ]),
         ]  # fmt: skip
-        hosted = HostedDomains(lambda: servers, 30)
+        hosted = indexed(servers)
         yield g, fingerprint, TestClient(build_app(WebSettings(mail=MAIL), hosted))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 
 import uvicorn
 from vpes_billing import logsafe
@@ -16,7 +17,7 @@ from vpes_operator.clients.kube import Kube
 
 from .app import build_app
 from .dav_address import PREFIX
-from .hosted import HostedDomains, plans_of, servers_of
+from .hosted import watch_hosted
 from .settings import WebSettings
 
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("uvicorn.access").addFilter(DropQuery())
     settings = WebSettings.from_env()
     kube = Kube.connect(field_manager="vpes-web")
-    hosted = HostedDomains(servers_of(kube), settings.hosted_seconds, list_plans=plans_of(kube))
+    hosted = watch_hosted(kube, threading.Event(), settings.hosted_settle_seconds)
     app = build_app(settings, hosted)
     uvicorn.run(
         app, host=args.host, port=args.port, proxy_headers=True, log_config=None, access_log=True

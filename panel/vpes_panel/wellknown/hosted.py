@@ -1,56 +1,78 @@
 """Which domains vpes hosts (every domain in some PersonalMailServer's spec.domains),
 the OpenPGP keys their mailboxes publish (WKD), and which server has each domain
-(for the calendar proxy, dav.py), from one listing of the servers and the MailPlans.
+(for the calendar proxy, dav.py), from a watch of the servers and the MailPlans.
 
 The only reads the web service makes (its ServiceAccount may get, list and watch
 servers and plans, nothing else). A domain listed by several servers belongs to the
 one the edge routes it to (`vpes_operator.edge.routing`: the oldest).
 
-The lists are made at most once every `ttl` seconds, whatever the requests ask (a
-stream of made-up Host names cannot make it list more), and one listing at a time:
-requests arriving while one runs wait for it and use it. A failed listing keeps the
-last good domains (and plans; it is retried after `ttl`); before any listing of the
-servers succeeded, `HostedUnavailableError`, and the next request tries again.
+Two informers (`vpes_operator.clients.informer`: list, then watch) keep each server
+and plan, by (namespace, name), reduced to the fields the index reads (`slim_server`,
+`slim_plan`: no status, no mailbox but its published key). An event that changes none
+of those (a status update, most of them) changes nothing; one that does marks the
+index stale, and one thread rebuilds it `settle` seconds later (a burst of changes is
+one rebuild). A request reads the last index built and never waits for a list or a
+rebuild; before the first lists of both arrived, `HostedUnavailableError` (503). A
+watch that fails keeps the objects it had, and its informer lists again (back-off).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from vpes_operator import API_VERSION
-from vpes_operator.clients.kube import Kube
+from vpes_operator.clients.informer import Informer, Source
 from vpes_operator.edge import routing
+from vpes_operator.models import KINDS
 from vpes_operator.models.server import PersonalMailServer
 
 from .. import openpgp
 
 log = logging.getLogger("vpes.web")
 
-ListServers = Callable[[], Iterable[dict[str, Any]]]
-ListPlans = Callable[[], Iterable[dict[str, Any]]]
+JSON = dict[str, Any]
+SERVERS, PLANS = "PersonalMailServer", "MailPlan"
 
 
 class HostedUnavailableError(Exception):
-    """No listing of the servers has succeeded yet."""
+    """The servers and plans have not been listed yet."""
 
 
-def servers_of(kube: Kube) -> ListServers:
-    """Every PersonalMailServer, in every namespace."""
-    return lambda: kube.list(API_VERSION, "PersonalMailServer")
+def collection_path(kind: str) -> str:
+    """The path of every object of `kind` (all namespaces)."""
+    plural = next(k.plural for k in KINDS if k.kind == kind)
+    return f"/apis/{API_VERSION}/{plural}"
 
 
-def plans_of(kube: Kube) -> ListPlans:
-    """Every MailPlan (cluster-scoped)."""
-    return lambda: kube.list(API_VERSION, "MailPlan")
+def slim_server(obj: JSON) -> JSON:
+    """What the index reads of a server: its name, creation and deletion, spec.domains,
+    spec.plan and the mailboxes that publish a key (address and key)."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    keep = ("name", "namespace", "creationTimestamp", "deletionTimestamp")
+    mailboxes = [
+        {"address": m.get("address"), "openpgpKey": m["openpgpKey"]}
+        for m in spec.get("mailboxes") or []
+        if isinstance(m, dict) and m.get("openpgpKey")
+    ]
+    slim: JSON = {"domains": spec.get("domains") or [], "plan": spec.get("plan", "")}
+    if mailboxes:
+        slim["mailboxes"] = mailboxes
+    return {"metadata": {k: meta[k] for k in keep if meta.get(k)}, "spec": slim}
 
 
-def no_plans() -> list[dict[str, Any]]:
-    return []
+def slim_plan(obj: JSON) -> JSON:
+    """What the index reads of a plan: its name and features.calendar."""
+    name = (obj.get("metadata") or {}).get("name", "")
+    calendar = ((obj.get("spec") or {}).get("features") or {}).get("calendar")
+    return {"metadata": {"name": name}, "spec": {"features": {"calendar": calendar}}}
+
+
+SLIM = {SERVERS: slim_server, PLANS: slim_plan}
+PAGE = 100  # objects a list page (each reduced by SLIM before the next is read)
 
 
 @dataclass(frozen=True)
@@ -92,8 +114,7 @@ def hosting_of(servers: Iterable[dict[str, Any]], calendar: frozenset[str]) -> d
 class Listing:
     domains: frozenset[str]
     keys: openpgp.Keys
-    hosting: dict[str, Hosting] = field(default_factory=dict)
-    calendar: frozenset[str] = frozenset()  # the plans with calendar
+    hosting: dict[str, Hosting]
 
 
 def domains_of(servers: Iterable[dict[str, Any]]) -> frozenset[str]:
@@ -104,82 +125,164 @@ def domains_of(servers: Iterable[dict[str, Any]]) -> frozenset[str]:
     )
 
 
-class HostedDomains:
-    def __init__(
-        self,
-        list_servers: ListServers,
-        ttl: float,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        list_plans: ListPlans = no_plans,
-    ) -> None:
-        self.list_servers = list_servers
-        self.list_plans = list_plans
-        self.ttl = ttl
-        self.clock = clock
-        self._lock = threading.Lock()  # guards the fields below
-        self._listing = threading.Lock()  # one listing at a time
-        self._current_listing: Listing | None = None
-        self._checked_at: float | None = None
-        self._listings = 0  # listings attempted: a waiter sees whether one ran meanwhile
+def build(servers: list[JSON], plans: list[JSON]) -> Listing:
+    """The index of these servers and plans (pure)."""
+    calendar = calendar_plans(plans)
+    return Listing(
+        domains_of(servers),
+        openpgp.published_keys(servers),
+        hosting_of(servers, calendar),
+    )
 
-    def _fresh(self) -> bool:
-        return self._checked_at is not None and self.clock() - self._checked_at < self.ttl
+
+def _key(obj: JSON) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class Feed:
+    """One informer's handler: its kind's list and events, into the index."""
+
+    def __init__(self, hosted: HostedDomains, kind: str) -> None:
+        self.hosted = hosted
+        self.kind = kind
+
+    def replace(self, items: list[JSON]) -> None:
+        self.hosted._replace(self.kind, items)
+
+    def event(self, kind: str, obj: JSON) -> None:
+        self.hosted._event(self.kind, kind, obj)
+
+
+class HostedDomains:
+    """The index, fed by `servers` and `plans` (informers' handlers); `refresh` rebuilds
+    it when stale (`run` does so in a thread, `watch_hosted` starts everything)."""
+
+    def __init__(self) -> None:
+        self.servers = Feed(self, SERVERS)
+        self.plans = Feed(self, PLANS)
+        self.ready = threading.Event()  # set once the first index is built
+        self.builds = 0  # indexes built
+        self._lock = threading.Lock()  # guards the fields below
+        self._changed = threading.Condition(self._lock)
+        self._building = threading.Lock()  # one rebuild at a time
+        self._objects: dict[str, dict[tuple[str, str], JSON]] = {SERVERS: {}, PLANS: {}}
+        self._listed: set[str] = set()  # the kinds listed at least once
+        self._version = 0  # bumped by every change the index reads
+        self._built = -1  # the version the current index was built from
+        self._current_listing: Listing | None = None
+
+    # -- the informers' side ------------------------------------------------------------
+
+    def _replace(self, kind: str, items: list[JSON]) -> None:
+        fresh = {_key(obj): SLIM[kind](obj) for obj in items}
+        with self._lock:
+            if kind not in self._listed or fresh != self._objects[kind]:
+                self._objects[kind] = fresh
+                self._listed.add(kind)
+                self._touch()
+
+    def _event(self, kind: str, event: str, obj: JSON) -> None:
+        key = _key(obj)
+        with self._lock:
+            objects = self._objects[kind]
+            if event == "DELETED":
+                if objects.pop(key, None) is not None:
+                    self._touch()
+                return
+            slim = SLIM[kind](obj)
+            if objects.get(key) != slim:
+                objects[key] = slim
+                self._touch()
+
+    def _touch(self) -> None:
+        """(Lock held.) Something the index reads changed."""
+        self._version += 1
+        self._changed.notify_all()
+
+    def _stale(self) -> bool:
+        return self._listed == {SERVERS, PLANS} and self._built != self._version
+
+    # -- rebuilding -----------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Rebuild the index if what it reads changed since the last build and both
+        kinds were listed; True when it did. Reads keep the last index meanwhile."""
+        with self._building:
+            with self._lock:
+                if not self._stale():
+                    return False
+                version = self._version
+                servers = list(self._objects[SERVERS].values())
+                plans = list(self._objects[PLANS].values())
+            listing = build(servers, plans)
+            with self._lock:
+                self._current_listing, self._built = listing, version
+                self.builds += 1
+            self.ready.set()
+            return True
+
+    def run(self, stop: threading.Event, settle: float) -> None:
+        """Rebuild `settle` seconds after each change (the changes meanwhile with it),
+        until `stop`."""
+        while not stop.is_set():
+            with self._lock:
+                stale = self._changed.wait_for(self._stale, timeout=1.0)
+            if stale and not stop.wait(settle):
+                try:
+                    self.refresh()
+                except Exception:  # a bug: keep the last index, try at the next change
+                    log.exception("building the hosted domains failed")
+
+    # -- the requests' side ---------------------------------------------------------------
 
     def domains(self) -> frozenset[str]:
-        """The hosted domains (blocking: may list the servers)."""
+        """The hosted domains."""
         return self._current().domains
 
     def keys(self) -> openpgp.Keys:
-        """(domain, WKD hash) -> the published key (blocking: may list the servers)."""
+        """(domain, WKD hash) -> the published key."""
         return self._current().keys
 
     def hosting(self, domain: str) -> Hosting | None:
-        """The server that has `domain` (blocking: may list the servers and plans)."""
+        """The server that has `domain`."""
         return self._current().hosting.get(domain)
 
     def _current(self) -> Listing:
         with self._lock:
-            if self._fresh() and self._current_listing is not None:
-                return self._current_listing
-            seen = self._listings
-        with self._listing:
-            with self._lock:
-                if self._listings == seen:
-                    self._listings += 1
-                    run = True
-                else:
-                    run = False  # another request listed while this one waited
-            if run:
-                self._list()
-        with self._lock:
             if self._current_listing is None:
-                raise HostedUnavailableError("the hosted domains could not be listed yet")
+                raise HostedUnavailableError("the hosted domains are not listed yet")
             return self._current_listing
-
-    def _list(self) -> None:
-        try:
-            servers = list(self.list_servers())
-        except Exception as e:  # the API server away, RBAC: keep what was known
-            log.warning("listing the servers failed (%s); keeping the last hosted domains", e)
-            servers = None
-        try:
-            calendar: frozenset[str] | None = calendar_plans(self.list_plans())
-        except Exception as e:
-            log.warning("listing the plans failed (%s); keeping the last plans", e)
-            calendar = None
-        with self._lock:
-            last = self._current_listing
-            if calendar is None:
-                calendar = last.calendar if last is not None else frozenset()
-            if servers is not None:
-                self._current_listing = Listing(
-                    domains_of(servers),
-                    openpgp.published_keys(servers),
-                    hosting_of(servers, calendar),
-                    calendar,
-                )
-            self._checked_at = self.clock()
 
     def __contains__(self, domain: object) -> bool:
         return domain in self.domains()
+
+
+def watch_hosted(
+    kube: Source,
+    stop: threading.Event,
+    settle: float = 1.0,
+    *,
+    backoff: tuple[float, float] = (0.5, 30.0),
+) -> HostedDomains:
+    """The index, fed by an informer of the servers and one of the plans (each lists in
+    pages of `PAGE`, slimming each object as it arrives, resumes its watch where it
+    ended, and lists again only when the watch expired or failed), rebuilt by a thread
+    of its own; all three stop with `stop`. (The feeds slim again what they get: the
+    same objects, and the index stays right when fed whole ones.)"""
+    hosted = HostedDomains()
+    for kind, feed in ((SERVERS, hosted.servers), (PLANS, hosted.plans)):
+        Informer(
+            kube,
+            collection_path(kind),
+            feed,
+            stop,
+            resync=False,
+            backoff=backoff,
+            page_size=PAGE,
+            transform=SLIM[kind],
+        ).start()
+    threading.Thread(
+        target=hosted.run, args=(stop, settle), name="hosted index", daemon=True
+    ).start()
+    return hosted

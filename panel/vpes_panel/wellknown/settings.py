@@ -13,8 +13,9 @@ from vpes_operator.settings import OperatorSettings
 class WebSettings:
     # Hosts, ports, the MTA-STS policy and the edge's web name: the DNS records' source.
     mail: OperatorSettings = field(default_factory=OperatorSettings)
-    # The hosted domains are listed again at most this often (one listing at a time).
-    hosted_seconds: float = 30.0
+    # A change to the servers or plans is served this long after it (watched; the
+    # changes meanwhile are one rebuild of the index of hosted domains).
+    hosted_settle_seconds: float = 1.0
     # Request bodies over this are refused (413): an autodiscover request is ~400 bytes.
     max_body_bytes: int = 16 * 1024
     # The calendar proxy (dav.py): bodies over this are refused (413), and the
@@ -26,7 +27,7 @@ class WebSettings:
     def from_env(cls) -> WebSettings:
         return cls(
             mail=OperatorSettings.from_env(),
-            hosted_seconds=_seconds("VPES_WEB_HOSTED_SECONDS", 30.0),
+            hosted_settle_seconds=_seconds("VPES_WEB_HOSTED_SETTLE_SECONDS", 1.0),
             max_body_bytes=_count("VPES_WEB_MAX_BODY_BYTES", 16 * 1024, minimum=1024),
             dav_max_body=_count("VPES_WEB_DAV_MAX_BODY", 10 * 1024 * 1024, minimum=1024),
             dav_timeout_seconds=_seconds("VPES_WEB_DAV_TIMEOUT_SECONDS", 60.0, positive=True),

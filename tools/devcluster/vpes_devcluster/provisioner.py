@@ -23,10 +23,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from vpes_operator.clients.informer import Informer
 from vpes_operator.clients.kube import JSON, ApiError, Kube
 from vpes_operator.quantity import parse_quantity
 
-from vpes_devcluster.informer import Informer
 from vpes_devcluster.kubeconfig import api_client
 from vpes_devcluster.storage import (
     ANN_PROVISIONED_BY,
