@@ -14,6 +14,7 @@ test_backup_restore.py.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import Kube
 from vpes_operator.settings import OperatorSettings
 from vpes_panel.wellknown.app import build_app
-from vpes_panel.wellknown.hosted import HostedDomains, Hosting, plans_of, servers_of
+from vpes_panel.wellknown.hosted import Hosting, watch_hosted
 from vpes_panel.wellknown.settings import WebSettings
 
 from tests.e2e import support
@@ -110,10 +111,15 @@ def web(api: Kube, customers: dict[str, Customer]) -> Iterator[str]:
     for c in customers.values():
         if c.name != "cat":
             support.service_ip(api, c.ns, c.name, port=DAV_PORT)
-    settings = WebSettings(mail=OperatorSettings(edge_web_host=EDGE), hosted_seconds=1.0)
-    hosted = HostedDomains(servers_of(api), 1.0, list_plans=plans_of(api))
-    with served(build_app(settings, hosted, dav_backend=backend)) as port:
-        yield f"http://{EDGE}:{port}/dav/"
+    settings = WebSettings(mail=OperatorSettings(edge_web_host=EDGE), hosted_settle_seconds=1.0)
+    stop = threading.Event()
+    hosted = watch_hosted(api, stop, 1.0)
+    assert hosted.ready.wait(30), "vpes-web's index never synced"
+    try:
+        with served(build_app(settings, hosted, dav_backend=backend)) as port:
+            yield f"http://{EDGE}:{port}/dav/"
+    finally:
+        stop.set()
 
 
 def caldav(web: str, c: Customer) -> DAVClient:
