@@ -125,6 +125,10 @@ bench-edge-relay: install system-deps images ## the outbound relay: messages/s w
 bench-dav: install system-deps images ## calendars and contacts: the dav container's memory (1 and 20 side by side, idle and after use) next to the tenant container's, per tenant at 100 and 1,000
 	$(PY) -m bench.dav
 
+.PHONY: bench-webmail
+bench-webmail: install system-deps images ## the shared webmail: inbox list p50/p95 with 1,000 messages next to 10 and to raw IMAP, webmail + database memory and disk idle and after 100 and 1,000 sessions
+	$(PY) -m bench.webmail
+
 .PHONY: bench-panel
 bench-panel: install k8s ## the customer panel with 1,000 servers (kwok): p50/p95 of its overview, domains and mailboxes pages next to 1 server and to the raw API reads, the panel process's memory
 	$(PY) -m bench.panel
