@@ -113,6 +113,11 @@ class Panel:
         self.by_address = RateLimit(settings.login_burst, settings.login_every_seconds)
         self.by_client = RateLimit(settings.login_burst * 4, settings.login_every_seconds / 4)
 
+    def login_wait(self, address: str, client: str) -> float:
+        """Seconds before a password of `address` from `client` may be tried (0: now);
+        an attempt that may go now is counted."""
+        return max(self.by_address.allow(address), self.by_client.allow(client))
+
     def customer(self, session: Session) -> Customer:
         return self.customer_at(session.namespace, session.server)
 

@@ -29,12 +29,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 from vpes_billing.web import BodyLimit
-from vpes_operator import crypto
 
-from . import passwords
+from . import logins, passwords
 from .customer import ConflictError, InvalidError
 from .routes.account import set_password
-from .routes.auth import DUMMY_HASH
 from .web import Panel
 
 log = logging.getLogger("vpes.panel")
@@ -70,8 +68,7 @@ class WebmailPassword:
         if not address or not current or not new:
             return _text(MISSING, 400)
         client = request.client.host if request.client else ""
-        p = self.panel
-        wait = max(p.by_address.allow(address), p.by_client.allow(client))
+        wait = self.panel.login_wait(address, client)
         if wait:
             seconds = int(wait) + 1
             return _text(
@@ -95,25 +92,13 @@ class WebmailPassword:
         return _text(CHANGED, 200)
 
     def _verify(self, address: str, current: str) -> tuple[str, str, int]:
-        """(namespace, server, generation) of the mailbox whose password `current` is;
-        WrongPasswordError otherwise (an unknown address still costs a bcrypt check)."""
-        home = self.panel.directory.find(address)
-        if home is None:
-            crypto.verify_password(current, DUMMY_HASH)
+        """(namespace, server, generation) of the mailbox whose password `current` is
+        (the login's own check); WrongPasswordError otherwise."""
+        found = logins.verify(self.panel, address, current)
+        if found is None:
             raise WrongPasswordError
-        customer = self.panel.customer_at(home.namespace, home.server)
-        try:
-            obj = customer.get()
-        except LookupError:  # deleted since the directory was listed
-            crypto.verify_password(current, DUMMY_HASH)
-            raise WrongPasswordError from None
-        hashed = customer.current_hash(obj.get("spec") or {}, address)
-        if not hashed:
-            crypto.verify_password(current, DUMMY_HASH)
-            raise WrongPasswordError
-        if not crypto.verify_password(current, hashed):
-            raise WrongPasswordError
-        return home.namespace, home.server, int(obj["metadata"].get("generation") or 0)
+        generation = int(found.server["metadata"].get("generation") or 0)
+        return found.home.namespace, found.home.server, generation
 
     def _change(self, address: str, current: str, new: str) -> None:
         """The current password first (its answer says nothing of the new one), then

@@ -18,24 +18,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from vpes_operator import crypto
 
-from .. import sessions, totp
+from .. import logins, sessions, totp
 from ..customer import Customer, totp_key
 from ..web import Context, Form, Panel, read_form, redirect
 
 log = logging.getLogger("vpes.panel")
 LOGIN_CSRF = "vpes_login_csrf"
-# Checked when the address is unknown, so that its answer takes as long as a wrong password.
-DUMMY_HASH = crypto.hash_password(secrets.token_urlsafe(16), 10)
 WRONG = "The address or the password is not right."
 
 
 class Auth:
     def __init__(self, panel: Panel) -> None:
         self.panel = panel
-        self.by_address = panel.by_address
-        self.by_client = panel.by_client
 
     def routes(self) -> list[Route]:
         p = self.panel
@@ -91,7 +86,7 @@ class Auth:
         if not form.ok:
             return self._login_form(form, 422)
         client = request.client.host if request.client else ""
-        wait = max(self.by_address.allow(address), self.by_client.allow(client))
+        wait = self.panel.login_wait(address, client)
         if wait:
             form.error("address", f"Too many attempts. Try again in {int(wait) + 1} seconds.")
             response = self._login_form(form, 429)
@@ -106,18 +101,11 @@ class Auth:
         return self.panel.set_cookie(redirect(nxt), session)
 
     def _authenticate(self, address: str, password: str) -> sessions.Session | None:
-        home = self.panel.directory.find(address)
-        if home is None:
-            crypto.verify_password(password, DUMMY_HASH)
+        found = logins.verify(self.panel, address, password)
+        if found is None:
             return None
-        customer = self.panel.customer_at(home.namespace, home.server)
-        spec = customer.get().get("spec") or {}
-        hashed = customer.current_hash(spec, address)
-        if not hashed or not crypto.verify_password(password, hashed):
-            if not hashed:
-                crypto.verify_password(password, DUMMY_HASH)
-            return None
-        panel_spec = spec.get("panel") or {}
+        home, customer, hashed = found.home, found.customer, found.hashed
+        panel_spec = (found.server.get("spec") or {}).get("panel") or {}
         admin = address in (panel_spec.get("admins") or [])
         enrolled = totp.Enrolment.load(customer.stored(totp_key(home.server, address)))
         stage = sessions.STAGE_TOTP if enrolled else sessions.STAGE_IN
@@ -142,7 +130,7 @@ class Auth:
         return redirect("/")
 
     def _check_code(self, customer: Customer, key: str, code: str) -> int | None:
-        wait = self.by_address.allow(f"totp:{customer.namespace}/{key}")
+        wait = self.panel.by_address.allow(f"totp:{customer.namespace}/{key}")
         if wait:
             return None
         enrolled = totp.Enrolment.load(customer.stored(key))
