@@ -41,21 +41,11 @@ from caldav.davclient import DAVClient
 
 from bench.memory import MIB, Box, container_memory, remove, report, settle, start_tenant
 from bench.stats import pct
+from tests.dav_samples import ADDRESSBOOK_MKCOL, contact, event
 from tests.images.dav_support import Dav, bcrypt_hashes
 from tests.images.tenant import build_images, container_address, podman, podman_gateway
 
 USER, PASSWORD = "alice@example.org", "alice-bench-1"
-EVENT = (
-    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//vpes bench//EN\r\nBEGIN:VEVENT\r\n"
-    "UID:{uid}\r\nDTSTAMP:20261206T120000Z\r\nDTSTART:20261224T{h:02d}0000Z\r\n"
-    "SUMMARY:Event {i}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-)
-CARD = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:Dana\r\nEND:VCARD\r\n"
-BOOK = (
-    '<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav">'
-    "<D:set><D:prop><D:resourcetype><D:collection/><C:addressbook/></D:resourcetype>"
-    "</D:prop></D:set></D:mkcol>"
-)
 DIRECT_PORT = 5233  # Radicale's own port in the image (vpes-dav listens on 5232)
 
 
@@ -104,13 +94,13 @@ def use(url: str, events: int) -> None:
     client = DAVClient(url=f"{url}/", username=USER, password=PASSWORD)
     cal = client.principal().make_calendar(name="Bench")  # type: ignore[no-untyped-call]
     for i in range(events):
-        cal.save_event(EVENT.format(uid=uuid.uuid4(), h=i % 24, i=i))
+        cal.save_event(event(uuid.uuid4(), f"Event {i}", hour=i % 22))
     assert len(cal.events()) == events
     book = f"{url}/{USER}/contacts/"
     with httpx.Client(auth=(USER, PASSWORD), timeout=30) as http:
-        http.request("MKCOL", book, content=BOOK).raise_for_status()
+        http.request("MKCOL", book, content=ADDRESSBOOK_MKCOL).raise_for_status()
         uid = uuid.uuid4()
-        http.put(f"{book}{uid}.vcf", content=CARD.format(uid=uid)).raise_for_status()
+        http.put(f"{book}{uid}.vcf", content=contact(uid)).raise_for_status()
 
 
 def per_container(names: list[str]) -> dict[str, float]:

@@ -32,6 +32,7 @@ from vpes_operator.builders.dav import DAV_PORT
 from vpes_operator.clients.kube import Kube
 
 from tests.backup_support import backup_env, install_credentials, s3_server
+from tests.dav_samples import event
 from tests.e2e.support import service_ip
 from tests.integration.operator_support import (
     OperatorProcess,
@@ -196,11 +197,7 @@ def dkim_keys(api: Kube, ns: str, server: str) -> dict[str, str]:
     return {k: v for k, v in (secret.get("data") or {}).items() if "dkim" in k}
 
 
-EVENT = (
-    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//vpes e2e//EN\r\nBEGIN:VEVENT\r\n"
-    "UID:kept@restore.example\r\nDTSTAMP:20261206T120000Z\r\nDTSTART:20261224T180000Z\r\n"
-    "SUMMARY:Kept across a restore\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-)
+EVENT = event("kept@restore.example", "Kept across a restore")
 CALENDAR_EVENT = f"/{ADDRESS}/family/kept.ics"
 
 

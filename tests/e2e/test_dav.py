@@ -31,30 +31,13 @@ from vpes_panel.wellknown.app import build_app
 from vpes_panel.wellknown.hosted import Hosting, watch_hosted
 from vpes_panel.wellknown.settings import WebSettings
 
+from tests.dav_samples import ADDRESSBOOK_MKCOL, contact, event
 from tests.e2e import support
 from tests.integration.operator_support import OperatorProcess, wait_ready
 from tests.unit.dav_support import served
 
 DAV_PORT = 5232
 EDGE = "127.0.0.1"  # vpes-web answers at its edge web name: on loopback, its address
-EVENT = """BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//vpes e2e//EN
-BEGIN:VEVENT
-UID:{uid}
-DTSTAMP:20261206T120000Z
-DTSTART:20261224T180000Z
-DTEND:20261224T200000Z
-SUMMARY:{summary}
-END:VEVENT
-END:VCALENDAR
-"""
-BOOK = (
-    '<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav">'
-    "<D:set><D:prop><D:resourcetype><D:collection/><C:addressbook/></D:resourcetype>"
-    "</D:prop></D:set></D:mkcol>"
-)
-CARD = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:Dana Example\r\nEND:VCARD\r\n"
 
 
 @dataclass(frozen=True)
@@ -131,7 +114,7 @@ def test_an_event_and_a_contact_round_trip_through_vpes_web(
 ) -> None:
     ann = customers["ann"]
     calendar = caldav(web, ann).principal().make_calendar(name="Family")
-    calendar.save_event(EVENT.format(uid=uuid.uuid4(), summary="Dinner"))
+    calendar.save_event(event(uuid.uuid4(), "Dinner"))
     events = calendar.events()
     assert [e.icalendar_component["summary"] for e in events] == ["Dinner"]
     events[0].delete()
@@ -139,9 +122,9 @@ def test_an_event_and_a_contact_round_trip_through_vpes_web(
 
     book = f"{web}{ann.address}/contacts/"
     with httpx.Client(auth=(ann.address, support.PASSWORD), timeout=30) as http:
-        assert http.request("MKCOL", book, content=BOOK).status_code == 201
+        assert http.request("MKCOL", book, content=ADDRESSBOOK_MKCOL).status_code == 201
         uid = uuid.uuid4()
-        assert http.put(f"{book}{uid}.vcf", content=CARD.format(uid=uid)).status_code == 201
+        assert http.put(f"{book}{uid}.vcf", content=contact(uid)).status_code == 201
         got = http.get(f"{book}{uid}.vcf")
         assert got.status_code == 200 and "FN:Dana Example" in got.text
 
@@ -151,7 +134,7 @@ def test_one_customer_cannot_see_anothers_calendars(
 ) -> None:
     ann, bob = customers["ann"], customers["bob"]
     private = caldav(web, ann).principal().make_calendar(name="Private")
-    private.save_event(EVENT.format(uid=uuid.uuid4(), summary="Secret meeting"))
+    private.save_event(event(uuid.uuid4(), "Secret meeting"))
     with httpx.Client(auth=(bob.address, support.PASSWORD), timeout=30) as http:
         theirs = http.request("PROPFIND", f"{web}{ann.address}/", headers={"Depth": "1"})
         assert theirs.status_code in (403, 404)

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from caldav.davclient import DAVClient
 
+from tests.dav_samples import ADDRESSBOOK_MKCOL, contact, event
+
 from .clients import wait_until
 from .conftest import host_address
 from .dav_support import DAV_UID, Dav, argon2_hash, bcrypt_hashes
@@ -25,36 +27,6 @@ from .tenant import build_images
 PASSWORDS = {"alice@example.org": "alice-dav-1", "bob@example.net": "bob-dav-2"}
 CAROL = "carol@example.org"
 CAROL_PASSWORD = "carol-argon-3"
-
-EVENT = """BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//vpes tests//EN
-BEGIN:VEVENT
-UID:{uid}
-DTSTAMP:20261206T120000Z
-DTSTART:20261224T180000Z
-DTEND:20261224T200000Z
-SUMMARY:{summary}
-END:VEVENT
-END:VCALENDAR
-"""
-
-CONTACT = """BEGIN:VCARD
-VERSION:3.0
-UID:{uid}
-FN:Dana Example
-EMAIL:dana@elsewhere.example
-END:VCARD
-"""
-
-ADDRESSBOOK_MKCOL = """<?xml version="1.0" encoding="utf-8"?>
-<D:mkcol xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav">
-  <D:set><D:prop>
-    <D:resourcetype><D:collection/><C:addressbook/></D:resourcetype>
-    <D:displayname>Contacts</D:displayname>
-  </D:prop></D:set>
-</D:mkcol>
-"""
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +56,7 @@ def test_an_event_is_created_listed_and_deleted(dav: Dav) -> None:
     principal = client(dav, "alice@example.org", PASSWORDS["alice@example.org"]).principal()
     calendar = principal.make_calendar(name="Family")
     uid = f"{uuid.uuid4()}@vpes.test"
-    calendar.save_event(EVENT.format(uid=uid, summary="Dinner"))
+    calendar.save_event(event(uid, "Dinner"))
 
     events = calendar.events()
     assert [e.icalendar_component["summary"] for e in events] == ["Dinner"]
@@ -105,7 +77,7 @@ def test_a_contact_round_trips(dav: Dav) -> None:
         made = http.request("MKCOL", book, content=ADDRESSBOOK_MKCOL)
         assert made.status_code == 201, made.text
         uid = str(uuid.uuid4())
-        card = CONTACT.format(uid=uid)
+        card = contact(uid)
         put = http.put(f"{book}{uid}.vcf", content=card, headers={"Content-Type": "text/vcard"})
         assert put.status_code == 201, put.text
         got = http.get(f"{book}{uid}.vcf")
@@ -174,7 +146,7 @@ def test_the_collections_survive_a_restart(dav: Dav) -> None:
     principal = client(dav, *auth).principal()
     calendar = principal.make_calendar(name="Work")
     uid = f"{uuid.uuid4()}@vpes.test"
-    calendar.save_event(EVENT.format(uid=uid, summary="Standup"))
+    calendar.save_event(event(uid, "Standup"))
     dav.restart()
     dav.wait_ready()
     again = client(dav, *auth).principal().calendar(name="Work")
