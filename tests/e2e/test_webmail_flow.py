@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pytest
 from kubernetes import client
 from playwright.sync_api import Page, expect
-from vpes_devcluster import Cluster, chart, demo_mail, node_config, published_dns
+from vpes_devcluster import Cluster, chart, demo_mail, demo_panel, node_config, published_dns
 from vpes_devcluster.node import build_images
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
@@ -113,6 +113,11 @@ def customers(
                 timeout=180,
                 interval=3,
             )
+        # The webmail pod's copy of the allowed domains (the same ConfigMap, which the
+        # kubelet refreshes for each pod on its own schedule) lists both webmail
+        # customers: each logs in over HTTP once.
+        for name in ("ann", "bob"):
+            demo_panel.webmail_check(platform.webmail, addresses[name], support.PASSWORD, 240)
         yield addresses
     finally:
         core.delete_namespace(ns)
