@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 from kubernetes import client
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from vpes_devcluster import Cluster, chart, demo_mail, demo_panel, node_config, published_dns
 from vpes_devcluster.node import build_images
 from vpes_operator import API_VERSION
@@ -134,13 +134,19 @@ def _logs_in(proxy: str, address: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def page(platform: Platform) -> Iterator[Page]:
+def chromium(platform: Platform) -> Iterator[Browser]:
     with browser.chromium() as b:
-        context = b.new_context(base_url=platform.webmail)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+        yield b
+
+
+@pytest.fixture
+def page(chromium: Browser, platform: Platform) -> Iterator[Page]:
+    """A fresh browser context per test: one test's session never leaks into the next."""
+    context = chromium.new_context(base_url=platform.webmail)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def login(page: Page, address: str) -> None:
@@ -150,9 +156,15 @@ def login(page: Page, address: str) -> None:
     page.click("button[type=submit]")
 
 
+def ready(page: Page) -> None:
+    """Wait until Roundcube is idle: it drops any command given while a request is in flight."""
+    page.wait_for_function("() => window.rcmail && rcmail.env.task && !rcmail.busy", timeout=60_000)
+
+
 def logout(page: Page) -> None:
+    ready(page)
     page.evaluate("() => rcmail.command('logout')")
-    page.wait_for_selector("input[name=_user]")
+    page.wait_for_selector("input[name=_user]", timeout=60_000)
 
 
 def test_a_plan_without_webmail_is_refused_with_a_clear_sentence(
@@ -181,6 +193,7 @@ def test_write_to_another_customer_and_read_it_there_over_imap(
     page.fill("#compose-subject", subject)
     page.fill("#composebody", "Written in Roundcube, read over IMAP.\n")
     browser.screenshot(page, "webmail-compose")
+    ready(page)
     page.evaluate("() => rcmail.command('send', {})")
     page.wait_for_url("**/?_task=mail**", timeout=60_000)
     got = wait_for(
@@ -204,6 +217,7 @@ def test_a_vacation_set_in_webmail_answers(
     page.select_option("select[name=vacation_status]", "on")
     page.fill("input[name=vacation_subject]", "Away")
     page.fill("textarea[name=vacation_reason]", reason)
+    ready(page)
     page.evaluate("() => rcmail.command('plugin.managesieve-save')")
     expect(page.get_by_text("saved successfully")).to_be_visible(timeout=30_000)
     page.goto("/?_task=mail")
@@ -247,7 +261,7 @@ def test_junk_marked_in_webmail_trains_the_antispam(
     # The list selects on its own mouse handlers; the plugin enables its command then.
     page.wait_for_function(
         "() => rcmail.message_list.get_selection().length == 1"
-        " && rcmail.commands['plugin.markasjunk.junk']",
+        " && rcmail.commands['plugin.markasjunk.junk'] && !rcmail.busy",
         timeout=30_000,
     )
     page.evaluate("() => rcmail.command('plugin.markasjunk.junk', {})")
