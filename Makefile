@@ -54,7 +54,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 test: install system-deps k8s stripe-mock images ## install what the tests need, then run every tier
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest --durations=40 tests
 
 test-unit: install ## the fast tier: no servers
 	$(VENV)/bin/pytest -m unit tests/unit

@@ -9,7 +9,8 @@ and the message is read there over IMAP; the second user sets a vacation reply i
 webmail's settings (ManageSieve through the proxy) and the first gets the
 auto-reply; a message marked as junk in webmail reaches the antispam's training
 (that user's Bayes in Rspamd's Redis); the customer whose plan has no webmail is
-refused with the gate's sentence.
+refused with the gate's sentence; a password changed in webmail (through the
+panel's internal port) becomes the one the mailbox logs in with.
 """
 
 from __future__ import annotations
@@ -125,10 +126,10 @@ def customers(
             api.delete(API_VERSION, "MailPlan", None, plan)
 
 
-def _logs_in(proxy: str, address: str) -> bool:
+def _logs_in(proxy: str, address: str, password: str = support.PASSWORD) -> bool:
     """Whether `address` logs in over IMAP through the proxy (a search finds nothing)."""
     with contextlib.suppress(Exception):
-        demo_mail.fetch(proxy, address, support.PASSWORD, "no such subject")
+        demo_mail.fetch(proxy, address, password, "no such subject")
         return True
     return False
 
@@ -156,6 +157,14 @@ def login(page: Page, address: str) -> None:
     page.click("button[type=submit]")
 
 
+def in_mail(page: Page) -> None:
+    """After a login: the mailbox shown, and its first requests (the message list) done.
+    Leaving earlier races them: a request still in flight writes back the session it
+    read, without what the next page stored in it (a compose session, for one)."""
+    page.wait_for_url("**/?_task=mail**", timeout=60_000)
+    ready(page)
+
+
 def ready(page: Page) -> None:
     """Wait until Roundcube is idle: it drops any command given while a request is in flight."""
     page.wait_for_function("() => window.rcmail && rcmail.env.task && !rcmail.busy", timeout=60_000)
@@ -181,7 +190,7 @@ def test_write_to_another_customer_and_read_it_there_over_imap(
     ann, bob = customers["ann"], customers["bob"]
     subject = f"from webmail {uuid.uuid4().hex[:8]}"
     login(page, ann)
-    page.wait_for_url("**/?_task=mail**", timeout=60_000)
+    in_mail(page)
     page.goto("/?_task=mail&_action=compose")
     try:
         page.wait_for_selector("#compose-subject", timeout=60_000)
@@ -195,7 +204,8 @@ def test_write_to_another_customer_and_read_it_there_over_imap(
     browser.screenshot(page, "webmail-compose")
     ready(page)
     page.evaluate("() => rcmail.command('send', {})")
-    page.wait_for_url("**/?_task=mail**", timeout=60_000)
+    # Sent: Roundcube leaves the compose page for the mailbox.
+    page.wait_for_url(lambda url: "_action=compose" not in url, timeout=60_000)
     got = wait_for(
         lambda: demo_mail.fetch(platform.proxy, bob, support.PASSWORD, subject),
         "the message in bob's inbox",
@@ -212,7 +222,7 @@ def test_a_vacation_set_in_webmail_answers(
     ann, bob = customers["ann"], customers["bob"]
     reason = f"Away until Monday {uuid.uuid4().hex[:6]}"
     login(page, bob)
-    page.wait_for_url("**/?_task=mail**", timeout=60_000)
+    in_mail(page)
     page.goto("/?_task=settings&_action=plugin.managesieve-vacation&_framed=1")
     page.select_option("select[name=vacation_status]", "on")
     page.fill("input[name=vacation_subject]", "Away")
@@ -255,7 +265,7 @@ def test_junk_marked_in_webmail_trains_the_antispam(
 
     before = learned()
     login(page, ann)
-    page.wait_for_url("**/?_task=mail**", timeout=60_000)
+    in_mail(page)
     row = page.locator("#messagelist tr", has_text=subject)
     row.click()
     # The list selects on its own mouse handlers; the plugin enables its command then.
@@ -274,3 +284,37 @@ def test_junk_marked_in_webmail_trains_the_antispam(
     browser.screenshot(page, "webmail-inbox")
     logout(page)
     wait_for(lambda: learned() > before, "ann's Bayes learning the spam", timeout=120)
+
+
+def test_a_password_changed_in_webmail_is_the_mailbox_password(
+    page: Page, platform: Platform, customers: dict[str, str]
+) -> None:
+    """Roundcube's password plugin → the panel's internal port (through the chart's
+    NetworkPolicy) → the customer's Secret → the operator → the tenant's own hashes:
+    a weak password is refused with the panel's reason, a good one is then the one
+    that logs in over IMAP, and the old one no longer does."""
+    bob = customers["bob"]
+    new = f"Lantern-{uuid.uuid4().hex[:10]}-Orchard"
+    login(page, bob)
+    in_mail(page)
+    page.goto("/?_task=settings&_action=plugin.password")
+
+    def save(password: str) -> None:
+        ready(page)
+        page.fill("input[name=_curpasswd]", support.PASSWORD)
+        page.fill("input[name=_newpasswd]", password)
+        page.fill("input[name=_confpasswd]", password)
+        page.evaluate("() => rcmail.command('plugin.password-save')")
+
+    save("short")
+    expect(page.get_by_text("Use at least")).to_be_visible(timeout=30_000)
+    assert _logs_in(platform.proxy, bob), "the refused change must keep the old password"
+    save(new)
+    expect(page.get_by_text("Successfully saved")).to_be_visible(timeout=30_000)
+    wait_for(
+        lambda: _logs_in(platform.proxy, bob, new),
+        "bob logging in over IMAP with the password set in webmail",
+        timeout=180,
+        interval=3,
+    )
+    assert not _logs_in(platform.proxy, bob), "the old password still logs in"
