@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 HTTP01 = "http-01"
 PATH = "/.well-known/acme-challenge/"
-# A token is base64url without padding (RFC 8555 section 8.3); far shorter than this.
-TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# A token is base64url without padding (RFC 8555 section 8.3); CAs' are 43 characters.
+MAX_TOKEN = 256
+TOKEN = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TOKEN}}}")
 COMPONENT = "acme-http01"
 # One check of one answer: vpes-web answers from memory, so this is generous.
 CHECK_TIMEOUT = 5.0
@@ -194,7 +195,7 @@ def publish(kube: Kube, namespace: str, name: str, data: Mapping[str, str]) -> N
 
 def answers_of(tasks: Sequence[Task], key: JWK) -> dict[str, Challenge]:
     """token -> answer for each HTTP-01 task; ChallengeFailedError for a token that is
-    not base64url (it could be neither a ConfigMap key nor a path segment)."""
+    not base64url (it would be neither a ConfigMap key nor a path segment) or too long."""
     out: dict[str, Challenge] = {}
     for task in tasks:
         chall = task.challb.chall
@@ -203,8 +204,8 @@ def answers_of(tasks: Sequence[Task], key: JWK) -> dict[str, Challenge]:
         token = chall.encode("token")
         if not is_token(token):
             raise ChallengeFailedError(
-                f"http-01 for {task.name}: the CA's token is not base64url, so it cannot be "
-                "served; the CA does not follow RFC 8555"
+                f"http-01 for {task.name}: the CA's token is not base64url of at most "
+                f"{MAX_TOKEN} characters, so vpes-web cannot serve it (RFC 8555 section 8.3)"
             )
         out[token] = Challenge(task.name, chall.validation(key))
     return out
