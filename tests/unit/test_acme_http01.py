@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 import requests
 from acme import challenges, messages
+from acme import errors as acme_errors
 from vpes_operator.certs import account
-from vpes_operator.certs.errors import ACMEConfigError, ChallengeFailedError
+from vpes_operator.certs.errors import (
+    ACMEConfigError,
+    ChallengeFailedError,
+    from_exception,
+    now_utc,
+)
 from vpes_operator.certs.http01 import (
     Challenge,
     Http01Answers,
@@ -199,3 +205,26 @@ def test_answers_not_served_in_time_fail_the_challenge_saying_what_vpes_web_gave
         "a.example.org": "no answer: ConnectionError",
         "b.example.org": "no answer: ConnectionError",
     }
+
+
+def test_a_failed_http01_validation_names_the_challenge_though_the_detail_holds_its_url() -> None:
+    detail = 'Get "http://a.example.org:80/.well-known/acme-challenge/t": connection refused'
+    problem = messages.Error(typ="urn:ietf:params:acme:error:connection", detail=detail)
+    challb = messages.ChallengeBody(
+        chall=challenges.HTTP01(token=b"t" * 32),
+        uri="https://ca.example/chall/1",
+        status=messages.STATUS_INVALID,
+        error=problem,
+    )
+    body = messages.Authorization(
+        identifier=messages.Identifier(typ=messages.IDENTIFIER_FQDN, value="a.example.org"),
+        challenges=[challb],
+        status=messages.STATUS_INVALID,
+    )
+    failed = acme_errors.ValidationError(
+        [messages.AuthorizationResource(body=body, uri="https://ca.example/authz/1")]
+    )
+    err = from_exception(failed, "https://ca.example/dir", now_utc())
+    assert isinstance(err, ChallengeFailedError)
+    assert err.message.startswith("http-01 for a.example.org: the CA https://ca.example/dir")
+    assert detail in err.message
