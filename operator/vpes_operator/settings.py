@@ -224,7 +224,11 @@ class OperatorSettings(BaseModel):
     # HTTP-01 (certs/http01.py): the ConfigMap (in operator_namespace) the answers go
     # into, token -> key authorization, which vpes-web watches and serves at
     # /.well-known/acme-challenge/<token> for any host.
-    acme_http01_configmap: str = Field(default="vpes-acme-http01", min_length=1)
+    acme_http01_configmap: str = Field(
+        default="vpes-acme-http01",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",  # a ConfigMap's name (DNS subdomain)
+    )
     # Where the operator checks that vpes-web serves an answer before telling the CA
     # (e.g. http://vpes-web.vpes-system.svc.cluster.local); empty: vpes-web's Service
     # (web_service_name, web_service_port, in operator_namespace).

@@ -228,3 +228,16 @@ def test_a_failed_http01_validation_names_the_challenge_though_the_detail_holds_
     assert isinstance(err, ChallengeFailedError)
     assert err.message.startswith("http-01 for a.example.org: the CA https://ca.example/dir")
     assert detail in err.message
+
+
+def test_the_configmap_and_check_url_come_from_the_environment() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "VPES_ACME_HTTP01_CONFIGMAP": "mail-acme-http01",
+            "VPES_ACME_HTTP01_CHECK_URL": "http://web.example:8080",
+        }
+    )
+    assert settings.acme_http01_configmap == "mail-acme-http01"
+    assert check_url(settings) == "http://web.example:8080"
+    with pytest.raises(ValueError, match="acme_http01_configmap"):
+        OperatorSettings.from_env({"VPES_ACME_HTTP01_CONFIGMAP": "Not A Name"})
