@@ -50,6 +50,7 @@ pytestmark = pytest.mark.integration
 
 CONFIGMAP = "vpes-acme-http01"  # what the chart names it for the release "vpes"
 LOOPBACK = "127.0.0.1"
+WEB_SERVICE = "vpes-web"
 
 
 @dataclass
@@ -61,11 +62,13 @@ class Env:
     knot: KnotServer
     pebble: PebbleServer
 
-    def settings(self, check_url: str) -> OperatorSettings:
+    def settings(self, check_url: str = "") -> OperatorSettings:
+        """As the chart sets them (`check_url` empty: vpes-web's pods are asked)."""
         return OperatorSettings(
             operator_namespace=OPERATOR_NAMESPACE,
             acme_http01_configmap=CONFIGMAP,
             acme_http01_check_url=check_url,
+            web_service_name=WEB_SERVICE,
         )
 
     def issuer(self, solver: Http01Solver, answer_timeout: float = 15) -> AcmeIssuer:
@@ -191,7 +194,7 @@ def test_vpes_web_not_serving_fails_the_challenge_before_the_ca_is_told_and_clea
     assert err.reason == Reason.CHALLENGE_FAILED
     assert err.message.startswith(
         f"http-01: vpes-web at {down} still does not serve the answer for {name} "
-        "(no answer: ConnectionError) 2 s after it was put in the ConfigMap "
+        f"(no answer: ConnectionError at {down}) 2 s after it was put in the ConfigMap "
         f"{OPERATOR_NAMESPACE}/{CONFIGMAP}"
     )
     # While it waited, its token was published beside the other order's...
@@ -219,6 +222,58 @@ def test_a_name_the_ca_cannot_resolve_fails_with_the_cas_detail_though_vpes_web_
     )
     assert f"http://{nowhere}:{env.web_port}/.well-known/acme-challenge/" in message  # Pebble's
     assert env.answers() == {}
+
+
+# The API server refuses loopback addresses in an EndpointSlice: the pods are listed at
+# addresses of TEST-NET-1 (RFC 5737), and the solver's requests to them go to loopback,
+# at the same port (where vpes-web listens, or nothing does).
+POD_ADDRESS = "192.0.2.10"
+
+
+def to_loopback(url: str, host: str) -> tuple[int, str]:
+    return http_fetch(url.replace(f"http://{POD_ADDRESS}:", f"http://{LOOPBACK}:"), host)
+
+
+def endpoint_slice(name: str, port: int) -> dict[str, Any]:
+    """One vpes-web pod, as the endpoint-slice controller would list it for its Service."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": OPERATOR_NAMESPACE,
+            "labels": {"kubernetes.io/service-name": WEB_SERVICE},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [POD_ADDRESS], "conditions": {"ready": True}}],
+    }
+
+
+def test_each_ready_vpes_web_pod_must_serve_before_the_ca_is_told(env: Env) -> None:
+    tag = uuid.uuid4().hex[:6]
+    serving, dead = f"web-{tag}-a", f"web-{tag}-b"
+    dead_port = closed_port()
+    env.admin.create(endpoint_slice(serving, env.web_port))
+    env.admin.create(endpoint_slice(dead, dead_port))
+    try:
+        solver = Http01Solver(env.operator, env.settings(), fetch=to_loopback, poll_interval=0.2)
+        name = name_at_loopback(env, "pods")
+        with pytest.raises(ChallengeFailedError) as caught:
+            env.issuer(solver, answer_timeout=2).issue([name])
+        assert caught.value.message.startswith(
+            f"http-01: vpes-web (each ready pod of the Service {OPERATOR_NAMESPACE}/"
+            f"{WEB_SERVICE}) still does not serve the answer for {name} (no answer: "
+            f"ConnectionError at http://{POD_ADDRESS}:{dead_port}) 2 s after"
+        )
+        assert env.answers() == {}
+        # The pod that did not answer is gone: the one left serves, the CA validates.
+        env.admin.delete("discovery.k8s.io/v1", "EndpointSlice", OPERATOR_NAMESPACE, dead)
+        got = env.issuer(solver).issue([name])
+        assert "BEGIN CERTIFICATE" in got.chain_pem
+    finally:
+        for slice_name in (serving, dead):
+            env.admin.delete("discovery.k8s.io/v1", "EndpointSlice", OPERATOR_NAMESPACE, slice_name)
 
 
 def test_vpes_webs_account_reads_that_configmap_only(env: Env) -> None:

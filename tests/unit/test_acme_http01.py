@@ -21,12 +21,13 @@ from vpes_operator.certs.http01 import (
     Http01Answers,
     Http01Solver,
     answers_of,
-    check_url,
     configmap_body,
     is_token,
     seen_wrong,
 )
 from vpes_operator.certs.solvers import Task
+from vpes_operator.certs.web_pods import Targets, slice_urls, targets
+from vpes_operator.clients.kube import ApiError
 from vpes_operator.models.conditions import Reason
 from vpes_operator.settings import OperatorSettings
 
@@ -55,13 +56,80 @@ def test_only_base64url_tokens_are_tokens(token: str, ok: bool) -> None:
     assert is_token(token) is ok
 
 
-def test_vpes_web_is_asked_at_its_service_unless_a_url_is_set() -> None:
-    service = OperatorSettings(
-        web_service_name="vpes-web", operator_namespace="mail-system", web_service_port=8080
-    )
-    assert check_url(service) == "http://vpes-web.mail-system.svc.cluster.local:8080"
-    given = service.model_copy(update={"acme_http01_check_url": "http://127.0.0.1:9/"})
-    assert check_url(given) == "http://127.0.0.1:9"
+class Slices:
+    """The API server's EndpointSlices of one Service, and what was asked for them."""
+
+    def __init__(self, slices: list[dict[str, Any]] | Exception) -> None:
+        self.slices = slices
+        self.asked: list[tuple[Any, ...]] = []
+
+    def list(self, api_version: str, kind: str, namespace: str, *, labels: str) -> Any:
+        self.asked.append((api_version, kind, namespace, labels))
+        if isinstance(self.slices, Exception):
+            raise self.slices
+        return self.slices
+
+
+def endpoint(address: str, ready: bool | None = True) -> dict[str, Any]:
+    conditions = {} if ready is None else {"ready": ready}
+    return {"addresses": [address], "conditions": conditions}
+
+
+@pytest.mark.parametrize(
+    ("slices", "urls"),
+    [
+        ([], []),
+        (
+            [{"ports": [{"name": "http", "port": 8080}], "endpoints": [endpoint("10.0.0.2")]}],
+            ["http://10.0.0.2:8080"],
+        ),
+        (  # ready unset is ready; not ready is left out; each address once, sorted
+            [
+                {
+                    "ports": [{"name": "metrics", "port": 9}, {"name": "http", "port": 8080}],
+                    "endpoints": [
+                        endpoint("10.0.0.3", None),
+                        endpoint("10.0.0.4", False),
+                        endpoint("10.0.0.2"),
+                    ],
+                },
+                {"ports": [{"port": 8080}], "endpoints": [endpoint("10.0.0.2")]},
+            ],
+            ["http://10.0.0.2:8080", "http://10.0.0.3:8080"],
+        ),
+        (
+            [{"ports": [{"name": "http", "port": 8080}], "endpoints": [endpoint("fd00::5")]}],
+            ["http://[fd00::5]:8080"],
+        ),
+        (  # no port to ask at
+            [{"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}], "endpoints": []}],
+            [],
+        ),
+    ],
+)
+def test_each_ready_pod_of_the_service_is_asked(
+    slices: list[dict[str, Any]], urls: list[str]
+) -> None:
+    assert slice_urls(slices) == urls
+
+
+def test_vpes_web_is_asked_at_its_pods_unless_a_url_is_set() -> None:
+    settings = OperatorSettings(web_service_name="vpes-web", operator_namespace="mail-system")
+    api = Slices([{"ports": [{"port": 8080}], "endpoints": [endpoint("10.0.0.2")]}])
+    pods = targets(api, settings)  # type: ignore[arg-type]
+    assert pods.find() == ["http://10.0.0.2:8080"]
+    assert api.asked == [
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "mail-system",
+            "kubernetes.io/service-name=vpes-web",
+        )
+    ]
+    assert pods.label == "vpes-web (each ready pod of the Service mail-system/vpes-web)"
+    given = settings.model_copy(update={"acme_http01_check_url": "http://127.0.0.1:9/"})
+    one = targets(api, given)  # type: ignore[arg-type]
+    assert (one.label, one.find()) == ("vpes-web at http://127.0.0.1:9", ["http://127.0.0.1:9"])
 
 
 @pytest.mark.parametrize(
@@ -75,7 +143,7 @@ def test_no_way_to_reach_vpes_web_is_a_configuration_error(
     settings: OperatorSettings, words: str
 ) -> None:
     with pytest.raises(ACMEConfigError) as caught:
-        check_url(settings)
+        targets(Slices([]), settings)  # type: ignore[arg-type]
     assert caught.value.reason == Reason.ACME_NOT_CONFIGURED
     assert words in caught.value.message
 
@@ -162,13 +230,13 @@ class Web:
         return (404, "not found") if found is None else (200, found)
 
 
-def answers(web: Web) -> Http01Answers:
+def answers(web: Web, where: Targets | None = None) -> Http01Answers:
     expected = {"t1": Challenge("a.example.org", "t1.k"), "t2": Challenge("b.example.org", "t2.k")}
     return Http01Answers(
         None,  # type: ignore[arg-type]  # the wait never writes
         "vpes-system",
         "vpes-acme-http01",
-        "http://web:80",
+        where or Targets("vpes-web at http://web:80", lambda: ["http://web:80"]),
         expected,
         web.fetch,
         0.01,
@@ -189,22 +257,53 @@ def test_answers_not_served_in_time_fail_the_challenge_saying_what_vpes_web_gave
     web = Web()
     web.served = {"t1": "t1.k", "t2": "t2.stale"}
     waiting = answers(web)
-    assert waiting.missing() == {"b.example.org": "a different key authorization"}
+    assert waiting.missing() == {"b.example.org": "a different key authorization at http://web:80"}
     with pytest.raises(ChallengeFailedError) as caught:
         waiting.wait_ready(0.05)
     message = caught.value.message
     assert caught.value.reason == Reason.CHALLENGE_FAILED
     assert message.startswith(
         "http-01: vpes-web at http://web:80 still does not serve the answer for "
-        "b.example.org (a different key authorization) 0.05 s after it was put in the "
-        "ConfigMap vpes-system/vpes-acme-http01"
+        "b.example.org (a different key authorization at http://web:80) 0.05 s after it was "
+        "put in the ConfigMap vpes-system/vpes-acme-http01: check that vpes-web runs"
     )
-    assert "VPES_ACME_HTTP01_CHECK_URL" in message
     web.down = True
     assert waiting.missing() == {
-        "a.example.org": "no answer: ConnectionError",
-        "b.example.org": "no answer: ConnectionError",
+        "a.example.org": "no answer: ConnectionError at http://web:80",
+        "b.example.org": "no answer: ConnectionError at http://web:80",
     }
+
+
+def test_every_pod_must_serve_every_answer() -> None:
+    web = Web()
+    web.served = {"t1": "t1.k", "t2": "t2.k"}
+    lagging = Web()  # its watch of the ConfigMap is behind
+    lagging.served = {"t1": "t1.k"}
+
+    def fetch(url: str, host: str) -> tuple[int, str]:
+        return (lagging if url.startswith("http://10.0.0.3") else web).fetch(url, host)
+
+    pods = ["http://10.0.0.2:8080", "http://10.0.0.3:8080"]
+    waiting = answers(web, Targets("vpes-web (each ready pod)", lambda: pods))
+    waiting.fetch = fetch
+    assert waiting.missing() == {"b.example.org": "HTTP 404 at http://10.0.0.3:8080"}
+    lagging.served["t2"] = "t2.k"
+    waiting.wait_ready(1)
+
+
+def forbidden() -> list[str]:
+    raise ApiError(403, '{"message": "forbidden"}', "GET", "/x")
+
+
+@pytest.mark.parametrize(
+    ("find", "why"),
+    [(list, "no pod is ready"), (forbidden, "its pods cannot be listed: forbidden")],
+)
+def test_no_pod_to_ask_is_every_answer_missing(find: Any, why: str) -> None:
+    waiting = answers(Web(), Targets("vpes-web (each ready pod)", find))
+    assert waiting.missing() == {"a.example.org": why, "b.example.org": why}
+    with pytest.raises(ChallengeFailedError, match="vpes-web \\(each ready pod\\) still"):
+        waiting.wait_ready(0.02)
 
 
 def test_a_failed_http01_validation_names_the_challenge_though_the_detail_holds_its_url() -> None:
@@ -238,6 +337,6 @@ def test_the_configmap_and_check_url_come_from_the_environment() -> None:
         }
     )
     assert settings.acme_http01_configmap == "mail-acme-http01"
-    assert check_url(settings) == "http://web.example:8080"
+    assert targets(Slices([]), settings).find() == ["http://web.example:8080"]  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="acme_http01_configmap"):
         OperatorSettings.from_env({"VPES_ACME_HTTP01_CONFIGMAP": "Not A Name"})

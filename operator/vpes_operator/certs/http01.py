@@ -11,8 +11,9 @@ server) never remove each other's answers; the ConfigMap is created by the first
 order that finds none.
 
 `wait_ready` asks vpes-web itself, as the CA will (a GET of the answer's path with
-the name as Host, at `settings.acme_http01_check_url`, by default vpes-web's
-Service), until every answer is served; `cleanup` removes the order's tokens only.
+the name as Host), at each ready pod of its Service or at
+`settings.acme_http01_check_url` (`web_pods.py`), until every answer is served
+everywhere; `cleanup` removes the order's tokens only.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from josepy.jwk import JWK
 from .. import naming
 from ..clients.kube import ApiError, Kube
 from ..settings import OperatorSettings
-from .errors import ACMEConfigError, ChallengeFailedError
+from .errors import ChallengeFailedError
 from .solvers import Task
+from .web_pods import Targets, targets
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +53,6 @@ Fetch = Callable[[str, str], tuple[int, str]]
 def is_token(token: str) -> bool:
     """Whether `token` is a base64url token (and so a ConfigMap key and a path segment)."""
     return TOKEN.fullmatch(token) is not None
-
-
-def check_url(settings: OperatorSettings) -> str:
-    """Where the operator asks vpes-web for the answers (no trailing slash)."""
-    if settings.acme_http01_check_url:
-        base = settings.acme_http01_check_url
-        if not base.startswith(("http://", "https://")):
-            raise ACMEConfigError(
-                f"VPES_ACME_HTTP01_CHECK_URL {base!r} is not an http:// URL: set it to where "
-                "the operator reaches vpes-web, or unset it to use vpes-web's Service"
-            )
-        return base.rstrip("/")
-    if not settings.web_service_name:
-        raise ACMEConfigError(
-            "http-01 needs vpes-web, which serves the answers, but VPES_WEB_SERVICE_NAME is "
-            "empty: install vpes-web (web.enabled) or set VPES_ACME_HTTP01_CHECK_URL"
-        )
-    host = f"{settings.web_service_name}.{settings.operator_namespace}.svc"
-    return f"http://{host}.{settings.cluster_domain}:{settings.web_service_port}"
 
 
 def seen_wrong(expected: str, status: int, body: str) -> str | None:
@@ -121,7 +104,7 @@ class Http01Answers:
     kube: Kube
     namespace: str
     configmap: str
-    base_url: str
+    targets: Targets
     expected: dict[str, Challenge]  # token -> its answer
     fetch: Fetch = http_fetch
     poll_interval: float = 0.5
@@ -130,23 +113,35 @@ class Http01Answers:
     def where(self) -> str:
         return f"the ConfigMap {self.namespace}/{self.configmap}"
 
-    def probe(self, token: str) -> str | None:
-        """What vpes-web serves wrongly for `token` (None: the right answer)."""
+    def probe(self, base: str, token: str) -> str | None:
+        """What vpes-web at `base` serves wrongly for `token` (None: the right answer)."""
         challenge = self.expected[token]
         try:
-            status, body = self.fetch(self.base_url + PATH + token, challenge.name)
+            status, body = self.fetch(base + PATH + token, challenge.name)
         except requests.exceptions.RequestException as e:
             return f"no answer: {type(e).__name__}"
         return seen_wrong(challenge.key_authorization, status, body)
 
     def missing(self) -> dict[str, str]:
-        """The names whose answer vpes-web does not serve yet, with what it gave."""
+        """The names whose answer vpes-web does not serve yet (at one of the places
+        asked), with what it gave where."""
+        try:
+            bases = self.targets.find()
+        except ApiError as e:
+            return self._all(f"its pods cannot be listed: {e.message}")
+        if not bases:
+            return self._all("no pod is ready")
         out: dict[str, str] = {}
         for token in sorted(self.expected):
-            wrong = self.probe(token)
-            if wrong is not None:
-                out[self.expected[token].name] = wrong
+            for base in bases:
+                wrong = self.probe(base, token)
+                if wrong is not None:
+                    out[self.expected[token].name] = f"{wrong} at {base}"
+                    break
         return out
+
+    def _all(self, why: str) -> dict[str, str]:
+        return {c.name: why for c in self.expected.values()}
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -154,10 +149,9 @@ class Http01Answers:
             if time.monotonic() >= deadline:
                 seen = ", ".join(f"{name} ({wrong})" for name, wrong in sorted(missing.items()))
                 raise ChallengeFailedError(
-                    f"http-01: vpes-web at {self.base_url} still does not serve the answer "
-                    f"for {seen} {timeout:g} s after it was put in {self.where}: check that "
-                    "vpes-web runs, that the operator reaches it there "
-                    "(VPES_ACME_HTTP01_CHECK_URL) and that vpes-web may watch that ConfigMap"
+                    f"http-01: {self.targets.label} still does not serve the answer for {seen} "
+                    f"{timeout:g} s after it was put in {self.where}: check that vpes-web runs, "
+                    "that the operator reaches it and that vpes-web may watch that ConfigMap"
                 )
             time.sleep(self.poll_interval)
 
@@ -233,7 +227,7 @@ class Http01Solver:
         self.poll_interval = poll_interval
 
     def present(self, tasks: Sequence[Task], key: JWK) -> Http01Answers:
-        base_url = check_url(self.settings)  # ACMEConfigError before anything is written
+        where = targets(self.kube, self.settings)  # ACMEConfigError before any write
         expected = answers_of(tasks, key)
         data = {token: c.key_authorization for token, c in expected.items()}
         try:
@@ -248,7 +242,7 @@ class Http01Solver:
             self.kube,
             self.namespace,
             self.configmap,
-            base_url,
+            where,
             expected,
             self.fetch,
             self.poll_interval,
