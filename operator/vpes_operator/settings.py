@@ -230,8 +230,8 @@ class OperatorSettings(BaseModel):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",  # a ConfigMap's name (DNS subdomain)
     )
     # Where the operator checks that vpes-web serves an answer before telling the CA
-    # (e.g. http://vpes-web.vpes-system.svc.cluster.local); empty: vpes-web's Service
-    # (web_service_name, web_service_port, in operator_namespace).
+    # (e.g. http://127.0.0.1:8080); empty: at each ready pod of vpes-web's Service
+    # (web_service_name in operator_namespace, from its EndpointSlices).
     acme_http01_check_url: str = Field(default="")
 
     # -- Certificates through cert-manager (issue 18) -------------------------------
