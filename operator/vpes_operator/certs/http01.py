@@ -18,7 +18,6 @@ everywhere; `cleanup` removes the order's tokens only.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,8 +33,6 @@ from ..settings import OperatorSettings
 from .errors import ChallengeFailedError
 from .solvers import Task
 from .web_pods import Targets, targets
-
-log = logging.getLogger(__name__)
 
 HTTP01 = "http-01"
 PATH = "/.well-known/acme-challenge/"
