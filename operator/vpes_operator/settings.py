@@ -221,6 +221,18 @@ class OperatorSettings(BaseModel):
     acme_ca_bundle: str = Field(default="")
     # Renew once less than this part of a certificate's lifetime is left.
     acme_renew_before_fraction: float = Field(default=1 / 3, gt=0, lt=1)
+    # HTTP-01 (certs/http01.py): the ConfigMap (in operator_namespace) the answers go
+    # into, token -> key authorization, which vpes-web watches and serves at
+    # /.well-known/acme-challenge/<token> for any host.
+    acme_http01_configmap: str = Field(
+        default="vpes-acme-http01",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",  # a ConfigMap's name (DNS subdomain)
+    )
+    # Where the operator checks that vpes-web serves an answer before telling the CA
+    # (e.g. http://127.0.0.1:8080); empty: at each ready pod of vpes-web's Service
+    # (web_service_name in operator_namespace, from its EndpointSlices).
+    acme_http01_check_url: str = Field(default="")
 
     # -- Certificates through cert-manager (issue 18) -------------------------------
     # The issuer every Certificate of the hosted domains' web names names; empty: no

@@ -3,6 +3,7 @@
 `PebbleServer` writes Pebble's configuration (free ports, a TLS certificate for
 its HTTPS made by a throw-away CA whose certificate is the client's CA bundle),
 starts it with its DNS resolver pointed at the tests' Knot server (`-dnsserver`)
+and its HTTP-01 validations at `http_port` of the address each name resolves to,
 and without its random validation sleeps, and fetches its issuing root from the
 management port (Pebble makes a new one at every start).
 """
@@ -86,6 +87,9 @@ class PebbleServer:
     dns_server: str  # host:port Pebble resolves challenge names at
     port: int = 0
     management_port: int = 0
+    # Where Pebble connects for HTTP-01 (at the name's address); 0: a free port where
+    # nothing listens.
+    http_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,8 +107,8 @@ class PebbleServer:
                 "managementListenAddress": f"{HOST}:{self.management_port}",
                 "certificate": str(cert),
                 "privateKey": str(key),
-                # Where Pebble would connect for HTTP-01 and TLS-ALPN-01: nothing listens.
-                "httpPort": free_port(HOST),
+                # HTTP-01 at the name's address on this port; TLS-ALPN-01: nothing listens.
+                "httpPort": self.http_port,
                 "tlsPort": free_port(HOST),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": False,
@@ -118,6 +122,7 @@ class PebbleServer:
         _, cert, key = tls_files(self.workdir)
         self.port = self.port or free_port(HOST)
         self.management_port = self.management_port or free_port(HOST)
+        self.http_port = self.http_port or free_port(HOST)
         conf = self.workdir / "pebble.json"
         conf.write_text(json.dumps(self.config(cert, key)))
         env = {

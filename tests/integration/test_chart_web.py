@@ -35,11 +35,15 @@ def container_of(docs: list[Doc]) -> Doc:
 # -- RBAC ------------------------------------------------------------------------
 
 
-def test_the_web_service_account_may_only_read_servers_and_plans(helm: str) -> None:
+def test_the_web_service_account_may_only_read_servers_plans_and_the_acme_answers(
+    helm: str,
+) -> None:
     docs = render(helm, RBAC)
     assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
         ("ClusterRole", "vpes-web"),
         ("ClusterRoleBinding", "vpes-web"),
+        ("Role", "vpes-web-acme"),
+        ("RoleBinding", "vpes-web-acme"),
         ("ServiceAccount", "vpes-web"),
     ]
     role = one(docs, "ClusterRole", "vpes-web")
@@ -64,6 +68,27 @@ def test_the_web_service_account_may_only_read_servers_and_plans(helm: str) -> N
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "vpes-web", "namespace": NAMESPACE}
     ]
+    # In the release's namespace, the one ConfigMap of the ACME answers, read only, by
+    # name (the name the operator and vpes-web are both given).
+    acme = one(docs, "Role", "vpes-web-acme")
+    assert acme["metadata"]["namespace"] == NAMESPACE
+    assert acme["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["vpes-acme-http01"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    config = one(render(helm, None), "ConfigMap", "vpes-operator")["data"]
+    assert config["VPES_ACME_HTTP01_CONFIGMAP"] == "vpes-acme-http01"
+    acme_binding = one(docs, "RoleBinding", "vpes-web-acme")
+    assert acme_binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "vpes-web-acme",
+    }
+    assert acme_binding["subjects"] == binding["subjects"]
     # Nothing else in the whole chart grants the web's account anything.
     granted = [
         d["metadata"]["name"]
@@ -71,7 +96,7 @@ def test_the_web_service_account_may_only_read_servers_and_plans(helm: str) -> N
         if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
         and any(s.get("name") == "vpes-web" for s in d.get("subjects") or [])
     ]
-    assert granted == ["vpes-web"]
+    assert sorted(granted) == ["vpes-web", "vpes-web-acme"]
     assert render(helm, RBAC, "web.enabled=false") == []
 
 
@@ -170,11 +195,14 @@ def test_the_web_process_takes_the_charts_command_and_environment(
     monkeypatch.setattr(web_main.logsafe, "configure", lambda level: None)
     seen: list[Any] = []
     real = web_main.build_app
-    monkeypatch.setattr(web_main, "build_app", lambda s, h: seen.append((s, h)) or real(s, h))
+    monkeypatch.setattr(
+        web_main, "build_app", lambda s, h, **kw: seen.append((s, h, kw)) or real(s, h, **kw)
+    )
     web_main.main(container["command"][1:])
     [(app, kw)] = calls
     assert (kw["host"], kw["port"]) == ("0.0.0.0", 8080)
-    [(settings, _hosted)] = seen
+    [(settings, _hosted, kw)] = seen
+    assert kw["acme"].name == "vpes-acme-http01"  # the ConfigMap the operator writes
     assert settings.hosted_settle_seconds == 7.0
     assert settings.dav_max_body == 2097152
     assert settings.mail.imap_host == "imap.provider.example"

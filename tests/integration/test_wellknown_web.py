@@ -58,9 +58,11 @@ class Counted:
         return self.kube.request(method, path, query=query)
 
     def watch(
-        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300, fields: str = ""
     ) -> Iterator[tuple[str, JSON]]:
-        return self.kube.watch(path, resource_version, timeout_seconds=timeout_seconds)
+        return self.kube.watch(
+            path, resource_version, timeout_seconds=timeout_seconds, fields=fields
+        )
 
 
 @dataclass

@@ -45,7 +45,7 @@ class Script:
         return {"items": step[1], "metadata": {"resourceVersion": step[0]}}
 
     def watch(
-        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300, fields: str = ""
     ) -> Iterator[tuple[str, JSON]]:
         self.calls.append(("watch", resource_version))
         if not self.watches:
@@ -155,7 +155,7 @@ class Pages:
         return {"items": items[start : start + 2], "metadata": {"resourceVersion": "5", **more}}
 
     def watch(
-        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300, fields: str = ""
     ) -> Iterator[tuple[str, JSON]]:
         yield "ADDED", obj("late", "6") | {"status": {"big": "y"}}
         self.stop.set()

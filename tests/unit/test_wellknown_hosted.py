@@ -182,7 +182,7 @@ class Fleet:
             return {"items": list(items), "metadata": {"resourceVersion": "1"}}
 
     def watch(
-        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300, fields: str = ""
     ) -> Iterator[tuple[str, JSON]]:
         time.sleep(0.01)
         if path != collection_path("PersonalMailServer"):

@@ -148,7 +148,8 @@ def _from_validation(err: acme_errors.ValidationError, ca: str, now: datetime) -
             mapped = _from_acme_error(problem, ca, now)
             if type(mapped) is CARefusedError:  # a failed challenge, whatever its type says
                 mapped = ChallengeFailedError(f"{challb.chall.typ} for {name}: {mapped.message}")
-            elif name not in mapped.message:
+            elif f"for {name}" not in mapped.message:  # (the CA's detail may hold a URL
+                # with the name: http-01's "Get http://<name>/..." does not say which one)
                 mapped = type(mapped)(f"{challb.chall.typ} for {name}: {mapped.message}")
             found.append(mapped)
     if not found:

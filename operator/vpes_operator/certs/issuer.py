@@ -2,11 +2,12 @@
 
 `AcmeIssuer.issue(names)` registers (or finds) the account of the operator's
 key, orders a certificate for the names, answers each authorization's
-challenge with a solver that can (DNS-01 through the DNS provider today),
-waits for the CA to validate, finalizes with a CSR of a fresh key and returns
-the chain and that key. Whatever goes wrong is raised as a `CertError` whose
-reason and message are ready for the `CertificateReady` condition. The
-answers are removed again however the order ends.
+challenge with a solver that can (DNS-01 through the DNS provider, HTTP-01
+through vpes-web: `http01.py`), waits for the CA to validate, finalizes with a
+CSR of a fresh key and returns the chain and that key. Whatever goes wrong is
+raised as a `CertError` whose reason and message are ready for the
+`CertificateReady` condition. The answers are removed again however the order
+ends.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ one implementation, over any of vpes's DNS providers (the RFC 2136 one in
 practice): the `_acme-challenge.<name>` TXT records are published with the
 provider's ownership rules (only values the operator added are ever removed)
 and awaited at the zone's authoritative source. HTTP-01 (served by vpes-web
-at the edge) is another solver of the same interface, still to be written.
+at the edge) is another solver of the same interface (`http01.py`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ away, a refused request, a broken stream) relists after a back-off that doubles 
 With `page_size`, a list is made of pages of that many objects (limit and continue: the
 API server serves them from one snapshot), and `transform` reduces each object as it
 arrives (list pages and watch events) to what the handler keeps: a large collection is
-then never whole in memory at once.
+then never whole in memory at once. With `fields`, lists and watches carry that field
+selector (`metadata.name=<name>`: one object, which RBAC may then grant by name).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Source(Protocol):
     def request(self, method: str, path: str, *, query: dict[str, str] | None = None) -> JSON: ...
 
     def watch(
-        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300, fields: str = ""
     ) -> Iterator[tuple[str, JSON]]: ...
 
 
@@ -67,6 +68,7 @@ class Informer(threading.Thread):
         backoff: tuple[float, float] = (0.5, 30.0),
         page_size: int = 0,
         transform: Callable[[JSON], JSON] | None = None,
+        fields: str = "",
     ) -> None:
         super().__init__(name=f"informer {path}", daemon=True)
         self.kube = kube
@@ -78,6 +80,7 @@ class Informer(threading.Thread):
         self.backoff = backoff
         self.page_size = page_size
         self.transform = transform
+        self.fields = fields
         self.synced = threading.Event()
         self.lists = 0  # lists made (the first and every relist)
 
@@ -107,14 +110,15 @@ class Informer(threading.Thread):
         """List (page by page), hand the handler the items; the list's version."""
         items: list[JSON] = []
         limit = {"limit": str(self.page_size)} if self.page_size else {}
-        query = limit
+        selected = {"fieldSelector": self.fields} if self.fields else {}
+        query = {**selected, **limit}
         while True:
             listing = self.kube.request("GET", self.path, query=query or None)
             items.extend(self._shape(obj) for obj in listing.get("items") or [])
             token = (listing.get("metadata") or {}).get("continue")
             if not (limit and token):
                 break
-            query = {**limit, "continue": str(token)}
+            query = {**selected, **limit, "continue": str(token)}
         self.lists += 1
         try:
             self.handler.replace(items)
@@ -126,7 +130,9 @@ class Informer(threading.Thread):
     def _watch(self, version: str) -> None:
         """Watch from `version` until the watch ends and `resync` is set, or stop."""
         while not self.stop.is_set():
-            events = self.kube.watch(self.path, version, timeout_seconds=self.watch_seconds)
+            events = self.kube.watch(
+                self.path, version, timeout_seconds=self.watch_seconds, fields=self.fields
+            )
             for kind, obj in events:
                 if self.stop.is_set():
                     return

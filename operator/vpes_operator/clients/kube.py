@@ -154,16 +154,19 @@ class Kube:
         return result
 
     def watch(
-        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300, fields: str = ""
     ) -> Iterator[tuple[str, JSON]]:
         """The events `(type, object)` of the collection at `path` after
-        `resource_version`, bookmarks included, until the server ends the watch.
+        `resource_version`, bookmarks included, until the server ends the watch;
+        `fields`: only the objects that field selector selects (`metadata.name=x`: RBAC
+        then authorizes the watch by resourceNames).
         An ERROR event (410 Gone: the version is too old, relist) raises ApiError."""
         query = {
             "watch": "true",
             "resourceVersion": resource_version,
             "timeoutSeconds": str(timeout_seconds),
             "allowWatchBookmarks": "true",
+            **({"fieldSelector": fields} if fields else {}),
         }
         resp = self._send(
             "GET",
@@ -284,6 +287,18 @@ class Kube:
             if e.status == 404:
                 return False
             raise
+
+    def merge_patch(
+        self, api_version: str, kind: str, namespace: str | None, name: str, patch: JSON
+    ) -> JSON:
+        """A JSON merge patch (RFC 7386): only the keys `patch` names change (a null
+        removes one), so writers of different keys of one object never undo each other."""
+        return self.request(
+            "PATCH",
+            self.resource(api_version, kind).path(namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
 
     def patch_metadata(
         self, api_version: str, kind: str, namespace: str | None, name: str, patch: JSON

@@ -10,4 +10,7 @@ what DNS says cannot differ. A domain no server hosts gets 404 (`hosted.py`).
 At the edge's web name, `/dav/` is the calendar and contacts proxy to each server's
 own Radicale, found by the login's domain (`dav.py`; `/.well-known/caldav` and
 `/.well-known/carddav` at any host redirect there: `dav_routing.py`).
+
+At any host, `/.well-known/acme-challenge/<token>` answers the operator's ACME
+HTTP-01 challenges from the one ConfigMap it writes them to (`acme.py`).
 """

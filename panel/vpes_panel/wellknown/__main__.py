@@ -15,6 +15,7 @@ import uvicorn
 from vpes_billing import logsafe
 from vpes_operator.clients.kube import Kube
 
+from .acme import watch_answers
 from .app import build_app
 from .dav_address import PREFIX
 from .hosted import watch_hosted
@@ -44,8 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("uvicorn.access").addFilter(DropQuery())
     settings = WebSettings.from_env()
     kube = Kube.connect(field_manager="vpes-web")
-    hosted = watch_hosted(kube, threading.Event(), settings.hosted_settle_seconds)
-    app = build_app(settings, hosted)
+    stop = threading.Event()
+    hosted = watch_hosted(kube, stop, settings.hosted_settle_seconds)
+    mail = settings.mail
+    acme = watch_answers(kube, mail.operator_namespace, mail.acme_http01_configmap, stop)
+    app = build_app(settings, hosted, acme=acme)
     uvicorn.run(
         app, host=args.host, port=args.port, proxy_headers=True, log_config=None, access_log=True
     )

@@ -1,6 +1,6 @@
 """vpes-web's ASGI app: the calendar proxy and its redirects (dav_routing.py), then
 the host-routed endpoints behind a body limit (413), all with a few headers;
-`/healthz` for the kubelet at any host."""
+`/healthz` for the kubelet and the ACME HTTP-01 answers (acme.py) at any host."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from starlette.types import ASGIApp
 from vpes_billing.web import BodyLimit
 
 from ..app import SecurityHeaders
+from .acme import ROUTE as ACME_ROUTE
+from .acme import AcmeAnswers
 from .dav import Backend, DavProxy
 from .dav_routing import DavRouter
 from .hosted import HostedDomains
@@ -39,13 +41,17 @@ def build_app(
     hosted: HostedDomains,
     routes: Sequence[HostRoute] = ROUTES,
     dav_backend: Backend | None = None,
+    acme: AcmeAnswers | None = None,
 ) -> ASGIApp:
-    """`dav_backend`: where each server's Radicale is (default: its Service)."""
+    """`dav_backend`: where each server's Radicale is (default: its Service); `acme`: the
+    HTTP-01 answers to serve (None: none, the path is then a host-routed 404)."""
     router = HostRouter(Web(settings, hosted), routes)
     proxy = DavProxy(settings, hosted, dav_backend)
+    answers = [] if acme is None else [Route(ACME_ROUTE, acme.endpoint, methods=["GET"])]
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            *answers,
             Route("/{path:path}", router.dispatch, methods=METHODS),
         ],
         lifespan=proxy.lifespan,
