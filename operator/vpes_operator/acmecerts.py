@@ -114,7 +114,7 @@ class AcmePublisher:
         current = live(servers)
         conds, ends, secrets = self.converge(current)
         self.edge()
-        self.orders.forget(secrets | {self.settings.edge_tls_secret})
+        self.orders.forget(secrets | {self.settings.edge_tls_secret} - {""})
         self.report.export(ends)
         self.report.write_conditions(current, conds)
 
@@ -195,6 +195,8 @@ class AcmePublisher:
     def edge(self) -> None:
         """The edge's mail names in the Secret `edge_tls_secret`; its expiry metric."""
         name = self.settings.edge_tls_secret
+        if not name:
+            return
         have = self.kube.get("v1", "Secret", self.settings.operator_namespace, name)
         state = self.orders.state(name, edge_names(self.settings), edge_labels(), st.read(have))
         if state.not_after is not None:

@@ -229,9 +229,10 @@ class OperatorSettings(BaseModel):
     acme_concurrency: int = Field(default=2, ge=1, le=16)
     # The edge's own mail names, certified together into the kubernetes.io/tls Secret
     # edge_tls_secret of operator_namespace (the edge's pods mount it); empty: the
-    # MX, IMAP and SMTP names (mx_host, imap_host, smtp_host).
+    # MX, IMAP and SMTP names (mx_host, imap_host, smtp_host). Empty edge_tls_secret:
+    # the edge's names are not certified.
     edge_tls_names: tuple[str, ...] = Field(default=())
-    edge_tls_secret: str = Field(default="vpes-edge-tls", min_length=1, max_length=253)
+    edge_tls_secret: str = Field(default="vpes-edge-tls", max_length=253)
 
     # -- Certificates through cert-manager (issue 18) -------------------------------
     # The issuer every Certificate of the hosted domains' web names names; empty: no
