@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from vpes_operator import certstatus
 from vpes_operator.acmecerts import BY, edge_names, use_acme
 from vpes_operator.certs import stored as st
@@ -29,6 +26,7 @@ from vpes_operator.certs.errors import (
 from vpes_operator.certs.issuer import Issued
 from vpes_operator.certs.orders import Orders
 from vpes_operator.certs.solvers import DNS01
+from vpes_operator.crypto import self_signed_certificate
 from vpes_operator.models.conditions import Reason
 from vpes_operator.settings import OperatorSettings
 
@@ -38,32 +36,13 @@ NOW = dt.datetime.now(dt.UTC)
 NAMES = ("autoconfig.example.org", "mta-sts.example.org")
 
 
-def pem_of(names: Sequence[str], start: dt.datetime, days: float) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def issued(names: Sequence[str], start: dt.datetime = NOW, days: float = 90) -> Issued:
-    pem = pem_of(names, start, days)
+def issued(names: Sequence[str], start: dt.datetime = NOW, days: int = 90) -> Issued:
+    pem, _ = self_signed_certificate(list(names), days, start)
     leaf = x509.load_pem_x509_certificate(pem.encode())
     return Issued(tuple(names), pem, "KEY", leaf.not_valid_before_utc, leaf.not_valid_after_utc)
 
 
-def secret(names: Sequence[str], start: dt.datetime = NOW, days: float = 90) -> dict[str, Any]:
+def secret(names: Sequence[str], start: dt.datetime = NOW, days: int = 90) -> dict[str, Any]:
     return st.secret_body("web-x", "vpes-system", {"a": "b"}, issued(names, start, days))
 
 
@@ -101,7 +80,7 @@ def test_no_readable_certificate_is_none(body: dict[str, Any] | None) -> None:
         (NAMES, NOW - dt.timedelta(days=100), 90, st.Action.RENEW),  # expired
     ],
 )
-def test_decide(held: tuple[str, ...] | None, start: dt.datetime, days: float, want: str) -> None:
+def test_decide(held: tuple[str, ...] | None, start: dt.datetime, days: int, want: str) -> None:
     stored = st.read(secret(held, start, days)) if held else None
     assert st.decide(NAMES, stored, NOW, 1 / 3) == want
 
