@@ -63,9 +63,11 @@ def use_acme(settings: OperatorSettings, cert_manager_installed: Callable[[], bo
 
 
 def edge_names(settings: OperatorSettings) -> tuple[str, ...]:
-    """The edge's mail names: `edge_tls_names`, else the MX, IMAP and SMTP names."""
-    names = settings.edge_tls_names or (settings.mx_host, settings.imap_host, settings.smtp_host)
-    return normalise_names(names)
+    """The edge's mail names: `edge_tls_names`, else the MX, IMAP and SMTP names (none:
+    all empty)."""
+    hosts = (settings.mx_host, settings.imap_host, settings.smtp_host)
+    names = [n for n in settings.edge_tls_names or hosts if n.strip()]
+    return normalise_names(names) if names else ()
 
 
 def edge_labels() -> dict[str, str]:
@@ -194,10 +196,10 @@ class AcmePublisher:
 
     def edge(self) -> None:
         """The edge's mail names in the Secret `edge_tls_secret`; its expiry metric."""
-        name = self.settings.edge_tls_secret
-        if not name:
+        name, names = self.settings.edge_tls_secret, edge_names(self.settings)
+        if not name or not names:
             return
         have = self.kube.get("v1", "Secret", self.settings.operator_namespace, name)
-        state = self.orders.state(name, edge_names(self.settings), edge_labels(), st.read(have))
+        state = self.orders.state(name, names, edge_labels(), st.read(have))
         if state.not_after is not None:
             metrics.EDGE_CERTIFICATE_EXPIRY.labels(name).set(state.not_after.timestamp())

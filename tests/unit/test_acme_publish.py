@@ -221,6 +221,7 @@ def test_the_edge_names_are_its_mail_hosts_unless_listed() -> None:
     assert edge_names(s) == ("mx.example.net", "imap.example.net", "smtp.vpes.test")
     listed = OperatorSettings(edge_tls_names=("mail.example.net",))
     assert edge_names(listed) == ("mail.example.net",)
+    assert edge_names(OperatorSettings(mx_host="", imap_host="", smtp_host="")) == ()
 
 
 @pytest.mark.parametrize(
