@@ -180,6 +180,17 @@ class Publisher:
             return None
         return name, certstatus.state(have, len(obj["spec"]["dnsNames"]))
 
+    def release(self) -> None:
+        """Delete our Certificates (where cert-manager is installed), and leave their
+        Secrets and the Ingresses: the operator's own ACME client takes those over."""
+        if not self.cert_manager.installed():
+            return
+        ns = self.settings.operator_namespace
+        for obj in self.kube.list(certificates.CERTIFICATE_API, "Certificate", ns, labels=SELECTOR):
+            name = obj["metadata"]["name"]
+            self.kube.delete(certificates.CERTIFICATE_API, "Certificate", ns, name)
+            log.info("Certificate %s deleted: the operator's ACME client certifies now", name)
+
     def found(self) -> Found:
         ns = self.settings.operator_namespace
         out: Found = {}

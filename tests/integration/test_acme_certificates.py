@@ -29,6 +29,7 @@ from vpes_operator.clients.kube import Kube
 from vpes_operator.settings import OperatorSettings
 
 from .acme_support import HOST, PebbleServer
+from .certmanager_support import install_crd, remove_crd
 from .dns_support import KEY_NAME, ZONE, KnotServer, free_port, scrape
 from .operator_support import (
     OperatorProcess,
@@ -218,3 +219,38 @@ def check_ca_down(
         wait_for(lambda: secret(api, name) is None, "the Secret deleted with its server", SOON)
     finally:
         op.stop()
+
+
+def test_certificates_cert_manager_left_go_when_the_acme_client_takes_over(
+    api: Kube, kubeconfig: Path, pebble: PebbleServer, knot: KnotServer, tmp_path: Path
+) -> None:
+    """cert-manager installed, but no issuer configured: the operator's client certifies,
+    and a Certificate of ours made before (it would fight over the Secret) is deleted."""
+    install_crd(api)
+    leftover = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {
+            "name": "web-leftover",
+            "namespace": OPERATOR_NAMESPACE,
+            "labels": b.labels("gone", "gone"),
+        },
+        "spec": {"secretName": "web-leftover", "dnsNames": ["autoconfig.gone.test"]},
+    }
+    api.apply(leftover)
+    good = env(pebble.directory_url, pebble, knot, tmp_path, f"mx-left.{ZONE}")
+    op = OperatorProcess(kubeconfig, tmp_path / "ops", good)
+    op.start()
+    try:
+        wait_for(
+            lambda: (
+                api.get("cert-manager.io/v1", "Certificate", OPERATOR_NAMESPACE, "web-leftover")
+                is None
+            ),
+            "the leftover Certificate deleted",
+            SOON,
+        )
+    finally:
+        op.stop()
+        api.delete("v1", "Secret", OPERATOR_NAMESPACE, EDGE_SECRET)
+        remove_crd(api)

@@ -110,6 +110,21 @@ def test_the_acme_client_is_off_by_default_and_its_values_reach_the_operator(hel
     assert s.edge_tls_names == ("mx.example.net", "imap.example.net")
 
 
+def test_a_private_cas_bundle_is_mounted_from_a_configmap(helm: str) -> None:
+    assert settings_of(helm).acme_ca_bundle == ""
+    sets = ("certificates.acme.caBundle.configMap=my-ca", "certificates.acme.caBundle.key=root")
+    s = settings_of(helm, *sets)
+    assert s.acme_ca_bundle == "/etc/vpes/acme-ca/ca.pem"
+    pod = one(
+        render(helm, "templates/operator-deployment.yaml", *sets), "Deployment", "vpes-operator"
+    )
+    spec = pod["spec"]["template"]["spec"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "acme-ca"]
+    assert volume["configMap"] == {"name": "my-ca", "items": [{"key": "root", "path": "ca.pem"}]}
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["acme-ca"] == "/etc/vpes/acme-ca"
+
+
 def test_in_its_namespace_the_operator_may_write_its_certificates_secrets_only(
     helm: str,
 ) -> None:

@@ -52,6 +52,7 @@ class Certificates:
     def publish(self, servers: Iterable[PersonalMailServer]) -> None:
         installed = self.cert_manager.cert_manager.installed
         if self.acme is not None and use_acme(self.settings, installed):
+            self.cert_manager.release()  # Certificates left from before, if any
             self.acme.publish(servers)
         else:
             self.cert_manager.publish(servers)
