@@ -29,7 +29,7 @@ from vpes_operator.clients.kube import Kube
 from vpes_operator.settings import OperatorSettings
 
 from .acme_support import HOST, PebbleServer
-from .certmanager_support import install_crd, remove_crd
+from .certs_support import install_crd, remove_crd, spec
 from .dns_support import KEY_NAME, ZONE, KnotServer, free_port, scrape
 from .operator_support import (
     OperatorProcess,
@@ -76,16 +76,6 @@ def env(
         "VPES_DNS_RFC2136_TSIG_NAME": KEY_NAME,
         "VPES_DNS_RFC2136_TSIG_SECRET_FILE": str(tsig),
         "VPES_EDGE_TLS_NAMES": edge,
-    }
-
-
-def spec(plan: str, domains: list[str]) -> dict[str, Any]:
-    return {
-        "plan": plan,
-        "owner": {"email": "owner@example.net"},
-        "domains": domains,
-        "mailboxes": [{"address": f"a@{domains[0]}"}],
-        "dns": {"mode": "Manual"},
     }
 
 

@@ -27,7 +27,7 @@ from vpes_operator.builders import certificates as b
 from vpes_operator.clients.kube import Kube
 from vpes_operator.settings import OperatorSettings
 
-from .certmanager_support import install_crd, remove_crd
+from .certs_support import install_crd, remove_crd, spec
 from .dns_support import free_port, scrape
 from .operator_support import (
     OperatorProcess,
@@ -68,16 +68,6 @@ def plan(api: Kube, kubeconfig: Path) -> Iterator[str]:
     api.apply(plan_body(name))
     yield name
     api.delete(API_VERSION, "MailPlan", None, name)
-
-
-def spec(plan: str, domains: list[str]) -> dict[str, Any]:
-    return {
-        "plan": plan,
-        "owner": {"email": "owner@example.net"},
-        "domains": domains,
-        "mailboxes": [{"address": f"a@{domains[0]}"}],
-        "dns": {"mode": "Manual"},
-    }
 
 
 def cert_ready(api: Kube, ns: str, name: str, status: str, reason: str = "") -> dict[str, Any]:

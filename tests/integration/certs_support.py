@@ -1,5 +1,6 @@
-"""A minimal stand-in for cert-manager's Certificate CRD, written for the tests (the
-schema is not the point: the objects the operator makes, reads and deletes are)."""
+"""What the certificate tests share: a minimal stand-in for cert-manager's Certificate
+CRD, written for the tests (the schema is not the point: the objects the operator
+makes, reads and deletes are), and a server's spec."""
 
 from __future__ import annotations
 
@@ -69,3 +70,14 @@ def remove_crd(api: Kube) -> None:
         ),
         "the Certificate CRD gone",
     )
+
+
+def spec(plan: str, domains: list[str]) -> dict[str, Any]:
+    """A server of `domains` whose records the customer publishes (no DNS provider)."""
+    return {
+        "plan": plan,
+        "owner": {"email": "owner@example.net"},
+        "domains": domains,
+        "mailboxes": [{"address": f"a@{domains[0]}"}],
+        "dns": {"mode": "Manual"},
+    }
