@@ -1,4 +1,5 @@
-"""CertificateReady of a server from its cert-manager Certificates' status: pure.
+"""CertificateReady of a server from its cert-manager Certificates' status (or the
+operator's own ACME orders, `certs/orders.py`): pure.
 
 cert-manager says how a Certificate is with two conditions: Ready (True once a valid
 certificate for the current spec is in its Secret) and Issuing (True while it orders
@@ -93,26 +94,29 @@ def when(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def condition(states: Sequence[tuple[str, CertState]]) -> Cond:
-    """CertificateReady from each Certificate's (name, state) of one server."""
+def condition(
+    states: Sequence[tuple[str, CertState]], by: str = "cert-manager", kind: str = "Certificate"
+) -> Cond:
+    """CertificateReady from each certificate's (name, state) of one server; `by` who
+    issues them, `kind` of the object `name` names (with several)."""
     several = len(states) > 1
     for name, s in states:
         if s.ready is False:
-            where = f"Certificate {name}: " if several else ""
+            where = f"{kind} {name}: " if several else ""
             return Cond(
                 CERTIFICATE_READY,
                 False,
                 s.reason,
-                f"{where}cert-manager could not issue the certificate: {s.message}",
+                f"{where}{by} could not issue the certificate: {s.message}",
             )
     for name, s in states:
         if s.ready is None:
-            where = f"Certificate {name}" if several else "the certificate"
+            where = f"{kind} {name}" if several else "the certificate"
             return Cond(
                 CERTIFICATE_READY,
                 None,
                 Reason.CERTIFICATE_ISSUING,
-                f"cert-manager is issuing {where} for {s.names} names: {s.message}",
+                f"{by} is issuing {where} for {s.names} names: {s.message}",
             )
     names = sum(s.names for _, s in states)
     ends = [s.not_after for _, s in states if s.not_after is not None]

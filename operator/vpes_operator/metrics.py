@@ -142,10 +142,17 @@ EDGE_MAPS_DOMAINS = Gauge(
     registry=REGISTRY,
 )
 
-CERTIFICATE_EXPIRY = Gauge(  # set by webcerts.py
+CERTIFICATE_EXPIRY = Gauge(  # set by certreport.py
     "vpes_certificate_expiry_timestamp_seconds",
-    "When the first of the server's web-name certificates (cert-manager) expires.",
+    "When the first of the server's web-name certificates (cert-manager or ACME) expires.",
     ["namespace", "server"],
+    registry=REGISTRY,
+)
+
+EDGE_CERTIFICATE_EXPIRY = Gauge(  # set by acmecerts.py
+    "vpes_edge_certificate_expiry_timestamp_seconds",
+    "When the certificate of the edge's mail names (the operator's ACME client) expires.",
+    ["secret"],
     registry=REGISTRY,
 )
 

@@ -233,6 +233,18 @@ class OperatorSettings(BaseModel):
     # (e.g. http://127.0.0.1:8080); empty: at each ready pod of vpes-web's Service
     # (web_service_name in operator_namespace, from its EndpointSlices).
     acme_http01_check_url: str = Field(default="")
+    # How the CA checks that the operator controls a name: "dns-01" (the
+    # _acme-challenge TXT records through the default DNS provider, RFC 2136) or
+    # "http-01" (answered by vpes-web at the edge).
+    acme_challenge: Literal["dns-01", "http-01"] = Field(default="dns-01")
+    # Orders under way at once (each takes seconds at the CA, in a thread of its own).
+    acme_concurrency: int = Field(default=2, ge=1, le=16)
+    # The edge's own mail names, certified together into the kubernetes.io/tls Secret
+    # edge_tls_secret of operator_namespace (the edge's pods mount it); empty: the
+    # MX, IMAP and SMTP names (mx_host, imap_host, smtp_host). Empty edge_tls_secret:
+    # the edge's names are not certified.
+    edge_tls_names: tuple[str, ...] = Field(default=())
+    edge_tls_secret: str = Field(default="vpes-edge-tls", max_length=253)
 
     # -- Certificates through cert-manager (issue 18) -------------------------------
     # The issuer every Certificate of the hosted domains' web names names; empty: no

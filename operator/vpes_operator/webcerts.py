@@ -16,8 +16,8 @@ Without an issuer (or vpes-web's Service) CertificateReady says certificates are
 configured; with an issuer but no CRD, that cert-manager is not installed. Whether
 the CRD exists is asked every `certificates_crd_check_seconds`.
 
-A condition is written only when it differs from the one last written for that
-server (the first pass after a start reads each server once).
+CertificateReady and the metric are written by `certreport.Reporter`, which the
+operator's own ACME path (`acmecerts.py`, where cert-manager is not used) shares.
 """
 
 from __future__ import annotations
@@ -25,26 +25,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import certstatus, metrics
+from . import certstatus
 from .builders import certificates
-from .builders.meta import server_reference
+from .certreport import Poster, Reporter
 from .certstatus import CertState
 from .clients.kube import ApiError, Kube
-from .clients.status import update_server_status
-from .conditions import Cond, Event
+from .conditions import Cond
 from .edge.routing import ServerKey, key_of, live, route
-from .edgemaps import with_condition
-from .models.server import PersonalMailServer, PersonalMailServerStatus
+from .models.server import PersonalMailServer
 from .naming import LABEL_COMPONENT
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-Poster = Callable[[dict[str, Any], list[Event]], None]
 CRD_API = "apiextensions.k8s.io/v1"
 CRD_NAME = "certificates.cert-manager.io"
 SELECTOR = f"{LABEL_COMPONENT}={certificates.COMPONENT}"
@@ -99,18 +96,28 @@ def differs(want: dict[str, Any], have: dict[str, Any] | None) -> bool:
     )
 
 
+def apply_changed(kube: Kube, obj: dict[str, Any], have: dict[str, Any] | None) -> dict[str, Any]:
+    """The object as it is after applying it where it differs from `have`."""
+    if not differs(obj, have):
+        assert have is not None
+        return have
+    applied = kube.apply(obj)
+    log.info("%s %s applied", obj["kind"], obj["metadata"]["name"])
+    return applied
+
+
 @dataclass
 class Publisher:
     kube: Kube
     settings: OperatorSettings
     post: Poster
+    report: Reporter | None = None  # None: one of its own
     cert_manager: CertManager = field(init=False)
-    # The condition last written (or found) per server uid.
-    written: dict[str, Cond] = field(default_factory=dict)
-    exported: set[ServerKey] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.cert_manager = CertManager(self.kube, self.settings.certificates_crd_check_seconds)
+        if self.report is None:
+            self.report = Reporter(self.kube, self.post)
 
     def off_reason(self) -> str | None:
         """Why certificates are off (None: they are on, where cert-manager is installed)."""
@@ -128,8 +135,9 @@ class Publisher:
         """One pass; an API error is raised (the caller tries again soon)."""
         current = live(servers)
         conds, ends = self.converge(current)
-        self.export(ends)
-        self.write_conditions(current, conds)
+        assert self.report is not None
+        self.report.export(ends)
+        self.report.write_conditions(current, conds)
 
     def converge(
         self, servers: list[PersonalMailServer]
@@ -172,6 +180,17 @@ class Publisher:
             return None
         return name, certstatus.state(have, len(obj["spec"]["dnsNames"]))
 
+    def release(self) -> None:
+        """Delete our Certificates (where cert-manager is installed), and leave their
+        Secrets and the Ingresses: the operator's own ACME client takes those over."""
+        if not self.cert_manager.installed():
+            return
+        ns = self.settings.operator_namespace
+        for obj in self.kube.list(certificates.CERTIFICATE_API, "Certificate", ns, labels=SELECTOR):
+            name = obj["metadata"]["name"]
+            self.kube.delete(certificates.CERTIFICATE_API, "Certificate", ns, name)
+            log.info("Certificate %s deleted: the operator's ACME client certifies now", name)
+
     def found(self) -> Found:
         ns = self.settings.operator_namespace
         out: Found = {}
@@ -187,13 +206,7 @@ class Publisher:
         return out
 
     def apply(self, obj: dict[str, Any], have: dict[str, Any] | None) -> dict[str, Any]:
-        """The object as it is after applying it where it differs."""
-        if not differs(obj, have):
-            assert have is not None
-            return have
-        applied = self.kube.apply(obj)
-        log.info("%s %s applied", obj["kind"], obj["metadata"]["name"])
-        return applied
+        return apply_changed(self.kube, obj, have)
 
     def sweep(self, found: Found, wanted: set[tuple[str, str]]) -> None:
         """Delete what we made that is not wanted; a Certificate's Secret with it."""
@@ -218,38 +231,3 @@ class Publisher:
             if e.status != 403:
                 raise
             log.warning("the Secret %s of a deleted Certificate is left: %s", name, e.message)
-
-    def export(self, ends: Mapping[ServerKey, dt.datetime]) -> None:
-        """vpes_certificate_expiry_timestamp_seconds of each server with a certificate."""
-        for key, end in ends.items():
-            metrics.CERTIFICATE_EXPIRY.labels(key.namespace, key.name).set(end.timestamp())
-        for key in self.exported - set(ends):
-            metrics.CERTIFICATE_EXPIRY.remove(key.namespace, key.name)
-        self.exported = set(ends)
-
-    def write_conditions(
-        self, servers: list[PersonalMailServer], conds: Mapping[ServerKey, Cond]
-    ) -> None:
-        now = dt.datetime.now(dt.UTC)
-        uids = {s.metadata.uid for s in servers}
-        for uid in set(self.written) - uids:
-            del self.written[uid]
-        for server in servers:
-            cond, uid = conds.get(key_of(server)), server.metadata.uid
-            if cond is None or self.written.get(uid) == cond:
-                continue
-            try:
-                self.write_condition(key_of(server), uid, cond, now)
-                self.written[uid] = cond
-            except ApiError as e:
-                log.warning("writing CertificateReady of %s failed: %s", key_of(server), e.message)
-
-    def write_condition(self, key: ServerKey, uid: str, cond: Cond, now: dt.datetime) -> None:
-        def mutate(current: PersonalMailServer) -> PersonalMailServerStatus | None:
-            if current.metadata.uid != uid or current.metadata.deletion_timestamp:
-                return None
-            return with_condition(current, cond, now)
-
-        written = update_server_status(self.kube, key.namespace, key.name, mutate)
-        if written.events:
-            self.post(server_reference(key.name, key.namespace, uid), written.events)

@@ -18,6 +18,8 @@ from vpes_devcluster import Cluster, wait_for
 from vpes_operator.clients.kube import Kube
 
 from . import helm_template
+from .acme_support import PebbleServer
+from .dns_support import KnotServer
 
 HERE = Path(__file__).resolve().parent
 
@@ -101,3 +103,21 @@ def no_secret_in_any_operator_log() -> Iterator[None]:
 def helm() -> str:
     """The helm binary, for the tests that render the chart (helm_template.py)."""
     return helm_template.helm_binary()
+
+
+@pytest.fixture(scope="module")
+def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
+    """The tests' Knot DNS server (RFC 2136 + TSIG), for one module."""
+    server = KnotServer(tmp_path_factory.mktemp("knot"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pebble(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
+    """A real ACME CA (Pebble) validating DNS-01 at `knot`, for one module."""
+    server = PebbleServer(tmp_path_factory.mktemp("pebble"), knot.address)
+    server.start()
+    yield server
+    server.stop()

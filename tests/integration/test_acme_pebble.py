@@ -1,14 +1,14 @@
 """The operator's own ACME client against a real CA (Pebble) and a real DNS server (Knot).
 
 Pebble validates DNS-01 by asking the Knot server the DNS tests use, into which
-the client publishes `_acme-challenge` TXT records through RFC 2136 + TSIG.
+the client publishes `_acme-challenge` TXT records through RFC 2136 + TSIG (the
+`knot` and `pebble` fixtures: conftest.py).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,22 +27,6 @@ from vpes_operator.models.conditions import Reason
 
 from .acme_support import HOST, PebbleServer, tls_files
 from .dns_support import KEY_NAME, ZONE, KnotServer, free_port
-
-
-@pytest.fixture(scope="module")
-def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
-    server = KnotServer(tmp_path_factory.mktemp("knot"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def pebble(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
-    server = PebbleServer(tmp_path_factory.mktemp("pebble"), knot.address)
-    server.start()
-    yield server
-    server.stop()
 
 
 def make_issuer(

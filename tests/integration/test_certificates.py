@@ -27,6 +27,7 @@ from vpes_operator.builders import certificates as b
 from vpes_operator.clients.kube import Kube
 from vpes_operator.settings import OperatorSettings
 
+from .certs_support import install_crd, remove_crd, spec
 from .dns_support import free_port, scrape
 from .operator_support import (
     OperatorProcess,
@@ -39,7 +40,6 @@ from .operator_support import (
 
 pytestmark = pytest.mark.integration
 SOON = 60.0
-CRD_NAME = "certificates.cert-manager.io"
 ISSUER = "test-issuer"
 # What the operator runs with (its defaults otherwise): names computed the same way.
 SETTINGS = OperatorSettings(
@@ -54,66 +54,6 @@ ENV = {
     "VPES_CERTIFICATES_POLL_SECONDS": "1",
     "VPES_CERTIFICATES_CRD_CHECK_SECONDS": "1",
 }
-# A minimal stand-in for cert-manager's CRD, written for this test.
-CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": CRD_NAME},
-    "spec": {
-        "group": "cert-manager.io",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "certificates",
-            "singular": "certificate",
-            "kind": "Certificate",
-            "listKind": "CertificateList",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            },
-                            "status": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            },
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
-def install_crd(api: Kube) -> None:
-    api.apply(CRD)
-
-    def established() -> bool:
-        crd = api.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, CRD_NAME)
-        conds = ((crd or {}).get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
-
-    wait_for(established, "the Certificate CRD established")
-
-
-def remove_crd(api: Kube) -> None:
-    api.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, CRD_NAME)
-    wait_for(
-        lambda: (
-            api.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, CRD_NAME) is None
-        ),
-        "the Certificate CRD gone",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +68,6 @@ def plan(api: Kube, kubeconfig: Path) -> Iterator[str]:
     api.apply(plan_body(name))
     yield name
     api.delete(API_VERSION, "MailPlan", None, name)
-
-
-def spec(plan: str, domains: list[str]) -> dict[str, Any]:
-    return {
-        "plan": plan,
-        "owner": {"email": "owner@example.net"},
-        "domains": domains,
-        "mailboxes": [{"address": f"a@{domains[0]}"}],
-        "dns": {"mode": "Manual"},
-    }
 
 
 def cert_ready(api: Kube, ns: str, name: str, status: str, reason: str = "") -> dict[str, Any]:

@@ -91,9 +91,59 @@ def test_the_operator_writes_certificates_and_ingresses_in_its_own_namespace_onl
     assert "get" in cluster[("apiextensions.k8s.io", "customresourcedefinitions")]
 
 
+def test_the_acme_client_is_off_by_default_and_its_values_reach_the_operator(helm: str) -> None:
+    off = settings_of(helm)
+    assert off.acme_directory_url == ""
+    assert (off.acme_challenge, off.edge_tls_names) == ("dns-01", ())
+    assert off.edge_tls_secret == "vpes-edge-tls"  # the name the edge's pods mount
+    s = settings_of(
+        helm,
+        "certificates.acme.directoryUrl=https://acme.example/directory",
+        "certificates.acme.email=hostmaster@example.net",
+        "certificates.acme.challenge=http-01",
+        "certificates.acme.concurrency=3",
+        "certificates.acme.edgeNames={mx.example.net,imap.example.net}",
+    )
+    assert s.acme_directory_url == "https://acme.example/directory"
+    assert (s.acme_email, s.acme_challenge) == ("hostmaster@example.net", "http-01")
+    assert (s.acme_concurrency, s.acme_renew_before_fraction) == (3, 0.3333)
+    assert s.edge_tls_names == ("mx.example.net", "imap.example.net")
+
+
+def test_a_private_cas_bundle_is_mounted_from_a_configmap(helm: str) -> None:
+    assert settings_of(helm).acme_ca_bundle == ""
+    sets = ("certificates.acme.caBundle.configMap=my-ca", "certificates.acme.caBundle.key=root")
+    s = settings_of(helm, *sets)
+    assert s.acme_ca_bundle == "/etc/vpes/acme-ca/ca.pem"
+    pod = one(
+        render(helm, "templates/operator-deployment.yaml", *sets), "Deployment", "vpes-operator"
+    )
+    spec = pod["spec"]["template"]["spec"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "acme-ca"]
+    assert volume["configMap"] == {"name": "my-ca", "items": [{"key": "root", "path": "ca.pem"}]}
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["acme-ca"] == "/etc/vpes/acme-ca"
+
+
+def test_in_its_namespace_the_operator_may_write_its_certificates_secrets_only(
+    helm: str,
+) -> None:
+    policy = one(render(helm, RBAC), "ValidatingAdmissionPolicy", "vpes-operator-scope")
+    rule = policy["spec"]["validations"][1]["expression"]
+    assert 'request.name in ["vpes-acme-account","vpes-edge-tls"]' in rule
+    assert 'request.name.startsWith("web-")' in rule
+    assert 'object.metadata.labels["vpes.io/component"] == "web-certificate"' in rule
+
+
 @pytest.mark.parametrize(
     ("setting", "said"),
     [
+        (
+            "certificates.acme.directoryUrl=http://acme.example/dir",
+            "/certificates/acme/directoryUrl",
+        ),
+        ("certificates.acme.challenge=tls-alpn-01", "/certificates/acme/challenge"),
+        ("certificates.acme.concurrency=0", "/certificates/acme/concurrency"),
         ("certificates.issuer.kind=Secret", "/certificates/issuer/kind"),
         ("certificates.issuer.name=Not_A_Name", "/certificates/issuer/name"),
         ("certificates.pollSeconds=0", "/certificates/pollSeconds"),

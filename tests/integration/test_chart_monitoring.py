@@ -96,6 +96,7 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
         "VpesTenantStorage",
         "VpesCertificateExpiring",
         "VpesCertificateNotReady",
+        "VpesEdgeCertificateExpiring",
     }
     not_ready = alerts["VpesTenantNotReady"]
     assert not_ready["for"] == "15m"
@@ -116,6 +117,10 @@ def test_alerts_name_each_problem_and_use_real_series(cluster: Any) -> None:
     assert expiring == (
         "min by (namespace, server) (vpes_certificate_expiry_timestamp_seconds) - time() "
         "< 14 * 86400"
+    )
+    edge_expiring = " ".join(alerts["VpesEdgeCertificateExpiring"]["expr"].split())
+    assert edge_expiring == (
+        "min by (secret) (vpes_edge_certificate_expiry_timestamp_seconds) - time() < 14 * 86400"
     )
     not_ready_cert = alerts["VpesCertificateNotReady"]
     assert not_ready_cert["for"] == "1h"

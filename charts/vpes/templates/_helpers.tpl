@@ -82,6 +82,12 @@ vpes.io/edge-role: relay
 {{- toJson $out -}}
 {{- end -}}
 
+{{- /* The Secret of the edge's mail names (edge.tls.secretName, default vpes-edge-tls):
+the operator's ACME client writes it, the edge's pods mount it; empty: none. */ -}}
+{{- define "vpes.edgeTlsSecret" -}}
+{{- dig "tls" "secretName" "vpes-edge-tls" .Values.edge -}}
+{{- end -}}
+
 {{- /* A NetworkPolicy ingress rule admitting the scrapers (monitoring.scrapeFrom) to
 .ports; nothing when nobody may scrape. Call with (dict "root" $ "ports" (list ...)). */ -}}
 {{- define "vpes.scrapeRule" -}}

@@ -63,7 +63,8 @@ class ChallengeSolver(Protocol):
     that `present` returns, so one solver serves concurrent orders.
     """
 
-    challenge_type: str
+    @property
+    def challenge_type(self) -> str: ...
 
     def present(self, tasks: Sequence[Task], key: JWK) -> Answers:
         """Put the answers where the CA looks; ChallengeFailedError (with nothing left
