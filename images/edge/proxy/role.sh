@@ -15,8 +15,12 @@
 #    newer than the old file's). Dovecot is not reloaded: its auth process
 #    re-reads the file at the next login, proxied sessions stay up. A bad map
 #    leaves the last good one live and is logged once per version.
+#    Every VPES_TLS_POLL seconds looks at the mounted certificate (tls/tls.sh):
+#    a new good one is put in place and Dovecot reloaded (SIGHUP, what
+#    `doveadm reload` sends) so that new connections get it; a bad one is
+#    logged and the one in use stays.
 # 4. SIGTERM/SIGINT stops Dovecot and exits 0; Dovecot dying on its own exits
-#    1. SIGHUP re-reads the map.
+#    1. SIGHUP re-reads the map and looks at the certificate again.
 #
 # Environment:
 #   VPES_HOSTNAME          the proxy's name: greetings, the self-signed
@@ -190,7 +194,7 @@ run_proxy() {
 
 	trap 'proxy_stop "SIGTERM received"' TERM
 	trap 'proxy_stop "SIGINT received"' INT
-	trap 'proxy_failed_stamp=; proxy_refresh "SIGHUP received"' HUP
+	trap 'proxy_failed_stamp=; tls_rescan; proxy_refresh "SIGHUP received"' HUP
 
 	"$DOVECOT" -F -c "$PROXY_CONF" &
 	dovecot_pid=$!
@@ -215,6 +219,9 @@ run_proxy() {
 		now=$(maps_stamp)
 		if [ "$now" != "$proxy_loaded_stamp" ] && [ "$now" != "$proxy_failed_stamp" ]; then
 			proxy_refresh "changed"
+		fi
+		if tls_watch && alive "$dovecot_pid"; then
+			kill -HUP "$dovecot_pid" && say "reloaded Dovecot: new connections get the new certificate"
 		fi
 	done
 }
