@@ -270,7 +270,7 @@ def test_the_proxy_serves_a_renewal_and_open_sessions_go_on(proxy_tls: TlsEdge) 
         session.logout()
     assert box.master_pid() == master
     logs = box.logs()
-    assert "reloaded Dovecot: new connections get the new certificate" in logs
+    assert "Dovecot's config process read the new certificate" in logs
     assert_no_key_logged(logs, renewed)
 
 

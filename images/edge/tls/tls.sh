@@ -112,9 +112,9 @@ tls_load() {
 		if [ "$tls_s" != "$tls_failed_stamp" ]; then
 			tls_failed_stamp=$tls_s
 			if [ -s "$tls_cert" ]; then
-				say "error: the certificate in $TLS_DIR is not used ($tls_problem); the one served stays: $(tls_describe "$tls_cert")"
+				say "error: the certificate in $TLS_DIR is not used: $tls_problem; the one served stays: $(tls_describe "$tls_cert")"
 			else
-				say "error: the certificate in $TLS_DIR is not used ($tls_problem)"
+				say "error: the certificate in $TLS_DIR is not used: $tls_problem"
 			fi
 		fi
 		return 1
