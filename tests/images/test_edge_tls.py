@@ -34,9 +34,8 @@ from .clients import TLS, wait_until
 from .conftest import host_address
 from .edge import Edge, EdgeMaps, ProxyEdge
 from .mx_support import maps_for as mx_maps
-from .proxy_support import A_HOST, ALICE, B_HOST, BASE, free_address, imap, subjects
+from .proxy_support import A_HOST, ALICE, B_HOST, BASE, ProxySetup, free_address, imap, subjects
 from .proxy_support import maps_for as proxy_maps
-from .proxy_support import ProxySetup
 from .tenant import PASSWORDS, _atomic_write, container_address
 
 pytestmark = pytest.mark.images
@@ -209,7 +208,8 @@ def test_the_first_certificate_replaces_the_self_signed_one_without_a_restart(
     assert box.master_pid() == master  # reloaded, not restarted
     logs = box.logs()
     assert f"certificate loaded from /etc/vpes/tls (changed): subject=CN = {MX_NAME}" in logs
-    assert f"sha256 {':'.join(first.fingerprint[i : i + 2] for i in range(0, 64, 2)).upper()}" in logs
+    colons = ":".join(first.fingerprint[i : i + 2] for i in range(0, 64, 2)).upper()
+    assert f"sha256 {colons}" in logs
     assert "reloaded Postfix: new sessions get the new certificate" in logs
     assert_no_key_logged(logs, first)
 
