@@ -7,9 +7,9 @@ certificate changes while a session opened before goes on. A pair whose key is
 not the certificate's is refused with one log line and the old certificate stays;
 no key material is ever logged.
 
-The inbound MX (STARTTLS on its plain port 2525) and the login proxy (STARTTLS
-on IMAP's plain 20143, in front of the ``proxy`` fixture's tenants) each run
-here with a tls directory of their own.
+The inbound MX (STARTTLS on its plain port 2525), the login proxy (STARTTLS on
+IMAP's plain 20143, in front of the ``proxy`` fixture's tenants) and the outbound
+relay (STARTTLS on 587) each run here with a tls directory of their own.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from .edge import Edge, EdgeMaps, ProxyEdge
 from .mx_support import maps_for as mx_maps
 from .proxy_support import A_HOST, ALICE, B_HOST, BASE, ProxySetup, free_address, imap, subjects
 from .proxy_support import maps_for as proxy_maps
-from .tenant import PASSWORDS, _atomic_write, container_address
+from .relay import SMTP, Relay, shard_files
+from .relay_fleet import SHARDS, ready
+from .relay_fleet import maps_for as relay_maps
+from .tenant import PASSWORDS, _atomic_write, build_images, container_address
 
 pytestmark = pytest.mark.images
 
@@ -98,6 +101,12 @@ def fingerprint(sock: object) -> str:
 
 def served_by_mx(host: str) -> str:
     with smtplib.SMTP(host, 2525, timeout=20) as smtp:
+        smtp.starttls(context=TLS)
+        return fingerprint(smtp.sock)
+
+
+def served_by_relay(host: str) -> str:
+    with smtplib.SMTP(host, SMTP, timeout=20) as smtp:
         smtp.starttls(context=TLS)
         return fingerprint(smtp.sock)
 
@@ -284,3 +293,38 @@ def test_the_proxy_refuses_a_key_that_does_not_match(proxy_tls: TlsEdge) -> None
     wait_until(lambda: REFUSED in box.logs(), WITHIN, "the refusal in the log")
     assert served_by_proxy(box.host) == good.fingerprint
     assert_no_key_logged(box.logs(), good, other)
+
+
+# --- the outbound relay ------------------------------------------------------------
+
+
+def test_the_relay_serves_a_renewal_without_a_restart(tmp_path: Path) -> None:
+    tls_dir = tmp_path / "tls"
+    first = make_pair("relay.edge.test")
+    mount(tls_dir, first.cert, first.key)
+    box = Relay(
+        build_images("edge")[0],
+        build_images("rspamd")[0],
+        host_address(73),
+        tmp_path,
+        env={"VPES_HOSTNAME": "relay.edge.test", "VPES_TLS_POLL": str(POLL)},
+        volumes={str(tls_dir): "/etc/vpes/tls"},
+    )
+    # A fresh install's empty maps and shards: the certificate is the point.
+    box.maps.write({name: "" for name in relay_maps("x")} | {"version": "tls-0\n"})
+    box.write_secrets(shard_files(SHARDS, {}, {}))
+    try:
+        box.start(sinks=False)
+        wait_until(lambda: ready(box), 60, "the relay's 587 and 9146")
+        assert served_by_relay(box.host) == first.fingerprint
+        master = box.read("/var/spool/postfix/pid/master.pid")
+        renewed = make_pair("relay.edge.test")
+        mount(tls_dir, renewed.cert, renewed.key)
+        wait_served(served_by_relay, box.host, renewed)
+        assert box.read("/var/spool/postfix/pid/master.pid") == master
+        mount(tls_dir, renewed.cert, first.key)
+        wait_until(lambda: REFUSED in box.logs(), WITHIN, "the refusal in the log")
+        assert served_by_relay(box.host) == renewed.fingerprint
+        assert_no_key_logged(box.logs(), first, renewed)
+    finally:
+        box.remove()
