@@ -256,6 +256,9 @@ def test_garbage_is_refused_and_the_certificate_stays(mx_tls: TlsEdge) -> None:
 
 
 def test_the_proxy_serves_a_renewal_and_open_sessions_go_on(proxy_tls: TlsEdge) -> None:
+    """Fails both ways it was tried: with a Dovecot reload (SIGHUP) the logged-in
+    session gets EOF; without the `remote` blocks the login process that already
+    runs keeps serving the old certificate to new connections."""
     box = proxy_tls.edge
     master = box.master_pid()
     with imap(box.host, 20143) as session:
