@@ -59,10 +59,10 @@ class Pair:
     fingerprint: str
 
 
-def make_pair(name: str) -> Pair:
+def make_pair(name: str, expired: bool = False) -> Pair:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC) - (dt.timedelta(days=2) if expired else dt.timedelta())
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -242,13 +242,17 @@ def test_a_renewal_is_served_and_a_key_that_does_not_match_is_refused(mx_tls: Tl
     assert_no_key_logged(box.logs(), renewed, other)
 
 
-def test_garbage_is_refused_and_the_certificate_stays(mx_tls: TlsEdge) -> None:
+def test_garbage_and_an_expired_certificate_are_refused(mx_tls: TlsEdge) -> None:
     box = mx_tls.edge
     good = make_pair(MX_NAME)
     mount(mx_tls.tls_dir, good.cert, good.key)
     wait_served(served_by_mx, box.host, good)
     mount(mx_tls.tls_dir, "not a certificate\n", good.key)
     wait_until(lambda: "tls.crt holds no PEM certificate" in box.logs(), WITHIN, "the refusal")
+    assert served_by_mx(box.host) == good.fingerprint
+    expired = make_pair(MX_NAME, expired=True)
+    mount(mx_tls.tls_dir, expired.cert, expired.key)
+    wait_until(lambda: "the certificate in tls.crt expired" in box.logs(), WITHIN, "the refusal")
     assert served_by_mx(box.host) == good.fingerprint
 
 
