@@ -15,8 +15,13 @@
 #    newer than the old file's). Dovecot is not reloaded: its auth process
 #    re-reads the file at the next login, proxied sessions stay up. A bad map
 #    leaves the last good one live and is logged once per version.
+#    Every VPES_TLS_POLL seconds looks at the mounted certificate (tls/tls.sh):
+#    a new good one is put in place and Dovecot's config process reads it
+#    again (proxy_reread_tls: no reload, which would close proxied sessions),
+#    so that new connections get it; a bad one is logged and the one in use
+#    stays.
 # 4. SIGTERM/SIGINT stops Dovecot and exits 0; Dovecot dying on its own exits
-#    1. SIGHUP re-reads the map.
+#    1. SIGHUP re-reads the map and looks at the certificate again.
 #
 # Environment:
 #   VPES_HOSTNAME          the proxy's name: greetings, the self-signed
@@ -52,6 +57,12 @@ proxy_config() {
 		echo "ssl_cert = <$tls_cert"
 		echo "ssl_key = <$tls_key"
 		echo "haproxy_trusted_networks = $trusted"
+		# The same certificate for every client address, in `remote` blocks so
+		# that each new connection asks the config process for it (see
+		# proxy_reread_tls; /0 does not count as a filter, two halves do).
+		for net in 0.0.0.0/1 128.0.0.0/1 ::/1 8000::/1; do
+			printf 'remote %s {\n  ssl_cert = <%s\n  ssl_key = <%s\n}\n' "$net" "$tls_cert" "$tls_key"
+		done
 	} >"$PROXY_CONF.new" && mv -f "$PROXY_CONF.new" "$PROXY_CONF" ||
 		die "cannot write Dovecot's configuration in $PROXY_DIR"
 	out=$(doveconf -c "$PROXY_CONF" -n 2>&1 >/dev/null) ||
@@ -170,6 +181,36 @@ proxy_refresh() {
 	proxy_load_map "$1"
 }
 
+# A new certificate without a reload. Dovecot's config process reads
+# ssl_cert and ssl_key (`<file`) when it parses dovecot.conf; a reload
+# (SIGHUP, doveadm reload) would make it parse again, but also makes every
+# old login process close its proxied sessions once they idle for 2 s (Dovecot
+# 2.3, login_die: the clients' IMAP IDLE sessions would all drop). Instead the
+# config process alone is asked to parse again, with the request the master
+# sends it on a reload (REQ module=master on its socket); the login processes
+# ask it for their settings at each new connection (the `remote` blocks in
+# proxy_config keep them from caching), so new connections get the new
+# certificate and proxied sessions stay where they are. Prints why it failed,
+# or nothing.
+proxy_reread_tls() {
+	python3 - "$RUN_DIR/dovecot/config" <<-'EOF' 2>&1
+		import socket, sys
+		s = socket.socket(socket.AF_UNIX)
+		s.settimeout(20)
+		s.connect(sys.argv[1])
+		s.sendall(b"VERSION\tconfig\t2\t0\nREQ\tmodule=master\n")
+		s.shutdown(socket.SHUT_WR)
+		out = b""
+		while chunk := s.recv(65536):
+		    out += chunk
+		for line in out.decode(errors="replace").splitlines():
+		    if line.startswith("ERROR "):
+		        sys.exit(line)
+		if not out.endswith(b"\n\n"):
+		    sys.exit("no complete answer from the config process")
+	EOF
+}
+
 run_proxy() {
 	interval=${VPES_MAPS_INTERVAL:-2}
 	is_count "$interval" || die "VPES_MAPS_INTERVAL=$interval is not a number of seconds"
@@ -190,7 +231,7 @@ run_proxy() {
 
 	trap 'proxy_stop "SIGTERM received"' TERM
 	trap 'proxy_stop "SIGINT received"' INT
-	trap 'proxy_failed_stamp=; proxy_refresh "SIGHUP received"' HUP
+	trap 'proxy_failed_stamp=; tls_rescan; proxy_refresh "SIGHUP received"' HUP
 
 	"$DOVECOT" -F -c "$PROXY_CONF" &
 	dovecot_pid=$!
@@ -215,6 +256,14 @@ run_proxy() {
 		now=$(maps_stamp)
 		if [ "$now" != "$proxy_loaded_stamp" ] && [ "$now" != "$proxy_failed_stamp" ]; then
 			proxy_refresh "changed"
+		fi
+		if tls_watch && alive "$dovecot_pid"; then
+			if out=$(proxy_reread_tls); then
+				say "Dovecot's config process read the new certificate: new connections get it, proxied sessions go on"
+			else
+				say "error: Dovecot's config process did not read the new certificate ($(printf '%s\n' "$out" | tail -n 1)): reloading Dovecot (proxied sessions are closed)"
+				kill -HUP "$dovecot_pid"
+			fi
 		fi
 	done
 }

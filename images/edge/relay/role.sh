@@ -5,7 +5,8 @@
 #
 # 1. Writes Postfix's main.cf and master.cf (/run/vpes/postfix), Dovecot's
 #    auth-only configuration and OpenDKIM's (/run/vpes/relay); the
-#    certificate is the mounted one or a self-signed one (edge_tls).
+#    certificate is a checked copy of the mounted one, else a self-signed
+#    one (edge_tls, tls/tls.sh).
 # 2. Builds one generation of the relay's files into /run/vpes/relay/gen.*
 #    from one version of the maps (/etc/vpes/maps) and of the shard Secrets
 #    (/etc/vpes/relay): vpes_relay_keys.py checks and writes them (senders,
@@ -23,7 +24,9 @@
 #    it is good, switches to it and reloads Postfix (SIGHUP), OpenDKIM
 #    (SIGUSR1) and Dovecot (SIGHUP: a fresh auth cache); the policy service
 #    sees the link move. A bad generation leaves the last good one live and
-#    is logged once. Also writes the queue's size for the metrics.
+#    is logged once. Also writes the queue's size for the metrics. Every
+#    VPES_TLS_POLL seconds looks at the mounted certificate: a new good one
+#    is put in place and Postfix reloaded (tls/tls.sh).
 # 5. SIGTERM/SIGINT stops them all and exits 0; any of them dying on its own
 #    exits 1. SIGHUP rebuilds.
 #
@@ -87,7 +90,7 @@ relay_config() {
 		echo "myhostname = $VPES_HOSTNAME"
 		echo "message_size_limit = $size"
 		echo "queue_minfree = $((size * 3 / 2))"
-		echo "smtpd_tls_chain_files = $tls_key, $tls_cert"
+		echo "smtpd_tls_chain_files = $tls_chain"
 		echo "relayhost = ${VPES_RELAYHOST:-}"
 		echo "smtpd_milters = ${VPES_SPAM_MILTER:+$VPES_SPAM_MILTER, }inet:127.0.0.1:8891, inet:127.0.0.1:8892"
 		srs_main_cf relay
@@ -245,7 +248,7 @@ run_relay() {
 
 	trap 'relay_stop "SIGTERM received"' TERM
 	trap 'relay_stop "SIGINT received"' INT
-	trap 'failed_stamp=; relay_refresh "SIGHUP received"' HUP
+	trap 'failed_stamp=; tls_rescan; relay_refresh "SIGHUP received"' HUP
 	relay_start
 
 	while :; do
@@ -273,6 +276,10 @@ run_relay() {
 		now=$(relay_stamp)
 		if [ "$now" != "$loaded_stamp" ] && [ "$now" != "$failed_stamp" ]; then
 			relay_refresh "changed"
+		fi
+		# Only Postfix serves the certificate (Dovecot here is auth only).
+		if tls_watch && alive "$master_pid"; then
+			kill -HUP "$master_pid" && say "reloaded Postfix: new sessions get the new certificate"
 		fi
 		relay_queue
 	done
