@@ -185,6 +185,7 @@ def apply_server(
         current_storage=current_storage,
         restoring=naming.ANNOTATION_RESTORE in server.metadata.annotations,
         antispam_password=antispam_password(settings),
+        image=server.metadata.annotations.get(naming.ANNOTATION_TENANT_IMAGE) or None,
     )
     try:
         objects = desired_objects(inputs)

@@ -84,6 +84,8 @@ def _namespace(name: str) -> dict[str, Any]:
 
 
 EDGE_ROLE_LABEL = "vpes.io/edge-role"
+# The plain ports a fleet upgrade's health gate connects to (fleet/probe.py).
+HEALTH_GATE_PORTS = ("smtp", "imap")
 
 
 def _edge(settings: OperatorSettings, roles: tuple[str, ...]) -> dict[str, Any]:
@@ -149,8 +151,10 @@ def network_policy(
     The mail ports admit the edge's MX and login proxy alone (not its relay, which
     only takes mail from tenants): the tenant trusts what they forward (the
     client's address: Dovecot's login_trusted_networks, Postfix's XCLIENT), so
-    nothing else in the cluster may reach those ports, not even the operator,
-    which reads the usage report's port and nothing more.
+    nothing else in the cluster may reach those ports. The operator reads the usage
+    report's port, and its fleet upgrades' health gate reads the SMTP banner (25) and
+    the IMAP greeting (143) as any unauthenticated client would: the tenant trusts
+    forwarded addresses from the edge's pods alone, never from the operator's.
 
     Other tenants, even in the same namespace, are not among the allowed peers.
     """
@@ -164,7 +168,10 @@ def network_policy(
         # The storage usage report, for the operator alone (not the edge).
         {
             "from": [operator],
-            "ports": [{"port": layout.USAGE_PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {"port": name, "protocol": "TCP"}
+                for name in (layout.USAGE_PORT_NAME, *HEALTH_GATE_PORTS)
+            ],
         },
     ]
     if calendar:
