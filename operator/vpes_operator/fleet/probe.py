@@ -19,8 +19,8 @@ from ..clients.kube import Kube
 from ..models.kube import Pod
 from .planner import Health
 
-SMTP_PORT = 25
-IMAP_PORT = 143
+# What the gate reads on connecting: (what, port, how the first line starts).
+GREETINGS: tuple[tuple[str, int, str], ...] = (("SMTP", 25, "220"), ("IMAP", 143, "* OK"))
 
 
 class Probe(Protocol):
@@ -60,9 +60,11 @@ def read_line(host: str, port: int, timeout: float) -> str:
     return data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
 
 
-def greeting_verdict(host: str, timeout: float) -> str | None:
+def greeting_verdict(
+    host: str, timeout: float, greetings: tuple[tuple[str, int, str], ...] = GREETINGS
+) -> str | None:
     """Why SMTP (a 220 banner) or IMAP (a `* OK` greeting) does not answer (None: both do)."""
-    for what, port, expected in (("SMTP", SMTP_PORT, "220"), ("IMAP", IMAP_PORT, "* OK")):
+    for what, port, expected in greetings:
         try:
             line = read_line(host, port, timeout)
         except OSError as e:
