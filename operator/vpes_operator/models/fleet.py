@@ -18,8 +18,12 @@ from pydantic import Field, WithJsonSchema, field_validator
 from .. import API_VERSION
 from .common import NAME_PATTERN, Model, Object, friendly, x_validation
 
-# An image reference as a container runtime takes it: no spaces, no scheme.
-IMAGE_PATTERN = r"^[a-z0-9]([A-Za-z0-9._/:@-]*[A-Za-z0-9_.-])?$"
+# An image reference as a container runtime takes it: [host[:port]/]path[:tag][@digest].
+_COMPONENT = r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?"
+IMAGE_PATTERN = (
+    rf"^{_COMPONENT}(:[0-9]+)?(/{_COMPONENT})*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
 IMAGE_MESSAGE = (
     "must be a tenant image reference such as registry.example/vpes-tenant:2026-12-07 "
     "(not empty, no spaces, no scheme)"
@@ -85,14 +89,18 @@ class FleetPhase(StrEnum):
 TERMINAL = (FleetPhase.SUCCEEDED, FleetPhase.ROLLED_BACK, FleetPhase.FAILED)
 
 
+class SelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
 class SelectorRequirement(Model):
     """One requirement of a label selector, as in any Kubernetes label selector."""
 
     key: str = Field(max_length=317, pattern=LABEL_KEY_PATTERN, description="The label's key.")
-    operator: str = Field(
-        pattern=r"^(In|NotIn|Exists|DoesNotExist)$",
-        description="In, NotIn, Exists or DoesNotExist.",
-    )
+    operator: SelectorOperator = Field(description="In, NotIn, Exists or DoesNotExist.")
     values: list[Annotated[str, Field(max_length=63)]] = Field(
         default_factory=list,
         max_length=64,
