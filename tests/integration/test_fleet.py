@@ -3,12 +3,13 @@ controller (as the chart's ServiceAccount) moves 20 servers' images wave by wave
 waits for a server whose backup runs, leaves another upgrade's server alone, and rolls
 a failing canary back.
 
-There is no kubelet in this tier, so no pod ever runs: the health gate is a stand-in
-(`GateStandIn`) that reads the server's image from the API (as a pod started from it
-would run it) and fails the servers a test names. The live gate (pod image, SMTP 220,
-IMAP `* OK` through the Service) is for the real-node tier. The operator's own timer
-is not run here (it would probe with the live gate); the tests call the controller's
-`step`, the one function that timer calls.
+No tenant runs in this tier (kwok's nodes only pretend to run pods, and the test host
+cannot reach Services), so no server can pass the live gate: the gate here is a stand-in
+(`GateStandIn`) that passes a server once the API says it runs the image, and fails the
+servers a test names. The live gate (pod on the image and ready, SMTP 220, IMAP `* OK`
+through the Service) is run by the operator in test_fleet_operator.py (where it must
+fail) and passes only on the real node. The operator's timer is not run here; the
+tests call the controller's `step`, the one function that timer calls.
 """
 
 from __future__ import annotations
