@@ -257,6 +257,30 @@ def test_twenty_servers_move_wave_by_wave_and_a_backup_waits(
         "other": None,
     }
     assert claims(api, namespace) == {}  # given back at the end
+    assert get_row(api, name) | {"Age": None} == {
+        "Name": name,
+        "Image": NEW,
+        "Phase": "Succeeded",
+        "Wave": 5,
+        "Upgraded": 20,
+        "Pending": 0,
+        "Failed": 0,
+        "Total": 20,
+        "Paused": False,
+        "Age": None,
+        "Message": f"20 servers run {NEW}",
+    }
+
+
+def get_row(api: Kube, name: str) -> dict[str, Any]:
+    """The upgrade as `kubectl get fleetupgrades -o wide` shows it (the server's table)."""
+    table = api.request(
+        "GET",
+        f"/apis/{API_VERSION}/fleetupgrades/{name}",
+        accept="application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    return dict(zip(columns, table["rows"][0]["cells"], strict=True))
 
 
 def test_a_failing_canary_is_rolled_back_and_another_upgrade_s_server_is_left_alone(

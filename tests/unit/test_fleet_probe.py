@@ -9,8 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from vpes_operator import naming
+from vpes_operator.fleet import controller
+from vpes_operator.fleet.planner import Health
 from vpes_operator.fleet.probe import greeting_verdict, pod_verdict
+from vpes_operator.models.fleet import FleetUpgrade
 from vpes_operator.models.kube import Pod
+from vpes_operator.models.server import PersonalMailServer
 
 pytestmark = pytest.mark.unit
 
@@ -100,3 +105,50 @@ def test_a_closed_port_is_named() -> None:
         port = s.getsockname()[1]
     verdict = greeting_verdict("127.0.0.1", 2.0, (("SMTP", port, "220"),))
     assert verdict is not None and verdict.startswith(f"SMTP on 127.0.0.1:{port} did not answer")
+
+
+@pytest.mark.parametrize(
+    ("annotations", "spec", "held"),
+    [
+        ({}, {}, None),
+        ({naming.ANNOTATION_RESTORE: "restore-1"}, {}, "restore restore-1"),
+        ({}, {"suspended": True}, "suspended"),
+    ],
+)
+def test_a_server_without_a_pod_to_check_waits(
+    annotations: dict[str, str], spec: dict[str, Any], held: str | None
+) -> None:
+    server = PersonalMailServer.model_validate(
+        {"metadata": {"name": "alice", "annotations": annotations}, "spec": spec}
+    )
+    assert controller.held_reason(server) == held
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+
+    def check(self, namespace: str, server: str, image: str) -> Health:
+        self.seen.append((namespace, server, image))
+        return Health(server != "b", f"{server} checked")
+
+
+def test_the_gate_probes_each_server_of_the_wave_in_flight() -> None:
+    upgrade = FleetUpgrade.model_validate(
+        {
+            "metadata": {"name": "up"},
+            "spec": {"image": NEW},
+            "status": {"wave": [{"namespace": "n", "name": "a"}, {"namespace": "n", "name": "b"}]},
+        }
+    )
+    probe = Recorder()
+    health = controller.gate(probe, upgrade)
+    assert {k: h.ok for k, h in health.items()} == {("n", "a"): True, ("n", "b"): False}
+    assert sorted(probe.seen) == [("n", "a", NEW), ("n", "b", NEW)]
+    assert (
+        controller.gate(
+            probe,
+            upgrade.model_copy(update={"status": upgrade.status.model_copy(update={"wave": []})}),
+        )
+        == {}
+    )

@@ -165,7 +165,7 @@ def network_policy(
     }
     ingress: list[dict[str, Any]] = [
         {"from": [edge], "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS]},
-        # The storage usage report, for the operator alone (not the edge).
+        # The storage usage report and the fleet upgrades' health gate: the operator alone.
         {
             "from": [operator],
             "ports": [

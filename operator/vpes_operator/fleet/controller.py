@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from .. import API_VERSION, naming
 from ..backup import results
@@ -25,6 +26,9 @@ from .probe import Probe
 log = logging.getLogger(__name__)
 KIND = "FleetUpgrade"
 _LOCK = threading.Lock()
+# A wave's servers are probed side by side, this many at a time (each probe may wait
+# settings.fleet_probe_timeout for a greeting that never comes).
+PROBES_AT_ONCE = 16
 
 
 def live_upgrades(kube: Kube) -> set[str]:
@@ -65,18 +69,36 @@ def observe(kube: Kube, upgrade: FleetUpgrade, namespaces: tuple[str, ...]) -> l
         if meta.deletion_timestamp or (spec.plans and s.plan not in spec.plans):
             continue
         claim = meta.annotations.get(naming.ANNOTATION_UPGRADE)
-        restoring = meta.annotations.get(naming.ANNOTATION_RESTORE)
         out.append(
             planner.Server(
                 namespace=meta.namespace,
                 name=meta.name,
                 image=meta.annotations.get(naming.ANNOTATION_TENANT_IMAGE) or None,
                 claimed_by=claim if claim in live else None,
-                busy=busy.get((meta.namespace, meta.name))
-                or (f"restore {restoring}" if restoring else None),
+                busy=busy.get((meta.namespace, meta.name)) or held_reason(s),
             )
         )
     return sorted(out, key=lambda s: s.key)
+
+
+def held_reason(server: PersonalMailServer) -> str | None:
+    """Why a server has no pod the gate could check: a restore holds it stopped, or
+    it is suspended. It waits (a server moved now could only fail the gate)."""
+    restoring = server.metadata.annotations.get(naming.ANNOTATION_RESTORE)
+    if restoring:
+        return f"restore {restoring}"
+    return "suspended" if server.suspended else None
+
+
+def gate(probe: Probe, upgrade: FleetUpgrade) -> dict[planner.Key, planner.Health]:
+    """The health of the wave in flight's servers, probed side by side."""
+    wave = [(m.namespace, m.name) for m in upgrade.status.wave]
+    if not wave:
+        return {}
+    image = upgrade.spec.image
+    with ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(wave))) as pool:
+        found = pool.map(lambda key: probe.check(key[0], key[1], image), wave)
+        return dict(zip(wave, found, strict=True))
 
 
 def move_server(kube: Kube, upgrade: str, move: planner.Move) -> None:
@@ -146,10 +168,7 @@ def step(
             plan = failed(upgrade, f"the API refused the selector: {e}")
             apply(kube, upgrade, plan)
             return plan
-        health = {
-            (m.namespace, m.name): probe.check(m.namespace, m.name, upgrade.spec.image)
-            for m in upgrade.status.wave
-        }
+        health = gate(probe, upgrade)
         plan = planner.plan(
             planner.Inputs(
                 name=upgrade.metadata.name,

@@ -229,7 +229,7 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
         return
     ready = [s for s in pending if s.busy is None]
     if not ready:
-        status.message = "waiting for backups or restores to end: " + "; ".join(
+        status.message = "waiting for servers that cannot move yet: " + "; ".join(
             f"{s.namespace}/{s.name} ({s.busy})" for s in pending
         )
         if status.phase in (None, FleetPhase.PAUSED):
