@@ -3,12 +3,14 @@ the selector as a query; and the tenant image a server's annotation picks."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from vpes_operator.builders.meta import Owner
 from vpes_operator.builders.workload import statefulset
+from vpes_operator.handlers.events import event_body
 from vpes_operator.models.fleet import FleetUpgradeSpec, LabelSelector, resolve
 
 from .render_support import PLAN, SETTINGS
@@ -84,3 +86,17 @@ def test_the_workload_runs_the_server_s_own_image_else_the_fleet_s() -> None:
     assert _image() == SETTINGS.tenant_image
     assert _image(image=None) == SETTINGS.tenant_image
     assert _image(image="registry.test/vpes-tenant:2") == "registry.test/vpes-tenant:2"
+
+
+def test_an_event_about_a_cluster_scoped_upgrade_goes_to_the_default_namespace() -> None:
+    body = {
+        "apiVersion": "vpes.io/v1alpha1",
+        "kind": "FleetUpgrade",
+        "metadata": {"name": "up", "uid": "u-1"},
+    }
+    event = event_body(
+        body, "Normal", "WaveStarted", "wave 1", dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+    )
+    assert event["metadata"]["namespace"] == "default"
+    assert "namespace" not in event["involvedObject"]
+    assert event["involvedObject"]["name"] == "up"
