@@ -7,7 +7,7 @@ import pytest
 from vpes_operator.fleet import planner
 from vpes_operator.models.fleet import FleetUpgradeStatus
 
-from .fleet_support import NEW, OLD, Fleet, never
+from .fleet_support import NEW, OLD, Fleet, healthy, never
 
 pytestmark = pytest.mark.unit
 
@@ -73,6 +73,10 @@ def test_pause_stops_new_waves_but_the_wave_in_flight_is_still_gated() -> None:
     fleet = Fleet.of(4, canary=1, maxUnavailable=1)
     fleet.step()
     fleet.spec = fleet.spec.model_copy(update={"paused": True})
+    fleet.health = never
+    fleet.step()
+    assert fleet.status.phase == "Paused" and fleet.wave() == ["s00"]
+    fleet.health = healthy
     plan = fleet.step()
     assert [e.reason for e in plan.events] == ["WaveSucceeded"]
     assert fleet.status.phase == "Paused" and fleet.wave() == []
@@ -81,6 +85,18 @@ def test_pause_stops_new_waves_but_the_wave_in_flight_is_still_gated() -> None:
     fleet.spec = fleet.spec.model_copy(update={"paused": False})
     fleet.step()
     assert fleet.status.phase == "Rolling" and fleet.wave() == ["s03"]
+
+
+def test_a_wave_paused_in_flight_is_still_rolled_back_when_it_fails() -> None:
+    fleet = Fleet.of(3, canary=1, healthTimeoutSeconds=60)
+    fleet.health = never
+    fleet.step()
+    fleet.spec = fleet.spec.model_copy(update={"paused": True})
+    fleet.step()
+    assert fleet.status.phase == "Paused"
+    assert "the wave in flight is still checked: wave 1: waiting" in (fleet.status.message or "")
+    fleet.step(seconds=60)
+    assert fleet.status.phase == "RolledBack" and fleet.on(NEW) == []
 
 
 def test_a_paused_upgrade_never_starts() -> None:

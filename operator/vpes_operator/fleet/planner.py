@@ -126,6 +126,9 @@ def plan(inputs: Inputs) -> Plan:
         _gate(inputs, mine, out)
     if not status.wave and status.phase not in TERMINAL:
         _next_wave(inputs, mine, out)
+    elif status.wave and status.phase not in TERMINAL and inputs.spec.paused:
+        status.phase = FleetPhase.PAUSED
+        status.message = f"paused; the wave in flight is still checked: {status.message}"
     _count(inputs, mine, out)
     return out
 
