@@ -153,8 +153,11 @@ def network_policy(
     client's address: Dovecot's login_trusted_networks, Postfix's XCLIENT), so
     nothing else in the cluster may reach those ports. The operator reads the usage
     report's port, and its fleet upgrades' health gate reads the SMTP banner (25) and
-    the IMAP greeting (143) as any unauthenticated client would: the tenant trusts
-    forwarded addresses from the edge's pods alone, never from the operator's.
+    the IMAP greeting (143), sending nothing. A trade-off, taken knowingly: on 143 an
+    address in `edge_networks` may forward a client's address (Dovecot's
+    login_trusted_networks), so the operator could; it already holds far more (it
+    reads every server's Secrets). Port 25 authorizes no XCLIENT, and the PROXY ports
+    stay the edge's alone.
 
     Other tenants, even in the same namespace, are not among the allowed peers.
     """
