@@ -4,9 +4,11 @@ the selector as a query; and the tenant image a server's annotation picks."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 from vpes_operator.builders.meta import Owner
 from vpes_operator.builders.workload import statefulset
@@ -100,3 +102,10 @@ def test_an_event_about_a_cluster_scoped_upgrade_goes_to_the_default_namespace()
     assert event["metadata"]["namespace"] == "default"
     assert "namespace" not in event["involvedObject"]
     assert event["involvedObject"]["name"] == "up"
+
+
+def test_the_example_is_a_valid_upgrade(repo_root: Path) -> None:
+    doc = yaml.safe_load((repo_root / "examples" / "fleetupgrade.yaml").read_text())
+    assert doc["kind"] == "FleetUpgrade"
+    spec = FleetUpgradeSpec.model_validate(doc["spec"])
+    assert (spec.plans, spec.canary, spec.max_unavailable) == (["personal"], 1, "10%")
