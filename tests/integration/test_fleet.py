@@ -23,6 +23,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+import yaml
 from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import ApiError, Kube
 from vpes_operator.fleet import controller, planner
@@ -106,6 +107,12 @@ def test_defaults_and_the_fixed_image(operator_kube: Kube, api: Kube, upgrades: 
         api.apply({**upgrade_body(name), "spec": {**spec, "image": "registry.test/other:3"}})
     assert "image cannot change once the upgrade exists" in refused.value.body
     api.apply({**upgrade_body(name), "spec": {**spec, "paused": True, "canary": "20%"}})
+
+
+def test_the_example_is_accepted(operator_kube: Kube, api: Kube) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "fleetupgrade.yaml"
+    created = api.create(yaml.safe_load(example.read_text()), dry_run=True)
+    assert created["spec"]["plans"] == ["personal"]
 
 
 # --- the controller ---------------------------------------------------------------------
