@@ -51,6 +51,9 @@ def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
         node["enum"] = [node.pop("const")]
     out: Schema = {}
     for key, value in node.items():
+        if key == "additionalProperties" and isinstance(value, dict):
+            out[key] = _resolve(value, defs)  # a map's values (e.g. matchLabels)
+            continue
         if key in _DROP or key == "$defs":
             continue
         if key == "default" and isinstance(value, (list, dict)):
@@ -69,7 +72,7 @@ def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
             {"rule": rule, "message": message},
             *out.get("x-kubernetes-validations", []),
         ]
-    if out.get("type") == "object" and "properties" not in out:
+    if out.get("type") == "object" and not {"properties", "additionalProperties"} & set(out):
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
 

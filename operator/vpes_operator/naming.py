@@ -22,6 +22,12 @@ ANNOTATION_RESTORE = f"{PREFIX}/restoring"
 # panel writes it with every password it sets; kubectl users write it too.
 ANNOTATION_PASSWORDS_CHANGED = f"{PREFIX}/passwords-changed"
 
+# On a server: the tenant image it runs, set by a FleetUpgrade (unset: the fleet's
+# default, settings.tenant_image); the workload builder reads it.
+ANNOTATION_TENANT_IMAGE = f"{PREFIX}/tenant-image"
+# On a server: the FleetUpgrade moving it; another upgrade leaves it alone.
+ANNOTATION_UPGRADE = f"{PREFIX}/upgrade"
+
 TENANT_APP = "vpes-tenant"
 
 

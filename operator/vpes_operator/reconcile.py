@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import credentials, limits, naming, outbound, status, watched
+from . import credentials, limits, naming, outbound, rollout, status, watched
 from .builders import ServerInputs, desired_objects
 from .builders.meta import Owner, owner_of
 from .clients import access
@@ -154,6 +154,17 @@ def antispam_password(settings: OperatorSettings) -> str:
         return ""
 
 
+def _replace_stuck_pods(kube: Kube, inputs: ServerInputs) -> None:
+    """The forced rollback a StatefulSet does not do (rollout.py). Only looked for while
+    the StatefulSet has no ready pod: a stuck pod is never ready."""
+    owner = inputs.owner
+    image = inputs.image or inputs.settings.tenant_image
+    for pod in rollout.replace_stuck(kube, owner.namespace, owner.name, image):
+        log.info(
+            "%s/%s: pod %s replaced: not ready, on another image", owner.namespace, owner.name, pod
+        )
+
+
 def apply_server(
     kube: Kube,
     settings: OperatorSettings,
@@ -185,13 +196,19 @@ def apply_server(
         current_storage=current_storage,
         restoring=naming.ANNOTATION_RESTORE in server.metadata.annotations,
         antispam_password=antispam_password(settings),
+        image=server.metadata.annotations.get(naming.ANNOTATION_TENANT_IMAGE) or None,
     )
     try:
         objects = desired_objects(inputs)
     except RenderError as e:
         raise ConfigError(Reason.INVALID_CONFIGURATION, str(e)) from e
+    ready = True
     for obj in objects:
-        kube.apply(obj)
+        applied = kube.apply(obj)
+        if obj["kind"] == "StatefulSet":
+            ready = bool((applied.get("status") or {}).get("readyReplicas"))
+    if not (ready or spec.suspended or inputs.restoring):
+        _replace_stuck_pods(kube, inputs)
     access.ensure(kube, settings, owner.namespace)
     access.publish_logins(kube, settings, owner.namespace, owner.name, material.password_hashes)
     if waiting is not None:

@@ -192,6 +192,10 @@ class OperatorSettings(BaseModel):
     # How often backups, restores and schedules are looked at.
     backup_tick: float = Field(default=5.0, gt=0)
     backup_schedule_tick: float = Field(default=60.0, gt=0)
+    # How often a running FleetUpgrade is advanced (its health gate looked at), and how
+    # long the gate waits for a server's SMTP banner and IMAP greeting.
+    fleet_tick: float = Field(default=10.0, gt=0)
+    fleet_probe_timeout: float = Field(default=5.0, gt=0)
     # How often deleted servers' repositories are checked for the end of their retention.
     backup_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Nodes that tenant pods (and their backup jobs) run on.

@@ -8,7 +8,8 @@ listener on the host) are unreachable while the NetworkPolicies exist, and reach
 once they are removed (so this test can fail). Pods with the edge's labels in the
 operator's namespace reach every mail port (the tenant trusts the client addresses
 they forward) and not the calendar port, vpes-web's only the calendar port (its
-plan sells calendars), the operator's only the storage usage report.
+plan sells calendars), the operator's only the storage usage report and the plain SMTP
+and IMAP ports its fleet upgrades' health gate reads the greetings on.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def test_policy_isolates_tenants_and_admits_only_edge_and_operator(
     assert support.open_ports(cluster, alice.ns, a_pod, targets) == set()
 
     # The edge (by its labels, in the operator's namespace) reaches the mail ports, the
-    # operator the usage report only.
+    # operator the usage report and the health gate's SMTP (25) and IMAP (143).
     settings = OperatorSettings()
     a_pod_ip = support.tenant_pod(api, alice.ns, alice.name)["status"]["podIP"]
     mail_a = {(a_pod_ip, p) for p in _ports()}
@@ -203,7 +204,8 @@ def test_policy_isolates_tenants_and_admits_only_edge_and_operator(
     for labels, admitted in (
         ({**settings.edge_pod_labels, EDGE_ROLE_LABEL: "mx"}, mail_a),  # not the usage report
         ({**settings.edge_pod_labels, EDGE_ROLE_LABEL: "relay"}, set()),  # forwards no client
-        (settings.operator_pod_labels, usage_a),  # no mail port: it could forge addresses
+        # no PROXY port (it could forge addresses there), only the greetings' two
+        (settings.operator_pod_labels, usage_a | {(a_pod_ip, 25), (a_pod_ip, 143)}),
         (settings.web_pod_labels, dav_a),  # vpes-web's calendar proxy: that port alone
     ):
         probe = _probe_pod(api, dict(labels), images["tenant"])

@@ -95,3 +95,22 @@ def test_in_its_own_namespace_only_key_secrets(as_operator: Kube) -> None:
 def test_secrets_are_read_by_name_never_listed(as_operator: Kube, namespace: str) -> None:
     refused(lambda: as_operator.list("v1", "Secret", namespace))
     refused(lambda: as_operator.request("GET", "/api/v1/secrets"))
+
+
+def test_it_deletes_tenant_pods_only(as_operator: Kube, api: Kube, namespace: str) -> None:
+    """Pods: deleted only when a tenant's (a StatefulSet's forced rollback, rollout.py)."""
+    create_when_policy_active(as_operator, job("kube-system"))  # the policy is active
+
+    def pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "localhost/none"}]},
+        }
+
+    api.create(pod("other", {"app": "something-else"}))
+    api.create(pod("tenant", {"app.kubernetes.io/name": "vpes-tenant"}))
+    error = refused(lambda: as_operator.delete("v1", "Pod", namespace, "other"))
+    assert "deletes only tenant pods (a stuck rollout), not other" in error.message
+    assert as_operator.delete("v1", "Pod", namespace, "tenant")

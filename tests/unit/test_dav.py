@@ -164,8 +164,11 @@ def test_only_vpes_web_reaches_the_dav_port_and_only_that(dedicated: bool) -> No
     assert _admitting(ingress(True), ns, {"vpes.io/component": "web"}) == set()
     # The mail ports stay the edge's, and the edge gets no DAV port.
     assert _admitting(ingress(True), ns, mx) == mail
+    # The operator: the usage report, and the fleet upgrades' gate (SMTP and IMAP greetings).
     assert _admitting(ingress(True), ns, dict(DAV_SETTINGS.operator_pod_labels)) == {
-        USAGE_PORT_NAME
+        USAGE_PORT_NAME,
+        "smtp",
+        "imap",
     }
     (rule,) = [r for r in ingress(True) if any(p["port"] == "dav" for p in r["ports"])]
     assert rule["ports"] == [{"port": "dav", "protocol": "TCP"}]

@@ -73,3 +73,11 @@ def test_the_tenant_reaches_the_relay_and_no_other_edge_pod() -> None:
     assert _admitted(spec["egress"], _pod("relay"), "to") == {"any"}
     for role in ("mx", "proxy", None):
         assert _admitted(spec["egress"], _pod(role), "to") == set(), role
+
+
+def test_the_operator_reaches_the_usage_report_and_the_health_gate_s_two_ports() -> None:
+    """A fleet upgrade's gate reads the SMTP banner and the IMAP greeting on the plain
+    ports; no PROXY port (a PROXY header there would be trusted) and nothing else."""
+    spec = network_policy(OWNER, SETTINGS, dedicated_address=True)["spec"]
+    operator = dict(SETTINGS.operator_pod_labels)
+    assert _admitted(spec["ingress"], operator, "from") == {USAGE_PORT_NAME, "smtp", "imap"}

@@ -84,6 +84,8 @@ def _namespace(name: str) -> dict[str, Any]:
 
 
 EDGE_ROLE_LABEL = "vpes.io/edge-role"
+# The plain ports a fleet upgrade's health gate connects to (fleet/probe.py).
+HEALTH_GATE_PORTS = ("smtp", "imap")
 
 
 def _edge(settings: OperatorSettings, roles: tuple[str, ...]) -> dict[str, Any]:
@@ -149,8 +151,13 @@ def network_policy(
     The mail ports admit the edge's MX and login proxy alone (not its relay, which
     only takes mail from tenants): the tenant trusts what they forward (the
     client's address: Dovecot's login_trusted_networks, Postfix's XCLIENT), so
-    nothing else in the cluster may reach those ports, not even the operator,
-    which reads the usage report's port and nothing more.
+    nothing else in the cluster may reach those ports. The operator reads the usage
+    report's port, and its fleet upgrades' health gate reads the SMTP banner (25) and
+    the IMAP greeting (143), sending nothing. A trade-off, taken knowingly: on 143 an
+    address in `edge_networks` may forward a client's address (Dovecot's
+    login_trusted_networks), so the operator could; it already holds far more (it
+    reads every server's Secrets). Port 25 authorizes no XCLIENT, and the PROXY ports
+    stay the edge's alone.
 
     Other tenants, even in the same namespace, are not among the allowed peers.
     """
@@ -161,10 +168,13 @@ def network_policy(
     }
     ingress: list[dict[str, Any]] = [
         {"from": [edge], "ports": [{"port": p.name, "protocol": "TCP"} for p in layout.PORTS]},
-        # The storage usage report, for the operator alone (not the edge).
+        # The storage usage report and the fleet upgrades' health gate: the operator alone.
         {
             "from": [operator],
-            "ports": [{"port": layout.USAGE_PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {"port": name, "protocol": "TCP"}
+                for name in (layout.USAGE_PORT_NAME, *HEALTH_GATE_PORTS)
+            ],
         },
     ]
     if calendar:

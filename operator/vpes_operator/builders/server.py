@@ -31,6 +31,8 @@ class ServerInputs:
     # The shared Rspamd controller's password (settings.antispam_controller_password_file,
     # read by the reconcile); needed when the server trains.
     antispam_password: str = ""
+    # The server's own tenant image (naming.ANNOTATION_TENANT_IMAGE); None: the fleet's.
+    image: str | None = None
 
 
 def volume_size(plan_storage: str, current: str | None) -> str:
@@ -76,7 +78,13 @@ def desired_objects(inputs: ServerInputs) -> list[dict[str, Any]]:
             training=ctx.antispam.training is not None,
             calendar=calendar,
         ),
-        workload.statefulset(owner, plan, settings, suspended=spec.suspended or inputs.restoring),
+        workload.statefulset(
+            owner,
+            plan,
+            settings,
+            suspended=spec.suspended or inputs.restoring,
+            image=inputs.image,
+        ),
     ]
     if dedicated:
         objects.insert(4, network.public_service(owner, settings))

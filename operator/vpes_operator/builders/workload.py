@@ -13,6 +13,9 @@ from ..settings import OperatorSettings
 from . import dav
 from .meta import Owner, metadata
 
+# The container that runs Postfix and Dovecot (a FleetUpgrade checks its image).
+MAIL_CONTAINER = "mail"
+
 # What root (vpes-init, Postfix's master, Dovecot's master and config) needs;
 # every other capability is dropped, and the mail user's processes have none.
 # Each was removed in turn: the images tier (tests/images) fails without it.
@@ -62,11 +65,11 @@ def _resources(plan: MailPlanSpec) -> dict[str, Any]:
     return out
 
 
-def _container(plan: MailPlanSpec, settings: OperatorSettings) -> dict[str, Any]:
+def _container(plan: MailPlanSpec, settings: OperatorSettings, image: str) -> dict[str, Any]:
     """Postfix and Dovecot: read-only root, only the capabilities they need."""
     return {
-        "name": "mail",
-        "image": settings.tenant_image,
+        "name": MAIL_CONTAINER,
+        "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "ports": [
             *({"name": p.name, "containerPort": p.port, "protocol": "TCP"} for p in layout.PORTS),
@@ -131,8 +134,14 @@ def _volumes(owner: Owner) -> list[dict[str, Any]]:
 
 
 def statefulset(
-    owner: Owner, plan: MailPlanSpec, settings: OperatorSettings, *, suspended: bool
+    owner: Owner,
+    plan: MailPlanSpec,
+    settings: OperatorSettings,
+    *,
+    suspended: bool,
+    image: str | None = None,
 ) -> dict[str, Any]:
+    """`image`: the server's own tenant image (a FleetUpgrade's); unset, the fleet's."""
     selector = naming.selector_labels(owner.name)
     pod_labels = naming.labels(owner.name, owner.plan)
     pod_spec: dict[str, Any] = {
@@ -140,7 +149,7 @@ def statefulset(
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
-        "containers": [_container(plan, settings)],
+        "containers": [_container(plan, settings, image or settings.tenant_image)],
         "volumes": _volumes(owner),
     }
     if plan.features.calendar:

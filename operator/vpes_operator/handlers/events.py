@@ -53,16 +53,18 @@ def event_body(
 ) -> dict[str, Any]:
     """A core/v1 Event about `body` (what kopf would post)."""
     meta = body["metadata"]
+    # A cluster-scoped object's events go to the default namespace (as kopf posts them).
+    namespace = meta.get("namespace") or "default"
     stamp = now.isoformat().replace("+00:00", "Z")
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": "vpes-event-", "namespace": meta["namespace"]},
+        "metadata": {"generateName": "vpes-event-", "namespace": namespace},
         "involvedObject": {
             "apiVersion": body["apiVersion"],
             "kind": body["kind"],
             "name": meta["name"],
-            "namespace": meta["namespace"],
+            **({"namespace": meta["namespace"]} if meta.get("namespace") else {}),
             "uid": meta["uid"],
         },
         "type": type_,

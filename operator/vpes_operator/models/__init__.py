@@ -8,6 +8,7 @@ from typing import Any
 from .backup import IMMUTABLE_SPEC, MailBackupSpec, MailBackupStatus
 from .common import Model
 from .conditions import ConditionType
+from .fleet import FLEET_SPEC_VALIDATIONS, FleetUpgradeSpec, FleetUpgradeStatus
 from .plan import PLAN_SPEC_VALIDATIONS, MailPlanSpec
 from .restore import MailRestoreSpec, MailRestoreStatus
 from .server import SERVER_SPEC_VALIDATIONS, PersonalMailServerSpec, PersonalMailServerStatus
@@ -130,6 +131,31 @@ KINDS: tuple[Kind, ...] = (
             {"name": "Backup", "type": "string", "jsonPath": ".spec.backup"},
             {"name": "Target", "type": "string", "jsonPath": ".spec.target"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            _AGE,
+            _MESSAGE,
+        ],
+    ),
+    Kind(
+        kind="FleetUpgrade",
+        plural="fleetupgrades",
+        singular="fleetupgrade",
+        short_names=("fup",),
+        namespaced=False,
+        description="Move the selected PersonalMailServers to a new tenant image in waves: "
+        "a canary, then maxUnavailable at a time, each gated on SMTP and IMAP answering; "
+        "a wave that fails the gate is rolled back.",
+        spec=FleetUpgradeSpec,
+        status=FleetUpgradeStatus,
+        spec_validations=FLEET_SPEC_VALIDATIONS,
+        printer_columns=[
+            {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Wave", "type": "integer", "jsonPath": ".status.currentWave"},
+            {"name": "Upgraded", "type": "integer", "jsonPath": ".status.upgraded"},
+            {"name": "Pending", "type": "integer", "jsonPath": ".status.pending"},
+            {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
+            {"name": "Total", "type": "integer", "jsonPath": ".status.total", "priority": 1},
+            {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
             _AGE,
             _MESSAGE,
         ],

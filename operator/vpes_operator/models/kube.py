@@ -87,19 +87,31 @@ class Terminated(View):
     finished_at: str = ""
 
 
+class Running(View):
+    started_at: str = ""
+
+
 class ContainerState(View):
     waiting: Waiting | None = None
+    running: Running | None = None
     terminated: Terminated | None = None
 
 
 class ContainerStatus(View):
     name: str = ""
     image: str = ""
+    ready: bool = False
     state: ContainerState = Field(default_factory=ContainerState)
+
+
+class Container(View):
+    name: str = ""
+    image: str = ""
 
 
 class PodSpec(View):
     node_name: str | None = None
+    containers: list[Container] = Field(default_factory=list)
 
 
 class PodStatus(View):

@@ -1,0 +1,41 @@
+"""FleetUpgrade handlers: a timer advances each upgrade until it ends (Succeeded,
+RolledBack or Failed); each tick does the next step from what it observes, so a
+restarted operator continues where the last one stopped."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import kopf
+
+from .. import GROUP, VERSION, health
+from ..fleet import controller
+from ..fleet.probe import LiveProbe
+from ..models.fleet import TERMINAL, FleetUpgrade
+from ..settings import OperatorSettings
+from .events import post
+
+_SETTINGS = OperatorSettings.from_env()  # kopf fixes timer intervals at registration
+
+
+def _running(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL
+
+
+@kopf.timer(
+    GROUP, VERSION, "fleetupgrades", id="advance", interval=_SETTINGS.fleet_tick, when=_running
+)
+def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
+    settings: OperatorSettings = memo.settings
+    upgrade = FleetUpgrade.model_validate(dict(body))
+    probe = LiveProbe(memo.kube, settings.cluster_domain, settings.fleet_probe_timeout)
+    plan = controller.step(
+        memo.kube,
+        upgrade,
+        probe,
+        default_image=settings.tenant_image,
+        now=dt.datetime.now(dt.UTC),
+        namespaces=health.HEALTH.namespaces,
+    )
+    post(body, plan.events)
