@@ -54,6 +54,9 @@ class FailingKube:
 
     read = Kube.read  # the typed read, over `get`
 
+    def read_list(self, view: Any, namespace: str | None = None, **_: Any) -> list[Any]:
+        return []  # no pods: nothing stuck to replace
+
     def apply(self, obj: dict[str, Any], **_: Any) -> dict[str, Any]:
         n, self.applies = self.applies, self.applies + 1
         if n == self.fail_at:
