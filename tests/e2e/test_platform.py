@@ -2,11 +2,14 @@
 with the operator image (operator and billing) on the real node. The chart's
 Deployments become Ready through their probes, two operator replicas elect one
 leader through the Lease, the leader serves metrics, and a customer's server it
-reconciles takes and serves mail."""
+reconciles takes and serves mail. A FleetUpgrade moves servers to a new image wave
+by wave through the real health gate, and one whose image cannot run is rolled back
+at its canary."""
 
 from __future__ import annotations
 
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 from kubernetes import client
 from vpes_devcluster import Cluster, chart
 from vpes_devcluster.node import build_images
+from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
 from tests.e2e import support
@@ -79,3 +83,98 @@ def test_chart_installed_platform_elects_a_leader_and_runs_a_customer(
     with urllib.request.urlopen(f"http://{leader_ip}:9090/metrics", timeout=10) as answer:
         metrics = answer.read().decode()
     assert "vpes_" in metrics
+
+
+def _fleet_upgrade(api: Kube, plan: str, image: str, **spec: Any) -> str:
+    name = f"fup-{uuid.uuid4().hex[:6]}"
+    api.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "FleetUpgrade",
+            "metadata": {"name": name},
+            "spec": {"image": image, "plans": [plan], "canary": 1, **spec},
+        }
+    )
+    return name
+
+
+def _phase(api: Kube, name: str, *phases: str) -> dict[str, Any] | None:
+    obj = api.get(API_VERSION, "FleetUpgrade", None, name)
+    status = (obj or {}).get("status") or {}
+    return status if status.get("phase") in phases else None
+
+
+def _mail_image(api: Kube, namespace: str, server: str) -> str:
+    pod = support.tenant_pod(api, namespace, server)
+    return str(next(c["image"] for c in pod["spec"]["containers"] if c["name"] == "mail"))
+
+
+def test_a_fleet_upgrade_moves_servers_wave_by_wave_and_rolls_a_bad_image_back(
+    cluster: Cluster, api: Kube, platform: str, namespace: str, images: dict[str, str]
+) -> None:
+    """The chart's operator moves two servers to a new image (the canary, then the
+    rest), each passing the health gate for real (its pod on the image, SMTP and IMAP
+    answering through its Service); then an image that cannot run stops at the canary,
+    which goes back to its image with its mail."""
+    node = cluster.real_node()
+    good = images["tenant"] + "-fleet"
+    node.ctr("images", "tag", "--force", images["tenant"], good)
+    # An image whose pod never runs the mail server: the gate must fail.
+    bad = next(r for r in node.ctr("images", "ls", "-q").split() if "/vpes-pause:" in r)
+    plan = support.small_plan(api)
+    servers = {
+        name: support.create_server(api, namespace, name, plan, f"{name}.example")
+        for name in ("fay", "gil")
+    }
+    for name in servers:
+        wait_ready(api, namespace, name, timeout=240)
+    host = support.service_ip(api, namespace, "fay")
+    support.send(host, "carol@fay.example", servers["fay"], "before the upgrades")
+    support.wait_subjects(host, servers["fay"], ["before the upgrades"])
+
+    moved = _fleet_upgrade(api, plan, good, maxUnavailable=1, healthTimeoutSeconds=240)
+    done = wait_for(
+        lambda: _phase(api, moved, "Succeeded", "RolledBack", "Failed"),
+        "the good upgrade to end",
+        timeout=420,
+        interval=3,
+    )
+    assert done["phase"] == "Succeeded", done
+    assert (done["upgraded"], done["currentWave"]) == (2, 2), done
+    assert {_mail_image(api, namespace, n) for n in servers} == {good}
+
+    stopped = _fleet_upgrade(api, plan, bad, maxUnavailable=2, healthTimeoutSeconds=30)
+    done = wait_for(
+        lambda: _phase(api, stopped, "Succeeded", "RolledBack", "Failed"),
+        "the bad upgrade to end",
+        timeout=300,
+        interval=3,
+    )
+    assert done["phase"] == "RolledBack", done
+    assert done["currentWave"] == 1 and [f["reason"] for f in done["failures"]] == [
+        "HealthGateFailed"
+    ], done
+    # The canary (servers go in namespace-then-name order) is back on the good image
+    # with its mail; the other never moved.
+    assert done["failures"][0]["name"] == "fay", done
+    wait_for(
+        lambda: _mail_image(api, namespace, "fay") == good,
+        "the canary's pod back on its image",
+        timeout=240,
+        interval=3,
+    )
+    assert _mail_image(api, namespace, "gil") == good
+    host = support.service_ip(api, namespace, "fay")
+    support.wait_subjects(host, servers["fay"], ["before the upgrades"], timeout=180)
+    events = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        f"involvedObject.name={stopped}",
+        "-o",
+        "name",
+        check=False,
+    )
+    assert events.stdout.strip(), "no event on the rolled back upgrade"
