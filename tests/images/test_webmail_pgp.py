@@ -2,19 +2,21 @@
 driven by Playwright) against the ``webmail`` fixture (webmail_support.py: two
 replicas and their database in front of the conftest's tenant).
 
-Bob and Alice each bring a passphrase-protected key pair and import it, with the
-other's public key, through enigma's import form (Settings > Encryption); the
-passphrase is asked for in the page. Bob, on one replica, writes to Alice with
-"Digitally sign" and "Encrypt" on, and enters his passphrase when asked. Over IMAP
-the message on the tenant is PGP/MIME encrypted (RFC 3156: multipart/encrypted,
-no plaintext anywhere), and Alice's own gpg decrypts it and finds Bob's good
-signature. Alice, on the other replica, opens it: a wrong passphrase gets
-"Decryption failed. Invalid password." with the prompt again, and the message is
-untouched on the tenant; her passphrase shows the text, "Message decrypted." and
-"Verified signature from" Bob.
+Bob and Alice each import their passphrase-protected key pair, with the other's
+public key, through Settings > Encryption > Import (GnuPG takes the secret key still
+protected: no passphrase is asked there). Bob, on one replica, writes to Alice in
+HTML with "Digitally sign" and "Encrypt" on and types his passphrase when asked.
+Over IMAP the message on the tenant is PGP/MIME (RFC 3156: multipart/encrypted, no
+plaintext anywhere, Bob's copy in Sent too), and Alice's own gpg decrypts it and
+finds Bob's good signature. On the other replica Alice's settings keep a typed
+passphrase 5 minutes (the image's setting); a wrong passphrase gets "Decryption
+failed. Invalid password." with the prompt again, and the message on the tenant is
+unchanged; in a new session her passphrase shows the text, "Message decrypted."
+and "Verified signature from" Bob; another new session is asked again.
 
-Key generation in the page is not tested: it needs openpgp.js, which Debian's
-roundcube-plugins does not ship (the page says key generation is not supported).
+Not tested here: key generation in the page (it needs openpgp.js, which Debian's
+roundcube-plugins does not ship); the right passphrase in the same session as a
+wrong one (enigma then asks for the sender's key: README, webmail).
 """
 
 from __future__ import annotations
@@ -189,6 +191,10 @@ def test_signed_and_encrypted_mail_between_two_users(
     with session(chromium, webmail.two.url) as page:
         login(page, ALICE)
         import_keys(page, alice, bob)
+        # How long a typed passphrase is kept: the image's 5 minutes, not Roundcube's
+        # 0 (the whole session).
+        page.goto("/?_task=settings&_action=edit-prefs&_section=encryption&_framed=1")
+        expect(page.locator("#rcmfd_enigma_password_time")).to_have_value("5")
     raw = wait_until(lambda: imap_find(host, ALICE, PASSWORDS[ALICE], subject) or None, 30, "mail")
     check_on_the_tenant(raw, alice, bob)
     sent = imap_find(host, BOB, PASSWORDS[BOB], subject, folder="Sent")
@@ -218,3 +224,12 @@ def test_signed_and_encrypted_mail_between_two_users(
         )
         expect(page.get_by_text(TEXT)).to_be_visible(timeout=TIMEOUT)
         browser.screenshot(page, "webmail-pgp-decrypted")
+    # Nothing on the replica remembers it (GnuPG's agent is stopped after each request):
+    # a new session on the same replica is asked again.
+    with session(chromium, webmail.two.url) as page:
+        login(page, ALICE)
+        open_message(page, subject)
+        expect(page.locator(".ui-dialog", has_text="Enter key passphrase")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        assert TEXT not in page.inner_text("body")
