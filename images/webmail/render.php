@@ -122,6 +122,11 @@ function settings(): array
         'enigma_multihost' => true,
         'enigma_pgp_homedir' => TMP . '/enigma',
         'enigma_passwordless' => false,
+        // Minutes a passphrase the user typed stays in the session (encrypted
+        // with the des_key). Debian's plugin config is empty and Roundcube does
+        // not read the plugin's config.inc.php.dist, so without this the value
+        // is 0: kept for the whole session. The user may shorten it (settings).
+        'enigma_password_time' => 5,
         'password_driver' => 'vpes',
         'password_confirm_current' => true,
         'password_minimum_length' => 0,

@@ -156,6 +156,15 @@ def imap_find(host: str, user: str, password: str, subject: str, folder: str = "
         return b""
 
 
+def inbox_uid(host: str, user: str, password: str, subject: str) -> str | None:
+    """The UID of the newest message in INBOX with ``subject`` (None if none)."""
+    with imap_login(host, user, password) as client:
+        client.select("INBOX", readonly=True)
+        _, data = client.uid("SEARCH", "SUBJECT", f'"{subject}"')
+        uids = data[0].split() if data and data[0] else []
+        return uids[-1].decode() if uids else None
+
+
 def idle_until_exists(client: imaplib.IMAP4, trigger: Callable[[], None], timeout: float) -> bytes:
     """RFC 2177 IDLE: start idling, call ``trigger``, return the first untagged EXISTS."""
     tag = client._new_tag()

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from .clients import ManageSieve, imap_find, imap_login, unique, wait_until
+from .clients import ManageSieve, imap_find, inbox_uid, unique, wait_until
 from .tenant import PASSWORDS
 from .webmail_support import (
     ALICE,
@@ -45,21 +45,15 @@ def test_a_message_sent_through_compose_arrives(webmail: WebmailSetup) -> None:
     assert imap_find(host, ALICE, PASSWORDS[ALICE], subject, folder="Sent"), "a copy in Sent"
 
 
-def inbox_uid(host: str, user: str, subject: str) -> str | None:
-    with imap_login(host, user, PASSWORDS[user]) as client:
-        client.select("INBOX", readonly=True)
-        _, data = client.uid("SEARCH", "SUBJECT", f'"{subject}"')
-        uids = data[0].split() if data and data[0] else []
-        return uids[-1].decode() if uids else None
-
-
 def test_marking_junk_moves_the_message_to_junk(webmail: WebmailSetup) -> None:
     subject = unique("webmail-junk")
     host = webmail.tenant.host
     b = logged_in(webmail.one)
     try:
         assert "sent_successfully" in b.send(ALICE, subject, "Buy now.\n").text
-        uid = wait_until(lambda: inbox_uid(host, ALICE, subject), 30, "the message in INBOX")
+        uid = wait_until(
+            lambda: inbox_uid(host, ALICE, PASSWORDS[ALICE], subject), 30, "the message in INBOX"
+        )
         r = b.ajax(
             {"_task": "mail", "_action": "plugin.markasjunk.junk"},
             {"_uid": uid, "_mbox": "INBOX"},
@@ -77,7 +71,7 @@ def test_marking_junk_moves_the_message_to_junk(webmail: WebmailSetup) -> None:
     finally:
         b.close()
     assert imap_find(host, ALICE, PASSWORDS[ALICE], subject, folder="Junk")
-    assert inbox_uid(host, ALICE, subject) is None
+    assert inbox_uid(host, ALICE, PASSWORDS[ALICE], subject) is None
 
 
 def test_a_vacation_made_in_settings_is_the_active_sieve_script(webmail: WebmailSetup) -> None:
