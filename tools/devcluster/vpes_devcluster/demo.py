@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import chart, proc_records, published_dns
+from . import chart, demo_fleet, proc_records, published_dns
 from .binaries import repo_root
 from .cluster import Cluster
 from .demo_mail import round_trip, send_between
@@ -302,8 +302,19 @@ def up(state: Path) -> int:
     webmail = service_url(cluster, "webmail")
     shown = webmail_check(webmail, SAMPLE_ADDRESS, SAMPLE_PASSWORD)
     print(f"webmail (Roundcube): {webmail}/ as {SAMPLE_ADDRESS}: {shown}", flush=True)
+    _fleet_upgrade(cluster, images["tenant"])
     _print_access(cluster)
     return 0
+
+
+def _fleet_upgrade(cluster: Cluster, tenant_image: str) -> None:
+    """Every customer's server to a new tenant image, then mail through each again."""
+    print("fleet upgrade: every server to a new tenant image, canary first ...", flush=True)
+    print(demo_fleet.upgrade(cluster, tenant_image, ["personal", "family"]), flush=True)
+    for namespace, name, address, password, *_ in CUSTOMERS:
+        wait_ready(cluster, namespace, name)
+        subject = round_trip(service_ip(cluster, namespace, name), address, password, 180)
+        print(f"{name}: on the new image, {subject!r} went in over SMTP and was read over IMAP")
 
 
 def _print_access(cluster: Cluster) -> None:
