@@ -4,9 +4,10 @@ certificate must carry in VPES_WEBMAIL_TLS_PEER_NAME (the webmail connects by an
 name: here the tenant's podman address, in the cluster the proxy's Service), and the
 CA in VPES_WEBMAIL_TLS_CA (a read-only mount, as the chart's webmail.tlsCA).
 
-The tenant stands for the login proxy (IMAP 143 and submission 587, STARTTLS, as the
-chart's hosts); its own self-signed certificate, read from its port, is the CA. With
-that CA and one of its names a mailbox logs in and sends; with a name it does not
+The tenant stands for the login proxy (IMAP 143, submission 587 and ManageSieve 4190,
+STARTTLS, as the chart's hosts); its own self-signed certificate, read from its port, is
+the CA. With that CA and one of its names a mailbox logs in, sends and opens its
+vacation form (ManageSieve); with a name it does not
 carry, or without the CA, the login is refused and the log says the certificate was
 the reason, not the password. A peer name that is no DNS name, or one given while
 verification is off, stops the start with its message.
@@ -80,9 +81,12 @@ def test_with_the_ca_and_the_certificates_name_a_mailbox_logs_in_and_sends(
         b = logged_in(w)
         try:
             assert "set_rowcount" in b.mail_list().json()["exec"]
+            # Submission (587) and ManageSieve (4190) check the same name.
             assert (
                 "sent_successfully" in b.send(ALICE, "verified", "Sent over verified TLS.\n").text
             )
+            page = b.get("/", {"_task": "settings", "_action": "plugin.managesieve-vacation"})
+            assert "vacation_reason" in page.text, "the form: the plugin reached ManageSieve"
         finally:
             b.close()
     finally:
