@@ -62,11 +62,27 @@ function settings(): array
         fail('VPES_WEBMAIL_TLS_VERIFY must be 1 or 0, not ' . json_encode($verify));
     }
     // 0 only while the edge still has its self-signed bootstrap certificate (the
-    // chart says so); 1 verifies the edge's name against the system's CAs or
-    // VPES_WEBMAIL_TLS_CA.
+    // chart says so); 1 verifies the edge's certificate against the system's CAs or
+    // VPES_WEBMAIL_TLS_CA, and its name: VPES_WEBMAIL_TLS_PEER_NAME, else the host
+    // connected to.
     $ssl = $verify === '1'
         ? ['verify_peer' => true, 'verify_peer_name' => true]
         : ['verify_peer' => false, 'verify_peer_name' => false, 'allow_self_signed' => true];
+    $peer = env('VPES_WEBMAIL_TLS_PEER_NAME', '-');
+    if ($peer !== '-') {
+        $label = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+        if (strlen($peer) > 253 || !preg_match("/^$label(\\.$label)*\\.?$/D", $peer)) {
+            fail('VPES_WEBMAIL_TLS_PEER_NAME must be a DNS name (the name the edge\'s certificate '
+                . 'carries, e.g. imap.example.net), not ' . json_encode($peer));
+        }
+        if ($verify !== '1') {
+            fail('VPES_WEBMAIL_TLS_PEER_NAME is set but VPES_WEBMAIL_TLS_VERIFY is 0: nothing would '
+                . 'check the name; set VPES_WEBMAIL_TLS_VERIFY=1 or leave the name out');
+        }
+        // The proxy is reached by its in-cluster Service name, which its certificate
+        // does not carry: PHP checks this name instead (and sends it as SNI).
+        $ssl['peer_name'] = rtrim($peer, '.');
+    }
     $ca = env('VPES_WEBMAIL_TLS_CA', '-');
     if ($ca !== '-') {
         if (!is_readable($ca)) {

@@ -108,6 +108,8 @@ class Webmail(Container):
     root: Path
     env: dict[str, str]
     name: str = field(default_factory=lambda: f"vpes-webmail-{uuid.uuid4().hex[:8]}")
+    # More read-only mounts (host directory, path inside), as a ConfigMap volume.
+    mounts: tuple[tuple[Path, str], ...] = ()
 
     @property
     def url(self) -> str:
@@ -133,6 +135,8 @@ class Webmail(Container):
             "--publish",
             f"{self.host}:{HTTP_PORT}:{HTTP_PORT}",
         ]
+        for source, target in self.mounts:
+            args += ["--volume", f"{source}:{target}:ro"]
         for k, v in self.env.items():
             args += ["--env", f"{k}={v}"]
         podman(*args, self.image)

@@ -145,6 +145,90 @@ def test_the_webmail_takes_its_values(helm: str) -> None:
     assert c["image"] == "localhost/vpes-webmail@sha256:" + "a" * 64
 
 
+# -- verifying the login proxy's certificate ----------------------------------------
+
+ACME = "certificates.acme.directoryUrl=https://acme.example.net/directory"
+TLS_ENV = ("VPES_WEBMAIL_TLS_VERIFY", "VPES_WEBMAIL_TLS_PEER_NAME", "VPES_WEBMAIL_TLS_CA")
+
+
+def tls_of(helm: str, *sets: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The webmail's TLS environment, its mounts and its volumes for these values."""
+    pod = pod_of(render(helm, WEBMAIL, *sets), "Deployment", "vpes-webmail")
+    [c] = pod["containers"]
+    env = {k: v for k, v in env_of(c).items() if k in TLS_ENV}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    return env, mounts, {v["name"]: v for v in pod["volumes"]}
+
+
+@pytest.mark.parametrize(
+    ("sets", "verify"),
+    [
+        # auto (the default): on where the platform obtains the edge's certificates ...
+        ((), False),
+        ((ACME,), True),
+        (("certificates.issuer.name=letsencrypt",), True),
+        (("webmail.tlsVerify=auto", ACME), True),
+        # ... into the Secret the edge mounts (none: the edge stays self-signed).
+        ((ACME, "edge.tls.secretName="), False),
+        # true and false force it.
+        (("webmail.tlsVerify=true",), True),
+        ((ACME, "webmail.tlsVerify=false"), False),
+    ],
+)
+def test_auto_verifies_where_the_edge_gets_real_certificates(
+    helm: str, sets: tuple[str, ...], verify: bool
+) -> None:
+    env, mounts, volumes = tls_of(helm, *sets)
+    if verify:
+        # The proxy is reached by its Service name; its certificate names the edge's hosts.
+        assert env == {
+            "VPES_WEBMAIL_TLS_VERIFY": "1",
+            "VPES_WEBMAIL_TLS_PEER_NAME": "imap.example.net",
+        }
+    else:
+        assert env == {"VPES_WEBMAIL_TLS_VERIFY": "0"}
+    assert "tls-ca" not in mounts and "tls-ca" not in volumes
+
+
+def test_the_peer_name_is_the_edges_imap_host(helm: str) -> None:
+    env, _, _ = tls_of(helm, ACME, "edge.imapHost=mail.provider.test")
+    assert env["VPES_WEBMAIL_TLS_PEER_NAME"] == "mail.provider.test"
+    listed = "certificates.acme.edgeNames={mx.example.net,imap.example.net}"
+    assert tls_of(helm, ACME, listed)[0]["VPES_WEBMAIL_TLS_PEER_NAME"] == "imap.example.net"
+
+
+def test_a_private_ca_is_mounted_read_only_when_verifying(helm: str) -> None:
+    ca = ("webmail.tlsCA.configMap=private-ca", "webmail.tlsCA.key=root.pem")
+    env, mounts, volumes = tls_of(helm, ACME, *ca)
+    assert env["VPES_WEBMAIL_TLS_CA"] == "/etc/vpes/webmail-ca/ca.crt"
+    assert mounts["tls-ca"] == {
+        "name": "tls-ca",
+        "mountPath": "/etc/vpes/webmail-ca",
+        "readOnly": True,
+    }
+    assert volumes["tls-ca"]["configMap"] == {
+        "name": "private-ca",
+        "items": [{"key": "root.pem", "path": "ca.crt"}],
+    }
+    # Not verifying: nothing would read it.
+    env, mounts, volumes = tls_of(helm, "webmail.tlsVerify=false", *ca)
+    assert env == {"VPES_WEBMAIL_TLS_VERIFY": "0"}
+    assert "tls-ca" not in mounts and "tls-ca" not in volumes
+
+
+def test_edge_names_without_the_imap_host_are_refused_when_verifying(helm: str) -> None:
+    stderr = refusal(helm, f"{ACME},certificates.acme.edgeNames={{mail.example.net}}")
+    assert (
+        "the webmail checks the edge's certificate for edge.imapHost (imap.example.net), "
+        "which certificates.acme.edgeNames (mail.example.net) does not list"
+    ) in stderr, stderr
+    # Not verifying, the webmail does not mind.
+    env, _, _ = tls_of(
+        helm, ACME, "certificates.acme.edgeNames={mail.example.net}", "webmail.tlsVerify=false"
+    )
+    assert env == {"VPES_WEBMAIL_TLS_VERIFY": "0"}
+
+
 def test_without_the_panel_no_password_change_is_offered(helm: str) -> None:
     docs = render(helm, WEBMAIL, "panel.enabled=false")
     [c] = pod_of(docs, "Deployment", "vpes-webmail")["containers"]
@@ -336,7 +420,8 @@ def test_the_edge_pods_mount_none_of_the_webmails_key(helm: str) -> None:
         ("webmail.maxUpload=1000", "minimum"),
         ("webmail.replicas=0", "minimum"),
         ("webmail.productName=<script>", "does not match pattern"),
-        ("webmail.tlsVerify=maybe", "want boolean"),
+        ("webmail.tlsVerify=maybe", "value must be 'auto'"),
+        ("webmail.tlsCA.configMap=Private_CA", "does not match pattern"),
         ("webmail.db.storage=lots", "does not match pattern"),
         ("webmail.image.digest=latest", "does not match pattern"),
         ("webmail.colour=blue", "colour"),
