@@ -3,12 +3,16 @@ lines of the usage report, and reading both lists from servers (fleet/report.py)
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
-from vpes_operator import storage
+from vpes_operator import naming, storage
+from vpes_operator.clients.kube import Kube
 from vpes_operator.fleet import packages, report
 from vpes_operator.fleet.packages import Packages
 from vpes_operator.fleet.planner import Server
 from vpes_operator.models.fleet import PackageChange, PackageVersion, WaveMember
+from vpes_operator.models.kube import Pod
 
 pytestmark = pytest.mark.unit
 
@@ -162,3 +166,62 @@ def test_an_unreadable_target_list_says_why() -> None:
     got = report.changes(Reports({}), CANARY, _servers("s1"), to_image=NEW, default_image=OLD)
     assert got.message == f"the package list of {NEW} could not be read: ns/c: no pod runs {NEW}"
     assert got.upgraded == [] and got.summary == ""
+
+
+class PodsOf:
+    """The API's pods of one server (what LiveReader lists)."""
+
+    def __init__(self, *pods: dict[str, Any]) -> None:
+        self.pods = [Pod.model_validate(p) for p in pods]
+        self.selectors: list[str] = []
+
+    def read_list(self, _model: type[Pod], _namespace: str, *, labels: str) -> list[Pod]:
+        self.selectors.append(labels)
+        return self.pods
+
+
+def _pod(image: str, ip: str | None = "10.0.0.7", **meta: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "c-0", **meta},
+        "spec": {"containers": [{"name": "mail", "image": image}]},
+        "status": {"podIP": ip} if ip else {},
+    }
+
+
+def _report(packages: Packages) -> storage.Report:
+    return storage.Report(storage.Volume(1, 1, 1, 1, 1), {}, packages)
+
+
+@pytest.mark.parametrize(
+    ("pods", "given", "why"),
+    [
+        ([_pod(NEW)], B, None),
+        ([_pod(NEW, deletionTimestamp="2026-12-07T03:00:00Z"), _pod(NEW)], B, None),
+        ([_pod(OLD)], B, f"ns/c: no pod runs {NEW}"),
+        ([], B, f"ns/c: no pod runs {NEW}"),
+        ([_pod(NEW, ip=None)], B, "ns/c: its pod c-0 has no address yet"),
+        ([_pod(NEW)], {}, f"ns/c: {NEW} records no package list (built before images did)"),
+        ([_pod(NEW)], OSError("connection refused"), "ns/c: no usage report: connection refused"),
+    ],
+)
+def test_the_live_reader_asks_the_pod_running_the_image(
+    pods: list[dict[str, Any]], given: Packages | OSError, why: str | None
+) -> None:
+    asked: list[str] = []
+
+    def read(address: str) -> storage.Report:
+        asked.append(address)
+        if isinstance(given, OSError):
+            raise given
+        return _report(given)
+
+    kube = PodsOf(*pods)
+    reader = report.LiveReader(cast(Kube, kube), report=read)
+    if why is None:
+        assert reader.read("ns", "c", NEW) == B
+        assert asked == ["10.0.0.7"]
+    else:
+        with pytest.raises(report.PackageListError) as failed:
+            reader.read("ns", "c", NEW)
+        assert str(failed.value) == why
+    assert kube.selectors == [naming.pod_selector("c")]

@@ -70,7 +70,7 @@ def _compare_part(a: str, b: str) -> int:
 
 
 def _split(version: str) -> tuple[int, str, str]:
-    epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+    epoch, _, rest = version.partition(":") if ":" in version else ("0", "", version)
     upstream, dash, revision = rest.rpartition("-")
     if not dash:
         upstream, revision = rest, ""
