@@ -21,7 +21,12 @@ The report (``images/tenant/vpes-usage``, served on ``layout.USAGE_PORT``)::
     vpes-usage 1
     volume <block size> <blocks> <free blocks> <available blocks> <inodes> <free inodes>
     mailbox <address> <bytes> <messages>      (one per mailbox with a maildirsize)
+    package <name> <version>                  (one per Debian package of the image)
     end
+
+The `package` lines are the list the image recorded when it was built (none from an
+image built before images recorded them); fleet upgrades compare two images' lists
+(``fleet.packages``).
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .conditions import Cond
+from .fleet.packages import PackageError, parse_package
 from .models.conditions import ConditionType, Reason
 from .models.server import MailboxUsage, Usage
 from .quantity import QuantityError, parse_bytes
@@ -86,6 +92,7 @@ class Volume:
 class Report:
     volume: Volume
     mailboxes: Mapping[str, tuple[int, int]]  # address → (bytes, messages)
+    packages: Mapping[str, str] = field(default_factory=dict)  # Debian package → version
 
 
 _ADDRESS_RE = re.compile(r"[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}")
@@ -100,6 +107,7 @@ def parse_report(text: str) -> Report:
         raise ReportError("the report was cut short")
     volume: Volume | None = None
     boxes: dict[str, tuple[int, int]] = {}
+    packages: dict[str, str] = {}
     for line in lines[1:-1]:
         kind, *fields = line.split()
         if kind == "volume" and len(fields) == 6:
@@ -109,11 +117,17 @@ def parse_report(text: str) -> Report:
             # Maildir++ sums can dip below 0 for a moment (a recalculation is due).
             used, messages = (max(0, _integer(f)) for f in fields[1:])
             boxes[fields[0]] = (used, messages)
+        elif kind == "package":
+            try:
+                name, version = parse_package(fields)
+            except PackageError as e:
+                raise ReportError(str(e)) from e
+            packages[name] = version
         else:
             raise ReportError(f"unexpected line {line[:80]!r}")
     if volume is None or volume.capacity <= 0:
         raise ReportError("the report has no volume line")
-    return Report(volume, boxes)
+    return Report(volume, boxes, packages)
 
 
 def _integer(text: str) -> int:

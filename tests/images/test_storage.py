@@ -1,6 +1,7 @@
 """A mail volume that fills up: new mail is deferred (4xx), nothing stored is lost
 or half-written, delivery resumes once space is freed, and the usage report
-(what the operator reads) says so. The volume is a 32 MiB tmpfs."""
+(what the operator reads) says so, and lists the image's Debian packages. The volume
+is a 32 MiB tmpfs."""
 
 from __future__ import annotations
 
@@ -107,6 +108,12 @@ def test_a_full_volume_defers_mail_and_loses_none(small: Tenant) -> None:
     report = read_report(host)
     assert report.volume.capacity == 32 << 20
     assert report.mailboxes[ALICE] == _doveadm_quota(small, ALICE)
+    # ... and the image's Debian packages, as dpkg knows them in the running image.
+    dpkg = small.exec("dpkg-query", "-W", "-f", "${db:Status-Status} ${Package} ${Version}\n")
+    assert dpkg.returncode == 0, dpkg.stderr
+    installed = [line.split() for line in dpkg.stdout.splitlines()]
+    assert report.packages == {p[1]: p[2] for p in installed if p[0] == "installed"}
+    assert {"postfix", "dovecot-core", "dovecot-imapd"} <= report.packages.keys()
 
     # Under the reserve (but above the 1.5 MiB Postfix keeps by default), new
     # mail gets 452 at MAIL FROM: the sender (the edge) keeps it and retries.

@@ -27,6 +27,8 @@ import yaml
 from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import ApiError, Kube
 from vpes_operator.fleet import controller, planner
+from vpes_operator.fleet.packages import Packages
+from vpes_operator.fleet.report import PackageListError
 from vpes_operator.models.fleet import FleetUpgrade
 
 from .operator_support import install_platform, server_body
@@ -138,6 +140,52 @@ class GateStandIn:
         return planner.Health(True)
 
 
+# The images' package lists, as their usage reports would give them.
+OLD_PACKAGES = {"dovecot-core": "1:2.3.19.1+dfsg1-2.1+deb12u1", "postfix": "3.7.10-0+deb12u1"}
+NEW_PACKAGES = {
+    "dovecot-core": "1:2.3.19.1+dfsg1-2.1+deb12u7",
+    "postfix": "3.7.11-0+deb12u1",
+    "curl": "7.88.1-10+deb12u14",
+}
+OLD_TO_NEW = {
+    "fromImage": OLD,
+    "toImage": NEW,
+    "summary": "2 upgraded, 1 added",
+    "upgraded": [
+        {
+            "name": "dovecot-core",
+            "from": OLD_PACKAGES["dovecot-core"],
+            "to": NEW_PACKAGES["dovecot-core"],
+        },
+        {"name": "postfix", "from": "3.7.10-0+deb12u1", "to": "3.7.11-0+deb12u1"},
+    ],
+    "downgraded": [],
+    "added": [{"name": "curl", "version": "7.88.1-10+deb12u14"}],
+    "removed": [],
+    "omitted": 0,
+}
+
+
+class ReportStandIn:
+    """The servers' usage reports without a kubelet: a server gives the list of the
+    image the API says it runs (none for an image `lists` lacks)."""
+
+    def __init__(self, kube: Kube, lists: dict[str, Packages]) -> None:
+        self.kube = kube
+        self.lists = lists
+        self.read_from: list[tuple[str, str]] = []
+
+    def read(self, namespace: str, server: str, image: str) -> Packages:
+        obj = self.kube.get(API_VERSION, "PersonalMailServer", namespace, server)
+        annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+        if (annotations.get(naming.ANNOTATION_TENANT_IMAGE) or OLD) != image:
+            raise PackageListError(f"{namespace}/{server}: no pod runs {image}")
+        if image not in self.lists:
+            raise PackageListError(f"{namespace}/{server}: {image} records no package list")
+        self.read_from.append((server, image))
+        return self.lists[image]
+
+
 def make_servers(api: Kube, namespace: str, count: int, labels: dict[str, str]) -> list[str]:
     names = [f"s{i:02d}" for i in range(count)]
     for name in names:
@@ -174,10 +222,17 @@ def claims(api: Kube, namespace: str) -> dict[str, str]:
     return out
 
 
-def advance(kube: Kube, name: str, gate: GateStandIn, now: dt.datetime) -> planner.Plan:
+def advance(
+    kube: Kube,
+    name: str,
+    gate: GateStandIn,
+    now: dt.datetime,
+    reports: ReportStandIn | None = None,
+) -> planner.Plan:
     raw = kube.get(API_VERSION, "FleetUpgrade", None, name)
     upgrade = FleetUpgrade.model_validate(raw)
-    return controller.step(kube, upgrade, gate, default_image=OLD, now=now)
+    reader = reports or ReportStandIn(kube, {OLD: OLD_PACKAGES, NEW: NEW_PACKAGES})
+    return controller.step(kube, upgrade, gate, reader, default_image=OLD, now=now)
 
 
 def status(api: Kube, name: str) -> dict[str, Any]:
@@ -237,6 +292,7 @@ def test_twenty_servers_move_wave_by_wave_and_a_backup_waits(
     advance(operator_kube, name, gate, now)
     got = status(api, name)
     assert (got["phase"], got["currentWave"]) == ("Canary", 1)
+    assert "packages" not in got  # known once the canary passes
     assert [m["name"] for m in got["wave"]] == ["s00", "s02"]  # s01's backup runs: it waits
     assert sorted(k for k, v in images(api, namespace).items() if v == NEW) == ["s00", "s02"]
     assert claims(api, namespace) == {"s00": name, "s02": name}
@@ -252,6 +308,7 @@ def test_twenty_servers_move_wave_by_wave_and_a_backup_waits(
         moved = [m["name"] for m in got["wave"]]
         assert len(moved) == size  # 25% of 20, and the 3 left
         assert ("s01" in moved) == (wave == 3)  # moves in the first wave after its backup
+        assert got["packages"] == OLD_TO_NEW  # from the canary and a server still on OLD
         upgraded += len(moved)
         on_new = {k for k, v in images(api, namespace).items() if v == NEW}
         assert len(on_new) == upgraded and set(moved) <= on_new
@@ -274,6 +331,7 @@ def test_twenty_servers_move_wave_by_wave_and_a_backup_waits(
         "Failed": 0,
         "Total": 20,
         "Paused": False,
+        "Packages": "2 upgraded, 1 added",
         "Age": None,
         "Message": f"20 servers run {NEW}",
     }
@@ -335,3 +393,39 @@ def test_a_failing_canary_is_rolled_back_and_another_upgrade_s_server_is_left_al
     assert (now["s01"], now["s02"]) == (None, None)  # back to the fleet's image
     assert claims(api, namespace) == {"s00": first}  # its claims given back, not others'
     assert now["s00"] == OLD  # the other upgrade's canary, untouched
+
+
+def test_the_package_list_of_the_image_left_is_remembered_from_the_canary(
+    operator_kube: Kube, api: Kube, namespace: str, upgrades: list[str]
+) -> None:
+    """One server, the canary: no other server runs the image it left, so that image's
+    list is the one read from the canary before it moved; an image without a list says
+    so in the status."""
+    make_servers(api, namespace, 1, {"fleet-test": namespace})
+    name = create_upgrade(api, upgrades, selector={"matchLabels": {"fleet-test": namespace}})
+    gate = GateStandIn(operator_kube)
+    reports = ReportStandIn(operator_kube, {OLD: OLD_PACKAGES, NEW: NEW_PACKAGES})
+    advance(operator_kube, name, gate, T0, reports)
+    assert reports.read_from == [("s00", OLD)]  # before it moved
+    advance(operator_kube, name, gate, T0 + dt.timedelta(seconds=10), reports)
+    got = status(api, name)
+    assert got["phase"] == "Succeeded"
+    assert got["packages"] == OLD_TO_NEW
+    assert reports.read_from == [("s00", OLD), ("s00", NEW)]
+
+    other = create_upgrade(
+        api,
+        upgrades,
+        selector={"matchLabels": {"fleet-test": namespace}},
+        image="registry.test/vpes-tenant:3",
+    )
+    unlisted = ReportStandIn(operator_kube, {NEW: NEW_PACKAGES})  # :3 records no list
+    advance(operator_kube, other, gate, T0, unlisted)
+    advance(operator_kube, other, gate, T0 + dt.timedelta(seconds=10), unlisted)
+    got = status(api, other)
+    assert got["phase"] == "Succeeded"
+    assert got["packages"]["summary"] == ""
+    assert got["packages"]["message"] == (
+        "the package list of registry.test/vpes-tenant:3 could not be read: "
+        f"{namespace}/s00: registry.test/vpes-tenant:3 records no package list"
+    )

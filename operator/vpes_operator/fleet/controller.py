@@ -20,8 +20,9 @@ from ..conditions import Event
 from ..models.fleet import TERMINAL, FleetPhase, FleetUpgrade
 from ..models.kube import Job
 from ..models.server import PersonalMailServer
-from . import planner
+from . import planner, report
 from .probe import Probe
+from .report import PackageListError, PackageReader, Remembered
 
 log = logging.getLogger(__name__)
 KIND = "FleetUpgrade"
@@ -29,6 +30,10 @@ _LOCK = threading.Lock()
 # A wave's servers are probed side by side, this many at a time (each probe may wait
 # settings.fleet_probe_timeout for a greeting that never comes).
 PROBES_AT_ONCE = 16
+# The package list of the image each running upgrade's canary left, read just before
+# it moved (by the upgrade's uid): the previous image's list when no other server still
+# runs that image. Lost on a restart (then only such a server can give it).
+_REMEMBERED: dict[str, Remembered] = {}
 
 
 def live_upgrades(kube: Kube) -> set[str]:
@@ -149,16 +154,59 @@ def failed(upgrade: FleetUpgrade, message: str) -> planner.Plan:
     return planner.Plan(status=status, events=[Event("Warning", "Failed", message)])
 
 
+def remember(
+    reader: PackageReader, upgrade: FleetUpgrade, plan: planner.Plan, default_image: str
+) -> None:
+    """When the first wave starts, the list of the image its first server still runs."""
+    uid = upgrade.metadata.uid
+    if plan.terminal:
+        _REMEMBERED.pop(uid, None)
+        return
+    if upgrade.status.current_wave != 0 or not plan.status.wave:
+        return
+    first = plan.status.wave[0]
+    image = first.previous_image or default_image
+    try:
+        packages = reader.read(first.namespace, first.name, image)
+    except PackageListError as e:
+        log.info("FleetUpgrade %s: %s", upgrade.metadata.name, e)
+        return
+    _REMEMBERED[uid] = Remembered(image, packages)
+
+
+def note_packages(
+    reader: PackageReader,
+    upgrade: FleetUpgrade,
+    plan: planner.Plan,
+    servers: list[planner.Server],
+    default_image: str,
+) -> None:
+    """Once a wave passes the gate, what changed in the packages (until it is known)."""
+    known = plan.status.packages
+    if not plan.passed or (known is not None and known.message is None):
+        return
+    plan.status.packages = report.changes(
+        reader,
+        plan.passed,
+        servers,
+        to_image=upgrade.spec.image,
+        default_image=default_image,
+        remembered=_REMEMBERED.get(upgrade.metadata.uid),
+    )
+
+
 def step(
     kube: Kube,
     upgrade: FleetUpgrade,
     probe: Probe,
+    packages: PackageReader,
     *,
     default_image: str,
     now: dt.datetime,
     namespaces: tuple[str, ...] = (),
 ) -> planner.Plan:
-    """One step of one upgrade: observe, gate the wave in flight, plan, apply."""
+    """One step of one upgrade: observe, gate the wave in flight, plan, note what changed
+    in the packages, apply."""
     with _LOCK:
         try:
             servers = observe(kube, upgrade, namespaces)
@@ -180,5 +228,7 @@ def step(
                 default_image=default_image,
             )
         )
+        note_packages(packages, upgrade, plan, servers, default_image)
+        remember(packages, upgrade, plan, default_image)
         apply(kube, upgrade, plan)
         return plan

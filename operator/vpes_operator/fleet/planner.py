@@ -66,6 +66,7 @@ class Plan:
     status: FleetUpgradeStatus
     moves: list[Move] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    passed: list[WaveMember] = field(default_factory=list)  # the wave that passed the gate now
 
     @property
     def terminal(self) -> bool:
@@ -155,6 +156,7 @@ def _gate(inputs: Inputs, mine: list[Server], out: Plan) -> None:
                     f"wave {status.current_wave} passed the health gate: {_names(list(health))}",
                 )
             )
+        out.passed = wave
         status.wave = []
         status.wave_started_at = None
         return

@@ -12,6 +12,7 @@ import kopf
 from .. import GROUP, VERSION, health
 from ..fleet import controller
 from ..fleet.probe import LiveProbe
+from ..fleet.report import LiveReader
 from ..models.fleet import TERMINAL, FleetUpgrade
 from ..settings import OperatorSettings
 from .events import post
@@ -34,6 +35,7 @@ def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
         memo.kube,
         upgrade,
         probe,
+        LiveReader(memo.kube),
         default_image=settings.tenant_image,
         now=dt.datetime.now(dt.UTC),
         namespaces=health.HEALTH.namespaces,

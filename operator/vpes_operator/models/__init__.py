@@ -156,6 +156,12 @@ KINDS: tuple[Kind, ...] = (
             {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
             {"name": "Total", "type": "integer", "jsonPath": ".status.total", "priority": 1},
             {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
+            {
+                "name": "Packages",
+                "type": "string",
+                "jsonPath": ".status.packages.summary",
+                "priority": 1,
+            },
             _AGE,
             _MESSAGE,
         ],

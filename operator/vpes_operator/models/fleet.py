@@ -217,6 +217,52 @@ class ServerOutcome(Model):
     message: str = Field(description="What happened, for a person.")
 
 
+class PackageVersion(Model):
+    """A Debian package added to or removed from the image, and its version."""
+
+    name: str = Field(description="The package.")
+    version: str = Field(description="Its version (in the image that has it).")
+
+
+class PackageChange(Model):
+    """A Debian package whose version differs between the two images."""
+
+    name: str = Field(description="The package.")
+    from_: str = Field(alias="from", description="Its version in the image the servers left.")
+    to: str = Field(description="Its version in the target image.")
+
+
+class PackageChanges(Model):
+    """What changed in the tenant image's Debian packages, from the lists each image
+    records at build time (read from a server's usage report)."""
+
+    from_image: str = Field(description="The image the first upgraded servers left.")
+    to_image: str = Field(description="The target image.")
+    summary: str = Field(
+        default="", description="How many packages were upgraded, downgraded, added, removed."
+    )
+    upgraded: list[PackageChange] = Field(
+        default_factory=list, description="Packages at a newer version (by dpkg's order)."
+    )
+    downgraded: list[PackageChange] = Field(
+        default_factory=list, description="Packages at an older version."
+    )
+    added: list[PackageVersion] = Field(
+        default_factory=list, description="Packages only the target image has."
+    )
+    removed: list[PackageVersion] = Field(
+        default_factory=list, description="Packages only the previous image had."
+    )
+    omitted: int = Field(
+        default=0, description="Changed packages not listed (the lists are capped)."
+    )
+    message: str | None = Field(
+        default=None,
+        description="Why the difference is unknown (a list could not be read); tried again "
+        "when the next wave passes the gate.",
+    )
+
+
 class FleetUpgradeStatus(Model):
     """Where the upgrade is: phase, wave, counts, and what failed."""
 
@@ -245,6 +291,11 @@ class FleetUpgradeStatus(Model):
     refused: list[ServerOutcome] = Field(
         default_factory=list,
         description="Selected servers left alone: another FleetUpgrade is moving them.",
+    )
+    packages: PackageChanges | None = Field(
+        default=None,
+        description="What changed in the Debian packages between the image the servers "
+        "left and the target, known once the first wave (the canary) passes the gate.",
     )
 
 

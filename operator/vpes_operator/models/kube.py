@@ -118,6 +118,7 @@ class PodStatus(View):
     phase: str | None = None
     conditions: list[PodCondition] = Field(default_factory=list)
     container_statuses: list[ContainerStatus] = Field(default_factory=list)
+    pod_ip: str | None = Field(default=None, alias="podIP")
 
 
 class Pod(Object):
