@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from vpes_operator import crypto
 
 from .clients import TLS, wait_until
 from .conftest import host_address
@@ -60,31 +59,11 @@ class Pair:
 
 
 def make_pair(name: str, expired: bool = False) -> Pair:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    """The operator's own self-signed builder, valid a day (ended a day ago: `expired`)."""
     now = dt.datetime.now(dt.UTC) - (dt.timedelta(days=2) if expired else dt.timedelta())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return Pair(
-        cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key_pem,
-        hashlib.sha256(der).hexdigest(),
-    )
+    cert, key = crypto.self_signed_certificate([name], days=1, now=now)
+    der = x509.load_pem_x509_certificate(cert.encode()).public_bytes(serialization.Encoding.DER)
+    return Pair(cert, key, hashlib.sha256(der).hexdigest())
 
 
 def mount(directory: Path, cert: str, key: str) -> None:
