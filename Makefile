@@ -137,5 +137,9 @@ bench-panel: install k8s ## the customer panel with 1,000 servers (kwok): p50/p9
 bench-web: install k8s ## vpes-web (autoconfig, autodiscover, MTA-STS, WKD) with 1,000 servers (kwok): p50/p95 per endpoint next to 1 server, one full listing's time and memory, requests while it lists every second, its memory
 	$(PY) -m bench.web
 
+.PHONY: bench-fleet
+bench-fleet: install k8s ## fleet upgrades: a FleetUpgrade of 100 servers (kwok; canary 1, maxUnavailable 10 and 25) per wave and in all, next to the StatefulSets patched straight; `$(PY) -m bench.fleet --real` on the real node: 10 servers, the longest SMTP refusal window
+	$(PY) -m bench.fleet
+
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)
