@@ -114,7 +114,12 @@ def make_servers(kube: Kube, n: int) -> list[Key]:
 
 
 def run_upgrade(
-    kube: Kube, servers: list[Key], name: str, image: str, max_unavailable: int
+    kube: Kube,
+    servers: list[Key],
+    name: str,
+    image: str,
+    max_unavailable: int,
+    plan: str = PLAN,
 ) -> Timeline:
     kube.create(
         {
@@ -123,7 +128,7 @@ def run_upgrade(
             "metadata": {"name": name},
             "spec": {
                 "image": image,
-                "plans": [PLAN],
+                "plans": [plan],
                 "canary": 1,
                 "maxUnavailable": max_unavailable,
                 "healthTimeoutSeconds": 600,
