@@ -31,10 +31,10 @@ class Window:
     last_error: str = ""
 
 
-def smtp_answers(host: str, timeout: float) -> str | None:
-    """Why port 25 gave no 220 banner (None: it did)."""
+def smtp_answers(host: str, port: int, timeout: float) -> str | None:
+    """Why the port gave no 220 banner (None: it did)."""
     try:
-        line = read_line(host, 25, timeout)
+        line = read_line(host, port, timeout)
     except OSError as e:
         return str(e) or type(e).__name__
     return None if line.startswith("220") else f"answered {line[:40]!r}"
@@ -43,8 +43,11 @@ def smtp_answers(host: str, timeout: float) -> str | None:
 class Prober:
     """`with Prober(hosts):` probes every server's SMTP port until the block ends."""
 
-    def __init__(self, hosts: dict[Key, str], interval: float = 0.1, timeout: float = 1.0):
+    def __init__(
+        self, hosts: dict[Key, str], interval: float = 0.1, timeout: float = 1.0, port: int = 25
+    ):
         self.hosts = hosts
+        self.port = port
         self.interval = interval
         self.timeout = timeout
         self.stop = threading.Event()
@@ -73,7 +76,7 @@ class Prober:
         down_since: float | None = None
         while not self.stop.is_set():
             t = time.monotonic()
-            why = smtp_answers(host, self.timeout)
+            why = smtp_answers(host, self.port, self.timeout)
             w.attempts += 1
             w.down = why is not None
             if why is None:
