@@ -138,8 +138,12 @@ bench-web: install k8s ## vpes-web (autoconfig, autodiscover, MTA-STS, WKD) with
 	$(PY) -m bench.web
 
 .PHONY: bench-fleet
-bench-fleet: install k8s ## fleet upgrades: a FleetUpgrade of 100 servers (kwok; canary 1, maxUnavailable 10 and 25) per wave and in all, next to the StatefulSets patched straight; `$(PY) -m bench.fleet --real` on the real node: 10 servers, the longest SMTP refusal window
+bench-fleet: install k8s ## fleet upgrades: a FleetUpgrade of 100 servers (kwok; canary 1, maxUnavailable 10 and 25) per wave and in all, next to the StatefulSets patched straight; the real node's part is bench-fleet-real
 	$(PY) -m bench.fleet
+
+.PHONY: bench-fleet-real
+bench-fleet-real: install system-deps k8s images ## on the real node: 10 servers moved by the chart's operator through the real gate (canary 1, maxUnavailable 3 and 9), the longest window each refused SMTP, next to the StatefulSets patched straight
+	$(PY) -m bench.fleet --real
 
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)

@@ -324,6 +324,9 @@ def main() -> None:
     parser.add_argument("--tick", type=float, help="the operator's fleet tick, kwok part only")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "fleet-real" if args.real else "fleet"
+    args.path = path = args.out / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if args.real:
         from bench.fleet_real import run_real, table_real
 
@@ -334,9 +337,6 @@ def main() -> None:
         args.servers = args.servers or 100
         args.max_unavailable = args.max_unavailable or "10,25"
         results, text = run_kwok(args), table
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "fleet-real" if args.real else "fleet"
-    path = args.out / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=1))
     print(text(results))
     print(f"written to {path}")

@@ -15,6 +15,8 @@ another dev node runs.
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from vpes_operator.clients.kube import Kube
 from bench.fleet import adopt, med, ratio, run_baseline, run_upgrade
 from bench.fleet_prober import Prober
 from bench.fleet_watch import Key, summary
-from bench.node import start_when_free
+from bench.node import start_when_free, stop
 from tests.e2e.support import create_server, make_namespace, service_ip, small_plan
 from tests.integration.operator_support import wait_for, wait_ready
 
@@ -95,6 +97,10 @@ def baseline_run(
 
 
 def run_real(args: argparse.Namespace) -> dict[str, Any]:
+    """The real part; the results so far are written to `args.path` after each run."""
+    # Stopped by a signal, the finally blocks still stop the cluster and its node.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     mus = [int(x) for x in args.max_unavailable.split(",")]
     refs = build_images("tenant", "backup", "operator")
     results: dict[str, Any] = {"servers": args.servers, "max_unavailable": mus, "runs": []}
@@ -131,6 +137,7 @@ def run_real(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 out["baseline"] = baseline_run(kube, node, hosts, refs["tenant"], run)
                 results["runs"].append(out)
+                args.path.write_text(json.dumps(results, indent=1))
         finally:
             cluster.stop()
     results["medians"] = real_medians(results["runs"], mus)
