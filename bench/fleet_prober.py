@@ -1,8 +1,13 @@
 """The SMTP prober of bench/fleet.py's real part: one thread per server connects to
-its Service's port 25 every 100 ms and counts an attempt good only when the banner
-(220) arrives within the timeout; refused, reset or silent, it is down. The result per
+its Service's port 25 every 100 ms. An attempt is down when the connection is refused
+or reset, or no reply line arrives within the timeout (a Service with no ready
+endpoint refuses; a stopping Postfix resets or stays silent); any reply counts as up.
+Replies other than a 220 banner are counted apart: a tenant's Postfix answers 421
+past 60 connections a minute from one client outside the edge's networks (the dev
+chart's edge networks are the node's pod range, in which the host's address on the
+pod bridge lies), so they show if the prober's own rate was refused. The result per
 server: the longest window down (from the first failing attempt's start to the next
-good attempt's start), the attempts and the failures."""
+good attempt's start), the attempts, the failures and the other replies."""
 
 from __future__ import annotations
 
@@ -26,18 +31,20 @@ class Window:
     longest_s: float = 0.0
     attempts: int = 0
     failures: int = 0
+    other_replies: int = 0  # up, but not a 220 banner (e.g. 421: too many connections)
+    last_reply: str = ""
     down: bool = False  # the last attempt failed
     open_at_end: bool = False  # still down when the prober stopped
     last_error: str = ""
 
 
-def smtp_answers(host: str, port: int, timeout: float) -> str | None:
-    """Why the port gave no 220 banner (None: it did)."""
+def smtp_attempt(host: str, port: int, timeout: float) -> tuple[str | None, str]:
+    """(why the port is down or None, the reply line) of one connection."""
     try:
         line = read_line(host, port, timeout)
     except OSError as e:
-        return str(e) or type(e).__name__
-    return None if line.startswith("220") else f"answered {line[:40]!r}"
+        return str(e) or type(e).__name__, ""
+    return (None, line) if line else ("closed without a reply", "")
 
 
 class Prober:
@@ -76,8 +83,11 @@ class Prober:
         down_since: float | None = None
         while not self.stop.is_set():
             t = time.monotonic()
-            why = smtp_answers(host, self.port, self.timeout)
+            why, reply = smtp_attempt(host, self.port, self.timeout)
             w.attempts += 1
+            if why is None and not reply.startswith("220"):
+                w.other_replies += 1
+                w.last_reply = reply[:60]
             w.down = why is not None
             if why is None:
                 if down_since is not None:
@@ -108,6 +118,7 @@ class Prober:
             "median_window_s": round(statistics.median(longest), 2),
             "attempts": sum(w.attempts for w in self.windows.values()),
             "failures": sum(w.failures for w in self.windows.values()),
+            "other_replies": sum(w.other_replies for w in self.windows.values()),
             "still_down_at_end": [
                 f"{ns}/{name}" for (ns, name), w in self.windows.items() if w.open_at_end
             ],
@@ -116,6 +127,8 @@ class Prober:
                     "longest_s": round(w.longest_s, 2),
                     "failures": w.failures,
                     "last_error": w.last_error,
+                    "other_replies": w.other_replies,
+                    "last_other_reply": w.last_reply,
                 }
                 for (ns, name), w in self.windows.items()
             },

@@ -200,4 +200,13 @@ def table_real(results: dict[str, Any]) -> str:
         f"| baseline: all {n} StatefulSets patched straight | 1 | {b['total_s']} | - | - | - "
         f"| 1 | {b['max_window_s']} | {b['median_window_s']} |"
     )
+    others = sum(
+        x["smtp"]["other_replies"]
+        for r in results["runs"]
+        for x in [*r["upgrades"].values(), r["baseline"]]
+    )
+    rows += [
+        "",
+        f"SMTP replies other than a 220 banner (up, but e.g. a 421 rate limit): {others}",
+    ]
     return "\n".join(rows)

@@ -47,7 +47,8 @@ class Banner:
     """A loopback TCP server that greets with `220` while it runs; stopped, the port
     refuses connections; started again on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, banner: bytes = b"220 test ESMTP\r\n") -> None:
+        self.banner = banner
         self.port = 0
         self.sock: socket.socket | None = None
         self.thread: threading.Thread | None = None
@@ -68,7 +69,7 @@ class Banner:
             except OSError:
                 return
             with conn:
-                conn.sendall(b"220 test ESMTP\r\n")
+                conn.sendall(self.banner)
 
     def stop(self) -> None:
         assert self.sock is not None and self.thread is not None
@@ -100,7 +101,7 @@ def test_the_prober_measures_the_longest_window_a_server_refused(banner: Banner)
     assert "refused" in window.last_error.lower()
     report = prober.report()
     assert report["max_window_s"] == report["median_window_s"] == round(window.longest_s, 2)
-    assert report["still_down_at_end"] == []
+    assert report["still_down_at_end"] == [] and report["other_replies"] == 0
 
 
 def test_a_server_still_down_when_the_prober_stops_is_reported_open(banner: Banner) -> None:
@@ -111,3 +112,18 @@ def test_a_server_still_down_when_the_prober_stops_is_reported_open(banner: Bann
     banner.start()  # for the fixture's stop
     assert prober.report()["still_down_at_end"] == ["n/a"]
     assert prober.windows[("n", "a")].longest_s >= 0.25
+
+
+def test_a_reply_other_than_220_is_up_and_counted_apart() -> None:
+    """A rate-limited Postfix (421) answers: it did not refuse; the count shows it."""
+    server = Banner(b"421 4.7.0 Error: too many connections from 10.244.0.1\r\n")
+    server.start()
+    try:
+        with Prober({("n", "a"): "127.0.0.1"}, interval=0.05, port=server.port) as prober:
+            time.sleep(0.3)
+    finally:
+        server.stop()
+    report = prober.report()
+    assert report["failures"] == 0 and report["max_window_s"] == 0.0
+    assert report["other_replies"] == report["attempts"] > 0
+    assert prober.windows[("n", "a")].last_reply.startswith("421 4.7.0")
