@@ -137,5 +137,13 @@ bench-panel: install k8s ## the customer panel with 1,000 servers (kwok): p50/p9
 bench-web: install k8s ## vpes-web (autoconfig, autodiscover, MTA-STS, WKD) with 1,000 servers (kwok): p50/p95 per endpoint next to 1 server, one full listing's time and memory, requests while it lists every second, its memory
 	$(PY) -m bench.web
 
+.PHONY: bench-fleet
+bench-fleet: install k8s ## fleet upgrades: a FleetUpgrade of 100 servers (kwok; canary 1, maxUnavailable 10 and 25) per wave and in all, next to the StatefulSets patched straight; the real node's part is bench-fleet-real
+	$(PY) -m bench.fleet
+
+.PHONY: bench-fleet-real
+bench-fleet-real: install system-deps k8s images ## on the real node: 10 servers moved by the chart's operator through the real gate (canary 1, maxUnavailable 3 and 9), the longest window each refused SMTP, next to the StatefulSets patched straight
+	$(PY) -m bench.fleet --real
+
 clean: ## remove the venv and local state (not the binary cache)
 	rm -rf $(VENV) $(STATE)
