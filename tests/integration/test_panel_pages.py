@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from vpes_operator import API_VERSION
+from vpes_operator.clients.kube import ApiError
 from vpes_panel.customer import password_key
 from vpes_panel.settings import PANEL_SECRET
 
@@ -307,12 +308,19 @@ def test_a_stale_form_is_a_conflict_and_changes_nothing(
     c = panel_env.login(t.owner, t.passwords[t.owner])
     form = c.get(page).text
     stale = panel_web.generation(form)
-    # Meanwhile, someone else (kubectl, a second tab) changes the server.
-    obj = panel_env.server(t)
-    obj["spec"]["mailboxes"][0]["displayName"] = "Changed elsewhere"
-    obj.pop("status", None)
+    # Meanwhile, someone else (kubectl, a second tab) changes the server. The operator
+    # may write it between this read and the PUT (its status): read again then.
     path = panel_env.admin.resource(API_VERSION, "PersonalMailServer").path(t.namespace, t.server)
-    panel_env.admin.request("PUT", path, body=obj)
+    for attempt in range(5):
+        obj = panel_env.server(t)
+        obj["spec"]["mailboxes"][0]["displayName"] = "Changed elsewhere"
+        obj.pop("status", None)
+        try:
+            panel_env.admin.request("PUT", path, body=obj)
+            break
+        except ApiError as e:
+            if e.status != 409 or attempt == 4:
+                raise
     before = snapshot(panel_env, t)
     data = {k: v.format(domain=t.domain) for k, v in fields.items()}
     r = c.post(action, data={"csrf": panel_web.token(form), "generation": stale, **data})
