@@ -19,6 +19,7 @@ from vpes_devcluster import Cluster, chart
 from vpes_devcluster.node import build_images
 from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
+from vpes_operator.models.fleet import TERMINAL
 
 from tests.e2e import support
 from tests.integration.operator_support import wait_for, wait_ready
@@ -98,10 +99,15 @@ def _fleet_upgrade(api: Kube, plan: str, image: str, **spec: Any) -> str:
     return name
 
 
-def _phase(api: Kube, name: str, *phases: str) -> dict[str, Any] | None:
-    obj = api.get(API_VERSION, "FleetUpgrade", None, name)
-    status = (obj or {}).get("status") or {}
-    return status if status.get("phase") in phases else None
+def _ended(api: Kube, name: str, what: str, timeout: float) -> dict[str, Any]:
+    """The FleetUpgrade's status once its phase is a final one."""
+
+    def final() -> dict[str, Any] | None:
+        obj = api.get(API_VERSION, "FleetUpgrade", None, name)
+        status = (obj or {}).get("status") or {}
+        return status if status.get("phase") in TERMINAL else None
+
+    return wait_for(final, what, timeout=timeout, interval=3)
 
 
 def _mail_image(api: Kube, namespace: str, server: str) -> str:
@@ -133,23 +139,13 @@ def test_a_fleet_upgrade_moves_servers_wave_by_wave_and_rolls_a_bad_image_back(
     support.wait_subjects(host, servers["fay"], ["before the upgrades"])
 
     moved = _fleet_upgrade(api, plan, good, maxUnavailable=1, healthTimeoutSeconds=240)
-    done = wait_for(
-        lambda: _phase(api, moved, "Succeeded", "RolledBack", "Failed"),
-        "the good upgrade to end",
-        timeout=420,
-        interval=3,
-    )
+    done = _ended(api, moved, "the good upgrade to end", timeout=420)
     assert done["phase"] == "Succeeded", done
     assert (done["upgraded"], done["currentWave"]) == (2, 2), done
     assert {_mail_image(api, namespace, n) for n in servers} == {good}
 
     stopped = _fleet_upgrade(api, plan, bad, maxUnavailable=2, healthTimeoutSeconds=30)
-    done = wait_for(
-        lambda: _phase(api, stopped, "Succeeded", "RolledBack", "Failed"),
-        "the bad upgrade to end",
-        timeout=300,
-        interval=3,
-    )
+    done = _ended(api, stopped, "the bad upgrade to end", timeout=300)
     assert done["phase"] == "RolledBack", done
     assert done["currentWave"] == 1 and [f["reason"] for f in done["failures"]] == [
         "HealthGateFailed"

@@ -50,9 +50,17 @@ def main(argv: list[str] | None = None) -> None:
     mail = settings.mail
     acme = watch_answers(kube, mail.operator_namespace, mail.acme_http01_configmap, stop)
     app = build_app(settings, hosted, acme=acme)
-    uvicorn.run(
-        app, host=args.host, port=args.port, proxy_headers=True, log_config=None, access_log=True
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            proxy_headers=True,
+            log_config=None,
+            access_log=True,
+        )
+    finally:
+        stop.set()  # the watches end with the server, not with the process
 
 
 if __name__ == "__main__":
