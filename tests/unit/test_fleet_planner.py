@@ -128,6 +128,55 @@ def test_the_first_wave_waits_when_every_server_is_busy() -> None:
     assert fleet.status.phase == "Pending"
 
 
+def test_suspended_servers_move_unchecked_once_a_wave_passed_and_the_upgrade_ends() -> None:
+    fleet = Fleet.of(4, canary=1, maxUnavailable=2)
+    fleet.set("s01", suspended=True)
+    fleet.set("s03", suspended=True)
+    fleet.step()
+    assert fleet.wave() == ["s00"]  # the canary is a running server
+    fleet.step()
+    assert fleet.wave() == ["s02"]
+    assert fleet.status.waiting == 2
+    fleet.step()  # the running ones passed: the suspended ones move, with no claim
+    assert fleet.wave() == [] and fleet.on(NEW) == ["s00", "s01", "s02", "s03"]
+    assert sorted((d.name, d.reason) for d in fleet.status.deferred) == [
+        ("s01", "Suspended"),
+        ("s03", "Suspended"),
+    ]
+    assert all(s.claimed_by is None for s in fleet.servers.values() if s.suspended)
+    assert (fleet.status.upgraded, fleet.status.pending, fleet.status.waiting) == (2, 0, 0)
+    plan = fleet.step()
+    assert fleet.status.phase == "Succeeded"
+    assert "2 of them suspended, moved without the health gate" in (fleet.status.message or "")
+    assert [e.reason for e in plan.events] == ["Succeeded"]
+    assert len(fleet.status.deferred) == 2
+
+
+def test_suspended_servers_wait_while_no_server_proved_the_image() -> None:
+    fleet = Fleet.of(2)
+    fleet.set("s00", suspended=True)
+    fleet.set("s01", suspended=True)
+    assert fleet.step().moves == []
+    assert fleet.status.phase == "Pending" and fleet.status.waiting == 2
+    assert "ns0/s00 (suspended)" in (fleet.status.message or "")
+    assert "once another server proved the image" in (fleet.status.message or "")
+    fleet.set("s00", suspended=False)  # resumed: it is the canary
+    fleet.step()
+    assert fleet.wave() == ["s00"]
+
+
+def test_a_suspended_server_being_backed_up_waits_for_its_backup() -> None:
+    fleet = Fleet.of(2, canary=1)
+    fleet.set("s01", suspended=True, busy="backup Job s01-backup-1")
+    fleet.step()
+    fleet.step()
+    assert fleet.on(NEW) == ["s00"] and fleet.status.deferred == []
+    assert fleet.status.phase != "Succeeded"
+    fleet.set("s01", busy=None)
+    fleet.step()
+    assert fleet.on(NEW) == ["s00", "s01"]
+
+
 def test_a_server_claimed_by_another_upgrade_is_refused_and_named() -> None:
     fleet = Fleet.of(3, canary=0, maxUnavailable=3)
     fleet.set("s01", claimed_by="other", image="registry.test/vpes-tenant:3")

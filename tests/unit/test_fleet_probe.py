@@ -112,10 +112,10 @@ def test_a_closed_port_is_named() -> None:
     [
         ({}, {}, None),
         ({naming.ANNOTATION_RESTORE: "restore-1"}, {}, "restore restore-1"),
-        ({}, {"suspended": True}, "suspended"),
+        ({}, {"suspended": True}, None),  # the planner's: Server.suspended
     ],
 )
-def test_a_server_without_a_pod_to_check_waits(
+def test_a_restoring_server_waits(
     annotations: dict[str, str], spec: dict[str, Any], held: str | None
 ) -> None:
     server = PersonalMailServer.model_validate(

@@ -81,18 +81,17 @@ def observe(kube: Kube, upgrade: FleetUpgrade, namespaces: tuple[str, ...]) -> l
                 image=meta.annotations.get(naming.ANNOTATION_TENANT_IMAGE) or None,
                 claimed_by=claim if claim in live else None,
                 busy=busy.get((meta.namespace, meta.name)) or held_reason(s),
+                suspended=bool(s.suspended),
             )
         )
     return sorted(out, key=lambda s: s.key)
 
 
 def held_reason(server: PersonalMailServer) -> str | None:
-    """Why a server has no pod the gate could check: a restore holds it stopped, or
-    it is suspended. It waits (a server moved now could only fail the gate)."""
+    """Why a server waits: a restore holds it stopped (a server moved now could only
+    fail the gate). A suspended one is the planner's (`Server.suspended`)."""
     restoring = server.metadata.annotations.get(naming.ANNOTATION_RESTORE)
-    if restoring:
-        return f"restore {restoring}"
-    return "suspended" if server.suspended else None
+    return f"restore {restoring}" if restoring else None
 
 
 def gate(probe: Probe, upgrade: FleetUpgrade) -> dict[planner.Key, planner.Health]:

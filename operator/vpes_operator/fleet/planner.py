@@ -35,6 +35,7 @@ class Server:
     image: str | None  # its own image (annotation); None: the fleet's default
     claimed_by: str | None = None  # the live FleetUpgrade moving it, if any
     busy: str | None = None  # the backup or restore running on it, if any
+    suspended: bool = False  # no pod: the gate cannot check it
 
     @property
     def key(self) -> Key:
@@ -223,6 +224,11 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     if not pending:
         status.phase = FleetPhase.SUCCEEDED
         status.message = f"{len(mine)} servers run {inputs.spec.image}"
+        if status.deferred:
+            status.message += (
+                f"; {len(status.deferred)} of them suspended, moved without the health "
+                "gate (each starts on it when resumed)"
+            )
         if status.refused:
             status.message += f"; {len(status.refused)} left alone (moved by another upgrade)"
         out.moves += _releases(inputs, set())
@@ -232,11 +238,18 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
         status.phase = FleetPhase.PAUSED
         status.message = f"paused after wave {status.current_wave}; {len(pending)} to move"
         return
-    ready = [s for s in pending if s.busy is None]
+    ready = [s for s in pending if s.busy is None and not s.suspended]
+    if not ready and _defer_suspended(inputs, pending, out):
+        return
     if not ready:
         status.message = "waiting for servers that cannot move yet: " + "; ".join(
-            f"{s.namespace}/{s.name} ({s.busy})" for s in pending
+            f"{s.namespace}/{s.name} ({s.busy or 'suspended'})" for s in pending
         )
+        if status.current_wave == 0 and any(s.suspended for s in pending):
+            status.message += (
+                " (a suspended server moves once another server proved the image, or when "
+                "it is resumed)"
+            )
         if status.phase in (None, FleetPhase.PAUSED):
             status.phase = FleetPhase.PENDING
         return
@@ -254,17 +267,59 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     out.events.append(Event("Normal", "WaveStarted", f"{status.message} to {inputs.spec.image}"))
 
 
+def _defer_suspended(inputs: Inputs, pending: list[Server], out: Plan) -> bool:
+    """Only suspended servers are left (besides busy ones): once a wave passed the gate,
+    they get the image unchecked (no pod to check; each starts on it when resumed)
+    and are named in `deferred`. Before any wave passed, nothing proves the image:
+    they wait."""
+    asleep = [s for s in pending if s.suspended and s.busy is None]
+    if not asleep or out.status.current_wave == 0:
+        return False
+    status = out.status
+    known = {(d.namespace, d.name) for d in status.deferred}  # a step's moves may be retried
+    status.deferred += [
+        ServerOutcome(
+            namespace=s.namespace,
+            name=s.name,
+            reason="Suspended",
+            message=f"suspended: moved to {inputs.spec.image} without the health gate; "
+            "it starts on it when resumed",
+        )
+        for s in asleep
+        if s.key not in known
+    ]
+    out.moves += [Move(s.namespace, s.name, inputs.spec.image, claim=False) for s in asleep]
+    out.events.append(
+        Event(
+            "Normal",
+            "SuspendedMoved",
+            f"{_names([s.key for s in asleep])}: suspended, moved without the health gate "
+            "(each starts on the image when resumed)",
+        )
+    )
+    return True
+
+
 def _count(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     status = out.status
     # Rolled back: the wave stays in the status (what was rolled back), not upgraded.
     in_wave = {(m.namespace, m.name) for m in status.wave}
+    deferred = {(d.namespace, d.name) for d in status.deferred}
     on_target = [
-        s for s in mine if inputs.effective(s) == inputs.spec.image and s.key not in in_wave
+        s
+        for s in mine
+        if inputs.effective(s) == inputs.spec.image and s.key not in in_wave | deferred
     ]
     status.total = len(mine)
     status.upgraded = len(on_target)
-    status.pending = len(mine) - status.upgraded
+    status.pending = len(mine) - status.upgraded - len(deferred & {s.key for s in mine})
     status.failed = len(status.failures)
     status.waiting = len(
-        [s for s in mine if s.busy is not None and inputs.effective(s) != inputs.spec.image]
+        [
+            s
+            for s in mine
+            if (s.busy is not None or s.suspended)
+            and inputs.effective(s) != inputs.spec.image
+            and s.key not in deferred
+        ]
     )

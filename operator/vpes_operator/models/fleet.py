@@ -283,7 +283,9 @@ class FleetUpgradeStatus(Model):
     pending: int = Field(default=0, description="Servers still to move or being checked.")
     failed: int = Field(default=0, description="Servers that failed the health gate.")
     waiting: int = Field(
-        default=0, description="Pending servers waiting for their backup or restore to end."
+        default=0,
+        description="Pending servers that cannot move yet: a backup or restore runs, or "
+        "they are suspended and no wave has passed the gate.",
     )
     failures: list[ServerOutcome] = Field(
         default_factory=list, description="The servers that failed the gate, and how."
@@ -291,6 +293,11 @@ class FleetUpgradeStatus(Model):
     refused: list[ServerOutcome] = Field(
         default_factory=list,
         description="Selected servers left alone: another FleetUpgrade is moving them.",
+    )
+    deferred: list[ServerOutcome] = Field(
+        default_factory=list,
+        description="Suspended servers moved without the health gate once the others "
+        "passed it; each starts on the image when resumed.",
     )
     packages: PackageChanges | None = Field(
         default=None,
