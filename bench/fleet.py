@@ -230,22 +230,37 @@ def med(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 1) if known else None
 
 
+def upgrade_medians(ups: list[dict[str, Any]], base: list[float | None]) -> dict[str, Any]:
+    """One way of upgrading over the runs: medians, and each run's ratio to its own
+    baseline (`base`, the runs' baseline totals in order)."""
+    return {
+        "total_s": med([u["seconds_total"] for u in ups]),
+        "waves": ups[0]["waves"],
+        "canary_wave_s": med([u["canary_wave_s"] for u in ups]),
+        "wave_median_s": med([u["wave_median_s"] for u in ups]),
+        "rollout_median_s": med([u["rollout_median_s"] for u in ups]),
+        "ratio_to_baseline": med(
+            [ratio(u["seconds_total"], b) for u, b in zip(ups, base, strict=True)]
+        ),
+        "phases": sorted({str(u["phase"]) for u in ups}),
+    }
+
+
+def upgrade_row(mu: int, x: dict[str, Any]) -> str:
+    """The table row of one way of upgrading, up to its ratio (the closing `|` is the
+    caller's, which may add columns)."""
+    return (
+        f"| FleetUpgrade, canary 1, maxUnavailable {mu} | {x['waves']} | {x['total_s']} "
+        f"| {x['canary_wave_s']} | {x['wave_median_s']} | {x['rollout_median_s']} "
+        f"| {x['ratio_to_baseline']} "
+    )
+
+
 def medians(runs: list[dict[str, Any]], mus: list[int]) -> dict[str, Any]:
     base = [r["baseline"]["seconds_total"] for r in runs]
     out: dict[str, Any] = {"baseline_total_s": med(base)}
     for mu in mus:
-        ups = [r["upgrades"][str(mu)] for r in runs]
-        out[str(mu)] = {
-            "total_s": med([u["seconds_total"] for u in ups]),
-            "waves": ups[0]["waves"],
-            "canary_wave_s": med([u["canary_wave_s"] for u in ups]),
-            "wave_median_s": med([u["wave_median_s"] for u in ups]),
-            "rollout_median_s": med([u["rollout_median_s"] for u in ups]),
-            "ratio_to_baseline": med(
-                [ratio(u["seconds_total"], b) for u, b in zip(ups, base, strict=True)]
-            ),
-            "phases": sorted({str(u["phase"]) for u in ups}),
-        }
+        out[str(mu)] = upgrade_medians([r["upgrades"][str(mu)] for r in runs], base)
     return out
 
 
@@ -259,13 +274,7 @@ def table(results: dict[str, Any]) -> str:
         "| its pods on the image, ready (s) | ratio to baseline (median of runs) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for mu in results["max_unavailable"]:
-        x = m[str(mu)]
-        rows.append(
-            f"| FleetUpgrade, canary 1, maxUnavailable {mu} | {x['waves']} | {x['total_s']} "
-            f"| {x['canary_wave_s']} | {x['wave_median_s']} | {x['rollout_median_s']} "
-            f"| {x['ratio_to_baseline']} |"
-        )
+    rows += [upgrade_row(mu, m[str(mu)]) + "|" for mu in results["max_unavailable"]]
     rows.append(
         f"| baseline: all {n} StatefulSets patched straight | 1 | {m['baseline_total_s']} "
         "| - | - | - | 1 |"

@@ -26,7 +26,7 @@ from vpes_devcluster import Cluster, chart
 from vpes_devcluster.node import Node, build_images
 from vpes_operator.clients.kube import Kube
 
-from bench.fleet import adopt, med, ratio, run_baseline, run_upgrade
+from bench.fleet import adopt, med, run_baseline, run_upgrade, upgrade_medians, upgrade_row
 from bench.fleet_prober import Prober
 from bench.fleet_watch import Key, summary
 from bench.node import start_when_free, stop
@@ -156,23 +156,13 @@ def real_medians(runs: list[dict[str, Any]], mus: list[int]) -> dict[str, Any]:
             "median_window_s": smtp(bases, "median_window_s"),
         }
     }
+    totals = [b["seconds_total"] for b in bases]
     for mu in mus:
         ups = [r["upgrades"][str(mu)] for r in runs]
         out[str(mu)] = {
-            "total_s": med([u["seconds_total"] for u in ups]),
-            "waves": ups[0]["waves"],
-            "canary_wave_s": med([u["canary_wave_s"] for u in ups]),
-            "wave_median_s": med([u["wave_median_s"] for u in ups]),
-            "rollout_median_s": med([u["rollout_median_s"] for u in ups]),
-            "ratio_to_baseline": med(
-                [
-                    ratio(u["seconds_total"], b["seconds_total"])
-                    for u, b in zip(ups, bases, strict=True)
-                ]
-            ),
+            **upgrade_medians(ups, totals),
             "max_window_s": smtp(ups, "max_window_s"),
             "median_window_s": smtp(ups, "median_window_s"),
-            "phases": sorted({str(u["phase"]) for u in ups}),
         }
     return out
 
@@ -190,11 +180,7 @@ def table_real(results: dict[str, Any]) -> str:
     ]
     for mu in results["max_unavailable"]:
         x = m[str(mu)]
-        rows.append(
-            f"| FleetUpgrade, canary 1, maxUnavailable {mu} | {x['waves']} | {x['total_s']} "
-            f"| {x['canary_wave_s']} | {x['wave_median_s']} | {x['rollout_median_s']} "
-            f"| {x['ratio_to_baseline']} | {x['max_window_s']} | {x['median_window_s']} |"
-        )
+        rows.append(upgrade_row(mu, x) + f"| {x['max_window_s']} | {x['median_window_s']} |")
     b = m["baseline"]
     rows.append(
         f"| baseline: all {n} StatefulSets patched straight | 1 | {b['total_s']} | - | - | - "

@@ -127,3 +127,32 @@ def test_a_reply_other_than_220_is_up_and_counted_apart() -> None:
     assert report["failures"] == 0 and report["max_window_s"] == 0.0
     assert report["other_replies"] == report["attempts"] > 0
     assert prober.windows[("n", "a")].last_reply.startswith("421 4.7.0")
+
+
+def _upgrade(total: float, window: float) -> dict[str, object]:
+    return {
+        "seconds_total": total,
+        "waves": 2,
+        "canary_wave_s": 10.0,
+        "wave_median_s": 12.0,
+        "rollout_median_s": 8.0,
+        "phase": "Succeeded",
+        "smtp": {"max_window_s": window, "median_window_s": window / 2, "other_replies": 0},
+    }
+
+
+def test_the_real_table_gives_each_run_its_own_baseline_and_the_refusal_windows() -> None:
+    from bench.fleet_real import real_medians, table_real
+
+    runs = [
+        {"baseline": _upgrade(10.0, 16.0), "upgrades": {"3": _upgrade(40.0, 14.0)}},
+        {"baseline": _upgrade(20.0, 18.0), "upgrades": {"3": _upgrade(60.0, 12.0)}},
+    ]
+    results = {"servers": 10, "max_unavailable": [3], "runs": runs}
+    results["medians"] = real_medians(runs, [3])
+    row = table_real(results).splitlines()[4]
+    # totals 50 (median of 40, 60); ratios 4 and 3 → 3.5, not 50/15
+    assert (
+        row == "| FleetUpgrade, canary 1, maxUnavailable 3 | 2 | 50.0 | 10.0 | 12.0 | 8.0 | 3.5 "
+        "| 13.0 | 6.5 |"
+    )
