@@ -116,3 +116,44 @@ def test_the_operator_moves_the_canary_and_rolls_it_back_when_the_gate_fails(
         wait_for(events, "the upgrade's WaveStarted and RolledBack events", 30)
     finally:
         api.delete(API_VERSION, "FleetUpgrade", None, name)
+
+
+def test_deleting_a_running_upgrade_sends_its_wave_back_and_releases_the_claim(
+    api: Kube, operator: OperatorProcess, namespace: str, plan: str
+) -> None:
+    spec = {
+        "plan": plan,
+        "owner": {"email": "owner@example.net"},
+        "domains": ["abandon.example.org"],
+        "mailboxes": [{"address": "a@abandon.example.org"}],
+    }
+    body = server_body("bob", namespace, spec)
+    body["metadata"]["labels"] = {"fleet-test": namespace}
+    api.create(body)
+    wait_for(lambda: mail_image(api, namespace, "bob") == DEFAULT, "the fleet's image", 60)
+    name = f"up-{uuid.uuid4().hex[:6]}"
+    api.create(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "FleetUpgrade",
+            "metadata": {"name": name},
+            "spec": {
+                "image": NEW,
+                "selector": {"matchLabels": {"fleet-test": namespace}},
+                "canary": 1,
+                "healthTimeoutSeconds": 600,  # the gate never passes here: still in flight
+            },
+        }
+    )
+    wait_for(lambda: mail_image(api, namespace, "bob") == NEW, "the canary's new image", 60)
+    api.delete(API_VERSION, "FleetUpgrade", None, name)
+    wait_for(lambda: mail_image(api, namespace, "bob") == DEFAULT, "the canary sent back", 60)
+    wait_for(
+        lambda: api.get(API_VERSION, "FleetUpgrade", None, name) is None,
+        "the upgrade gone (its finalizer removed)",
+        30,
+    )
+    server = api.get(API_VERSION, "PersonalMailServer", namespace, "bob") or {}
+    annotations = server["metadata"].get("annotations") or {}
+    assert naming.ANNOTATION_TENANT_IMAGE not in annotations
+    assert naming.ANNOTATION_UPGRADE not in annotations

@@ -262,3 +262,26 @@ def test_a_terminal_status_is_left_as_it_is() -> None:
     fleet.status = FleetUpgradeStatus(phase="Failed", message="the API refused the selector")
     plan = fleet.step()
     assert plan.moves == [] and plan.status == fleet.status
+
+
+def test_a_deleted_upgrade_sends_its_wave_back_and_gives_every_claim_back() -> None:
+    fleet = Fleet.of(4, canary=1, maxUnavailable=2)
+    fleet.step()
+    fleet.step()  # the canary passed; the second wave is in flight
+    assert fleet.wave() == ["s03", "s01"]  # in (namespace, name) order
+    moves = planner.abandon("up", fleet.status, sorted(fleet.servers.values(), key=lambda s: s.key))
+    got = {(m.name, m.image, m.claim) for m in moves}
+    # the canary passed: it keeps the image; the wave in flight goes back; s02 never moved
+    assert got == {("s00", NEW, False), ("s03", None, False), ("s01", None, False)}
+
+
+def test_a_deleted_upgrade_that_ended_or_another_ones_servers_are_left_alone() -> None:
+    fleet = Fleet.of(2, canary=1)
+    fleet.set("s01", claimed_by="other")
+    fleet.step()
+    servers = sorted(fleet.servers.values(), key=lambda s: s.key)
+    assert [m.name for m in planner.abandon("up", fleet.status, servers)] == ["s00"]
+    fleet.step()
+    fleet.step()
+    assert fleet.status.phase == "Succeeded"
+    assert planner.abandon("up", fleet.status, servers) == []

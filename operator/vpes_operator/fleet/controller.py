@@ -231,3 +231,22 @@ def step(
         remember(packages, upgrade, plan, default_image)
         apply(kube, upgrade, plan)
         return plan
+
+
+def abandon(
+    kube: Kube, upgrade: FleetUpgrade, namespaces: tuple[str, ...] = ()
+) -> list[planner.Move]:
+    """A deleted upgrade's wave in flight back to its previous images, its claims given
+    back (`planner.abandon`); the moves made."""
+    with _LOCK:
+        _REMEMBERED.pop(upgrade.metadata.uid, None)
+        try:
+            servers = observe(kube, upgrade, namespaces)
+        except ApiError as e:
+            if e.status != 400:  # a selector the API refuses claimed nothing
+                raise
+            return []
+        moves = planner.abandon(upgrade.metadata.name, upgrade.status, servers)
+        for move in moves:
+            move_server(kube, upgrade.metadata.name, move)
+        return moves

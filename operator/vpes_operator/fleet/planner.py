@@ -323,3 +323,21 @@ def _count(inputs: Inputs, mine: list[Server], out: Plan) -> None:
             and s.key not in deferred
         ]
     )
+
+
+def abandon(name: str, status: FleetUpgradeStatus, servers: list[Server]) -> list[Move]:
+    """The upgrade `name` is deleted: its wave in flight goes back to each server's
+    previous image (nothing has checked it), every other claim it holds is given back
+    with the image kept (those servers passed the gate). An ended upgrade holds none."""
+    if status.phase in TERMINAL:
+        return []
+    mine = {s.key: s for s in servers if s.claimed_by == name}
+    back = [
+        Move(m.namespace, m.name, m.previous_image, claim=False)
+        for m in status.wave
+        if (m.namespace, m.name) in mine
+    ]
+    moved = {(m.namespace, m.name) for m in back}
+    return back + [
+        Move(s.namespace, s.name, s.image, claim=False) for s in mine.values() if s.key not in moved
+    ]

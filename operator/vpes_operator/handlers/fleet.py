@@ -41,3 +41,20 @@ def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
         namespaces=health.HEALTH.namespaces,
     )
     post(body, plan.events)
+
+
+@kopf.on.delete(GROUP, VERSION, "fleetupgrades", id="abandon")
+def fleet_deleted(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """Deleting a running upgrade stops it: the wave in flight (unchecked) goes back to
+    its previous images and the claims are given back; servers that passed stay."""
+    upgrade = FleetUpgrade.model_validate(dict(body))
+    moves = controller.abandon(memo.kube, upgrade, health.HEALTH.namespaces)
+    wave = {(m.namespace, m.name) for m in upgrade.status.wave}
+    back = [f"{m.namespace}/{m.name}" for m in moves if (m.namespace, m.name) in wave]
+    if moves:
+        logger.info(
+            "deleted while %s: %d claims given back%s",
+            upgrade.status.phase,
+            len(moves),
+            f"; the wave in flight back to its previous images: {', '.join(back)}" if back else "",
+        )
