@@ -6,7 +6,7 @@ The Certificate of the edge's names appears in the operator's namespace with its
 Secret, issuer and labels; a failed issuance is a Warning event on it; an issued one
 sets vpes_edge_certificate_expiry_timestamp_seconds; with the edge's names emptied the
 Certificate is deleted, its series removed, and its Secret (which the edge's pods
-mount) kept.
+mount) kept; so is the Secret when the operator's own ACME client takes over.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from vpes_devcluster.platform import OPERATOR_NAMESPACE, install_platform
+from vpes_operator.certs import account
 from vpes_operator.clients.kube import Kube
 
 from .certs_support import install_crd, ready, remove_crd, set_status
@@ -149,3 +150,44 @@ def test_the_edges_certificate_follows_its_names(
         assert SERIES not in scrape(port)
     finally:
         op.stop()
+
+
+def test_switching_to_the_operators_acme_client_keeps_the_edges_secret(
+    api: Kube, kubeconfig: Path, crd: None, tmp_path: Path
+) -> None:
+    had_account = api.get("v1", "Secret", OPERATOR_NAMESPACE, account.SECRET_NAME) is not None
+    op = operator(kubeconfig, tmp_path, free_port("127.0.0.1"), HOSTS)
+    try:
+        wait_for(
+            lambda: api.get(CERT_API, "Certificate", OPERATOR_NAMESPACE, SECRET),
+            "the edge's Certificate",
+            SOON,
+        )
+    finally:
+        op.stop()
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": OPERATOR_NAMESPACE, "labels": LABELS},
+        "type": "Opaque",
+        "data": {},
+    }
+    api.apply(body)  # what cert-manager made
+    # No issuer, a CA (one that never answers: the client's orders fail and back off).
+    acme = {
+        **HOSTS,
+        "VPES_CERT_MANAGER_ISSUER_NAME": "",
+        "VPES_ACME_DIRECTORY_URL": "https://127.0.0.1:9/directory",
+    }
+    op = operator(kubeconfig, tmp_path, free_port("127.0.0.1"), acme)
+    try:
+        wait_for(
+            lambda: api.get(CERT_API, "Certificate", OPERATOR_NAMESPACE, SECRET) is None,
+            "the Certificate deleted at the switch",
+            SOON,
+        )
+        assert api.get("v1", "Secret", OPERATOR_NAMESPACE, SECRET) is not None, "Secret kept"
+    finally:
+        op.stop()
+        if not had_account:
+            api.delete("v1", "Secret", OPERATOR_NAMESPACE, account.SECRET_NAME)
