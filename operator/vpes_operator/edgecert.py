@@ -12,7 +12,8 @@ certifies) whose Secret is `edge_tls_secret`, the one the edge's pods mount
 - the certificate belongs to no server, so no CertificateReady says how it is: a
   change of its state is logged and posted as an event on the Certificate itself
   (Warning with cert-manager's reason and message when issuance failed, Normal once
-  issued), beside cert-manager's own events there.
+  issued), beside cert-manager's own events there; a Certificate the API server
+  refuses (a webhook, say) is logged with its words, and the pass goes on.
 
 Another Certificate of ours (another Secret name), or this one when the issuer or
 the edge's names are emptied, is deleted; its Secret is kept: the edge's pods mount
@@ -55,6 +56,10 @@ def wanted(settings: OperatorSettings) -> dict[str, Any] | None:
 
 def event(s: CertState) -> Event | None:
     """What a change to state `s` is worth saying (None: nothing, while issuing)."""
+    if s.ready is False and s.reason == Reason.APPLY_REJECTED:
+        return Event(
+            "Warning", s.reason, f"the API server refused the edge's Certificate: {s.message}"
+        )
     if s.ready is False:
         return Event(
             "Warning",
@@ -97,7 +102,8 @@ class EdgeCertificate:
         except ApiError as e:
             if e.status not in (400, 422):
                 raise
-            self.tell(have, CertState(False, Reason.APPLY_REJECTED, e.message, 0, None))
+            names = len(want["spec"]["dnsNames"])
+            self.tell(have, CertState(False, Reason.APPLY_REJECTED, e.message, names, None))
             return
         state = certstatus.state(have, len(want["spec"]["dnsNames"]))
         self.export(name, state)

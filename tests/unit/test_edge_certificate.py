@@ -12,6 +12,7 @@ import pytest
 from vpes_operator import metrics
 from vpes_operator.builders import certificates as b
 from vpes_operator.certstatus import CertState
+from vpes_operator.clients.kube import ApiError
 from vpes_operator.conditions import Event
 from vpes_operator.edgecert import EdgeCertificate, event, wanted
 from vpes_operator.models.conditions import Reason
@@ -97,6 +98,15 @@ def test_a_failure_warns_with_cert_managers_words_an_issue_is_told_issuing_is_no
     assert event(CertState(None, Reason.CERTIFICATE_ISSUING, "ordering", 2, None)) is None
 
 
+def test_a_refused_certificate_says_who_refused_it() -> None:
+    e = event(CertState(False, Reason.APPLY_REJECTED, "denied: no such issuer", 2, None))
+    assert e == Event(
+        "Warning",
+        "ApplyRejected",
+        "the API server refused the edge's Certificate: denied: no such issuer",
+    )
+
+
 class FakeKube:
     """Certificates by name, as the API server would keep them (status written by the test)."""
 
@@ -180,3 +190,17 @@ def test_switched_off_or_released_the_certificate_goes_and_so_does_the_series() 
     edge.release(installed=True)  # the operator's own ACME client takes the Secret over
     assert kube.objs == {}
     edge.release(installed=False)  # no CRD: nothing listed, nothing raised
+
+
+def test_a_refused_apply_is_told_and_the_pass_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Refusing(FakeKube):
+        def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+            body = '{"reason": "Invalid", "message": "admission webhook denied the request"}'
+            raise ApiError(422, body, "PATCH", "/apis/cert-manager.io/v1/...")
+
+    edge = EdgeCertificate(Refusing(), S, lambda ref, events: None)  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="vpes_operator.edgecert"):
+        edge.publish(installed=True)
+        edge.publish(installed=True)
+    [line] = [r.getMessage() for r in caplog.records]  # once, not every pass
+    assert "refused the edge's Certificate: admission webhook denied the request" in line
