@@ -88,15 +88,12 @@ class EdgeCertificate:
     def publish(self, installed: bool) -> None:
         """One pass under cert-manager's path (`installed`: its CRD serves v1)."""
         want = wanted(self.settings) if installed else None
-        if installed:
-            self.sweep(want["metadata"]["name"] if want else None)
-        if want is None:
+        name = want["metadata"]["name"] if want else None
+        have = self.sweep(name) if installed else None
+        if want is None or name is None:
             self.export(None, None)
             self.said = None
             return
-        name = want["metadata"]["name"]
-        ns = self.settings.operator_namespace
-        have = self.kube.get(b.CERTIFICATE_API, "Certificate", ns, name)
         try:
             have = apply_changed(self.kube, want, have)
         except ApiError as e:
@@ -143,15 +140,19 @@ class EdgeCertificate:
             }
             self.post(ref, [e])
 
-    def sweep(self, keep: str | None) -> None:
-        """Delete our edge Certificates but `keep`; their Secrets stay (the edge's)."""
+    def sweep(self, keep: str | None) -> dict[str, Any] | None:
+        """Delete our edge Certificates but `keep` (returned as it is, None: not there);
+        their Secrets stay (the edge's)."""
         ns = self.settings.operator_namespace
+        kept = None
         for obj in self.kube.list(b.CERTIFICATE_API, "Certificate", ns, labels=SELECTOR):
             name = obj["metadata"]["name"]
             if name == keep:
+                kept = obj
                 continue
             self.kube.delete(b.CERTIFICATE_API, "Certificate", ns, name)
             log.info("the edge's Certificate %s deleted (its Secret is kept)", name)
+        return kept
 
     def release(self, installed: bool) -> None:
         """The operator's own ACME client certifies now: our Certificates go, their
