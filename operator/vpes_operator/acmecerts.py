@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import certstatus, metrics, naming
+from . import certstatus, metrics
 from .builders import certificates as b
 from .certreport import Reporter
 from .certs import account
@@ -49,7 +49,6 @@ from .webcerts import SELECTOR, apply_changed
 log = logging.getLogger(__name__)
 
 BY = "the operator's ACME client"
-EDGE_COMPONENT = "edge-tls"
 KINDS = (("networking.k8s.io/v1", "Ingress"), ("v1", "Secret"))
 Found = dict[tuple[str, str], dict[str, Any]]  # (kind, name) → the live object
 
@@ -68,14 +67,6 @@ def edge_names(settings: OperatorSettings) -> tuple[str, ...]:
     hosts = (settings.mx_host, settings.imap_host, settings.smtp_host)
     names = [n for n in settings.edge_tls_names or hosts if n.strip()]
     return normalise_names(names) if names else ()
-
-
-def edge_labels() -> dict[str, str]:
-    return {
-        "app.kubernetes.io/part-of": "vpes",
-        "app.kubernetes.io/managed-by": naming.MANAGED_BY,
-        naming.LABEL_COMPONENT: EDGE_COMPONENT,
-    }
 
 
 def make_issuer(kube: Kube, settings: OperatorSettings) -> AcmeIssuer:
@@ -200,6 +191,6 @@ class AcmePublisher:
         if not name or not names:
             return
         have = self.kube.get("v1", "Secret", self.settings.operator_namespace, name)
-        state = self.orders.state(name, names, edge_labels(), st.read(have))
+        state = self.orders.state(name, names, b.edge_labels(), st.read(have))
         if state.not_after is not None:
             metrics.EDGE_CERTIFICATE_EXPIRY.labels(name).set(state.not_after.timestamp())

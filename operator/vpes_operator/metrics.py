@@ -149,9 +149,10 @@ CERTIFICATE_EXPIRY = Gauge(  # set by certreport.py
     registry=REGISTRY,
 )
 
-EDGE_CERTIFICATE_EXPIRY = Gauge(  # set by acmecerts.py
+EDGE_CERTIFICATE_EXPIRY = Gauge(  # set by acmecerts.py and edgecert.py
     "vpes_edge_certificate_expiry_timestamp_seconds",
-    "When the certificate of the edge's mail names (the operator's ACME client) expires.",
+    "When the certificate of the edge's mail names (cert-manager's or the operator's "
+    "ACME client's) expires.",
     ["secret"],
     registry=REGISTRY,
 )

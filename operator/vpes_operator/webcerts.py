@@ -192,9 +192,13 @@ class Publisher:
             log.info("Certificate %s deleted: the operator's ACME client certifies now", name)
 
     def found(self) -> Found:
+        """Ours of both kinds (without vpes-web, the Certificates only: the chart grants
+        Ingresses only with it)."""
         ns = self.settings.operator_namespace
         out: Found = {}
         for api_version, kind in KINDS:
+            if kind == "Ingress" and not self.settings.web_service_name:
+                continue
             try:
                 listed = self.kube.list(api_version, kind, ns, labels=SELECTOR)
             except ApiError as e:

@@ -4,8 +4,10 @@ makes, reads and deletes are), and a server's spec."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from vpes_devcluster.platform import OPERATOR_NAMESPACE
 from vpes_operator.clients.kube import Kube
 
 from .operator_support import wait_for
@@ -80,4 +82,28 @@ def spec(plan: str, domains: list[str]) -> dict[str, Any]:
         "domains": domains,
         "mailboxes": [{"address": f"a@{domains[0]}"}],
         "dns": {"mode": "Manual"},
+    }
+
+
+def set_status(api: Kube, name: str, status: dict[str, Any]) -> None:
+    """Write a Certificate's status as cert-manager does (its status subresource)."""
+    path = api.resource("cert-manager.io/v1", "Certificate").path(OPERATOR_NAMESPACE, name)
+    api.request(
+        "PATCH",
+        path + "/status",
+        body={"status": status},
+        content_type="application/merge-patch+json",
+    )
+
+
+def ready(status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
+    """A Certificate's Ready condition as cert-manager writes it."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now,
+        "observedGeneration": generation,
     }

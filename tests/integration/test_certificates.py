@@ -27,7 +27,7 @@ from vpes_operator.builders import certificates as b
 from vpes_operator.clients.kube import Kube
 from vpes_operator.settings import OperatorSettings
 
-from .certs_support import install_crd, remove_crd, spec
+from .certs_support import install_crd, ready, remove_crd, set_status, spec
 from .dns_support import free_port, scrape
 from .operator_support import (
     OperatorProcess,
@@ -76,29 +76,6 @@ def cert_ready(api: Kube, ns: str, name: str, status: str, reason: str = "") -> 
         return c if c and c["status"] == status and (not reason or c["reason"] == reason) else None
 
     return wait_for(check, f"CertificateReady {status} {reason} on {ns}/{name}", SOON)
-
-
-def set_status(api: Kube, name: str, status: dict[str, Any]) -> None:
-    """Write a Certificate's status as cert-manager does (its status subresource)."""
-    path = api.resource("cert-manager.io/v1", "Certificate").path(OPERATOR_NAMESPACE, name)
-    api.request(
-        "PATCH",
-        path + "/status",
-        body={"status": status},
-        content_type="application/merge-patch+json",
-    )
-
-
-def ready(status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now,
-        "observedGeneration": generation,
-    }
 
 
 def gone(api: Kube, name: str) -> bool:

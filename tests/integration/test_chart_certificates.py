@@ -53,8 +53,11 @@ def test_the_issuer_and_the_class_reach_the_operator(helm: str) -> None:
 def test_without_vpes_web_there_is_nothing_to_route_to(helm: str) -> None:
     s = settings_of(helm, "certificates.issuer.name=letsencrypt", "web.enabled=false")
     assert s.web_service_name == ""
-    names = [(d["kind"], d["metadata"]["name"]) for d in render(helm, RBAC, "web.enabled=false")]
-    assert ("Role", "vpes-operator-certificates") not in names
+    # ... but the edge's mail names still get their Certificate: no Ingress, though.
+    role = one(render(helm, RBAC, "web.enabled=false"), "Role", "vpes-operator-certificates")
+    verbs = {"get", "list", "create", "patch", "delete"}
+    assert rules_of(role) == {("cert-manager.io", "certificates"): verbs}
+    assert s.edge_tls_secret == "vpes-edge-tls"
 
 
 def rules_of(role: Doc) -> dict[tuple[str, str], set[str]]:
@@ -130,7 +133,15 @@ def test_in_its_namespace_the_operator_may_write_its_certificates_secrets_only(
 ) -> None:
     policy = one(render(helm, RBAC), "ValidatingAdmissionPolicy", "vpes-operator-scope")
     rule = policy["spec"]["validations"][1]["expression"]
+    # The edge's Secret (cert-manager's, from the operator's Certificate, or the ACME
+    # client's): the operator may write and delete it by name, whatever its labels.
     assert 'request.name in ["vpes-acme-account","vpes-edge-tls"]' in rule
+    other = one(
+        render(helm, RBAC, "edge.tls.secretName=edge-cert"),
+        "ValidatingAdmissionPolicy",
+        "vpes-operator-scope",
+    )["spec"]["validations"][1]["expression"]
+    assert 'request.name in ["vpes-acme-account","edge-cert"]' in other
     assert 'request.name.startsWith("web-")' in rule
     assert 'object.metadata.labels["vpes.io/component"] == "web-certificate"' in rule
 

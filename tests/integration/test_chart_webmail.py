@@ -216,8 +216,14 @@ def test_a_private_ca_is_mounted_read_only_when_verifying(helm: str) -> None:
     assert "tls-ca" not in mounts and "tls-ca" not in volumes
 
 
-def test_edge_names_without_the_imap_host_are_refused_when_verifying(helm: str) -> None:
-    stderr = refusal(helm, f"{ACME},certificates.acme.edgeNames={{mail.example.net}}")
+@pytest.mark.parametrize(
+    # The edge's certificate has those names on either path: the ACME client's order,
+    # or the Certificate the operator makes for cert-manager.
+    "path",
+    [ACME, "certificates.issuer.name=letsencrypt"],
+)
+def test_edge_names_without_the_imap_host_are_refused_when_verifying(helm: str, path: str) -> None:
+    stderr = refusal(helm, f"{path},certificates.acme.edgeNames={{mail.example.net}}")
     assert (
         "the webmail checks the edge's certificate for edge.imapHost (imap.example.net), "
         "which certificates.acme.edgeNames (mail.example.net) does not list"

@@ -283,3 +283,23 @@ def test_a_refused_apply_says_so_on_that_server() -> None:
     cond = certstatus.rejected('admission webhook "x" denied the request: no wildcard')
     assert (cond.status, cond.reason) == (False, Reason.APPLY_REJECTED)
     assert cond.message.endswith("denied the request: no wildcard")
+
+
+def test_without_vpes_web_only_certificates_are_listed() -> None:
+    """The chart grants Ingresses only with web.enabled: a pass without vpes-web (which
+    sweeps the web Certificates) must not ask for them, or it fails every time."""
+    from vpes_operator.webcerts import Publisher
+
+    class Lists:
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def list(self, api: str, kind: str, ns: str, labels: str) -> list[Any]:
+            self.kinds.append(kind)
+            return []
+
+    for web, kinds in (("vpes-web", ["Certificate", "Ingress"]), ("", ["Certificate"])):
+        kube = Lists()
+        settings = S.model_copy(update={"web_service_name": web})
+        Publisher(kube, settings, lambda ref, events: None).found()  # type: ignore[arg-type]
+        assert kube.kinds == kinds

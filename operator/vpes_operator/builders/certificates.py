@@ -14,6 +14,11 @@ cert-manager passes on); with four names a domain, a server's domains go 25 to a
 Certificate, in domain order: its first 25 in `<base>`, the next in `<base>-2`, and so
 on (MAX_DOMAINS, 100, makes at most four). Domains are A-labels already (the CRD
 refuses anything else), so the names are exactly those of the CNAME records.
+
+The edge's own mail names (MX, IMAP, SMTP: `acmecerts.edge_names`) have one
+Certificate of their own, `edge_certificate`, whose Secret is the one the edge's pods
+mount (`edge_tls_secret`), labelled as the operator's ACME client labels it
+(`edge_labels`), so either path may write it after the other.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ..settings import OperatorSettings
 CERTIFICATE_API = "cert-manager.io/v1"
 INGRESS_API = "networking.k8s.io/v1"
 COMPONENT = "web-certificate"
+EDGE_COMPONENT = "edge-tls"
 LABEL_SERVER_NAMESPACE = f"{naming.PREFIX}/server-namespace"
 # The most names one certificate may carry (ACME CAs: 100), and so its domains.
 MAX_NAMES = 100
@@ -81,6 +87,23 @@ def labels(namespace: str, server: str) -> dict[str, str]:
     }
 
 
+def edge_labels() -> dict[str, str]:
+    """The edge's certificate's (its Certificate and Secret): it belongs to no server."""
+    return {
+        "app.kubernetes.io/part-of": "vpes",
+        "app.kubernetes.io/managed-by": naming.MANAGED_BY,
+        naming.LABEL_COMPONENT: EDGE_COMPONENT,
+    }
+
+
+def issuer_ref(settings: OperatorSettings) -> dict[str, str]:
+    return {
+        "name": settings.cert_manager_issuer_name,
+        "kind": settings.cert_manager_issuer_kind,
+        "group": settings.cert_manager_issuer_group,
+    }
+
+
 def _metadata(namespace: str, server: str, name: str, settings: OperatorSettings) -> Any:
     return {
         "name": name,
@@ -104,11 +127,7 @@ def certificate(
         "spec": {
             "secretName": name,
             "dnsNames": names,
-            "issuerRef": {
-                "name": settings.cert_manager_issuer_name,
-                "kind": settings.cert_manager_issuer_kind,
-                "group": settings.cert_manager_issuer_group,
-            },
+            "issuerRef": issuer_ref(settings),
             "privateKey": {"rotationPolicy": "Always"},
             # The Secret carries our labels too: the operator deletes it with the
             # Certificate (cert-manager leaves it), and the chart's admission policy
@@ -158,3 +177,31 @@ def objects(
         for i, group in enumerate(chunks(domains))
     ]
     return [*certs, ingress(namespace, server, domains, settings)]
+
+
+def edge_certificate(names: Sequence[str], settings: OperatorSettings) -> dict[str, Any]:
+    """The cert-manager Certificate of the edge's mail names (already normalised, at
+    least one), named as its Secret, `edge_tls_secret`, which the edge's pods mount."""
+    if not names:
+        raise ValueError("the edge's Certificate needs at least one name")
+    if len(names) > MAX_NAMES:
+        raise ValueError(f"{len(names)} names in one certificate; at most {MAX_NAMES}")
+    name = settings.edge_tls_secret
+    if not name:
+        raise ValueError("the edge's Certificate needs a Secret name (edge_tls_secret)")
+    return {
+        "apiVersion": CERTIFICATE_API,
+        "kind": "Certificate",
+        "metadata": {
+            "name": name,
+            "namespace": settings.operator_namespace,
+            "labels": edge_labels(),
+        },
+        "spec": {
+            "secretName": name,
+            "dnsNames": list(names),
+            "issuerRef": issuer_ref(settings),
+            "privateKey": {"rotationPolicy": "Always"},
+            "secretTemplate": {"labels": edge_labels()},
+        },
+    }

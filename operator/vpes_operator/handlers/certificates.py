@@ -1,6 +1,8 @@
 """The hosted domains' web names certified through cert-manager (see `webcerts.py`),
 or, where cert-manager is not used and an ACME CA is configured, by the operator's
-own ACME client (see `acmecerts.py`), which also certifies the edge's mail names.
+own ACME client (see `acmecerts.py`). The edge's mail names are certified by
+whichever path is used: one Certificate of them under cert-manager (`edgecert.py`),
+the ACME client's own order otherwise, into the same Secret.
 
 Like the edge's maps, this loop reacts to the servers the watches deliver
 (`watched.EDGE`: a domain added, moved or dropped, a server deleted) after a short
@@ -23,6 +25,7 @@ from .. import watched
 from ..acmecerts import AcmePublisher, use_acme
 from ..certreport import Reporter
 from ..clients.kube import ApiError
+from ..edgecert import EdgeCertificate
 from ..models.server import PersonalMailServer
 from ..webcerts import Publisher
 from .background import background
@@ -43,6 +46,7 @@ class Certificates:
         self.settings = memo.settings
         report = Reporter(memo.kube, post)
         self.cert_manager = Publisher(memo.kube, memo.settings, post, report)
+        self.edge = EdgeCertificate(memo.kube, memo.settings, post)
         self.acme = (
             AcmePublisher(memo.kube, memo.settings, report)
             if memo.settings.acme_directory_url
@@ -53,9 +57,11 @@ class Certificates:
         installed = self.cert_manager.cert_manager.installed
         if self.acme is not None and use_acme(self.settings, installed):
             self.cert_manager.release()  # Certificates left from before, if any
+            self.edge.release(installed())
             self.acme.publish(servers)
         else:
             self.cert_manager.publish(servers)
+            self.edge.publish(installed())
 
     def orders_ended(self) -> int:
         """Bumped whenever an ACME order ends (its Secret written or its failure kept)."""
