@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 CERT, KEY = st.CERT_FIELD, st.KEY_FIELD
 Found = dict[tuple[str, str], dict[str, Any]]
 States = list[tuple[str, CertState]]
+# The pair last refused per server, and why (its warning is logged once).
+_refused: dict[ServerKey, tuple[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,13 @@ def install(
         return False
     why = problem(cert, key, mail.host, now or dt.datetime.now(dt.UTC))
     if why is not None:
-        log.warning("the certificate for %s is not installed in %s: %s", mail.host, mail.key, why)
+        if _refused.get(mail.key) != (raw_cert, why):  # once per certificate, not each pass
+            log.warning(
+                "the certificate for %s is not installed in %s: %s", mail.host, mail.key, why
+            )
+            _refused[mail.key] = (raw_cert, why)
         return False
+    _refused.pop(mail.key, None)
     ns, name = mail.key.namespace, naming.credentials_secret(mail.key.name)
     target = kube.get("v1", "Secret", ns, name)
     if target is None:
