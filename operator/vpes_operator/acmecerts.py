@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import certstatus, metrics
+from . import certstatus, mailhost, metrics
 from .builders import certificates as b
 from .certreport import Reporter
 from .certs import account
@@ -127,6 +127,9 @@ class AcmePublisher:
         for server in servers:
             key = key_of(server)
             cond, states = self.one_server(key, routes, found, wanted)
+            cond, states = mailhost.MailHosts(self.kube, self.settings).acme(  # spec.mailHost
+                self.orders, mailhost.wanted(self.kube, server), found, wanted, (cond, states), BY
+            )
             conds[key] = cond
             if (end := certstatus.expiry(states)) is not None:
                 ends[key] = end

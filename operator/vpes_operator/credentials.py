@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import crypto
+from .certs.mailhost import serves
 from .errors import WaitingError
 from .models.conditions import Reason
 from .models.server import PersonalMailServerSpec
@@ -94,7 +95,7 @@ def gather(
         if dkim_ed25519:
             ed = stored.get(dkim_ed25519_key_name(domain))
             m.dkim_ed25519_keys[domain] = ed or crypto.generate_dkim_ed25519_key()
-    m.tls_cert, m.tls_key = _certificate(tls_names(spec, service_host), stored, now)
+    m.tls_cert, m.tls_key = _certificate(tls_names(spec, service_host), stored, now, spec.mail_host)
     m.relay_password, m.relay_password_hash = relay_password(stored)
     if missing or invalid:
         raise MissingPasswordsError(m, missing, invalid)
@@ -159,18 +160,19 @@ def relay_password(stored: dict[str, str]) -> tuple[str, str]:
 
 
 def _certificate(
-    names: list[str], stored: dict[str, str], now: dt.datetime | None
+    names: list[str], stored: dict[str, str], now: dt.datetime | None, mail_host: str | None
 ) -> tuple[str, str]:
-    """The stored bootstrap certificate while it names `names` and is not due for
-    renewal; a new self-signed one otherwise."""
+    """The stored pair while it is an issuer's valid one for the server's mail host
+    (copied there by the certificates pass, `mailhost.py`: its issuer renews it, so it
+    stays to its end), or the bootstrap certificate while it names `names` and is not
+    due for renewal; a new self-signed one otherwise."""
     cert, key = stored.get("tls.crt", ""), stored.get("tls.key", "")
-    renew_at = (now or dt.datetime.now(dt.UTC)) + CERT_RENEW_BEFORE
-    if (
-        cert
-        and key
-        and crypto.certificate_names(cert) == set(names)
-        and crypto.certificate_expires(cert) > renew_at
-    ):
+    now = now or dt.datetime.now(dt.UTC)
+    bootstrap = bool(cert) and crypto.certificate_names(cert) == set(names)
+    if not bootstrap and serves(cert, key, mail_host, now):
+        return cert, key
+    renew_at = now + CERT_RENEW_BEFORE
+    if bootstrap and key and crypto.certificate_expires(cert) > renew_at:
         return cert, key
     return crypto.self_signed_certificate(names)
 

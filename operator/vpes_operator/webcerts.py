@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import certstatus
+from . import certstatus, mailhost
 from .builders import certificates
 from .certreport import Poster, Reporter
 from .certstatus import CertState
@@ -157,6 +157,8 @@ class Publisher:
             objs = certificates.objects(
                 key.namespace, key.name, routes.domains_of(key), self.settings
             )
+            mail = mailhost.wanted(self.kube, server)  # spec.mailHost: one more Certificate
+            objs += mailhost.MailHosts(self.kube, self.settings).certificates(mail)
             wanted |= {(obj["kind"], obj["metadata"]["name"]) for obj in objs}
             try:
                 states = [self.apply_one(obj, found) for obj in objs]
@@ -167,6 +169,9 @@ class Publisher:
                 continue
             issued = [state for state in states if state is not None]
             conds[key] = certstatus.condition(issued) if objs else certstatus.no_domains()
+            conds[key] = mailhost.MailHosts(self.kube, self.settings).after_cert_manager(
+                mail, conds[key]
+            )
             if (end := certstatus.expiry(issued)) is not None:
                 ends[key] = end
         self.sweep(found, wanted)

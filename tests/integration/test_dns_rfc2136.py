@@ -456,3 +456,41 @@ def test_dnsbl_lists_the_test_address(knot: KnotServer) -> None:
     )
     assert [(h.address, h.zone) for h in hits] == [(LISTED, BLOCKLIST)]
     assert "listed for testing" in hits[0].reason
+
+
+def test_a_mail_host_points_at_the_dedicated_address_once_it_has_one(
+    api: Kube, operator: OperatorProcess, knot: KnotServer, namespace: str
+) -> None:
+    """spec.mailHost on a dedicated-address plan: its records wait for the LoadBalancer's
+    address (written here as a cloud's controller would), then point at it; they go
+    with the server."""
+    own = f"own-{uuid.uuid4().hex[:6]}"
+    api.apply(plan_body(own, features={"dedicatedAddress": True}))
+    d, host = f"own.{ZONE}", f"mail.own.{ZONE}"
+    try:
+        api.apply(server_body("own", namespace, {**spec(own, d), "mailHost": host}))
+        obj = wait_condition(api, namespace, "own", "DNSPublished", "False", "WaitingForAddress")
+        c = condition(obj, "DNSPublished")
+        assert c is not None and "own-public" in c["message"] and host in c["message"]
+        wait_for(lambda: knot.query(d, "MX") == [f"10 {MX_HOST}."], "the other records published")
+        assert knot.query(host, "A") == []
+        path = api.resource("v1", "Service").path(namespace, "own-public") + "/status"
+        ingress = [{"ip": "192.0.2.60"}, {"ip": "2001:db8::60"}]
+        api.request(
+            "PATCH",
+            path,
+            body={"status": {"loadBalancer": {"ingress": ingress}}},
+            content_type="application/merge-patch+json",
+        )
+        obj = wait_condition(api, namespace, "own", "DNSVerified", "True")
+        mine = {(r["type"], r["value"]) for r in obj["status"]["dnsRecords"] if r["name"] == host}
+        assert mine == {("A", "192.0.2.60"), ("AAAA", "2001:db8::60")}
+        assert knot.query(host, "A") == ["192.0.2.60"]
+        assert knot.query(host, "AAAA") == ["2001:db8::60"]
+        harvest_secrets(api, namespace)
+        api.delete(API_VERSION, PMS, namespace, "own")
+        wait_for(lambda: get_server(api, namespace, "own") is None, "the server to go")
+        assert knot.query(host, "A") == [] and knot.query(host, "AAAA") == []
+    finally:
+        api.delete(API_VERSION, PMS, namespace, "own")
+        api.delete(API_VERSION, "MailPlan", None, own)

@@ -86,6 +86,17 @@ INVALID = [
         {"forwards": [{"from": "shop@example.org", "to": ["not an address"]}]},
         'spec.forwards[0].to[0]: Invalid value: "not an address"',
     ),
+    (
+        "mail host outside domains",
+        {"mailHost": "mail.elsewhere.org"},
+        'spec.mailHost: Invalid value: "object": mailHost must be one of spec.domains or a '
+        "name under one",
+    ),
+    (
+        "mail host only ending like a domain",
+        {"mailHost": "mailexample.org"},
+        "mailHost must be one of spec.domains or a name under one",
+    ),
 ]
 
 
@@ -216,3 +227,13 @@ def test_invalid_request_refused(
         api.create(request_body(kind, namespace, spec))
     assert message in info.value.message, f"{case}: {info.value.message}"
     assert api.get(API_VERSION, kind, namespace, "req") is None
+
+
+def test_mail_host_under_a_domain_is_accepted(api: Kube, namespace: str) -> None:
+    body = server_body(
+        "mh", namespace, {**spec("basic", "example.org"), "mailHost": "mail.example.org"}
+    )
+    api.create(body)
+    assert (get_server(api, namespace, "mh") or {}).get("spec", {}).get(
+        "mailHost"
+    ) == "mail.example.org"

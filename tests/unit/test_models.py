@@ -420,3 +420,36 @@ def test_unknown_fields_are_refused(
         model.model_validate(merged)
     errors = info.value.errors()
     assert any(e["type"] == "extra_forbidden" and e["loc"][:-1] == where for e in errors), errors
+
+
+@pytest.mark.parametrize("host", ["mail.example.org", "example.org", "imap.eu.example.org"])
+def test_mail_host_in_a_domain_is_accepted(spec_data: Data, host: str) -> None:
+    spec = PersonalMailServerSpec.model_validate(spec_data(mailHost=host))
+    assert spec.mail_host == host
+    assert spec.wire()["mailHost"] == host
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mail.other.org",  # no domain of the server
+        "mailexample.org",  # ends like one, but is not under it
+        "example.org.uk",  # the domain inside another name
+    ],
+)
+def test_mail_host_outside_the_domains_is_refused(spec_data: Data, host: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PersonalMailServerSpec.model_validate(spec_data(mailHost=host))
+    assert "mailHost must be one of spec.domains or a name under one" in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["Mail.Example.org", "*.example.org", "mail.example.org."])
+def test_mail_host_that_is_no_domain_name_is_refused(spec_data: Data, host: str) -> None:
+    refused(PersonalMailServerSpec, spec_data(mailHost=host), ("mailHost",))
+
+
+def test_mail_host_rule_for_the_api_server() -> None:
+    rule = next(r for r in SERVER_SPEC_VALIDATIONS if "mailHost" in r["rule"])
+    assert rule["fieldPath"] == ".mailHost"
+    assert "endsWith('.' + d)" in rule["rule"]
+    assert "add its domain to spec.domains" in rule["message"]

@@ -34,6 +34,7 @@ AUTOCONFIG = "autoconfig"
 AUTODISCOVER = "autodiscover"
 OPENPGPKEY = "openpgpkey"
 TLSA = "tlsa"
+MAIL_HOST = "mail-host"
 
 PURPOSES = {
     MX: "inbound mail goes to the provider's edge",
@@ -54,6 +55,8 @@ PURPOSES = {
     "advanced method)",
     TLSA: "DANE: the edge MX's key, for senders that validate DNSSEC (shared by every "
     "domain; published once by the provider)",
+    MAIL_HOST: "mail clients reach the server's own mail host (spec.mailHost) at its "
+    "dedicated address",
 }
 
 # TXT records whose first tag makes them one of a kind at their name.

@@ -33,7 +33,7 @@ from ..models.server import (
     PersonalMailServerStatus,
 )
 from ..settings import OperatorSettings
-from . import ownership, providers, verify
+from . import mailhost, ownership, providers, verify
 from .errors import DNSError
 from .providers.base import Provider, Result
 from .records import Record, server_records
@@ -195,13 +195,16 @@ def run(
     *,
     publish: bool = True,
     calendar: bool = False,
+    dedicated: bool = False,
     now: dt.datetime | None = None,
 ) -> Outcome:
     """Publish (managed servers) and verify one server's records; write its DNS status.
 
     `calendar`: the server's plan has features.calendar, so its domains announce
     CalDAV and CardDAV; when it has not (any more), publishing withdraws those records
-    like every other record vpes owns and no longer wants."""
+    like every other record vpes owns and no longer wants. `dedicated`: the plan has a
+    dedicated address, so a mail host (spec.mailHost) gets records at it
+    (`dns/mailhost.py`)."""
     now = now or dt.datetime.now(dt.UTC)
     try:
         spec = server.parsed_spec()
@@ -224,22 +227,26 @@ def run(
         else {d: resolvers.signed(d) for d in domains}
     )
     records = server_records(domains, settings, dkim, signed, calendar=calendar)
-    waiting = None
+    mail_host, no_address = mailhost.for_server(
+        kube, owner.namespace, owner.name, spec, settings.dns_ttl, dedicated=dedicated
+    )
+    records += mail_host
+    waiting, wait_reason = None, Reason.WAITING_FOR_KEYS
     if provider is not None:
         publishing = Publishing(name, provider, records, publish)
         published = _published(kube, settings, owner, publishing, resolvers)
         missing = [d for d in domains if d not in dkim]
         if missing:
             waiting = f"the DKIM key of {', '.join(missing)} is not made yet"
+        elif no_address:
+            waiting, wait_reason = no_address, Reason.WAITING_FOR_ADDRESS
         if waiting and published.status:
-            published = Cond(
-                PUBLISHED, False, Reason.WAITING_FOR_KEYS, waiting + "; publishing the rest"
-            )
+            published = Cond(PUBLISHED, False, wait_reason, waiting + "; publishing the rest")
     checks = verify.check_all(resolvers, records)
     listings = verify.dnsbl(resolvers, settings.outbound_addresses, settings.dnsbl_zones, _DNSBL)
     verified = _verified_condition(checks, listings, len(domains))
     if waiting:
-        verified = Cond(VERIFIED, False, Reason.WAITING_FOR_KEYS, waiting + "; checked again then")
+        verified = Cond(VERIFIED, False, wait_reason, waiting + "; checked again then")
     failures = 0 if waiting else sum(1 for c in checks if c.verdict == verify.FAIL)
     listed = [_record_status(c, r) for c, r in zip(checks, records, strict=True)]
     events = _write_status(

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP, VERSION, health, metrics, naming
+from .. import GROUP, VERSION, health, mailhost, metrics, naming
 from ..dns import service
 from ..dns.schedule import CHECK_ANNOTATION, Schedule
 from ..models.server import PersonalMailServer
@@ -39,8 +39,12 @@ def _run(server: PersonalMailServer, memo: Any) -> service.Outcome:
     with SCHEDULE.run_lock(meta.uid):
         if SCHEDULE.gone(meta.uid) or meta.deletion_timestamp:
             return service.Outcome()
-        calendar = service.sells_calendar(plan_spec(memo.kube, server.plan))
-        outcome = service.run(memo.kube, memo.settings, server, calendar=calendar)
+        plan_json = plan_spec(memo.kube, server.plan)
+        calendar = service.sells_calendar(plan_json)
+        dedicated = mailhost.sells_dedicated(plan_json)
+        outcome = service.run(
+            memo.kube, memo.settings, server, calendar=calendar, dedicated=dedicated
+        )
     if outcome.failures:
         metrics.DNS_VERIFICATION_FAILURES.labels(meta.namespace, meta.name).inc(outcome.failures)
     SCHEDULE.done(

@@ -94,6 +94,8 @@ class Reason(StrEnum):
     PUBLISHED = "Published"
     MANUAL_MODE = "ManualMode"
     WAITING_FOR_KEYS = "WaitingForKeys"
+    # spec.mailHost's address records wait for the dedicated LoadBalancer's address.
+    WAITING_FOR_ADDRESS = "WaitingForAddress"
     ALL_RECORDS_FOUND = "AllRecordsFound"
     RECORDS_NOT_FOUND = "RecordsNotFound"
     RESOLVER_UNREACHABLE = "ResolverUnreachable"
@@ -123,6 +125,10 @@ class Reason(StrEnum):
     CERTIFICATES_NOT_CONFIGURED = "CertificatesNotConfigured"
     CERT_MANAGER_NOT_INSTALLED = "CertManagerNotInstalled"
     NO_DOMAINS_ROUTED = "NoDomainsRouted"
+    # spec.mailHost (mailhost.py): clients reach the server itself, so only a plan with a
+    # dedicated address serves it, and only DNS-01 can prove it (the tenant serves no HTTP).
+    MAIL_HOST_NEEDS_DEDICATED_ADDRESS = "MailHostNeedsDedicatedAddress"
+    MAIL_HOST_NEEDS_DNS01 = "MailHostNeedsDNS01"
     # BackupHealthy
     BACKUPS_OFF = "BackupsOff"
     INVALID_SCHEDULE = "InvalidSchedule"
@@ -213,6 +219,7 @@ _PERMANENCE: dict[str, Permanence] = {
     Reason.RATE_LIMITED: Permanence.WAITING,
     Reason.CA_UNREACHABLE: Permanence.WAITING,
     Reason.CERTIFICATE_ISSUING: Permanence.PROGRESS,
+    Reason.WAITING_FOR_ADDRESS: Permanence.WAITING,
 }
 # Ready reasons that say what keeps the pod from running (see podstate).
 POD_BLOCKED: frozenset[str] = frozenset(

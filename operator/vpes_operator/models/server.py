@@ -6,7 +6,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from .. import API_VERSION
 from .common import (
@@ -326,6 +326,33 @@ class PersonalMailServerSpec(Model):
     panel: PanelAccess = Field(
         default_factory=PanelAccess, description="Access to the customer panel."
     )
+    mail_host: Domain | None = Field(
+        default=None,
+        description="The server's own mail host name, e.g. mail.example.org: one of "
+        "spec.domains or a name under one. Mail clients then connect to it (IMAP, "
+        "submission) straight at the server's dedicated address, so it needs a plan with "
+        "features.dedicatedAddress: the operator publishes its A/AAAA records at that "
+        "address (managed DNS) and gets it a certificate, which replaces the server's "
+        "self-signed one once issued (CertificateReady says how far it is). Unset: clients "
+        "use the provider's shared mail host names.",
+    )
+
+    @model_validator(mode="after")
+    def _mail_host_in_a_domain(self) -> PersonalMailServerSpec:
+        if self.mail_host is not None and not in_domains(self.mail_host, self.domains):
+            raise ValueError(MAIL_HOST_MESSAGE)
+        return self
+
+
+MAIL_HOST_MESSAGE = (
+    "mailHost must be one of spec.domains or a name under one (e.g. mail.example.org for "
+    "example.org); add its domain to spec.domains or pick a name in one"
+)
+
+
+def in_domains(name: str, domains: list[str]) -> bool:
+    """Whether `name` is one of `domains` or a name under one."""
+    return any(name == d or name.endswith("." + d) for d in domains)
 
 
 def _domain_of(var: str) -> str:
@@ -376,6 +403,12 @@ SERVER_SPEC_VALIDATIONS = [
         f"at most {MAX_OPENPGP_KEYS} mailboxes of a server may publish an OpenPGP key; "
         "withdraw one first",
         field_path=".mailboxes",
+    ),
+    x_validation(
+        "!has(self.mailHost) || self.domains.exists(d, self.mailHost == d || "
+        "self.mailHost.endsWith('.' + d))",
+        MAIL_HOST_MESSAGE,
+        field_path=".mailHost",
     ),
 ]
 

@@ -43,6 +43,7 @@ def routes(panel: Panel) -> list[Route]:
             used=health.human_bytes(usage.get("storageUsedBytes")),
             capacity=health.human_bytes(usage.get("storageCapacityBytes")),
             last_backup=status.get("lastBackup") or {},
+            mail_host=spec.get("mailHost") or "",
         )
 
     return [Route("/", panel.page(overview), methods=["GET"])]
