@@ -141,8 +141,8 @@ def _gate(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     wave = [m for m in status.wave if (m.namespace, m.name) in present]  # deleted: dropped
     status.wave = wave
     for m in wave:  # a move the last step could not make is made now
-        if present[(m.namespace, m.name)].image != inputs.spec.image:
-            out.moves.append(Move(m.namespace, m.name, inputs.spec.image, claim=True))
+        if present[(m.namespace, m.name)].image != inputs.spec.target_image:
+            out.moves.append(Move(m.namespace, m.name, inputs.spec.target_image, claim=True))
     health = {
         (m.namespace, m.name): inputs.health.get((m.namespace, m.name), Health(False, "unchecked"))
         for m in wave
@@ -218,11 +218,11 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     """No wave in flight: finish, pause, wait, or start the next wave."""
     status = out.status
     pending = sorted(
-        (s for s in mine if inputs.effective(s) != inputs.spec.image), key=lambda s: s.key
+        (s for s in mine if inputs.effective(s) != inputs.spec.target_image), key=lambda s: s.key
     )
     if not pending:
         status.phase = FleetPhase.SUCCEEDED
-        status.message = f"{len(mine)} servers run {inputs.spec.image}"
+        status.message = f"{len(mine)} servers run {inputs.spec.target_image}"
         if status.refused:
             status.message += f"; {len(status.refused)} left alone (moved by another upgrade)"
         out.moves += _releases(inputs, set())
@@ -247,11 +247,13 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     status.wave = [
         WaveMember(namespace=s.namespace, name=s.name, previous_image=s.image) for s in chosen
     ]
-    out.moves += [Move(s.namespace, s.name, inputs.spec.image, claim=True) for s in chosen]
+    out.moves += [Move(s.namespace, s.name, inputs.spec.target_image, claim=True) for s in chosen]
     status.phase = FleetPhase.CANARY if canary else FleetPhase.ROLLING
     what = "canary wave" if canary else "wave"
     status.message = f"{what} {status.current_wave}: moving {_names([s.key for s in chosen])}"
-    out.events.append(Event("Normal", "WaveStarted", f"{status.message} to {inputs.spec.image}"))
+    out.events.append(
+        Event("Normal", "WaveStarted", f"{status.message} to {inputs.spec.target_image}")
+    )
 
 
 def _count(inputs: Inputs, mine: list[Server], out: Plan) -> None:
@@ -259,12 +261,12 @@ def _count(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     # Rolled back: the wave stays in the status (what was rolled back), not upgraded.
     in_wave = {(m.namespace, m.name) for m in status.wave}
     on_target = [
-        s for s in mine if inputs.effective(s) == inputs.spec.image and s.key not in in_wave
+        s for s in mine if inputs.effective(s) == inputs.spec.target_image and s.key not in in_wave
     ]
     status.total = len(mine)
     status.upgraded = len(on_target)
     status.pending = len(mine) - status.upgraded
     status.failed = len(status.failures)
     status.waiting = len(
-        [s for s in mine if s.busy is not None and inputs.effective(s) != inputs.spec.image]
+        [s for s in mine if s.busy is not None and inputs.effective(s) != inputs.spec.target_image]
     )

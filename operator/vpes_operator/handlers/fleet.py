@@ -1,6 +1,8 @@
 """FleetUpgrade handlers: a timer advances each upgrade until it ends (Succeeded,
 RolledBack or Failed); each tick does the next step from what it observes, so a
-restarted operator continues where the last one stopped."""
+restarted operator continues where the last one stopped. An upgrade moves the
+tenants to an image (fleet/controller.py) or the edge to new antispam rules
+(fleet/antispam_controller.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 import kopf
 
 from .. import GROUP, VERSION, health
-from ..fleet import controller
+from ..fleet import antispam_controller, controller
 from ..fleet.probe import LiveProbe
 from ..fleet.report import LiveReader
 from ..models.fleet import TERMINAL, FleetUpgrade
@@ -30,6 +32,10 @@ def _running(status: kopf.Status, **_: Any) -> bool:
 def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     settings: OperatorSettings = memo.settings
     upgrade = FleetUpgrade.model_validate(dict(body))
+    now = dt.datetime.now(dt.UTC)
+    if upgrade.spec.antispam is not None:
+        post(body, antispam_controller.step(memo.kube, upgrade, settings, now=now).events)
+        return
     probe = LiveProbe(memo.kube, settings.cluster_domain, settings.fleet_probe_timeout)
     plan = controller.step(
         memo.kube,
@@ -37,7 +43,7 @@ def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
         probe,
         LiveReader(memo.kube),
         default_image=settings.tenant_image,
-        now=dt.datetime.now(dt.UTC),
+        now=now,
         namespaces=health.HEALTH.namespaces,
     )
     post(body, plan.events)
