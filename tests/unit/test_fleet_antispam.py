@@ -137,7 +137,7 @@ def canary(live: dict[str, Any] = LIVE) -> dict[str, Any]:
 def test_the_canary_is_one_live_pod_told_apart_reading_the_canary_rules() -> None:
     before = copy.deepcopy(LIVE)
     made = canary()
-    assert LIVE == before  # the live Deployment as read is not changed
+    assert before == LIVE  # the live Deployment as read is not changed
     spec = made["spec"]
     assert spec["replicas"] == 1
     assert spec["selector"]["matchLabels"] == {**SELECTOR, antispam.LABEL_TRACK: "canary"}
