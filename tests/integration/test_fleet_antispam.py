@@ -159,6 +159,7 @@ def test_a_canary_that_never_passes_is_removed_and_the_live_rules_stay(
     assert canary["metadata"]["ownerReferences"][0]["name"] == name
     tried = api.get("v1", "ConfigMap", NAMESPACE, f"{LIVE}-rules-canary")
     assert tried is not None and tried["data"] == RULES
+    assert tried["metadata"]["ownerReferences"][0]["name"] == name  # gone with the upgrade
     assert read().status.phase == "Canary"
 
     waiting = antispam_controller.step(

@@ -88,15 +88,18 @@ def rules_hash(data: dict[str, str]) -> str:
 
 
 def rules_config_map(
-    name: str, namespace: str, data: dict[str, str], labels: dict[str, str]
+    name: str,
+    namespace: str,
+    data: dict[str, str],
+    labels: dict[str, str],
+    owner: JSON | None = None,
 ) -> JSON:
-    """The ConfigMap the antispam pods (live or canary) read their rules from."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "data": dict(data),
-    }
+    """The ConfigMap the antispam pods (live or canary) read their rules from; the
+    canary's is owned by its FleetUpgrade (the live one by nobody: it outlives it)."""
+    meta: JSON = {"name": name, "namespace": namespace, "labels": labels}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
 
 
 def canary_deployment(

@@ -180,7 +180,8 @@ def write(
     digest = out.status.antispam.target_hash if out.status.antispam else None
     if w.canary_rules is not None and live is not None and digest:
         labels = _labels("antispam-rules")
-        kube.apply(antispam.rules_config_map(names.canary_rules, ns, w.canary_rules, labels))
+        owner = _owner(upgrade)
+        kube.apply(antispam.rules_config_map(names.canary_rules, ns, w.canary_rules, labels, owner))
         kube.apply(
             antispam.canary_deployment(
                 live,
@@ -188,7 +189,7 @@ def write(
                 config_map=names.canary_rules,
                 digest=digest,
                 labels=_labels("antispam-canary"),
-                owner=_owner(upgrade),
+                owner=owner,
             )
         )
     if w.live_rules is not None:
