@@ -7,6 +7,7 @@ live antispam unchanged and still scanning."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -135,8 +136,10 @@ def test_new_antispam_rules_pass_a_canary_and_bad_ones_are_rolled_back(
     assert "Action: reject" not in _scan(cluster, f"buy {WORD} now")
 
     _config_map(api, "rules-good", GOOD)
+    start = time.monotonic()
     good = _upgrade(api, "rules-good", timeout=240)
     done = _ended(api, good, timeout=420)
+    print(f"good rules: Succeeded in {time.monotonic() - start:.0f} s")
     assert done["phase"] == "Succeeded", done
     digest = rules_hash(GOOD)
     assert done["antispam"]["liveHash"] == digest, done
@@ -146,6 +149,8 @@ def test_new_antispam_rules_pass_a_canary_and_bad_ones_are_rolled_back(
     report = _scan(cluster, f"buy {WORD} now")
     assert "Action: reject" in report and "VPES_E2E_WORD" in report, report
     assert "Action: reject" not in _scan(cluster, "lunch on friday")
+    row = cluster.kubectl("get", "fup", good, "--no-headers").stdout.split()
+    assert row[:4] == [good, "<none>", "rules-good", "Succeeded"], row  # IMAGE, RULES
 
     # The chart never renders the rules nor the annotation: an upgrade keeps both.
     chart.install(cluster, RELEASE, NAMESPACE, antispam, timeout="5m")
@@ -154,8 +159,10 @@ def test_new_antispam_rules_pass_a_canary_and_bad_ones_are_rolled_back(
     assert rules is not None and rules["data"] == GOOD
 
     _config_map(api, "rules-bad", BAD)
+    start = time.monotonic()
     bad = _upgrade(api, "rules-bad", timeout=60)
     done = _ended(api, bad, timeout=240)
+    print(f"bad rules: RolledBack in {time.monotonic() - start:.0f} s")
     assert done["phase"] == "RolledBack", done
     assert "canary" in done["message"] and "ucl parser error" in done["message"], done
     assert done["currentWave"] == 1, done
