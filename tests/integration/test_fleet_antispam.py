@@ -29,6 +29,7 @@ from vpes_operator.settings import OperatorSettings
 
 from .helm_template import NAMESPACE, one, render
 from .operator_support import install_platform, wait_for
+from .test_fleet import get_row
 
 pytestmark = pytest.mark.integration
 LIVE = "vpes-antispam"
@@ -177,6 +178,14 @@ def test_a_canary_that_never_passes_is_removed_and_the_live_rules_stay(
     assert "the canary with the new rules failed the health gate within 30s" in (
         read().status.message or ""
     )
+    row = get_row(api, name)
+    assert (row["Image"], row["Rules"], row["Phase"], row["Wave"]) == (
+        None,
+        source,
+        "RolledBack",
+        1,
+    )
+    assert row["Message"].startswith("the canary with the new rules failed the health gate")
     assert api.get("apps/v1", "Deployment", NAMESPACE, CANARY) is None
     assert api.get("v1", "ConfigMap", NAMESPACE, f"{LIVE}-rules-canary") is None
     assert api.get("v1", "ConfigMap", NAMESPACE, f"{LIVE}-rules") is None
