@@ -331,9 +331,6 @@ class AntispamStatus(Model):
     live_config_map: str | None = Field(
         default=None, description="The ConfigMap the antispam pods read their rules from."
     )
-    canary: str | None = Field(
-        default=None, description="The canary Deployment while the new rules are tried."
-    )
     previous_hash: str | None = Field(
         default=None, description="The live rules' hash before promotion (a rollback's)."
     )
