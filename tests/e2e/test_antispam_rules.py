@@ -149,8 +149,9 @@ def test_new_antispam_rules_pass_a_canary_and_bad_ones_are_rolled_back(
     report = _scan(cluster, f"buy {WORD} now")
     assert "Action: reject" in report and "VPES_E2E_WORD" in report, report
     assert "Action: reject" not in _scan(cluster, "lunch on friday")
-    row = cluster.kubectl("get", "fup", good, "--no-headers").stdout.split()
-    assert row[:4] == [good, "<none>", "rules-good", "Succeeded"], row  # IMAGE, RULES
+    header, row = cluster.kubectl("get", "fup", good).stdout.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "IMAGE", "RULES", "PHASE"], header
+    assert row.split()[:3] == [good, "rules-good", "Succeeded"], row  # no image: empty
 
     # The chart never renders the rules nor the annotation: an upgrade keeps both.
     chart.install(cluster, RELEASE, NAMESPACE, antispam, timeout="5m")
