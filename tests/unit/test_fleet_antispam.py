@@ -433,3 +433,22 @@ def test_a_terminal_upgrade_does_nothing() -> None:
     done = FleetUpgradeStatus(phase=FleetPhase.ROLLED_BACK)
     out = step(done, seen(health=Health(True)))
     assert out.status == done and not out.events and out.writes.canary_rules is None
+
+
+def test_a_pod_that_refused_its_rules_is_told_apart() -> None:
+    refused = pod(False, lastState={"terminated": {"exitCode": antispam.REFUSED, "message": "x"}})
+    crashed = pod(False, lastState={"terminated": {"exitCode": 1, "message": "rspamd died"}})
+    starting = pod(False, state={"waiting": {"reason": "ContainerCreating"}})
+    assert antispam.refused([starting, refused])
+    assert not antispam.refused([crashed, starting])
+
+
+def test_rules_rspamd_refused_roll_the_canary_back_at_once() -> None:
+    started = step(FleetUpgradeStatus(), seen())
+    refused = Health(False, "it exited 2: ucl parser error", final=True)
+    out = step(started.status, seen(tried=RULES, canary=True, health=refused))
+    assert out.status.phase == FleetPhase.ROLLED_BACK and out.writes.remove_canary
+    assert out.status.message == (
+        "Rspamd refused the new rules in the canary (it exited 2: ucl parser error); "
+        "the canary was removed, the live rules are unchanged"
+    )

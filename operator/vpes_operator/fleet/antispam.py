@@ -54,6 +54,8 @@ IMAGE_DROP_INS = frozenset(
     }
 )
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,251}\.(conf|inc|map)$")
+# vpes-rspamd's exit status when it refuses its configuration (images/rspamd).
+REFUSED = 2
 # Kept in the FleetUpgrade's status (the rollback's copy of the previous rules): small.
 MAX_RULES_BYTES = 256 * 1024
 
@@ -168,6 +170,17 @@ def pod_verdict(pods: list[Pod]) -> tuple[str | None, str | None]:
         if failed and failed.message.strip():
             why += f"; it exited {failed.exit_code}: {failed.message.strip()[:600]}"
     return why, None
+
+
+def refused(pods: list[Pod]) -> bool:
+    """Whether a pod's vpes-rspamd refused its configuration (it exits REFUSED: bad
+    rules, which no retry mends)."""
+    for pod in pods:
+        for c in pod.status.container_statuses:
+            for state in (c.last_state.terminated, c.state.terminated):
+                if state is not None and state.exit_code == REFUSED:
+                    return True
+    return False
 
 
 def rollout_verdict(deployment: JSON, digest: str | None) -> str | None:

@@ -95,9 +95,10 @@ def canary_health(kube: Kube, names: Names, live: JSON, timeout: float) -> Healt
     labels = {**live["spec"]["selector"].get("matchLabels", {})}
     labels[antispam.LABEL_TRACK] = antispam.TRACK_CANARY
     query = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    why, address = antispam.pod_verdict(kube.read_list(Pod, names.namespace, labels=query))
+    pods = kube.read_list(Pod, names.namespace, labels=query)
+    why, address = antispam.pod_verdict(pods)
     if why is not None or address is None:
-        return Health(False, why or "no canary pod address")
+        return Health(False, why or "no canary pod address", final=antispam.refused(pods))
     return scan_health(address, timeout)
 
 

@@ -173,11 +173,16 @@ def _canary(inputs: Inputs, out: AntispamPlan) -> None:
         out.writes.canary_rules = rules  # a write the last step could not make
     health = seen.health or Health(False, "unchecked")
     if not health.ok:
-        if _timed_out(inputs):
+        if health.final or _timed_out(inputs):
             out.writes.remove_canary = True
-            _end(out, FleetPhase.ROLLED_BACK, "the canary with the new rules failed the "
-                 f"health gate within {inputs.spec.health_timeout_seconds}s ({health.detail}); "
-                 "the canary was removed, the live rules are unchanged")  # fmt: skip
+            how = (
+                "Rspamd refused the new rules in the canary"
+                if health.final
+                else "the canary with the new rules failed the health gate within "
+                f"{inputs.spec.health_timeout_seconds}s"
+            )
+            _end(out, FleetPhase.ROLLED_BACK, f"{how} ({health.detail}); the canary was "
+                 "removed, the live rules are unchanged")  # fmt: skip
             return
         status.phase = FleetPhase.PAUSED if inputs.spec.paused else FleetPhase.CANARY
         status.message = f"canary: waiting for the health gate: {health.detail}"

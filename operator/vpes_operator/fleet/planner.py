@@ -47,6 +47,7 @@ class Health:
 
     ok: bool
     detail: str = ""
+    final: bool = False  # it cannot pass any more: no need to wait for the timeout
 
 
 @dataclass(frozen=True)
