@@ -163,7 +163,9 @@ def test_new_antispam_rules_pass_a_canary_and_bad_ones_are_rolled_back(
     start = time.monotonic()
     bad = _upgrade(api, "rules-bad", timeout=60)
     done = _ended(api, bad, timeout=240)
-    print(f"bad rules: RolledBack in {time.monotonic() - start:.0f} s")
+    print(
+        f"bad rules: {done.get('phase')} in {time.monotonic() - start:.0f} s: {done.get('message')}"
+    )
     assert done["phase"] == "RolledBack", done
     assert "canary" in done["message"] and "ucl parser error" in done["message"], done
     assert done["currentWave"] == 1, done
