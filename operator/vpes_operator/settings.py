@@ -196,6 +196,11 @@ class OperatorSettings(BaseModel):
     # long the gate waits for a server's SMTP banner and IMAP greeting.
     fleet_tick: float = Field(default=10.0, gt=0)
     fleet_probe_timeout: float = Field(default=5.0, gt=0)
+    # The edge's antispam Deployment (in operator_namespace; the chart's
+    # <release>-antispam): an antispam FleetUpgrade moves it to new rules. Its rules
+    # live in "<it>-rules"; the canary is "<it>-canary" reading "<it>-rules-canary".
+    # Empty: the chart runs no antispam.
+    antispam_deployment: str = Field(default="")
     # How often deleted servers' repositories are checked for the end of their retention.
     backup_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Nodes that tenant pods (and their backup jobs) run on.

@@ -17,7 +17,7 @@ from ..backup import results
 from ..backup.runner import ACTIONS
 from ..clients.kube import ApiError, Kube
 from ..conditions import Event
-from ..models.fleet import TERMINAL, FleetPhase, FleetUpgrade
+from ..models.fleet import TERMINAL, FleetPhase, FleetUpgrade, FleetUpgradeStatus
 from ..models.kube import Job
 from ..models.server import PersonalMailServer
 from . import planner, report
@@ -99,7 +99,7 @@ def gate(probe: Probe, upgrade: FleetUpgrade) -> dict[planner.Key, planner.Healt
     wave = [(m.namespace, m.name) for m in upgrade.status.wave]
     if not wave:
         return {}
-    image = upgrade.spec.image
+    image = upgrade.spec.target_image
     with ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(wave))) as pool:
         found = pool.map(lambda key: probe.check(key[0], key[1], image), wave)
         return dict(zip(wave, found, strict=True))
@@ -124,11 +124,11 @@ def move_server(kube: Kube, upgrade: str, move: planner.Move) -> None:
             raise
 
 
-def write_status(kube: Kube, name: str, plan: planner.Plan) -> None:
-    wanted = plan.status.model_dump(by_alias=True, mode="json")  # None clears a field
+def write_status(kube: Kube, name: str, status: FleetUpgradeStatus) -> None:
+    wanted = status.model_dump(by_alias=True, mode="json")  # None clears a field
 
     def mutate(obj: dict[str, object]) -> dict[str, object] | None:
-        return None if obj.get("status") == plan.status.wire() else wanted
+        return None if obj.get("status") == status.wire() else wanted
 
     kube.update_status(API_VERSION, KIND, None, name, mutate)
 
@@ -139,11 +139,11 @@ def apply(kube: Kube, upgrade: FleetUpgrade, plan: planner.Plan) -> None:
     release is made before the terminal phase (which stops the timer) is written."""
     name = upgrade.metadata.name
     if not plan.terminal:
-        write_status(kube, name, plan)
+        write_status(kube, name, plan.status)
     for move in plan.moves:
         move_server(kube, name, move)
     if plan.terminal:
-        write_status(kube, name, plan)
+        write_status(kube, name, plan.status)
 
 
 def failed(upgrade: FleetUpgrade, message: str) -> planner.Plan:
@@ -188,7 +188,7 @@ def note_packages(
         reader,
         plan.passed,
         servers,
-        to_image=upgrade.spec.image,
+        to_image=upgrade.spec.target_image,
         default_image=default_image,
         remembered=_REMEMBERED.get(upgrade.metadata.uid),
     )

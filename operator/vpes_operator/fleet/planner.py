@@ -48,6 +48,7 @@ class Health:
 
     ok: bool
     detail: str = ""
+    final: bool = False  # it cannot pass any more: no need to wait for the timeout
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,8 @@ def _gate(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     wave = [m for m in status.wave if (m.namespace, m.name) in present]  # deleted: dropped
     status.wave = wave
     for m in wave:  # a move the last step could not make is made now
-        if present[(m.namespace, m.name)].image != inputs.spec.image:
-            out.moves.append(Move(m.namespace, m.name, inputs.spec.image, claim=True))
+        if present[(m.namespace, m.name)].image != inputs.spec.target_image:
+            out.moves.append(Move(m.namespace, m.name, inputs.spec.target_image, claim=True))
     health = {
         (m.namespace, m.name): inputs.health.get((m.namespace, m.name), Health(False, "unchecked"))
         for m in wave
@@ -219,11 +220,11 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     """No wave in flight: finish, pause, wait, or start the next wave."""
     status = out.status
     pending = sorted(
-        (s for s in mine if inputs.effective(s) != inputs.spec.image), key=lambda s: s.key
+        (s for s in mine if inputs.effective(s) != inputs.spec.target_image), key=lambda s: s.key
     )
     if not pending:
         status.phase = FleetPhase.SUCCEEDED
-        status.message = f"{len(mine)} servers run {inputs.spec.image}"
+        status.message = f"{len(mine)} servers run {inputs.spec.target_image}"
         if status.deferred:
             status.message += (
                 f"; {len(status.deferred)} of them suspended, moved without the health "
@@ -260,11 +261,13 @@ def _next_wave(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     status.wave = [
         WaveMember(namespace=s.namespace, name=s.name, previous_image=s.image) for s in chosen
     ]
-    out.moves += [Move(s.namespace, s.name, inputs.spec.image, claim=True) for s in chosen]
+    out.moves += [Move(s.namespace, s.name, inputs.spec.target_image, claim=True) for s in chosen]
     status.phase = FleetPhase.CANARY if canary else FleetPhase.ROLLING
     what = "canary wave" if canary else "wave"
     status.message = f"{what} {status.current_wave}: moving {_names([s.key for s in chosen])}"
-    out.events.append(Event("Normal", "WaveStarted", f"{status.message} to {inputs.spec.image}"))
+    out.events.append(
+        Event("Normal", "WaveStarted", f"{status.message} to {inputs.spec.target_image}")
+    )
 
 
 def _defer_suspended(inputs: Inputs, pending: list[Server], out: Plan) -> bool:
@@ -282,13 +285,13 @@ def _defer_suspended(inputs: Inputs, pending: list[Server], out: Plan) -> bool:
             namespace=s.namespace,
             name=s.name,
             reason="Suspended",
-            message=f"suspended: moved to {inputs.spec.image} without the health gate; "
+            message=f"suspended: moved to {inputs.spec.target_image} without the health gate; "
             "it starts on it when resumed",
         )
         for s in asleep
         if s.key not in known
     ]
-    out.moves += [Move(s.namespace, s.name, inputs.spec.image, claim=False) for s in asleep]
+    out.moves += [Move(s.namespace, s.name, inputs.spec.target_image, claim=False) for s in asleep]
     out.events.append(
         Event(
             "Normal",
@@ -308,7 +311,7 @@ def _count(inputs: Inputs, mine: list[Server], out: Plan) -> None:
     on_target = [
         s
         for s in mine
-        if inputs.effective(s) == inputs.spec.image and s.key not in in_wave | deferred
+        if inputs.effective(s) == inputs.spec.target_image and s.key not in in_wave | deferred
     ]
     status.total = len(mine)
     status.upgraded = len(on_target)
@@ -319,7 +322,7 @@ def _count(inputs: Inputs, mine: list[Server], out: Plan) -> None:
             s
             for s in mine
             if (s.busy is not None or s.suspended)
-            and inputs.effective(s) != inputs.spec.image
+            and inputs.effective(s) != inputs.spec.target_image
             and s.key not in deferred
         ]
     )

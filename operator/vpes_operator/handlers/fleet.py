@@ -1,6 +1,8 @@
 """FleetUpgrade handlers: a timer advances each upgrade until it ends (Succeeded,
 RolledBack or Failed); each tick does the next step from what it observes, so a
-restarted operator continues where the last one stopped."""
+restarted operator continues where the last one stopped. An upgrade moves the
+tenants to an image (fleet/controller.py) or the edge to new antispam rules
+(fleet/antispam_controller.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 import kopf
 
 from .. import GROUP, VERSION, health
-from ..fleet import controller
+from ..fleet import antispam_controller, controller
 from ..fleet.probe import LiveProbe
 from ..fleet.report import LiveReader
 from ..models.fleet import TERMINAL, FleetUpgrade
@@ -30,6 +32,10 @@ def _running(status: kopf.Status, **_: Any) -> bool:
 def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
     settings: OperatorSettings = memo.settings
     upgrade = FleetUpgrade.model_validate(dict(body))
+    now = dt.datetime.now(dt.UTC)
+    if upgrade.spec.antispam is not None:
+        post(body, antispam_controller.step(memo.kube, upgrade, settings, now=now).events)
+        return
     probe = LiveProbe(memo.kube, settings.cluster_domain, settings.fleet_probe_timeout)
     plan = controller.step(
         memo.kube,
@@ -37,7 +43,7 @@ def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
         probe,
         LiveReader(memo.kube),
         default_image=settings.tenant_image,
-        now=dt.datetime.now(dt.UTC),
+        now=now,
         namespaces=health.HEALTH.namespaces,
     )
     post(body, plan.events)
@@ -46,8 +52,14 @@ def fleet_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
 @kopf.on.delete(GROUP, VERSION, "fleetupgrades", id="abandon")
 def fleet_deleted(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     """Deleting a running upgrade stops it: the wave in flight (unchecked) goes back to
-    its previous images and the claims are given back; servers that passed stay."""
+    its previous images and the claims are given back; servers that passed stay. An
+    antispam upgrade's canary goes, and promoted rules not yet past the gate go back."""
     upgrade = FleetUpgrade.model_validate(dict(body))
+    if upgrade.spec.antispam is not None:
+        writes = antispam_controller.abandon(memo.kube, upgrade, memo.settings)
+        if writes.live_rules is not None:
+            logger.info("deleted while rolling out: the previous antispam rules are back")
+        return
     moves = controller.abandon(memo.kube, upgrade, health.HEALTH.namespaces)
     wave = {(m.namespace, m.name) for m in upgrade.status.wave}
     back = [f"{m.namespace}/{m.name}" for m in moves if (m.namespace, m.name) in wave]

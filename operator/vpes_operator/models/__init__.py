@@ -143,12 +143,15 @@ KINDS: tuple[Kind, ...] = (
         namespaced=False,
         description="Move the selected PersonalMailServers to a new tenant image in waves: "
         "a canary, then maxUnavailable at a time, each gated on SMTP and IMAP answering; "
-        "a wave that fails the gate is rolled back.",
+        "a wave that fails the gate is rolled back. Or move the shared edge's Rspamd to new "
+        "antispam rules: a canary pod, then the antispam Deployment, each gated on a real "
+        "scan; rolled back when the gate fails.",
         spec=FleetUpgradeSpec,
         status=FleetUpgradeStatus,
         spec_validations=FLEET_SPEC_VALIDATIONS,
         printer_columns=[
             {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+            {"name": "Rules", "type": "string", "jsonPath": ".spec.antispam.rulesConfigMap"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Wave", "type": "integer", "jsonPath": ".status.currentWave"},
             {"name": "Upgraded", "type": "integer", "jsonPath": ".status.upgraded"},

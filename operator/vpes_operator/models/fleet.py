@@ -1,7 +1,9 @@
-"""FleetUpgrade: move a share of the fleet's servers to a new tenant image, in waves.
+"""FleetUpgrade: move a share of the fleet's servers to a new tenant image, in waves,
+or the shared edge's Rspamd to new antispam rules (a canary pod, then a rollout).
 
 Cluster-scoped, like MailPlan: a fleet spans the customers' namespaces, and the
-fleet admin (not a customer) owns it. The target image and the choice of
+fleet admin (not a customer) owns it. One FleetUpgrade moves one thing: the
+tenants (`image`) or the edge's rules (`antispam`). The target and the choice of
 servers never change once made (create a new FleetUpgrade); the pace (canary,
 maxUnavailable, the gate's timeout) and `paused` may change while it runs.
 """
@@ -13,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, WithJsonSchema, field_validator
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from .. import API_VERSION
 from .common import NAME_PATTERN, Model, Object, friendly, x_validation
@@ -132,14 +134,38 @@ class LabelSelector(Model):
         return ",".join(parts)
 
 
-class FleetUpgradeSpec(Model):
-    """The image to move to, which servers, and at what pace."""
+class AntispamTarget(Model):
+    """New antispam rules for the shared edge's Rspamd."""
 
-    image: str = Field(
+    rules_config_map: str = Field(
+        max_length=253,
+        pattern=NAME_PATTERN,
+        json_schema_extra=friendly(
+            "must be the name of a ConfigMap in the operator's namespace, "
+            "such as antispam-rules-2026-12-07"
+        ),
+        description="A ConfigMap in the operator's namespace whose keys are Rspamd local.d "
+        "file names (multimap.conf, composites.conf, groups.conf, words.map, ...: letters, "
+        "digits, . _ -, ending .conf, .inc or .map; not a file the image ships) and whose "
+        "values are their content. Read once, when the upgrade starts.",
+    )
+
+
+class FleetUpgradeSpec(Model):
+    """What to move to (a tenant image or the edge's antispam rules), which servers,
+    and at what pace."""
+
+    image: str | None = Field(
+        default=None,
         max_length=255,
         pattern=IMAGE_PATTERN,
         json_schema_extra=friendly(IMAGE_MESSAGE),
-        description="The tenant image the selected servers move to.",
+        description="The tenant image the selected servers move to (or set antispam).",
+    )
+    antispam: AntispamTarget | None = Field(
+        default=None,
+        description="Move the shared edge's Rspamd to new antispam rules instead: a canary "
+        "pod runs them first, then the antispam Deployment rolls (or set image).",
     )
     selector: LabelSelector | None = Field(
         default=None,
@@ -172,6 +198,19 @@ class FleetUpgradeSpec(Model):
         "runs the image, SMTP and IMAP answer) before the wave is rolled back.",
     )
 
+    @property
+    def target_image(self) -> str:
+        """The tenant image of an image upgrade (not an antispam one)."""
+        if self.image is None:
+            raise ValueError("this FleetUpgrade moves the edge's antispam rules, not an image")
+        return self.image
+
+    @model_validator(mode="after")
+    def _one_target(self) -> FleetUpgradeSpec:
+        if (self.image is None) == (self.antispam is None):
+            raise ValueError(ONE_TARGET_MESSAGE)
+        return self
+
     @field_validator("canary")
     @classmethod
     def _canary(cls, value: int | str) -> int | str:
@@ -183,9 +222,23 @@ class FleetUpgradeSpec(Model):
         return _check_count_or_percent(value, 1, "maxUnavailable")
 
 
+ONE_TARGET_MESSAGE = (
+    "a FleetUpgrade moves exactly one thing: set either image (the tenants' new image) "
+    "or antispam.rulesConfigMap (the edge's new Rspamd rules), not both and not neither"
+)
 _FIXED = "cannot change once the upgrade exists; create a new FleetUpgrade"
 FLEET_SPEC_VALIDATIONS = [
-    x_validation("self.image == oldSelf.image", f"image {_FIXED}"),
+    x_validation("has(self.image) != has(self.antispam)", ONE_TARGET_MESSAGE),
+    x_validation(
+        "has(self.image) == has(oldSelf.image) && "
+        "(!has(self.image) || self.image == oldSelf.image)",
+        f"image {_FIXED}",
+    ),
+    x_validation(
+        "has(self.antispam) == has(oldSelf.antispam) && "
+        "(!has(self.antispam) || self.antispam == oldSelf.antispam)",
+        f"antispam {_FIXED}",
+    ),
     x_validation(
         "has(self.selector) == has(oldSelf.selector) && "
         "(!has(self.selector) || self.selector == oldSelf.selector)",
@@ -263,6 +316,31 @@ class PackageChanges(Model):
     )
 
 
+class AntispamStatus(Model):
+    """Where the edge's antispam rules are: which rules are live, which are tried."""
+
+    target_hash: str | None = Field(
+        default=None, description="A hash of the new rules (the pod template's annotation)."
+    )
+    files: list[str] = Field(default_factory=list, description="The new rules' file names.")
+    live_hash: str | None = Field(
+        default=None,
+        description="The hash of the rules the antispam Deployment runs (its pod template's "
+        "annotation; unset: none applied by a FleetUpgrade).",
+    )
+    live_config_map: str | None = Field(
+        default=None, description="The ConfigMap the antispam pods read their rules from."
+    )
+    previous_hash: str | None = Field(
+        default=None, description="The live rules' hash before promotion (a rollback's)."
+    )
+    previous_rules: dict[str, str] | None = Field(
+        default=None,
+        description="The live rules before promotion, restored by a rollback "
+        "(set when the new rules are promoted).",
+    )
+
+
 class FleetUpgradeStatus(Model):
     """Where the upgrade is: phase, wave, counts, and what failed."""
 
@@ -303,6 +381,9 @@ class FleetUpgradeStatus(Model):
         default=None,
         description="What changed in the Debian packages between the image the servers "
         "left and the target, known once the first wave (the canary) passes the gate.",
+    )
+    antispam: AntispamStatus | None = Field(
+        default=None, description="An antispam upgrade's rules: tried, live, previous."
     )
 
 

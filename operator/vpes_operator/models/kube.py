@@ -101,7 +101,9 @@ class ContainerStatus(View):
     name: str = ""
     image: str = ""
     ready: bool = False
+    restart_count: int = 0
     state: ContainerState = Field(default_factory=ContainerState)
+    last_state: ContainerState = Field(default_factory=ContainerState)
 
 
 class Container(View):
