@@ -29,6 +29,7 @@ from .operator_support import (
     OperatorProcess,
     harvest_secrets,
     plan_body,
+    release_deleted_servers,
     server_body,
     wait_for,
 )
@@ -101,17 +102,6 @@ def many(api: Kube, kubeconfig: Path) -> Iterator[tuple[str, str]]:
         harvest_secrets(api, ns)
         api.delete("v1", "Namespace", None, ns)
     api.delete(API_VERSION, "MailPlan", None, plan)
-
-
-def release_deleted_servers(api: Kube) -> None:
-    """Servers earlier tests left being deleted (their namespaces went while no operator
-    ran) would have this test's operator retry their DNS cleanup against servers long
-    gone, with back-offs of minutes: let them go, so the figures are about the 200."""
-    for s in api.list(API_VERSION, "PersonalMailServer"):
-        meta = s["metadata"]
-        if meta.get("deletionTimestamp") and meta.get("finalizers"):
-            where = (meta["namespace"], meta["name"])
-            api.patch_metadata(API_VERSION, "PersonalMailServer", *where, {"finalizers": []})
 
 
 def test_start_up_with_200_servers_converges_after_a_kill(
