@@ -201,6 +201,9 @@ class OperatorSettings(BaseModel):
     fleet_probe_timeout: float = Field(default=5.0, gt=0)
     # How often deleted servers' repositories are checked for the end of their retention.
     backup_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # How often the kubelet asks a tenant pod whether its SMTP port answers: a
+    # started pod turns Ready (and its server Ready) at the first answer after that.
+    tenant_readiness_period_seconds: int = Field(default=10, ge=1, le=60)
     # Nodes that tenant pods (and their backup jobs) run on.
     tenant_node_selector: dict[str, str] = Field(default_factory=dict)
     # How often servers' children are checked for deletion or edits by hand

@@ -59,6 +59,7 @@ def edge(cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]) -> It
     values["edge"]["relay"]["tenantRetrySeconds"] = 10
     # The relay's mail reaches the MX from its pod's address: SPF says the pods send.
     values["dns"]["outboundAddresses"] = [node_config.POD_CIDR]
+    values["tenant"]["readinessPeriodSeconds"] = support.READINESS_SECONDS
     chart.install(cluster, RELEASE, NAMESPACE, values, timeout="5m")
     try:
         svc = core.read_namespaced_service(f"{RELEASE}-edge-mx", NAMESPACE)

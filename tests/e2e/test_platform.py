@@ -35,6 +35,7 @@ def platform(cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]) -
     values = chart.values(
         operator_image, images["tenant"], images["backup"], bcrypt_rounds=4, dkim_key_bits=1024
     )
+    values["tenant"]["readinessPeriodSeconds"] = support.READINESS_SECONDS
     chart.install(cluster, RELEASE, NAMESPACE, values)
     try:
         yield NAMESPACE
