@@ -49,6 +49,9 @@ class OperatorSettings(BaseModel):
     # The relay's state (GET, JSON); empty: nobody is held for an hourly limit.
     relay_status_url: str = Field(default="")
     relay_poll_seconds: float = Field(default=30.0, gt=0)
+    # How soon a tenant tries the relay again with mail it deferred (Postfix's
+    # minimal_backoff_time and queue_run_delay; the backoff still grows to 300 s).
+    relay_retry_seconds: int = Field(default=60, ge=1, le=300)
     # Spam training (imapsieve at the tenant): the shared Rspamd's controller, e.g.
     # "http://<release>-antispam.<ns>.svc.cluster.local:11334"; empty: no training.
     # Its enable password is read from a file (a mounted Secret) at each reconcile
@@ -203,6 +206,9 @@ class OperatorSettings(BaseModel):
     antispam_deployment: str = Field(default="")
     # How often deleted servers' repositories are checked for the end of their retention.
     backup_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # How often the kubelet asks a tenant pod whether its SMTP port answers: a
+    # started pod turns Ready (and its server Ready) at the first answer after that.
+    tenant_readiness_period_seconds: int = Field(default=10, ge=1, le=60)
     # Nodes that tenant pods (and their backup jobs) run on.
     tenant_node_selector: dict[str, str] = Field(default_factory=dict)
     # How often servers' children are checked for deletion or edits by hand

@@ -3,7 +3,9 @@ node: kubelet and kube-proxy on containerd + runc + CNI (a bridge), CoreDNS and
 kube-router enforcing NetworkPolicy (``vpes_devcluster.node``). Pods really run,
 each in its own network namespace; the host reaches pods and ClusterIPs directly.
 
-One cluster serves the session (no kwok node: every pod lands on the real one).
+One cluster serves this tier (no kwok node: every pod lands on the real one); it is
+stopped after the tier's last test (package scope), not left running, with its node,
+under the image, integration and unit tiers of a full run.
 Set ``VPES_TEST_KUBECONFIG`` to the admin kubeconfig printed by ``vpes-cluster up``
 (a cluster started with its node, as ``make cluster`` does) to reuse it. Needs root
 and the images (``make images``).
@@ -34,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     reuse = os.environ.get("VPES_TEST_KUBECONFIG")
     if reuse:
@@ -51,7 +53,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def images(cluster: Cluster) -> dict[str, str]:
     """The tenant, calendar (dav) and backup images, built by ``images/build.sh`` and
     imported into the node's containerd."""
@@ -60,7 +62,7 @@ def images(cluster: Cluster) -> dict[str, str]:
     return refs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def core(cluster: Cluster) -> Iterator[client.CoreV1Api]:
     api = cluster.api_client()
     try:

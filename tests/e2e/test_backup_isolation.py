@@ -51,6 +51,7 @@ def env(s3: S3Server, images: dict[str, str]) -> dict[str, str]:
         VPES_TENANT_IMAGE=images["tenant"],
         VPES_EDGE_NETWORKS=POD_CIDR,
         VPES_DNS_DEFAULT_PROVIDER="manual",
+        **support.READINESS_ENV,
     )
 
 

@@ -33,7 +33,7 @@ from vpes_operator.clients.kube import Kube
 
 from tests.backup_support import backup_env, install_credentials, s3_server
 from tests.dav_samples import event
-from tests.e2e.support import service_ip
+from tests.e2e.support import READINESS_ENV, service_ip
 from tests.integration.operator_support import (
     OperatorProcess,
     condition,
@@ -76,6 +76,7 @@ def operator(
         VPES_DAV_IMAGE=images["dav"],
         VPES_EDGE_NETWORKS=POD_CIDR,
         VPES_DNS_DEFAULT_PROVIDER="manual",
+        **READINESS_ENV,
     )
     op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator-e2e"), env)
     op.start()

@@ -75,6 +75,7 @@ def platform(
     values["billing"]["enabled"] = False
     values["plans"] = []  # cluster-wide objects: the test makes its own plans
     values["dns"]["outboundAddresses"] = [node_config.POD_CIDR]
+    values["tenant"]["readinessPeriodSeconds"] = support.READINESS_SECONDS
     chart.install(cluster, RELEASE, NAMESPACE, values, timeout="8m")
     try:
         secret = core.read_namespaced_secret(f"{RELEASE}-antispam", NAMESPACE)

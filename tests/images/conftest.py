@@ -7,6 +7,10 @@ as the podman network's gateway, which the tests' settings make the edge
 (trusted to send PROXY protocol headers). Forwards and submissions leave
 through ``settings.relay_host``: a sink (``sink.py``) listening on 127.0.0.1
 inside the tenant's own network namespace.
+
+The shared containers (tenants, edge, proxy, Rspamd, webmail) are package-scoped:
+they stop after this tier's last test instead of idling under the integration and
+unit tiers of a full run.
 """
 
 from __future__ import annotations
@@ -63,14 +67,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.images)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def image() -> str:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `make system-deps`")
     return build_images("tenant")[0]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(image: str) -> str:
     return podman_gateway()
 
@@ -168,7 +172,7 @@ def start_tenant(
         tenant.remove()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tenant(image: str, gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The shared tenant: the edge is the podman gateway (every test client)."""
     yield from start_tenant(
@@ -176,14 +180,14 @@ def tenant(image: str, gateway: str, tmp_path_factory: pytest.TempPathFactory) -
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def untrusted_tenant(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """A tenant whose edge is elsewhere: the test clients are not trusted for PROXY."""
     root = tmp_path_factory.mktemp("untrusted")
     yield from start_tenant(image, host_address(12), root, "192.0.2.0/24", sink=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def edge_image() -> str:
     return build_images("edge")[0]
 
@@ -193,7 +197,7 @@ def edge_image() -> str:
 # this one.)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def edge(
     edge_image: str, tenant: Running, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningEdge]:
@@ -203,7 +207,7 @@ def edge(
     yield from start_mx(edge_image, tenant, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def proxy(
     image: str, edge_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProxySetup]:
@@ -213,12 +217,12 @@ def proxy(
     yield from start_proxy(image, edge_image, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def antispam_image() -> str:
     return build_images("rspamd")[0]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def antispam(antispam_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Antispam]:
     """Redis and Rspamd as the chart runs them (rspamd_support.py)."""
     from .rspamd_support import start_antispam
@@ -226,7 +230,7 @@ def antispam(antispam_image: str, tmp_path_factory: pytest.TempPathFactory) -> I
     yield from start_antispam(antispam_image, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def webmail(
     tenant: Running, gateway: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebmailSetup]:

@@ -1,8 +1,10 @@
 """Integration tests run against a real control plane (etcd, kube-apiserver with RBAC,
 kube-controller-manager, kube-scheduler, kwok nodes, the hostPath provisioner).
 
-One cluster serves the whole session. Set ``VPES_TEST_KUBECONFIG`` to the admin
-kubeconfig printed by ``vpes-cluster up`` to reuse a running cluster instead.
+One cluster serves this tier; it is stopped after the tier's last test (package
+scope), not left running under the unit tier of a full run. Set
+``VPES_TEST_KUBECONFIG`` to the admin kubeconfig printed by ``vpes-cluster up`` to
+reuse a running cluster instead.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     reuse = os.environ.get("VPES_TEST_KUBECONFIG")
     if reuse:
@@ -44,7 +46,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube(cluster: Cluster) -> Iterator[client.ApiClient]:
     """A ``kubernetes.client.ApiClient`` with the admin kubeconfig (system:masters)."""
     api = cluster.api_client()

@@ -22,7 +22,14 @@ from vpes_operator import API_VERSION
 from vpes_operator.clients.kube import Kube
 
 from .dns_support import free_port
-from .operator_support import OperatorProcess, plan_body, server_body, wait_for, wait_ready
+from .operator_support import (
+    OperatorProcess,
+    plan_body,
+    release_deleted_servers,
+    server_body,
+    wait_for,
+    wait_ready,
+)
 from .proxy_support import StallingProxy
 
 # kopf reconnects a watch that has delivered nothing (not even a bookmark,
@@ -43,6 +50,9 @@ def test_operator_recovers_from_silent_streams(
     api: Kube, cluster: Any, namespace: str, tmp_path: Path
 ) -> None:
     kubeconfig = install_platform(cluster)
+    # Servers earlier tests left Terminating (their namespaces deleted while no operator
+    # ran) would hold this operator's handler threads in DNS clean-ups with back-offs.
+    release_deleted_servers(api)
     server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     target = urlparse(server)
     plan = f"st-{uuid.uuid4().hex[:6]}"

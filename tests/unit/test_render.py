@@ -118,6 +118,10 @@ def test_what_the_relay_defers_is_tried_again_after_a_minute(rendered: dict[str,
     assert params["maximal_backoff_time"] == "300s"
     direct = main_cf(render_config(ctx_of(settings=OperatorSettings()))["postfix-main.cf"])
     assert "minimal_backoff_time" not in direct  # the internet: Postfix's own pace
+    sooner = SETTINGS.model_copy(update={"relay_retry_seconds": 10})
+    quick = main_cf(render_config(ctx_of(settings=sooner))["postfix-main.cf"])
+    assert quick["minimal_backoff_time"] == quick["queue_run_delay"] == "10s"
+    assert quick["maximal_backoff_time"] == "300s"
 
 
 def test_relay_sasl_map_names_the_relayhost_and_the_login() -> None:

@@ -109,3 +109,11 @@ def test_capabilities() -> None:
     ]
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
+
+
+def test_readiness_is_the_smtp_port_asked_as_often_as_the_settings_say() -> None:
+    probe = pod()["containers"][0]["readinessProbe"]
+    assert probe == {"tcpSocket": {"port": "smtp"}, "periodSeconds": 10, "failureThreshold": 3}
+    quick = SETTINGS.model_copy(update={"tenant_readiness_period_seconds": 2})
+    spec = statefulset(OWNER, PLAN, quick, suspended=False)["spec"]["template"]["spec"]
+    assert spec["containers"][0]["readinessProbe"]["periodSeconds"] == 2

@@ -92,7 +92,7 @@ def _container(plan: MailPlanSpec, settings: OperatorSettings, image: str) -> di
         ],
         "readinessProbe": {
             "tcpSocket": {"port": "smtp"},
-            "periodSeconds": 10,
+            "periodSeconds": settings.tenant_readiness_period_seconds,
             "failureThreshold": 3,
         },
         "livenessProbe": {

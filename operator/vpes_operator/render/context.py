@@ -59,6 +59,7 @@ class TenantContext:
     # Free space Postfix keeps on the mail volume: below it new mail gets 452.
     queue_minfree_bytes: int
     relay_host: str  # Postfix relayhost syntax; "" delivers directly
+    relay_retry_seconds: int  # the first retry of what the relay deferred
     edge_networks: tuple[str, ...]  # CIDRs, IPv4 first, normalised
     dkim_selector: str
     # Junk filing and spam training, from the plan's antispam level (antispam.py).
@@ -115,6 +116,7 @@ def build_context(
         max_message_size_bytes=message_size,
         queue_minfree_bytes=reserve,
         relay_host=checks.relay_host(settings.relay_host),
+        relay_retry_seconds=settings.relay_retry_seconds,
         edge_networks=checks.networks(settings.edge_networks),
         dkim_selector=selector,
         antispam=antispam.build(plan, settings, reserve),

@@ -230,6 +230,7 @@ def _values(ctx: TenantContext) -> dict[str, Any]:
         "usage": {"port": USAGE_PORT, "command": USAGE_COMMAND},
         "default_quota_bytes": ctx.default_quota_bytes,
         "relay_host": ctx.relay_host,
+        "relay_retry_seconds": ctx.relay_retry_seconds,
         "relay_sasl_map": f"texthash:{RELAY_SASL_PATH}",
         "event_limit_exceptions": " ".join(postfix_edge),
         "internal": {"service": INTERNAL_SUBMISSION, "networks": "127.0.0.0/8"},
