@@ -8,14 +8,12 @@ PROXY header a load balancer would send, claiming a public client address."""
 
 from __future__ import annotations
 
-import email.utils
 import imaplib
 import smtplib
 import socket
 import uuid
 from collections.abc import Iterator
 from email import message_from_bytes
-from email.message import EmailMessage
 from typing import Any
 
 import dkim
@@ -26,19 +24,31 @@ from vpes_devcluster.errors import ClusterError
 from vpes_devcluster.node import build_images
 from vpes_operator import API_VERSION, naming
 from vpes_operator.clients.kube import Kube
+from vpes_operator.fleet.antispam import ANNOTATION_RULES, rules_hash
 
 from tests.e2e import support
+from tests.e2e.edge_support import (
+    CLIENT,
+    GTUBE,
+    deliver,
+    inbox,
+    message,
+    rcpt,
+    rules_config_map,
+    rules_upgrade,
+    upgrade_ended,
+)
 from tests.integration.operator_support import wait_for, wait_ready
 
 RELEASE = "mail"  # not "vpes" (the other modules' operators) nor "platform"
 NAMESPACE = "vpes-mail"
-CLIENT = "203.0.113.7"  # the client's public address, as the load balancer saw it
-GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
 @pytest.fixture(scope="module")
-def edge(cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]) -> Iterator[str]:
-    """The platform with its edge; the MX Service's address."""
+def installed(
+    cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """The platform with its edge; the chart's values (for a later `helm upgrade`)."""
     built = build_images("operator", "edge", "rspamd")
     cluster.real_node().import_images(built.values())
     values = chart.values(
@@ -62,75 +72,18 @@ def edge(cluster: Cluster, core: client.CoreV1Api, images: dict[str, str]) -> It
     values["tenant"]["readinessPeriodSeconds"] = support.READINESS_SECONDS
     chart.install(cluster, RELEASE, NAMESPACE, values, timeout="5m")
     try:
-        svc = core.read_namespaced_service(f"{RELEASE}-edge-mx", NAMESPACE)
-        assert svc.spec is not None
-        yield str(svc.spec.cluster_ip)
+        yield values
     finally:
         chart.uninstall(cluster, RELEASE, NAMESPACE)
         core.delete_namespace(NAMESPACE)
 
 
-class ProxiedSMTP(smtplib.SMTP):
-    """SMTP through a load balancer that speaks the PROXY protocol (v1): the header
-    names the client's address before the SMTP dialogue starts."""
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = socket.create_connection((host, port), timeout)
-        sock.sendall(f"PROXY TCP4 {CLIENT} {host} 40000 {port}\r\n".encode())
-        return sock
-
-
-def message(to: str, subject: str, body: str = "") -> EmailMessage:
-    """From a sender of the recipient's own domain: nothing resolves on this closed
-    network, and the tenant checks a foreign sender's domain in DNS (450 otherwise)."""
-    msg = EmailMessage()
-    msg["From"] = "carol@" + to.split("@", 1)[1]
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{uuid.uuid4().hex}@sender.example>"
-    msg["Date"] = email.utils.formatdate(localtime=False)
-    msg.set_content((body or subject) + "\n")
-    return msg
-
-
-def deliver(mx: str, msg: EmailMessage) -> None:
-    with ProxiedSMTP(mx, 25, timeout=60) as smtp:
-        smtp.ehlo("mail.sender.example")
-        smtp.send_message(msg)
-
-
-def rcpt(mx: str, to: str) -> tuple[int, bytes]:
-    """The MX's answer to RCPT TO `to` (no mail is sent)."""
-    with ProxiedSMTP(mx, 25, timeout=60) as smtp:
-        smtp.ehlo("mail.sender.example")
-        smtp.mail("carol@" + to.split("@", 1)[1])
-        return smtp.rcpt(to)
-
-
-def inbox(host: str, address: str) -> dict[str, bytes]:
-    """Subject → the whole message, of every message in the INBOX."""
-    imap = imaplib.IMAP4_SSL(host, 993, ssl_context=support.tls(), timeout=30)
-    try:
-        imap.login(address, support.PASSWORD)
-        imap.select("INBOX", readonly=True)
-        _, data = imap.fetch("1:*", "(BODY.PEEK[])")
-    finally:
-        imap.logout()
-    found = {}
-    for item in data:
-        if isinstance(item, tuple):
-            raw = item[1]
-            head = raw.split(b"\r\n\r\n", 1)[0]
-            subject = next(
-                (
-                    ln[8:].strip().decode()
-                    for ln in head.split(b"\r\n")
-                    if ln.startswith(b"Subject:")
-                ),
-                "",
-            )
-            found[subject] = raw
-    return found
+@pytest.fixture(scope="module")
+def edge(installed: dict[str, Any], core: client.CoreV1Api) -> str:
+    """The MX Service's address."""
+    svc = core.read_namespaced_service(f"{RELEASE}-edge-mx", NAMESPACE)
+    assert svc.spec is not None
+    return str(svc.spec.cluster_ip)
 
 
 def routed(api: Kube, *domains: str) -> dict[str, Any] | None:
@@ -401,3 +354,84 @@ def test_mail_between_tenants_goes_out_signed_and_the_hourly_limit_holds(
         timeout=420,
         interval=3,
     )
+
+
+WORD = "zorblaxquux"
+GOOD_RULES = {
+    "multimap.conf": (
+        'VPES_E2E_WORD {\n  type = "header";\n  header = "Subject";\n  regexp = true;\n'
+        '  map = "${LOCAL_CONFDIR}/local.d/vpes-e2e-words.map";\n  score = 20.0;\n}\n'
+    ),
+    "vpes-e2e-words.map": f"/{WORD}/i\n",
+}
+BAD_RULES = {"multimap.conf": 'VPES_E2E_BAD { type = "header"\n score = ;; }}\n'}
+ANTISPAM = f"{RELEASE}-antispam"
+
+
+def _rules_hash_live(api: Kube) -> str | None:
+    live = api.get("apps/v1", "Deployment", NAMESPACE, ANTISPAM)
+    assert live is not None
+    annotations = live["spec"]["template"]["metadata"].get("annotations") or {}
+    return annotations.get(ANNOTATION_RULES)
+
+
+def _refused(mx: str, to: str, subject: str) -> int | None:
+    """The MX's refusal code of a message (None: taken)."""
+    try:
+        deliver(mx, message(to, subject))
+    except smtplib.SMTPDataError as e:
+        return e.smtp_code
+    return None
+
+
+def test_the_edge_s_antispam_moves_to_new_rules_through_a_canary_and_bad_ones_roll_back(
+    api: Kube, cluster: Cluster, edge: str, namespace: str, installed: dict[str, Any]
+) -> None:
+    """Last in the module: its rules stay on this edge. Good rules pass the canary
+    pod's real scan, roll the antispam Deployment, and then the MX refuses mail by
+    them; they survive a `helm upgrade`; rules Rspamd cannot parse stop at the canary
+    and are rolled back, the live rules unchanged."""
+    (hank,) = routed_servers(api, edge, namespace, "hank")
+    assert _refused(edge, hank, f"buy {WORD} now") is None  # not a rule yet
+
+    rules_config_map(api, NAMESPACE, "rules-good", GOOD_RULES)
+    good = rules_upgrade(api, "rules-good", timeout=240)
+    done = upgrade_ended(api, good, timeout=420)
+    assert done["phase"] == "Succeeded", done
+    digest = rules_hash(GOOD_RULES)
+    assert done["antispam"]["liveHash"] == digest and _rules_hash_live(api) == digest, done
+    assert api.get("apps/v1", "Deployment", NAMESPACE, f"{ANTISPAM}-canary") is None
+    wait_for(
+        lambda: _refused(edge, hank, f"buy {WORD} now") == 554,
+        "the MX refusing mail by the new rule",
+        timeout=120,
+        interval=3,
+    )
+    assert _refused(edge, hank, "lunch on friday") is None
+    header, row = cluster.kubectl("get", "fup", good).stdout.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "IMAGE", "RULES", "PHASE"], header
+    assert row.split()[:3] == [good, "rules-good", "Succeeded"], row  # no image: empty
+
+    # The chart never renders the rules nor the annotation: an upgrade keeps both.
+    chart.install(cluster, RELEASE, NAMESPACE, installed, timeout="5m")
+    assert _rules_hash_live(api) == digest
+    rules = api.get("v1", "ConfigMap", NAMESPACE, f"{ANTISPAM}-rules")
+    assert rules is not None and rules["data"] == GOOD_RULES
+
+    rules_config_map(api, NAMESPACE, "rules-bad", BAD_RULES)
+    bad = rules_upgrade(api, "rules-bad", timeout=60)
+    done = upgrade_ended(api, bad, timeout=240)
+    assert done["phase"] == "RolledBack", done
+    assert "canary" in done["message"] and "ucl parser error" in done["message"], done
+    assert done["currentWave"] == 1 and _rules_hash_live(api) == digest, done
+    wait_for(
+        lambda: api.get("apps/v1", "Deployment", NAMESPACE, f"{ANTISPAM}-canary") is None,
+        "the canary Deployment deleted",
+        timeout=60,
+    )
+    assert _refused(edge, hank, f"buy {WORD} again") == 554  # the good rules still judge
+    events = cluster.kubectl(
+        "get", "events", "-n", "default", "--field-selector", f"involvedObject.name={bad}",
+        "-o", "jsonpath={.items[*].reason}", check=False,
+    )  # fmt: skip
+    assert "CanaryStarted" in events.stdout and "RolledBack" in events.stdout, events.stdout

@@ -6,7 +6,7 @@ rules alone; the policy admits only that canary and only the rules annotation on
 antispam Deployment.
 
 No pod runs in this tier (kwok's nodes only pretend to): the canary's gate cannot pass, which is the
-rollback path. The passing path runs on the real node (tests/e2e/test_antispam_rules.py).
+rollback path. The passing path runs on the real node (tests/e2e/test_edge.py).
 """
 
 from __future__ import annotations
