@@ -31,7 +31,7 @@ from pathlib import Path
 from . import chart, demo_fleet, proc_records, published_dns
 from .binaries import repo_root
 from .cluster import Cluster
-from .demo_mail import round_trip, send_between
+from .demo_mail import refused, round_trip, send_between
 from .demo_panel import dav_check, panel_check, web_check, webmail_check
 from .errors import ClusterError
 from .node import build_images
@@ -303,6 +303,7 @@ def up(state: Path) -> int:
     shown = webmail_check(webmail, SAMPLE_ADDRESS, SAMPLE_PASSWORD)
     print(f"webmail (Roundcube): {webmail}/ as {SAMPLE_ADDRESS}: {shown}", flush=True)
     _fleet_upgrade(cluster, images["tenant"])
+    _antispam_rules(cluster)
     _print_access(cluster)
     return 0
 
@@ -315,6 +316,23 @@ def _fleet_upgrade(cluster: Cluster, tenant_image: str) -> None:
         wait_ready(cluster, namespace, name)
         subject = round_trip(service_ip(cluster, namespace, name), address, password, 180)
         print(f"{name}: on the new image, {subject!r} went in over SMTP and was read over IMAP")
+
+
+def _antispam_rules(cluster: Cluster) -> None:
+    """The edge's Rspamd to new rules; the MX then refuses mail by them."""
+    print("antispam rules: the edge's Rspamd to new rules, canary first ...", flush=True)
+    print(demo_fleet.antispam_rules(cluster, OPERATOR_NAMESPACE), flush=True)
+    mx = edge_address(cluster, "edge-mx")
+    _, name, address, *_ = CUSTOMERS[0]
+    subject = f"cheap {demo_fleet.SPAM_WORD} offer"
+    deadline = time.monotonic() + 120
+    answer = refused(mx, address, subject)
+    while answer is None and time.monotonic() < deadline:  # the old pods drain
+        time.sleep(3)
+        answer = refused(mx, address, subject)
+    if answer is None:
+        raise ClusterError(f"the MX took {subject!r} to {address} despite the new rules")
+    print(f"{name}: {subject!r} through the edge's MX is refused by the new rules: {answer}")
 
 
 def _print_access(cluster: Cluster) -> None:

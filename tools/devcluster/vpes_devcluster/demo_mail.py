@@ -162,3 +162,23 @@ def submit(
         smtp.starttls(context=_tls())
         smtp.login(from_address, from_password)
         smtp.send_message(msg)
+
+
+def refused(host: str, address: str, subject: str) -> str | None:
+    """The edge MX's refusal of a message with `subject` to `address`, through a PROXY
+    header ("554 ...": refused; None: taken)."""
+    domain = address.split("@", 1)[1]
+    msg = EmailMessage()
+    msg["From"] = f"demo@{domain}"
+    msg["To"] = address
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.formatdate()
+    msg["Message-ID"] = email.utils.make_msgid(domain="mail.example.net")
+    msg.set_content("Judged by the edge's antispam rules.\n")
+    try:
+        with _ProxiedSMTP(host, 25, timeout=15, local_hostname="mail.example.net") as smtp:
+            smtp.send_message(msg)
+    except smtplib.SMTPDataError as e:
+        said = e.smtp_error
+        return f"{e.smtp_code} {said.decode(errors='replace') if isinstance(said, bytes) else said}"
+    return None
