@@ -145,12 +145,11 @@ def test_the_renderers_name_what_the_srv_records_name(
     assert profile_servers(raw) == (want["imaps"], want["submissions"])
 
 
-def test_a_profile_at_the_mail_host_replaces_none_at_the_edge() -> None:
-    """Its identifiers follow the IMAP host: moving to the mail host is a new account."""
+def test_the_profiles_description_names_the_host_it_sets_up() -> None:
     edge = plistlib.loads(mobileconfig.profile(SETTINGS, "ann@one.example"))
     own = plistlib.loads(mobileconfig.profile(SETTINGS, "ann@one.example", mail_host=HOST))
-    assert edge["PayloadUUID"] != own["PayloadUUID"]
-    assert HOST in own["PayloadDescription"] and HOST not in edge["PayloadDescription"]
+    assert f"incoming {HOST}, outgoing {HOST}" in own["PayloadDescription"]
+    assert HOST not in edge["PayloadDescription"]
 
 
 # -- the hosted index -------------------------------------------------------------------
