@@ -111,7 +111,7 @@ def plans_with(plans: Iterable[dict[str, Any]], feature: str) -> frozenset[str]:
 def hosting_of(
     servers: Iterable[dict[str, Any]],
     calendar: frozenset[str],
-    dedicated: frozenset[str] = frozenset(),
+    dedicated: frozenset[str],
 ) -> dict[str, Hosting]:
     """Each domain -> the server the edge routes it to (status left out: not read).
     `calendar` and `dedicated`: the names of the plans with calendar and contacts, and
