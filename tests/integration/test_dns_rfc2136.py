@@ -13,6 +13,7 @@ import pytest
 from vpes_operator import API_VERSION, crypto
 from vpes_operator.clients.kube import Kube
 from vpes_operator.dns import verify
+from vpes_operator.settings import OperatorSettings
 
 from .dns_support import (
     BLOCKLIST,
@@ -458,12 +459,19 @@ def test_dnsbl_lists_the_test_address(knot: KnotServer) -> None:
     assert "listed for testing" in hits[0].reason
 
 
+def srv(knot: KnotServer, domain: str) -> dict[str, str]:
+    """The mail clients' SRV records (RFC 6186) of `domain`, by service, as Knot answers."""
+    found = {s: knot.query(f"_{s}._tcp.{domain}", "SRV") for s in ("submissions", "imaps", "pop3s")}
+    return {s: v[0] if len(v) == 1 else str(v) for s, v in found.items()}
+
+
 def test_a_mail_host_points_at_the_dedicated_address_once_it_has_one(
     api: Kube, operator: OperatorProcess, knot: KnotServer, namespace: str
 ) -> None:
     """spec.mailHost on a dedicated-address plan: its records wait for the LoadBalancer's
-    address (written here as a cloud's controller would), then point at it; they go
-    with the server."""
+    address (written here as a cloud's controller would), then point at it, and the
+    domain's mail client SRV records move from the edge's hosts to it, on the ports the
+    LoadBalancer exposes; they go with the server."""
     own = f"own-{uuid.uuid4().hex[:6]}"
     api.apply(plan_body(own, features={"dedicatedAddress": True}))
     d, host = f"own.{ZONE}", f"mail.own.{ZONE}"
@@ -474,6 +482,12 @@ def test_a_mail_host_points_at_the_dedicated_address_once_it_has_one(
         assert c is not None and "own-public" in c["message"] and host in c["message"]
         wait_for(lambda: knot.query(d, "MX") == [f"10 {MX_HOST}."], "the other records published")
         assert knot.query(host, "A") == []
+        edge = OperatorSettings()  # the operator's imap_host and smtp_host: the defaults
+        assert srv(knot, d) == {
+            "submissions": f"0 1 465 {edge.smtp_host}.",
+            "imaps": f"0 1 993 {edge.imap_host}.",
+            "pop3s": f"0 1 995 {edge.imap_host}.",
+        }, "no SRV record names the mail host before it resolves"
         path = api.resource("v1", "Service").path(namespace, "own-public") + "/status"
         ingress = [{"ip": "192.0.2.60"}, {"ip": "2001:db8::60"}]
         api.request(
@@ -487,6 +501,8 @@ def test_a_mail_host_points_at_the_dedicated_address_once_it_has_one(
         assert mine == {("A", "192.0.2.60"), ("AAAA", "2001:db8::60")}
         assert knot.query(host, "A") == ["192.0.2.60"]
         assert knot.query(host, "AAAA") == ["2001:db8::60"]
+        ports = {"submissions": 465, "imaps": 993, "pop3s": 995}
+        assert srv(knot, d) == {s: f"0 1 {port} {host}." for s, port in ports.items()}
         harvest_secrets(api, namespace)
         api.delete(API_VERSION, PMS, namespace, "own")
         wait_for(lambda: get_server(api, namespace, "own") is None, "the server to go")

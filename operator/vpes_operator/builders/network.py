@@ -68,7 +68,7 @@ def public_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
             "ports": [
                 {
                     "name": p.protocol,
-                    "port": p.port - layout.PROXY_OFFSET,
+                    "port": layout.DEDICATED_PORTS[p.protocol],
                     "targetPort": p.name,
                     "protocol": "TCP",
                 }

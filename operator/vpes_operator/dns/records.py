@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..models.server import DNSRecord
+from ..render import layout
 from ..settings import OperatorSettings
 
 # Kinds of record, in the order a person reads them.
@@ -106,13 +107,32 @@ class ClientService:
     port: int
 
 
-def client_services(settings: OperatorSettings) -> tuple[ClientService, ...]:
-    """The client services every hosted domain announces, in the SRV records' order."""
-    return (
+def client_services(
+    settings: OperatorSettings, mail_host: str | None = None
+) -> tuple[ClientService, ...]:
+    """The client services a hosted domain announces, in the SRV records' order: the
+    edge's hosts, or with `mail_host` (a server's own mail host that is served, see
+    `served_mail_host`) that host on the ports its dedicated address exposes (a service
+    whose port it does not expose is not announced)."""
+    edge = (
         ClientService(SRV_SUBMISSIONS, "submissions", "smtp", settings.smtp_host.rstrip("."), 465),
         ClientService(SRV_IMAPS, "imaps", "imap", settings.imap_host.rstrip("."), 993),
         ClientService(SRV_POP3S, "pop3s", "pop3", settings.imap_host.rstrip("."), 995),
     )
+    if mail_host is None:
+        return edge
+    host = mail_host.rstrip(".")
+    exposed = layout.DEDICATED_PORTS
+    return tuple(
+        replace(s, host=host, port=exposed[s.service]) for s in edge if s.service in exposed
+    )
+
+
+def served_mail_host(mail_host: str | None, dedicated: bool) -> str | None:
+    """The mail host clients are sent to: a server's spec.mailHost when its plan has a
+    dedicated address (`features.dedicatedAddress`: the tenant serves it straight, with
+    a certificate for it); None (the edge's hosts) otherwise."""
+    return mail_host if mail_host and dedicated else None
 
 
 def dav_services(settings: OperatorSettings) -> tuple[ClientService, ...]:
@@ -125,9 +145,12 @@ def dav_services(settings: OperatorSettings) -> tuple[ClientService, ...]:
     )
 
 
-def client_service(settings: OperatorSettings, protocol: str) -> ClientService:
-    """The one service of `protocol` ("imap", "pop3" or "smtp")."""
-    return next(s for s in client_services(settings) if s.protocol == protocol)
+def client_service(
+    settings: OperatorSettings, protocol: str, mail_host: str | None = None
+) -> ClientService:
+    """The one service of `protocol` ("imap", "pop3" or "smtp"), at the edge or at
+    `mail_host` (as `client_services`)."""
+    return next(s for s in client_services(settings, mail_host) if s.protocol == protocol)
 
 
 def txt_tag(value: str) -> str | None:
@@ -174,6 +197,7 @@ def domain_records(
     *,
     dnssec: bool = False,
     calendar: bool = False,
+    mail_host: str | None = None,
 ) -> list[Record]:
     """The records of one domain.
 
@@ -181,6 +205,8 @@ def domain_records(
     whose key does not exist yet has no DKIM record. `dnssec` says whether the
     domain's zone is signed: only then are TLSA records worth anything.
     `calendar`: the server's plan sells calendar and contacts (the DAV SRV records).
+    `mail_host`: the server's own mail host when it is served (`served_mail_host`):
+    the mail clients' SRV records name it instead of the edge's hosts.
     """
     ttl = settings.dns_ttl
     web = fqdn(settings.edge_web_host)
@@ -206,7 +232,7 @@ def domain_records(
         out.append(
             rec(TLS_RPT, "TXT", "_smtp._tls", f"v=TLSRPTv1; rua=mailto:{settings.tls_rpt_rua}")
         )
-    services = client_services(settings) + (dav_services(settings) if calendar else ())
+    services = client_services(settings, mail_host) + (dav_services(settings) if calendar else ())
     for s in services:
         out.append(rec(s.kind, "SRV", f"_{s.service}._tcp", f"0 1 {s.port} {fqdn(s.host)}"))
     out += [
@@ -227,13 +253,20 @@ def server_records(
     signed: Mapping[str, bool] | None = None,
     *,
     calendar: bool = False,
+    mail_host: str | None = None,
 ) -> list[Record]:
     """Every record of every domain, domains in order: what status.dnsRecords lists.
-    `calendar`: the server's plan has features.calendar."""
+    `calendar`: the server's plan has features.calendar; `mail_host`: the server's own
+    mail host, served (every domain's mail clients are sent to it)."""
     signed = signed or {}
     out: list[Record] = []
     for d in sorted(domains):
         out += domain_records(
-            d, settings, dkim.get(d, {}), dnssec=signed.get(d, False), calendar=calendar
+            d,
+            settings,
+            dkim.get(d, {}),
+            dnssec=signed.get(d, False),
+            calendar=calendar,
+            mail_host=mail_host,
         )
     return out

@@ -36,7 +36,7 @@ from ..settings import OperatorSettings
 from . import mailhost, ownership, providers, verify
 from .errors import DNSError
 from .providers.base import Provider, Result
-from .records import Record, server_records
+from .records import Record, served_mail_host, server_records
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ def run(
     CalDAV and CardDAV; when it has not (any more), publishing withdraws those records
     like every other record vpes owns and no longer wants. `dedicated`: the plan has a
     dedicated address, so a mail host (spec.mailHost) gets records at it
-    (`dns/mailhost.py`)."""
+    (`dns/mailhost.py`) and, once they exist, the domains' mail client SRV records name
+    it instead of the edge's hosts."""
     now = now or dt.datetime.now(dt.UTC)
     try:
         spec = server.parsed_spec()
@@ -226,10 +227,13 @@ def run(
         if provider
         else {d: resolvers.signed(d) for d in domains}
     )
-    records = server_records(domains, settings, dkim, signed, calendar=calendar)
     mail_host, no_address = mailhost.for_server(
         kube, owner.namespace, owner.name, spec, settings.dns_ttl, dedicated=dedicated
     )
+    # Mail clients are sent to the mail host once it resolves (its address records are
+    # published with these); until then to the edge, which serves them meanwhile.
+    served = served_mail_host(spec.mail_host, dedicated) if mail_host else None
+    records = server_records(domains, settings, dkim, signed, calendar=calendar, mail_host=served)
     records += mail_host
     waiting, wait_reason = None, Reason.WAITING_FOR_KEYS
     if provider is not None:

@@ -58,6 +58,7 @@ __all__ = [
     "ANTISPAM_PASSWORD_KEY",
     "CONFIG_DIR",
     "CONFIG_FILES",
+    "DEDICATED_PORTS",
     "DOVECOT_AUTH_DIR",
     "DOVECOT_AUTH_SOCKET",
     "DOVECOT_AUTH_USER",
@@ -275,3 +276,9 @@ PORTS: tuple[Port, ...] = tuple(
     for proxy in (False, True)
     for name, number, daemon, purpose in _PLAIN
 )
+
+# What a plan's dedicated address (a LoadBalancer, `builders.network.public_service`)
+# exposes: each PROXY port at its plain twin's number, by protocol. Mail clients of a
+# server with a served mail host (spec.mailHost) reach these straight; its SRV records
+# and set-up endpoints announce them (`dns.records.client_services`).
+DEDICATED_PORTS: dict[str, int] = {p.protocol: p.port - PROXY_OFFSET for p in PORTS if p.proxy}

@@ -121,7 +121,7 @@ class Account:
             qr=totp.qr_svg(totp.uri(secret, user)) if secret else "",
             done=done,
             openpgp_key=key,
-            mail_servers=setup.servers(self.panel.settings.mail),
+            mail_servers=setup.servers(self.panel.settings.mail, setup.mail_host(spec, plan)),
             profile_url=setup.PATH,
             calendar_url=setup.calendar_address(self.panel.settings.mail, plan),
         )

@@ -1,6 +1,7 @@
 """Set up your mail app: the logged-in user's Apple configuration profile (iPhone,
 iPad, Mac), from the same client settings as the domain's SRV records and the
-autoconfig endpoints (`vpes_operator.dns.records.client_services`). It holds no
+autoconfig endpoints (`vpes_operator.dns.records.client_services`: the edge's hosts,
+or the server's own mail host when its plan has a dedicated address). It holds no
 password: the device asks for it while installing the profile."""
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from typing import Any
 
 from starlette.responses import Response
 from starlette.routing import Route
-from vpes_operator.dns.records import ClientService, client_services
+from vpes_operator.dns.records import ClientService, client_services, served_mail_host
 from vpes_operator.settings import OperatorSettings
 
 from .. import account_view
 from ..web import NO_STORE, Context, Panel
 from ..wellknown import mobileconfig
 from ..wellknown.dav_address import dav_home
+from .overview import plan_of
 
 PATH = "/account/setup.mobileconfig"
 LABELS = {
@@ -25,9 +27,18 @@ LABELS = {
 }
 
 
-def servers(settings: OperatorSettings) -> list[tuple[str, ClientService]]:
-    """What the account page lists for mail apps that ask: (what it is, the service)."""
-    return [(LABELS[s.protocol], s) for s in client_services(settings)]
+def mail_host(spec: dict[str, Any], plan: dict[str, Any]) -> str | None:
+    """The server's own mail host when mail apps are sent to it: spec.mailHost on a plan
+    (its MailPlan's spec, as stored) with a dedicated address; None: the edge's hosts."""
+    host = spec.get("mailHost")
+    dedicated = (plan.get("features") or {}).get("dedicatedAddress") is True
+    return served_mail_host(host if isinstance(host, str) else None, dedicated)
+
+
+def servers(settings: OperatorSettings, host: str | None = None) -> list[tuple[str, ClientService]]:
+    """What the account page lists for mail apps that ask: (what it is, the service),
+    at the server's served mail host `host` or the edge's."""
+    return [(LABELS[s.protocol], s) for s in client_services(settings, host)]
 
 
 def calendar_address(settings: OperatorSettings, plan: dict[str, Any]) -> str | None:
@@ -44,7 +55,9 @@ async def profile(ctx: Context) -> Response:
     view = account_view.mailbox(server.get("spec") or {}, server.get("status") or {}, user)
     if view is None:
         return ctx.render("message.html", "My mailbox", 404, text="This mailbox no longer exists.")
-    body = mobileconfig.profile(ctx.panel.settings.mail, user, view.display_name)
+    plan = await ctx.run(plan_of, ctx.panel, server)
+    host = mail_host(server.get("spec") or {}, plan)
+    body = mobileconfig.profile(ctx.panel.settings.mail, user, view.display_name, host)
     disposition = f'attachment; filename="{mobileconfig.filename(user)}"'
     return Response(
         body,

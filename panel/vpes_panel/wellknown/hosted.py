@@ -26,6 +26,7 @@ from typing import Any
 
 from vpes_operator import API_VERSION
 from vpes_operator.clients.informer import Informer, Source
+from vpes_operator.dns import records
 from vpes_operator.edge import routing
 from vpes_operator.models import KINDS
 from vpes_operator.models.server import PersonalMailServer
@@ -50,7 +51,7 @@ def collection_path(kind: str) -> str:
 
 def slim_server(obj: JSON) -> JSON:
     """What the index reads of a server: its name, creation and deletion, spec.domains,
-    spec.plan and the mailboxes that publish a key (address and key)."""
+    spec.plan, spec.mailHost and the mailboxes that publish a key (address and key)."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     keep = ("name", "namespace", "creationTimestamp", "deletionTimestamp")
     mailboxes = [
@@ -59,16 +60,26 @@ def slim_server(obj: JSON) -> JSON:
         if isinstance(m, dict) and m.get("openpgpKey")
     ]
     slim: JSON = {"domains": spec.get("domains") or [], "plan": spec.get("plan", "")}
+    if spec.get("mailHost"):
+        slim["mailHost"] = spec["mailHost"]
     if mailboxes:
         slim["mailboxes"] = mailboxes
     return {"metadata": {k: meta[k] for k in keep if meta.get(k)}, "spec": slim}
 
 
+# The plan's features the index reads.
+CALENDAR, DEDICATED = "calendar", "dedicatedAddress"
+
+
 def slim_plan(obj: JSON) -> JSON:
-    """What the index reads of a plan: its name and features.calendar."""
+    """What the index reads of a plan: its name, features.calendar and
+    features.dedicatedAddress."""
     name = (obj.get("metadata") or {}).get("name", "")
-    calendar = ((obj.get("spec") or {}).get("features") or {}).get("calendar")
-    return {"metadata": {"name": name}, "spec": {"features": {"calendar": calendar}}}
+    features = (obj.get("spec") or {}).get("features") or {}
+    return {
+        "metadata": {"name": name},
+        "spec": {"features": {f: features.get(f) for f in (CALENDAR, DEDICATED)}},
+    }
 
 
 SLIM = {SERVERS: slim_server, PLANS: slim_plan}
@@ -77,25 +88,34 @@ PAGE = 100  # objects a list page (each reduced by SLIM before the next is read)
 
 @dataclass(frozen=True)
 class Hosting:
-    """The server that has a domain, and whether its plan sells calendar and contacts."""
+    """The server that has a domain, whether its plan sells calendar and contacts, and
+    the server's own mail host when it is served (`mail_host`: spec.mailHost on a plan
+    with a dedicated address; None: mail clients are sent to the edge)."""
 
     namespace: str
     server: str
     plan: str
     calendar: bool
+    mail_host: str | None = None
 
 
-def calendar_plans(plans: Iterable[dict[str, Any]]) -> frozenset[str]:
-    """The names of the plans with features.calendar."""
+def plans_with(plans: Iterable[dict[str, Any]], feature: str) -> frozenset[str]:
+    """The names of the plans whose `feature` (features.<feature>) is on."""
     return frozenset(
         str((p.get("metadata") or {}).get("name", ""))
         for p in plans
-        if ((p.get("spec") or {}).get("features") or {}).get("calendar") is True
+        if ((p.get("spec") or {}).get("features") or {}).get(feature) is True
     )
 
 
-def hosting_of(servers: Iterable[dict[str, Any]], calendar: frozenset[str]) -> dict[str, Hosting]:
-    """Each domain -> the server the edge routes it to (status left out: not read)."""
+def hosting_of(
+    servers: Iterable[dict[str, Any]],
+    calendar: frozenset[str],
+    dedicated: frozenset[str],
+) -> dict[str, Hosting]:
+    """Each domain -> the server the edge routes it to (status left out: not read).
+    `calendar` and `dedicated`: the names of the plans with calendar and contacts, and
+    with a dedicated address."""
     parsed = [
         PersonalMailServer.model_validate(
             {"metadata": obj.get("metadata") or {}, "spec": obj.get("spec") or {}}
@@ -105,8 +125,12 @@ def hosting_of(servers: Iterable[dict[str, Any]], calendar: frozenset[str]) -> d
     by_key = {routing.key_of(s): s for s in parsed}
     found: dict[str, Hosting] = {}
     for domain, key in routing.route(parsed).owners.items():
-        plan = by_key[key].plan
-        found[domain] = Hosting(key.namespace, key.name, plan, plan in calendar)
+        server = by_key[key]
+        plan, mail_host = server.plan, server.spec.get("mailHost")
+        served = records.served_mail_host(
+            mail_host if isinstance(mail_host, str) else None, plan in dedicated
+        )
+        found[domain] = Hosting(key.namespace, key.name, plan, plan in calendar, served)
     return found
 
 
@@ -127,11 +151,10 @@ def domains_of(servers: Iterable[dict[str, Any]]) -> frozenset[str]:
 
 def build(servers: list[JSON], plans: list[JSON]) -> Listing:
     """The index of these servers and plans (pure)."""
-    calendar = calendar_plans(plans)
     return Listing(
         domains_of(servers),
         openpgp.published_keys(servers),
-        hosting_of(servers, calendar),
+        hosting_of(servers, plans_with(plans, CALENDAR), plans_with(plans, DEDICATED)),
     )
 
 

@@ -1,6 +1,7 @@
 """An Apple configuration profile (.mobileconfig) that sets up one mailbox in the
 Mail app of an iPhone, iPad or Mac: IMAP and SMTP submission from the same
-`client_services` the SRV records are made from.
+`client_services` the SRV records are made from (the edge's hosts, or the server's
+own mail host when it is served).
 
 Unsigned (the device says so when installing it) and without any password: the
 device asks for it while installing. The profile's identifiers are derived from
@@ -31,9 +32,16 @@ def filename(address: str) -> str:
     return _UNSAFE.sub("_", address) + ".mobileconfig"
 
 
-def profile(settings: OperatorSettings, address: str, display_name: str = "") -> bytes:
-    imap = records.client_service(settings, "imap")
-    smtp = records.client_service(settings, "smtp")
+def profile(
+    settings: OperatorSettings,
+    address: str,
+    display_name: str = "",
+    mail_host: str | None = None,
+) -> bytes:
+    """The profile of `address`; at `mail_host` (the server's served mail host, see
+    `records.served_mail_host`), else at the edge's hosts."""
+    imap = records.client_service(settings, "imap", mail_host)
+    smtp = records.client_service(settings, "smtp", mail_host)
     account_id = _id("account", address, imap.host)
     account: dict[str, Any] = {
         "PayloadType": "com.apple.mail.managed",

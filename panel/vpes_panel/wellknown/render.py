@@ -1,6 +1,8 @@
 """What each endpoint answers, as pure functions of the operator's settings (the
 same `client_services` the SRV records are made from, the same MTA-STS policy
-the TXT record's id is a hash of) and the request's domain or address."""
+the TXT record's id is a hash of), the request's domain or address and, for the mail
+clients' settings, the served mail host of the server that has the domain
+(`Hosting.mail_host`: None sends clients to the edge's hosts)."""
 
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ class OutlookProtocol:
     port: int
 
 
-def autoconfig(settings: OperatorSettings, domain: str) -> str:
+def autoconfig(settings: OperatorSettings, domain: str, mail_host: str | None = None) -> str:
     """Thunderbird's config-v1.1.xml for `domain`: IMAP, POP3 and SMTP submission,
-    each TLS from the first byte, the full address as the login (%EMAILADDRESS%)."""
-    services = records.client_services(settings)
+    each TLS from the first byte, the full address as the login (%EMAILADDRESS%); at
+    `mail_host` when the domain's server has one served."""
+    services = records.client_services(settings, mail_host)
     by_protocol = {s.protocol: s for s in services}
     return ENV.get_template("autoconfig.xml").render(
         domain=domain,
@@ -41,12 +44,15 @@ def autoconfig(settings: OperatorSettings, domain: str) -> str:
     )
 
 
-def autodiscover(settings: OperatorSettings, address: str | None) -> str:
+def autodiscover(
+    settings: OperatorSettings, address: str | None, mail_host: str | None = None
+) -> str:
     """Outlook's autodiscover answer (the "outlook" response schema): IMAP and SMTP
-    submission, `address` as the login name (none when the request gave none)."""
+    submission, `address` as the login name (none when the request gave none); at
+    `mail_host` when the domain's server has one served."""
     services = [
         OutlookProtocol(s.protocol.upper(), s.host, s.port)
-        for s in (records.client_service(settings, p) for p in ("imap", "smtp"))
+        for s in (records.client_service(settings, p, mail_host) for p in ("imap", "smtp"))
     ]
     return ENV.get_template("autodiscover.xml").render(
         schema=OUTLOOK_SCHEMA, services=services, address=address

@@ -6,6 +6,8 @@ edge's web name, and their table (see routing.py for how a request finds one).
   `?emailaddress=` (Thunderbird's second try, at the domain itself);
 - autodiscover.<domain>/autodiscover/autodiscover.xml: Outlook POSTs its request
   (read by autodiscover.py); a GET with `?emailaddress=` is answered too;
+  both name the edge's hosts, or the domain's server's own mail host when it is served
+  (a lookup in the hosted index, `Hosting.mail_host`);
 - mta-sts.<domain>/.well-known/mta-sts.txt: the policy (404 while MTA-STS is off);
 - the Web Key Directory (OpenPGP public keys the mailboxes publish): advanced method at
   openpgpkey.<domain>/.well-known/openpgpkey/<domain>/hu/<hash> (and .../policy),
@@ -28,7 +30,9 @@ async def autoconfig(call: Call) -> Response:
     target = await call.target(call.request.query_params.get("emailaddress"))
     if target is None:
         return not_found()
-    return Response(render.autoconfig(call.web.settings.mail, target.domain), media_type=XML)
+    mail_host = await call.web.mail_host(target.domain)
+    body = render.autoconfig(call.web.settings.mail, target.domain, mail_host)
+    return Response(body, media_type=XML)
 
 
 async def outlook(call: Call) -> Response:
@@ -45,7 +49,8 @@ async def outlook(call: Call) -> Response:
     target = await call.target(address)
     if target is None:
         return not_found()
-    body = render.autodiscover(call.web.settings.mail, target.address)
+    mail_host = await call.web.mail_host(target.domain)
+    body = render.autodiscover(call.web.settings.mail, target.address, mail_host)
     return Response(body, media_type=XML)
 
 

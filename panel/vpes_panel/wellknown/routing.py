@@ -49,6 +49,11 @@ class Web:
     async def is_hosted(self, domain: str) -> bool:
         return domain in await run_in_threadpool(self.hosted.domains)
 
+    async def mail_host(self, domain: str) -> str | None:
+        """The served mail host of the server that has `domain` (None: the edge's)."""
+        hosting = await run_in_threadpool(self.hosted.hosting, domain)
+        return hosting.mail_host if hosting is not None else None
+
 
 @dataclass(frozen=True)
 class Target:
