@@ -23,9 +23,11 @@ from .clients import access
 from .clients.kube import ApiError, Kube
 from .clients.status import update_server_status
 from .conditions import Cond, Event, find
+from .dns.records import served_mail_host
 from .edge import relay
 from .edge.webmail import allowed as webmail_allowed
 from .errors import ConfigError, ReconcileError, WaitingError
+from .mailhost import sells_dedicated
 from .models.conditions import Reason
 from .models.kube import PersistentVolumeClaim, Secret, StatefulSet
 from .models.plan import MailPlanSpec, PlanJSON
@@ -74,16 +76,25 @@ def _secret_reader(kube: Kube, namespace: str) -> credentials.SecretReader:
     return read
 
 
-def endpoints(owner: Owner, settings: OperatorSettings, webmail: bool = True) -> Endpoints:
-    """Where the customer's clients go; the webmail address only where the plan has
-    webmail and the platform runs one (VPES_WEBMAIL_URL set)."""
+def endpoints(
+    owner: Owner, settings: OperatorSettings, webmail: bool = True, mail_host: str | None = None
+) -> Endpoints:
+    """Where the customer's clients go: the edge's hosts, or the server's own mail host
+    where it is served (`dns.records.served_mail_host`); the webmail address only where
+    the plan has webmail and the platform runs one (VPES_WEBMAIL_URL set)."""
     return Endpoints(
-        imap_host=settings.imap_host,
-        smtp_host=settings.smtp_host,
+        imap_host=mail_host or settings.imap_host,
+        smtp_host=mail_host or settings.smtp_host,
         service=f"{naming.service(owner.name)}.{owner.namespace}.svc",
         webmail_url=(settings.webmail_url or None) if webmail else None,
         panel_url=settings.panel_url,
     )
+
+
+def _mail_host(server: PersonalMailServer, plan: PlanJSON | None) -> str | None:
+    """The server's own mail host where its plan serves it (None: the edge's hosts)."""
+    host = server.spec.get("mailHost")
+    return served_mail_host(host if isinstance(host, str) else None, sells_dedicated(plan))
 
 
 def parse_plan(name: str, raw: PlanJSON | None) -> MailPlanSpec:
@@ -259,7 +270,12 @@ def reconcile(
         workload,
         now=now,
         provisioned=provisioned,
-        endpoints=endpoints(owner_of(server), settings, webmail_allowed(plan_spec)),
+        endpoints=endpoints(
+            owner_of(server),
+            settings,
+            webmail_allowed(plan_spec),
+            _mail_host(server, plan_spec),
+        ),
         usage=usage,
         storage_limits=storage_limits(settings, reserve),
         relaying=bool(settings.relay_status_url),

@@ -256,3 +256,26 @@ def test_the_panel_sends_mail_apps_to_the_served_mail_host(
     assert setup.mail_host(spec, plan_spec) == want
     listed = {s.service: (s.port, s.host) for _, s in setup.servers(SETTINGS, want)}
     assert listed == (OWN if want else EDGE)
+
+
+@pytest.mark.parametrize(
+    ("spec", "features", "imap"),
+    [
+        ({"mailHost": HOST}, {"dedicatedAddress": True}, HOST),
+        ({"mailHost": HOST}, {}, "imap.edge.example"),  # a shared plan: the edge
+        ({}, {"dedicatedAddress": True}, "imap.edge.example"),  # no mail host
+    ],
+)
+def test_status_endpoints_name_the_mail_host_where_it_is_served(
+    spec: dict[str, Any], features: dict[str, Any], imap: str
+) -> None:
+    from vpes_operator.models.server import PersonalMailServer
+    from vpes_operator.reconcile import _mail_host, endpoints
+
+    server = PersonalMailServer.model_validate(
+        {"metadata": {"name": "one", "namespace": "t"}, "spec": {"plan": "p", **spec}}
+    )
+    owner = Owner(name="one", namespace="t", uid="u", plan="p")
+    got = endpoints(owner, SETTINGS, True, _mail_host(server, {"features": features}))
+    assert got.imap_host == imap
+    assert got.smtp_host == (HOST if imap == HOST else "submit.edge.example")
