@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from .. import GROUP, VERSION, health, mailhost, metrics, naming
+from ..conditions import Event
 from ..dns import service
 from ..dns.schedule import CHECK_ANNOTATION, Schedule
 from ..models.server import PersonalMailServer
@@ -114,7 +115,7 @@ def dns_cleanup(
     text = "; ".join(p.message for p in problems)
     if final:
         report_left(f"{meta.get('namespace')}/{meta.get('name')}", text, len(problems))
-        kopf.warn(body, reason="DNSCleanupFailed", message=f"records left in DNS: {text}")
+        post(body, [Event("Warning", "DNSCleanupFailed", f"records left in DNS: {text}")])
         return
     raise kopf.TemporaryError(f"DNS records not removed yet: {text}", delay=min(5 * 2**retry, 300))
 

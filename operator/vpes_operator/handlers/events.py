@@ -1,9 +1,12 @@
 """The one way the operator posts Kubernetes events (on transitions, never repeats).
 
-Inside a kopf handler the event goes through kopf's queue (posted in the
-background, with its retries). The operator's own background loops (usage,
-edge maps, sweeps) run outside any handler, where kopf has no queue: there the
-event is created directly through the product's client, in the same shape.
+Every event is created at once through the product's client, from a handler
+and from the background loops (usage, edge maps, sweeps) alike, never through
+kopf's queue: kopf posts its queue one event at a time and retries a refused
+one up to nine times with back-off, so the events about servers whose namespace
+is being deleted (refused, 403) held up every other server's events behind them
+for minutes. An event that cannot be posted is logged and dropped: it is never
+worth failing or delaying the work that caused it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 from typing import Any
-
-import kopf
 
 from ..clients.kube import ApiError, Kube
 from ..conditions import Event
@@ -33,7 +34,7 @@ _DIRECT = _Direct()
 
 
 def use(kube: Kube) -> None:
-    """The client that posts events from outside kopf's handlers (set at start-up)."""
+    """The client that posts every event (set at start-up)."""
     _DIRECT.kube = kube
 
 
@@ -42,10 +43,7 @@ def post(body: Any, events: Iterable[Event]) -> None:
         message = e.message
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 3] + "..."
-        try:
-            kopf.event(body, type=e.type, reason=e.reason, message=message)
-        except LookupError:  # not in a handler: kopf's event queue is not in this context
-            _post_directly(body, e.type, e.reason, message)
+        _post_directly(body, e.type, e.reason, message)
 
 
 def event_body(
@@ -85,5 +83,15 @@ def _post_directly(body: Any, type_: str, reason: str, message: str) -> None:
         return
     try:
         kube.create(event_body(body, type_, reason, message, dt.datetime.now(dt.UTC)))
-    except ApiError as e:  # an event is never worth failing the work that caused it
-        log.warning("event %s not posted: %s", reason, e)
+    except ApiError as e:
+        if _namespace_gone(e):  # nobody can read it there any more
+            log.debug("event %s not posted: %s", reason, e)
+        else:
+            log.warning("event %s not posted: %s", reason, e)
+
+
+def _namespace_gone(e: ApiError) -> bool:
+    """The refusal of an event in a namespace being deleted, or already gone."""
+    return (e.status == 403 and "being terminated" in e.message) or (
+        e.status == 404 and "namespaces" in e.message
+    )

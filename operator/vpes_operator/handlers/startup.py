@@ -30,6 +30,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     # Our own events are posted on transitions; kopf's per-handler chatter is not.
     settings.posting.level = logging.WARNING
+    # kopf posts its events one at a time: a refused one (its object's namespace
+    # being deleted) retried for 12 s would hold up every later one (ours go
+    # straight to the API, see `events`).
+    settings.posting.logging_backoffs = (1,)
     # Concurrency is bounded where the work is: every handler is synchronous and
     # runs in this pool of threads, so at most `max_workers` reconciles run at
     # once, and they share the API client's connection pool.
