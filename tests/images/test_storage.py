@@ -145,7 +145,7 @@ def test_a_full_volume_defers_mail_and_loses_none(small: Tenant) -> None:
             if r.get("delay_reason")
         ]
 
-    reasons = wait_until(deferred, 30, "the delivery tried and deferred")
+    reasons = wait_until(deferred, 60, "the delivery tried and deferred")
     # ENOSPC while saving: Dovecot's LMTP says 451 4.2.0 (its save fails as an
     # internal error) and removes what it wrote; EDQUOT, what volumes limited by
     # project quotas return, is "over quota": 452 with quota_full_tempfail.
@@ -218,6 +218,6 @@ def test_a_delivery_over_quota_is_deferred_not_bounced(small: Tenant) -> None:
             if r.get("delay_reason")
         ]
 
-    reasons = wait_until(deferred, 30, "the delivery tried and deferred")
+    reasons = wait_until(deferred, 60, "the delivery tried and deferred")
     assert "452 4.2.2" in reasons[0], reasons
     assert "status=bounced" not in small.logs()
