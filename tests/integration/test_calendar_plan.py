@@ -15,8 +15,7 @@ from vpes_operator.clients.kube import Kube
 
 from .dns_support import ZONE, KnotServer
 from .operator_support import OperatorProcess, plan_body, server_body, wait_for
-from .test_dns_rfc2136 import (  # noqa: F401 (the module's fixtures, a Knot and an operator of our own)
-    knot,
+from .rfc2136_support import (  # noqa: F401 (the DNS fixtures: an operator of our own)
     metrics_port,
     operator,
     secret_file,
@@ -51,7 +50,7 @@ def dav_parts(api: Kube, namespace: str, name: str) -> tuple[bool, bool, bool] |
 def test_calendar_follows_the_plan(
     api: Kube,
     operator: OperatorProcess,  # noqa: F811
-    knot: KnotServer,  # noqa: F811
+    knot: KnotServer,
     namespace: str,
 ) -> None:
     plan = f"cal-{uuid.uuid4().hex[:6]}"

@@ -26,7 +26,7 @@ from .operator_support import (
     server_body,
     wait_for,
 )
-from .test_dns_rfc2136 import dns_env, events_of, plan, spec, wait_condition
+from .rfc2136_support import dns_env, events_of, plan, spec, wait_condition
 
 __all__ = ["plan"]  # a fixture
 PMS_API = API_VERSION

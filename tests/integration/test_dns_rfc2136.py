@@ -1,175 +1,40 @@
 """DNS end to end: the operator publishes through RFC 2136 + TSIG into a real Knot DNS
-server, verifies live, reports faults as conditions and removes only its own records."""
+server, verifies live and removes only its own records; the provider chosen per server,
+a signed zone, a customer's mail host. Its faults are in `test_dns_faults`."""
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import pytest
 from vpes_operator import API_VERSION, crypto
 from vpes_operator.clients.kube import Kube
 from vpes_operator.dns import verify
 from vpes_operator.settings import OperatorSettings
 
-from .dns_support import (
-    BLOCKLIST,
-    KEY_NAME,
-    LISTED,
-    SIGNED_ZONE,
-    ZONE,
-    KnotServer,
-    free_port,
-    scrape,
-)
+from .dns_support import BLOCKLIST, LISTED, SIGNED_ZONE, ZONE, KnotServer
 from .operator_support import (
-    SECRET_VALUES,
     OperatorProcess,
     condition,
     get_server,
     harvest_secrets,
-    install_platform,
     plan_body,
     server_body,
     wait_for,
 )
+from .rfc2136_support import (
+    MX_HOST,
+    PMS,
+    TLSA,
+    metrics_port,
+    operator,
+    plan,
+    secret_file,
+    spec,
+    wait_condition,
+)
 
-TLSA = "3 1 1 " + "ab" * 32
-MX_HOST = f"mx.{ZONE}"
-PMS = "PersonalMailServer"
-
-
-@pytest.fixture(scope="module")
-def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
-    server = KnotServer(tmp_path_factory.mktemp("knot"))
-    server.start()
-    SECRET_VALUES.add(server.secret)  # the TSIG secret never appears in an operator log
-    yield server
-    server.stop()
-
-
-def dns_env(knot: KnotServer, secret_file: Path) -> dict[str, str]:
-    return {
-        "VPES_DNS_DEFAULT_PROVIDER": "rfc2136",
-        "VPES_DNS_RFC2136_SERVER": knot.address,
-        "VPES_DNS_RFC2136_TSIG_NAME": KEY_NAME,
-        "VPES_DNS_RFC2136_TSIG_SECRET_FILE": str(secret_file),
-        "VPES_DNS_RESOLVERS": knot.address,
-        "VPES_DNS_TTL": "300",
-        "VPES_MX_HOST": MX_HOST,
-        "VPES_OUTBOUND_ADDRESSES": "192.0.2.25,2001:db8::25",
-        "VPES_DMARC_RUA": "dmarc@vpes-dns.test",
-        "VPES_TLS_RPT_RUA": "tls@vpes-dns.test",
-        "VPES_DANE_TLSA": TLSA,
-        "VPES_DNS_VERIFY_TICK": "1",
-        "VPES_DKIM_ED25519": "true",
-        "VPES_DNS_VERIFY_MIN_INTERVAL": "1",
-        "VPES_DNS_VERIFY_MAX_INTERVAL": "4",
-    }
-
-
-@pytest.fixture(scope="module")
-def secret_file(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tsig") / "secret"
-    path.write_text(knot.secret)
-    return path
-
-
-@pytest.fixture(scope="module")
-def metrics_port() -> int:
-    return free_port("127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: Any,
-    knot: KnotServer,
-    secret_file: Path,
-    metrics_port: int,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    kubeconfig = install_platform(cluster)
-    op = OperatorProcess(
-        kubeconfig,
-        tmp_path_factory.mktemp("operator-dns"),
-        dns_env(knot, secret_file),
-        args=["--metrics-port", str(metrics_port)],
-    )
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture(scope="module")
-def plan(api: Kube) -> Iterator[str]:
-    name = f"dns-{uuid.uuid4().hex[:6]}"
-    api.apply(plan_body(name))
-    yield name
-    api.delete(API_VERSION, "MailPlan", None, name)
-
-
-def spec(plan: str, *domains: str, **dns: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "plan": plan,
-        "owner": {"email": "owner@example.net"},
-        "domains": list(domains),
-        "mailboxes": [{"address": f"alice@{domains[0]}"}],
-    }
-    if dns:
-        out["dns"] = dns
-    return out
-
-
-def wait_condition(
-    api: Kube, namespace: str, name: str, type_: str, status: str, reason: str | None = None
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        obj = get_server(api, namespace, name)
-        c = condition(obj, type_)
-        if c and c["status"] == status and (reason is None or c["reason"] == reason):
-            return obj
-        return None
-
-    return wait_for(check, f"{type_}={status} {reason or ''} on {name}", timeout=90)
-
-
-def events_of(api: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
-    """The Kubernetes events about the PersonalMailServer `name`."""
-    found = api.request(
-        "GET",
-        f"/api/v1/namespaces/{namespace}/events",
-        query={"fieldSelector": f"involvedObject.name={name}"},
-    )
-    return [e for e in found.get("items", []) if e["involvedObject"]["kind"] == PMS]
-
-
-def wait_event(api: Kube, namespace: str, name: str, reason: str) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        return next((e for e in events_of(api, namespace, name) if e["reason"] == reason), None)
-
-    return wait_for(check, f"an event {reason} on {name}", timeout=30)
-
-
-def restarted(operator: OperatorProcess, **env: str) -> dict[str, str | None]:
-    """Restart the operator with `env` changed; the old values, to restore with `restarted`."""
-    operator.stop()
-    old = {k: operator.env.get(k) for k in env}
-    operator.env.update(env)
-    operator.start()
-    return old
-
-
-def restore(operator: OperatorProcess, old: dict[str, str | None]) -> None:
-    operator.stop()
-    for k, v in old.items():
-        if v is None:
-            operator.env.pop(k, None)
-        else:
-            operator.env[k] = v
-    operator.start()
+__all__ = ["metrics_port", "operator", "plan", "secret_file"]  # the module's fixtures
 
 
 def test_published_and_verified(
@@ -315,113 +180,6 @@ def test_signed_zone_lists_tlsa(
     assert [(r["name"], r["value"], r["check"]) for r in tlsa] == [
         (f"_25._tcp.{MX_HOST}", TLSA, "Pass")
     ]
-
-
-def test_wrong_tsig_key_is_a_condition(
-    api: Kube,
-    operator: OperatorProcess,
-    knot: KnotServer,
-    secret_file: Path,
-    namespace: str,
-    plan: str,
-    tmp_path: Path,
-) -> None:
-    wrong = tmp_path / "wrong"
-    wrong.write_text(base64.b64encode(b"not the key" * 3).decode())
-    operator.stop()
-    operator.env["VPES_DNS_RFC2136_TSIG_SECRET_FILE"] = str(wrong)
-    operator.start()
-    try:
-        d = f"badkey.{ZONE}"
-        api.apply(server_body("badkey", namespace, spec(plan, d)))
-        obj = wait_condition(api, namespace, "badkey", "DNSPublished", "False", "TSIGKeyRejected")
-        c = condition(obj, "DNSPublished")
-        assert c is not None and KEY_NAME in c["message"] and "configure the key" in c["message"]
-        assert knot.query(d, "MX") == []
-        assert operator.alive(), "a DNS fault is a condition, not a crash"
-    finally:
-        operator.stop()
-        operator.env["VPES_DNS_RFC2136_TSIG_SECRET_FILE"] = str(secret_file)
-        operator.start()
-    # With the right key again, the same server gets its records.
-    wait_condition(api, namespace, "badkey", "DNSVerified", "True")
-
-
-def test_unreachable_server_is_a_condition(
-    api: Kube, operator: OperatorProcess, knot: KnotServer, namespace: str, plan: str
-) -> None:
-    dead = f"127.0.77.2:{free_port('127.0.77.2')}"  # nothing listens there
-    old = restarted(operator, VPES_DNS_RFC2136_SERVER=dead)
-    try:
-        d = f"nodns.{ZONE}"
-        api.apply(server_body("nodns", namespace, spec(plan, d)))
-        obj = wait_condition(
-            api, namespace, "nodns", "DNSPublished", "False", "DNSServerUnreachable"
-        )
-        c = condition(obj, "DNSPublished")
-        assert c is not None and dead in c["message"], c
-        assert "VPES_DNS_RFC2136_SERVER" in c["message"], "the message says what to fix"
-        event = wait_event(api, namespace, "nodns", "DNSServerUnreachable")
-        assert event["type"] == "Warning" and dead in event["message"]
-        assert operator.alive(), "a DNS fault is a condition, not a crash"
-        assert "DNS of nodns failed" not in operator.log_text(), "the fault raised"
-        assert knot.query(d, "MX") == []
-    finally:
-        restore(operator, old)
-    # With the right server again, the same server gets its records.
-    wait_condition(api, namespace, "nodns", "DNSVerified", "True")
-    assert knot.query(d, "MX") == [f"10 {MX_HOST}."]
-
-
-def test_listed_outbound_address_is_a_condition_and_an_event(
-    api: Kube, operator: OperatorProcess, knot: KnotServer, namespace: str, plan: str
-) -> None:
-    old = restarted(
-        operator,
-        VPES_DNSBL_ZONES=BLOCKLIST,
-        VPES_OUTBOUND_ADDRESSES=f"192.0.2.25,{LISTED}",
-    )
-    try:
-        d = f"listed.{ZONE}"
-        api.apply(server_body("listed", namespace, spec(plan, d)))
-        obj = wait_condition(
-            api, namespace, "listed", "DNSVerified", "False", "OutboundAddressListed"
-        )
-        c = condition(obj, "DNSVerified")
-        assert c is not None
-        assert f"{LISTED} is listed on {BLOCKLIST} (listed for testing)" in c["message"], c
-        assert "192.0.2.25" not in c["message"], "an address no list holds is not named"
-        assert all(r["check"] == "Pass" for r in obj["status"]["dnsRecords"])
-        event = wait_event(api, namespace, "listed", "OutboundAddressListed")
-        assert event["type"] == "Warning"
-        assert event["message"].startswith("DNSVerified=False: ") and LISTED in event["message"]
-        assert operator.alive()
-    finally:
-        restore(operator, old)
-    wait_condition(api, namespace, "listed", "DNSVerified", "True", "AllRecordsFound")
-    assert wait_event(api, namespace, "listed", "AllRecordsFound")["type"] == "Normal"
-    assert knot.query(d, "TXT") == ["v=spf1 ip4:192.0.2.25 ip6:2001:db8::25 -all"]
-
-
-def test_verification_failure_is_a_condition_an_event_and_a_metric(
-    api: Kube, operator: OperatorProcess, metrics_port: int, namespace: str, plan: str
-) -> None:
-    d = f"unpublished.{ZONE}"
-    api.apply(server_body("unpub", namespace, spec(plan, d, mode="Manual")))
-    obj = wait_condition(api, namespace, "unpub", "DNSVerified", "False", "RecordsNotFound")
-    failing = [r for r in obj["status"]["dnsRecords"] if r["check"] == "Fail"]
-    assert failing
-    event = wait_event(api, namespace, "unpub", "RecordsNotFound")
-    assert event["type"] == "Warning" and "missing: publish MX" in event["message"]
-    series = f'vpes_dns_verification_failures_total{{namespace="{namespace}",server="unpub"}}'
-    first = wait_for(lambda: scrape(metrics_port).get(series), series)
-    assert first >= len(failing)
-    # Each re-check that still finds them wrong counts them again.
-    wait_for(lambda: (scrape(metrics_port).get(series) or 0) > first, f"{series} to grow", 30)
-    harvest_secrets(api, namespace)
-    api.delete(API_VERSION, "PersonalMailServer", namespace, "unpub")
-    wait_for(lambda: get_server(api, namespace, "unpub") is None, "the server to go")
-    assert series not in scrape(metrics_port), "a deleted server's series goes with it"
 
 
 def test_provider_is_chosen_per_server(

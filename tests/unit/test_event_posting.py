@@ -38,11 +38,11 @@ class Recorder:
 
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
-    before = events._DIRECT.kube
+    before = events._CLIENT.kube
     rec = Recorder()
     events.use(cast(Kube, rec))
     yield rec
-    events._DIRECT.kube = before
+    events._CLIENT.kube = before
 
 
 def refusal(status: int, message: str) -> ApiError:

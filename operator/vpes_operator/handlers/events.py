@@ -26,16 +26,16 @@ MAX_MESSAGE = 1024
 COMPONENT = "vpes-operator"
 
 
-class _Direct:
+class _Client:
     kube: Kube | None = None
 
 
-_DIRECT = _Direct()
+_CLIENT = _Client()
 
 
 def use(kube: Kube) -> None:
     """The client that posts every event (set at start-up)."""
-    _DIRECT.kube = kube
+    _CLIENT.kube = kube
 
 
 def post(body: Any, events: Iterable[Event]) -> None:
@@ -43,7 +43,7 @@ def post(body: Any, events: Iterable[Event]) -> None:
         message = e.message
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 3] + "..."
-        _post_directly(body, e.type, e.reason, message)
+        _create(body, e.type, e.reason, message)
 
 
 def event_body(
@@ -76,8 +76,8 @@ def event_body(
     }
 
 
-def _post_directly(body: Any, type_: str, reason: str, message: str) -> None:
-    kube = _DIRECT.kube
+def _create(body: Any, type_: str, reason: str, message: str) -> None:
+    kube = _CLIENT.kube
     if kube is None:
         log.warning("event %s not posted (no client yet): %s", reason, message)
         return
